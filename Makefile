@@ -1,0 +1,35 @@
+# `make test` builds the virtualenv, installs Tenet with its test dependencies and runs the whole suite.
+# `make demo` compiles the example topology and traces packets through it, offline.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Debian's interpreter: the suite and the tools run on the system Python the packages target.
+SYSTEM_PYTHON ?= /usr/bin/python3
+
+.PHONY: venv test lint demo bench clean
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(SYSTEM_PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: venv lint
+	$(PY) -m pytest
+
+demo: venv
+	$(VENV)/bin/tenetctl check examples/cluster.yaml
+	$(VENV)/bin/tenetctl compile examples/cluster.yaml --node node1
+	$(VENV)/bin/tenetctl trace examples/cluster.yaml --src b1 --dst b2 --proto tcp --dport 80
+	$(VENV)/bin/tenetctl trace examples/cluster.yaml --src b1 --dst r1
+
+bench: venv
+	$(PY) -m bench.compile --nodes 100 --tenants 10 --networks 100 --endpoints 5000 --json
+
+clean:
+	rm -rf $(VENV) build *.egg-info

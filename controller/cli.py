@@ -1,0 +1,177 @@
+"""tenetctl: the tenant admin's command line.
+
+Offline commands work on a topology file and need no controller:
+  tenetctl check FILE                      validate the file
+  tenetctl compile FILE --node NODE        the node's meters, groups and flows as ovs-ofctl text
+  tenetctl trace FILE --src EP --dst EP    follow a packet through every switch it crosses
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from controller.openflow.ofctl import flow_text, render_state
+from controller.pipeline.compile import Compiler
+from controller.pipeline.probes import PROTOCOLS, Spoof, to_endpoint
+from controller.pipeline.simulate import SimNetwork, Trace
+from topology.errors import ValidationError
+from topology.loader import load_file
+from topology.model import Model, parse_ip, parse_mac
+
+
+class CommandError(Exception):
+    """A user error: printed as one line, exit status 1."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except BrokenPipeError:
+        # The reader went away (`tenetctl compile ... | head`): say nothing, but do not claim success.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except ValidationError as error:
+        print(f"tenetctl: {args.file}: {error}", file=sys.stderr)
+    except (CommandError, OSError) as error:
+        print(f"tenetctl: {error}", file=sys.stderr)
+    return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tenetctl",
+        description="Tenet: multi-tenant networking on Open vSwitch. Offline commands read a topology file "
+        "(nodes, tenants, networks, QoS, endpoints; see examples/cluster.yaml).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = commands.add_parser(
+        "check",
+        help="validate a topology file",
+        description="Validate a topology file: exit 0 and a summary if it is good, else one line naming the bad field.",
+    )
+    check.add_argument("file", metavar="FILE")
+    check.set_defaults(run=run_check)
+
+    compile_ = commands.add_parser(
+        "compile",
+        help="a node's flows, groups and meters as ovs-ofctl text",
+        description="Print what Tenet installs on one node's br-int: meters, "
+        "groups, then flows by table, as ovs-ofctl text.",
+    )
+    compile_.add_argument("file", metavar="FILE")
+    compile_.add_argument("--node", required=True, help="the node to compile for")
+    compile_.add_argument(
+        "--numeric",
+        action="store_true",
+        help="numeric table ids, so the flows can be fed to `ovs-ofctl -O OpenFlow13 add-flows`",
+    )
+    compile_.set_defaults(run=run_compile)
+
+    trace = commands.add_parser(
+        "trace",
+        help="follow a packet from one endpoint to another",
+        description="Simulate a packet from --src to --dst through every switch of "
+        "the compiled topology; print each table it passes and a final verdict line. "
+        "Exit 0 for a completed trace, delivered or dropped.",
+    )
+    trace.add_argument("file", metavar="FILE")
+    trace.add_argument("--src", required=True, metavar="ENDPOINT", help="sending endpoint id")
+    trace.add_argument("--dst", required=True, metavar="ENDPOINT", help="destination endpoint id")
+    trace.add_argument(
+        "--proto",
+        choices=PROTOCOLS,
+        default="icmp",
+        help="icmp, tcp or udp to the destination's IP; arp asks for its MAC (default icmp)",
+    )
+    trace.add_argument("--dport", type=int, metavar="N", help="destination port for tcp and udp (default 80)")
+    trace.add_argument("--spoof-ip", metavar="IP", help="send from this source IP instead of the endpoint's own")
+    trace.add_argument("--spoof-mac", metavar="MAC", help="send from this source MAC instead of the endpoint's own")
+    trace.add_argument("--json", action="store_true", help="print a JSON object: verdict, delivered_to, path")
+    trace.set_defaults(run=run_trace)
+    return parser
+
+
+def run_check(args: argparse.Namespace) -> int:
+    model = load_file(args.file)
+    print(
+        f"{args.file}: ok: {len(model.nodes)} nodes, {len(model.tenants)} tenants, {len(model.networks)} networks, "
+        f"{len(model.endpoints)} endpoints, {len(model.qos_profiles)} QoS profiles"
+    )
+    return 0
+
+
+def run_compile(args: argparse.Namespace) -> int:
+    model = load_file(args.file)
+    if args.node not in model.nodes:
+        raise CommandError(f"unknown node {args.node!r} (the file has {', '.join(sorted(model.nodes))})")
+    state = Compiler(model).compile_node(args.node)
+    print(render_state(state.flows(), state.groups().values(), state.meters().values(), names=not args.numeric))
+    return 0
+
+
+def run_trace(args: argparse.Namespace) -> int:
+    model = load_file(args.file)
+    src, dst = (find_endpoint(model, args.src, "--src"), find_endpoint(model, args.dst, "--dst"))
+    if args.dport is not None and not (args.proto in ("tcp", "udp") and 0 < args.dport < 65536):
+        raise CommandError("--dport wants --proto tcp or udp and a port in 1..65535")
+    try:
+        spoof = Spoof(
+            ip=parse_ip("--spoof-ip", args.spoof_ip) if args.spoof_ip else None,
+            mac=parse_mac("--spoof-mac", args.spoof_mac) if args.spoof_mac else None,
+        )
+    except ValidationError as error:
+        raise CommandError(str(error)) from None
+    states = Compiler(model).compile_all()
+    packet = to_endpoint(model, src, dst, proto=args.proto, dport=args.dport, spoof=spoof)
+    trace = SimNetwork(model, states).send(src.id, packet)
+    if args.json:
+        print(json.dumps(trace_json(trace), indent=2))
+    else:
+        print(trace_text(trace, args))
+    return 0
+
+
+def find_endpoint(model: Model, endpoint_id: str, option: str) -> object:
+    endpoint = model.endpoints.get(endpoint_id)
+    if endpoint is None:
+        raise CommandError(f"{option}: unknown endpoint {endpoint_id!r}")
+    return endpoint
+
+
+def verdict_line(trace: Trace) -> str:
+    if trace.delivered:
+        return "delivered to " + ", ".join(trace.delivered_to)
+    return f"dropped: {trace.reason}"
+
+
+def trace_text(trace: Trace, args: argparse.Namespace) -> str:
+    what = args.proto + (f" dport {args.dport}" if args.dport else "")
+    lines = [f"trace {args.src} -> {args.dst} ({what})"]
+    for hop in trace.hops:
+        detail = flow_text(hop.flow) if hop.flow is not None else hop.detail
+        lines.append(f"  {hop.node:<10} {hop.table:<15} {detail}")
+    lines.append(verdict_line(trace))
+    return "\n".join(lines)
+
+
+def trace_json(trace: Trace) -> dict:
+    return {
+        "verdict": trace.verdict,
+        "delivered_to": trace.delivered_to,
+        "reason": None if trace.delivered else trace.reason,
+        "path": [
+            {"node": h.node, "table": h.table, "flow": flow_text(h.flow) if h.flow else None, "note": h.detail}
+            for h in trace.hops
+        ],
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""VXLAN segments: one flow-based tunnel port per node; the VNI and the remote node are set per flow."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+
+from controller.pipeline.fields import FLAG_FROM_REMOTE, FLAGS, NETWORK, TENANT
+from controller.pipeline.ir import Bucket, Flow, Output, SetField, match
+from controller.pipeline.tables import PIPELINE
+from topology.model import TUNNEL_OFPORT, Network
+
+PRIORITY = 100
+
+
+def classify(network: Network, tenant_id: int, *, cookie: int) -> Flow:
+    return PIPELINE.verify(
+        Flow(
+            "classify",
+            PRIORITY,
+            match(in_port=TUNNEL_OFPORT, tunnel_id=network.segment),
+            (
+                SetField(NETWORK.register, network.id),
+                SetField(TENANT.register, tenant_id),
+                SetField(FLAGS.register, FLAG_FROM_REMOTE),
+            ),
+            goto="l2",
+            cookie=cookie,
+        )
+    )
+
+
+def to_node(network: Network, tunnel_ip: IPv4Address) -> Bucket:
+    return (SetField("tunnel_id", network.segment), SetField("tun_ipv4_dst", int(tunnel_ip)), Output(TUNNEL_OFPORT))

@@ -1,0 +1,553 @@
+"""The topology model: typed, immutable entities and one mutable container that keeps them consistent.
+
+Every change goes through a `Model` method that validates it completely before touching any state, so a
+rejected change leaves nothing half-applied, and returns a `Touched` record naming what it changed. The
+compiler uses that record to recompute only the affected sections of the affected nodes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import Enum
+from ipaddress import IPv4Address, IPv4Network
+
+from topology.errors import ValidationError
+from topology.ipam import (
+    MAX_NETWORK_ID,
+    AddressPool,
+    endpoint_mac,
+    gateway_mac,
+    int_to_mac,
+    is_unicast_mac,
+    mac_to_int,
+)
+
+VLAN_RANGE = (1, 4094)
+VNI_RANGE = (1, 16_777_215)
+VXLAN_OVERHEAD = 50  # outer Ethernet + IPv4 + UDP + VXLAN headers
+DEFAULT_UNDERLAY_MTU = 1500
+
+# Planned OpenFlow port numbers on br-int. The agent asks OVS for them with `ofport_request`, so the
+# compiled flows are right before the switch reports a single port.
+TUNNEL_OFPORT = 1
+UPLINK_OFPORT = 2
+FIRST_LINK_OFPORT = 3
+FIRST_ENDPOINT_OFPORT = 1000
+LAST_OFPORT = 65279  # OFPP_MAX
+TUNNEL_PORT_NAME = "tenet-tun"
+
+
+class Encap(str, Enum):  # noqa: UP042 - the mixin keeps str() and format() as they were
+    VLAN = "vlan"
+    VXLAN = "vxlan"
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    name: str
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Network:
+    tenant: str
+    name: str
+    encap: Encap
+    segment: int  # VLAN id or VNI, by encap
+    subnet: IPv4Network
+    gateway: IPv4Address
+    mtu: int
+    id: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.tenant}/{self.name}"
+
+    @property
+    def gateway_mac(self) -> int:
+        return gateway_mac(self.id)
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    name: str
+    tunnel_ip: IPv4Address
+    uplink: str | None
+    datapath_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A cable between two nodes' bridges (a VLAN fabric with explicit links, such as a ring)."""
+
+    a: str
+    a_port: str
+    b: str
+    b_port: str
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    id: str
+    tenant: str
+    network: str  # network key, "tenant/name"
+    node: str
+    mac: int
+    ip: IPv4Address
+    port_name: str
+    ofport: int
+    num: int  # small integer id, for cookies
+
+    @property
+    def mac_text(self) -> str:
+        return int_to_mac(self.mac)
+
+
+@dataclass(frozen=True, slots=True)
+class QosProfile:
+    name: str
+    rate_kbps: int
+    burst_kb: int
+
+
+@dataclass(frozen=True, slots=True)
+class QosAttachment:
+    """A profile applied to a network (every endpoint of it, per node) or to one endpoint."""
+
+    profile: str
+    target: str  # a network key "tenant/name" or an endpoint id
+    meter_id: int
+
+
+@dataclass
+class Touched:
+    """What one model change affected; the compiler recompiles only this."""
+
+    networks: set[str] = field(default_factory=set)
+    endpoints: set[str] = field(default_factory=set)
+    nodes: set[str] = field(default_factory=set)
+    everything: bool = False
+
+    def merge(self, other: Touched) -> Touched:
+        self.networks |= other.networks
+        self.endpoints |= other.endpoints
+        self.nodes |= other.nodes
+        self.everything |= other.everything
+        return self
+
+
+class IdAllocator:
+    """Lowest free integer from `first`: deterministic, and ids are reused only after release."""
+
+    def __init__(self, first: int = 1, last: int = 2**48 - 1) -> None:
+        self._next, self._last = first, last
+        self._freed: list[int] = []
+
+    def take(self, what: str) -> int:
+        if self._freed:
+            return heapq.heappop(self._freed)
+        if self._next > self._last:
+            raise ValidationError(what, f"no free id left (limit {self._last})", conflict=True)
+        self._next += 1
+        return self._next - 1
+
+    def give_back(self, value: int) -> None:
+        heapq.heappush(self._freed, value)
+
+    def has_free(self) -> bool:
+        return bool(self._freed) or self._next <= self._last
+
+
+def default_datapath_id(name: str) -> int:
+    """A stable 48-bit datapath id derived from the node name (OVS uses 64 bits; we keep it short)."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:6], "big") or 1
+
+
+def check_range(path: str, what: str, value: int, bounds: tuple[int, int]) -> None:
+    low, high = bounds
+    if not low <= value <= high:
+        raise ValidationError(path, f"{what} {value} is outside {low}..{high}")
+
+
+class Model:
+    """Tenants, networks, nodes, links, endpoints and QoS, with the indexes the compiler needs."""
+
+    def __init__(self) -> None:
+        self.tenants: dict[str, Tenant] = {}
+        self.networks: dict[str, Network] = {}
+        self.nodes: dict[str, Node] = {}
+        self.links: list[Link] = []
+        self.endpoints: dict[str, Endpoint] = {}
+        self.qos_profiles: dict[str, QosProfile] = {}
+        self.qos_attachments: dict[str, QosAttachment] = {}  # by target
+        self.revision = 0
+        self.networks_by_tenant: dict[str, dict[str, Network]] = {}
+        self.endpoints_by_network: dict[str, dict[str, Endpoint]] = {}
+        self.endpoints_by_node: dict[str, dict[str, Endpoint]] = {}
+        self.hosts: dict[str, Counter[str]] = {}  # network key -> node -> endpoints there
+        self.tenant_nodes: dict[str, Counter[str]] = {}  # tenant -> node -> endpoints there
+        self._segments: dict[tuple[Encap, int], str] = {}
+        self._pools: dict[str, AddressPool] = {}
+        self._macs: dict[str, set[int]] = {}
+        self._node_by_tunnel_ip: dict[IPv4Address, str] = {}
+        self._ofports: dict[str, IdAllocator] = {}
+        self._tenant_ids = IdAllocator(1, 2**24 - 1)
+        self._network_ids = IdAllocator(1, MAX_NETWORK_ID)
+        self._endpoint_nums = IdAllocator(1, 2**40 - 1)
+        self._meter_ids = IdAllocator(1, 0xFFFF0000 - 1)
+
+    # --- queries -------------------------------------------------------------------------------
+
+    def network(self, key: str, *, path: str = "network") -> Network:
+        try:
+            return self.networks[key]
+        except KeyError:
+            raise ValidationError(path, f"unknown network {key!r} (want TENANT/NAME)") from None
+
+    def endpoint(self, endpoint_id: str, *, path: str = "endpoint") -> Endpoint:
+        try:
+            return self.endpoints[endpoint_id]
+        except KeyError:
+            raise ValidationError(path, f"unknown endpoint {endpoint_id!r}") from None
+
+    def node(self, name: str, *, path: str = "node") -> Node:
+        try:
+            return self.nodes[name]
+        except KeyError:
+            raise ValidationError(path, f"unknown node {name!r}") from None
+
+    def qos_for(self, endpoint: Endpoint) -> QosAttachment | None:
+        """The attachment that meters this endpoint: its own, else its network's."""
+        return self.qos_attachments.get(endpoint.id) or self.qos_attachments.get(endpoint.network)
+
+    def link_ports(self, node: str) -> dict[str, int]:
+        """Planned ofports of a node's fabric link ports, in link declaration order."""
+        ports: dict[str, int] = {}
+        for link in self.links:
+            for end, port in ((link.a, link.a_port), (link.b, link.b_port)):
+                if end == node and port not in ports:
+                    ports[port] = FIRST_LINK_OFPORT + len(ports)
+        return ports
+
+    # --- tenants and networks ------------------------------------------------------------------
+
+    def add_tenant(self, name: str, *, path: str = "tenant") -> Touched:
+        check_name(path + ".name", name)
+        if name in self.tenants:
+            raise ValidationError(path + ".name", f"tenant {name!r} already exists", conflict=True)
+        self.tenants[name] = Tenant(name, self._tenant_ids.take(path))
+        self.networks_by_tenant[name] = {}
+        self.tenant_nodes[name] = Counter()
+        return self._bump(Touched())
+
+    def remove_tenant(self, name: str, *, path: str = "tenant") -> Touched:
+        tenant = self.tenants.get(name)
+        if tenant is None:
+            raise ValidationError(path, f"unknown tenant {name!r}")
+        if self.networks_by_tenant[name]:
+            raise ValidationError(path, f"tenant {name!r} still has networks", conflict=True)
+        del self.tenants[name], self.networks_by_tenant[name], self.tenant_nodes[name]
+        self._tenant_ids.give_back(tenant.id)
+        return self._bump(Touched())
+
+    def add_network(
+        self,
+        tenant: str,
+        name: str,
+        *,
+        encap: str,
+        segment: int,
+        subnet: str,
+        gateway: str | None = None,
+        mtu: int | None = None,
+        path: str = "network",
+    ) -> Touched:
+        if tenant not in self.tenants:
+            raise ValidationError(path, f"unknown tenant {tenant!r}")
+        check_name(path + ".name", name)
+        key = f"{tenant}/{name}"
+        if key in self.networks:
+            raise ValidationError(path + ".name", f"network {key!r} already exists", conflict=True)
+        try:
+            kind = Encap(encap)
+        except ValueError:
+            raise ValidationError(path + ".encap", f"{encap!r} is not one of vlan, vxlan") from None
+        segment_field = "vlan" if kind is Encap.VLAN else "vni"
+        check_range(
+            f"{path}.{segment_field}", segment_field.upper(), segment, VLAN_RANGE if kind is Encap.VLAN else VNI_RANGE
+        )
+        if (kind, segment) in self._segments:
+            other = self._segments[(kind, segment)]
+            raise ValidationError(
+                f"{path}.{segment_field}",
+                f"{segment_field.upper()} {segment} is already used by network {other!r}",
+                conflict=True,
+            )
+        net = parse_subnet(path + ".subnet", subnet)
+        for other in self.networks_by_tenant[tenant].values():
+            if net.overlaps(other.subnet):
+                raise ValidationError(
+                    path + ".subnet",
+                    f"{net} overlaps {other.subnet} of network {other.key!r} in the same tenant",
+                    conflict=True,
+                )
+        if gateway is None:
+            gw = next(net.hosts())
+        else:
+            gw = parse_ip(path + ".gateway", gateway)
+            if gw not in net or (gw in (net.network_address, net.broadcast_address) and net.prefixlen < 31):
+                raise ValidationError(path + ".gateway", f"{gw} is not a host address of subnet {net}")
+        default_mtu = DEFAULT_UNDERLAY_MTU - (VXLAN_OVERHEAD if kind is Encap.VXLAN else 0)
+        mtu = default_mtu if mtu is None else mtu
+        check_range(path + ".mtu", "MTU", mtu, (576, 9000 - (VXLAN_OVERHEAD if kind is Encap.VXLAN else 0)))
+        network_id = self._network_ids.take(path)
+        network = Network(tenant, name, kind, segment, net, gw, mtu, network_id)
+        self.networks[key] = network
+        self.networks_by_tenant[tenant][key] = network
+        self._segments[(kind, segment)] = key
+        self._pools[key] = AddressPool(net, gw, label=repr(key))
+        self._macs[key] = set()
+        self.endpoints_by_network[key] = {}
+        self.hosts[key] = Counter()
+        return self._bump(Touched(networks={key}))
+
+    def remove_network(self, key: str, *, path: str = "network") -> Touched:
+        network = self.network(key, path=path)
+        if self.endpoints_by_network[key]:
+            count = len(self.endpoints_by_network[key])
+            raise ValidationError(path, f"network {key!r} still has {count} endpoint(s)", conflict=True)
+        if key in self.qos_attachments:
+            self._meter_ids.give_back(self.qos_attachments.pop(key).meter_id)
+        del self.networks[key], self.networks_by_tenant[network.tenant][key]
+        del self._segments[(network.encap, network.segment)], self._pools[key], self._macs[key]
+        del self.endpoints_by_network[key], self.hosts[key]
+        self._network_ids.give_back(network.id)
+        return self._bump(Touched(networks={key}))
+
+    # --- nodes and links -----------------------------------------------------------------------
+
+    def add_node(
+        self,
+        name: str,
+        *,
+        tunnel_ip: str,
+        uplink: str | None = None,
+        datapath_id: int | None = None,
+        path: str = "node",
+    ) -> Touched:
+        check_name(path + ".name", name)
+        if name in self.nodes:
+            raise ValidationError(path + ".name", f"node {name!r} already exists", conflict=True)
+        ip = parse_ip(path + ".tunnel_ip", tunnel_ip)
+        if ip in self._node_by_tunnel_ip:
+            raise ValidationError(
+                path + ".tunnel_ip",
+                f"{ip} is already the tunnel IP of node {self._node_by_tunnel_ip[ip]!r}",
+                conflict=True,
+            )
+        if uplink is not None:
+            check_name(path + ".uplink", uplink)
+        dpid = default_datapath_id(name) if datapath_id is None else datapath_id
+        check_range(path + ".datapath_id", "datapath id", dpid, (1, 2**64 - 1))
+        if any(n.datapath_id == dpid for n in self.nodes.values()):
+            raise ValidationError(path + ".datapath_id", f"datapath id {dpid:#x} is already used", conflict=True)
+        self.nodes[name] = Node(name, ip, uplink, dpid)
+        self._node_by_tunnel_ip[ip] = name
+        self.endpoints_by_node[name] = {}
+        self._ofports[name] = IdAllocator(FIRST_ENDPOINT_OFPORT, LAST_OFPORT)
+        return self._bump(Touched(everything=True))  # every remote view and flood list may change
+
+    def add_link(self, a: str, a_port: str, b: str, b_port: str, *, path: str = "link") -> Touched:
+        self.node(a, path=path + ".a")
+        self.node(b, path=path + ".b")
+        if a == b:
+            raise ValidationError(path, f"a link joins two different nodes, not {a!r} to itself")
+        for side, node, port in (("a_port", a, a_port), ("b_port", b, b_port)):
+            check_name(f"{path}.{side}", port)
+            if (node in self.nodes and port == self.nodes[node].uplink) or port in self.link_ports(node):
+                raise ValidationError(
+                    f"{path}.{side}", f"port {port!r} of node {node!r} is already in use", conflict=True
+                )
+        self.links.append(Link(a, a_port, b, b_port))
+        return self._bump(Touched(everything=True))
+
+    def remove_link(self, a: str, b: str, *, path: str = "link") -> Touched:
+        """Take a fabric link down (both directions); the flood tree and paths are recomputed."""
+        kept = [link for link in self.links if {link.a, link.b} != {a, b}]
+        if len(kept) == len(self.links):
+            raise ValidationError(path, f"no link between {a!r} and {b!r}")
+        self.links = kept
+        return self._bump(Touched(everything=True))
+
+    # --- endpoints -----------------------------------------------------------------------------
+
+    def add_endpoint(
+        self,
+        endpoint_id: str,
+        *,
+        network: str,
+        node: str,
+        ip: str | None = None,
+        mac: str | None = None,
+        port_name: str | None = None,
+        path: str = "endpoint",
+    ) -> Endpoint:
+        """Add an endpoint, allocating IP, MAC and ofport as needed. Validates all before changing any."""
+        check_name(path + ".id", endpoint_id)
+        if endpoint_id in self.endpoints:
+            raise ValidationError(path + ".id", f"endpoint {endpoint_id!r} already exists", conflict=True)
+        net = self.network(network, path=path + ".network")
+        self.node(node, path=path + ".node")
+        port = port_name or default_port_name(endpoint_id)
+        if len(port) > 15:
+            raise ValidationError(path + ".port_name", f"{port!r} is longer than 15 characters (Linux IFNAMSIZ)")
+        if any(e.port_name == port for e in self.endpoints_by_node[node].values()):
+            raise ValidationError(path + ".port_name", f"port {port!r} is already used on node {node!r}", conflict=True)
+        # Checked before the pool, so running out of ports or numbers cannot leave an address claimed.
+        if not self._ofports[node].has_free():
+            raise ValidationError(path + ".node", f"no free OpenFlow port left on node {node!r}", conflict=True)
+        if not self._endpoint_nums.has_free():
+            raise ValidationError(path + ".id", "no free endpoint number left", conflict=True)
+        pool = self._pools[network]
+        mac_value = None
+        if mac is not None:
+            mac_value = parse_mac(path + ".mac", mac)
+            if mac_value in self._macs[network]:
+                raise ValidationError(path + ".mac", f"{mac} is already used in network {network!r}", conflict=True)
+            if mac_value == net.gateway_mac:
+                raise ValidationError(path + ".mac", f"{mac} is the gateway MAC of network {network!r}", conflict=True)
+        if ip is not None:
+            address = parse_ip(path + ".ip", ip)
+            pool.claim(address, path=path + ".ip")  # the last check that can fail, and it changes nothing on failure
+        else:
+            address = pool.allocate(path=path + ".ip")
+        if mac_value is None:
+            mac_value = endpoint_mac(net.id, address)
+            while mac_value in self._macs[network]:  # only after a static MAC took the derived one
+                mac_value += 1
+        endpoint = Endpoint(
+            id=endpoint_id,
+            tenant=net.tenant,
+            network=network,
+            node=node,
+            mac=mac_value,
+            ip=address,
+            port_name=port,
+            ofport=self._ofports[node].take(path),
+            num=self._endpoint_nums.take(path),
+        )
+        self.endpoints[endpoint_id] = endpoint
+        self.endpoints_by_network[network][endpoint_id] = endpoint
+        self.endpoints_by_node[node][endpoint_id] = endpoint
+        self._macs[network].add(mac_value)
+        self.hosts[network][node] += 1
+        self.tenant_nodes[net.tenant][node] += 1
+        self.revision += 1
+        return endpoint
+
+    def remove_endpoint(self, endpoint_id: str, *, path: str = "endpoint") -> Touched:
+        endpoint = self.endpoint(endpoint_id, path=path)
+        del self.endpoints[endpoint_id]
+        del self.endpoints_by_network[endpoint.network][endpoint_id]
+        del self.endpoints_by_node[endpoint.node][endpoint_id]
+        self._pools[endpoint.network].release(endpoint.ip)
+        self._macs[endpoint.network].discard(endpoint.mac)
+        self._ofports[endpoint.node].give_back(endpoint.ofport)
+        self._endpoint_nums.give_back(endpoint.num)
+        decrement(self.hosts[endpoint.network], endpoint.node)
+        decrement(self.tenant_nodes[endpoint.tenant], endpoint.node)
+        if endpoint_id in self.qos_attachments:
+            self._meter_ids.give_back(self.qos_attachments.pop(endpoint_id).meter_id)
+        return self._bump(touched_by(endpoint))
+
+    # --- QoS -----------------------------------------------------------------------------------
+
+    def add_qos(self, name: str, *, rate_kbps: int, burst_kb: int, path: str = "qos") -> Touched:
+        check_name(path + ".name", name)
+        if name in self.qos_profiles:
+            raise ValidationError(path + ".name", f"QoS profile {name!r} already exists", conflict=True)
+        check_range(path + ".rate_kbps", "rate", rate_kbps, (1, 100_000_000))
+        check_range(path + ".burst_kb", "burst", burst_kb, (1, 10_000_000))
+        self.qos_profiles[name] = QosProfile(name, rate_kbps, burst_kb)
+        return self._bump(Touched())
+
+    def attach_qos(self, name: str, target: str, *, path: str = "qos") -> Touched:
+        if name not in self.qos_profiles:
+            raise ValidationError(path, f"unknown QoS profile {name!r}")
+        if target in self.networks:
+            touched = self._network_and_endpoints(target)
+        elif target in self.endpoints:
+            touched = touched_by(self.endpoints[target])
+        else:
+            raise ValidationError(
+                path + ".applies_to", f"{target!r} is neither a network (TENANT/NAME) nor an endpoint"
+            )
+        previous = self.qos_attachments.get(target)
+        meter_id = previous.meter_id if previous else self._meter_ids.take(path)
+        self.qos_attachments[target] = QosAttachment(name, target, meter_id)
+        return self._bump(touched)
+
+    def detach_qos(self, target: str, *, path: str = "qos") -> Touched:
+        attachment = self.qos_attachments.pop(target, None)
+        if attachment is None:
+            raise ValidationError(path, f"no QoS profile is attached to {target!r}")
+        self._meter_ids.give_back(attachment.meter_id)
+        touched = self._network_and_endpoints(target) if target in self.networks else touched_by(self.endpoints[target])
+        return self._bump(touched)
+
+    def _network_and_endpoints(self, key: str) -> Touched:
+        endpoints = self.endpoints_by_network[key]
+        return Touched(networks={key}, endpoints=set(endpoints), nodes={e.node for e in endpoints.values()})
+
+    def _bump(self, touched: Touched) -> Touched:
+        self.revision += 1
+        return touched
+
+
+def touched_by(endpoint: Endpoint) -> Touched:
+    return Touched(networks={endpoint.network}, endpoints={endpoint.id}, nodes={endpoint.node})
+
+
+def decrement(counter: Counter[str], key: str) -> None:
+    counter[key] -= 1
+    if counter[key] <= 0:
+        del counter[key]
+
+
+def default_port_name(endpoint_id: str) -> str:
+    """`tn` + 10 hex digits of a hash: unique enough per node, and within Linux's 15-character limit."""
+    return "tn" + hashlib.sha256(endpoint_id.encode()).hexdigest()[:10]
+
+
+def check_name(path: str, name: object) -> None:
+    if not isinstance(name, str) or not name:
+        raise ValidationError(path, f"want a non-empty name, got {name!r}")
+    if "/" in name or any(c.isspace() for c in name):
+        raise ValidationError(path, f"{name!r} may not contain '/' or whitespace")
+
+
+def parse_ip(path: str, text: object) -> IPv4Address:
+    try:
+        return IPv4Address(str(text))
+    except ValueError:
+        raise ValidationError(path, f"{text!r} is not an IPv4 address") from None
+
+
+def parse_subnet(path: str, text: object) -> IPv4Network:
+    try:
+        return IPv4Network(str(text), strict=True)
+    except ValueError as error:
+        raise ValidationError(path, f"{text!r} is not an IPv4 subnet ({error})") from None
+
+
+def parse_mac(path: str, text: object) -> int:
+    try:
+        value = mac_to_int(str(text).lower())
+    except ValueError as error:
+        raise ValidationError(path, str(error)) from None
+    if not is_unicast_mac(value) or value == 0:
+        raise ValidationError(path, f"{text} is not a unicast MAC address")
+    return value
