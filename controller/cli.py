@@ -37,7 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except ValidationError as error:
-        print(f"tenetctl: {args.file}: {error}", file=sys.stderr)
+        where = "" if error.path.startswith(args.file) else f"{args.file}: "
+        print(f"tenetctl: {where}{error}", file=sys.stderr)
     except (CommandError, OSError) as error:
         print(f"tenetctl: {error}", file=sys.stderr)
     return 1
@@ -112,7 +113,8 @@ def run_compile(args: argparse.Namespace) -> int:
     if args.node not in model.nodes:
         raise CommandError(f"unknown node {args.node!r} (the file has {', '.join(sorted(model.nodes))})")
     state = Compiler(model).compile_node(args.node)
-    print(render_state(state.flows(), state.groups().values(), state.meters().values(), names=not args.numeric))
+    text = render_state(state.flows(), state.groups().values(), state.meters().values(), names=not args.numeric)
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return 0
 
 

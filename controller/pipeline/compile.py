@@ -44,7 +44,7 @@ class Compiler:
         self._vxlan_buckets: dict[tuple[int, str], Bucket] = {}
         self._endpoint_flows: dict[tuple[str, Feature], tuple[Endpoint, Flow]] = {}
         self._carrier_sets: dict[str, frozenset[str]] = {}
-        self._segments: dict[tuple[str, str], tuple[frozenset[str], list[int], Section]] = {}
+        self._segments: dict[tuple[str, str], tuple[tuple, Section]] = {}
         self._network_nodes: dict[str, set[str]] = {}  # network key -> nodes holding any of its sections
         self._network_ids: dict[str, int] = {}
         self._tenant_audience: dict[str, frozenset[str]] = {}
@@ -231,7 +231,12 @@ class Compiler:
         carriers = self._carrier_sets.get(network.key)
         if carriers is None:
             hosts = self.model.hosts[network.key]
-            carriers = frozenset(hosts) if network.encap is Encap.VXLAN else self._fabric.carriers(hosts)
+            if network.encap is Encap.VXLAN or not self.model.links:
+                carriers = frozenset(hosts)  # a full mesh of tunnels, or one physical switch: no transit
+            else:
+                # Transit switches: on the flood tree between hosts, and on the paths routed traffic takes
+                # from any node of the tenant to the hosts.
+                carriers = self._fabric.carriers({*hosts, *self.model.tenant_nodes[network.tenant]})
             self._carrier_sets[network.key] = carriers
         return carriers
 
@@ -316,14 +321,17 @@ class Compiler:
         return bucket
 
     def _segment_section(self, network: Network, name: str) -> Section:
-        # Only the network's carriers and this node's own ports of it shape the section: reuse it otherwise.
-        carriers = self._carriers(network)
-        local_ports = sorted(e.ofport for e in self.model.endpoints_by_node[name].values() if e.network == network.key)
+        # Only the network's hosts and carriers and this node's own ports of it shape the section.
+        signature = (
+            frozenset(self.model.hosts[network.key]),
+            self._carriers(network),
+            sorted(e.ofport for e in self.model.endpoints_by_node[name].values() if e.network == network.key),
+        )
         cached = self._segments.get((network.key, name))
-        if cached is not None and cached[0] == carriers and cached[1] == local_ports:
-            return cached[2]
-        section = self._build_segment(network, name, local_ports)
-        self._segments[(network.key, name)] = (carriers, local_ports, section)
+        if cached is not None and cached[0] == signature:
+            return cached[1]
+        section = self._build_segment(network, name, signature[2])
+        self._segments[(network.key, name)] = (signature, section)
         return section
 
     def _build_segment(self, network: Network, name: str, local_ports: list[int]) -> Section:
