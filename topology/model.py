@@ -61,10 +61,10 @@ class Network:
     gateway: IPv4Address
     mtu: int
     id: int
+    key: str = field(init=False, repr=False, compare=False)  # "tenant/name", looked up on every compile
 
-    @property
-    def key(self) -> str:
-        return f"{self.tenant}/{self.name}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", f"{self.tenant}/{self.name}")
 
     @property
     def gateway_mac(self) -> int:

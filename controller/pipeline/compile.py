@@ -16,7 +16,10 @@ objects it touched, on the nodes that hold them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import gc
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from controller.pipeline.cookies import Feature, cookie
 from controller.pipeline.features import arp, base, l2, l3, port_security, qos, vlan, vxlan
@@ -25,7 +28,11 @@ from controller.pipeline.state import ChangeSet, NodeState, Section, diff, diff_
 from topology.graph import Fabric
 from topology.model import TUNNEL_OFPORT, Encap, Endpoint, Model, Network, Touched
 
+Slots = dict[int, "Section | None"]  # section cookie -> its new content, None: remove it
+Replacements = dict[str, list[Slots]]  # node -> what to replace there
+
 NETWORK_FEATURES = (Feature.SEGMENT, Feature.L2, Feature.ARP, Feature.GATEWAY, Feature.ROUTES)
+EMPTY_CHANGES = ChangeSet()
 BASE_SECTION = Section(base.PIPELINE_COOKIE, base.base_flows())
 
 
@@ -39,10 +46,11 @@ class Compiler:
         self.model = model
         self.states: dict[str, NodeState] = {}
         self._fabric = Fabric.from_model(model)
-        self._shared: dict[str, dict[tuple[Feature, str | None], Section]] = {}  # by network key
+        self._shared: dict[str, dict[tuple[Feature, str | None], Any]] = {}  # by network key
         self._remote_flows: dict[tuple[str, int], tuple[Endpoint, Flow]] = {}
         self._vxlan_buckets: dict[tuple[int, str], Bucket] = {}
         self._endpoint_flows: dict[tuple[str, Feature], tuple[Endpoint, Flow]] = {}
+        self._local_flows: dict[str, tuple[Endpoint, Flow]] = {}
         self._carrier_sets: dict[str, frozenset[str]] = {}
         self._segments: dict[tuple[str, str], tuple[tuple, Section]] = {}
         self._network_nodes: dict[str, set[str]] = {}  # network key -> nodes holding any of its sections
@@ -55,6 +63,10 @@ class Compiler:
 
     def compile_all(self) -> dict[str, NodeState]:
         """Compile every node from scratch (caches from earlier calls are dropped)."""
+        with gc_paused():
+            return self._compile_all()
+
+    def _compile_all(self) -> dict[str, NodeState]:
         self._reset()
         states: dict[str, NodeState] = {name: self._node_base(name) for name in self.model.nodes}
         for key, network in self.model.networks.items():
@@ -97,6 +109,7 @@ class Compiler:
         self._remote_flows.clear()
         self._vxlan_buckets.clear()
         self._endpoint_flows.clear()
+        self._local_flows.clear()
         self._carrier_sets.clear()
         self._segments.clear()
         self._network_nodes.clear()
@@ -126,7 +139,7 @@ class Compiler:
             changes = {name: diff(state, old.get(name, NodeState())) for name, state in new.items()}
             changes.update({name: diff(NodeState(), state) for name, state in old.items() if name not in new})
             return {name: cs for name, cs in changes.items() if cs}
-        replacements: dict[str, dict[int, Section | None]] = {}
+        replacements: Replacements = {}
         for key in self._expand_tenants(touched.networks):
             self._replace_network(key, replacements)
         meter_nodes = set(touched.nodes)
@@ -147,71 +160,84 @@ class Compiler:
                 result.update(self.model.networks_by_tenant.get(tenant, ()))
         return result
 
-    def _replace_network(self, key: str, replacements: dict[str, dict[int, Section | None]]) -> None:
+    def _replace_network(self, key: str, replacements: Replacements) -> None:
         self._shared.pop(key, None)
         self._carrier_sets.pop(key, None)
         network = self.model.networks.get(key)
         old_id = self._network_ids.pop(key, None)
         old_nodes = self._network_nodes.pop(key, set())
         new_nodes = self._audience(network) if network else set()
+        cleared: Slots = {cookie(f, old_id): None for f in NETWORK_FEATURES} if old_id is not None else {}
+        router_slots: Slots | None = None  # one dict for every node that only routes into the network
+        router_view = None if network is None or self._per_node_views(network) else self._router_view(network)
         for name in old_nodes | new_nodes:
-            slots = replacements.setdefault(name, {})
-            if old_id is not None:
-                for feature in NETWORK_FEATURES:
-                    slots.setdefault(cookie(feature, old_id), None)
-            if network is not None and name in new_nodes:
-                slots.update(self._network_sections(network, name))
+            if network is None or name not in new_nodes:
+                slots = cleared
+            else:
+                sections = self._network_sections(network, name)
+                if sections is router_view:
+                    if router_slots is None:
+                        router_slots = {**cleared, **sections}
+                    slots = router_slots
+                else:
+                    slots = {**cleared, **sections}
+            replacements.setdefault(name, []).append(slots)
         if network is not None:
             self._network_nodes[key] = new_nodes
             self._network_ids[key] = network.id
 
-    def _replace_port(
-        self, endpoint_id: str, replacements: dict[str, dict[int, Section | None]], meter_nodes: set[str]
-    ) -> None:
+    def _replace_port(self, endpoint_id: str, replacements: Replacements, meter_nodes: set[str]) -> None:
         previous = self._ports.pop(endpoint_id, None)
         if previous is not None:
-            replacements.setdefault(previous[0], {})[previous[1]] = None
+            replacements.setdefault(previous[0], []).append({previous[1]: None})
             meter_nodes.add(previous[0])
         endpoint = self.model.endpoints.get(endpoint_id)
         if endpoint is not None:
             section = self._port_section(endpoint)
-            replacements.setdefault(endpoint.node, {})[section.cookie] = section
+            replacements.setdefault(endpoint.node, []).append({section.cookie: section})
             self._ports[endpoint_id] = (endpoint.node, section.cookie)
             meter_nodes.add(endpoint.node)
 
-    def _replace_meters(self, name: str, replacements: dict[str, dict[int, Section | None]]) -> None:
+    def _replace_meters(self, name: str, replacements: Replacements) -> None:
         if name not in self.model.nodes:
             return
-        slots = replacements.setdefault(name, {})
         new = self._meter_sections(name)
-        for old_cookie in self._meters.get(name, set()) - new.keys():
-            slots[old_cookie] = None
+        slots: Slots = dict.fromkeys(self._meters.get(name, set()) - new.keys())
         slots.update(new)
+        replacements.setdefault(name, []).append(slots)
         self._meters[name] = set(new)
 
-    def _apply(self, replacements: dict[str, dict[int, Section | None]]) -> dict[str, ChangeSet]:
+    def _apply(self, replacements: Replacements) -> dict[str, ChangeSet]:
+        """Install the replacement sections in each node's state and return each node's change set.
+
+        Many nodes receive the very same replacement for the very same sections (every node that only
+        routes into a network): its change set is computed once and handed to all of them.
+        """
         changes: dict[str, ChangeSet] = {}
-        seen: dict[tuple[int, int], ChangeSet] = {}  # shared sections: diff each pair once
-        combined: dict[tuple[int, ...], ChangeSet] = {}  # and merge each list of parts once
-        for name, slots in replacements.items():
+        pair_changes: dict[tuple[int, int], ChangeSet] = {}
+        slot_changes: dict[int, tuple[tuple[Section | None, ...], ChangeSet]] = {}
+        combined: dict[tuple[int, ...], ChangeSet] = {}
+        for name, slot_list in replacements.items():
             sections = self.states.setdefault(name, NodeState()).sections
             parts = []
-            for slot, new in slots.items():
-                old = sections.get(slot)
-                if new is old:
-                    continue
-                pair = (id(new), id(old))
-                part = seen.get(pair)
-                if part is None:
-                    part = seen[pair] = diff_sections(new, old)
+            for slots in slot_list:
+                olds = tuple(sections.get(slot) for slot in slots)
+                known = slot_changes.get(id(slots))
+                if known is not None and all(a is b for a, b in zip(known[0], olds, strict=True)):
+                    part = known[1]
+                else:
+                    part = ChangeSet.combine(
+                        pair_diff(pair_changes, new, old) for new, old in zip(slots.values(), olds, strict=True)
+                    )
+                    slot_changes[id(slots)] = (olds, part)
                 if part:
                     parts.append(part)
-                if new is None:
-                    del sections[slot]
-                else:
-                    sections[slot] = new
+                for slot, new in slots.items():
+                    if new is not None:
+                        sections[slot] = new
+                    else:
+                        sections.pop(slot, None)
             if parts:
-                # A node whose only change is a shared section's gets that section's change set itself.
                 key = tuple(map(id, parts))
                 if key not in combined:
                     combined[key] = parts[0] if len(parts) == 1 else ChangeSet.combine(parts)
@@ -242,6 +268,8 @@ class Compiler:
 
     def _network_sections(self, network: Network, name: str) -> dict[int, Section]:
         hosts = self.model.hosts[network.key]
+        if name not in hosts and name not in self._carriers(network) and not self._per_node_views(network):
+            return self._router_view(network)
         sections: list[Section] = []
         if name in self._carriers(network):
             sections.append(self._segment_section(network, name))
@@ -252,6 +280,20 @@ class Compiler:
         if name in self.model.tenant_nodes[network.tenant]:
             sections.append(self._shared_section(network, Feature.ROUTES))
         return {s.cookie: s for s in sections}
+
+    def _per_node_views(self, network: Network) -> bool:
+        """A VLAN network's way to the hosts depends on the node (its uplink, its fabric links); a VXLAN
+        network's is the same flow-based tunnel port everywhere, so its non-hosts share one view."""
+        return network.encap is Encap.VLAN
+
+    def _router_view(self, network: Network) -> dict[int, Section]:
+        """What a node that only routes into the network holds (most nodes of a large tenant): built once."""
+        shared = self._shared.setdefault(network.key, {})
+        view = shared.get((Feature.ROUTES, "router-view"))
+        if view is None:
+            sections = (self._l2_section(network, None), self._shared_section(network, Feature.ROUTES))
+            view = shared[(Feature.ROUTES, "router-view")] = {s.cookie: s for s in sections}
+        return view
 
     def _shared_section(self, network: Network, feature: Feature) -> Section:
         shared = self._shared.setdefault(network.key, {})
@@ -280,25 +322,37 @@ class Compiler:
         self._endpoint_flows[(endpoint.id, feature)] = (endpoint, flow)
         return flow
 
-    def _l2_section(self, network: Network, name: str) -> Section:
-        # A node with no endpoint of the network sees every endpoint as remote; for VXLAN, and for VLAN
-        # through the uplink, that view is the same on every such node, so it is built once.
-        per_node = name in self.model.hosts[network.key] or (network.encap is Encap.VLAN and bool(self.model.links))
+    def _l2_section(self, network: Network, name: str | None) -> Section:
+        # A node with no endpoint of a VXLAN network sees every endpoint as remote, through the same
+        # tunnel port: that view is built once and shared; a host's view swaps in its local endpoints.
+        per_node = name is not None and (name in self.model.hosts[network.key] or self._per_node_views(network))
         shared = self._shared.setdefault(network.key, {})
         key = (Feature.L2, name if per_node else None)
         section = shared.get(key)
         if section is None:
-            c = cookie(Feature.L2, network.id)
-            flows = []
-            for endpoint in self.model.endpoints_by_network[network.key].values():
-                if endpoint.node == name:
-                    flows.append(l2.local(endpoint, network, cookie=c))
-                else:
-                    flow = self._remote_flow(endpoint, network, name)
-                    if flow is not None:
-                        flows.append(flow)
-            section = shared[key] = Section(c, tuple(flows))
+            endpoints = self.model.endpoints_by_network[network.key].values()
+            if per_node and network.encap is Encap.VXLAN:
+                remote = self._l2_section(network, None).flows  # in the same endpoint order
+                flows = [
+                    self._local_flow(e, network) if e.node == name else f
+                    for e, f in zip(endpoints, remote, strict=True)
+                ]
+            else:
+                flows = [
+                    self._local_flow(e, network) if e.node == name else self._remote_flow(e, network, name)
+                    for e in endpoints
+                ]
+            section = shared[key] = Section(cookie(Feature.L2, network.id), tuple(f for f in flows if f))
         return section
+
+    def _local_flow(self, endpoint: Endpoint, network: Network) -> Flow:
+        cached = self._local_flows.get(endpoint.id)
+        if cached is None or cached[0] is not endpoint:
+            cached = self._local_flows[endpoint.id] = (
+                endpoint,
+                l2.local(endpoint, network, cookie=cookie(Feature.L2, network.id)),
+            )
+        return cached[1]
 
     def _remote_flow(self, endpoint: Endpoint, network: Network, name: str) -> Flow | None:
         # The flow depends on the endpoint and on the port it leaves by: the tunnel, or a fabric port.
@@ -340,8 +394,7 @@ class Compiler:
         hosts = self.model.hosts[network.key]
         if network.encap is Encap.VXLAN:
             classify = [vxlan.classify(network, tenant_id, cookie=c)]
-            others = sorted((h for h in hosts if h != name), key=lambda h: int(self.model.nodes[h].tunnel_ip))
-            everywhere = [self._vxlan_bucket(network, h) for h in others]
+            everywhere = [bucket for host, bucket in self._flood_targets(network) if host != name]
             onward: list[Bucket] = []
         else:
             tree_ports = self._fabric.tree_ports(name)
@@ -352,6 +405,15 @@ class Compiler:
             everywhere = onward = [vlan.to_port(network, p) for p in self._fabric.flood_ports(name, hosts)]
         flood_flows, groups = l2.flood(network, local_ports, everywhere, onward, cookie=c)
         return Section(c, (*classify, *flood_flows), groups)
+
+    def _flood_targets(self, network: Network) -> list[tuple[str, Bucket]]:
+        """Every host of a VXLAN network with the tunnel bucket reaching it, by tunnel IP: built once."""
+        shared = self._shared.setdefault(network.key, {})
+        targets = shared.get((Feature.SEGMENT, "targets"))
+        if targets is None:
+            hosts = sorted(self.model.hosts[network.key], key=lambda h: int(self.model.nodes[h].tunnel_ip))
+            targets = shared[(Feature.SEGMENT, "targets")] = [(h, self._vxlan_bucket(network, h)) for h in hosts]
+        return targets
 
     def _port_section(self, endpoint: Endpoint) -> Section:
         c = cookie(Feature.PORT, endpoint.num)
@@ -374,6 +436,33 @@ class Compiler:
                     profile = self.model.qos_profiles[attachment.profile]
                     sections[c] = Section(c, meters=(qos.meter(attachment, profile),))
         return sections
+
+
+def pair_diff(memo: dict[tuple[int, int], ChangeSet], new: Section | None, old: Section | None) -> ChangeSet:
+    """The change from one section to another, computed once per pair (sections are shared)."""
+    if new is old:
+        return EMPTY_CHANGES
+    key = (id(new), id(old))
+    found = memo.get(key)
+    if found is None:
+        found = memo[key] = diff_sections(new, old)
+    return found
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Build large, acyclic structures without the cyclic collector rescanning them again and again.
+
+    A full compile allocates millions of small immutable objects and creates no reference cycles; with the
+    collector running, its repeated full scans of the growing heap cost more than the compile itself.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def compile(model: Model, node: str) -> NodeState:

@@ -106,7 +106,7 @@ class ChangeSet:
     @classmethod
     def combine(cls, parts: Iterable[ChangeSet]) -> ChangeSet:
         """One change set holding all the parts' changes, in the right order."""
-        result = cls()
+        result, parts = cls(), list(parts)
         for _, _, name in cls.ORDER:
             target = getattr(result, name)
             for part in parts:
