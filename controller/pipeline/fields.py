@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from controller.pipeline.ir import SetField
+
 
 @dataclass(frozen=True, slots=True)
 class RegField:
@@ -31,3 +33,9 @@ FLAG_FROM_REMOTE = 0x1
 OUT_PORT = RegField("out_port", "reg3", 16)
 
 ALL_FIELDS = (NETWORK, TENANT, FLAGS, OUT_PORT)
+
+
+def enter_network(network_id: int, tenant_id: int, *, from_remote: bool) -> tuple[SetField, ...]:
+    """The register writes that put a packet into its network and tenant, as classify does."""
+    writes = (SetField(NETWORK.register, network_id), SetField(TENANT.register, tenant_id))
+    return (*writes, SetField(FLAGS.register, FLAG_FROM_REMOTE)) if from_remote else writes

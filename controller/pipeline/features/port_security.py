@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from controller.pipeline.fields import NETWORK, TENANT
-from controller.pipeline.ir import ETH_TYPE_ARP, ETH_TYPE_IP, OFPVID_NONE, Flow, SetField, match
+from controller.pipeline.fields import enter_network
+from controller.pipeline.ir import ETH_TYPE_ARP, ETH_TYPE_IP, OFPVID_NONE, Flow, match
 from controller.pipeline.tables import PIPELINE
 from topology.model import Endpoint, Network
 
@@ -17,7 +17,7 @@ def classify_port(endpoint: Endpoint, network: Network, tenant_id: int, *, cooki
             "classify",
             PRIORITY,
             match(in_port=endpoint.ofport, vlan_vid=OFPVID_NONE),
-            (SetField(NETWORK.register, network.id), SetField(TENANT.register, tenant_id)),
+            enter_network(network.id, tenant_id, from_remote=False),
             goto="port_security",
             cookie=cookie,
         )

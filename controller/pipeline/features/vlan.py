@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from controller.pipeline.fields import FLAG_FROM_REMOTE, FLAGS, NETWORK, TENANT
+from controller.pipeline.fields import enter_network
 from controller.pipeline.ir import (
     MULTICAST_BIT,
     OFPVID_PRESENT,
@@ -31,12 +31,7 @@ def classify(network: Network, tenant_id: int, port: int, *, cookie: int, unicas
             "classify",
             PRIORITY,
             match(**fields),
-            (
-                PopVlan(),
-                SetField(NETWORK.register, network.id),
-                SetField(TENANT.register, tenant_id),
-                SetField(FLAGS.register, FLAG_FROM_REMOTE),
-            ),
+            (PopVlan(), *enter_network(network.id, tenant_id, from_remote=True)),
             goto="l2",
             cookie=cookie,
         )

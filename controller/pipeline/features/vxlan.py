@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address
 
-from controller.pipeline.fields import FLAG_FROM_REMOTE, FLAGS, NETWORK, TENANT
+from controller.pipeline.fields import enter_network
 from controller.pipeline.ir import Bucket, Flow, Output, SetField, match
 from controller.pipeline.tables import PIPELINE
 from topology.model import TUNNEL_OFPORT, Network
@@ -18,11 +18,7 @@ def classify(network: Network, tenant_id: int, *, cookie: int) -> Flow:
             "classify",
             PRIORITY,
             match(in_port=TUNNEL_OFPORT, tunnel_id=network.segment),
-            (
-                SetField(NETWORK.register, network.id),
-                SetField(TENANT.register, tenant_id),
-                SetField(FLAGS.register, FLAG_FROM_REMOTE),
-            ),
+            enter_network(network.id, tenant_id, from_remote=True),
             goto="l2",
             cookie=cookie,
         )
