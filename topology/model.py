@@ -140,25 +140,49 @@ class Touched:
 
 
 class IdAllocator:
-    """Lowest free integer from `first`: deterministic, and ids are reused only after release."""
+    """Lowest free integer from `first`: deterministic, and ids are reused only after release.
+
+    `claim` takes a given id, for a model restored from its store with the ids it had before.
+    """
 
     def __init__(self, first: int = 1, last: int = 2**48 - 1) -> None:
-        self._next, self._last = first, last
-        self._freed: list[int] = []
+        self._first, self._next, self._last = first, first, last
+        self._freed: list[int] = []  # released ids below the high-water mark, a min-heap
+        self._ahead: set[int] = set()  # claimed ids at or above the mark
 
     def take(self, what: str) -> int:
         if self._freed:
             return heapq.heappop(self._freed)
+        while self._next in self._ahead:
+            self._ahead.discard(self._next)
+            self._next += 1
         if self._next > self._last:
             raise ValidationError(what, f"no free id left (limit {self._last})", conflict=True)
         self._next += 1
         return self._next - 1
 
+    def can_claim(self, value: int) -> bool:
+        if not self._first <= value <= self._last:
+            return False
+        return value in self._freed if value < self._next else value not in self._ahead
+
+    def claim(self, value: int, what: str) -> None:
+        if not self.can_claim(value):
+            raise ValidationError(what, f"id {value} is taken or outside {self._first}..{self._last}", conflict=True)
+        if value < self._next:
+            self._freed.remove(value)
+            heapq.heapify(self._freed)
+        else:
+            self._ahead.add(value)
+
     def give_back(self, value: int) -> None:
-        heapq.heappush(self._freed, value)
+        if value >= self._next:
+            self._ahead.discard(value)  # claimed but never reached by take: nothing to hand out again
+        else:
+            heapq.heappush(self._freed, value)
 
     def has_free(self) -> bool:
-        return bool(self._freed) or self._next <= self._last
+        return bool(self._freed) or self._next + len(self._ahead) <= self._last
 
 
 def default_datapath_id(name: str) -> int:
@@ -234,11 +258,11 @@ class Model:
 
     # --- tenants and networks ------------------------------------------------------------------
 
-    def add_tenant(self, name: str, *, path: str = "tenant") -> Touched:
+    def add_tenant(self, name: str, *, tenant_id: int | None = None, path: str = "tenant") -> Touched:
         check_name(path + ".name", name)
         if name in self.tenants:
             raise ValidationError(path + ".name", f"tenant {name!r} already exists", conflict=True)
-        self.tenants[name] = Tenant(name, self._tenant_ids.take(path))
+        self.tenants[name] = Tenant(name, take_or_claim(self._tenant_ids, tenant_id, path))
         self.networks_by_tenant[name] = {}
         self.tenant_nodes[name] = Counter()
         return self._bump(Touched())
@@ -263,6 +287,7 @@ class Model:
         subnet: str,
         gateway: str | None = None,
         mtu: int | None = None,
+        network_id: int | None = None,
         path: str = "network",
     ) -> Touched:
         if tenant not in self.tenants:
@@ -303,7 +328,9 @@ class Model:
         default_mtu = DEFAULT_UNDERLAY_MTU - (VXLAN_OVERHEAD if kind is Encap.VXLAN else 0)
         mtu = default_mtu if mtu is None else mtu
         check_range(path + ".mtu", "MTU", mtu, (576, 9000 - (VXLAN_OVERHEAD if kind is Encap.VXLAN else 0)))
-        network_id = self._network_ids.take(path)
+        if network_id is not None and not self._network_ids.can_claim(network_id):
+            raise ValidationError(path, f"network id {network_id} is taken", conflict=True)
+        network_id = take_or_claim(self._network_ids, network_id, path)
         network = Network(tenant, name, kind, segment, net, gw, mtu, network_id)
         self.networks[key] = network
         self.networks_by_tenant[tenant][key] = network
@@ -393,9 +420,14 @@ class Model:
         ip: str | None = None,
         mac: str | None = None,
         port_name: str | None = None,
+        ofport: int | None = None,
+        num: int | None = None,
         path: str = "endpoint",
     ) -> Endpoint:
-        """Add an endpoint, allocating IP, MAC and ofport as needed. Validates all before changing any."""
+        """Add an endpoint, allocating IP, MAC and ofport as needed. Validates all before changing any.
+
+        `ofport` and `num` are for restoring a stored model; they are allocated otherwise.
+        """
         check_name(path + ".id", endpoint_id)
         if endpoint_id in self.endpoints:
             raise ValidationError(path + ".id", f"endpoint {endpoint_id!r} already exists", conflict=True)
@@ -407,10 +439,12 @@ class Model:
         if any(e.port_name == port for e in self.endpoints_by_node[node].values()):
             raise ValidationError(path + ".port_name", f"port {port!r} is already used on node {node!r}", conflict=True)
         # Checked before the pool, so running out of ports or numbers cannot leave an address claimed.
-        if not self._ofports[node].has_free():
-            raise ValidationError(path + ".node", f"no free OpenFlow port left on node {node!r}", conflict=True)
-        if not self._endpoint_nums.has_free():
-            raise ValidationError(path + ".id", "no free endpoint number left", conflict=True)
+        if not (self._ofports[node].has_free() if ofport is None else self._ofports[node].can_claim(ofport)):
+            what = "no free OpenFlow port left" if ofport is None else f"OpenFlow port {ofport} is taken"
+            raise ValidationError(path + ".node", f"{what} on node {node!r}", conflict=True)
+        if not (self._endpoint_nums.has_free() if num is None else self._endpoint_nums.can_claim(num)):
+            what = "no free endpoint number left" if num is None else f"endpoint number {num} is taken"
+            raise ValidationError(path + ".id", what, conflict=True)
         pool = self._pools[network]
         mac_value = None
         if mac is not None:
@@ -436,8 +470,8 @@ class Model:
             mac=mac_value,
             ip=address,
             port_name=port,
-            ofport=self._ofports[node].take(path),
-            num=self._endpoint_nums.take(path),
+            ofport=take_or_claim(self._ofports[node], ofport, path),
+            num=take_or_claim(self._endpoint_nums, num, path),
         )
         self.endpoints[endpoint_id] = endpoint
         self.endpoints_by_network[network][endpoint_id] = endpoint
@@ -474,7 +508,7 @@ class Model:
         self.qos_profiles[name] = QosProfile(name, rate_kbps, burst_kb)
         return self._bump(Touched())
 
-    def attach_qos(self, name: str, target: str, *, path: str = "qos") -> Touched:
+    def attach_qos(self, name: str, target: str, *, meter_id: int | None = None, path: str = "qos") -> Touched:
         if name not in self.qos_profiles:
             raise ValidationError(path, f"unknown QoS profile {name!r}")
         if target in self.networks:
@@ -486,7 +520,7 @@ class Model:
                 path + ".applies_to", f"{target!r} is neither a network (TENANT/NAME) nor an endpoint"
             )
         previous = self.qos_attachments.get(target)
-        meter_id = previous.meter_id if previous else self._meter_ids.take(path)
+        meter_id = previous.meter_id if previous else take_or_claim(self._meter_ids, meter_id, path)
         self.qos_attachments[target] = QosAttachment(name, target, meter_id)
         return self._bump(touched)
 
@@ -505,6 +539,13 @@ class Model:
     def _bump(self, touched: Touched) -> Touched:
         self.revision += 1
         return touched
+
+
+def take_or_claim(ids: IdAllocator, value: int | None, what: str) -> int:
+    if value is None:
+        return ids.take(what)
+    ids.claim(value, what)
+    return value
 
 
 def touched_by(endpoint: Endpoint) -> Touched:
