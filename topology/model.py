@@ -387,6 +387,18 @@ class Model:
         self._ofports[name] = IdAllocator(FIRST_ENDPOINT_OFPORT, LAST_OFPORT)
         return self._bump(Touched(everything=True))  # every remote view and flood list may change
 
+    def remove_node(self, name: str, *, path: str = "node") -> Touched:
+        node = self.node(name, path=path)
+        if self.endpoints_by_node[name]:
+            raise ValidationError(
+                path, f"node {name!r} still has {len(self.endpoints_by_node[name])} endpoint(s)", conflict=True
+            )
+        if any(name in (link.a, link.b) for link in self.links):
+            raise ValidationError(path, f"node {name!r} still has fabric links", conflict=True)
+        del self.nodes[name], self._node_by_tunnel_ip[node.tunnel_ip], self.endpoints_by_node[name]
+        del self._ofports[name]
+        return self._bump(Touched(everything=True))
+
     def add_link(self, a: str, a_port: str, b: str, b_port: str, *, path: str = "link") -> Touched:
         self.node(a, path=path + ".a")
         self.node(b, path=path + ".b")
@@ -506,6 +518,17 @@ class Model:
         check_range(path + ".rate_kbps", "rate", rate_kbps, (1, 100_000_000))
         check_range(path + ".burst_kb", "burst", burst_kb, (1, 10_000_000))
         self.qos_profiles[name] = QosProfile(name, rate_kbps, burst_kb)
+        return self._bump(Touched())
+
+    def remove_qos(self, name: str, *, path: str = "qos") -> Touched:
+        if name not in self.qos_profiles:
+            raise ValidationError(path, f"unknown QoS profile {name!r}")
+        targets = sorted(a.target for a in self.qos_attachments.values() if a.profile == name)
+        if targets:
+            raise ValidationError(
+                path, f"QoS profile {name!r} is still attached to {', '.join(targets)}", conflict=True
+            )
+        del self.qos_profiles[name]
         return self._bump(Touched())
 
     def attach_qos(self, name: str, target: str, *, meter_id: int | None = None, path: str = "qos") -> Touched:

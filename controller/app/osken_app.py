@@ -1,0 +1,173 @@
+"""The os-ken application: a thin shim between switches and the pure code.
+
+Each handler looks up the session, hands the message over and returns; the work (dump, reconcile, sending
+change sets) runs on the session's own thread. Handlers are wrapped so an exception is logged loudly
+instead of vanishing into os-ken's event loop.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from os_ken.base import app_manager
+from os_ken.controller import ofp_event
+from os_ken.controller.handler import CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
+from os_ken.ofproto import ofproto_v1_3
+
+from controller.app import reconcile
+from controller.app.session import SwitchSession
+from controller.pipeline.state import ChangeSet
+from controller.service import Service
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    """What the app needs from the process that starts it; set before os-ken instantiates the app."""
+
+    service: Service | None = None
+    round_: int = 1
+    app: TenetApp | None = None
+    ready = threading.Event()
+
+
+def loud(handler: Callable[..., None]) -> Callable[..., None]:
+    @functools.wraps(handler)
+    def wrapper(self: TenetApp, ev: Any) -> None:
+        try:
+            handler(self, ev)
+        except Exception:
+            log.exception("handler %s failed on %s", handler.__name__, type(ev).__name__)
+
+    return wrapper
+
+
+class TenetApp(app_manager.OSKenApp):
+    OFP_VERSIONS: ClassVar[list[int]] = [ofproto_v1_3.OFP_VERSION]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if Runtime.service is None:
+            raise RuntimeError("Runtime.service must be set before the app starts")
+        self.service = Runtime.service
+        self.round_ = Runtime.round_
+        self.sessions: dict[int, SwitchSession] = {}  # by datapath id
+        self.service.subscribe(self.publish)
+        Runtime.app = self
+        Runtime.ready.set()
+
+    # --- switch lifecycle ----------------------------------------------------------------------
+
+    @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
+    @loud
+    def on_features(self, ev: Any) -> None:
+        dp = ev.msg.datapath
+        node = self._node_for(dp.id)
+        previous = self.sessions.pop(dp.id, None)
+        if previous is not None:
+            previous.close()
+        session = self.sessions[dp.id] = SwitchSession(dp, node)
+        if node is None:
+            log.warning("switch %#x is no node of the model; leaving it alone", dp.id)
+            return
+        log.info("switch %#x is node %s: reconciling", dp.id, node)
+        session.submit(lambda: self._reconcile(session))
+
+    @set_ev_cls(ofp_event.EventOFPStateChange, DEAD_DISPATCHER)
+    @loud
+    def on_dead(self, ev: Any) -> None:
+        session = self.sessions.get(ev.datapath.id) if ev.datapath.id is not None else None
+        if session is not None and session.dp is ev.datapath:
+            del self.sessions[ev.datapath.id]
+            session.close()
+            log.info("switch %#x (%s) disconnected", ev.datapath.id, session.node)
+
+    def _reconcile(self, session: SwitchSession) -> None:
+        installed = session.dump()
+        with self.service.lock:  # the desired state and the change sets after it stay in order
+            desired = self.service.compiler.compile_node(session.node)
+            plan = reconcile.reconcile(desired, installed, round_=self.round_)
+            session.in_sync = None
+        session.execute(plan, round_=self.round_)
+        session.in_sync = True
+        log.info("switch %s reconciled: %s", session.node, session.last_plan)
+
+    def _node_for(self, dpid: int) -> str | None:
+        with self.service.lock:
+            for node in self.service.model.nodes.values():
+                if node.datapath_id == dpid:
+                    return node.name
+        return None
+
+    # --- model changes -------------------------------------------------------------------------
+
+    def publish(self, changes: dict[str, ChangeSet]) -> None:
+        """Called by the service, under its lock, after each change: queue each node's change set."""
+        for session in list(self.sessions.values()):
+            if session.node is None:
+                # A node registered after its switch connected: adopt the switch now.
+                session.node = self._node_for(session.dp.id)
+                if session.node is not None:
+                    session.submit(lambda s=session: self._reconcile(s))
+                continue
+            node_changes = changes.get(session.node)
+            if node_changes:
+                plan = reconcile.from_changes(node_changes)
+                session.submit(lambda s=session, p=plan: s.execute(p, round_=self.round_))
+
+    def status(self, node: str) -> dict[str, Any]:
+        """What `tenetctl node show` tells about a node's switch."""
+        for session in list(self.sessions.values()):
+            if session.node == node:
+                return {
+                    "connected": True,
+                    "datapath_id": f"{session.dp.id:#x}",
+                    "in_sync": session.in_sync,
+                    "last_push": session.last_plan,
+                    "errors": list(session.errors),
+                }
+        return {"connected": False}
+
+    # --- replies -------------------------------------------------------------------------------
+
+    @set_ev_cls(
+        [
+            ofp_event.EventOFPFlowStatsReply,
+            ofp_event.EventOFPGroupDescStatsReply,
+            ofp_event.EventOFPMeterConfigStatsReply,
+            ofp_event.EventOFPBarrierReply,
+            ofp_event.EventONFBundleCtrlMsg,
+        ],
+        MAIN_DISPATCHER,
+    )
+    @loud
+    def on_reply(self, ev: Any) -> None:
+        session = self.sessions.get(ev.msg.datapath.id)
+        if session is not None:
+            session.deliver(ev.msg)
+
+    @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
+    @loud
+    def on_error(self, ev: Any) -> None:
+        session = self.sessions.get(ev.msg.datapath.id)
+        if session is not None:
+            session.error(ev.msg)
+        else:
+            log.error("switch %#x: OpenFlow error %s", ev.msg.datapath.id, ev.msg)
+
+    @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
+    @loud
+    def on_port_status(self, ev: Any) -> None:
+        session = self.sessions.get(ev.msg.datapath.id)
+        if session is None:
+            return
+        port = ev.msg.desc
+        name = port.name.decode() if isinstance(port.name, bytes) else port.name
+        if ev.msg.reason == ev.msg.datapath.ofproto.OFPPR_DELETE:
+            session.ports.pop(name, None)
+        else:
+            session.ports[name] = port.port_no

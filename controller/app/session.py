@@ -1,0 +1,208 @@
+"""One connected switch: requests with their replies, the sending path, and what went wrong.
+
+os-ken delivers replies on its event thread; a session's work (dump, reconcile, pushes) runs on the
+session's own worker thread and waits there for replies, so the event thread is never blocked.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from controller.app.reconcile import Installed, Plan
+from controller.openflow import decode, messages
+from controller.openflow.ofctl import flow_text
+
+log = logging.getLogger(__name__)
+REPLY_TIMEOUT = 30.0
+BUNDLE_CHUNK = 2000  # flow-mods serialized per socket write batch
+
+
+class SwitchError(RuntimeError):
+    """The switch answered with an OpenFlow error, or did not answer in time."""
+
+
+@dataclass
+class _Pending:
+    done: threading.Event = field(default_factory=threading.Event)
+    replies: list[Any] = field(default_factory=list)
+    error: str | None = None
+
+
+class SwitchSession:
+    def __init__(self, datapath: Any, node: str | None) -> None:
+        self.dp = datapath
+        self.node = node
+        self.ports: dict[str, int] = {}
+        self.errors: collections.deque[str] = collections.deque(maxlen=50)
+        self.in_sync: bool | None = None
+        self.last_plan: dict[str, int] = {}
+        self._pending: dict[int, _Pending] = {}
+        self._sent: collections.OrderedDict[int, str] = collections.OrderedDict()  # xid -> what, for errors
+        self._lock = threading.Lock()
+        self._tasks: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self._worker = threading.Thread(target=self._run, name=f"switch-{datapath.id:#x}", daemon=True)
+        self._worker.start()
+
+    # --- work on the session's thread ----------------------------------------------------------
+
+    def submit(self, task: Callable[[], None]) -> None:
+        self._tasks.put(task)
+
+    def close(self) -> None:
+        self._tasks.put(None)
+        with self._lock:
+            for pending in self._pending.values():
+                pending.error = "the switch disconnected"
+                pending.done.set()
+
+    def _run(self) -> None:
+        while (task := self._tasks.get()) is not None:
+            try:
+                task()
+            except Exception as error:  # a failed task must be loud, and must not stop the session
+                log.exception("switch %s (%s): %s", self.node, hex(self.dp.id), error)
+                self.errors.append(str(error))
+                self.in_sync = False
+
+    # --- requests and replies ------------------------------------------------------------------
+
+    def request(self, msg: Any, *, timeout: float = REPLY_TIMEOUT) -> list[Any]:
+        """Send a request and wait for its whole reply (every part of a multipart reply)."""
+        self.dp.set_xid(msg)
+        pending = _Pending()
+        with self._lock:
+            self._pending[msg.xid] = pending
+        self.dp.send_msg(msg)
+        if not pending.done.wait(timeout):
+            with self._lock:
+                self._pending.pop(msg.xid, None)
+            raise SwitchError(f"no answer to {type(msg).__name__} within {timeout:.0f} s")
+        if pending.error:
+            raise SwitchError(pending.error)
+        return pending.replies
+
+    def deliver(self, msg: Any) -> None:
+        """A reply arrived (called on os-ken's event thread)."""
+        with self._lock:
+            pending = self._pending.get(msg.xid)
+            if pending is None:
+                return
+            pending.replies.append(msg)
+            if not getattr(msg, "flags", 0) & self.dp.ofproto.OFPMPF_REPLY_MORE:
+                del self._pending[msg.xid]
+                pending.done.set()
+
+    def error(self, msg: Any) -> None:
+        """An OFPT_ERROR: fail the request it answers, and remember it with what caused it."""
+        with self._lock:
+            what = self._sent.get(msg.xid, "a message")
+            pending = self._pending.pop(msg.xid, None)
+        text = f"error type {msg.type} code {msg.code} for {what}"
+        log.error("switch %s (%s): %s", self.node, hex(self.dp.id), text)
+        self.errors.append(text)
+        self.in_sync = False
+        if pending is not None:
+            pending.error = text
+            pending.done.set()
+
+    def send(self, msg: Any, what: str) -> None:
+        self.dp.set_xid(msg)
+        with self._lock:
+            self._sent[msg.xid] = what
+            while len(self._sent) > 20000:
+                self._sent.popitem(last=False)
+        self.dp.send_msg(msg)
+
+    def barrier(self) -> None:
+        self.request(self.dp.ofproto_parser.OFPBarrierRequest(self.dp))
+
+    # --- reading and writing state -------------------------------------------------------------
+
+    def dump(self) -> Installed:
+        """Every flow, group and meter on the switch, as IR where Tenet can read it."""
+        parser, ofp = self.dp.ofproto_parser, self.dp.ofproto
+        installed = Installed()
+        for reply in self.request(parser.OFPFlowStatsRequest(self.dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY)):
+            for stats in reply.body:
+                try:
+                    installed.flows.append(decode.decode_flow(stats))
+                except decode.Foreign:
+                    installed.foreign_flows.append(stats)
+        for reply in self.request(parser.OFPGroupDescStatsRequest(self.dp, 0)):
+            for stats in reply.body:
+                try:
+                    installed.groups.append(decode.decode_group(stats))
+                except decode.Foreign:
+                    installed.foreign_groups.append(stats.group_id)
+        for reply in self.request(parser.OFPMeterConfigStatsRequest(self.dp, 0, ofp.OFPM_ALL)):
+            for stats in reply.body:
+                try:
+                    installed.meters.append(decode.decode_meter(stats))
+                except decode.Foreign:
+                    installed.foreign_meters.append(stats.meter_id)
+        return installed
+
+    def execute(self, plan: Plan, *, round_: int) -> None:
+        """Send a plan: meters and groups, one bundle of flow-mods, removals, then wait for a barrier."""
+        dp = self.dp
+        started = time.monotonic()
+        for meter in plan.meter_adds:
+            self.send(messages.meter_mod(dp, meter, command="add"), f"meter {meter.meter_id}")
+        for meter in plan.meter_mods:
+            self.send(messages.meter_mod(dp, meter, command="modify"), f"meter {meter.meter_id}")
+        for group in plan.group_adds:
+            self.send(messages.group_mod(dp, group, command="add"), f"group {group.group_id}")
+        for group in plan.group_mods:
+            self.send(messages.group_mod(dp, group, command="modify"), f"group {group.group_id}")
+        flow_mods = list(self._flow_mods(plan, round_))
+        if flow_mods:
+            self._bundle(flow_mods)
+        for group_id in plan.group_deletes:
+            self.send(messages.group_mod(dp, messages.Group(group_id, ()), command="delete"), f"group {group_id}")
+        for meter_id in plan.meter_deletes:
+            self.send(messages.meter_mod(dp, messages.Meter(meter_id, 1, 1), command="delete"), f"meter {meter_id}")
+        self.barrier()
+        self.last_plan = {
+            "flow_mods": plan.flow_mod_count(),
+            "messages": len(plan),
+            "ms": round((time.monotonic() - started) * 1000),
+        }
+
+    def _flow_mods(self, plan: Plan, round_: int) -> Iterable[tuple[Any, str]]:
+        dp, parser, ofp = self.dp, self.dp.ofproto_parser, self.dp.ofproto
+        for flow in plan.flow_deletes:
+            yield messages.flow_mod(dp, flow, command="delete", round_=round_), flow_text(flow)
+        for stats in plan.foreign_flow_deletes:
+            yield (
+                parser.OFPFlowMod(
+                    dp,
+                    table_id=stats.table_id,
+                    priority=stats.priority,
+                    match=stats.match,
+                    command=ofp.OFPFC_DELETE_STRICT,
+                    out_port=ofp.OFPP_ANY,
+                    out_group=ofp.OFPG_ANY,
+                ),
+                f"foreign flow in table {stats.table_id}",
+            )
+        for flow in plan.flow_adds:
+            yield messages.flow_mod(dp, flow, command="add", round_=round_), flow_text(flow)
+        for value, mask in plan.round_deletes:
+            yield messages.delete_by_cookie(dp, value, mask), f"old round {value >> 56}"
+
+    def _bundle(self, flow_mods: list[tuple[Any, str]]) -> None:
+        """All flow-mods in one atomic ONF bundle (OpenFlow 1.3 + the ONF extension OVS implements)."""
+        dp, parser, ofp = self.dp, self.dp.ofproto_parser, self.dp.ofproto
+        bundle_id = (dp.id ^ int(time.monotonic() * 1000)) & 0xFFFFFFFF
+        flags = ofp.ONF_BF_ATOMIC | ofp.ONF_BF_ORDERED
+        self.request(parser.ONFBundleCtrlMsg(dp, bundle_id, ofp.ONF_BCT_OPEN_REQUEST, flags, []))
+        for msg, what in flow_mods:  # the inner message takes the add message's xid
+            self.send(parser.ONFBundleAddMsg(dp, bundle_id, flags, msg, []), what)
+        self.request(parser.ONFBundleCtrlMsg(dp, bundle_id, ofp.ONF_BCT_COMMIT_REQUEST, flags, []))

@@ -1,0 +1,137 @@
+"""The model as store records: one JSON document per object, with the ids it was given.
+
+Ids (tenant, network, endpoint number, ofport, meter) are part of the records because cookies, group ids
+and meter ids on the switches derive from them: a restored model must compile to the very same flows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from controller.store.base import Document, Record
+from topology.ipam import int_to_mac
+from topology.model import Endpoint, Link, Model, Network, Node, QosAttachment, QosProfile, Tenant
+
+PREFIX = "/tenet/"
+# Restore order: what each kind refers to comes first.
+KINDS = ("nodes", "links", "tenants", "networks", "qos", "endpoints", "qos-attachments")
+
+
+def key(kind: str, name: str) -> str:
+    return f"{PREFIX}{kind}/{name}"
+
+
+def tenant_doc(tenant: Tenant) -> Document:
+    return {"name": tenant.name, "id": tenant.id}
+
+
+def network_doc(network: Network) -> Document:
+    return {
+        "tenant": network.tenant,
+        "name": network.name,
+        "encap": network.encap.value,
+        "segment": network.segment,
+        "subnet": str(network.subnet),
+        "gateway": str(network.gateway),
+        "mtu": network.mtu,
+        "id": network.id,
+    }
+
+
+def node_doc(node: Node) -> Document:
+    return {"name": node.name, "tunnel_ip": str(node.tunnel_ip), "uplink": node.uplink, "datapath_id": node.datapath_id}
+
+
+def link_doc(link: Link) -> Document:
+    return {"a": link.a, "a_port": link.a_port, "b": link.b, "b_port": link.b_port}
+
+
+def link_name(link: Link) -> str:
+    return f"{link.a}:{link.a_port}--{link.b}:{link.b_port}"
+
+
+def qos_doc(profile: QosProfile) -> Document:
+    return {"name": profile.name, "rate_kbps": profile.rate_kbps, "burst_kb": profile.burst_kb}
+
+
+def attachment_doc(attachment: QosAttachment) -> Document:
+    return {"profile": attachment.profile, "target": attachment.target, "meter_id": attachment.meter_id}
+
+
+def endpoint_doc(endpoint: Endpoint) -> Document:
+    return {
+        "id": endpoint.id,
+        "network": endpoint.network,
+        "node": endpoint.node,
+        "ip": str(endpoint.ip),
+        "mac": int_to_mac(endpoint.mac),
+        "port_name": endpoint.port_name,
+        "ofport": endpoint.ofport,
+        "num": endpoint.num,
+    }
+
+
+def all_records(model: Model) -> list[tuple[str, Document]]:
+    """Every object of the model as (key, document): what a store holding this model contains."""
+    records = [(key("nodes", n.name), node_doc(n)) for n in model.nodes.values()]
+    records += [(key("links", link_name(link)), link_doc(link)) for link in model.links]
+    records += [(key("tenants", t.name), tenant_doc(t)) for t in model.tenants.values()]
+    records += [(key("networks", n.key), network_doc(n)) for n in model.networks.values()]
+    records += [(key("qos", q.name), qos_doc(q)) for q in model.qos_profiles.values()]
+    records += [(key("endpoints", e.id), endpoint_doc(e)) for e in model.endpoints.values()]
+    records += [(key("qos-attachments", a.target), attachment_doc(a)) for a in model.qos_attachments.values()]
+    return records
+
+
+def restore(records: Iterable[Record]) -> Model:
+    """Rebuild a model from its records, each object with the ids it had."""
+    by_kind: dict[str, list[Record]] = {kind: [] for kind in KINDS}
+    for record in records:
+        kind = record.key[len(PREFIX) :].split("/", 1)[0]
+        if kind in by_kind:
+            by_kind[kind].append(record)
+    model = Model()
+    for kind in KINDS:
+        # Creation order where it matters (ids are explicit, so it only affects nothing but speed).
+        for record in sorted(by_kind[kind], key=lambda r: r.mod_revision):
+            _restore_one(model, kind, record.value, path=record.key)
+    return model
+
+
+def _restore_one(model: Model, kind: str, doc: Document, *, path: str) -> None:
+    if kind == "nodes":
+        model.add_node(
+            doc["name"], tunnel_ip=doc["tunnel_ip"], uplink=doc["uplink"], datapath_id=doc["datapath_id"], path=path
+        )
+    elif kind == "links":
+        model.add_link(doc["a"], doc["a_port"], doc["b"], doc["b_port"], path=path)
+    elif kind == "tenants":
+        model.add_tenant(doc["name"], tenant_id=doc["id"], path=path)
+    elif kind == "networks":
+        model.add_network(
+            doc["tenant"],
+            doc["name"],
+            encap=doc["encap"],
+            segment=doc["segment"],
+            subnet=doc["subnet"],
+            gateway=doc["gateway"],
+            mtu=doc["mtu"],
+            network_id=doc["id"],
+            path=path,
+        )
+    elif kind == "qos":
+        model.add_qos(doc["name"], rate_kbps=doc["rate_kbps"], burst_kb=doc["burst_kb"], path=path)
+    elif kind == "endpoints":
+        model.add_endpoint(
+            doc["id"],
+            network=doc["network"],
+            node=doc["node"],
+            ip=doc["ip"],
+            mac=doc["mac"],
+            port_name=doc["port_name"],
+            ofport=doc["ofport"],
+            num=doc["num"],
+            path=path,
+        )
+    elif kind == "qos-attachments":
+        model.attach_qos(doc["profile"], doc["target"], meter_id=doc["meter_id"], path=path)
