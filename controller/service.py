@@ -29,6 +29,7 @@ class Service:
         self.model = Model()
         self.compiler = Compiler(self.model)
         self.lock = threading.RLock()  # one change at a time; readers take it too
+        self.sequence = 0  # counts published changes: a state read at sequence N includes changes 1..N
         self._publishers: list[Publisher] = [publish] if publish else []
 
     def subscribe(self, publish: Publisher) -> None:
@@ -89,8 +90,19 @@ class Service:
         with self._change() as change:
             network = self.model.network(key)
             doc = records.network_doc(network)
-            change.apply(self.model.remove_network(key), undo=lambda: _restore(self.model, "networks", doc, key))
-            change.store(Delete(records.key("networks", key)))
+            # The model drops the network's QoS attachment with it; so must the store, or restore fails.
+            attachment = self.model.qos_attachments.get(key)
+            operations: list[Operation] = [Delete(records.key("networks", key))]
+            if attachment is not None:
+                operations.append(Delete(records.key("qos-attachments", key)))
+
+            def undo() -> None:
+                _restore(self.model, "networks", doc, key)
+                if attachment is not None:
+                    self.model.attach_qos(attachment.profile, key, meter_id=attachment.meter_id)
+
+            change.apply(self.model.remove_network(key), undo=undo)
+            change.store(*operations)
 
     def register_node(
         self, name: str, *, tunnel_ip: str, uplink: str | None = None, datapath_id: int | None = None
@@ -193,6 +205,7 @@ class Service:
                 raise
             if change.touched is not None:
                 changes = self.compiler.update(change.touched)
+                self.sequence += 1
                 for publish in self._publishers:
                     publish(changes)
 

@@ -18,12 +18,14 @@ from os_ken.controller import ofp_event
 from os_ken.controller.handler import CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
 from os_ken.ofproto import ofproto_v1_3
 
-from controller.app import reconcile
+from controller.app import osken_fixes, reconcile
 from controller.app.session import SwitchSession
+from controller.openflow.ofctl import flow_text
 from controller.pipeline.state import ChangeSet
 from controller.service import Service
 
 log = logging.getLogger(__name__)
+osken_fixes.apply()
 
 
 class Runtime:
@@ -56,6 +58,7 @@ class TenetApp(app_manager.OSKenApp):
         self.service = Runtime.service
         self.round_ = Runtime.round_
         self.sessions: dict[int, SwitchSession] = {}  # by datapath id
+        self.connections: dict[int, int] = {}  # datapath id -> times it connected
         self.service.subscribe(self.publish)
         Runtime.app = self
         Runtime.ready.set()
@@ -71,6 +74,7 @@ class TenetApp(app_manager.OSKenApp):
         if previous is not None:
             previous.close()
         session = self.sessions[dp.id] = SwitchSession(dp, node)
+        self.connections[dp.id] = self.connections.get(dp.id, 0) + 1
         if node is None:
             log.warning("switch %#x is no node of the model; leaving it alone", dp.id)
             return
@@ -91,7 +95,14 @@ class TenetApp(app_manager.OSKenApp):
         with self.service.lock:  # the desired state and the change sets after it stay in order
             desired = self.service.compiler.compile_node(session.node)
             plan = reconcile.reconcile(desired, installed, round_=self.round_)
+            # Change sets queued before this point are part of `desired`: they must not be sent again.
+            session.synced_sequence = self.service.sequence
             session.in_sync = None
+        if not plan.round_deletes:  # the same round: any difference is drift, worth seeing
+            for flow in plan.flow_deletes[:3]:
+                log.info("switch %s: removing %s", session.node, flow_text(flow))
+            for flow in plan.flow_adds[:3]:
+                log.info("switch %s: setting %s", session.node, flow_text(flow))
         session.execute(plan, round_=self.round_)
         session.in_sync = True
         log.info("switch %s reconciled: %s", session.node, session.last_plan)
@@ -117,7 +128,14 @@ class TenetApp(app_manager.OSKenApp):
             node_changes = changes.get(session.node)
             if node_changes:
                 plan = reconcile.from_changes(node_changes)
-                session.submit(lambda s=session, p=plan: s.execute(p, round_=self.round_))
+                sequence = self.service.sequence
+                session.submit(lambda s=session, p=plan, n=sequence: self._push(s, p, n))
+
+    def _push(self, session: SwitchSession, plan: reconcile.Plan, sequence: int) -> None:
+        if sequence <= session.synced_sequence:
+            return  # a reconcile that ran after this change already sent it
+        session.execute(plan, round_=self.round_)
+        session.synced_sequence = sequence
 
     def status(self, node: str) -> dict[str, Any]:
         """What `tenetctl node show` tells about a node's switch."""
@@ -125,6 +143,7 @@ class TenetApp(app_manager.OSKenApp):
             if session.node == node:
                 return {
                     "connected": True,
+                    "connections": self.connections.get(session.dp.id, 0),
                     "datapath_id": f"{session.dp.id:#x}",
                     "in_sync": session.in_sync,
                     "last_push": session.last_plan,

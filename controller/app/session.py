@@ -42,6 +42,7 @@ class SwitchSession:
         self.ports: dict[str, int] = {}
         self.errors: collections.deque[str] = collections.deque(maxlen=50)
         self.in_sync: bool | None = None
+        self.synced_sequence = -1  # the service's change sequence the switch's state includes
         self.last_plan: dict[str, int] = {}
         self._pending: dict[int, _Pending] = {}
         self._sent: collections.OrderedDict[int, str] = collections.OrderedDict()  # xid -> what, for errors
@@ -133,7 +134,8 @@ class SwitchSession:
             for stats in reply.body:
                 try:
                     installed.flows.append(decode.decode_flow(stats))
-                except decode.Foreign:
+                except decode.Foreign as error:
+                    log.info("switch %s: a flow Tenet did not write (%s): removing it", self.node, error)
                     installed.foreign_flows.append(stats)
         for reply in self.request(parser.OFPGroupDescStatsRequest(self.dp, 0)):
             for stats in reply.body:

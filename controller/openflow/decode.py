@@ -71,7 +71,8 @@ def decode_action(action: Any) -> Action:
     if isinstance(action, parser.OFPActionDecNwTtl):
         return DecTtl()
     if isinstance(action, parser.NXActionRegMove) and action.src_ofs == 0 and action.dst_ofs == 0:
-        return Move(action.src_field, action.dst_field)
+        # OVS reports moved fields in their NXM form, which os-ken names e.g. "eth_src_nxm".
+        return Move(action.src_field.removesuffix("_nxm"), action.dst_field.removesuffix("_nxm"))
     if isinstance(action, parser.NXActionOutputReg) and action.ofs_nbits == nicira_ext.ofs_nbits(0, 31):
         return OutputReg(action.src)
     raise Foreign(f"action {action!r}")

@@ -24,7 +24,7 @@ def sh(*args: str, check: bool = True, timeout: float = 30) -> str:
     return result.stdout
 
 
-def wait_for(condition, what: str, *, timeout: float = 20.0, interval: float = 0.05):  # noqa: ANN001, ANN201
+def wait_for(condition, what: str, *, timeout: float = 20.0, interval: float = 0.05):
     """Poll `condition` until it returns something true; fail naming `what` after `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
@@ -66,13 +66,16 @@ class Pod:
     def ping(self, ip: str, *, count: int = 1, wait: int = 2) -> bool:
         result = subprocess.run(
             ["ip", "netns", "exec", self.netns, "ping", "-c", str(count), "-W", str(wait), ip],
-            capture_output=True, timeout=count * wait + 10, check=False,
+            capture_output=True,
+            timeout=count * wait + 10,
+            check=False,
         )
         return result.returncode == 0
 
     def popen(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen(["ip", "netns", "exec", self.netns, *args], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            ["ip", "netns", "exec", self.netns, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
 
 
 class OvsNode:
@@ -110,8 +113,16 @@ class OvsNode:
     def _daemon(self, program: str, *args: str) -> None:
         pidfile = self.dir / f"{program}.pid"
         rundir = f"OVS_RUNDIR={self.dir}"  # the bridge's br-int.mgmt socket goes there, not to /var/run
-        self.exec("env", rundir, program, *args, f"--pidfile={pidfile}", f"--unixctl={self.dir}/{program}.ctl",
-                  f"--log-file={self.dir}/{program}.log", "--detach")
+        self.exec(
+            "env",
+            rundir,
+            program,
+            *args,
+            f"--pidfile={pidfile}",
+            f"--unixctl={self.dir}/{program}.ctl",
+            f"--log-file={self.dir}/{program}.log",
+            "--detach",
+        )
         self._pids.append(pidfile)
 
     def close(self) -> None:
@@ -125,12 +136,16 @@ class OvsNode:
                 stop_pid(int(pidfile.read_text().strip()))
         sh("ip", "link", "del", self._veth, check=False)
         sh("ip", "netns", "del", self.netns, check=False)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if not os.environ.get("TENET_KEEP_OVS_LOGS"):  # set it to read the daemons' logs after a failure
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     # --- commands ------------------------------------------------------------------------------
 
     def exec(self, *args: str, check: bool = True) -> str:
         return sh("ip", "netns", "exec", self.netns, *args, check=check)
+
+    def appctl(self, *args: str) -> str:
+        return sh("ovs-appctl", "-t", f"{self.dir}/ovs-vswitchd.ctl", *args)
 
     def vsctl(self, *args: str) -> str:
         return sh("ovs-vsctl", f"--db={self.db}", "--timeout=20", *args)
@@ -141,11 +156,25 @@ class OvsNode:
 
     def add_bridge(self, datapath_id: int, controller_port: int) -> None:
         self.vsctl(
-            "add-br", "br-int",
-            "--", "set", "bridge", "br-int", "datapath_type=netdev", "protocols=OpenFlow13",
-            "fail_mode=secure", f"other-config:datapath-id={datapath_id:016x}",
-            "--", "set-controller", "br-int", f"tcp:{self.host_ip}:{controller_port}",
-            "--", "set", "controller", "br-int", "connection-mode=out-of-band",
+            "add-br",
+            "br-int",
+            "--",
+            "set",
+            "bridge",
+            "br-int",
+            "datapath_type=netdev",
+            "protocols=OpenFlow13",
+            "fail_mode=secure",
+            f"other-config:datapath-id={datapath_id:016x}",
+            "--",
+            "set-controller",
+            "br-int",
+            f"tcp:{self.host_ip}:{controller_port}",
+            "--",
+            "set",
+            "controller",
+            "br-int",
+            "connection-mode=out-of-band",
         )
 
     def connected(self) -> bool:
@@ -157,8 +186,25 @@ class OvsNode:
         sh("ip", "netns", "add", pod.netns)
         self._pods.append(pod)
         port = endpoint["port_name"]
-        sh("ip", "netns", "exec", self.netns, "ip", "link", "add", port, "mtu", str(mtu), "type", "veth",
-           "peer", "name", "eth0", "netns", pod.netns)
+        sh(
+            "ip",
+            "netns",
+            "exec",
+            self.netns,
+            "ip",
+            "link",
+            "add",
+            port,
+            "mtu",
+            str(mtu),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            pod.netns,
+        )
         pod.run("ip", "link", "set", "eth0", "address", endpoint["mac"], "mtu", str(mtu))
         pod.run("ip", "addr", "add", f"{endpoint['ip']}/{prefix}", "dev", "eth0")
         pod.run("ip", "link", "set", "eth0", "up")
@@ -166,6 +212,15 @@ class OvsNode:
         pod.run("ip", "route", "add", "default", "via", gateway)
         pod.run("ethtool", "-K", "eth0", "tx", "off")  # the userspace datapath does not fill checksums in
         self.exec("ip", "link", "set", port, "up")
-        self.vsctl("add-port", "br-int", port, "--", "set", "interface", port,
-                   f"ofport_request={endpoint['ofport']}", f"external_ids:tenet-endpoint={endpoint['id']}")
+        self.vsctl(
+            "add-port",
+            "br-int",
+            port,
+            "--",
+            "set",
+            "interface",
+            port,
+            f"ofport_request={endpoint['ofport']}",
+            f"external_ids:tenet-endpoint={endpoint['id']}",
+        )
         return pod

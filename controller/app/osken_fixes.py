@@ -1,0 +1,32 @@
+"""A fix for os-ken 4 on native threads: a switch that disconnects is never reported dead.
+
+When the receive loop ends, `Datapath.serve` joins the send thread, which sits in `send_q.get()` for
+ever (native threads cannot be killed), so DEAD_DISPATCHER never comes and the session is never closed.
+Waking the send thread with a close marker lets `serve` finish the way it does under eventlet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+from typing import Any
+
+from os_ken.controller import controller
+
+_original_recv_loop = controller.Datapath._recv_loop
+
+
+def _recv_loop_then_wake_sender(self: Any) -> None:
+    try:
+        _original_recv_loop(self)
+    finally:
+        send_q = self.send_q
+        if send_q is not None:
+            # An empty write that tells the send loop to stop. If the queue is full the send loop is busy:
+            # it fails on the dead socket and stops by itself.
+            with contextlib.suppress(queue.Full):
+                send_q.put_nowait((b"", True))
+
+
+def apply() -> None:
+    controller.Datapath._recv_loop = _recv_loop_then_wake_sender

@@ -1,0 +1,193 @@
+"""The controller against a real br-int: desired state on the switch, real packets, restarts without loss."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections import Counter
+
+import pytest
+
+from controller.client import ClientError
+from controller.pipeline.cookies import ROUND_MASK, ROUND_SHIFT
+from controller.pipeline.tables import PIPELINE
+from tests.functional.conftest import ControllerProcess
+from tests.functional.ovs import OvsNode, Pod, wait_for
+
+DPID = 0x7E1
+FLOW = re.compile(r"cookie=(0x[0-9a-f]+), .*?table=(\d+), .*?priority=(\d+)")
+
+
+def build(controller: ControllerProcess, node: OvsNode) -> dict[str, Pod]:
+    """Two tenants with identical subnets on one node, and a pod for every endpoint."""
+    api = controller.client
+    api.put("/v1/nodes/n1", {"tunnel_ip": "192.168.77.1", "datapath_id": DPID})
+    for tenant, vni in (("blue", 5001), ("red", 6001)):
+        api.post("/v1/tenants", {"name": tenant})
+        api.post(
+            f"/v1/tenants/{tenant}/networks", {"name": "web", "encap": "vxlan", "vni": vni, "subnet": "10.1.0.0/24"}
+        )
+    endpoints = [("b1", "blue/web"), ("b2", "blue/web"), ("r1", "red/web"), ("r2", "red/web"), ("r3", "red/web")]
+    node.add_bridge(DPID, controller.ofp_port)
+    pods = {}
+    for endpoint_id, network in endpoints:
+        doc = api.post("/v1/endpoints", {"id": endpoint_id, "network": network, "node": "n1"})
+        pods[endpoint_id] = node.add_pod(doc, gateway=doc["gateway"], prefix=doc["prefix_len"], mtu=doc["mtu"])
+    wait_in_sync(controller)
+    return pods
+
+
+def wait_in_sync(controller: ControllerProcess) -> dict:
+    def synced() -> dict | None:
+        switch = controller.node("n1").get("switch") or {}
+        assert not switch.get("errors"), switch
+        return switch if switch.get("connected") and switch.get("in_sync") else None
+
+    return wait_for(synced, "the switch to be in sync", timeout=60)
+
+
+def desired(controller: ControllerProcess) -> tuple[Counter, set[str], set[str]]:
+    text = controller.client.get("/v1/nodes/n1/flows")["flows"]
+    flows = Counter()
+    groups, meters = set(), set()
+    for line in text.splitlines():
+        if line.startswith("cookie="):
+            found = re.match(r"cookie=(0x[0-9a-f]+),table=(\w+),priority=(\d+)", line)
+            flows[(found.group(2), int(found.group(3)), int(found.group(1), 16))] += 1
+        elif line.startswith("group_id="):
+            groups.add(line.split(",")[0].split("=")[1])
+        elif line.startswith("meter="):
+            meters.add(line.split(",")[0].split("=")[1])
+    return flows, groups, meters
+
+
+def on_switch(node: OvsNode) -> tuple[Counter, set[int], set[str], set[str]]:
+    """Flows as (table, priority, cookie without round), the rounds seen, group ids and meter ids."""
+    flows, rounds = Counter(), set()
+    for line in node.ofctl("dump-flows").splitlines():
+        found = FLOW.search(line)
+        if found:
+            cookie = int(found.group(1), 16)
+            rounds.add(cookie >> ROUND_SHIFT)
+            flows[(PIPELINE.names[int(found.group(2))], int(found.group(3)), cookie & ~ROUND_MASK)] += 1
+    groups = set(re.findall(r"group_id=(\d+)", node.ofctl("dump-groups")))
+    meters = set(re.findall(r"meter=(\d+)", node.ofctl("dump-meters")))
+    return flows, rounds, groups, meters
+
+
+def assert_switch_is_desired(controller: ControllerProcess, node: OvsNode) -> int:
+    want_flows, want_groups, want_meters = desired(controller)
+    have_flows, rounds, have_groups, have_meters = on_switch(node)
+    assert have_flows == want_flows, f"extra {have_flows - want_flows}, missing {want_flows - have_flows}"
+    assert (have_groups, have_meters) == (want_groups, want_meters)
+    assert len(rounds) == 1, f"flows of several rounds on the switch: {rounds}"
+    return rounds.pop()
+
+
+def tcp_works(client: Pod, server: Pod) -> bool:
+    listener = server.popen("iperf3", "-s", "-1", "-B", server.ip)
+    try:
+        wait_for(lambda: "iperf3" in server.run("ss", "-ltnp", check=False), "iperf3 to listen")
+        result = client.run("iperf3", "-c", server.ip, "-t", "1", "--connect-timeout", "3000", check=False)
+        return "receiver" in result
+    finally:
+        listener.kill()
+        listener.wait(timeout=10)
+
+
+def test_switch_matches_desired_state_after_connect_change_and_restart(
+    controller: ControllerProcess, ovs_node: OvsNode
+) -> None:
+    pods = build(controller, ovs_node)
+    first_round = assert_switch_is_desired(controller, ovs_node)
+    assert pods["b1"].ping(pods["b2"].ip)
+
+    # A model change is pushed incrementally: a QoS profile on one endpoint, one endpoint fewer.
+    controller.client.post("/v1/qos", {"name": "slow", "rate_kbps": 10000, "burst_kb": 1000})
+    controller.client.post("/v1/qos/slow/attachments", {"target": "b1"})
+    controller.client.delete("/v1/endpoints/r2")
+    wait_for(lambda: on_switch(ovs_node)[0] == desired(controller)[0], "the change to reach the switch")
+    assert_switch_is_desired(controller, ovs_node)
+
+    # A restarted controller restores the model from its store and works in a new round, with no leftovers.
+    controller.stop()
+    controller.start()
+    wait_for(lambda: on_switch(ovs_node)[1] == {first_round + 1}, "the new round on the switch", timeout=60)
+    assert assert_switch_is_desired(controller, ovs_node) == first_round + 1
+
+
+def test_pods_talk_within_a_tenant_and_never_across(controller: ControllerProcess, ovs_node: OvsNode) -> None:
+    pods = build(controller, ovs_node)
+    b1, b2, r1, r3 = pods["b1"], pods["b2"], pods["r1"], pods["r3"]
+    assert b1.ip == r1.ip  # identical subnets, identical addresses
+    assert b1.ping(b2.ip, count=2)
+    assert tcp_works(b1, b2)
+    assert r1.ping(r3.ip, count=2)  # red's own third address works for red...
+    assert r3.ip not in (b1.ip, b2.ip)
+    assert not b1.ping(r3.ip, count=2)  # ...and is unreachable from blue
+    assert not tcp_works(b1, r3)
+
+
+def test_qos_limits_throughput(controller: ControllerProcess, ovs_node: OvsNode) -> None:
+    pods = build(controller, ovs_node)
+    controller.client.post("/v1/qos", {"name": "slow", "rate_kbps": 10000, "burst_kb": 1000})
+    controller.client.post("/v1/qos/slow/attachments", {"target": "b1"})
+    wait_for(lambda: on_switch(ovs_node)[3], "the meter on the switch")
+    server = pods["b2"].popen("iperf3", "-s", "-1", "-B", pods["b2"].ip, "-J")
+    try:
+        wait_for(lambda: "iperf3" in pods["b2"].run("ss", "-ltnp", check=False), "iperf3 to listen")
+        result = json.loads(pods["b1"].run("iperf3", "-c", pods["b2"].ip, "-t", "3", "-J", timeout=60))
+    finally:
+        server.kill()
+        server.wait(timeout=10)
+    mbps = result["end"]["sum_received"]["bits_per_second"] / 1e6
+    assert 1 < mbps < 13, f"{mbps:.1f} Mbit/s through a 10 Mbit/s meter"
+
+
+def test_reconnect_sends_no_flow_mods(controller: ControllerProcess, ovs_node: OvsNode) -> None:
+    build(controller, ovs_node)
+    before = controller.node("n1")["switch"]
+    # Drop the connection, keeping the controller configured (removing it would make OVS flush the flows).
+    ovs_node.appctl("bridge/reconnect", "br-int")
+    switch = wait_for(
+        lambda: (
+            (s := controller.node("n1")["switch"]).get("in_sync")
+            and s.get("connections", 0) > before.get("connections", 0)
+            and s
+        ),
+        "the switch to reconnect and reconcile",
+    )
+    assert switch["last_push"]["flow_mods"] == 0, switch
+    assert_switch_is_desired(controller, ovs_node)
+
+
+def test_kill_9_and_restart_lose_no_packet(controller: ControllerProcess, ovs_node: OvsNode) -> None:
+    pods = build(controller, ovs_node)
+    first_round = assert_switch_is_desired(controller, ovs_node)
+    ping = pods["b1"].popen("ping", "-i", "0.05", "-c", "200", pods["b2"].ip)
+    try:
+        time.sleep(1)  # traffic flows before the controller dies
+        controller.kill9()
+        time.sleep(2)  # and while it is dead: fail_mode=secure keeps the flows
+        controller.start()
+        wait_for(lambda: on_switch(ovs_node)[1] == {first_round + 1}, "the new round", timeout=60)
+        out, _ = ping.communicate(timeout=60)
+    finally:
+        if ping.poll() is None:
+            ping.kill()
+    assert " 0% packet loss" in out, out
+    assert re.search(r"200 packets transmitted, 200 received", out), out
+    assert assert_switch_is_desired(controller, ovs_node) == first_round + 1
+
+
+@pytest.mark.parametrize("bad", [{"vni": 5001}, {"subnet": "10.1.0.128/25"}])
+def test_conflicting_networks_are_refused_through_the_controller(controller: ControllerProcess, bad: dict) -> None:
+    api = controller.client
+    api.post("/v1/tenants", {"name": "blue"})
+    api.post("/v1/tenants/blue/networks", {"name": "web", "encap": "vxlan", "vni": 5001, "subnet": "10.1.0.0/24"})
+    network = {"name": "other", "encap": "vxlan", "vni": 5002, "subnet": "10.2.0.0/24", **bad}
+    with pytest.raises(ClientError) as raised:
+        api.post("/v1/tenants/blue/networks", network)
+    assert raised.value.status == 409
+    assert [n["name"] for n in api.get("/v1/networks")] == ["web"]
