@@ -4,6 +4,8 @@ Offline commands work on a topology file and need no controller:
   tenetctl check FILE                      validate the file
   tenetctl compile FILE --node NODE        the node's meters, groups and flows as ovs-ofctl text
   tenetctl trace FILE --src EP --dst EP    follow a packet through every switch it crosses
+
+Live commands (tenant, network, qos, node, endpoint, flows) talk to a running controller; see cli_live.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from controller import cli_live
 from controller.openflow.ofctl import flow_text, render_state
 from controller.pipeline.compile import Compiler
 from controller.pipeline.probes import PROTOCOLS, Spoof, to_endpoint
@@ -48,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tenetctl",
         description="Tenet: multi-tenant networking on Open vSwitch. Offline commands read a topology file "
-        "(nodes, tenants, networks, QoS, endpoints; see examples/cluster.yaml).",
+        "(nodes, tenants, networks, QoS, endpoints; see examples/cluster.yaml); live commands talk to a "
+        "running controller (--server, --token).",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -96,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("--spoof-mac", metavar="MAC", help="send from this source MAC instead of the endpoint's own")
     trace.add_argument("--json", action="store_true", help="print a JSON object: verdict, delivered_to, path")
     trace.set_defaults(run=run_trace)
+    cli_live.add_commands(commands)
     return parser
 
 

@@ -21,7 +21,7 @@ from controller.openflow.ofctl import flow_text
 
 log = logging.getLogger(__name__)
 REPLY_TIMEOUT = 30.0
-BUNDLE_CHUNK = 2000  # flow-mods serialized per socket write batch
+SEND_CHUNK_BYTES = 256 * 1024  # flow-mods are written to the socket in batches of about this size
 
 
 class SwitchError(RuntimeError):
@@ -114,12 +114,15 @@ class SwitchSession:
             pending.done.set()
 
     def send(self, msg: Any, what: str) -> None:
-        self.dp.set_xid(msg)
-        with self._lock:
-            self._sent[msg.xid] = what
-            while len(self._sent) > 20000:
-                self._sent.popitem(last=False)
+        self._note(self.dp.set_xid(msg), what)
         self.dp.send_msg(msg)
+
+    def _note(self, xid: int, what: str) -> None:
+        """Remember what a message was, so an error answering its xid can name the flow."""
+        with self._lock:
+            self._sent[xid] = what
+            while len(self._sent) > 100_000:
+                self._sent.popitem(last=False)
 
     def barrier(self) -> None:
         self.request(self.dp.ofproto_parser.OFPBarrierRequest(self.dp))
@@ -205,6 +208,17 @@ class SwitchSession:
         bundle_id = (dp.id ^ int(time.monotonic() * 1000)) & 0xFFFFFFFF
         flags = ofp.ONF_BF_ATOMIC | ofp.ONF_BF_ORDERED
         self.request(parser.ONFBundleCtrlMsg(dp, bundle_id, ofp.ONF_BCT_OPEN_REQUEST, flags, []))
+        chunk: list[bytes] = []
+        size = 0
         for msg, what in flow_mods:  # the inner message takes the add message's xid
-            self.send(parser.ONFBundleAddMsg(dp, bundle_id, flags, msg, []), what)
+            add = parser.ONFBundleAddMsg(dp, bundle_id, flags, msg, [])
+            self._note(dp.set_xid(add), what)
+            add.serialize()
+            chunk.append(add.buf)
+            size += len(add.buf)
+            if size >= SEND_CHUNK_BYTES:  # one socket write for many messages, not one each
+                dp.send(b"".join(chunk))
+                chunk, size = [], 0
+        if chunk:
+            dp.send(b"".join(chunk))
         self.request(parser.ONFBundleCtrlMsg(dp, bundle_id, ofp.ONF_BCT_COMMIT_REQUEST, flags, []))

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from controller.client import Client, ClientError
-from tests.functional.ovs import OvsNode, wait_for
+from lab.ovs import OvsNode, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "functional-admin-token"

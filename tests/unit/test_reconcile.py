@@ -16,7 +16,7 @@ from tests.unit.topologies import SHAPES, example
 from topology.model import touched_by
 
 
-def parsed(msg):  # noqa: ANN001, ANN201 - an os-ken message through bytes and back, as from a switch
+def parsed(msg):
     msg.serialize()
     return ofproto_parser.msg(msg.datapath, msg.version, msg.msg_type, msg.msg_len, msg.xid, msg.buf)
 
@@ -86,8 +86,7 @@ def test_groups_and_meters_read_back() -> None:
     parser = dp.ofproto_parser
     for group in state.groups().values():
         msg = group_mod(dp, group)
-        stats = parser.OFPGroupDescStats(type_=dp.ofproto.OFPGT_ALL, group_id=group.group_id,
-                                         buckets=msg.buckets)
+        stats = parser.OFPGroupDescStats(type_=dp.ofproto.OFPGT_ALL, group_id=group.group_id, buckets=msg.buckets)
         assert decode.decode_group(stats) == group
     for meter in state.meters().values():
         msg = meter_mod(dp, meter)

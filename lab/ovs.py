@@ -1,4 +1,4 @@
-"""Real Open vSwitch for tests: an ovsdb-server and ovs-vswitchd (userspace datapath) in a namespace of
+"""Real Open vSwitch on one machine: an ovsdb-server and ovs-vswitchd (userspace datapath) in a namespace of
 their own, a br-int wired to a controller, and pods as namespaces with a veth on br-int.
 
 Everything made here is recorded and undone by `close()`, even after a failure half way.
@@ -150,9 +150,12 @@ class OvsNode:
     def vsctl(self, *args: str) -> str:
         return sh("ovs-vsctl", f"--db={self.db}", "--timeout=20", *args)
 
-    def ofctl(self, *args: str) -> str:
-        command, rest = args[0], args[1:]
-        return sh("ovs-ofctl", "-O", "OpenFlow13", command, f"unix:{self.dir}/br-int.mgmt", *rest)
+    def ofctl(self, *args: str, timeout: float = 300) -> str:
+        """`ovs-ofctl [--options] COMMAND br-int ARGS` against this node's bridge."""
+        options = [a for a in args if a.startswith("--")]
+        command, *rest = [a for a in args if not a.startswith("--")]
+        bridge = f"unix:{self.dir}/br-int.mgmt"
+        return sh("ovs-ofctl", "-O", "OpenFlow13", *options, command, bridge, *rest, timeout=timeout)
 
     def add_bridge(self, datapath_id: int, controller_port: int) -> None:
         self.vsctl(

@@ -1,0 +1,92 @@
+"""What the switch benchmarks share: a real OVS node and Tenet's os-ken app in this process.
+
+The app runs against a model with one node whose compiled state is `flows` flows; the benchmark then
+drives the app's own sending path (`SwitchSession`) and compares with `ovs-ofctl` in the same run.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from controller.app.osken_app import Runtime, TenetApp
+from controller.app.session import SwitchSession
+from controller.service import Service
+from controller.store.sqlite import SqliteStore
+from lab.ovs import OvsNode, wait_for
+
+DPID = 0xBE4C
+
+
+@dataclass
+class Bench:
+    node: OvsNode
+    service: Service
+    app: TenetApp
+
+    def session(self) -> SwitchSession:
+        return next(s for s in self.app.sessions.values() if s.node == "bench")
+
+    def switch_flow_count(self) -> int:
+        return int(self.node.ofctl("dump-aggregate").split("flow_count=")[1].split()[0])
+
+    def on_session(self, work) -> None:
+        """Run `work(session)` on the session's own thread, as the app does, and wait for it."""
+        done = []
+        session = self.session()
+        session.submit(lambda: done.append(work(session)))
+        wait_for(lambda: done, "the session to finish", timeout=900, interval=0.005)
+
+
+def populate(service: Service, endpoints: int) -> None:
+    """One node, one tenant, networks of 200 endpoints each."""
+    service.register_node("bench", tunnel_ip="192.168.99.1", datapath_id=DPID)
+    service.create_tenant("t")
+    for i in range(endpoints):
+        if i % 200 == 0:
+            service.create_network(
+                "t",
+                f"n{i // 200}",
+                encap="vxlan",
+                segment=1000 + i // 200,
+                subnet=f"10.{i // 200 // 256}.{i // 200 % 256}.0/24",
+            )
+        service.create_endpoint(f"e{i}", network=f"t/n{i // 200}", node="bench")
+
+
+@contextmanager
+def running(endpoints: int, *, port: int = 16999) -> Iterator[Bench]:
+    from os_ken import cfg
+    from os_ken.base.app_manager import AppManager
+
+    state = Path(tempfile.mkdtemp(prefix="tenet-bench-"))
+    node = OvsNode("bench", state, index=9)
+    service = Service(SqliteStore(state / "tenet.db"))
+    populate(service, endpoints)
+    Runtime.service, Runtime.round_ = service, 1
+    try:
+        node.start()
+        if Runtime.app is None:
+            cfg.CONF(args=[], project="os_ken")
+            cfg.CONF.ofp_listen_host = node.host_ip
+            cfg.CONF.ofp_tcp_listen_port = port
+            manager = AppManager.get_instance()
+            manager.load_apps(["controller.app.osken_app"])
+            manager.instantiate_apps(**manager.create_contexts())
+            Runtime.ready.wait()
+        node.add_bridge(DPID, port)
+        bench = Bench(node, service, Runtime.app)
+        wait_for(lambda: bench.app.status("bench").get("in_sync"), "the first reconcile", timeout=600)
+        yield bench
+    finally:
+        node.close()
+
+
+def timed(action) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started

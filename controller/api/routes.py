@@ -1,0 +1,370 @@
+"""The API's resources: one handler per route, and the route table the router and the OpenAPI test share.
+
+Every change goes through a `Service` method; reads and the visibility checks before a change hold
+`service.lock` (reentrant), so what a handler checked is still true when the service applies the change.
+Objects of another tenant answer exactly like objects that do not exist.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from controller.api import views
+from controller.api.http import Body, HttpError, Request, Response, forbidden, not_found
+from controller.api.openapi import SPEC
+from controller.openflow.ofctl import render_state
+from controller.service import Service
+from topology.errors import ValidationError
+from topology.model import Encap, Endpoint, Model, Network, QosAttachment, QosProfile, Tenant
+
+log = logging.getLogger(__name__)
+SwitchStatus = Callable[[str], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    template: str  # "/v1/tenants/{tenant}"; a parameter is one path segment
+    handler: str  # the name of an `Api` method
+    auth: bool = True
+
+
+ROUTES = (
+    Route("GET", "/openapi.json", "openapi", auth=False),
+    Route("GET", "/v1/tenants", "list_tenants"),
+    Route("POST", "/v1/tenants", "create_tenant"),
+    Route("GET", "/v1/tenants/{tenant}", "show_tenant"),
+    Route("DELETE", "/v1/tenants/{tenant}", "delete_tenant"),
+    Route("GET", "/v1/tenants/{tenant}/networks", "list_tenant_networks"),
+    Route("POST", "/v1/tenants/{tenant}/networks", "create_network"),
+    Route("GET", "/v1/tenants/{tenant}/networks/{network}", "show_network"),
+    Route("DELETE", "/v1/tenants/{tenant}/networks/{network}", "delete_network"),
+    Route("GET", "/v1/networks", "list_networks"),
+    Route("GET", "/v1/qos", "list_qos"),
+    Route("POST", "/v1/qos", "create_qos"),
+    Route("GET", "/v1/qos/{profile}", "show_qos"),
+    Route("DELETE", "/v1/qos/{profile}", "delete_qos"),
+    Route("POST", "/v1/qos/{profile}/attachments", "attach_qos"),
+    Route("GET", "/v1/qos-attachments", "list_attachments"),
+    Route("DELETE", "/v1/qos-attachments", "detach_qos"),
+    Route("GET", "/v1/nodes", "list_nodes"),
+    Route("GET", "/v1/nodes/{node}", "show_node"),
+    Route("PUT", "/v1/nodes/{node}", "register_node"),
+    Route("GET", "/v1/nodes/{node}/flows", "node_flows"),
+    Route("GET", "/v1/endpoints", "list_endpoints"),
+    Route("POST", "/v1/endpoints", "create_endpoint"),
+    Route("GET", "/v1/endpoints/{endpoint}", "show_endpoint"),
+    Route("DELETE", "/v1/endpoints/{endpoint}", "delete_endpoint"),
+)
+
+# A quoted network key in a model message, e.g. "VNI 100 is already used by network 'red/web'".
+_NETWORK_NAME = re.compile(r"""network (['"])([^'"/]+)/[^'"]*\1""")
+
+
+def default_switch_status(_node: str) -> dict[str, Any]:
+    return {"connected": False}
+
+
+class Api:
+    def __init__(self, service: Service, *, switch_status: SwitchStatus | None = None) -> None:
+        self.service = service
+        self.switch_status = switch_status or default_switch_status
+
+    @property
+    def model(self) -> Model:
+        return self.service.model  # asked each time: `Service.restore` replaces the model
+
+    def redact(self, error: ValidationError, request: Request) -> ValidationError:
+        """A model message may name another tenant's network (a VNI in use); a tenant token must not learn it."""
+        if request.principal.admin:
+            return error
+
+        def hide(match: re.Match[str]) -> str:
+            return match.group(0) if request.principal.sees(match.group(2)) else "a network of another tenant"
+
+        message = _NETWORK_NAME.sub(hide, error.message)
+        if message == error.message:
+            return error
+        return ValidationError(error.path, message, conflict=error.conflict)
+
+    # --- lookups that hide other tenants ------------------------------------------------------------
+
+    def tenant(self, request: Request, name: str) -> Tenant:
+        tenant = self.model.tenants.get(name)
+        if tenant is None or not request.principal.sees(name):
+            raise not_found(f"unknown tenant {name!r}")
+        return tenant
+
+    def network(self, request: Request, key: str) -> Network:
+        network = self.model.networks.get(key)
+        if network is None or not request.principal.sees(network.tenant):
+            raise not_found(f"unknown network {key!r}")
+        return network
+
+    def endpoint(self, request: Request, endpoint_id: str) -> Endpoint:
+        endpoint = self.model.endpoints.get(endpoint_id)
+        if endpoint is None or not request.principal.sees(endpoint.tenant):
+            raise not_found(f"unknown endpoint {endpoint_id!r}")
+        return endpoint
+
+    def target_visible(self, request: Request, target: str) -> bool:
+        """A QoS target: a network key or an endpoint id, of a tenant the caller may see."""
+        model = self.model
+        owner = model.networks[target].tenant if target in model.networks else None
+        if owner is None and target in model.endpoints:
+            owner = model.endpoints[target].tenant
+        return owner is not None and request.principal.sees(owner)
+
+    # --- the description -----------------------------------------------------------------------------
+
+    def openapi(self, request: Request) -> Response:
+        return Response(200, SPEC)
+
+    # --- tenants -------------------------------------------------------------------------------------
+
+    def list_tenants(self, request: Request) -> Response:
+        with self.service.lock:
+            tenants = [t for name, t in sorted(self.model.tenants.items()) if request.principal.sees(name)]
+            return Response(200, [views.tenant_json(self.model, t) for t in tenants])
+
+    def create_tenant(self, request: Request) -> Response:
+        if not request.principal.admin:
+            raise forbidden("creating a tenant")
+        name = Body(request.json(), "tenant", allowed={"name"}).text("name")
+        with self.service.lock:
+            tenant = self.service.create_tenant(name)
+            return created(f"/v1/tenants/{name}", views.tenant_json(self.model, tenant))
+
+    def show_tenant(self, request: Request) -> Response:
+        with self.service.lock:
+            return Response(200, views.tenant_json(self.model, self.tenant(request, request.params["tenant"])))
+
+    def delete_tenant(self, request: Request) -> Response:
+        with self.service.lock:
+            tenant = self.tenant(request, request.params["tenant"])
+            if not request.principal.admin:
+                raise forbidden("deleting a tenant")
+            self.service.delete_tenant(tenant.name)
+        return Response(204)
+
+    # --- networks ------------------------------------------------------------------------------------
+
+    def list_tenant_networks(self, request: Request) -> Response:
+        with self.service.lock:
+            tenant = self.tenant(request, request.params["tenant"])
+            networks = sorted(self.model.networks_by_tenant[tenant.name].values(), key=lambda n: n.name)
+            return Response(200, [views.network_json(self.model, n) for n in networks])
+
+    def list_networks(self, request: Request) -> Response:
+        wanted = request.query.get("tenant")
+        with self.service.lock:
+            networks = [
+                n
+                for _key, n in sorted(self.model.networks.items())
+                if request.principal.sees(n.tenant) and wanted in (None, n.tenant)
+            ]
+            return Response(200, [views.network_json(self.model, n) for n in networks])
+
+    def create_network(self, request: Request) -> Response:
+        fields = {"name", "encap", "vni", "vlan", "subnet", "gateway", "mtu"}
+        body = Body(request.json(), "network", allowed=fields)
+        name, encap, subnet = body.text("name"), body.text("encap"), body.text("subnet")
+        segment = network_segment(body, encap)
+        gateway, mtu = body.text("gateway", required=False), body.integer("mtu", required=False)
+        with self.service.lock:
+            tenant = self.tenant(request, request.params["tenant"])
+            network = self.service.create_network(
+                tenant.name, name, encap=encap, segment=segment, subnet=subnet, gateway=gateway, mtu=mtu
+            )
+            return created(f"/v1/tenants/{tenant.name}/networks/{name}", views.network_json(self.model, network))
+
+    def show_network(self, request: Request) -> Response:
+        with self.service.lock:
+            self.tenant(request, request.params["tenant"])
+            network = self.network(request, f"{request.params['tenant']}/{request.params['network']}")
+            return Response(200, views.network_json(self.model, network))
+
+    def delete_network(self, request: Request) -> Response:
+        with self.service.lock:
+            self.tenant(request, request.params["tenant"])
+            network = self.network(request, f"{request.params['tenant']}/{request.params['network']}")
+            self.service.delete_network(network.key)
+        return Response(204)
+
+    # --- QoS -----------------------------------------------------------------------------------------
+
+    def visible_attachments(self, request: Request, profile: str | None = None) -> list[QosAttachment]:
+        return [
+            a
+            for _target, a in sorted(self.model.qos_attachments.items())
+            if profile in (None, a.profile) and self.target_visible(request, a.target)
+        ]
+
+    def qos_profile(self, name: str) -> QosProfile:
+        profile = self.model.qos_profiles.get(name)
+        if profile is None:
+            raise not_found(f"unknown QoS profile {name!r}")
+        return profile
+
+    def list_qos(self, request: Request) -> Response:
+        with self.service.lock:
+            profiles = [p for _name, p in sorted(self.model.qos_profiles.items())]
+            return Response(200, [views.qos_json(p, self.visible_attachments(request, p.name)) for p in profiles])
+
+    def create_qos(self, request: Request) -> Response:
+        if not request.principal.admin:
+            raise forbidden("creating a QoS profile")
+        body = Body(request.json(), "qos", allowed={"name", "rate_kbps", "burst_kb"})
+        name, rate, burst = body.text("name"), body.integer("rate_kbps"), body.integer("burst_kb")
+        with self.service.lock:
+            self.service.create_qos(name, rate_kbps=rate, burst_kb=burst)
+            return created(f"/v1/qos/{name}", views.qos_json(self.model.qos_profiles[name], []))
+
+    def show_qos(self, request: Request) -> Response:
+        with self.service.lock:
+            profile = self.qos_profile(request.params["profile"])
+            return Response(200, views.qos_json(profile, self.visible_attachments(request, profile.name)))
+
+    def delete_qos(self, request: Request) -> Response:
+        if not request.principal.admin:
+            raise forbidden("deleting a QoS profile")
+        with self.service.lock:
+            self.service.delete_qos(self.qos_profile(request.params["profile"]).name)
+        return Response(204)
+
+    def attach_qos(self, request: Request) -> Response:
+        target = Body(request.json(), "qos", allowed={"target"}).text("target")
+        with self.service.lock:
+            profile = self.qos_profile(request.params["profile"])
+            if not self.target_visible(request, target):
+                raise ValidationError("qos.target", f"{target!r} is neither a network (TENANT/NAME) nor an endpoint")
+            self.service.attach_qos(profile.name, target)
+            attachment = self.model.qos_attachments[target]
+            return created(f"/v1/qos-attachments?target={target}", views.attachment_json(self.model, attachment))
+
+    def list_attachments(self, request: Request) -> Response:
+        with self.service.lock:
+            found = self.visible_attachments(request, request.query.get("profile"))
+            return Response(200, [views.attachment_json(self.model, a) for a in found])
+
+    def detach_qos(self, request: Request) -> Response:
+        target = request.query.get("target")
+        if not target:
+            raise HttpError(400, "want ?target=TENANT/NETWORK or ?target=ENDPOINT", field="target")
+        with self.service.lock:
+            if target not in self.model.qos_attachments or not self.target_visible(request, target):
+                raise not_found(f"no QoS profile is attached to {target!r}")
+            self.service.detach_qos(target)
+        return Response(204)
+
+    # --- nodes ---------------------------------------------------------------------------------------
+
+    def node_docs(self, request: Request, names: list[str]) -> list[dict[str, Any]]:
+        with self.service.lock:
+            nodes = [self.model.nodes[n] for n in names if n in self.model.nodes]
+        # The switch status comes from the OpenFlow app: asked without holding the service lock.
+        status = {n.name: self.status(n.name) for n in nodes} if request.principal.admin else {}
+        with self.service.lock:
+            return [views.node_json(self.model, n, request.principal, status.get(n.name)) for n in nodes]
+
+    def status(self, node: str) -> dict[str, Any]:
+        """The switch's state as the OpenFlow app reports it; a failing report is shown, not raised."""
+        try:
+            return dict(self.switch_status(node))
+        except Exception as error:
+            log.exception("switch status of node %r", node)
+            return {"connected": False, "in_sync": None, "errors": [f"switch status unavailable: {error}"]}
+
+    def list_nodes(self, request: Request) -> Response:
+        with self.service.lock:
+            names = sorted(self.model.nodes)
+        return Response(200, self.node_docs(request, names))
+
+    def show_node(self, request: Request) -> Response:
+        docs = self.node_docs(request, [request.params["node"]])
+        if not docs:
+            raise not_found(f"unknown node {request.params['node']!r}")
+        return Response(200, docs[0])
+
+    def register_node(self, request: Request) -> Response:
+        if not request.principal.admin:
+            raise forbidden("registering a node")
+        name = request.params["node"]
+        body = Body(request.json(), "node", allowed={"tunnel_ip", "uplink", "datapath_id"})
+        tunnel_ip, uplink = body.text("tunnel_ip"), body.text("uplink", required=False)
+        datapath_id = body.integer("datapath_id", required=False)
+        with self.service.lock:
+            new = name not in self.model.nodes
+            self.service.register_node(name, tunnel_ip=tunnel_ip, uplink=uplink, datapath_id=datapath_id)
+        doc = self.node_docs(request, [name])[0]
+        return created(f"/v1/nodes/{name}", doc) if new else Response(200, doc)
+
+    def node_flows(self, request: Request) -> Response:
+        if not request.principal.admin:
+            raise forbidden("reading a node's flows")  # they are every tenant's flows
+        name = request.params["node"]
+        with self.service.lock:
+            if name not in self.model.nodes:
+                raise not_found(f"unknown node {name!r}")
+            state = self.service.compiler.compile_node(name)
+            groups, meters = state.groups(), state.meters()
+            text = render_state(state.flows(), groups.values(), meters.values())
+            counts = {"flows": state.flow_count(), "groups": len(groups), "meters": len(meters)}
+        return Response(200, {"node": name, "flows": text, "counts": counts, "switch": self.status(name)})
+
+    # --- endpoints -----------------------------------------------------------------------------------
+
+    def list_endpoints(self, request: Request) -> Response:
+        network, node = request.query.get("network"), request.query.get("node")
+        with self.service.lock:
+            found = [
+                e
+                for _id, e in sorted(self.model.endpoints.items())
+                if request.principal.sees(e.tenant) and network in (None, e.network) and node in (None, e.node)
+            ]
+            return Response(200, [views.endpoint_json(self.model, e) for e in found])
+
+    def create_endpoint(self, request: Request) -> Response:
+        fields = {"id", "network", "node", "ip", "mac", "port_name"}
+        body = Body(request.json(), "endpoint", allowed=fields)
+        endpoint_id, network, node = body.text("id"), body.text("network"), body.text("node")
+        ip, mac = body.text("ip", required=False), body.text("mac", required=False)
+        port = body.text("port_name", required=False)
+        with self.service.lock:
+            found = self.model.networks.get(network)
+            if found is None or not request.principal.sees(found.tenant):
+                raise ValidationError("endpoint.network", f"unknown network {network!r} (want TENANT/NAME)")
+            endpoint = self.service.create_endpoint(
+                endpoint_id, network=network, node=node, ip=ip, mac=mac, port_name=port
+            )
+            return created(f"/v1/endpoints/{endpoint.id}", views.endpoint_json(self.model, endpoint))
+
+    def show_endpoint(self, request: Request) -> Response:
+        with self.service.lock:
+            endpoint = self.endpoint(request, request.params["endpoint"])
+            return Response(200, views.endpoint_json(self.model, endpoint))
+
+    def delete_endpoint(self, request: Request) -> Response:
+        with self.service.lock:
+            self.service.delete_endpoint(self.endpoint(request, request.params["endpoint"]).id)
+        return Response(204)
+
+
+def created(location: str, body: dict[str, Any]) -> Response:
+    # Names may hold any character but '/' and whitespace; a header value must be plain ASCII.
+    return Response(201, body, {"Location": quote(location, safe="/?=")})
+
+
+def network_segment(body: Body, encap: str) -> int:
+    """`vni` for VXLAN, `vlan` for VLAN: exactly the one the encapsulation uses."""
+    wanted, other = ("vni", "vlan") if encap == Encap.VXLAN.value else ("vlan", "vni")
+    if encap not in (Encap.VXLAN.value, Encap.VLAN.value):
+        raise ValidationError("network.encap", f"{encap!r} is not one of vlan, vxlan")
+    if body.data.get(other) is not None:
+        raise ValidationError(f"network.{other}", f"a {encap} network takes {wanted}, not {other}")
+    return body.integer(wanted)

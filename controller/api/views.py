@@ -1,0 +1,87 @@
+"""Model objects as the API's JSON documents (the shapes `openapi.py` describes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from controller.api.auth import Principal
+from topology.ipam import int_to_mac
+from topology.model import Encap, Endpoint, Model, Network, Node, QosAttachment, QosProfile, Tenant
+
+Json = dict[str, Any]
+
+
+def tenant_json(model: Model, tenant: Tenant) -> Json:
+    return {
+        "name": tenant.name,
+        "id": tenant.id,
+        "networks": sorted(n.name for n in model.networks_by_tenant[tenant.name].values()),
+    }
+
+
+def network_json(model: Model, network: Network) -> Json:
+    attachment = model.qos_attachments.get(network.key)
+    return {
+        "tenant": network.tenant,
+        "name": network.name,
+        "key": network.key,
+        "encap": network.encap.value,
+        "segment": network.segment,
+        "vni": network.segment if network.encap is Encap.VXLAN else None,
+        "vlan": network.segment if network.encap is Encap.VLAN else None,
+        "subnet": str(network.subnet),
+        "gateway": str(network.gateway),
+        "gateway_mac": int_to_mac(network.gateway_mac),
+        "mtu": network.mtu,
+        "id": network.id,
+        "endpoints": len(model.endpoints_by_network[network.key]),
+        "qos": attachment.profile if attachment else None,
+    }
+
+
+def endpoint_json(model: Model, endpoint: Endpoint) -> Json:
+    """Everything an agent needs to plumb the port: address, prefix, gateway, MTU, port name."""
+    network = model.networks[endpoint.network]
+    attachment = model.qos_for(endpoint)
+    return {
+        "id": endpoint.id,
+        "tenant": endpoint.tenant,
+        "network": endpoint.network,
+        "node": endpoint.node,
+        "ip": str(endpoint.ip),
+        "prefix_len": network.subnet.prefixlen,
+        "gateway": str(network.gateway),
+        "mtu": network.mtu,
+        "mac": endpoint.mac_text,
+        "port_name": endpoint.port_name,
+        "ofport": endpoint.ofport,
+        "qos": attachment.profile if attachment else None,
+    }
+
+
+def qos_json(profile: QosProfile, attachments: list[QosAttachment]) -> Json:
+    return {
+        "name": profile.name,
+        "rate_kbps": profile.rate_kbps,
+        "burst_kb": profile.burst_kb,
+        "attachments": sorted(a.target for a in attachments),
+    }
+
+
+def attachment_json(model: Model, attachment: QosAttachment) -> Json:
+    kind = "network" if attachment.target in model.networks else "endpoint"
+    return {"profile": attachment.profile, "target": attachment.target, "kind": kind, "meter_id": attachment.meter_id}
+
+
+def node_json(model: Model, node: Node, principal: Principal, status: Json | None) -> Json:
+    """Tenants see a node's identity; how many endpoints it hosts and its switch's state are the admin's."""
+    doc: Json = {
+        "name": node.name,
+        "tunnel_ip": str(node.tunnel_ip),
+        "uplink": node.uplink,
+        "datapath_id": node.datapath_id,
+    }
+    if principal.admin:
+        doc["endpoints"] = len(model.endpoints_by_node[node.name])
+        doc["switch"] = status
+    return doc

@@ -1,0 +1,377 @@
+"""tenetctl's live commands: they talk to a running controller's API.
+
+  tenetctl tenant create|ls|show|rm
+  tenetctl network create TENANT/NAME --encap vxlan|vlan [--vni N|--vlan N] --subnet CIDR [--gateway IP] [--mtu N]
+  tenetctl network ls [TENANT] | show TENANT/NAME | rm TENANT/NAME
+  tenetctl qos create NAME --rate-kbps N --burst-kb N | ls | show | rm | attach NAME TARGET | detach TARGET
+  tenetctl node ls|show       tenetctl endpoint ls|show       tenetctl flows NODE
+
+Every command takes --server (or TENET_SERVER), --token, --token-file (or TENET_TOKEN) and --json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from controller.client import DEFAULT_SERVER, Client, ClientError, path
+
+
+@dataclass(frozen=True)
+class Output:
+    """What a command prints: `doc` for --json, `text` for people."""
+
+    doc: Any
+    text: str
+
+
+Run = Callable[[Client, argparse.Namespace], Output]
+
+
+class UsageError(Exception):
+    """A bad argument found after parsing (TENANT/NAME without the slash, an unreadable token file)."""
+
+
+# --- wiring ----------------------------------------------------------------------------------------------
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    """Register the live commands on tenetctl's subcommand parser."""
+    common = connection_options()
+    _tenant(commands, common)
+    _network(commands, common)
+    _qos(commands, common)
+    _node(commands, common)
+    _endpoint(commands, common)
+    flows = commands.add_parser(
+        "flows",
+        parents=[common],
+        help="what the controller wants on a node, and whether its switch has it",
+        description="Print the node's desired meters, groups and flows as ovs-ofctl text with table names, "
+        "after a comment line saying whether the node's switch is connected and in sync.",
+    )
+    flows.add_argument("node", metavar="NODE")
+    flows.set_defaults(run=live(show_flows))
+
+
+def connection_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("controller connection")
+    group.add_argument("--server", metavar="URL", help=f"the controller's API (env TENET_SERVER; {DEFAULT_SERVER})")
+    group.add_argument("--token", help="bearer token (env TENET_TOKEN)")
+    group.add_argument("--token-file", metavar="FILE", help="a file holding the bearer token")
+    group.add_argument("--json", action="store_true", help="print the API's JSON instead of a table")
+    return common
+
+
+def _subcommands(commands: argparse._SubParsersAction, name: str, help_: str) -> argparse._SubParsersAction:
+    parser = commands.add_parser(name, help=help_, description=help_)
+    return parser.add_subparsers(dest=f"{name}_command", required=True, metavar="ACTION")
+
+
+def _leaf(
+    actions: argparse._SubParsersAction, name: str, common: argparse.ArgumentParser, run: Run, help_: str
+) -> argparse.ArgumentParser:
+    parser = actions.add_parser(name, parents=[common], help=help_, description=help_)
+    parser.set_defaults(run=live(run))
+    return parser
+
+
+def _tenant(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    actions = _subcommands(commands, "tenant", "tenants (creating and deleting them needs the admin token)")
+    _leaf(actions, "create", common, create_tenant, "create a tenant").add_argument("name", metavar="NAME")
+    _leaf(actions, "ls", common, list_tenants, "list tenants")
+    _leaf(actions, "show", common, show_tenant, "show a tenant").add_argument("name", metavar="NAME")
+    _leaf(actions, "rm", common, delete_tenant, "delete a tenant without networks").add_argument("name", metavar="NAME")
+
+
+def _network(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    actions = _subcommands(commands, "network", "a tenant's networks")
+    create = _leaf(actions, "create", common, create_network, "create a VXLAN or VLAN network with its subnet")
+    create.add_argument("network", metavar="TENANT/NAME")
+    create.add_argument("--encap", required=True, choices=("vxlan", "vlan"))
+    segment = create.add_mutually_exclusive_group(required=True)
+    segment.add_argument("--vni", type=int, metavar="N", help="VXLAN network identifier (vxlan)")
+    segment.add_argument("--vlan", type=int, metavar="N", help="VLAN id (vlan)")
+    create.add_argument("--subnet", required=True, metavar="CIDR")
+    create.add_argument("--gateway", metavar="IP", help="default: the subnet's first host address")
+    create.add_argument("--mtu", type=int, metavar="N")
+    _leaf(actions, "ls", common, list_networks, "list networks").add_argument("tenant", metavar="TENANT", nargs="?")
+    _leaf(actions, "show", common, show_network, "show a network").add_argument("network", metavar="TENANT/NAME")
+    rm = _leaf(actions, "rm", common, delete_network, "delete a network without endpoints")
+    rm.add_argument("network", metavar="TENANT/NAME")
+
+
+def _qos(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    actions = _subcommands(commands, "qos", "QoS profiles (bandwidth caps) and what they apply to")
+    create = _leaf(actions, "create", common, create_qos, "create a QoS profile (admin)")
+    create.add_argument("name", metavar="NAME")
+    create.add_argument("--rate-kbps", type=int, required=True, metavar="N")
+    create.add_argument("--burst-kb", type=int, required=True, metavar="N")
+    _leaf(actions, "ls", common, list_qos, "list QoS profiles")
+    _leaf(actions, "show", common, show_qos, "show a QoS profile").add_argument("name", metavar="NAME")
+    _leaf(actions, "rm", common, delete_qos, "delete a QoS profile (admin)").add_argument("name", metavar="NAME")
+    attach = _leaf(actions, "attach", common, attach_qos, "meter a network or an endpoint with a profile")
+    attach.add_argument("name", metavar="NAME")
+    attach.add_argument("target", metavar="TENANT/NETWORK|ENDPOINT")
+    detach = _leaf(actions, "detach", common, detach_qos, "remove the profile from a network or an endpoint")
+    detach.add_argument("target", metavar="TENANT/NETWORK|ENDPOINT")
+
+
+def _node(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    actions = _subcommands(commands, "node", "nodes and their switches")
+    _leaf(actions, "ls", common, list_nodes, "list nodes")
+    _leaf(actions, "show", common, show_node, "show a node and its switch").add_argument("name", metavar="NAME")
+
+
+def _endpoint(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    actions = _subcommands(commands, "endpoint", "endpoints (pods) and their addresses")
+    ls = _leaf(actions, "ls", common, list_endpoints, "list endpoints")
+    ls.add_argument("--network", metavar="TENANT/NAME", help="only this network's")
+    ls.add_argument("--node", metavar="NODE", help="only this node's")
+    _leaf(actions, "show", common, show_endpoint, "show an endpoint").add_argument("id", metavar="ID")
+
+
+def live(run: Run) -> Callable[[argparse.Namespace], int]:
+    """Connect, run, print; any failure is one line on stderr and exit status 1."""
+
+    def command(args: argparse.Namespace) -> int:
+        try:
+            client = make_client(args)
+            result = run(client, args)
+        except (ClientError, UsageError) as error:
+            print(f"tenetctl: {error_line(error)}", file=sys.stderr)
+            return 1
+        text = json.dumps(result.doc, indent=2) if args.json else result.text
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        return 0
+
+    return command
+
+
+def make_client(args: argparse.Namespace) -> Client:
+    server = args.server or os.environ.get("TENET_SERVER") or DEFAULT_SERVER
+    token = args.token
+    if token is None and args.token_file:
+        try:
+            token = Path(args.token_file).read_text().strip()
+        except OSError as error:
+            raise UsageError(f"cannot read token file {args.token_file}: {error.strerror or error}") from None
+    if token is None:
+        token = os.environ.get("TENET_TOKEN") or None
+    return Client(server, token)
+
+
+def error_line(error: Exception) -> str:
+    line = " ".join(str(error).split())  # one line, whatever the server said
+    if isinstance(error, ClientError) and error.status == 401:
+        line += " (give --token, --token-file or TENET_TOKEN)"
+    return line
+
+
+# --- output ----------------------------------------------------------------------------------------------
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """Aligned columns, a header row first; empty cells print as '-'."""
+    cells = [list(headers)] + [[_cell(value) for value in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells)
+
+
+def fields(doc: dict[str, Any], keys: Sequence[str]) -> str:
+    """`key: value` lines, values aligned."""
+    width = max(len(key) for key in keys) + 1
+    return "\n".join(f"{key + ':':<{width}} {_cell(doc.get(key))}" for key in keys)
+
+
+def header(name: str) -> str:
+    return name.upper().replace("_", "-")
+
+
+def _cell(value: object) -> str:
+    if value is None or value == "" or value == []:
+        return "-"
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def switch_text(status: dict[str, Any] | None) -> str:
+    if not status:
+        return "-"
+    if not status.get("connected"):
+        return "disconnected"
+    in_sync = status.get("in_sync")
+    state = "sync unknown" if in_sync is None else ("in sync" if in_sync else "out of sync")
+    errors = status.get("errors") or []
+    return f"connected, {state}" + (f", {len(errors)} error(s)" if errors else "")
+
+
+def split_network(key: str) -> tuple[str, str]:
+    tenant, _, name = key.partition("/")
+    if not tenant or not name or "/" in name:
+        raise UsageError(f"want TENANT/NAME, got {key!r}")
+    return tenant, name
+
+
+# --- tenants ---------------------------------------------------------------------------------------------
+
+TENANT_FIELDS = ("name", "id", "networks")
+
+
+def create_tenant(client: Client, args: argparse.Namespace) -> Output:
+    doc = client.post(path("v1", "tenants"), {"name": args.name})
+    return Output(doc, f"created tenant {doc['name']} (id {doc['id']})")
+
+
+def list_tenants(client: Client, args: argparse.Namespace) -> Output:
+    docs = client.get(path("v1", "tenants"))
+    return Output(docs, table([header(f) for f in TENANT_FIELDS], [[d[f] for f in TENANT_FIELDS] for d in docs]))
+
+
+def show_tenant(client: Client, args: argparse.Namespace) -> Output:
+    doc = client.get(path("v1", "tenants", args.name))
+    return Output(doc, fields(doc, TENANT_FIELDS))
+
+
+def delete_tenant(client: Client, args: argparse.Namespace) -> Output:
+    client.delete(path("v1", "tenants", args.name))
+    return Output({"deleted": args.name}, f"deleted tenant {args.name}")
+
+
+# --- networks --------------------------------------------------------------------------------------------
+
+NETWORK_COLUMNS = ("key", "encap", "segment", "subnet", "gateway", "mtu", "endpoints", "qos")
+NETWORK_FIELDS = ("key", "encap", "segment", "subnet", "gateway", "gateway_mac", "mtu", "id", "endpoints", "qos")
+
+
+def network_table(docs: list[dict[str, Any]]) -> str:
+    headers = ["NETWORK" if c == "key" else header(c) for c in NETWORK_COLUMNS]
+    return table(headers, [[d.get(c) for c in NETWORK_COLUMNS] for d in docs])
+
+
+def create_network(client: Client, args: argparse.Namespace) -> Output:
+    tenant, name = split_network(args.network)
+    body = {"name": name, "encap": args.encap, "subnet": args.subnet, "gateway": args.gateway, "mtu": args.mtu}
+    body.update({"vni": args.vni} if args.vni is not None else {"vlan": args.vlan})
+    doc = client.post(path("v1", "tenants", tenant, "networks"), {k: v for k, v in body.items() if v is not None})
+    return Output(doc, f"created network {doc['key']} ({doc['encap']} {doc['segment']}, {doc['subnet']})")
+
+
+def list_networks(client: Client, args: argparse.Namespace) -> Output:
+    url = path("v1", "tenants", args.tenant, "networks") if args.tenant else path("v1", "networks")
+    docs = client.get(url)
+    return Output(docs, network_table(docs))
+
+
+def show_network(client: Client, args: argparse.Namespace) -> Output:
+    tenant, name = split_network(args.network)
+    doc = client.get(path("v1", "tenants", tenant, "networks", name))
+    return Output(doc, fields(doc, NETWORK_FIELDS))
+
+
+def delete_network(client: Client, args: argparse.Namespace) -> Output:
+    tenant, name = split_network(args.network)
+    client.delete(path("v1", "tenants", tenant, "networks", name))
+    return Output({"deleted": args.network}, f"deleted network {args.network}")
+
+
+# --- QoS -------------------------------------------------------------------------------------------------
+
+QOS_FIELDS = ("name", "rate_kbps", "burst_kb", "attachments")
+
+
+def create_qos(client: Client, args: argparse.Namespace) -> Output:
+    doc = client.post(path("v1", "qos"), {"name": args.name, "rate_kbps": args.rate_kbps, "burst_kb": args.burst_kb})
+    return Output(doc, f"created QoS profile {doc['name']} ({doc['rate_kbps']} kbps, burst {doc['burst_kb']} kb)")
+
+
+def list_qos(client: Client, args: argparse.Namespace) -> Output:
+    docs = client.get(path("v1", "qos"))
+    return Output(docs, table([header(f) for f in QOS_FIELDS], [[d[f] for f in QOS_FIELDS] for d in docs]))
+
+
+def show_qos(client: Client, args: argparse.Namespace) -> Output:
+    doc = client.get(path("v1", "qos", args.name))
+    return Output(doc, fields(doc, QOS_FIELDS))
+
+
+def delete_qos(client: Client, args: argparse.Namespace) -> Output:
+    client.delete(path("v1", "qos", args.name))
+    return Output({"deleted": args.name}, f"deleted QoS profile {args.name}")
+
+
+def attach_qos(client: Client, args: argparse.Namespace) -> Output:
+    doc = client.post(path("v1", "qos", args.name, "attachments"), {"target": args.target})
+    return Output(doc, f"attached QoS profile {doc['profile']} to {doc['kind']} {doc['target']}")
+
+
+def detach_qos(client: Client, args: argparse.Namespace) -> Output:
+    client.delete(path("v1", "qos-attachments"), target=args.target)
+    return Output({"detached": args.target}, f"detached QoS from {args.target}")
+
+
+# --- nodes, endpoints, flows -----------------------------------------------------------------------------
+
+NODE_COLUMNS = ("name", "tunnel_ip", "uplink", "datapath_id", "endpoints", "switch")
+
+
+def node_view(doc: dict[str, Any]) -> dict[str, Any]:
+    """The node as people read it: the datapath id in hex as ovs-vsctl shows it, the switch in words."""
+    return {**doc, "datapath_id": f"{doc['datapath_id']:#018x}", "switch": switch_text(doc.get("switch"))}
+
+
+def list_nodes(client: Client, args: argparse.Namespace) -> Output:
+    docs = client.get(path("v1", "nodes"))
+    rows = [[node_view(d).get(c) for c in NODE_COLUMNS] for d in docs]
+    return Output(docs, table([header(c) for c in NODE_COLUMNS], rows))
+
+
+def show_node(client: Client, args: argparse.Namespace) -> Output:
+    doc = client.get(path("v1", "nodes", args.name))
+    text = fields(node_view(doc), NODE_COLUMNS if "switch" in doc else NODE_COLUMNS[:4])
+    errors = (doc.get("switch") or {}).get("errors") or []
+    text += "".join(f"\nerror:       {' '.join(str(e).split())}" for e in errors)
+    return Output(doc, text)
+
+
+ENDPOINT_COLUMNS = ("id", "network", "node", "ip", "mac", "port_name", "qos")
+ENDPOINT_FIELDS = (
+    "id",
+    "tenant",
+    "network",
+    "node",
+    "ip",
+    "prefix_len",
+    "gateway",
+    "mtu",
+    "mac",
+    "port_name",
+    "ofport",
+)
+
+
+def list_endpoints(client: Client, args: argparse.Namespace) -> Output:
+    docs = client.get(path("v1", "endpoints"), network=args.network, node=args.node)
+    rows = [[{**d, "ip": f"{d['ip']}/{d['prefix_len']}"}.get(c) for c in ENDPOINT_COLUMNS] for d in docs]
+    return Output(docs, table([header(c).removesuffix("-NAME") for c in ENDPOINT_COLUMNS], rows))
+
+
+def show_endpoint(client: Client, args: argparse.Namespace) -> Output:
+    doc = client.get(path("v1", "endpoints", args.id))
+    return Output(doc, fields(doc, ENDPOINT_FIELDS))
+
+
+def show_flows(client: Client, args: argparse.Namespace) -> Output:
+    doc = client.get(path("v1", "nodes", args.node, "flows"))
+    counts = doc["counts"]
+    summary = f"{counts['flows']} flows, {counts['groups']} groups, {counts['meters']} meters"
+    # A comment line: ovs-ofctl skips it, so the text still reads as a flow file.
+    return Output(doc, f"# node {doc['node']}: switch {switch_text(doc['switch'])}; desired: {summary}\n{doc['flows']}")

@@ -1,0 +1,1 @@
+"""The lab on one machine: nodes as network namespaces, each with its own Open vSwitch, and pods."""
