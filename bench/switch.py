@@ -13,11 +13,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from controller import records
 from controller.app.osken_app import Runtime, TenetApp
 from controller.app.session import SwitchSession
 from controller.service import Service
+from controller.store.base import Put
 from controller.store.sqlite import SqliteStore
 from lab.ovs import OvsNode, wait_for
+from topology.model import Model
 
 DPID = 0xBE4C
 
@@ -42,20 +45,19 @@ class Bench:
         wait_for(lambda: done, "the session to finish", timeout=900, interval=0.005)
 
 
-def populate(service: Service, endpoints: int) -> None:
-    """One node, one tenant, networks of 200 endpoints each."""
-    service.register_node("bench", tunnel_ip="192.168.99.1", datapath_id=DPID)
-    service.create_tenant("t")
+def populate(store: SqliteStore, endpoints: int) -> None:
+    """One node, one tenant, networks of 200 endpoints each: built in memory, stored in one commit."""
+    model = Model()
+    model.add_node("bench", tunnel_ip="192.168.99.1", datapath_id=DPID)
+    model.add_tenant("t")
     for i in range(endpoints):
+        net = i // 200
         if i % 200 == 0:
-            service.create_network(
-                "t",
-                f"n{i // 200}",
-                encap="vxlan",
-                segment=1000 + i // 200,
-                subnet=f"10.{i // 200 // 256}.{i // 200 % 256}.0/24",
+            model.add_network(
+                "t", f"n{net}", encap="vxlan", segment=1000 + net, subnet=f"10.{net // 256}.{net % 256}.0/24"
             )
-        service.create_endpoint(f"e{i}", network=f"t/n{i // 200}", node="bench")
+        model.add_endpoint(f"e{i}", network=f"t/n{net}", node="bench")
+    store.commit([Put(key, doc) for key, doc in records.all_records(model)])
 
 
 @contextmanager
@@ -65,8 +67,10 @@ def running(endpoints: int, *, port: int = 16999) -> Iterator[Bench]:
 
     state = Path(tempfile.mkdtemp(prefix="tenet-bench-"))
     node = OvsNode("bench", state, index=9)
-    service = Service(SqliteStore(state / "tenet.db"))
-    populate(service, endpoints)
+    store = SqliteStore(state / "tenet.db")
+    populate(store, endpoints)
+    service = Service(store)
+    service.restore()
     Runtime.service, Runtime.round_ = service, 1
     try:
         node.start()

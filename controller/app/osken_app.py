@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -104,6 +105,7 @@ class TenetApp(app_manager.OSKenApp):
             for flow in plan.flow_adds[:3]:
                 log.info("switch %s: setting %s", session.node, flow_text(flow))
         session.execute(plan, round_=self.round_)
+        session.converge_ms = round((time.monotonic() - session.connected_at) * 1000)
         session.in_sync = True
         log.info("switch %s reconciled: %s", session.node, session.last_plan)
 
@@ -147,6 +149,7 @@ class TenetApp(app_manager.OSKenApp):
                     "datapath_id": f"{session.dp.id:#x}",
                     "in_sync": session.in_sync,
                     "last_push": session.last_plan,
+                    "converge_ms": session.converge_ms,
                     "errors": list(session.errors),
                 }
         return {"connected": False}

@@ -43,6 +43,8 @@ class SwitchSession:
         self.errors: collections.deque[str] = collections.deque(maxlen=50)
         self.in_sync: bool | None = None
         self.synced_sequence = -1  # the service's change sequence the switch's state includes
+        self.connected_at = time.monotonic()
+        self.converge_ms: int | None = None  # from connecting to the first reconcile's barrier
         self.last_plan: dict[str, int] = {}
         self._pending: dict[int, _Pending] = {}
         self._sent: collections.OrderedDict[int, str] = collections.OrderedDict()  # xid -> what, for errors
