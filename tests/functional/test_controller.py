@@ -191,3 +191,16 @@ def test_conflicting_networks_are_refused_through_the_controller(controller: Con
         api.post("/v1/tenants/blue/networks", network)
     assert raised.value.status == 409
     assert [n["name"] for n in api.get("/v1/networks")] == ["web"]
+
+
+def test_switch_errors_are_reported_with_what_caused_them(controller: ControllerProcess, ovs_node: OvsNode) -> None:
+    build(controller, ovs_node)
+    api = controller.client
+    # A group the next network will need already exists on the switch, put there behind the controller's back.
+    api.post("/v1/tenants/blue/networks", {"name": "db", "encap": "vxlan", "vni": 5002, "subnet": "10.9.0.0/24"})
+    network_id = api.get("/v1/tenants/blue/networks/db")["id"]
+    ovs_node.ofctl("add-group", f"group_id={network_id << 1},type=all,bucket=actions=drop")
+    api.post("/v1/endpoints", {"id": "d1", "network": "blue/db", "node": "n1"})
+    switch = wait_for(lambda: controller.node("n1")["switch"].get("errors"), "the switch's error to be reported")
+    assert any(f"group {network_id << 1}" in error for error in switch), switch
+    assert controller.node("n1")["switch"]["in_sync"] is False
