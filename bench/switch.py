@@ -6,6 +6,7 @@ drives the app's own sending path (`SwitchSession`) and compares with `ovs-ofctl
 
 from __future__ import annotations
 
+import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -61,11 +62,12 @@ def populate(store: SqliteStore, endpoints: int) -> None:
 
 
 @contextmanager
-def running(endpoints: int, *, port: int = 16999) -> Iterator[Bench]:
+def running(endpoints: int) -> Iterator[Bench]:
     from os_ken import cfg
     from os_ken.base.app_manager import AppManager
 
     state = Path(tempfile.mkdtemp(prefix="tenet-bench-"))
+    port = free_port()
     node = OvsNode("bench", state, index=9)
     store = SqliteStore(state / "tenet.db")
     populate(store, endpoints)
@@ -88,6 +90,12 @@ def running(endpoints: int, *, port: int = 16999) -> Iterator[Bench]:
         yield bench
     finally:
         node.close()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("0.0.0.0", 0))
+        return probe.getsockname()[1]
 
 
 def timed(action) -> float:
