@@ -7,6 +7,7 @@ names), environment variables TENET_<NAME>, and command-line flags.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import signal
@@ -115,6 +116,9 @@ def run(settings: Settings) -> None:
         service = Service(store)
         with gc_paused():
             service.restore()
+        # The compiled state lives as long as the process: keep the collector from rescanning it.
+        gc.collect()
+        gc.freeze()
         round_ = next_round(store)
     except StoreError as error:
         raise StartupError(str(error)) from None
