@@ -9,13 +9,9 @@ Needs root (a network namespace with its own Open vSwitch).
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import sys
 import tempfile
 
-from bench.switch import running, timed
+from bench.switch import run_flows_benchmark, running, timed
 from controller.app.reconcile import Plan
 from controller.openflow.ofctl import flow_text
 from controller.pipeline.cookies import Feature, cookie
@@ -63,17 +59,5 @@ def measure(count: int) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.flowpush", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--flows", type=int, default=10000)
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    args = parser.parse_args(argv)
-    result = measure(args.flows)
-    print(json.dumps(result) if args.json else "\n".join(f"{k:>22}: {v}" for k, v in result.items()))
-    return 0
-
-
 if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    os._exit(code)  # os-ken's threads never stop by themselves
+    run_flows_benchmark("bench.flowpush", __doc__, measure, flows_help="how many flows to push")

@@ -9,14 +9,10 @@ as the peer, how long `ovs-ofctl dump-flows` takes to read the same table. Needs
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import re
-import sys
 import time
 
-from bench.switch import Bench, running, timed
+from bench.switch import Bench, run_flows_benchmark, running, timed
 from lab.ovs import wait_for
 
 FLOWS_PER_ENDPOINT = 6  # classify, two port security, ARP answer, host route, L2 delivery
@@ -63,17 +59,5 @@ def measure(flows: int) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.reconcile", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--flows", type=int, default=10000, help="about this many flows on the switch")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    args = parser.parse_args(argv)
-    result = measure(args.flows)
-    print(json.dumps(result) if args.json else "\n".join(f"{k:>22}: {v}" for k, v in result.items()))
-    return 0
-
-
 if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    os._exit(code)  # os-ken's threads never stop by themselves
+    run_flows_benchmark("bench.reconcile", __doc__, measure, flows_help="about this many flows on the switch")

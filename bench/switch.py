@@ -6,10 +6,14 @@ drives the app's own sending path (`SwitchSession`) and compares with `ovs-ofctl
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
 import socket
+import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,3 +106,15 @@ def timed(action) -> float:
     started = time.perf_counter()
     action()
     return time.perf_counter() - started
+
+
+def run_flows_benchmark(prog: str, doc: str, measure: Callable[[int], dict], *, flows_help: str) -> None:
+    """The command line both switch benchmarks share: --flows N [--json]; then leave at once."""
+    parser = argparse.ArgumentParser(prog=f"python -m {prog}", description=doc.split("\n\n")[0])
+    parser.add_argument("--flows", type=int, default=10000, help=flows_help)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+    result = measure(args.flows)
+    print(json.dumps(result) if args.json else "\n".join(f"{k:>22}: {v}" for k, v in result.items()))
+    sys.stdout.flush()
+    os._exit(0)  # os-ken's threads never stop by themselves
