@@ -92,13 +92,13 @@ def restore(records: Iterable[Record]) -> Model:
             by_kind[kind].append(record)
     model = Model()
     for kind in KINDS:
-        # Creation order where it matters (ids are explicit, so it only affects nothing but speed).
+        # In the order they were written; ids are explicit, so the order cannot change what they get.
         for record in sorted(by_kind[kind], key=lambda r: r.mod_revision):
-            _restore_one(model, kind, record.value, path=record.key)
+            restore_one(model, kind, record.value, path=record.key)
     return model
 
 
-def _restore_one(model: Model, kind: str, doc: Document, *, path: str) -> None:
+def restore_one(model: Model, kind: str, doc: Document, *, path: str) -> None:
     if kind == "nodes":
         model.add_node(
             doc["name"], tunnel_ip=doc["tunnel_ip"], uplink=doc["uplink"], datapath_id=doc["datapath_id"], path=path

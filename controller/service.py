@@ -232,4 +232,4 @@ class _Change:
 
 
 def _restore(model: Model, kind: str, doc: dict, name: str) -> None:
-    records._restore_one(model, kind, doc, path=records.key(kind, name))
+    records.restore_one(model, kind, doc, path=records.key(kind, name))
