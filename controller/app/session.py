@@ -18,6 +18,7 @@ from typing import Any
 from controller.app.reconcile import Installed, Plan
 from controller.openflow import decode, messages
 from controller.openflow.ofctl import flow_text
+from controller.pipeline.ir import Flow
 
 log = logging.getLogger(__name__)
 REPLY_TIMEOUT = 30.0
@@ -47,7 +48,8 @@ class SwitchSession:
         self.converge_ms: int | None = None  # from connecting to the first reconcile's barrier
         self.last_plan: dict[str, int] = {}
         self._pending: dict[int, _Pending] = {}
-        self._sent: collections.OrderedDict[int, str] = collections.OrderedDict()  # xid -> what, for errors
+        # xid -> what was sent (text, or a Flow rendered only if the switch refuses it), for error reports
+        self._sent: collections.OrderedDict[int, object] = collections.OrderedDict()
         self._lock = threading.Lock()
         self._tasks: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self._worker = threading.Thread(target=self._run, name=f"switch-{datapath.id:#x}", daemon=True)
@@ -106,6 +108,8 @@ class SwitchSession:
         """An OFPT_ERROR: fail the request it answers, and remember it with what caused it."""
         with self._lock:
             what = self._sent.get(msg.xid, "a message")
+        if isinstance(what, Flow):
+            what = flow_text(what)
             pending = self._pending.pop(msg.xid, None)
         text = f"error type {msg.type} code {msg.code} for {what}"
         log.error("switch %s (%s): %s", self.node, hex(self.dp.id), text)
@@ -115,11 +119,11 @@ class SwitchSession:
             pending.error = text
             pending.done.set()
 
-    def send(self, msg: Any, what: str) -> None:
+    def send(self, msg: Any, what: object) -> None:
         self._note(self.dp.set_xid(msg), what)
         self.dp.send_msg(msg)
 
-    def _note(self, xid: int, what: str) -> None:
+    def _note(self, xid: int, what: object) -> None:
         """Remember what a message was, so an error answering its xid can name the flow."""
         with self._lock:
             self._sent[xid] = what
@@ -182,10 +186,10 @@ class SwitchSession:
             "ms": round((time.monotonic() - started) * 1000),
         }
 
-    def _flow_mods(self, plan: Plan, round_: int) -> Iterable[tuple[Any, str]]:
+    def _flow_mods(self, plan: Plan, round_: int) -> Iterable[tuple[Any, object]]:
         dp, parser, ofp = self.dp, self.dp.ofproto_parser, self.dp.ofproto
         for flow in plan.flow_deletes:
-            yield messages.flow_mod(dp, flow, command="delete", round_=round_), flow_text(flow)
+            yield messages.flow_mod(dp, flow, command="delete", round_=round_), flow
         for stats in plan.foreign_flow_deletes:
             yield (
                 parser.OFPFlowMod(
@@ -200,11 +204,11 @@ class SwitchSession:
                 f"foreign flow in table {stats.table_id}",
             )
         for flow in plan.flow_adds:
-            yield messages.flow_mod(dp, flow, command="add", round_=round_), flow_text(flow)
+            yield messages.flow_mod(dp, flow, command="add", round_=round_), flow
         for value, mask in plan.round_deletes:
             yield messages.delete_by_cookie(dp, value, mask), f"old round {value >> 56}"
 
-    def _bundle(self, flow_mods: list[tuple[Any, str]]) -> None:
+    def _bundle(self, flow_mods: list[tuple[Any, object]]) -> None:
         """All flow-mods in one atomic ONF bundle (OpenFlow 1.3 + the ONF extension OVS implements)."""
         dp, parser, ofp = self.dp, self.dp.ofproto_parser, self.dp.ofproto
         bundle_id = (dp.id ^ int(time.monotonic() * 1000)) & 0xFFFFFFFF
