@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller.app.reconcile import Installed, Plan
-from controller.openflow import decode, messages
+from controller.openflow import decode, encode, messages
 from controller.openflow.ofctl import flow_text
 from controller.pipeline.ir import Flow
 
@@ -189,7 +189,7 @@ class SwitchSession:
     def _flow_mods(self, plan: Plan, round_: int) -> Iterable[tuple[Any, object]]:
         dp, parser, ofp = self.dp, self.dp.ofproto_parser, self.dp.ofproto
         for flow in plan.flow_deletes:
-            yield messages.flow_mod(dp, flow, command="delete", round_=round_), flow
+            yield encode.raw_flow_mod(flow, command="delete", round_=round_), flow
         for stats in plan.foreign_flow_deletes:
             yield (
                 parser.OFPFlowMod(
@@ -204,7 +204,7 @@ class SwitchSession:
                 f"foreign flow in table {stats.table_id}",
             )
         for flow in plan.flow_adds:
-            yield messages.flow_mod(dp, flow, command="add", round_=round_), flow
+            yield encode.raw_flow_mod(flow, command="add", round_=round_), flow
         for value, mask in plan.round_deletes:
             yield messages.delete_by_cookie(dp, value, mask), f"old round {value >> 56}"
 

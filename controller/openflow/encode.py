@@ -1,0 +1,128 @@
+"""Flow-mods as wire bytes, fast: the sending path for large pushes.
+
+Building an os-ken OFPFlowMod converts every MAC and address through netaddr and costs ~115 us per flow,
+which caps a push at a few thousand flows per second. Here a match is encoded from the IR's integers with
+os-ken's own OXM serializer (each field/value TLV once, cached), and a flow's instructions are encoded by
+os-ken once per distinct (actions, goto, meter), which thousands of flows share. The result is checked
+against os-ken's parser in the tests: the same table, priority, cookie, match and instructions.
+"""
+
+from __future__ import annotations
+
+import struct
+from functools import lru_cache
+from typing import Any
+
+from os_ken.ofproto import ofproto_v1_3 as ofp
+
+from controller.openflow import messages
+from controller.openflow.messages import OfflineDatapath
+from controller.pipeline import cookies
+from controller.pipeline.ir import Action, Flow
+from controller.pipeline.tables import PIPELINE
+
+_BYTES = {
+    "in_port": 4,
+    "eth_dst": 6,
+    "eth_src": 6,
+    "eth_type": 2,
+    "vlan_vid": 2,
+    "ip_proto": 1,
+    "ipv4_src": 4,
+    "ipv4_dst": 4,
+    "tcp_dst": 2,
+    "udp_dst": 2,
+    "arp_op": 2,
+    "arp_spa": 4,
+    "arp_tpa": 4,
+    "arp_sha": 6,
+    "arp_tha": 6,
+    "tunnel_id": 8,
+    "tun_ipv4_dst": 4,
+    "metadata": 8,
+}
+_COMMANDS = {"add": ofp.OFPFC_ADD, "delete": ofp.OFPFC_DELETE_STRICT}
+_FLOW_MOD = struct.Struct("!BBHIQQBBHHHIIIH2x")  # header, then ofp_flow_mod up to the match
+_OFFLINE = OfflineDatapath()
+
+
+def _width(field: str) -> int:
+    return 4 if field.startswith("reg") else _BYTES[field]
+
+
+@lru_cache(maxsize=1 << 16)
+def _tlv(field: str, value: int, mask: int | None) -> bytes:
+    width = _width(field)
+    buf = bytearray()
+    number = ofp.oxm_from_user_header(field)
+    mask_bytes = mask.to_bytes(width, "big") if mask is not None else None
+    ofp.oxm_serialize(number, value.to_bytes(width, "big"), mask_bytes, buf, 0)
+    return bytes(buf)
+
+
+# OpenFlow wants a field's prerequisites before it (eth_type before arp_*, ip_proto before tcp_*): fields go
+# in OXM number order, the Nicira ones (registers, tunnel) after the standard ones.
+_ORDER = {name: rank for rank, name in enumerate(_BYTES)}
+
+
+def _rank(item: tuple) -> tuple[int, str]:
+    return (_ORDER.get(item[0], len(_ORDER)), item[0])
+
+
+def match_bytes(match: tuple) -> bytes:
+    oxms = b"".join(_tlv(field, value, mask) for field, value, mask in sorted(match, key=_rank))
+    length = 4 + len(oxms)
+    return struct.pack("!HH", ofp.OFPMT_OXM, length) + oxms + b"\0" * (-length % 8)
+
+
+@lru_cache(maxsize=1 << 16)
+def _instructions(actions: tuple[Action, ...], goto: str | None, meter: int | None) -> bytes:
+    flow = Flow("classify", 0, (), actions, goto, meter)  # only the instruction fields are read
+    buf = bytearray()
+    for instruction in messages.instructions(_OFFLINE, flow):
+        instruction.serialize(buf, len(buf))
+    return bytes(buf)
+
+
+def flow_mod_bytes(flow: Flow, *, command: str, round_: int, xid: int = 0) -> bytearray:
+    """An OFPT_FLOW_MOD for `add` (with instructions) or strict `delete` (without)."""
+    body = match_bytes(flow.match)
+    if command == "add":
+        body += _instructions(flow.actions, flow.goto, flow.meter)
+    head = _FLOW_MOD.pack(
+        ofp.OFP_VERSION,
+        ofp.OFPT_FLOW_MOD,
+        _FLOW_MOD.size + len(body),
+        xid,
+        cookies.with_round(flow.cookie, round_),
+        0,
+        PIPELINE.table_id(flow.table),
+        _COMMANDS[command],
+        0,
+        0,
+        flow.priority,
+        ofp.OFP_NO_BUFFER,
+        ofp.OFPP_ANY,
+        ofp.OFPG_ANY,
+        0,
+    )
+    return bytearray(head + body)
+
+
+class RawMessage:
+    """Pre-encoded bytes that os-ken's bundle-add message can carry as its inner message."""
+
+    def __init__(self, buf: bytearray) -> None:
+        self.buf = buf
+        self.xid: int | None = None
+
+    def set_xid(self, xid: int) -> None:
+        self.xid = xid
+        struct.pack_into("!I", self.buf, 4, xid)
+
+    def serialize(self) -> None:
+        pass
+
+
+def raw_flow_mod(flow: Flow, *, command: str, round_: int) -> Any:
+    return RawMessage(flow_mod_bytes(flow, command=command, round_=round_))
