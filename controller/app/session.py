@@ -216,12 +216,14 @@ class SwitchSession:
         self.request(parser.ONFBundleCtrlMsg(dp, bundle_id, ofp.ONF_BCT_OPEN_REQUEST, flags, []))
         chunk: list[bytes] = []
         size = 0
-        for msg, what in flow_mods:  # the inner message takes the add message's xid
-            add = parser.ONFBundleAddMsg(dp, bundle_id, flags, msg, [])
-            self._note(dp.set_xid(add), what)
-            add.serialize()
-            chunk.append(add.buf)
-            size += len(add.buf)
+        for msg, what in flow_mods:
+            xid = dp.set_xid(msg)
+            self._note(xid, what)
+            if not isinstance(msg, encode.RawMessage):
+                msg.serialize()  # the few flow-mods not built from IR (foreign flows, old rounds)
+            buf = encode.bundle_add_bytes(bundle_id, flags, msg.buf, xid)
+            chunk.append(buf)
+            size += len(buf)
             if size >= SEND_CHUNK_BYTES:  # one socket write for many messages, not one each
                 dp.send(b"".join(chunk))
                 chunk, size = [], 0

@@ -13,6 +13,7 @@ import struct
 from functools import lru_cache
 from typing import Any
 
+from os_ken.ofproto import ofproto_common as ofp_common
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
 from controller.openflow import messages
@@ -50,14 +51,22 @@ def _width(field: str) -> int:
     return 4 if field.startswith("reg") else _BYTES[field]
 
 
+@lru_cache(maxsize=256)
+def _oxm_header(field: str, masked: bool) -> bytes:
+    """The field's 4-byte OXM header, as os-ken writes it."""
+    buf = bytearray()
+    width = _width(field)
+    ofp.oxm_serialize_header(ofp.oxm_from_user_header(field), buf, 0)
+    header = int.from_bytes(buf[:4], "big")
+    header = (header & ~0x1FF) | (int(masked) << 8) | (width * (2 if masked else 1))
+    return header.to_bytes(4, "big")
+
+
 @lru_cache(maxsize=1 << 16)
 def _tlv(field: str, value: int, mask: int | None) -> bytes:
     width = _width(field)
-    buf = bytearray()
-    number = ofp.oxm_from_user_header(field)
-    mask_bytes = mask.to_bytes(width, "big") if mask is not None else None
-    ofp.oxm_serialize(number, value.to_bytes(width, "big"), mask_bytes, buf, 0)
-    return bytes(buf)
+    tlv = _oxm_header(field, mask is not None) + value.to_bytes(width, "big")
+    return tlv if mask is None else tlv + mask.to_bytes(width, "big")
 
 
 # OpenFlow wants a field's prerequisites before it (eth_type before arp_*, ip_proto before tcp_*): fields go
@@ -126,3 +135,22 @@ class RawMessage:
 
 def raw_flow_mod(flow: Flow, *, command: str, round_: int) -> Any:
     return RawMessage(flow_mod_bytes(flow, command=command, round_=round_))
+
+
+_BUNDLE_ADD = struct.Struct("!BBHIIII2xH")  # header, ONF experimenter id and type, bundle id, flags
+
+
+def bundle_add_bytes(bundle_id: int, flags: int, inner: bytearray, xid: int) -> bytes:
+    """An ONF bundle-add message carrying `inner`, both with `xid` (the OF1.3 bundle extension's rule)."""
+    struct.pack_into("!I", inner, 4, xid)
+    head = _BUNDLE_ADD.pack(
+        ofp.OFP_VERSION,
+        ofp.OFPT_EXPERIMENTER,
+        _BUNDLE_ADD.size + len(inner),
+        xid,
+        ofp_common.ONF_EXPERIMENTER_ID,
+        ofp.ONF_ET_BUNDLE_ADD_MESSAGE,
+        bundle_id,
+        flags,
+    )
+    return head + inner

@@ -6,7 +6,7 @@ import pytest
 from os_ken.ofproto import ofproto_parser
 
 from controller.openflow import decode
-from controller.openflow.encode import RawMessage, flow_mod_bytes, raw_flow_mod
+from controller.openflow.encode import RawMessage, _tlv, bundle_add_bytes, flow_mod_bytes, raw_flow_mod
 from controller.openflow.messages import OfflineDatapath
 from controller.pipeline.compile import Compiler
 from controller.pipeline.tables import PIPELINE
@@ -65,3 +65,36 @@ def test_open_vswitch_accepts_every_encoded_flow_mod(tmp_path) -> None:
     result = subprocess.run(["ovs-ofctl", "ofp-parse", str(wire)], capture_output=True, text=True, check=True)
     assert "***" not in result.stdout and "error" not in result.stdout.lower(), result.stdout[:2000]
     assert result.stdout.count("OFPT_FLOW_MOD") == len(flows)
+
+
+def test_bundle_adds_are_byte_for_byte_os_kens() -> None:
+    for flow in Compiler(example()).compile_all()["node1"].flows():
+        raw = RawMessage(flow_mod_bytes(flow, command="add", round_=3))
+        add = DP.ofproto_parser.ONFBundleAddMsg(DP, 11, OFP.ONF_BF_ATOMIC | OFP.ONF_BF_ORDERED, raw, [])
+        DP.set_xid(add)
+        add.serialize()
+        mine = bundle_add_bytes(
+            11, OFP.ONF_BF_ATOMIC | OFP.ONF_BF_ORDERED, flow_mod_bytes(flow, command="add", round_=3), add.xid
+        )
+        assert mine == bytes(add.buf)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "mask", "width"),
+    [
+        ("in_port", 5, None, 4),
+        ("eth_dst", 0x0200AABBCCDD, None, 6),
+        ("eth_dst", 0, 1 << 40, 6),
+        ("reg0", 7, None, 4),
+        ("reg2", 0, 1, 4),
+        ("tun_ipv4_dst", 0x0A000001, None, 4),
+        ("tunnel_id", 5001, None, 8),
+        ("vlan_vid", 0x1065, None, 2),
+        ("arp_tpa", 0x0A010002, None, 4),
+    ],
+)
+def test_oxm_tlvs_are_os_kens(field: str, value: int, mask: int | None, width: int) -> None:
+    buf = bytearray()
+    mask_bytes = mask.to_bytes(width, "big") if mask is not None else None
+    OFP.oxm_serialize(OFP.oxm_from_user_header(field), value.to_bytes(width, "big"), mask_bytes, buf, 0)
+    assert _tlv(field, value, mask) == bytes(buf)
