@@ -98,3 +98,17 @@ def test_oxm_tlvs_are_os_kens(field: str, value: int, mask: int | None, width: i
     mask_bytes = mask.to_bytes(width, "big") if mask is not None else None
     OFP.oxm_serialize(OFP.oxm_from_user_header(field), value.to_bytes(width, "big"), mask_bytes, buf, 0)
     assert _tlv(field, value, mask) == bytes(buf)
+
+
+@pytest.mark.parametrize("shape", ["example", "vlan-ring"])
+def test_instructions_are_byte_for_byte_os_kens(shape: str) -> None:
+    from controller.openflow.encode import _instructions
+    from controller.openflow.messages import instructions
+
+    model = example() if shape == "example" else SHAPES[shape](1)
+    for state in Compiler(model).compile_all().values():
+        for flow in state.flows():
+            buf = bytearray()
+            for instruction in instructions(DP, flow):
+                instruction.serialize(buf, len(buf))
+            assert _instructions(flow.actions, flow.goto, flow.meter) == bytes(buf), flow
