@@ -21,12 +21,14 @@ from os_ken.ofproto import ofproto_v1_3
 
 from controller.app import osken_fixes, reconcile
 from controller.app.session import SwitchSession
+from controller.openflow import flow_stats
 from controller.openflow.ofctl import flow_text
 from controller.pipeline.state import ChangeSet
 from controller.service import Service
 
 log = logging.getLogger(__name__)
 osken_fixes.apply()
+flow_stats.keep_stats_raw()
 
 
 class Runtime:
@@ -92,9 +94,12 @@ class TenetApp(app_manager.OSKenApp):
             log.info("switch %#x (%s) disconnected", ev.datapath.id, session.node)
 
     def _reconcile(self, session: SwitchSession) -> None:
+        started = time.monotonic()
         installed = session.dump()
+        dumped = time.monotonic()
         with self.service.lock:  # the desired state and the change sets after it stay in order
             desired = self.service.compiler.compile_node(session.node)
+            compiled = time.monotonic()
             plan = reconcile.reconcile(desired, installed, round_=self.round_)
             # Change sets queued before this point are part of `desired`: they must not be sent again.
             session.synced_sequence = self.service.sequence
@@ -104,10 +109,18 @@ class TenetApp(app_manager.OSKenApp):
                 log.info("switch %s: removing %s", session.node, flow_text(flow))
             for flow in plan.flow_adds[:3]:
                 log.info("switch %s: setting %s", session.node, flow_text(flow))
+        planned = time.monotonic()
         session.execute(plan, round_=self.round_)
-        session.converge_ms = round((time.monotonic() - session.connected_at) * 1000)
+        done = time.monotonic()
+        session.converge_ms = round((done - session.connected_at) * 1000)
+        session.reconcile_ms = {
+            "dump": round((dumped - started) * 1000),
+            "compile": round((compiled - dumped) * 1000),
+            "diff": round((planned - compiled) * 1000),
+            "push": round((done - planned) * 1000),
+        }
         session.in_sync = True
-        log.info("switch %s reconciled: %s", session.node, session.last_plan)
+        log.info("switch %s reconciled: %s in %s ms", session.node, session.last_plan, session.reconcile_ms)
 
     def _node_for(self, dpid: int) -> str | None:
         with self.service.lock:
@@ -150,6 +163,7 @@ class TenetApp(app_manager.OSKenApp):
                     "in_sync": session.in_sync,
                     "last_push": session.last_plan,
                     "converge_ms": session.converge_ms,
+                    "reconcile_ms": session.reconcile_ms,
                     "errors": list(session.errors),
                 }
         return {"connected": False}

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller.app.reconcile import Installed, Plan
-from controller.openflow import decode, encode, messages
+from controller.openflow import decode, encode, flow_stats, messages
 from controller.openflow.ofctl import flow_text
-from controller.pipeline.ir import Flow
+from controller.pipeline.ir import Flow, Group
 
 log = logging.getLogger(__name__)
 REPLY_TIMEOUT = 30.0
@@ -46,6 +46,7 @@ class SwitchSession:
         self.synced_sequence = -1  # the service's change sequence the switch's state includes
         self.connected_at = time.monotonic()
         self.converge_ms: int | None = None  # from connecting to the first reconcile's barrier
+        self.reconcile_ms: dict[str, int] = {}  # the last reconcile's steps: dump, compile, diff, push
         self.last_plan: dict[str, int] = {}
         self._pending: dict[int, _Pending] = {}
         # xid -> what was sent (text, or a Flow rendered only if the switch refuses it), for error reports
@@ -139,19 +140,20 @@ class SwitchSession:
         """Every flow, group and meter on the switch, as IR where Tenet can read it."""
         parser, ofp = self.dp.ofproto_parser, self.dp.ofproto
         installed = Installed()
+        reader = flow_stats.FlowStatsReader()
         for reply in self.request(parser.OFPFlowStatsRequest(self.dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY)):
-            for stats in reply.body:
-                try:
-                    installed.flows.append(decode.decode_flow(stats))
-                except decode.Foreign as error:
-                    log.info("switch %s: a flow Tenet did not write (%s): removing it", self.node, error)
-                    installed.foreign_flows.append(stats)
+            for entry in _flow_entries(reply.body, reader):
+                if isinstance(entry, tuple):
+                    installed.flows.append(entry)
+                else:
+                    log.info("switch %s: a flow Tenet did not write (table %s): removing it", self.node, entry.table_id)
+                    installed.foreign_flows.append(entry)
         for reply in self.request(parser.OFPGroupDescStatsRequest(self.dp, 0)):
-            for stats in reply.body:
-                try:
-                    installed.groups.append(decode.decode_group(stats))
-                except decode.Foreign:
-                    installed.foreign_groups.append(stats.group_id)
+            for group in _group_entries(reply.body, reader):
+                if isinstance(group, Group):
+                    installed.groups.append(group)
+                else:
+                    installed.foreign_groups.append(group.group_id)
         for reply in self.request(parser.OFPMeterConfigStatsRequest(self.dp, 0, ofp.OFPM_ALL)):
             for stats in reply.body:
                 try:
@@ -230,3 +232,26 @@ class SwitchSession:
         if chunk:
             dp.send(b"".join(chunk))
         self.request(parser.ONFBundleCtrlMsg(dp, bundle_id, ofp.ONF_BCT_COMMIT_REQUEST, flags, []))
+
+
+def _flow_entries(body: Any, reader: flow_stats.FlowStatsReader) -> Iterable[tuple[Flow, int] | Any]:
+    """(flow, round) for each Tenet flow of a reply, os-ken's stats object for each foreign one."""
+    if isinstance(body, flow_stats.RawBody):
+        yield from body.flows(reader)
+        return
+    for stats in body:  # os-ken parsed the body (the fast reader is not installed)
+        try:
+            yield decode.decode_flow(stats)
+        except decode.Foreign:
+            yield stats
+
+
+def _group_entries(body: Any, reader: flow_stats.FlowStatsReader) -> Iterable[Group | Any]:
+    if isinstance(body, flow_stats.RawBody):
+        yield from body.groups(reader)
+        return
+    for stats in body:
+        try:
+            yield decode.decode_group(stats)
+        except decode.Foreign:
+            yield stats
