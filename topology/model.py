@@ -256,6 +256,15 @@ class Model:
                     ports[port] = FIRST_LINK_OFPORT + len(ports)
         return ports
 
+    def planned_ports(self, node: str) -> dict[str, int]:
+        """Every port of a node's br-int the flows name, by port name: tunnel, uplink, links, endpoints."""
+        ports = {TUNNEL_PORT_NAME: TUNNEL_OFPORT}
+        if self.nodes[node].uplink is not None:
+            ports[self.nodes[node].uplink] = UPLINK_OFPORT
+        ports.update(self.link_ports(node))
+        ports.update((e.port_name, e.ofport) for e in self.endpoints_by_node[node].values())
+        return ports
+
     # --- tenants and networks ------------------------------------------------------------------
 
     def add_tenant(self, name: str, *, tenant_id: int | None = None, path: str = "tenant") -> Touched:

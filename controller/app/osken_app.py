@@ -98,6 +98,7 @@ class TenetApp(app_manager.OSKenApp):
         installed = session.dump()
         dumped = time.monotonic()
         with self.service.lock:  # the desired state and the change sets after it stay in order
+            self._check_ports(session)
             desired = self.service.compiler.compile_node(session.node)
             compiled = time.monotonic()
             plan = reconcile.reconcile(desired, installed, round_=self.round_)
@@ -121,6 +122,16 @@ class TenetApp(app_manager.OSKenApp):
         }
         session.in_sync = True
         log.info("switch %s reconciled: %s in %s ms", session.node, session.last_plan, session.reconcile_ms)
+
+    def _check_ports(self, session: SwitchSession) -> None:
+        """Flows use the planned port numbers (the agent requests them): say loudly when OVS gave others."""
+        model = self.service.model
+        if session.node not in model.nodes:
+            return
+        for problem in reconcile.port_mismatches(model.planned_ports(session.node), session.ports):
+            if problem not in session.errors:
+                log.error("switch %s: %s", session.node, problem)
+                session.errors.append(problem)
 
     def _node_for(self, dpid: int) -> str | None:
         with self.service.lock:
@@ -175,6 +186,7 @@ class TenetApp(app_manager.OSKenApp):
             ofp_event.EventOFPFlowStatsReply,
             ofp_event.EventOFPGroupDescStatsReply,
             ofp_event.EventOFPMeterConfigStatsReply,
+            ofp_event.EventOFPPortDescStatsReply,
             ofp_event.EventOFPBarrierReply,
             ofp_event.EventONFBundleCtrlMsg,
         ],
@@ -207,3 +219,5 @@ class TenetApp(app_manager.OSKenApp):
             session.ports.pop(name, None)
         else:
             session.ports[name] = port.port_no
+            with self.service.lock:
+                self._check_ports(session)

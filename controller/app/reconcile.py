@@ -92,3 +92,12 @@ def reconcile(desired: NodeState, installed: Installed, *, round_: int) -> Plan:
     plan.group_deletes += installed.foreign_groups
     plan.meter_deletes += installed.foreign_meters
     return plan
+
+
+def port_mismatches(planned: dict[str, int], actual: dict[str, int]) -> list[str]:
+    """Ports the switch numbered other than planned: their flows point at the wrong port until fixed."""
+    return [
+        f"port {name} is OpenFlow port {actual[name]} on the switch, but flows use {ofport}"
+        for name, ofport in sorted(planned.items())
+        if name in actual and actual[name] != ofport
+    ]

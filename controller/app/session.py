@@ -140,6 +140,8 @@ class SwitchSession:
         """Every flow, group and meter on the switch, as IR where Tenet can read it."""
         parser, ofp = self.dp.ofproto_parser, self.dp.ofproto
         installed = Installed()
+        for reply in self.request(parser.OFPPortDescStatsRequest(self.dp, 0)):
+            self.ports = {_text(port.name): port.port_no for port in reply.body if port.port_no <= ofp.OFPP_MAX}
         reader = flow_stats.FlowStatsReader()
         for reply in self.request(parser.OFPFlowStatsRequest(self.dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY)):
             for entry in _flow_entries(reply.body, reader):
@@ -255,3 +257,7 @@ def _group_entries(body: Any, reader: flow_stats.FlowStatsReader) -> Iterable[Gr
             yield decode.decode_group(stats)
         except decode.Foreign:
             yield stats
+
+
+def _text(name: bytes | str) -> str:
+    return name.decode(errors="replace") if isinstance(name, bytes) else name

@@ -204,3 +204,15 @@ def test_switch_errors_are_reported_with_what_caused_them(controller: Controller
     switch = wait_for(lambda: controller.node("n1")["switch"].get("errors"), "the switch's error to be reported")
     assert any(f"group {network_id << 1}" in error for error in switch), switch
     assert controller.node("n1")["switch"]["in_sync"] is False
+
+
+def test_a_port_numbered_other_than_planned_is_reported(controller: ControllerProcess, ovs_node: OvsNode) -> None:
+    build(controller, ovs_node)
+    doc = controller.client.post("/v1/endpoints", {"id": "b3", "network": "blue/web", "node": "n1"})
+    wrong = doc["ofport"] + 50
+    ovs_node.exec("ip", "link", "add", doc["port_name"], "type", "veth", "peer", "name", "b3peer")
+    ovs_node.vsctl(
+        "add-port", "br-int", doc["port_name"], "--", "set", "interface", doc["port_name"], f"ofport_request={wrong}"
+    )
+    errors = wait_for(lambda: controller.node("n1")["switch"].get("errors"), "the port mismatch to be reported")
+    assert errors == [f"port {doc['port_name']} is OpenFlow port {wrong} on the switch, but flows use {doc['ofport']}"]

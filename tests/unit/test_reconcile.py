@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from os_ken.ofproto import ofproto_parser
 
-from controller.app.reconcile import Installed, from_changes, reconcile
+from controller.app.reconcile import Installed, from_changes, port_mismatches, reconcile
 from controller.openflow import decode
 from controller.openflow.messages import OfflineDatapath, flow_mod, group_mod, meter_mod
 from controller.pipeline.compile import Compiler
@@ -103,3 +103,23 @@ def test_a_change_set_becomes_a_plan_with_changes_as_adds() -> None:
     plan = from_changes(changes)
     assert plan.flow_mod_count() == len(changes.flow_adds) + len(changes.flow_mods) + len(changes.flow_deletes)
     assert len(diff(compiler.states["node1"], before).flow_adds) == len(changes.flow_adds)
+
+
+def test_ports_numbered_other_than_planned_are_reported() -> None:
+    planned = {"tenet-tun": 1, "p1": 1000, "p2": 1001}
+    assert port_mismatches(planned, {"tenet-tun": 1, "p1": 1000, "other": 7}) == []
+    assert port_mismatches(planned, {"p2": 1005, "p1": 1000}) == [
+        "port p2 is OpenFlow port 1005 on the switch, but flows use 1001"
+    ]
+
+
+def test_planned_ports_name_every_port_the_flows_use() -> None:
+    model = example()
+    node = next(iter(model.nodes))
+    ports = model.planned_ports(node)
+    assert ports["tenet-tun"] == 1
+    for endpoint in model.endpoints_by_node[node].values():
+        assert ports[endpoint.port_name] == endpoint.ofport
+    used = {a.port for f in Compiler(model).compile_node(node).flows() for a in f.actions if isinstance(a, Output)}
+    used |= {v for f in Compiler(model).compile_node(node).flows() for name, v, _ in f.match if name == "in_port"}
+    assert used - {0xFFFFFFF8} <= set(ports.values())
