@@ -1,0 +1,91 @@
+"""The agent socket's protocol, shared by `tenet-cni` and `tenet-agent`. Standard library only.
+
+One request per connection over a unix stream socket (mode 0600, root). The client writes one JSON object
+and shuts its side down; the agent answers with one JSON object and closes.
+
+Request::
+
+    {"verb": "ADD" | "DEL" | "CHECK" | "STATUS" | "GC",
+     "container_id": str, "ifname": str, "netns": str,      # from CNI_CONTAINERID, CNI_IFNAME, CNI_NETNS
+     "tenant": str, "network": str,                           # resolved by the plugin from the config
+     "pod": {"namespace": str, "name": str},                  # from CNI_ARGS when the runtime gives them
+     "valid_attachments": [{"containerID": str, "ifname": str}, ...]   # GC only
+    }
+
+Answer, on success::
+
+    {"ok": true, "interface": {"name", "mac", "sandbox", "mtu"}, "ip": "10.1.0.5/24", "gateway": "10.1.0.1",
+     "endpoint": str}                                         # ADD; CHECK and the others answer {"ok": true}
+
+and on failure ``{"ok": false, "code": int, "msg": str, "details": str}`` with a CNI well-known code.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any
+
+DEFAULT_SOCKET = "/run/tenet/agent.sock"
+VERBS = ("ADD", "DEL", "CHECK", "STATUS", "GC")
+MAX_MESSAGE = 1 << 20  # far above any real request; a bound so a bad peer cannot exhaust memory
+
+# CNI 1.1 well-known error codes (https://www.cni.dev/docs/spec/#error).
+INCOMPATIBLE_VERSION = 1
+UNSUPPORTED_FIELD = 2
+UNKNOWN_CONTAINER = 3
+INVALID_ENVIRONMENT = 4
+IO_FAILURE = 5
+DECODE_FAILURE = 6
+INVALID_CONFIG = 7
+TRY_AGAIN_LATER = 11
+NOT_READY = 50  # STATUS: the plugin cannot serve ADDs now
+GENERIC_FAILURE = 999  # plugin-specific codes start at 100; this one is Tenet's "it failed, read msg"
+
+
+class AgentError(Exception):
+    """The agent refused or failed a request: carries the CNI code, message and details it gave."""
+
+    def __init__(self, code: int, msg: str, details: str = "") -> None:
+        super().__init__(msg)
+        self.code, self.msg, self.details = code, msg, details
+
+    def answer(self) -> dict[str, Any]:
+        return {"ok": False, "code": self.code, "msg": self.msg, "details": self.details}
+
+
+def call(path: str, request: dict[str, Any], *, timeout: float) -> dict[str, Any]:
+    """Send one request to the agent and return its answer; AgentError (code 11) if the agent is not there."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(path)
+            sock.sendall(json.dumps(request).encode())
+            sock.shutdown(socket.SHUT_WR)
+            answer = decode(read_all(sock))
+    except (FileNotFoundError, ConnectionRefusedError) as error:
+        raise AgentError(TRY_AGAIN_LATER, "the Tenet agent is not running", f"{path}: {error}") from error
+    except TimeoutError as error:
+        raise AgentError(TRY_AGAIN_LATER, f"the Tenet agent did not answer within {timeout:g} s", path) from error
+    except (OSError, ValueError) as error:
+        raise AgentError(TRY_AGAIN_LATER, "the Tenet agent could not be reached", f"{path}: {error}") from error
+    if not answer.get("ok"):
+        raise AgentError(int(answer.get("code", GENERIC_FAILURE)), str(answer.get("msg")), str(answer.get("details", "")))
+    return answer
+
+
+def read_all(sock: socket.socket) -> bytes:
+    chunks, size = [], 0
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_MESSAGE:
+            raise ValueError(f"message longer than {MAX_MESSAGE} bytes")
+    return b"".join(chunks)
+
+
+def decode(data: bytes) -> dict[str, Any]:
+    message = json.loads(data)
+    if not isinstance(message, dict):
+        raise ValueError("a message must be a JSON object")
+    return message
