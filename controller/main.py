@@ -132,7 +132,8 @@ def run(settings: Settings) -> None:
     manager.instantiate_apps(**manager.create_contexts())
     Runtime.ready.wait()
     app = Runtime.app
-    server = serve(make_app(service, tokens, switch_status=app.status), settings.api_host, settings.api_port)
+    api = make_app(service, tokens, switch_status=app.status, readiness=app.endpoint_ready)
+    server = serve(api, settings.api_host, settings.api_port)
     threading.Thread(target=server.serve_forever, name="api", daemon=True).start()
     log.info(
         "round %d; OpenFlow on %s:%d, API on %s:%d, store %s",

@@ -32,7 +32,7 @@ from controller.api.http import (
     error_response,
     validation_response,
 )
-from controller.api.routes import ROUTES, Api, Route, SwitchStatus
+from controller.api.routes import ROUTES, Api, EndpointReadiness, Route, SwitchStatus
 from controller.service import Service
 from controller.store.base import Conflict, StoreError
 from topology.errors import ValidationError
@@ -68,9 +68,14 @@ def _pattern(template: str) -> re.Pattern[str]:
 
 
 def make_app(
-    service: Service, tokens: Tokens, *, switch_status: SwitchStatus | None = None, max_body: int = MAX_BODY
+    service: Service,
+    tokens: Tokens,
+    *,
+    switch_status: SwitchStatus | None = None,
+    readiness: EndpointReadiness | None = None,
+    max_body: int = MAX_BODY,
 ) -> WsgiApp:
-    api = Api(service, switch_status=switch_status)
+    api = Api(service, switch_status=switch_status, readiness=readiness)
     router = Router(ROUTES)
 
     def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:

@@ -182,6 +182,13 @@ SCHEMAS: Json = {
 }
 
 
+SCHEMAS["EndpointReady"] = _obj(
+    {"ready": {"type": "boolean"}, "reason": _nullable(STRING), "ofport": _nullable(INTEGER)},
+    required=("ready", "reason", "ofport"),
+)
+SCHEMAS["Health"] = _obj({"ok": {"type": "boolean"}, "switches": INTEGER}, required=("ok", "switches"))
+
+
 def _json(schema: Json) -> Json:
     return {"application/json": {"schema": schema}}
 
@@ -298,6 +305,24 @@ PATHS: Json = {
         "get": _op("one endpoint", 200, _ref("Endpoint"), params=(ENDPOINT,)),
         "delete": _op("delete an endpoint", 204, params=(ENDPOINT,)),
     },
+    "/v1/endpoints/{endpoint}/ready": {
+        "get": _op(
+            "whether the endpoint's port is on its switch and its flows are installed; waits up to `wait` s",
+            200,
+            _ref("EndpointReady"),
+            params=(
+                ENDPOINT,
+                {
+                    "name": "wait",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "number", "minimum": 0, "maximum": 60},
+                    "description": "seconds to wait for readiness before answering (default 0)",
+                },
+            ),
+        ),
+    },
+    "/v1/health": {"get": _op("the controller answers (any valid token)", 200, _ref("Health"))},
 }
 PATHS["/v1/nodes/{node}"]["put"]["responses"]["200"] = {"description": "already known", "content": _json(_ref("Node"))}
 

@@ -24,6 +24,9 @@ from topology.model import Encap, Endpoint, Model, Network, QosAttachment, QosPr
 
 log = logging.getLogger(__name__)
 SwitchStatus = Callable[[str], dict[str, Any]]
+# (node, port name, planned ofport, change sequence the switch must include, seconds to wait) -> readiness
+EndpointReadiness = Callable[[str, str, int, int, float], dict[str, Any]]
+MAX_READY_WAIT = 60.0
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,8 @@ ROUTES = (
     Route("POST", "/v1/endpoints", "create_endpoint"),
     Route("GET", "/v1/endpoints/{endpoint}", "show_endpoint"),
     Route("DELETE", "/v1/endpoints/{endpoint}", "delete_endpoint"),
+    Route("GET", "/v1/endpoints/{endpoint}/ready", "endpoint_ready"),
+    Route("GET", "/v1/health", "health"),
 )
 
 # A quoted network key in a model message, e.g. "VNI 100 is already used by network 'red/web'".
@@ -70,10 +75,23 @@ def default_switch_status(_node: str) -> dict[str, Any]:
     return {"connected": False}
 
 
+def default_readiness(_node: str, _port: str, _ofport: int, _sequence: int, _wait: float) -> dict[str, Any]:
+    return {"ready": False, "reason": "this controller runs without switches", "ofport": None}
+
+
 class Api:
-    def __init__(self, service: Service, *, switch_status: SwitchStatus | None = None) -> None:
+    def __init__(
+        self,
+        service: Service,
+        *,
+        switch_status: SwitchStatus | None = None,
+        readiness: EndpointReadiness | None = None,
+    ) -> None:
         self.service = service
         self.switch_status = switch_status or default_switch_status
+        self.readiness = readiness or default_readiness
+        # The change sequence that created each endpoint: its flows are on the switch once the switch has it.
+        self.created_at: dict[str, int] = {}
 
     @property
     def model(self) -> Model:
@@ -342,6 +360,7 @@ class Api:
             endpoint = self.service.create_endpoint(
                 endpoint_id, network=network, node=node, ip=ip, mac=mac, port_name=port
             )
+            self.created_at[endpoint.id] = self.service.sequence
             return created(f"/v1/endpoints/{endpoint.id}", views.endpoint_json(self.model, endpoint))
 
     def show_endpoint(self, request: Request) -> Response:
@@ -351,8 +370,34 @@ class Api:
 
     def delete_endpoint(self, request: Request) -> Response:
         with self.service.lock:
-            self.service.delete_endpoint(self.endpoint(request, request.params["endpoint"]).id)
+            endpoint_id = self.endpoint(request, request.params["endpoint"]).id
+            self.service.delete_endpoint(endpoint_id)
+            self.created_at.pop(endpoint_id, None)
         return Response(204)
+
+    def endpoint_ready(self, request: Request) -> Response:
+        """Ready once its port is on the switch with the planned number and the switch holds its flows."""
+        text = request.query.get("wait", "0")
+        try:
+            wait = float(text)
+        except ValueError:
+            raise ValidationError("wait", f"want a number of seconds, got {text!r}") from None
+        if not 0 <= wait <= MAX_READY_WAIT:
+            raise ValidationError("wait", f"{wait:g} is outside 0..{MAX_READY_WAIT:g} seconds")
+        with self.service.lock:
+            endpoint = self.endpoint(request, request.params["endpoint"])
+            # Unknown after a restart: then the switch must include everything up to now.
+            sequence = self.created_at.get(endpoint.id, self.service.sequence)
+        state = self.readiness(endpoint.node, endpoint.port_name, endpoint.ofport, sequence, wait)
+        return Response(200, state)
+
+    def health(self, request: Request) -> Response:
+        return Response(200, {"ok": True, "switches": self.switch_count()})
+
+    def switch_count(self) -> int:
+        with self.service.lock:
+            nodes = list(self.model.nodes)
+        return sum(1 for node in nodes if self.switch_status(node).get("connected"))
 
 
 def created(location: str, body: dict[str, Any]) -> Response:

@@ -62,6 +62,7 @@ class TenetApp(app_manager.OSKenApp):
         self.round_ = Runtime.round_
         self.sessions: dict[int, SwitchSession] = {}  # by datapath id
         self.connections: dict[int, int] = {}  # datapath id -> times it connected
+        self.changed = threading.Condition()  # notified when a switch syncs, a port appears, a switch goes
         self.service.subscribe(self.publish)
         Runtime.app = self
         Runtime.ready.set()
@@ -92,6 +93,7 @@ class TenetApp(app_manager.OSKenApp):
             del self.sessions[ev.datapath.id]
             session.close()
             log.info("switch %#x (%s) disconnected", ev.datapath.id, session.node)
+            self._notify()
 
     def _reconcile(self, session: SwitchSession) -> None:
         started = time.monotonic()
@@ -121,6 +123,7 @@ class TenetApp(app_manager.OSKenApp):
             "push": round((done - planned) * 1000),
         }
         session.in_sync = True
+        self._notify()
         log.info("switch %s reconciled: %s in %s ms", session.node, session.last_plan, session.reconcile_ms)
 
     def _check_ports(self, session: SwitchSession) -> None:
@@ -162,6 +165,40 @@ class TenetApp(app_manager.OSKenApp):
             return  # a reconcile that ran after this change already sent it
         session.execute(plan, round_=self.round_)
         session.synced_sequence = sequence
+        self._notify()
+
+    def _notify(self) -> None:
+        with self.changed:
+            self.changed.notify_all()
+
+    def endpoint_ready(self, node: str, port: str, ofport: int, sequence: int, wait: float) -> dict[str, Any]:
+        """Wait up to `wait` s until the port is on the node's switch as planned and the switch holds change
+        `sequence` (the endpoint's flows); say why not if it does not happen."""
+        deadline = time.monotonic() + wait
+        with self.changed:
+            while True:
+                state = self._endpoint_state(node, port, ofport, sequence)
+                remaining = deadline - time.monotonic()
+                if state["ready"] or remaining <= 0:
+                    return state
+                self.changed.wait(remaining)
+
+    def _endpoint_state(self, node: str, port: str, ofport: int, sequence: int) -> dict[str, Any]:
+        session = next((s for s in list(self.sessions.values()) if s.node == node), None)
+        if session is None:
+            return {"ready": False, "reason": f"the switch of node {node} is not connected", "ofport": None}
+        actual = session.ports.get(port)
+        if actual is None:
+            reason = f"port {port} is not on the switch of node {node} yet"
+        elif actual != ofport:
+            reason = f"port {port} is OpenFlow port {actual} on the switch, but flows use {ofport}"
+        elif session.synced_sequence < sequence:
+            reason = f"the switch of node {node} does not hold the endpoint's flows yet"
+        elif session.in_sync is False:
+            reason = f"the switch of node {node} reported errors: {session.errors[-1] if session.errors else '?'}"
+        else:
+            reason = None
+        return {"ready": reason is None, "reason": reason, "ofport": actual}
 
     def status(self, node: str) -> dict[str, Any]:
         """What `tenetctl node show` tells about a node's switch."""
@@ -221,3 +258,4 @@ class TenetApp(app_manager.OSKenApp):
             session.ports[name] = port.port_no
             with self.service.lock:
                 self._check_ports(session)
+        self._notify()

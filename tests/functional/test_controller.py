@@ -216,3 +216,20 @@ def test_a_port_numbered_other_than_planned_is_reported(controller: ControllerPr
     )
     errors = wait_for(lambda: controller.node("n1")["switch"].get("errors"), "the port mismatch to be reported")
     assert errors == [f"port {doc['port_name']} is OpenFlow port {wrong} on the switch, but flows use {doc['ofport']}"]
+
+
+def test_an_endpoint_is_ready_once_its_port_and_flows_are_on_the_switch(
+    controller: ControllerProcess, ovs_node: OvsNode
+) -> None:
+    pods = build(controller, ovs_node)
+    api = controller.client
+    doc = api.post("/v1/endpoints", {"id": "b9", "network": "blue/web", "node": "n1"})
+    waiting = api.get("/v1/endpoints/b9/ready", wait="0")
+    assert waiting == {
+        "ready": False,
+        "reason": f"port {doc['port_name']} is not on the switch of node n1 yet",
+        "ofport": None,
+    }
+    pod = ovs_node.add_pod(doc, gateway=doc["gateway"], prefix=doc["prefix_len"], mtu=doc["mtu"])
+    assert api.get("/v1/endpoints/b9/ready", wait="10") == {"ready": True, "reason": None, "ofport": doc["ofport"]}
+    assert pod.ping(pods["b1"].ip)  # ready means it talks
