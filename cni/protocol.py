@@ -8,6 +8,8 @@ Request::
     {"verb": "ADD" | "DEL" | "CHECK" | "STATUS" | "GC",
      "container_id": str, "ifname": str, "netns": str,      # from CNI_CONTAINERID, CNI_IFNAME, CNI_NETNS
      "tenant": str, "network": str,                           # resolved by the plugin from the config
+     "cni_network": str,                                      # the config's "name": with container_id and
+                                                              # ifname it keys an attachment; scopes GC
      "pod": {"namespace": str, "name": str},                  # from CNI_ARGS when the runtime gives them
      "valid_attachments": [{"containerID": str, "ifname": str}, ...]   # GC only
     }
@@ -24,7 +26,10 @@ from __future__ import annotations
 
 import json
 import socket
-from typing import Any
+
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are never evaluated
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_SOCKET = "/run/tenet/agent.sock"
 VERBS = ("ADD", "DEL", "CHECK", "STATUS", "GC")
@@ -70,7 +75,9 @@ def call(path: str, request: dict[str, Any], *, timeout: float) -> dict[str, Any
     except (OSError, ValueError) as error:
         raise AgentError(TRY_AGAIN_LATER, "the Tenet agent could not be reached", f"{path}: {error}") from error
     if not answer.get("ok"):
-        raise AgentError(int(answer.get("code", GENERIC_FAILURE)), str(answer.get("msg")), str(answer.get("details", "")))
+        raise AgentError(
+            int(answer.get("code", GENERIC_FAILURE)), str(answer.get("msg")), str(answer.get("details", ""))
+        )
     return answer
 
 
@@ -89,3 +96,7 @@ def decode(data: bytes) -> dict[str, Any]:
     if not isinstance(message, dict):
         raise ValueError("a message must be a JSON object")
     return message
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    return json.dumps(message).encode()

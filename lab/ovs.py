@@ -227,3 +227,31 @@ class OvsNode:
             f"external_ids:tenet-endpoint={endpoint['id']}",
         )
         return pod
+
+
+_TCP_SERVER = (
+    "import socket,sys\n"
+    "s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind((sys.argv[1],int(sys.argv[2])))\n"
+    "s.listen(1);s.settimeout(float(sys.argv[3]));print('listening',flush=True)\n"
+    "try:\n c,_=s.accept();c.sendall(b'tenet\\n');c.close()\nexcept OSError:pass\n"
+)
+_TCP_CLIENT = (
+    "import socket,sys\n"
+    "try:\n c=socket.create_connection((sys.argv[1],int(sys.argv[2])),timeout=float(sys.argv[3]))\n"
+    " print(c.recv(16).decode().strip())\nexcept OSError as e:print('failed',e)\n"
+)
+
+
+def tcp_connects(client: Pod, server: Pod, *, port: int = 5900, timeout: float = 3.0) -> bool:
+    """A TCP connection from `client` to `server` that delivers data (the handshake alone proves little)."""
+    python = "/usr/bin/python3"
+    listener = server.popen(python, "-I", "-S", "-c", _TCP_SERVER, server.ip, str(port), str(timeout + 2))
+    try:
+        assert listener.stdout is not None
+        if listener.stdout.readline().strip() != "listening":
+            raise RuntimeError(f"the TCP listener in {server.name} did not start: {listener.stderr.read()}")
+        answer = client.run(python, "-I", "-S", "-c", _TCP_CLIENT, server.ip, str(port), str(timeout), check=False)
+        return answer.strip() == "tenet"
+    finally:
+        listener.kill()
+        listener.wait(timeout=10)

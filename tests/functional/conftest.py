@@ -32,8 +32,9 @@ def free_port() -> int:
 class ControllerProcess:
     """`tenet-controller` as an operator runs it, with its own store file; killed by pid, never by name."""
 
-    def __init__(self, state: Path) -> None:
+    def __init__(self, state: Path, *, api_host: str = "127.0.0.1") -> None:
         self.state = state
+        self.api_host = api_host
         self.ofp_port, self.api_port = free_port(), free_port()
         self.tokens = state / "tokens.json"
         self.tokens.write_text(json.dumps({"admin": [TOKEN], "tenants": {}}))
@@ -50,6 +51,8 @@ class ControllerProcess:
             "0.0.0.0",
             "--ofp-port",
             str(self.ofp_port),
+            "--api-host",
+            self.api_host,
             "--api-port",
             str(self.api_port),
             "--store",

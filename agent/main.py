@@ -1,0 +1,202 @@
+"""tenet-agent: gives pods on this node their ports on br-int, asked by the CNI plugin over a unix socket.
+
+    tenet-agent run --node NAME --tunnel-ip IP [--controller URL] [--token-file FILE] ...
+    tenet-agent install-cni [--bin-dir /opt/cni/bin] [--conf-dir /etc/cni/net.d] --tenant T --network N
+
+`run` registers the node with the controller (name, tunnel IP, datapath id, uplink), makes sure br-int is
+there (userspace datapath where the kernel module is missing), `fail_mode=secure`, the controller target
+and the flow-based VXLAN port, cleans up what a crash left half-made, then serves the socket.
+Settings for `run` come from flags, else environment variables TENET_<NAME> (e.g. TENET_TUNNEL_IP).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from cni.protocol import DEFAULT_SOCKET
+
+log = logging.getLogger("tenet.agent")
+DATAPATH_ID_BASE = 0x7E_0000_0000_0000  # default datapath ids: this, or'ed with the tunnel IP
+
+
+class StartupError(RuntimeError):
+    """Something the operator must fix before the agent can start: printed as one line."""
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(f"TENET_{name.upper()}", default)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="tenet-agent", description=__doc__.split("\n\n")[0])
+    verbs = top.add_subparsers(dest="verb", required=True, metavar="run|install-cni")
+    run = verbs.add_parser("run", help="serve CNI requests for this node (the daemon)")
+    run.add_argument("--node", default=_env("node", socket.gethostname()), help="node name (env TENET_NODE)")
+    run.add_argument("--tunnel-ip", default=_env("tunnel_ip"), help="this node's underlay address for VXLAN")
+    run.add_argument("--uplink", default=_env("uplink"), help="interface carrying VLAN networks (optional)")
+    run.add_argument("--controller", default=_env("controller", "http://127.0.0.1:8780"), help="controller API URL")
+    run.add_argument("--token-file", default=_env("token_file"), help="file holding the admin bearer token")
+    run.add_argument("--openflow", default=_env("openflow", "tcp:127.0.0.1:6653"), help="br-int's controller target")
+    run.add_argument(
+        "--ovsdb", default=_env("ovsdb", "unix:/var/run/openvswitch/db.sock"), help="OVSDB connection string"
+    )
+    run.add_argument("--bridge", default=_env("bridge", "br-int"))
+    run.add_argument(
+        "--datapath-type",
+        default=_env("datapath_type", "auto"),
+        choices=("auto", "netdev", "system"),
+        help="auto: the kernel datapath where the openvswitch module is there, else userspace (netdev)",
+    )
+    run.add_argument("--datapath-id", default=_env("datapath_id"), help="default: derived from the tunnel IP")
+    run.add_argument("--socket", default=_env("socket", DEFAULT_SOCKET), help="the unix socket the plugin calls")
+    run.add_argument("--ready-timeout", type=float, default=float(_env("ready_timeout", "10")))
+    run.add_argument("--log-level", default=_env("log_level", "info"))
+    install = verbs.add_parser("install-cni", help="write the plugin and a conflist for the runtime")
+    install.add_argument("--bin-dir", default="/opt/cni/bin", type=Path)
+    install.add_argument("--conf-dir", default="/etc/cni/net.d", type=Path)
+    install.add_argument("--socket", default=DEFAULT_SOCKET)
+    install.add_argument("--tenant", help="the tenant pods join unless --namespace-map says otherwise")
+    install.add_argument("--network", help="the network pods join unless --namespace-map says otherwise")
+    install.add_argument(
+        "--namespace-map",
+        metavar="JSON",
+        help='Kubernetes namespace -> "TENANT/NETWORK", e.g. \'{"shop": "blue/web"}\'',
+    )
+    install.add_argument("--name", default="tenet", help="the CNI network name")
+    return top
+
+
+def datapath_id(args: argparse.Namespace, tunnel_ip: ipaddress.IPv4Address) -> int:
+    if args.datapath_id is None:
+        return DATAPATH_ID_BASE | int(tunnel_ip)
+    try:
+        return int(str(args.datapath_id), 0)
+    except ValueError:
+        raise StartupError(f"--datapath-id: want an integer (0x... for hex), got {args.datapath_id!r}") from None
+
+
+def run(args: argparse.Namespace) -> None:
+    from agent.netlink import Netlink
+    from agent.ovsdb import Ovsdb, OvsdbError, kernel_datapath_available
+    from agent.server import AgentSocket
+    from agent.service import AgentService, AgentSettings
+    from controller.client import Client, ClientError, path
+
+    if not args.tunnel_ip:
+        raise StartupError("--tunnel-ip (or TENET_TUNNEL_IP) is required: the node's underlay address")
+    try:
+        tunnel_ip = ipaddress.IPv4Address(args.tunnel_ip)
+    except ValueError:
+        raise StartupError(f"--tunnel-ip: {args.tunnel_ip!r} is not an IPv4 address") from None
+    token = None
+    if args.token_file:
+        try:
+            token = Path(args.token_file).read_text().strip()
+        except OSError as error:
+            raise StartupError(f"--token-file {args.token_file}: {error.strerror}") from None
+    dpid = datapath_id(args, tunnel_ip)
+    datapath_type = args.datapath_type
+    if datapath_type == "auto":
+        datapath_type = "system" if kernel_datapath_available() else "netdev"
+    client = Client(args.controller, token, timeout=args.ready_timeout + 20)
+    try:
+        ovsdb = Ovsdb(args.ovsdb)
+        ovsdb.ensure_bridge(
+            args.bridge, datapath_type=datapath_type, datapath_id=dpid, controller=args.openflow, uplink=args.uplink
+        )
+    except OvsdbError as error:
+        raise StartupError(f"OVSDB {args.ovsdb}: {error}") from None
+    body = {"tunnel_ip": str(tunnel_ip), "datapath_id": dpid}
+    if args.uplink:
+        body["uplink"] = args.uplink
+    try:
+        client.put(path("v1", "nodes", args.node), body)
+    except ClientError as error:
+        raise StartupError(f"registering node {args.node} with {args.controller}: {error}") from None
+    settings = AgentSettings(
+        node=args.node, bridge=args.bridge, datapath_type=datapath_type, ready_timeout=args.ready_timeout
+    )
+    service = AgentService(settings, client, ovsdb, Netlink())
+    try:
+        removed = service.recover()
+    except Exception as error:  # the controller went away meanwhile: start anyway, GC cleans up later
+        log.warning("could not check for leftovers of a crash: %s", error)
+        removed = {}
+    server = AgentSocket(args.socket, service.handle)
+    log.info(
+        "node %s (datapath %#x, %s datapath) on %s; socket %s; cleaned %s",
+        args.node,
+        dpid,
+        datapath_type,
+        args.controller,
+        args.socket,
+        removed,
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    threading.Thread(target=server.serve_forever, name="cni-socket", daemon=True).start()
+    stop.wait()
+    log.info("stopping")
+    server.shutdown()
+    server.server_close()
+    ovsdb.close()
+
+
+def install_cni(args: argparse.Namespace) -> None:
+    from cni.install import install
+
+    namespaces = None
+    if args.namespace_map:
+        try:
+            namespaces = json.loads(args.namespace_map)
+        except ValueError as error:
+            raise StartupError(f"--namespace-map: not JSON: {error}") from None
+        if not isinstance(namespaces, dict):
+            raise StartupError('--namespace-map: want a JSON object {"namespace": "TENANT/NETWORK"}')
+    if not namespaces and not (args.tenant and args.network):
+        raise StartupError("give --tenant and --network, or --namespace-map")
+    try:
+        plugin, conflist = install(
+            args.bin_dir,
+            args.conf_dir,
+            socket_path=args.socket,
+            tenant=args.tenant,
+            network=args.network,
+            namespaces=namespaces,
+            name=args.name,
+        )
+    except ValueError as error:
+        raise StartupError(str(error)) from None
+    print(f"installed {plugin} and {conflist}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if args.verb == "run":
+            logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+            run(args)
+        else:
+            install_cni(args)
+    except StartupError as error:
+        print(f"tenet-agent: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"tenet-agent: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,389 @@
+"""The agent's OVSDB adapter: br-int and the pods' ports, through ovsdbapp over one IDL connection.
+
+The connection stays open for the agent's lifetime; ovsdbapp runs it in a thread of its own, which also
+runs every transaction, so callers in many threads are serialized there. Reads are served from the IDL's
+replica under the connection's lock, without a round trip.
+
+Writes are ovs-vsctl-like: a transaction that changed something bumps `next_cfg` and returns once
+ovs-vswitchd has applied it (`cur_cfg` caught up), so a port's `ofport` is known when `add_port` returns
+and an interface OVS could not open is reported as an error, not discovered later. A transaction that
+would change nothing writes nothing at all, so `ensure_bridge` on a bridge already as wanted is a no-op
+for the database and for ovs-vswitchd (the controller connection is not touched).
+
+Only the tables and columns used here are monitored (not, say, Interface statistics, which ovs-vswitchd
+rewrites every few seconds for every port).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ovsdbapp.backend.ovs_idl import command, idlutils, transaction
+from ovsdbapp.backend.ovs_idl import connection as ovs_connection
+from ovsdbapp.schema.open_vswitch import impl_idl
+
+SCHEMA = "Open_vSwitch"
+COLUMNS = {
+    "Open_vSwitch": ["bridges", "next_cfg", "cur_cfg"],
+    "Bridge": ["name", "datapath_type", "fail_mode", "protocols", "other_config", "controller", "ports"],
+    "Controller": ["target", "connection_mode"],
+    "Port": ["name", "interfaces"],
+    "Interface": ["name", "type", "options", "ofport", "ofport_request", "external_ids", "error"],
+}
+OPENFLOW = ["OpenFlow13"]
+
+
+class OvsdbError(Exception):
+    """An OVSDB read or write failed, or OVS could not apply it; the message says what."""
+
+
+class Ovsdb:
+    """br-int and its ports, over one OVSDB connection kept open; safe to call from many threads."""
+
+    def __init__(self, connection: str, *, timeout: float = 10.0) -> None:
+        """Connect to ovsdb-server at `connection` (e.g. "unix:/var/run/openvswitch/db.sock")."""
+        self.target = connection
+        self.timeout = timeout
+        idl = None
+        try:
+            helper = idlutils.get_schema_helper(connection, SCHEMA)
+            for table, columns in COLUMNS.items():
+                helper.register_columns(table, columns)
+            idl = ovs_connection.OvsdbIdl(connection, helper)
+            self._connection = ovs_connection.Connection(idl, timeout)
+            # ovsdbapp keeps the connection on the API class, shared by all its instances: one class each.
+            api_class = type("OvsApi", (_Api,), {})
+            self._api: _Api = api_class(self._connection)
+        except Exception as error:
+            if idl is not None:
+                idl.close()
+            raise OvsdbError(f"cannot connect to OVSDB at {connection}: {error}") from None
+        self._closed = False
+
+    # --- writes --------------------------------------------------------------------------------------
+
+    def ensure_bridge(
+        self,
+        bridge: str,
+        *,
+        datapath_type: str,
+        datapath_id: int,
+        controller: str,
+        tunnel_port: str = "tenet-tun",
+        tunnel_ofport: int = 1,
+        uplink: str | None = None,
+        uplink_ofport: int = 2,
+        connection_mode: str | None = "out-of-band",
+    ) -> None:
+        """`bridge` as Tenet wants it; only what differs is written (nothing, the second time).
+
+        `connection_mode` is the controller's: out-of-band by default, since the controller is never reached
+        through the bridge itself (in-band mode would add hidden flows and log warnings); None leaves it.
+        """
+        if not 0 <= datapath_id < 1 << 64:
+            raise OvsdbError(f"datapath id {datapath_id:#x} does not fit in 64 bits")
+        ports = [(tunnel_port, tunnel_ofport, "vxlan", {"remote_ip": "flow", "key": "flow"})]
+        if uplink:
+            ports.append((uplink, uplink_ofport, "", {}))
+        self._commit(
+            _EnsureBridge(
+                self._api,
+                bridge,
+                datapath_type=datapath_type,
+                datapath_id=f"{datapath_id:016x}",
+                controller=controller,
+                connection_mode=connection_mode,
+                ports=ports,
+            ),
+            f"setting up bridge {bridge}",
+        )
+        for name, *_ in ports:
+            problem = self._failure(name)
+            if problem:
+                raise OvsdbError(f"bridge {bridge}: OVS could not add port {name}: {problem}")
+
+    def add_port(self, bridge: str, name: str, *, ofport: int, external_ids: dict[str, str]) -> None:
+        """The Linux interface `name` as a port of `bridge`, in one transaction; the same call again is a no-op.
+
+        Raises OvsdbError if OVS cannot open the interface (the port is then removed again if this call
+        made it).
+        """
+        step = _AddPort(self._api, bridge, name, ofport=ofport, external_ids=dict(external_ids))
+        self._commit(step, f"adding port {name} to {bridge}")
+        problem = self._failure(name)
+        if problem:
+            if step.created:
+                self._commit(_DelPort(self._api, bridge, name), f"removing port {name} from {bridge}")
+            raise OvsdbError(f"OVS could not add port {name} to {bridge}: {problem}")
+
+    def del_port(self, bridge: str, name: str) -> None:
+        """Remove port `name` from `bridge`; nothing to do if it is not there."""
+        self._commit(_DelPort(self._api, bridge, name), f"removing port {name} from {bridge}")
+
+    # --- reads ---------------------------------------------------------------------------------------
+
+    def ports(self, bridge: str) -> dict[str, dict[str, str]]:
+        """Every port of `bridge` (none if there is no such bridge) -> its interface's external_ids."""
+
+        def read(idl: Any) -> dict[str, dict[str, str]]:
+            row = idlutils.row_by_value(idl, "Bridge", "name", bridge, None)
+            if row is None:
+                return {}
+            found = {}
+            for port in row.ports:
+                interface = _interface_of(port)
+                found[port.name] = dict(interface.external_ids) if interface is not None else {}
+            return found
+
+        return self._read(read)
+
+    def ofport(self, name: str) -> int | None:
+        """The OpenFlow port number OVS gave interface `name`; None if none (yet), failed or absent."""
+
+        def read(idl: Any) -> int | None:
+            row = idlutils.row_by_value(idl, "Interface", "name", name, None)
+            number = _optional(row.ofport) if row is not None else None
+            return number if number is not None and number > 0 else None
+
+        return self._read(read)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._connection.stop(timeout=self.timeout)
+
+    # --- plumbing ------------------------------------------------------------------------------------
+
+    def _commit(self, step: command.BaseCommand, doing: str) -> None:
+        if self._closed:
+            raise OvsdbError(f"{doing}: the OVSDB connection is closed")
+        try:
+            with self._api.transaction(check_error=True, log_errors=False) as txn:
+                txn.add(step)
+        except OvsdbError as error:
+            raise OvsdbError(f"{doing}: {error}") from None
+        except Exception as error:  # ovsdbapp raises RuntimeError, TimeoutException, ...
+            raise OvsdbError(f"{doing} ({self.target}): {error}") from None
+
+    def _read(self, read: Callable[[Any], Any]) -> Any:
+        if self._closed:
+            raise OvsdbError("the OVSDB connection is closed")
+        with self._connection.lock:  # the connection thread holds it while it updates the replica
+            return read(self._connection.idl)
+
+    def _failure(self, name: str) -> str | None:
+        """Why OVS could not open interface `name`, if it could not."""
+
+        def read(idl: Any) -> str | None:
+            row = idlutils.row_by_value(idl, "Interface", "name", name, None)
+            if row is None or _optional(row.ofport) != -1:
+                return None
+            return _optional(row.error) or "no OpenFlow port number"
+
+        return self._read(read)
+
+
+def kernel_datapath_available() -> bool:
+    """True when the openvswitch kernel module is loaded (or built in) or can be loaded."""
+    if Path("/sys/module/openvswitch").is_dir():
+        return True
+    modules = Path("/lib/modules") / os.uname().release
+    for listing in ("modules.dep", "modules.builtin"):
+        try:
+            text = (modules / listing).read_text()
+        except OSError:
+            continue
+        if re.search(r"(^|/)openvswitch\.ko(\.[a-z]+)?(:|$)", text, re.MULTILINE):
+            return True
+    return False
+
+
+# --- ovsdbapp underneath ---------------------------------------------------------------------------------
+
+
+class _Transaction(transaction.Transaction):
+    """ovsdbapp's ovs-vsctl transaction, except that next_cfg is bumped (and ovs-vswitchd waited for) only
+    when a step changed something, and that ovs-vswitchd not catching up in time is an error."""
+
+    def pre_commit(self, txn: Any) -> None:
+        txn.expected_ifaces = set()
+
+    def post_commit(self, txn: Any) -> None:
+        super().post_commit(txn)
+        try:
+            next_cfg = txn.get_increment_new_value()
+        except AttributeError:  # the python IDL has no value to give when nothing was incremented
+            return
+        if next_cfg is None:
+            return
+        idl, poller = self.api.idl, self.ovsdb_connection.poller
+        while True:
+            idl.run()
+            if self.api._ovs.cur_cfg >= next_cfg:
+                return
+            remaining = self.time_remaining()
+            if remaining <= 0:
+                raise OvsdbError(f"ovs-vswitchd has not applied the change within {self.timeout:g} s")
+            poller.timer_wait(remaining * 1000)
+            idl.wait(poller)
+            poller.block()
+
+
+class _Api(impl_idl.OvsdbIdl):
+    def create_transaction(self, check_error: bool = False, log_errors: bool = True, **_: Any) -> _Transaction:
+        return _Transaction(self, self.ovsdb_connection, check_error=check_error, log_errors=log_errors)
+
+
+class _Step(command.BaseCommand):
+    """One idempotent change, run by the connection thread: writes only columns that differ."""
+
+    def run_idl(self, txn: Any) -> None:
+        self.txn = txn
+        self.changed = False
+        self.apply()
+        if self.changed:
+            self.api._ovs.increment("next_cfg")
+
+    def apply(self) -> None:
+        raise NotImplementedError
+
+    def set(self, row: Any, column: str, value: Any) -> None:
+        try:
+            current = getattr(row, column)
+        except AttributeError:  # a row this transaction inserted, column not written yet
+            current = None
+        if current != value:
+            row.verify(column)  # someone else changed it meanwhile: ovsdbapp retries the step
+            setattr(row, column, value)
+            self.changed = True
+
+    def insert(self, table: str) -> Any:
+        self.changed = True
+        return self.txn.insert(self.api.tables[table])
+
+    def bridge(self, name: str) -> Any:
+        row = idlutils.row_by_value(self.api.idl, "Bridge", "name", name, None)
+        if row is None:
+            raise OvsdbError(f"there is no bridge {name}")
+        return row
+
+    def port(self, bridge: Any, name: str) -> tuple[Any, bool]:
+        """Port `name` with its one interface on `bridge`, inserted if missing; and whether it was."""
+        row = idlutils.row_by_value(self.api.idl, "Port", "name", name, None)
+        if row is None:
+            interface = self.insert("Interface")
+            interface.name = name
+            row = self.insert("Port")
+            row.name = name
+            row.interfaces = [interface]
+            bridge.addvalue("ports", row)
+            return row, True
+        if row.uuid not in {port.uuid for port in bridge.ports}:
+            raise OvsdbError(f"port {name} belongs to another bridge")
+        if _interface_of(row) is None:
+            raise OvsdbError(f"port {name} has no interface called {name}")
+        return row, False
+
+
+class _EnsureBridge(_Step):
+    def __init__(
+        self,
+        api: Any,
+        name: str,
+        *,
+        datapath_type: str,
+        datapath_id: str,
+        controller: str,
+        connection_mode: str | None,
+        ports: list[tuple[str, int, str, dict[str, str]]],
+    ) -> None:
+        super().__init__(api)
+        self.name, self.datapath_type, self.datapath_id = name, datapath_type, datapath_id
+        self.controller, self.connection_mode, self.ports = controller, connection_mode, ports
+
+    def apply(self) -> None:
+        bridge = idlutils.row_by_value(self.api.idl, "Bridge", "name", self.name, None)
+        if bridge is None:
+            bridge = self.insert("Bridge")
+            bridge.name = self.name
+            self.api._ovs.addvalue("bridges", bridge)
+            local, _ = self.port(bridge, self.name)
+            local.interfaces[0].type = "internal"
+        self.set(bridge, "datapath_type", self.datapath_type)
+        self.set(bridge, "fail_mode", ["secure"])
+        self.set(bridge, "protocols", OPENFLOW)
+        other_config = dict(_or_empty(bridge, "other_config", {}))
+        other_config["datapath-id"] = self.datapath_id
+        self.set(bridge, "other_config", other_config)
+        controllers = _or_empty(bridge, "controller", [])
+        if [row.target for row in controllers] != [self.controller]:
+            row = self.insert("Controller")
+            row.target = self.controller
+            self.set(bridge, "controller", [row])
+        else:
+            row = controllers[0]
+        if self.connection_mode is not None:
+            self.set(row, "connection_mode", [self.connection_mode])
+        for name, ofport, kind, options in self.ports:
+            port, _ = self.port(bridge, name)
+            interface = _interface_of(port)
+            self.set(interface, "type", kind)
+            self.set(interface, "options", {**_or_empty(interface, "options", {}), **options})
+            self.set(interface, "ofport_request", [ofport])
+
+
+class _AddPort(_Step):
+    def __init__(self, api: Any, bridge: str, name: str, *, ofport: int, external_ids: dict[str, str]) -> None:
+        super().__init__(api)
+        self.bridge_name, self.name, self.ofport, self.external_ids = bridge, name, ofport, external_ids
+        self.created = False
+
+    def apply(self) -> None:
+        port, self.created = self.port(self.bridge(self.bridge_name), self.name)
+        interface = _interface_of(port)
+        self.set(interface, "ofport_request", [self.ofport])
+        self.set(interface, "external_ids", self.external_ids)
+
+
+class _DelPort(_Step):
+    def __init__(self, api: Any, bridge: str, name: str) -> None:
+        super().__init__(api)
+        self.bridge_name, self.name = bridge, name
+
+    def apply(self) -> None:
+        bridge = idlutils.row_by_value(self.api.idl, "Bridge", "name", self.bridge_name, None)
+        port = idlutils.row_by_value(self.api.idl, "Port", "name", self.name, None)
+        if bridge is None or port is None or port.uuid not in {row.uuid for row in bridge.ports}:
+            return
+        bridge.delvalue("ports", port)
+        for interface in port.interfaces:
+            interface.delete()
+        port.delete()
+        self.changed = True
+
+
+def _interface_of(port: Any) -> Any:
+    """The port's interface of the same name (a pod port has just that one)."""
+    for interface in port.interfaces:
+        if interface.name == port.name:
+            return interface
+    return port.interfaces[0] if len(port.interfaces) == 1 else None
+
+
+def _or_empty(row: Any, column: str, empty: Any) -> Any:
+    try:
+        return getattr(row, column)
+    except AttributeError:  # inserted by this transaction and not written yet
+        return empty
+
+
+def _optional(value: Any) -> Any:
+    """An optional column's value: the IDL gives [] or [x]."""
+    if isinstance(value, list):
+        return value[0] if value else None
+    return value

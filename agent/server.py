@@ -1,0 +1,67 @@
+"""The agent's unix socket: one JSON request per connection (see `cni.protocol`), each on its own thread."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socketserver
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from cni import protocol
+from cni.protocol import AgentError
+
+log = logging.getLogger(__name__)
+Handler = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class _Connection(socketserver.BaseRequestHandler):
+    server: AgentSocket
+
+    def handle(self) -> None:
+        started = time.monotonic()
+        request: dict[str, Any] = {}
+        try:
+            request = protocol.decode(protocol.read_all(self.request))
+            answer = self.server.handler(request)
+        except AgentError as error:
+            answer = error.answer()
+        except ValueError as error:
+            answer = AgentError(protocol.DECODE_FAILURE, "the request is not a JSON object", str(error)).answer()
+        except Exception as error:  # a bug must reach the runtime as an error, and the log with its trace
+            log.exception("%s failed", request.get("verb"))
+            answer = AgentError(protocol.GENERIC_FAILURE, f"the agent failed: {error}").answer()
+        log.info(
+            "%s %s/%s: %s in %.0f ms",
+            request.get("verb"),
+            str(request.get("container_id", ""))[:12],
+            request.get("ifname", ""),
+            "ok" if answer.get("ok") else f"error {answer.get('code')}: {answer.get('msg')}",
+            (time.monotonic() - started) * 1000,
+        )
+        try:
+            self.request.sendall(protocol.encode(answer))
+        except OSError as error:  # the plugin went away (killed by its runtime): nothing to tell
+            log.warning("could not answer %s: %s", request.get("verb"), error)
+
+
+class AgentSocket(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+    def __init__(self, path: str, handler: Handler) -> None:
+        self.handler = handler
+        socket_path = Path(path)
+        socket_path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+        socket_path.unlink(missing_ok=True)  # left by an agent that was killed
+        old_mask = os.umask(0o177)  # created 0600: only root may ask for ports
+        try:
+            super().__init__(path, _Connection)
+        finally:
+            os.umask(old_mask)
+        os.chmod(path, 0o600)
+
+    def server_close(self) -> None:
+        super().server_close()
+        Path(self.server_address).unlink(missing_ok=True)

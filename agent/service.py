@@ -1,0 +1,375 @@
+"""What the agent does for each CNI verb, and how it recovers after a crash.
+
+ADD, step by step, each step undone if a later one fails: ask the controller for an endpoint (IP, MAC,
+port name and number), create the veth pair with the pod end born inside the pod's namespace, attach the
+host end to br-int with `external_ids` naming the endpoint, then wait until the controller says the port
+is on the switch and the endpoint's flows are installed. Only then does the plugin hear back, so a pod
+can talk as soon as its ADD returns.
+
+The endpoint id is derived from (container id, interface name), so DEL, CHECK and GC find everything again
+from the runtime's arguments alone, with no state file. OVSDB (ports with `external_ids`) and the
+controller (endpoints on this node) are the state; `recover` reconciles them after a restart: an
+endpoint without a port, a port without an endpoint, or a host veth without a port is what a crash
+mid-ADD or mid-DEL leaves, and is removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from agent.netlink import InterfaceExists, Netlink, NetlinkError, NetnsMissing, PodInterface
+from agent.ovsdb import Ovsdb, OvsdbError
+from cni import protocol
+from cni.protocol import AgentError
+from controller.client import Client, ClientError, path
+
+log = logging.getLogger(__name__)
+
+# external_ids on a pod's OVS interface
+EXT_ENDPOINT = "tenet-endpoint"
+EXT_CONTAINER = "tenet-container"
+EXT_IFNAME = "tenet-ifname"
+EXT_NETNS = "tenet-netns"
+EXT_NETWORK = "tenet-network"
+EXT_POD = "tenet-pod"
+EXT_CNI_NETWORK = "tenet-cni-network"  # the CNI config's name: GC of one config leaves the others' pods
+HOST_LINK_PREFIX = "tn"  # the controller names pod ports tn + 10 hex digits
+
+
+def endpoint_id(container_id: str, ifname: str) -> str:
+    """The endpoint of one container interface: stable, so every verb finds it from its arguments."""
+    return "cni-" + hashlib.sha256(f"{container_id}/{ifname}".encode()).hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    node: str
+    bridge: str = "br-int"
+    datapath_type: str = "netdev"
+    ready_timeout: float = 10.0  # how long ADD waits for the controller to install the flows
+
+
+class KeyedLocks:
+    """One lock per key, dropped when nobody holds or waits for it: calls for one container are serialized."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, tuple[threading.Lock, int]] = {}
+
+    @contextlib.contextmanager
+    def hold(self, key: str) -> Iterator[None]:
+        with self._guard:
+            lock, users = self._locks.get(key, (threading.Lock(), 0))
+            self._locks[key] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._guard:
+                lock, users = self._locks[key]
+                if users == 1:
+                    del self._locks[key]
+                else:
+                    self._locks[key] = (lock, users - 1)
+
+
+class AgentService:
+    def __init__(self, settings: AgentSettings, client: Client, ovsdb: Ovsdb, netlink: Netlink) -> None:
+        self.settings = settings
+        self.client = client
+        self.ovsdb = ovsdb
+        self.netlink = netlink
+        self.locks = KeyedLocks()
+        self._adding: set[str] = set()  # endpoints an ADD is building: GC and recovery keep off them
+        self._adding_lock = threading.Lock()
+
+    # --- the verbs -------------------------------------------------------------------------------
+
+    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        verb = request.get("verb")
+        if verb == "STATUS":
+            return self.status()
+        if verb == "GC":
+            return self.gc(str(request.get("cni_network") or ""), request.get("valid_attachments") or [])
+        if verb not in ("ADD", "DEL", "CHECK"):
+            raise AgentError(protocol.INVALID_CONFIG, f"unknown verb {verb!r}", f"want one of {protocol.VERBS}")
+        container_id, ifname = _text(request, "container_id", "CNI_CONTAINERID"), _text(request, "ifname", "CNI_IFNAME")
+        with self.locks.hold(container_id):
+            if verb == "ADD":
+                return self.add(request, container_id, ifname)
+            if verb == "DEL":
+                return self.delete(container_id, ifname)
+            return self.check(request, container_id, ifname)
+
+    def add(self, request: dict[str, Any], container_id: str, ifname: str) -> dict[str, Any]:
+        netns = _text(request, "netns", "CNI_NETNS")
+        network = _network(request)
+        eid = endpoint_id(container_id, ifname)
+        self.delete(container_id, ifname)  # a retried ADD starts from nothing, whatever the last one left
+        with self._adding_lock:
+            self._adding.add(eid)
+        try:
+            doc = self._create_endpoint(eid, network)
+            try:
+                self._plumb(doc, request, container_id, ifname, netns)
+            except BaseException:
+                self._forget_endpoint(eid)
+                raise
+        finally:
+            with self._adding_lock:
+                self._adding.discard(eid)
+        interface = {"name": ifname, "mac": doc["mac"], "sandbox": netns, "mtu": doc["mtu"]}
+        return {
+            "ok": True,
+            "endpoint": eid,
+            "interface": interface,
+            "ip": f"{doc['ip']}/{doc['prefix_len']}",
+            "gateway": doc["gateway"],
+        }
+
+    def _create_endpoint(self, eid: str, network: str) -> dict[str, Any]:
+        try:
+            return self.client.post("/v1/endpoints", {"id": eid, "network": network, "node": self.settings.node})
+        except ClientError as error:
+            raise _controller_error(error, f"creating the endpoint on {network}") from None
+
+    def _plumb(self, doc: dict[str, Any], request: dict[str, Any], container_id: str, ifname: str, netns: str) -> None:
+        port = doc["port_name"]
+        pod = PodInterface(
+            netns=netns,
+            ifname=ifname,
+            host_name=port,
+            mac=doc["mac"],
+            address=f"{doc['ip']}/{doc['prefix_len']}",
+            gateway=doc["gateway"],
+            mtu=doc["mtu"],
+            tx_checksum_off=self.settings.datapath_type == "netdev",
+        )
+        try:
+            self.netlink.create(pod)
+        except NetnsMissing as error:
+            raise AgentError(
+                protocol.INVALID_ENVIRONMENT, f"CNI_NETNS {netns!r} is not a network namespace", str(error)
+            ) from None
+        except InterfaceExists as error:
+            raise AgentError(
+                protocol.INVALID_ENVIRONMENT, f"CNI_IFNAME {ifname!r} already exists in the pod", str(error)
+            ) from None
+        except NetlinkError as error:
+            raise AgentError(protocol.IO_FAILURE, "could not create the pod's interface", str(error)) from None
+        try:
+            pod_name = request.get("pod") or {}
+            external_ids = {
+                EXT_ENDPOINT: doc["id"],
+                EXT_CONTAINER: container_id,
+                EXT_IFNAME: ifname,
+                EXT_NETNS: netns,
+                EXT_NETWORK: doc["network"],
+                EXT_CNI_NETWORK: str(request.get("cni_network") or ""),
+            }
+            if pod_name.get("name"):
+                external_ids[EXT_POD] = f"{pod_name.get('namespace', '')}/{pod_name['name']}"
+            self.ovsdb.add_port(self.settings.bridge, port, ofport=doc["ofport"], external_ids=external_ids)
+            self._wait_ready(doc)
+        except BaseException:
+            self._unplumb(port)
+            raise
+
+    def _wait_ready(self, doc: dict[str, Any]) -> None:
+        try:
+            state = self.client.get(
+                path("v1", "endpoints", doc["id"], "ready"), wait=f"{self.settings.ready_timeout:g}"
+            )
+        except ClientError as error:
+            raise _controller_error(error, "waiting for the endpoint's flows") from None
+        if not state.get("ready"):
+            raise AgentError(
+                protocol.TRY_AGAIN_LATER,
+                f"the endpoint's flows were not installed within {self.settings.ready_timeout:g} s",
+                str(state.get("reason")),
+            )
+
+    def delete(self, container_id: str, ifname: str) -> dict[str, Any]:
+        """Remove the port, the veth pair and the endpoint; whatever is already gone is fine."""
+        eid = endpoint_id(container_id, ifname)
+        for port, ids in self._ports().items():
+            if ids.get(EXT_ENDPOINT) == eid:
+                self._unplumb(port)
+        try:
+            doc = self.client.get(path("v1", "endpoints", eid))
+        except ClientError as error:
+            if error.status == 404:
+                return {"ok": True}
+            raise _controller_error(error, "looking up the endpoint") from None
+        self._unplumb(doc["port_name"])  # a port not yet in OVS: its veth may exist
+        self._forget_endpoint(eid)
+        return {"ok": True}
+
+    def check(self, request: dict[str, Any], container_id: str, ifname: str) -> dict[str, Any]:
+        netns = _text(request, "netns", "CNI_NETNS")
+        eid = endpoint_id(container_id, ifname)
+        try:
+            doc = self.client.get(path("v1", "endpoints", eid))
+        except ClientError as error:
+            if error.status == 404:
+                raise AgentError(protocol.GENERIC_FAILURE, f"no endpoint for {ifname} of this container") from None
+            raise _controller_error(error, "looking up the endpoint") from None
+        port = doc["port_name"]
+        if self._ports().get(port, {}).get(EXT_ENDPOINT) != eid:
+            raise AgentError(protocol.GENERIC_FAILURE, f"the OVS port {port} is missing from {self.settings.bridge}")
+        view = self.netlink.inspect(netns, ifname)
+        address = f"{doc['ip']}/{doc['prefix_len']}"
+        problem = None
+        if view is None:
+            problem = f"interface {ifname} is missing from the pod"
+        elif view.mac.lower() != doc["mac"].lower():
+            problem = f"interface {ifname} has MAC {view.mac}, want {doc['mac']}"
+        elif address not in view.addresses:
+            problem = f"interface {ifname} lacks address {address} (has {', '.join(view.addresses) or 'none'})"
+        elif view.gateway != doc["gateway"]:
+            problem = f"the pod's default route is via {view.gateway or 'nothing'}, want {doc['gateway']}"
+        elif view.mtu != doc["mtu"]:
+            problem = f"interface {ifname} has MTU {view.mtu}, want {doc['mtu']}"
+        elif not view.up:
+            problem = f"interface {ifname} is down"
+        if problem:
+            raise AgentError(protocol.GENERIC_FAILURE, problem)
+        try:
+            state = self.client.get(path("v1", "endpoints", eid, "ready"), wait="0")
+        except ClientError as error:
+            raise _controller_error(error, "asking for the endpoint's flows") from None
+        if not state.get("ready"):
+            raise AgentError(
+                protocol.GENERIC_FAILURE, "the endpoint's flows are not installed", str(state.get("reason"))
+            )
+        return {"ok": True}
+
+    def status(self) -> dict[str, Any]:
+        try:
+            node = self.client.get(path("v1", "nodes", self.settings.node))
+        except ClientError as error:
+            raise AgentError(protocol.NOT_READY, "the Tenet controller is not reachable", str(error)) from None
+        if not (node.get("switch") or {}).get("connected"):
+            raise AgentError(protocol.NOT_READY, f"the switch of node {self.settings.node} is not connected")
+        return {"ok": True}
+
+    def gc(self, cni_network: str, valid: list[Any]) -> dict[str, Any]:
+        """Release every attachment made through the CNI config `cni_network` that no valid attachment names,
+        and every endpoint of this node an ADD never finished (it has no port)."""
+        keep = set()
+        for attachment in valid:
+            if not isinstance(attachment, dict) or not {"containerID", "ifname"} <= attachment.keys():
+                raise AgentError(
+                    protocol.INVALID_CONFIG, "cni.dev/valid-attachments: want objects with containerID and ifname"
+                )
+            keep.add(endpoint_id(str(attachment["containerID"]), str(attachment["ifname"])))
+        try:
+            docs = self.client.get("/v1/endpoints", node=self.settings.node)
+        except ClientError as error:
+            raise _controller_error(error, "listing endpoints") from None
+        ports = self._ports()
+        for port, ids in ports.items():
+            eid = ids.get(EXT_ENDPOINT)
+            if ids.get(EXT_CNI_NETWORK, "") == cni_network and eid not in keep and not self._is_adding(eid):
+                log.info("gc: releasing %s (%s)", eid, port)
+                self._unplumb(port)
+                self._forget_endpoint(eid)
+        attached = {ids.get(EXT_ENDPOINT) for ids in ports.values()}
+        for doc in docs:
+            eid = doc["id"]
+            if eid.startswith("cni-") and eid not in attached and eid not in keep and not self._is_adding(eid):
+                log.info("gc: endpoint %s (%s) has no port: releasing it", eid, doc["ip"])
+                self._unplumb(doc["port_name"])
+                self._forget_endpoint(eid)
+        return {"ok": True}
+
+    # --- after a restart -------------------------------------------------------------------------
+
+    def recover(self) -> dict[str, int]:
+        """Make OVSDB, the host's links and the controller agree; count what was removed."""
+        removed = {"ports": 0, "endpoints": 0, "links": 0}
+        docs = {d["id"]: d for d in self.client.get("/v1/endpoints", node=self.settings.node)}
+        ports = self._ports()
+        attached = {ids.get(EXT_ENDPOINT) for ids in ports.values()}
+        for port, ids in ports.items():
+            eid = ids.get(EXT_ENDPOINT)
+            if eid is not None and eid not in docs:
+                log.info("recover: port %s has no endpoint %s: removing it", port, eid)
+                self._unplumb(port)
+                removed["ports"] += 1
+        for eid, doc in docs.items():
+            if eid.startswith("cni-") and eid not in attached:
+                log.info("recover: endpoint %s (%s) never got its port: releasing it", eid, doc["ip"])
+                self._unplumb(doc["port_name"])
+                self._forget_endpoint(eid)
+                removed["endpoints"] += 1
+        in_use = set(self._ports())
+        for link in self.netlink.host_links(HOST_LINK_PREFIX):
+            if link not in in_use and _is_pod_port_name(link):
+                log.info("recover: host link %s belongs to no port: removing it", link)
+                self.netlink.delete(link)
+                removed["links"] += 1
+        return removed
+
+    # --- small steps -----------------------------------------------------------------------------
+
+    def _ports(self) -> dict[str, dict[str, str]]:
+        try:
+            return {name: ids for name, ids in self.ovsdb.ports(self.settings.bridge).items() if EXT_ENDPOINT in ids}
+        except OvsdbError as error:
+            raise AgentError(protocol.IO_FAILURE, "cannot read OVSDB", str(error)) from None
+
+    def _unplumb(self, port: str) -> None:
+        try:
+            self.ovsdb.del_port(self.settings.bridge, port)
+            self.netlink.delete(port)
+        except (OvsdbError, NetlinkError) as error:
+            raise AgentError(protocol.IO_FAILURE, f"could not remove port {port}", str(error)) from None
+
+    def _forget_endpoint(self, eid: str) -> None:
+        try:
+            self.client.delete(path("v1", "endpoints", eid))
+        except ClientError as error:
+            if error.status != 404:
+                raise _controller_error(error, "releasing the endpoint") from None
+
+    def _is_adding(self, eid: str | None) -> bool:
+        with self._adding_lock:
+            return eid in self._adding
+
+
+def _text(request: dict[str, Any], key: str, variable: str) -> str:
+    value = request.get(key)
+    if not isinstance(value, str) or not value:
+        raise AgentError(protocol.INVALID_ENVIRONMENT, f"{variable} is missing or empty")
+    return value
+
+
+def _network(request: dict[str, Any]) -> str:
+    tenant, network = request.get("tenant"), request.get("network")
+    if not isinstance(tenant, str) or not tenant:
+        raise AgentError(protocol.INVALID_CONFIG, "tenant: want the tenant's name")
+    if not isinstance(network, str) or not network:
+        raise AgentError(protocol.INVALID_CONFIG, "network: want the network's name")
+    return f"{tenant}/{network}"
+
+
+def _is_pod_port_name(name: str) -> bool:
+    digits = name[len(HOST_LINK_PREFIX) :]
+    return name.startswith(HOST_LINK_PREFIX) and len(digits) == 10 and all(c in "0123456789abcdef" for c in digits)
+
+
+def _controller_error(error: ClientError, doing: str) -> AgentError:
+    if error.status is None:
+        return AgentError(protocol.TRY_AGAIN_LATER, f"the Tenet controller is not reachable ({doing})", str(error))
+    if error.status == 404 or (error.status == 400 and error.field in ("endpoint.network",)):
+        return AgentError(protocol.INVALID_CONFIG, f"{doing}: {error}", error.field or "")
+    if error.status == 503:
+        return AgentError(protocol.TRY_AGAIN_LATER, f"{doing}: {error}")
+    return AgentError(protocol.GENERIC_FAILURE, f"{doing}: {error}", error.field or "")

@@ -1,0 +1,233 @@
+"""What `tenet-cni` reads: the CNI environment variables and the network configuration on stdin.
+
+Everything here validates and raises `CniError` carrying the CNI well-known code, so the plugin can print the
+spec's error object. Standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+
+from cni.protocol import DECODE_FAILURE, DEFAULT_SOCKET, INCOMPATIBLE_VERSION, INVALID_CONFIG, INVALID_ENVIRONMENT
+
+TYPE_CHECKING = False  # importing typing costs milliseconds at every pod start
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
+
+SUPPORTED_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
+LATEST_VERSION = "1.1.0"
+COMMANDS = ("ADD", "DEL", "CHECK", "STATUS", "GC", "VERSION")
+# The verbs and the spec version that introduced each one (ADD and DEL are as old as the versions we speak).
+FIRST_VERSION = {"CHECK": "0.4.0", "STATUS": "1.1.0", "GC": "1.1.0"}
+DEFAULT_TIMEOUT = 30.0  # seconds; an ADD waits for the controller to install the endpoint's flows
+STATUS_TIMEOUT = 5.0  # runtimes poll STATUS; a hung agent must not stall them for long
+# libcni sends both keys: the spec first named it cni.dev/attachments, then cni.dev/valid-attachments.
+ATTACHMENT_KEYS = ("cni.dev/valid-attachments", "cni.dev/attachments")
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
+class CniError(Exception):
+    """A failure to report with a CNI error code (0-99 well-known, 100+ Tenet's own)."""
+
+    def __init__(self, code: int, msg: str, details: str = "") -> None:
+        super().__init__(msg)
+        self.code, self.msg, self.details = code, msg, details
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+def decode(data: bytes) -> dict[str, Any]:
+    """The network configuration as a JSON object; code 6 when it is not one."""
+    try:
+        config = json.loads(data)
+    except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
+        raise CniError(DECODE_FAILURE, "the network configuration on stdin is not valid JSON", str(error)) from None
+    if not isinstance(config, dict):
+        raise CniError(
+            DECODE_FAILURE, "the network configuration on stdin must be a JSON object", type(config).__name__
+        )
+    return config
+
+
+def check_version(config: dict[str, Any], command: str) -> str:
+    """The config's cniVersion if this plugin speaks it and it allows `command`; code 1 (or 7) otherwise."""
+    if "cniVersion" not in config:
+        raise CniError(INCOMPATIBLE_VERSION, "the network configuration has no cniVersion (which means 0.1.0)")
+    version = config["cniVersion"]
+    if not isinstance(version, str):
+        raise CniError(INVALID_CONFIG, "cniVersion must be a string", _brief(version))
+    if version not in SUPPORTED_VERSIONS:
+        supported = ", ".join(SUPPORTED_VERSIONS)
+        raise CniError(
+            INCOMPATIBLE_VERSION, "incompatible CNI version", f"config is {version!r}, plugin supports {supported}"
+        )
+    first = FIRST_VERSION.get(command)
+    if first and version_key(version) < version_key(first):
+        raise CniError(
+            INCOMPATIBLE_VERSION, f"cniVersion {version} does not allow {command} (it needs {first} or later)"
+        )
+    return version
+
+
+class NetConf:
+    """The validated network configuration: the CNI fields Tenet uses and its own."""
+
+    __slots__ = ("name", "namespaces", "network", "prev_result", "socket", "tenant", "timeout", "version")
+
+    def __init__(self, config: dict[str, Any], version: str) -> None:
+        self.version = version
+        self.name = _name(config)
+        if not isinstance(config.get("type"), str):
+            raise CniError(
+                INVALID_CONFIG, "type must be a string (the plugin's file name, tenet)", _show(config, "type")
+            )
+        self.tenant = _optional_str(config, "tenant")
+        self.network = _optional_str(config, "network")
+        if (self.tenant is None) != (self.network is None):
+            missing = "network" if self.network is None else "tenant"
+            raise CniError(INVALID_CONFIG, f"{missing} is missing: tenant and network go together")
+        self.namespaces = _namespaces(config)
+        if self.tenant is None and not self.namespaces:
+            raise CniError(INVALID_CONFIG, "the config needs tenant and network, or a namespaces mapping, or both")
+        self.socket = _optional_str(config, "agentSocket") or DEFAULT_SOCKET
+        self.timeout = _timeout(config)
+        self.prev_result = _prev_result(config)
+
+    def target(self, pod_namespace: str | None) -> tuple[str, str] | None:
+        """(tenant, network) for a pod: its namespace's entry in `namespaces`, else the config's default."""
+        if pod_namespace is not None and pod_namespace in self.namespaces:
+            return self.namespaces[pod_namespace]
+        if self.tenant is not None and self.network is not None:
+            return self.tenant, self.network
+        return None
+
+
+def valid_attachments(config: dict[str, Any]) -> list[dict[str, str]]:
+    """GC's list of attachments to keep; code 7 when missing, since an empty list would mean "delete all"."""
+    key = next((key for key in ATTACHMENT_KEYS if key in config), None)
+    if key is None:
+        raise CniError(INVALID_CONFIG, f"GC needs {ATTACHMENT_KEYS[0]} in the network configuration")
+    value = config[key]
+    if not isinstance(value, list):
+        raise CniError(INVALID_CONFIG, f"{key} must be a list", _show(config, key))
+    kept = []
+    for index, item in enumerate(value):
+        if not (
+            isinstance(item, dict) and isinstance(item.get("containerID"), str) and isinstance(item.get("ifname"), str)
+        ):
+            raise CniError(INVALID_CONFIG, f"{key}[{index}] must be an object with string containerID and ifname")
+        kept.append({"containerID": item["containerID"], "ifname": item["ifname"]})
+    return kept
+
+
+def environment(env: Mapping[str, str], command: str) -> dict[str, str]:
+    """CNI_CONTAINERID, CNI_IFNAME and CNI_NETNS as the verb needs them; code 4 naming what is wrong."""
+    if command not in ("ADD", "DEL", "CHECK"):
+        return {}
+    needed = ("CNI_CONTAINERID", "CNI_IFNAME") if command == "DEL" else ("CNI_CONTAINERID", "CNI_IFNAME", "CNI_NETNS")
+    missing = [name for name in needed if not env.get(name)]
+    if missing:
+        raise CniError(INVALID_ENVIRONMENT, f"{', '.join(missing)} must be set for {command}")
+    container_id, ifname = env["CNI_CONTAINERID"], env["CNI_IFNAME"]
+    if not valid_name(container_id):
+        raise CniError(INVALID_ENVIRONMENT, "CNI_CONTAINERID must be letters, digits, _ . - and start alphanumeric")
+    if len(ifname) > 15 or ifname in (".", "..") or any(c == "/" or c == ":" or c.isspace() for c in ifname):
+        raise CniError(INVALID_ENVIRONMENT, "CNI_IFNAME is not a valid Linux interface name", repr(ifname))
+    return {"container_id": container_id, "ifname": ifname, "netns": env.get("CNI_NETNS", "")}
+
+
+def pod(env: Mapping[str, str]) -> dict[str, str] | None:
+    """The Kubernetes pod from CNI_ARGS ("K=V;K=V", as kubelet passes it), or None when it names none."""
+    args = {}
+    for pair in env.get("CNI_ARGS", "").split(";"):
+        if not pair:
+            continue
+        key, equals, value = pair.partition("=")
+        if not equals or not key:
+            raise CniError(INVALID_ENVIRONMENT, "CNI_ARGS must be KEY=VALUE pairs separated by ;", repr(pair))
+        args[key] = value
+    namespace, name = args.get("K8S_POD_NAMESPACE"), args.get("K8S_POD_NAME")
+    if namespace is None and name is None:
+        return None
+    return {"namespace": namespace or "", "name": name or ""}
+
+
+def valid_name(name: str) -> bool:
+    """The spec's rule for container ids and network names: [A-Za-z0-9][A-Za-z0-9_.-]* (ASCII)."""
+    return bool(name) and name[0] not in "_.-" and all(c in _NAME_CHARS for c in name)
+
+
+def _show(config: dict[str, Any], key: str) -> str:
+    return f"{key} = {_brief(config[key])}" if key in config else f"{key} is missing"
+
+
+def _brief(value: object) -> str:
+    try:
+        text = repr(value)
+    except RecursionError:  # nested nearly as deep as json.loads allows
+        return "(nested too deep to show)"
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _name(config: dict[str, Any]) -> str:
+    name = config.get("name")
+    if not isinstance(name, str) or not valid_name(name):
+        raise CniError(
+            INVALID_CONFIG,
+            "name must be a network name: letters, digits, _ . - and start alphanumeric",
+            _show(config, "name"),
+        )
+    return name
+
+
+def _optional_str(config: dict[str, Any], key: str) -> str | None:
+    value = config.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise CniError(INVALID_CONFIG, f"{key} must be a non-empty string", _show(config, key))
+    return value
+
+
+def _namespaces(config: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    value = config.get("namespaces")
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise CniError(
+            INVALID_CONFIG, 'namespaces must map Kubernetes namespaces to "TENANT/NETWORK"', _show(config, "namespaces")
+        )
+    mapping = {}
+    for namespace, target in value.items():
+        tenant, slash, network = target.partition("/") if isinstance(target, str) else ("", "", "")
+        if not (slash and tenant and network) or "/" in network:
+            raise CniError(INVALID_CONFIG, f'namespaces["{namespace}"] must be "TENANT/NETWORK"', _brief(target))
+        mapping[namespace] = (tenant, network)
+    return mapping
+
+
+def _timeout(config: dict[str, Any]) -> float:
+    value = config.get("timeout", DEFAULT_TIMEOUT)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 3600:
+        raise CniError(
+            INVALID_CONFIG, "timeout must be a number of seconds, above 0 and at most 3600", _show(config, "timeout")
+        )
+    return float(value)
+
+
+def _prev_result(config: dict[str, Any]) -> dict[str, Any] | None:
+    value = config.get("prevResult")
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise CniError(INVALID_CONFIG, "prevResult must be an object (a CNI result)", _show(config, "prevResult"))
+    for key in ("interfaces", "ips", "routes"):
+        items = value.get(key, [])
+        if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+            raise CniError(INVALID_CONFIG, f"prevResult.{key} must be a list of objects")
+    if not isinstance(value.get("dns", {}), dict):
+        raise CniError(INVALID_CONFIG, "prevResult.dns must be an object")
+    return value

@@ -1,0 +1,148 @@
+"""`tenet-cni`: the CNI plugin (spec 0.3.0 to 1.1.0) that hands each request to the node's Tenet agent.
+
+The runtime runs it once per verb with ``CNI_*`` environment variables and the network configuration on stdin;
+it forwards the request over the agent's unix socket (cni.protocol) and prints the CNI result or error on
+stdout. Standard library only, so it starts in milliseconds; `tenet-agent install-cni` writes a launcher
+(cni.install) that runs it with ``python3 -I -S``.
+
+Verbs: ADD, DEL, CHECK (cniVersion 0.4.0+), STATUS and GC (1.1.0+), VERSION. Environment: CNI_COMMAND always;
+CNI_CONTAINERID and CNI_IFNAME for ADD, DEL and CHECK; CNI_NETNS for ADD and CHECK (DEL accepts it empty: the
+namespace may be gone); CNI_ARGS may carry K8S_POD_NAMESPACE and K8S_POD_NAME (kubelet passes them).
+
+Network configuration (a plugin of a conflist; cni.install writes one)::
+
+    {"cniVersion": "1.0.0", "name": "tenet", "type": "tenet",
+     "tenant": "acme", "network": "web",            # the default attachment (optional if namespaces covers all)
+     "namespaces": {"shop": "acme/shop"},           # Kubernetes namespace -> "TENANT/NETWORK" (optional)
+     "agentSocket": "/run/tenet/agent.sock",        # optional, this is the default
+     "timeout": 30}                                 # optional, seconds to wait for the agent
+
+A pod whose namespace is in ``namespaces`` attaches to that network, any other to ``tenant``/``network``.
+Chained after other plugins (e.g. ``loopback``) it appends its interface, address and route to ``prevResult``;
+plugins after it (e.g. ``portmap``) receive the lot. GC takes ``cni.dev/valid-attachments`` and refuses to run
+without it (an empty list would be an order to delete every attachment).
+
+Errors are the spec's JSON object on stdout with exit status 1, never a traceback:
+
+====  =====================================================================================
+1     cniVersion missing or not spoken here, or too old for the verb (CHECK, STATUS, GC)
+4     an environment variable missing or invalid; the message names it
+6     stdin is not a JSON object
+7     a configuration field missing or ill-typed; the message names it
+11    the agent is not running or did not answer in time: try again later
+50    STATUS: the agent is down or not ready to serve ADD
+999   anything else (the agent's own codes pass through unchanged)
+====  =====================================================================================
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from cni import config as cniconfig
+from cni import protocol
+from cni.config import LATEST_VERSION, SUPPORTED_VERSIONS, CniError, NetConf
+from cni.protocol import GENERIC_FAILURE, INVALID_CONFIG, INVALID_ENVIRONMENT, NOT_READY, AgentError
+from cni.result import add_result, check_prev_result
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any, BinaryIO, TextIO
+
+NOT_READY_EXISTING = 51  # STATUS: not ready, and existing pods may have lost connectivity too
+
+
+def main() -> int:
+    """Console entry point: run one CNI verb from the process's environment and stdin."""
+    return run(os.environ, sys.stdin.buffer, sys.stdout)
+
+
+def run(env: Mapping[str, str], stdin: BinaryIO, stdout: TextIO) -> int:
+    """Run one verb; print its result or error to `stdout`; return the exit status."""
+    version = LATEST_VERSION
+    try:
+        data = stdin.read()
+        version = _declared_version(data)
+        output = execute(env, data)
+        status = 0
+    except (CniError, AgentError) as error:
+        output, status = _error(version, error.code, error.msg, error.details), 1
+    except Exception as error:  # the runtime must get the spec's error object, whatever happened
+        output, status = _error(version, GENERIC_FAILURE, f"{type(error).__name__}: {error}"), 1
+    if output is not None:
+        try:
+            stdout.write(json.dumps(output, indent=4) + "\n")
+            stdout.flush()
+        except OSError:
+            status = status or 1
+    return status
+
+
+def execute(env: Mapping[str, str], data: bytes) -> dict[str, Any] | None:
+    """The output of one verb (None when the spec wants none); raises CniError or AgentError."""
+    command = env.get("CNI_COMMAND", "")
+    if command not in cniconfig.COMMANDS:
+        detail = f"it is {command!r}" if command else "it is not set"
+        raise CniError(INVALID_ENVIRONMENT, f"CNI_COMMAND must be one of {', '.join(cniconfig.COMMANDS)}", detail)
+    if command == "VERSION":
+        return {"cniVersion": _declared_version(data), "supportedVersions": list(SUPPORTED_VERSIONS)}
+    attachment = cniconfig.environment(env, command)
+    pod = cniconfig.pod(env)
+    raw = cniconfig.decode(data)
+    conf = NetConf(raw, cniconfig.check_version(raw, command))
+    request: dict[str, Any] = {"verb": command, "cni_network": conf.name, **attachment}
+    target = conf.target(pod["namespace"] if pod else None)
+    if target is None and command in ("ADD", "CHECK"):
+        namespace = pod["namespace"] if pod else "(none in CNI_ARGS)"
+        raise CniError(
+            INVALID_CONFIG,
+            f"namespaces has no entry for Kubernetes namespace {namespace} "
+            "and the config has no default tenant and network",
+        )
+    request["tenant"], request["network"] = target or ("", "")  # DEL must go through even if the config changed
+    if pod is not None:
+        request["pod"] = pod
+    if command == "STATUS":
+        return _status(conf, request)
+    if command == "GC":
+        request["valid_attachments"] = cniconfig.valid_attachments(raw)
+    if command == "CHECK":
+        check_prev_result(conf.prev_result, ifname=attachment["ifname"], netns=attachment["netns"])
+    answer = protocol.call(conf.socket, request, timeout=conf.timeout)
+    if command != "ADD":
+        return None
+    return add_result(
+        conf.version, answer, ifname=attachment["ifname"], netns=attachment["netns"], prev=conf.prev_result
+    )
+
+
+def _status(conf: NetConf, request: dict[str, Any]) -> None:
+    """STATUS succeeds with no output; an absent or unready agent is code 50 (51 if the agent says so)."""
+    try:
+        protocol.call(conf.socket, request, timeout=min(conf.timeout, cniconfig.STATUS_TIMEOUT))
+    except AgentError as error:
+        code = error.code if error.code in (NOT_READY, NOT_READY_EXISTING) else NOT_READY
+        raise CniError(code, f"Tenet is not ready: {error.msg}", error.details) from None
+
+
+def _declared_version(data: bytes) -> str:
+    """The version to answer in: the config's cniVersion if this plugin speaks it, else the latest."""
+    try:
+        version = json.loads(data).get("cniVersion")
+    except Exception:
+        return LATEST_VERSION
+    return version if version in SUPPORTED_VERSIONS else LATEST_VERSION
+
+
+def _error(version: str, code: int, msg: str, details: str = "") -> dict[str, Any]:
+    error: dict[str, Any] = {"cniVersion": version, "code": code, "msg": msg}
+    if details:
+        error["details"] = details
+    return error
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,247 @@
+"""Pods through the real plugin, the real agent, the real controller and a real br-int (root, userspace OVS)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from agent.service import endpoint_id
+from controller.client import Client
+from lab.ovs import OvsNode, Pod, sh, tcp_connects, wait_for
+from tests.functional.cni_support import AgentProcess, Runtime, in_pod, install_plugin
+from tests.functional.conftest import ControllerProcess
+
+NETWORKS = (  # tenant, name, vni, subnet: red/web overlaps blue/web on purpose
+    ("blue", "web", 5001, "10.1.0.0/24"),
+    ("blue", "db", 5002, "10.2.0.0/24"),
+    ("red", "web", 6001, "10.1.0.0/24"),
+)
+
+
+@dataclass
+class Cluster:
+    controller: ControllerProcess
+    node: OvsNode
+    agent: AgentProcess
+    runtime: Runtime
+
+    @property
+    def api(self) -> Client:
+        return self.controller.client
+
+    def pod(self, name: str, out: dict) -> Pod:
+        ours = out["interfaces"][out["ips"][-1]["interface"]]
+        assert ours["sandbox"] == f"/var/run/netns/{name}"
+        return Pod(name, name, out["ips"][-1]["address"].split("/")[0])
+
+    def leftovers(self) -> dict[str, list[str]]:
+        """Pod ports on br-int, pod veths in the node, flows naming pod ports, and endpoints: what DEL removes."""
+        ports = [p for p in self.node.vsctl("list-ports", "br-int").split() if p.startswith("tn")]
+        links = [
+            line.split(":")[1].strip() for line in self.node.exec("ip", "-o", "link").splitlines() if ": tn" in line
+        ]
+        endpoints = [e["id"] for e in self.api.get("/v1/endpoints")]
+        flows = [f for f in self.node.ofctl("--no-names", "dump-flows").splitlines() if _names_pod_port(f)]
+        return {"ports": ports, "links": links, "endpoints": endpoints, "flows": flows}
+
+
+def _names_pod_port(flow: str) -> bool:
+    """Pod ports are numbered from 1000: a flow matching or sending to one belongs to a pod."""
+    numbers = re.findall(r"in_port=(\d+)|output:(\d+)|reg3=(0x[0-9a-f]+)|load:(0x[0-9a-f]+)->NXM_NX_REG3", flow)
+    return any(int(value, 0) >= 1000 for found in numbers for value in found if value)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    controller = ControllerProcess(tmp_path, api_host="0.0.0.0")
+    node = OvsNode("n1", tmp_path / "ovs")
+    agent = AgentProcess(node, controller, tmp_path)
+    runtime = Runtime(install_plugin(tmp_path, agent.socket), agent.socket)
+    try:
+        controller.start()
+        node.start()
+        for tenant in ("blue", "red"):
+            controller.client.post("/v1/tenants", {"name": tenant})
+        for tenant, name, vni, subnet in NETWORKS:
+            body = {"name": name, "encap": "vxlan", "vni": vni, "subnet": subnet}
+            controller.client.post(f"/v1/tenants/{tenant}/networks", body)
+        agent.start()
+        wait_for(lambda: controller.node("n1").get("switch", {}).get("in_sync"), "br-int to connect and sync")
+        yield Cluster(controller, node, agent, runtime)
+    finally:
+        runtime.close()
+        agent.stop()
+        node.close()
+        controller.stop()
+
+
+def test_pods_get_what_the_result_says_and_tenants_stay_apart(cluster: Cluster) -> None:
+    placements = {
+        "b1": ("blue", "web"),
+        "b2": ("blue", "web"),
+        "d1": ("blue", "db"),
+        "r1": ("red", "web"),
+        "r2": ("red", "web"),
+        "r3": ("red", "web"),
+    }
+    pods, results = {}, {}
+    for name, (tenant, network) in placements.items():
+        results[name] = cluster.runtime.add(name, tenant, network)
+        pods[name] = cluster.pod(name, results[name])
+    # The pod holds exactly what the result says: address, MAC, default route, MTU.
+    for name, out in results.items():
+        interface = out["interfaces"][-1]
+        shown = json.loads(in_pod(name, "ip", "-j", "addr", "show", "eth0").stdout)[0]
+        assert shown["address"] == interface["mac"]
+        ipv4 = [f"{a['local']}/{a['prefixlen']}" for a in shown["addr_info"] if a["family"] == "inet"]
+        assert ipv4 == [out["ips"][0]["address"]]
+        assert shown["mtu"] == 1450 == interface["mtu"]
+        route = json.loads(in_pod(name, "ip", "-j", "route", "show", "default").stdout)[0]
+        assert route["gateway"] == out["ips"][0]["gateway"] == out["routes"][0]["gw"]
+    assert pods["b1"].ip == pods["r1"].ip == "10.1.0.2"  # the same address in two tenants
+    # Same network and same tenant reach each other (ping and TCP); the other tenant never does.
+    for client, server in (("b1", "b2"), ("b2", "b1"), ("b1", "d1"), ("d1", "b2")):
+        assert pods[client].ping(pods[server].ip), (client, server)
+        assert tcp_connects(pods[client], pods[server]), (client, server)
+    # Only addresses the sender's tenant lacks say anything: 10.1.0.2 is b1 for blue and r1 for red.
+    assert (pods["r3"].ip, pods["d1"].ip) == ("10.1.0.4", "10.2.0.2")
+    assert pods["r1"].ping(pods["r2"].ip)
+    for client, server in (("b1", "r3"), ("d1", "r3"), ("r1", "d1"), ("r3", "d1")):
+        assert not pods[client].ping(pods[server].ip, wait=1), (client, server)
+        assert not tcp_connects(pods[client], pods[server], timeout=1), (client, server)
+
+
+def test_check_passes_then_fails_when_the_route_or_the_port_goes(cluster: Cluster) -> None:
+    runtime = cluster.runtime
+    config = runtime.config("blue", "web")
+    outs = {}
+    for name in ("k1", "k2"):
+        outs[name] = runtime.add(name, "blue", "web")
+        netns = f"/var/run/netns/{name}"
+        checked = runtime.call("CHECK", {**config, "prevResult": outs[name]}, container=f"c-{name}", netns=netns)
+        assert checked.code == 0, checked
+    in_pod("k1", "ip", "route", "del", "default")
+    broken = runtime.call("CHECK", {**config, "prevResult": outs["k1"]}, container="c-k1", netns="/var/run/netns/k1")
+    assert broken.code != 0 and "default route" in broken.out["msg"], broken
+    port = cluster.api.get(f"/v1/endpoints/{endpoint_id('c-k2', 'eth0')}")["port_name"]
+    cluster.node.vsctl("del-port", "br-int", port)
+    broken = runtime.call("CHECK", {**config, "prevResult": outs["k2"]}, container="c-k2", netns="/var/run/netns/k2")
+    assert broken.code != 0 and f"OVS port {port} is missing" in broken.out["msg"], broken
+
+
+def test_del_twice_after_the_namespace_and_without_prev_result_leaves_nothing(cluster: Cluster) -> None:
+    runtime = cluster.runtime
+    config = runtime.config("blue", "web")
+    outs = {name: runtime.add(name, "blue", "web") for name in ("x1", "x2", "x3")}
+    assert all(cluster.leftovers().values())  # there is something to remove
+    # x1: DEL with its prevResult, twice
+    for _ in range(2):
+        done = runtime.call("DEL", {**config, "prevResult": outs["x1"]}, container="c-x1", netns="/var/run/netns/x1")
+        assert done.code == 0 and done.out == {}, done
+    # x2: the namespace is gone first, as when a pod's sandbox died; the runtime passes no netns
+    runtime.namespaces.remove("x2")
+    sh("ip", "netns", "del", "x2")
+    assert runtime.call("DEL", config, container="c-x2", netns="").code == 0
+    # x3: DEL without prevResult
+    assert runtime.call("DEL", config, container="c-x3", netns="/var/run/netns/x3").code == 0
+    assert cluster.leftovers() == {"ports": [], "links": [], "endpoints": [], "flows": []}
+    # The addresses are free again: the next pod gets the first one back.
+    assert runtime.add("x4", "blue", "web")["ips"][0]["address"] == outs["x1"]["ips"][0]["address"]
+
+
+def test_sixteen_concurrent_adds_then_dels(cluster: Cluster) -> None:
+    runtime = cluster.runtime
+    config = runtime.config("blue", "web")
+    names = [f"p{i}" for i in range(16)]
+    netns = {name: runtime.pod_netns(name) for name in names}
+
+    def add(name: str):
+        return runtime.call("ADD", config, container=f"c-{name}", netns=netns[name])
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(add, names))
+    assert all(r.code == 0 for r in results), [r for r in results if r.code]
+    addresses = [r.out["ips"][0]["address"] for r in results]
+    assert len(set(addresses)) == 16
+    first, last = cluster.pod(names[0], results[0].out), cluster.pod(names[-1], results[-1].out)
+    assert first.ping(last.ip)
+
+    def delete(name: str):
+        return runtime.call("DEL", config, container=f"c-{name}", netns=netns[name])
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        assert all(r.code == 0 for r in pool.map(delete, names))
+    assert cluster.leftovers() == {"ports": [], "links": [], "endpoints": [], "flows": []}
+
+
+def test_killed_agent_leaves_every_pod_working_or_cleaned(cluster: Cluster) -> None:
+    runtime = cluster.runtime
+    config = runtime.config("blue", "web")
+    steady = cluster.pod("s1", runtime.add("s1", "blue", "web"))
+    names = [f"k{i}" for i in range(8)]
+    netns = {name: runtime.pod_netns(name) for name in names}
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        futures = {n: pool.submit(runtime.call, "ADD", config, container=f"c-{n}", netns=netns[n]) for n in names}
+        wait_for(lambda: "ADD" in cluster.agent.new_log(), "the first ADD to finish", interval=0.005)
+        cluster.agent.kill9()
+        results = {name: future.result() for name, future in futures.items()}
+    cluster.agent.start()
+    # The runtime calls DEL for every ADD that failed, as CNI requires; the pods whose ADD succeeded work.
+    for name, result in results.items():
+        if result.code == 0:
+            assert cluster.pod(name, result.out).ping(steady.ip), name
+        else:
+            assert result.error_code == 11, result
+            assert runtime.call("DEL", config, container=f"c-{name}", netns=netns[name]).code == 0
+    valid = [{"containerID": f"c-{n}", "ifname": "eth0"} for n in ["s1", *names] if n == "s1" or results[n].code == 0]
+    gc = runtime.call("GC", {**config, "cni.dev/valid-attachments": valid})
+    assert gc.code == 0, gc
+    left = cluster.leftovers()
+    assert len(left["endpoints"]) == len(left["ports"]) == len(left["links"]) == len(valid), left
+
+
+def test_killed_controller_keeps_pods_talking_and_refuses_adds_until_back(cluster: Cluster) -> None:
+    runtime = cluster.runtime
+    a = cluster.pod("a1", runtime.add("a1", "blue", "web"))
+    b = cluster.pod("a2", runtime.add("a2", "blue", "web"))
+    cluster.controller.kill9()
+    assert a.ping(b.ip) and tcp_connects(a, b)
+    refused = runtime.call("ADD", runtime.config("blue", "web"), container="c-a3", netns=runtime.pod_netns("a3"))
+    assert refused.error_code == 11, refused
+    status = runtime.call("STATUS", runtime.config("blue", "web"))
+    assert status.error_code == 50, status
+    cluster.controller.start()
+    wait_for(lambda: cluster.controller.node("n1").get("switch", {}).get("in_sync"), "br-int to reconnect")
+    assert runtime.call("STATUS", runtime.config("blue", "web")).code == 0
+    again = runtime.call("ADD", runtime.config("blue", "web"), container="c-a3", netns="/var/run/netns/a3")
+    assert again.code == 0, again
+    assert cluster.pod("a3", again.out).ping(a.ip)
+
+
+def test_bad_input_gives_the_right_code_and_leaves_nothing(cluster: Cluster) -> None:
+    runtime = cluster.runtime
+    netns = runtime.pod_netns("bad")
+    good = runtime.config("blue", "web")
+    cases = [
+        (b"{not json", {}, 6, None),
+        ({**good, "cniVersion": "9.9.9"}, {}, 1, "9.9.9"),
+        (good, {"CNI_CONTAINERID": ""}, 4, "CNI_CONTAINERID"),
+        (good, {"CNI_NETNS": ""}, 4, "CNI_NETNS"),
+        (runtime.config("green", "web"), {}, 7, "green"),
+        (runtime.config("blue", "nope"), {}, 7, "nope"),
+    ]
+    for config, env, code, named in cases:
+        result = runtime.call("ADD", config, container="c-bad", netns=netns, env=env)
+        assert result.error_code == code, (config, env, result)
+        assert named is None or named in result.out["msg"] + result.out.get("details", ""), result
+        assert "Traceback" not in result.stderr + json.dumps(result.out)
+    in_pod("bad", "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0peer")
+    taken = runtime.call("ADD", good, container="c-bad", netns=netns)
+    assert taken.error_code == 4 and "eth0" in taken.out["msg"], taken
+    assert cluster.leftovers() == {"ports": [], "links": [], "endpoints": [], "flows": []}
