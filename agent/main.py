@@ -164,7 +164,9 @@ def install_cni(args: argparse.Namespace) -> None:
             raise StartupError(f"--namespace-map: not JSON: {error}") from None
         if not isinstance(namespaces, dict):
             raise StartupError('--namespace-map: want a JSON object {"namespace": "TENANT/NETWORK"}')
-    if not namespaces and not (args.tenant and args.network):
+    if bool(args.tenant) != bool(args.network):
+        raise StartupError("give --tenant and --network together")
+    if not namespaces and not args.tenant:
         raise StartupError("give --tenant and --network, or --namespace-map")
     try:
         plugin, conflist = install(

@@ -81,16 +81,19 @@ class Pod:
 class OvsNode:
     """One node: its own namespace, OVS instance and br-int, reachable from the root namespace."""
 
-    def __init__(self, name: str, state_dir: Path, *, index: int = 1) -> None:
+    def __init__(
+        self, name: str, state_dir: Path, *, index: int = 1, tag: str | None = None, control_net: str = "10.254"
+    ) -> None:
+        """`tag` makes the namespace and veth names (default: from this process's pid, unique per run);
+        `control_net` the first two octets of the /30 between the node and the root namespace."""
         self.name = name
-        self.tag = f"{os.getpid() % 10000}{index}"
+        self.tag = tag or f"{os.getpid() % 10000}{index}"
         self.netns = f"tn-{name}-{self.tag}"
         self.dir = state_dir / name
         self.db = f"unix:{self.dir}/db.sock"
-        self.host_ip, self.node_ip = f"10.254.{index}.1", f"10.254.{index}.2"
+        self.host_ip, self.node_ip = f"{control_net}.{index}.1", f"{control_net}.{index}.2"
         self._veth = f"tnc{self.tag}"
         self._pods: list[Pod] = []
-        self._pids: list[Path] = []
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -123,7 +126,6 @@ class OvsNode:
             f"--log-file={self.dir}/{program}.log",
             "--detach",
         )
-        self._pids.append(pidfile)
 
     def close(self) -> None:
         for pod in self._pods:
@@ -131,7 +133,8 @@ class OvsNode:
         ctl = self.dir / "ovs-vswitchd.ctl"
         if ctl.exists():
             sh("ovs-appctl", "-t", str(ctl), "exit", "--cleanup", check=False, timeout=15)
-        for pidfile in reversed(self._pids):
+        for program in ("ovs-vswitchd", "ovsdb-server"):  # known paths: a later process can stop them too
+            pidfile = self.dir / f"{program}.pid"
             if pidfile.exists():
                 stop_pid(int(pidfile.read_text().strip()))
         sh("ip", "link", "del", self._veth, check=False)

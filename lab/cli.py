@@ -1,0 +1,130 @@
+"""tenet-lab: Tenet on N nodes emulated on one machine (network namespaces, userspace OVS), for trying it out.
+
+    tenet-lab up --nodes 3 [--config FILE]     nodes, underlay, controller, agents; tenants and networks
+    tenet-lab pod add NAME --node node1 --network blue/web
+    tenet-lab pod rm NAME
+    tenet-lab matrix                           ping and TCP between every pair of pods, against the policy
+    tenet-lab status
+    tenet-lab down                             removes everything the lab made
+
+Needs root. The state lives in --state-dir (env TENET_LAB_STATE, default /var/lib/tenet-lab).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from controller.client import ClientError
+from lab import matrix
+from lab.cluster import DEFAULT_STATE, Lab, LabError, load_config
+from lab.ovs import pid_alive
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="tenet-lab", description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    top.add_argument("--state-dir", type=Path, default=Path(os.environ.get("TENET_LAB_STATE", DEFAULT_STATE)))
+    verbs = top.add_subparsers(dest="verb", required=True, metavar="up|pod|matrix|status|down")
+    up = verbs.add_parser("up", help="build the lab")
+    up.add_argument("--nodes", type=int, default=2, help="how many nodes (default 2)")
+    up.add_argument("--config", type=Path, help="YAML with tenants, their networks and qos (default: two tenants)")
+    pod = verbs.add_parser("pod", help="add or remove a pod")
+    pod_verbs = pod.add_subparsers(dest="pod_verb", required=True, metavar="add|rm")
+    add = pod_verbs.add_parser("add", help="a pod through the node's real CNI plugin")
+    add.add_argument("name")
+    add.add_argument("--node", required=True)
+    add.add_argument("--network", required=True, help="TENANT/NETWORK")
+    remove = pod_verbs.add_parser("rm", help="CNI DEL, then the namespace goes")
+    remove.add_argument("name")
+    show = verbs.add_parser("matrix", help="who reaches whom (exit 1 on any mismatch with the policy)")
+    show.add_argument("--json", action="store_true")
+    status = verbs.add_parser("status", help="nodes, switches, agents and pods")
+    status.add_argument("--json", action="store_true")
+    verbs.add_parser("down", help="remove every namespace, veth, OVS instance and process of the lab")
+    return top
+
+
+def progress(message: str) -> None:
+    print(f"tenet-lab: {message}", flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    lab = Lab(args.state_dir, progress=progress)
+    if args.verb == "up":
+        config = load_config(args.config) if args.config else None
+        lab.up(args.nodes, config)
+        progress(f"up: {args.nodes} node(s); add pods with `tenet-lab pod add NAME --node node1 --network T/N`")
+        return 0
+    if args.verb == "down":
+        lab.down()
+        progress("down: nothing left")
+        return 0
+    if not lab.file.exists():
+        raise LabError(f"no lab in {args.state_dir}: `tenet-lab up` first")
+    if args.verb == "pod":
+        if args.pod_verb == "add":
+            pod = lab.pod_add(args.name, args.node, args.network)
+            progress(f"pod {pod.name} on {pod.node}: {pod.ip} ({pod.network})")
+        else:
+            lab.pod_rm(args.name)
+            progress(f"pod {args.name} removed")
+        return 0
+    if args.verb == "matrix":
+        pods = {name: (pod.as_pod(), pod.network) for name, pod in lab.state.pods.items()}
+        if len(pods) < 2:
+            raise LabError("the matrix needs at least two pods")
+        probes = matrix.measure(pods)
+        if args.json:
+            print(json.dumps([probe.__dict__ for probe in probes], indent=2))
+        else:
+            print(matrix.render(pods, probes))
+        return 0 if all(p.matches for p in probes) else 1
+    return status(lab, as_json=args.json)
+
+
+def status(lab: Lab, *, as_json: bool) -> int:
+    nodes = []
+    for name in lab.state.nodes:
+        switch = lab.switch(name)
+        agent = lab.state.agent_pids.get(name)
+        nodes.append(
+            {
+                "node": name,
+                "switch": "in sync" if switch.get("in_sync") else ("connected" if switch.get("connected") else "down"),
+                "agent": "running" if agent and pid_alive(agent) else "down",
+                "pods": sorted(p.name for p in lab.state.pods.values() if p.node == name),
+            }
+        )
+    controller = "running" if lab.state.controller_pid and pid_alive(lab.state.controller_pid) else "down"
+    if as_json:
+        pods = {name: pod.__dict__ for name, pod in lab.state.pods.items()}
+        print(json.dumps({"controller": controller, "nodes": nodes, "pods": pods}, indent=2))
+        return 0
+    print(f"controller: {controller} (API :{lab.state.api_port}, OpenFlow :{lab.state.ofp_port})")
+    for node in nodes:
+        print(f"{node['node']}: switch {node['switch']}, agent {node['agent']}, pods {', '.join(node['pods']) or '-'}")
+    for pod in lab.state.pods.values():
+        print(f"  {pod.name}: {pod.ip} on {pod.node}, {pod.network}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if os.geteuid() != 0:
+        print("tenet-lab: needs root (namespaces, Open vSwitch)", file=sys.stderr)
+        return 1
+    try:
+        return run(args)
+    except (LabError, ClientError, TimeoutError, RuntimeError) as error:
+        print(f"tenet-lab: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,424 @@
+"""The multi-node lab on one machine: N nodes, each a network namespace with its own OVS and agent, joined by
+an underlay; one controller in the root namespace; pods added through the real CNI plugin of their node.
+
+    fabric namespace: Linux bridge `fab0` ── ul-<node> ⇄ ul0 (node): VXLAN underlay, on br-phy (userspace)
+                                         └── vl-<node> ⇄ vl0 (node): VLAN uplink, a port of br-int
+    root namespace: the controller; tlc<tag> ⇄ ctl0 (node): the node's path to the controller
+
+Everything lives under one state directory, with `lab.json` recording what exists, so `tenet-lab` commands
+in separate processes see the same lab and `down` finds everything to remove, even after a failed `up`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from controller.client import Client, ClientError, path
+from lab.ovs import OvsNode, Pod, pid_alive, sh, stop_pid, wait_for
+
+ROOT = Path(__file__).resolve().parents[1]
+NODE_SETUP = ROOT / "vagrant" / "provision" / "node-setup.sh"
+DEFAULT_STATE = Path("/var/lib/tenet-lab")
+FABRIC_NETNS = "tl-fabric"
+UNDERLAY = "192.168.100"  # node i has 192.168.100.i/24
+CONTROL_NET = "10.253"  # node i reaches the controller at 10.253.i.1
+DEFAULT_CONFIG: dict[str, Any] = {
+    "tenants": [
+        {
+            "name": "blue",
+            "networks": [
+                {"name": "web", "encap": "vxlan", "vni": 5001, "subnet": "10.1.0.0/24"},
+                {"name": "db", "encap": "vlan", "vlan": 101, "subnet": "10.2.0.0/24"},
+            ],
+        },
+        {
+            "name": "red",
+            "networks": [
+                {"name": "web", "encap": "vxlan", "vni": 6001, "subnet": "10.1.0.0/24"},
+                {"name": "db", "encap": "vlan", "vlan": 201, "subnet": "10.2.0.0/24"},
+            ],
+        },
+    ],
+    "qos": [],
+}
+
+
+class LabError(RuntimeError):
+    """Something the user must fix or know: printed as one line by `tenet-lab`."""
+
+
+@dataclass
+class LabPod:
+    name: str
+    node: str
+    network: str
+    netns: str
+    container_id: str
+    ip: str | None = None
+    mac: str | None = None
+
+    def as_pod(self) -> Pod:
+        return Pod(self.name, self.netns, self.ip or "")
+
+
+@dataclass
+class LabState:
+    nodes: list[str] = field(default_factory=list)
+    api_port: int = 0
+    ofp_port: int = 0
+    token: str = ""
+    controller_pid: int | None = None
+    agent_pids: dict[str, int] = field(default_factory=dict)
+    pods: dict[str, LabPod] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, file: Path) -> LabState:
+        data = json.loads(file.read_text())
+        pods = {name: LabPod(**pod) for name, pod in data.pop("pods", {}).items()}
+        return cls(**data, pods=pods)
+
+    def save(self, file: Path) -> None:
+        temporary = file.with_suffix(".tmp")
+        temporary.write_text(json.dumps(asdict(self), indent=2))
+        os.replace(temporary, file)
+
+
+class Lab:
+    def __init__(self, state_dir: Path = DEFAULT_STATE, *, progress: Any = None) -> None:
+        self.dir = state_dir
+        self.file = state_dir / "lab.json"
+        self.state = LabState.load(self.file) if self.file.exists() else LabState()
+        self.progress = progress or (lambda message: None)
+
+    # --- names ---------------------------------------------------------------------------------
+
+    def node(self, name: str) -> OvsNode:
+        index = self.state.nodes.index(name) + 1
+        return OvsNode(name, self.dir / "nodes", index=index, tag=f"lab{index}", control_net=CONTROL_NET)
+
+    @property
+    def client(self) -> Client:
+        return Client(f"http://127.0.0.1:{self.state.api_port}", self.state.token, timeout=60)
+
+    def save(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.state.save(self.file)
+
+    # --- up and down ---------------------------------------------------------------------------
+
+    def up(self, nodes: int, config: dict[str, Any] | None = None) -> None:
+        if self.file.exists():
+            raise LabError(f"a lab is already up in {self.dir}: `tenet-lab down` first")
+        if not 1 <= nodes <= 200:
+            raise LabError(f"--nodes {nodes}: want 1..200")
+        config = config or DEFAULT_CONFIG
+        self.state = LabState(nodes=[f"node{i}" for i in range(1, nodes + 1)])
+        self.save()
+        try:
+            self._fabric()
+            self._controller()
+            self._apply(config)
+            for name in self.state.nodes:
+                self._node(name, config)
+            self._warm_underlay()
+        except BaseException:
+            self.progress("up failed: taking down what was made")
+            self.down()
+            raise
+
+    def _fabric(self) -> None:
+        self.progress("fabric: a namespace with the Linux bridge fab0")
+        sh("ip", "netns", "add", FABRIC_NETNS)
+        fabric = ("ip", "netns", "exec", FABRIC_NETNS)
+        sh(*fabric, "ip", "link", "set", "lo", "up")
+        sh(*fabric, "ip", "link", "add", "fab0", "type", "bridge")
+        sh(*fabric, "ip", "link", "set", "fab0", "up")
+
+    def _controller(self) -> None:
+        self.state.api_port, self.state.ofp_port = _free_port(), _free_port()
+        self.state.token = secrets.token_hex(16)
+        tokens = self.dir / "tokens.json"
+        tokens.write_text(json.dumps({"admin": [self.state.token], "tenants": {}}))
+        os.chmod(tokens, 0o600)
+        args = [
+            sys.executable, "-m", "controller.main",
+            "--ofp-host", "0.0.0.0", "--ofp-port", str(self.state.ofp_port),
+            "--api-host", "0.0.0.0", "--api-port", str(self.state.api_port),
+            "--store", f"sqlite:///{self.dir}/tenet.db", "--token-file", str(tokens),
+        ]  # fmt: skip
+        self.progress(f"controller: API on :{self.state.api_port}, OpenFlow on :{self.state.ofp_port}")
+        self.state.controller_pid = _spawn(args, self.dir / "controller.log")
+        self.save()
+        wait_for(self._controller_answers, "the controller's API", timeout=60)
+
+    def _controller_answers(self) -> bool:
+        if not _alive(self.state.controller_pid or 0):
+            raise LabError(f"the controller exited; see {self.dir / 'controller.log'}")
+        try:
+            self.client.get("/v1/health")
+        except ClientError:
+            return False
+        return True
+
+    def _apply(self, config: dict[str, Any]) -> None:
+        """Tenants, networks and QoS of the config, through the API as an admin would."""
+        client = self.client
+        for tenant in config.get("tenants", []):
+            client.post("/v1/tenants", {"name": tenant["name"]})
+            for network in tenant.get("networks", []):
+                client.post(path("v1", "tenants", tenant["name"], "networks"), network)
+                self.progress(f"network {tenant['name']}/{network['name']} ({network['encap']})")
+        for profile in config.get("qos", []):
+            body = {"name": profile["name"], "rate_kbps": profile["rate_kbps"], "burst_kb": profile["burst_kb"]}
+            client.post("/v1/qos", body)
+            targets = profile.get("applies_to") or []
+            for target in [targets] if isinstance(targets, str) else targets:
+                client.post(path("v1", "qos", profile["name"], "attachments"), {"target": target})
+            self.progress(f"QoS profile {profile['name']}: {profile['rate_kbps']} kbit/s on {targets or 'nothing'}")
+
+    def _node(self, name: str, config: dict[str, Any]) -> None:
+        node = self.node(name)
+        index = self.state.nodes.index(name) + 1
+        self.progress(f"{name}: namespace {node.netns}, ovsdb-server and ovs-vswitchd (userspace)")
+        node.start()
+        fabric = ("ip", "netns", "exec", FABRIC_NETNS)
+        for kind in ("ul", "vl"):  # underlay for VXLAN, uplink for VLAN: both into the fabric bridge
+            sh("ip", "link", "add", f"{kind}0", "netns", node.netns, "type", "veth", "peer", "name",
+               f"{kind}-{name}", "netns", FABRIC_NETNS)  # fmt: skip
+            sh(*fabric, "ip", "link", "set", f"{kind}-{name}", "master", "fab0", "up")
+        first = config["tenants"][0]
+        environment = {
+            "TUNNEL_IP": f"{UNDERLAY}.{index}",
+            "UNDERLAY_IF": "ul0",
+            "UPLINK_IF": "vl0",
+            "DATAPATH_TYPE": "netdev",
+            "OVSDB": node.db,
+            "TENET_AGENT": str(Path(sys.executable).with_name("tenet-agent")),
+            "CNI_BIN_DIR": str(node.dir / "cni" / "bin"),
+            "CNI_CONF_DIR": str(node.dir / "cni" / "net.d"),
+            "AGENT_SOCKET": str(node.dir / "agent.sock"),
+            "CNI_TENANT": first["name"],
+            "CNI_NETWORK": first["networks"][0]["name"],
+        }
+        env_args = [f"{key}={value}" for key, value in environment.items()]
+        self.progress(f"{name}: node set-up (vagrant/provision/node-setup.sh): underlay {UNDERLAY}.{index}")
+        node.exec("env", *env_args, "sh", str(NODE_SETUP))
+        args = [
+            "ip", "netns", "exec", node.netns, sys.executable, "-m", "agent.main", "run",
+            "--node", name, "--tunnel-ip", f"{UNDERLAY}.{index}", "--uplink", "vl0",
+            "--controller", f"http://{node.host_ip}:{self.state.api_port}",
+            "--token-file", str(self._token_file()),
+            "--openflow", f"tcp:{node.host_ip}:{self.state.ofp_port}",
+            "--ovsdb", node.db, "--datapath-type", "netdev", "--socket", environment["AGENT_SOCKET"],
+        ]  # fmt: skip
+        self.start_agent(name, args)
+
+    def _warm_underlay(self) -> None:
+        """Userspace OVS drops a tunnel's first packet while it resolves the remote node's MAC, and learns
+        it only by snooping ARP on br-phy: one ping between every pair of nodes fills that cache."""
+        for index, name in enumerate(self.state.nodes, start=1):
+            node = self.node(name)
+            for other in range(1, len(self.state.nodes) + 1):
+                if other != index:
+                    node.exec("ping", "-c", "1", "-W", "2", f"{UNDERLAY}.{other}", check=False)
+        self.progress("underlay: every node has resolved every other node's tunnel address")
+
+    def start_agent(self, name: str, args: list[str] | None = None) -> None:
+        args = args or json.loads((self.dir / "nodes" / name / "agent.args").read_text())
+        (self.dir / "nodes" / name / "agent.args").write_text(json.dumps(args))
+        log = self.dir / "nodes" / name / "agent.log"
+        mark = log.stat().st_size if log.exists() else 0
+        self.state.agent_pids[name] = _spawn(args, log)
+        self.save()
+        socket_path = self.dir / "nodes" / name / "agent.sock"
+
+        def serving() -> bool:
+            if not _alive(self.state.agent_pids[name]):
+                raise LabError(f"the agent of {name} exited; see {log}")
+            return socket_path.exists() and "socket " in log.read_text()[mark:]
+
+        wait_for(serving, f"the agent of {name}", timeout=60)
+        wait_for(lambda: self.switch(name).get("in_sync"), f"br-int of {name} to sync", timeout=60)
+        self.progress(f"{name}: agent up, br-int in sync with the controller")
+
+    def kill_agent(self, name: str) -> None:
+        """SIGKILL, as a crash would: for tests of what keeps working without it."""
+        pid = self.state.agent_pids.pop(name)
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not _alive(pid), f"the agent of {name} to die")
+        self.save()
+
+    def _token_file(self) -> Path:
+        token = self.dir / "admin-token"
+        if not token.exists():
+            token.write_text(self.state.token)
+            os.chmod(token, 0o600)
+        return token
+
+    def switch(self, node: str) -> dict[str, Any]:
+        try:
+            return self.client.get(path("v1", "nodes", node)).get("switch") or {}
+        except ClientError:
+            return {}
+
+    def down(self) -> None:
+        """Remove every pod, agent, OVS instance, namespace and veth of the lab, and the controller."""
+        for pod in list(self.state.pods.values()):
+            sh("ip", "netns", "del", pod.netns, check=False)
+        for name, pid in self.state.agent_pids.items():
+            self.progress(f"{name}: stopping the agent")
+            _stop(pid)
+        for name in self.state.nodes:
+            node = self.node(name)
+            if node.dir.exists() or _netns_exists(node.netns):
+                self.progress(f"{name}: stopping OVS, removing {node.netns}")
+                node.close()
+        if self.state.controller_pid:
+            self.progress("stopping the controller")
+            _stop(self.state.controller_pid)
+        sh("ip", "netns", "del", FABRIC_NETNS, check=False)
+        for leftover in ("lab.json", "tenet.db", "tokens.json", "admin-token"):
+            (self.dir / leftover).unlink(missing_ok=True)
+        self.state = LabState()
+
+    # --- pods ----------------------------------------------------------------------------------
+
+    def pod_add(self, name: str, node: str, network: str) -> LabPod:
+        if name in self.state.pods:
+            raise LabError(f"pod {name} exists (on {self.state.pods[name].node})")
+        if node not in self.state.nodes:
+            raise LabError(f"unknown node {node!r}: the lab has {', '.join(self.state.nodes)}")
+        if network.count("/") != 1:
+            raise LabError(f"--network {network!r}: want TENANT/NETWORK")
+        pod = LabPod(name, node, network, f"tl-pod-{name}", f"lab-{name}")
+        sh("ip", "netns", "add", pod.netns)
+        self.state.pods[name] = pod
+        self.save()
+        try:
+            result = self._cni("ADD", pod)
+        except BaseException:
+            self.pod_rm(name, check=False)  # as a runtime does after a failed ADD
+            raise
+        ours = result["ips"][-1]
+        pod.ip = ours["address"].split("/")[0]
+        pod.mac = result["interfaces"][ours["interface"]]["mac"]
+        self.save()
+        return pod
+
+    def pod_rm(self, name: str, *, check: bool = True) -> None:
+        pod = self.state.pods.get(name)
+        if pod is None:
+            raise LabError(f"no pod {name!r}")
+        try:
+            self._cni("DEL", pod)
+        except LabError:
+            if check:
+                raise
+        sh("ip", "netns", "del", pod.netns, check=False)
+        del self.state.pods[name]
+        self.save()
+
+    def _cni(self, command: str, pod: LabPod) -> dict[str, Any]:
+        """Run the node's installed plugins as a runtime does: loopback, then tenet with its prevResult."""
+        node_dir = self.dir / "nodes" / pod.node / "cni"
+        conflist = json.loads((node_dir / "net.d" / "10-tenet.conflist").read_text())
+        tenant, network = pod.network.split("/")
+        tenet = next(p for p in conflist["plugins"] if p["type"] == "tenet")
+        environment = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "CNI_COMMAND": command,
+            "CNI_CONTAINERID": pod.container_id,
+            "CNI_NETNS": f"/var/run/netns/{pod.netns}",
+            "CNI_IFNAME": "eth0",
+            "CNI_PATH": f"{node_dir / 'bin'}:/usr/lib/cni",
+        }
+        result: dict[str, Any] | None = None
+        plugins = [(str(node_dir / "bin" / p["type"]), p) for p in conflist["plugins"]]
+        if command == "DEL":
+            plugins.reverse()
+        for program, plugin in plugins:
+            config = {**plugin, "cniVersion": conflist["cniVersion"], "name": conflist["name"]}
+            if plugin is tenet:  # the lab names each pod's network; a runtime would use the config's
+                config |= {"tenant": tenant, "network": network}
+            if result is not None and command == "ADD":
+                config["prevResult"] = result
+            done = subprocess.run(
+                [program], input=json.dumps(config).encode(), env=environment, capture_output=True, timeout=120
+            )
+            if done.returncode != 0:
+                raise LabError(f"{command} of pod {pod.name} failed in {Path(program).name}: {done.stdout.decode()}")
+            if command == "ADD":
+                result = json.loads(done.stdout)
+        return result or {}
+
+
+_CHILDREN: dict[int, subprocess.Popen] = {}  # processes this one started: reaped here, never left as zombies
+
+
+def _alive(pid: int) -> bool:
+    child = _CHILDREN.get(pid)
+    return child.poll() is None if child is not None else pid_alive(pid)
+
+
+def _stop(pid: int) -> None:
+    child = _CHILDREN.pop(pid, None)
+    if child is None:
+        stop_pid(pid)
+        return
+    child.terminate()
+    try:
+        child.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait(timeout=10)
+
+
+def _spawn(args: list[str], log: Path) -> int:
+    """A process that outlives this command: its own session, output to its log; returns its pid."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as out:
+        process = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+    _CHILDREN[process.pid] = process
+    return process.pid
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("0.0.0.0", 0))
+        return probe.getsockname()[1]
+
+
+def _netns_exists(name: str) -> bool:
+    return Path("/var/run/netns", name).exists()
+
+
+def load_config(file: Path) -> dict[str, Any]:
+    try:
+        config = yaml.safe_load(file.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise LabError(f"--config {file}: {error}") from None
+    if not isinstance(config, dict) or not config.get("tenants"):
+        raise LabError(f"--config {file}: want a mapping with tenants (and their networks)")
+    for i, tenant in enumerate(config["tenants"]):
+        if not isinstance(tenant, dict) or not tenant.get("networks"):
+            raise LabError(f"--config {file}: tenants[{i}] needs a name and networks")
+    return config
