@@ -37,11 +37,16 @@ def wait_for(condition, what: str, *, timeout: float = 20.0, interval: float = 0
 
 
 def pid_alive(pid: int) -> bool:
+    """Running: a zombie (dead, waiting for a parent that is gone or busy to reap it) counts as dead."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 def stop_pid(pid: int, *, timeout: float = 10) -> None:
