@@ -1,11 +1,11 @@
 # `make test` builds the virtualenv, installs Tenet with its test dependencies and runs the whole suite.
-# `make demo` compiles the example topology and traces packets through it, offline.
+# `make demo` runs Tenet on two emulated nodes with real pods and packets (root); `make demo-down` removes it.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # Debian's interpreter: the suite and the tools run on the system Python the packages target.
 SYSTEM_PYTHON ?= /usr/bin/python3
 
-.PHONY: venv test lint demo bench clean
+.PHONY: venv test lint demo demo-down offline-demo bench clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(SYSTEM_PYTHON) -m venv $(VENV)
@@ -23,6 +23,12 @@ test: venv lint
 	$(PY) -m pytest
 
 demo: venv
+	$(PY) -m lab.demo
+
+demo-down: venv
+	$(PY) -m lab.demo --down
+
+offline-demo: venv
 	$(VENV)/bin/tenetctl check examples/cluster.yaml
 	$(VENV)/bin/tenetctl compile examples/cluster.yaml --node node1
 	$(VENV)/bin/tenetctl trace examples/cluster.yaml --src b1 --dst b2 --proto tcp --dport 80

@@ -3,14 +3,17 @@ an underlay; one controller in the root namespace; pods added through the real C
 
     fabric namespace: Linux bridge `fab0` ── ul-<node> ⇄ ul0 (node): VXLAN underlay, on br-phy (userspace)
                                          └── vl-<node> ⇄ vl0 (node): VLAN uplink, a port of br-int
-    root namespace: the controller; tlc<tag> ⇄ ctl0 (node): the node's path to the controller
+    root namespace: the controller; tnc<tag> ⇄ ctl0 (node): the node's path to the controller
 
 Everything lives under one state directory, with `lab.json` recording what exists, so `tenet-lab` commands
 in separate processes see the same lab and `down` finds everything to remove, even after a failed `up`.
+Names carry an id made from the state directory (namespaces tl-ID-*, tn-nodeN-IDN; veths tncIDN), and each
+lab takes a control network no other lab uses, so several labs can run side by side.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -30,9 +33,8 @@ from lab.ovs import OvsNode, Pod, pid_alive, sh, stop_pid, wait_for
 ROOT = Path(__file__).resolve().parents[1]
 NODE_SETUP = ROOT / "vagrant" / "provision" / "node-setup.sh"
 DEFAULT_STATE = Path("/var/lib/tenet-lab")
-FABRIC_NETNS = "tl-fabric"
 UNDERLAY = "192.168.100"  # node i has 192.168.100.i/24
-CONTROL_NET = "10.253"  # node i reaches the controller at 10.253.i.1
+CONTROL_NETS = range(200, 250)  # node i reaches the controller at 10.X.i.1, X free in the root namespace
 DEFAULT_CONFIG: dict[str, Any] = {
     "tenants": [
         {
@@ -75,6 +77,7 @@ class LabPod:
 @dataclass
 class LabState:
     nodes: list[str] = field(default_factory=list)
+    control_net: str = ""  # "10.X"
     api_port: int = 0
     ofp_port: int = 0
     token: str = ""
@@ -103,9 +106,21 @@ class Lab:
 
     # --- names ---------------------------------------------------------------------------------
 
+    @property
+    def id(self) -> str:
+        return hashlib.sha1(str(self.dir.resolve()).encode()).hexdigest()[:4]
+
+    @property
+    def fabric_netns(self) -> str:
+        return f"tl-{self.id}-fabric"
+
+    def pod_netns(self, pod: str) -> str:
+        return f"tl-{self.id}-{pod}"
+
     def node(self, name: str) -> OvsNode:
         index = self.state.nodes.index(name) + 1
-        return OvsNode(name, self.dir / "nodes", index=index, tag=f"lab{index}", control_net=CONTROL_NET)
+        tag = f"{self.id}{index}"
+        return OvsNode(name, self.dir / "nodes", index=index, tag=tag, control_net=self.state.control_net)
 
     @property
     def client(self) -> Client:
@@ -123,7 +138,7 @@ class Lab:
         if not 1 <= nodes <= 200:
             raise LabError(f"--nodes {nodes}: want 1..200")
         config = config or DEFAULT_CONFIG
-        self.state = LabState(nodes=[f"node{i}" for i in range(1, nodes + 1)])
+        self.state = LabState(nodes=[f"node{i}" for i in range(1, nodes + 1)], control_net=_free_control_net())
         self.save()
         try:
             self._fabric()
@@ -139,8 +154,8 @@ class Lab:
 
     def _fabric(self) -> None:
         self.progress("fabric: a namespace with the Linux bridge fab0")
-        sh("ip", "netns", "add", FABRIC_NETNS)
-        fabric = ("ip", "netns", "exec", FABRIC_NETNS)
+        sh("ip", "netns", "add", self.fabric_netns)
+        fabric = ("ip", "netns", "exec", self.fabric_netns)
         sh(*fabric, "ip", "link", "set", "lo", "up")
         sh(*fabric, "ip", "link", "add", "fab0", "type", "bridge")
         sh(*fabric, "ip", "link", "set", "fab0", "up")
@@ -192,12 +207,16 @@ class Lab:
         index = self.state.nodes.index(name) + 1
         self.progress(f"{name}: namespace {node.netns}, ovsdb-server and ovs-vswitchd (userspace)")
         node.start()
-        fabric = ("ip", "netns", "exec", FABRIC_NETNS)
+        fabric = ("ip", "netns", "exec", self.fabric_netns)
         for kind in ("ul", "vl"):  # underlay for VXLAN, uplink for VLAN: both into the fabric bridge
             sh("ip", "link", "add", f"{kind}0", "netns", node.netns, "type", "veth", "peer", "name",
-               f"{kind}-{name}", "netns", FABRIC_NETNS)  # fmt: skip
+               f"{kind}-{name}", "netns", self.fabric_netns)  # fmt: skip
             sh(*fabric, "ip", "link", "set", f"{kind}-{name}", "master", "fab0", "up")
-        first = config["tenants"][0]
+        # The conflist's default network; the lab names each pod's network anyway.
+        default = (
+            config.get("cni_default") or f"{config['tenants'][0]['name']}/{config['tenants'][0]['networks'][0]['name']}"
+        )
+        default_tenant, default_network = default.split("/", 1)
         environment = {
             "TUNNEL_IP": f"{UNDERLAY}.{index}",
             "UNDERLAY_IF": "ul0",
@@ -208,8 +227,8 @@ class Lab:
             "CNI_BIN_DIR": str(node.dir / "cni" / "bin"),
             "CNI_CONF_DIR": str(node.dir / "cni" / "net.d"),
             "AGENT_SOCKET": str(node.dir / "agent.sock"),
-            "CNI_TENANT": first["name"],
-            "CNI_NETWORK": first["networks"][0]["name"],
+            "CNI_TENANT": default_tenant,
+            "CNI_NETWORK": default_network,
         }
         env_args = [f"{key}={value}" for key, value in environment.items()]
         self.progress(f"{name}: node set-up (vagrant/provision/node-setup.sh): underlay {UNDERLAY}.{index}")
@@ -287,7 +306,7 @@ class Lab:
         if self.state.controller_pid:
             self.progress("stopping the controller")
             _stop(self.state.controller_pid)
-        sh("ip", "netns", "del", FABRIC_NETNS, check=False)
+        sh("ip", "netns", "del", self.fabric_netns, check=False)
         for leftover in ("lab.json", "tenet.db", "tokens.json", "admin-token"):
             (self.dir / leftover).unlink(missing_ok=True)
         self.state = LabState()
@@ -301,7 +320,7 @@ class Lab:
             raise LabError(f"unknown node {node!r}: the lab has {', '.join(self.state.nodes)}")
         if network.count("/") != 1:
             raise LabError(f"--network {network!r}: want TENANT/NETWORK")
-        pod = LabPod(name, node, network, f"tl-pod-{name}", f"lab-{name}")
+        pod = LabPod(name, node, network, self.pod_netns(name), f"lab-{self.id}-{name}")
         sh("ip", "netns", "add", pod.netns)
         self.state.pods[name] = pod
         self.save()
@@ -405,6 +424,15 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("0.0.0.0", 0))
         return probe.getsockname()[1]
+
+
+def _free_control_net() -> str:
+    """A 10.X/16 with no address in the root namespace, for the /30s between it and the nodes."""
+    used = sh("ip", "-o", "-4", "addr", "show")
+    for octet in CONTROL_NETS:
+        if f" 10.{octet}." not in used:
+            return f"10.{octet}"
+    raise LabError(f"every control network 10.{CONTROL_NETS[0]}-{CONTROL_NETS[-1]}.0.0/16 is in use")
 
 
 def _netns_exists(name: str) -> bool:

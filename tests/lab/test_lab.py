@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lab import matrix
-from lab.cluster import FABRIC_NETNS, Lab
+from lab.cluster import Lab
 from lab.ovs import pid_alive, sh, wait_for
 
 PODS = {  # name: (node, network) — every node has both tenants; VXLAN and VLAN both cross nodes
@@ -25,8 +25,8 @@ PODS = {  # name: (node, network) — every node has both tenants; VXLAN and VLA
 def lab_names(lab: Lab) -> dict[str, list[str]]:
     """Namespaces, root-namespace links and live processes of the lab: what `down` must remove."""
     namespaces = [n.split()[0] for n in sh("ip", "netns", "list").splitlines() if n.strip()]
-    ours = [n for n in namespaces if n == FABRIC_NETNS or n.startswith("tl-pod-") or re.match(r"tn-node\d+-lab", n)]
-    links = [line.split(":")[1].strip() for line in sh("ip", "-o", "link").splitlines() if ": tnclab" in line]
+    ours = [n for n in namespaces if n.startswith(f"tl-{lab.id}-") or re.match(rf"tn-node\d+-{lab.id}", n)]
+    links = [line.split(":")[1].strip() for line in sh("ip", "-o", "link").splitlines() if f": tnc{lab.id}" in line]
     pids = [lab.state.controller_pid, *lab.state.agent_pids.values()]
     return {"namespaces": ours, "links": links, "processes": [str(p) for p in pids if p and pid_alive(p)]}
 
@@ -79,4 +79,4 @@ def test_deleting_a_pod_removes_its_flows_on_every_node(lab: Lab) -> None:
     assert holding() == ["node1", "node2", "node3"]  # every node with blue pods knows where b9 is
     lab.pod_rm("b9")
     wait_for(lambda: holding() == [], "b9's flows to leave every node", timeout=10)
-    assert "tl-pod-b9" not in sh("ip", "netns", "list")
+    assert lab.pod_netns("b9") not in sh("ip", "netns", "list")
