@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
 from controller import records
 from controller.pipeline.compile import Compiler
 from controller.pipeline.state import ChangeSet
 from controller.store.base import Delete, Operation, Put, Store
-from topology.model import Endpoint, Model, Network, Node, Tenant, Touched, touched_by
+from topology.model import Endpoint, Link, Model, Network, Node, Tenant, Touched, touched_by
 
 log = logging.getLogger(__name__)
 Publisher = Callable[[dict[str, ChangeSet]], None]
@@ -121,6 +121,29 @@ class Service:
             node = self.model.nodes[name]
             change.store(Put(records.key("nodes", name), records.node_doc(node)))
             return node
+
+    def create_link(self, a: str, a_port: str, b: str, b_port: str) -> Link:
+        """A fabric link between two nodes' bridges; its ports get the next planned link ofports."""
+        with self._change() as change:
+            touched = self.model.add_link(a, a_port, b, b_port)
+            change.apply(touched, undo=lambda: self.model.remove_link(a, b, a_port=a_port, b_port=b_port))
+            link = self.model.links[-1]
+            change.store(Put(records.key("links", records.link_name(link)), records.link_doc(link)))
+            return link
+
+    def set_link_ports(self, node: str, states: Mapping[str, bool]) -> bool:
+        """What a switch reports of its fabric link ports (port name -> up). Operational state: not stored,
+        but compiled and published like any change, so floods and paths avoid a link that is down.
+        Returns whether anything changed."""
+        with self._change() as change:
+            for port, up in sorted(states.items()):
+                was = self.model.link_port_up(node, port)
+                if was == up:
+                    continue
+                touched = self.model.set_link_port(node, port, up=up)
+                change.apply(touched, undo=lambda p=port, w=was: self.model.set_link_port(node, p, up=w))
+                log.info("node %s: fabric link port %s is %s", node, port, "up" if up else "down")
+            return change.touched is not None
 
     def create_qos(self, name: str, *, rate_kbps: int, burst_kb: int) -> None:
         with self._change() as change:

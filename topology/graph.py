@@ -43,14 +43,15 @@ def network_hosts(model: Model, key: str) -> frozenset[str]:
 def fabric_key(model: Model) -> Hashable:
     """What the fabric is built from: equal keys give equal fabrics, so a caller can rebuild only on change."""
     nodes = tuple(sorted((node.name, node.uplink is not None) for node in model.nodes.values()))
-    return nodes, tuple(model.links)
+    return nodes, tuple((link, model.link_up(link)) for link in model.links)
 
 
 def build_graph(model: Model) -> nx.Graph:
     """The fabric graph of a model, with vertices and edges inserted in sorted order.
 
-    Of several links between the same two nodes only the first declared becomes an edge; the others stay
-    idle (they are neither tree nor fabric ports, so the compiler forwards nothing onto them).
+    Links a switch reports down are left out. Of several links up between the same two nodes only the
+    first declared becomes an edge; the others stay idle (they are neither tree nor fabric ports, so the
+    compiler forwards nothing onto them).
     """
     if FABRIC in model.nodes:
         raise ValidationError(f"node {FABRIC!r}", "the name is reserved for the physical switch of the uplinks")
@@ -60,7 +61,7 @@ def build_graph(model: Model) -> nx.Graph:
     link_ofports = {name: model.link_ports(name) for name in names}
     for link in model.links:
         pair = _pair(link.a, link.b)
-        if pair not in edges:  # parallel links: the first declared wins
+        if pair not in edges and model.link_up(link):  # parallel links: the first declared up wins
             edges[pair] = _link_ports(link, link_ofports)
     for name in uplinked:
         edges[_pair(name, FABRIC)] = {name: UPLINK_OFPORT}
@@ -96,7 +97,7 @@ class _HostCounts:
 
 
 class Fabric:
-    """An immutable snapshot of the fabric; build a new one when nodes, uplinks or links change."""
+    """An immutable snapshot of the fabric; build a new one when nodes, uplinks, links or their state change."""
 
     def __init__(self, graph: nx.Graph, *, key: Hashable = None) -> None:
         self.graph: nx.Graph = nx.freeze(graph)

@@ -129,12 +129,14 @@ class Touched:
     networks: set[str] = field(default_factory=set)
     endpoints: set[str] = field(default_factory=set)
     nodes: set[str] = field(default_factory=set)
+    fabric: bool = False  # a fabric link went down or came up: the flood tree and the paths change
     everything: bool = False
 
     def merge(self, other: Touched) -> Touched:
         self.networks |= other.networks
         self.endpoints |= other.endpoints
         self.nodes |= other.nodes
+        self.fabric |= other.fabric
         self.everything |= other.everything
         return self
 
@@ -204,6 +206,10 @@ class Model:
         self.networks: dict[str, Network] = {}
         self.nodes: dict[str, Node] = {}
         self.links: list[Link] = []
+        # Link ends a switch reports down (node, port name): operational state, never stored. A link is up
+        # when neither of its ends is down; a switch that never reported leaves its ends up.
+        self.down_ports: set[tuple[str, str]] = set()
+        self.links_version = 0  # counts link additions and removals
         self.endpoints: dict[str, Endpoint] = {}
         self.qos_profiles: dict[str, QosProfile] = {}
         self.qos_attachments: dict[str, QosAttachment] = {}  # by target
@@ -255,6 +261,9 @@ class Model:
                 if end == node and port not in ports:
                     ports[port] = FIRST_LINK_OFPORT + len(ports)
         return ports
+
+    def link_up(self, link: Link) -> bool:
+        return (link.a, link.a_port) not in self.down_ports and (link.b, link.b_port) not in self.down_ports
 
     def planned_ports(self, node: str) -> dict[str, int]:
         """Every port of a node's br-int the flows name, by port name: tunnel, uplink, links, endpoints."""
@@ -420,15 +429,48 @@ class Model:
                     f"{path}.{side}", f"port {port!r} of node {node!r} is already in use", conflict=True
                 )
         self.links.append(Link(a, a_port, b, b_port))
+        self.links_version += 1
         return self._bump(Touched(everything=True))
 
-    def remove_link(self, a: str, b: str, *, path: str = "link") -> Touched:
-        """Take a fabric link down (both directions); the flood tree and paths are recomputed."""
-        kept = [link for link in self.links if {link.a, link.b} != {a, b}]
+    def remove_link(
+        self, a: str, b: str, *, a_port: str | None = None, b_port: str | None = None, path: str = "link"
+    ) -> Touched:
+        """Remove the links between two nodes (configuration), or only the one joining `a_port` to `b_port`."""
+
+        def chosen(link: Link) -> bool:
+            if {link.a, link.b} != {a, b}:
+                return False
+            ends = {(link.a, link.a_port), (link.b, link.b_port)}
+            return all((node, port) in ends for node, port in ((a, a_port), (b, b_port)) if port is not None)
+
+        kept = [link for link in self.links if not chosen(link)]
         if len(kept) == len(self.links):
             raise ValidationError(path, f"no link between {a!r} and {b!r}")
+        for link in self.links:
+            if chosen(link):
+                self.down_ports -= {(link.a, link.a_port), (link.b, link.b_port)}
         self.links = kept
+        self.links_version += 1
         return self._bump(Touched(everything=True))
+
+    def set_link_port(self, node: str, port: str, *, up: bool, path: str = "link") -> Touched:
+        """A switch reports a fabric link port up or down (operational state, not configuration).
+
+        The change touches the fabric only when a link's state changes: both ends must be up for a link to be.
+        """
+        self.node(node, path=path + ".node")
+        if port not in self.link_ports(node):
+            raise ValidationError(path + ".port", f"port {port!r} of node {node!r} is no fabric link port")
+        before = [self.link_up(link) for link in self.links]
+        if up:
+            self.down_ports.discard((node, port))
+        else:
+            self.down_ports.add((node, port))
+        changed = before != [self.link_up(link) for link in self.links]
+        return self._bump(Touched(fabric=changed))
+
+    def link_port_up(self, node: str, port: str) -> bool:
+        return (node, port) not in self.down_ports
 
     # --- endpoints -----------------------------------------------------------------------------
 

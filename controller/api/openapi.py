@@ -142,6 +142,27 @@ SCHEMAS: Json = {
         },
         required=("tunnel_ip",),
     ),
+    "Link": _obj(
+        {
+            "a": STRING,
+            "a_port": STRING,
+            "a_ofport": INTEGER,
+            "b": STRING,
+            "b_port": STRING,
+            "b_ofport": INTEGER,
+            "up": {"type": "boolean", "description": "both ends' switches report the port up (or never reported)"},
+        },
+        required=("a", "a_port", "a_ofport", "b", "b_port", "b_ofport", "up"),
+    ),
+    "LinkCreate": _obj(
+        {
+            "a": {"type": "string", "description": "a node"},
+            "a_port": {**NAME, "description": "the port of node `a`'s br-int the link plugs into"},
+            "b": {"type": "string", "description": "another node"},
+            "b_port": {**NAME, "description": "the port of node `b`'s br-int"},
+        },
+        required=("a", "a_port", "b", "b_port"),
+    ),
     "Flows": _obj(
         {
             "node": STRING,
@@ -291,6 +312,15 @@ PATHS: Json = {
     },
     "/v1/nodes/{node}/flows": {
         "get": _op("desired flows as ovs-ofctl text, and the switch (admin)", 200, _ref("Flows"), params=(NODE,)),
+    },
+    "/v1/links": {
+        "get": _op("fabric links between nodes' bridges, with their state (admin)", 200, _list("Link")),
+        "post": _op(
+            "add a fabric link; its ports get the next planned link ofports on each node (admin)",
+            201,
+            _ref("Link"),
+            body="LinkCreate",
+        ),
     },
     "/v1/endpoints": {
         "get": _op(

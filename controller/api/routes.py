@@ -59,6 +59,8 @@ ROUTES = (
     Route("GET", "/v1/nodes/{node}", "show_node"),
     Route("PUT", "/v1/nodes/{node}", "register_node"),
     Route("GET", "/v1/nodes/{node}/flows", "node_flows"),
+    Route("GET", "/v1/links", "list_links"),
+    Route("POST", "/v1/links", "create_link"),
     Route("GET", "/v1/endpoints", "list_endpoints"),
     Route("POST", "/v1/endpoints", "create_endpoint"),
     Route("GET", "/v1/endpoints/{endpoint}", "show_endpoint"),
@@ -334,6 +336,23 @@ class Api:
             text = render_state(state.flows(), groups.values(), meters.values())
             counts = {"flows": state.flow_count(), "groups": len(groups), "meters": len(meters)}
         return Response(200, {"node": name, "flows": text, "counts": counts, "switch": self.status(name)})
+
+    # --- fabric links --------------------------------------------------------------------------------
+
+    def list_links(self, request: Request) -> Response:
+        if not request.principal.admin:
+            raise forbidden("reading the fabric links")
+        with self.service.lock:
+            return Response(200, [views.link_json(self.model, link) for link in self.model.links])
+
+    def create_link(self, request: Request) -> Response:
+        if not request.principal.admin:
+            raise forbidden("creating a fabric link")
+        body = Body(request.json(), "link", allowed={"a", "a_port", "b", "b_port"})
+        a, a_port, b, b_port = body.text("a"), body.text("a_port"), body.text("b"), body.text("b_port")
+        with self.service.lock:
+            link = self.service.create_link(a, a_port, b, b_port)
+            return created("/v1/links", views.link_json(self.model, link))
 
     # --- endpoints -----------------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from controller.api.auth import Principal
 from topology.ipam import int_to_mac
-from topology.model import Encap, Endpoint, Model, Network, Node, QosAttachment, QosProfile, Tenant
+from topology.model import Encap, Endpoint, Link, Model, Network, Node, QosAttachment, QosProfile, Tenant
 
 Json = dict[str, Any]
 
@@ -85,3 +85,16 @@ def node_json(model: Model, node: Node, principal: Principal, status: Json | Non
         doc["endpoints"] = len(model.endpoints_by_node[node.name])
         doc["switch"] = status
     return doc
+
+
+def link_json(model: Model, link: Link) -> Json:
+    """A fabric link with its planned ofports and whether the switches report it up (operational state)."""
+    return {
+        "a": link.a,
+        "a_port": link.a_port,
+        "a_ofport": model.link_ports(link.a)[link.a_port],
+        "b": link.b,
+        "b_port": link.b_port,
+        "b_ofport": model.link_ports(link.b)[link.b_port],
+        "up": model.link_up(link),
+    }

@@ -20,7 +20,7 @@ from os_ken.controller.handler import CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_D
 from os_ken.ofproto import ofproto_v1_3
 
 from controller.app import osken_fixes, reconcile
-from controller.app.session import SwitchSession
+from controller.app.session import SwitchSession, port_live
 from controller.openflow import flow_stats
 from controller.openflow.ofctl import flow_text
 from controller.pipeline.state import ChangeSet
@@ -63,6 +63,7 @@ class TenetApp(app_manager.OSKenApp):
         self.sessions: dict[int, SwitchSession] = {}  # by datapath id
         self.connections: dict[int, int] = {}  # datapath id -> times it connected
         self.changed = threading.Condition()  # notified when a switch syncs, a port appears, a switch goes
+        self._links_seen: tuple[int, int] | None = None  # (model, its links_version) when last checked
         self.service.subscribe(self.publish)
         Runtime.app = self
         Runtime.ready.set()
@@ -73,11 +74,14 @@ class TenetApp(app_manager.OSKenApp):
     @loud
     def on_features(self, ev: Any) -> None:
         dp = ev.msg.datapath
-        node = self._node_for(dp.id)
-        previous = self.sessions.pop(dp.id, None)
-        if previous is not None:
-            previous.close()
-        session = self.sessions[dp.id] = SwitchSession(dp, node)
+        # Under the service's lock: a node registered at this moment is either seen here or, once the session
+        # is in `sessions`, adopted by `publish`; never missed by both.
+        with self.service.lock:
+            node = self._node_for(dp.id)
+            previous = self.sessions.pop(dp.id, None)
+            if previous is not None:
+                previous.close()
+            session = self.sessions[dp.id] = SwitchSession(dp, node)
         self.connections[dp.id] = self.connections.get(dp.id, 0) + 1
         if node is None:
             log.warning("switch %#x is no node of the model; leaving it alone", dp.id)
@@ -101,6 +105,7 @@ class TenetApp(app_manager.OSKenApp):
         dumped = time.monotonic()
         with self.service.lock:  # the desired state and the change sets after it stay in order
             self._check_ports(session)
+            self._sync_links(session)  # link ports down on this switch: the desired state avoids them
             desired = self.service.compiler.compile_node(session.node)
             compiled = time.monotonic()
             plan = reconcile.reconcile(desired, installed, round_=self.round_)
@@ -136,6 +141,27 @@ class TenetApp(app_manager.OSKenApp):
                 log.error("switch %s: %s", session.node, problem)
                 session.errors.append(problem)
 
+    def _link_changes(self, session: SwitchSession) -> dict[str, bool]:
+        """Fabric link ports of the session's node whose state on the switch differs from the model's
+        (port name -> up); a port missing from the switch is down. Call with the service lock held."""
+        model = self.service.model
+        if session.port_up is None or session.node not in model.nodes or not model.links:
+            return {}
+        changes = {}
+        for port in model.link_ports(session.node):
+            up = session.port_up.get(port, False)
+            if up != model.link_port_up(session.node, port):
+                changes[port] = up
+        return changes
+
+    def _sync_links(self, session: SwitchSession) -> None:
+        """Tell the model what the switch says of its link ports: a link down or up again recompiles the
+        flood tree and the paths, and the service publishes the change sets to every switch they touch."""
+        with self.service.lock:
+            changes = self._link_changes(session)
+            if changes:
+                self.service.set_link_ports(session.node, changes)
+
     def _node_for(self, dpid: int) -> str | None:
         with self.service.lock:
             for node in self.service.model.nodes.values():
@@ -147,6 +173,9 @@ class TenetApp(app_manager.OSKenApp):
 
     def publish(self, changes: dict[str, ChangeSet]) -> None:
         """Called by the service, under its lock, after each change: queue each node's change set."""
+        model = self.service.model
+        links_changed = (id(model), model.links_version) != self._links_seen
+        self._links_seen = (id(model), model.links_version)
         for session in list(self.sessions.values()):
             if session.node is None:
                 # A node registered after its switch connected: adopt the switch now.
@@ -159,6 +188,8 @@ class TenetApp(app_manager.OSKenApp):
                 plan = reconcile.from_changes(node_changes)
                 sequence = self.service.sequence
                 session.submit(lambda s=session, p=plan, n=sequence: self._push(s, p, n))
+            if links_changed and self._link_changes(session):  # a link added after the switch reported its ports
+                session.submit(lambda s=session: self._sync_links(s))
 
     def _push(self, session: SwitchSession, plan: reconcile.Plan, sequence: int) -> None:
         if sequence <= session.synced_sequence:
@@ -250,12 +281,19 @@ class TenetApp(app_manager.OSKenApp):
         session = self.sessions.get(ev.msg.datapath.id)
         if session is None:
             return
-        port = ev.msg.desc
+        port, ofp = ev.msg.desc, ev.msg.datapath.ofproto
         name = port.name.decode() if isinstance(port.name, bytes) else port.name
-        if ev.msg.reason == ev.msg.datapath.ofproto.OFPPR_DELETE:
+        if ev.msg.reason == ofp.OFPPR_DELETE:
             session.ports.pop(name, None)
+            if session.port_up is not None:
+                session.port_up.pop(name, None)
         else:
             session.ports[name] = port.port_no
-            with self.service.lock:
+            if session.port_up is not None:
+                session.port_up[name] = port_live(port, ofp)
+        with self.service.lock:
+            if ev.msg.reason != ofp.OFPPR_DELETE:
                 self._check_ports(session)
+            if self._link_changes(session):  # the work runs on the session's thread, after its reconcile
+                session.submit(lambda: self._sync_links(session))
         self._notify()

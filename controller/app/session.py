@@ -41,6 +41,7 @@ class SwitchSession:
         self.dp = datapath
         self.node = node
         self.ports: dict[str, int] = {}
+        self.port_up: dict[str, bool] | None = None  # port name -> link up and not disabled; None until dumped
         self.errors: collections.deque[str] = collections.deque(maxlen=50)
         self.in_sync: bool | None = None
         self.synced_sequence = -1  # the service's change sequence the switch's state includes
@@ -140,8 +141,14 @@ class SwitchSession:
         """Every flow, group and meter on the switch, as IR where Tenet can read it."""
         parser, ofp = self.dp.ofproto_parser, self.dp.ofproto
         installed = Installed()
-        for reply in self.request(parser.OFPPortDescStatsRequest(self.dp, 0)):
-            self.ports = {_text(port.name): port.port_no for port in reply.body if port.port_no <= ofp.OFPP_MAX}
+        ports: dict[str, int] = {}
+        port_up: dict[str, bool] = {}
+        for reply in self.request(parser.OFPPortDescStatsRequest(self.dp, 0)):  # a multipart reply: every part
+            for port in reply.body:
+                if port.port_no <= ofp.OFPP_MAX:
+                    ports[_text(port.name)] = port.port_no
+                    port_up[_text(port.name)] = port_live(port, ofp)
+        self.ports, self.port_up = ports, port_up
         reader = flow_stats.FlowStatsReader()
         for reply in self.request(parser.OFPFlowStatsRequest(self.dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY)):
             for entry in _flow_entries(reply.body, reader):
@@ -257,6 +264,11 @@ def _group_entries(body: Any, reader: flow_stats.FlowStatsReader) -> Iterable[Gr
             yield decode.decode_group(stats)
         except decode.Foreign:
             yield stats
+
+
+def port_live(port: Any, ofp: Any) -> bool:
+    """A port carries traffic: its link is up (no OFPPS_LINK_DOWN) and it is not disabled (OFPPC_PORT_DOWN)."""
+    return not (port.state & ofp.OFPPS_LINK_DOWN or port.config & ofp.OFPPC_PORT_DOWN)
 
 
 def _text(name: bytes | str) -> str:

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from controller.pipeline.cookies import Feature, cookie
 from controller.pipeline.sections import SectionBuilder
 from controller.pipeline.state import ChangeSet, NodeState, Section, diff, diff_sections
-from topology.model import Model, Touched
+from topology.model import Encap, Model, Touched
 
 Slots = dict[int, "Section | None"]  # section cookie -> its new content, None: remove it
 Replacements = dict[str, list[Slots]]  # node -> what to replace there
@@ -95,7 +95,12 @@ class Compiler:
             changes.update({name: diff(NodeState(), state) for name, state in old.items() if name not in new})
             return {name: cs for name, cs in changes.items() if cs}
         replacements: Replacements = {}
-        for key in self._expand_tenants(touched.networks):
+        networks = set(touched.networks)
+        if touched.fabric:
+            # Only VLAN networks ride the fabric links: their carriers, floods and next hops change.
+            self.views.refresh_fabric()
+            networks.update(key for key, network in self.model.networks.items() if network.encap is Encap.VLAN)
+        for key in self._expand_tenants(networks):
             self._replace_network(key, replacements)
         meter_nodes = set(touched.nodes)
         for endpoint_id in touched.endpoints:

@@ -40,6 +40,12 @@ class SectionBuilder:
         self._carrier_sets: dict[str, frozenset[str]] = {}
         self._segments: dict[tuple[str, str], tuple[tuple, Section]] = {}
 
+    def refresh_fabric(self) -> None:
+        """A fabric link went down or came up: new flood tree and paths; what was built from the old goes."""
+        self._fabric = Fabric.from_model(self.model)
+        self._carrier_sets.clear()
+        self._segments.clear()
+
     def forget(self, key: str) -> None:
         """The network changed (its endpoints, hosts or QoS): rebuild its sections when next asked."""
         self._shared.pop(key, None)

@@ -8,7 +8,7 @@ Meters count packets (they never drop here).
 
 The network joins the switches the way the lab does: a flow-based VXLAN port reaching the node whose
 tunnel IP is `tun_ipv4_dst`, uplinks on one physical L2 switch that floods (the worst case for loops),
-and fabric links between node ports.
+and fabric links between node ports (a link the model holds down carries nothing).
 """
 
 from __future__ import annotations
@@ -244,8 +244,12 @@ class SimNetwork:
         self.node_by_ip = {int(n.tunnel_ip): n.name for n in model.nodes.values()}
         self.uplinked = sorted(n.name for n in model.nodes.values() if n.uplink)
         self.links: dict[tuple[str, int], tuple[str, int]] = {}
+        self.down: set[tuple[str, int]] = set()
         for link in model.links:
             a_port, b_port = model.link_ports(link.a)[link.a_port], model.link_ports(link.b)[link.b_port]
+            if not model.link_up(link):
+                self.down |= {(link.a, a_port), (link.b, b_port)}
+                continue
             self.links[(link.a, a_port)] = (link.b, b_port)
             self.links[(link.b, b_port)] = (link.a, a_port)
 
@@ -284,5 +288,8 @@ class SimNetwork:
             peer, peer_port = self.links[(node, port)]
             trace.hops.append(Hop(node, "wire", f"link port {port} to {peer} port {peer_port}"))
             return [(peer, peer_port, packet, {})]
+        if (node, port) in self.down:
+            trace.drops.append(f"{node}: output to link port {port}, which is down")
+            return []
         trace.drops.append(f"{node}: output to port {port}, where nothing is attached")
         return []

@@ -123,7 +123,8 @@ def test_a_change_and_its_revert_leave_nothing_to_do() -> None:
 
 
 def random_change(model: Model, rng: random.Random, step: int) -> Touched | None:
-    kind = rng.choice(["add", "add", "add", "remove", "qos", "unqos", "network", "unnetwork", "link"])
+    kinds = ["add", "add", "add", "remove", "qos", "unqos", "network", "unnetwork", "link", "port", "port"]
+    kind = rng.choice(kinds)
     endpoints, networks, nodes = sorted(model.endpoints), sorted(model.networks), sorted(model.nodes)
     if kind == "add" and networks:
         return touched_by(model.add_endpoint(f"x{step}", network=rng.choice(networks), node=rng.choice(nodes)))
@@ -151,6 +152,10 @@ def random_change(model: Model, rng: random.Random, step: int) -> Touched | None
     if kind == "link" and model.links:
         link = rng.choice(model.links)
         return model.remove_link(link.a, link.b)
+    if kind == "port" and model.links:  # a switch reports a link port down, or up again
+        link = rng.choice(model.links)
+        node, port = rng.choice([(link.a, link.a_port), (link.b, link.b_port)])
+        return model.set_link_port(node, port, up=not model.link_port_up(node, port))
     return None
 
 
