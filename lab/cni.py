@@ -279,8 +279,8 @@ class Namespaces:
     names: list[str] = field(default_factory=list)
 
     def add(self, name: str, *, lo_up: bool = False) -> str:
+        self.names.append(name)  # first: an interrupt right after `ip netns add` must not leak the namespace
         sh("ip", "netns", "add", name)
-        self.names.append(name)
         if lo_up:
             sh("ip", "netns", "exec", name, "ip", "link", "set", "lo", "up")
         return f"/var/run/netns/{name}"
