@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from agent.netlink import InterfaceExists, Netlink, NetlinkError, NetnsMissing, PodInterface
+from agent.netlink import HostLinkExists, InterfaceExists, Netlink, NetlinkError, NetnsMissing, PodInterface
 from agent.ovsdb import Ovsdb, OvsdbError
 from cni import protocol
 from cni.protocol import AgentError
@@ -111,7 +111,6 @@ class AgentService:
         netns = _text(request, "netns", "CNI_NETNS")
         network = _network(request)
         eid = endpoint_id(container_id, ifname)
-        self.delete(container_id, ifname)  # a retried ADD starts from nothing, whatever the last one left
         with self._adding_lock:
             self._adding.add(eid)
         try:
@@ -134,8 +133,17 @@ class AgentService:
         }
 
     def _create_endpoint(self, eid: str, network: str) -> dict[str, Any]:
+        body = {"id": eid, "network": network, "node": self.settings.node}
         try:
-            return self.client.post("/v1/endpoints", {"id": eid, "network": network, "node": self.settings.node})
+            return self.client.post("/v1/endpoints", body)
+        except ClientError as error:
+            if error.status != 409 or error.field != "endpoint.id":
+                raise _controller_error(error, f"creating the endpoint on {network}") from None
+        # A retried ADD (the runtime gave up on the last one, or this agent died in it): start from nothing.
+        left = self._delete_endpoint(eid)
+        log.info("ADD again for endpoint %s: removed what the last attempt left (%s)", eid, left)
+        try:
+            return self.client.post("/v1/endpoints", body)
         except ClientError as error:
             raise _controller_error(error, f"creating the endpoint on {network}") from None
 
@@ -152,7 +160,12 @@ class AgentService:
             tx_checksum_off=self.settings.datapath_type == "netdev",
         )
         try:
-            self.netlink.create(pod)
+            try:
+                self.netlink.create(pod)
+            except HostLinkExists:  # left by an attempt that died before it could clean up: ours to remove
+                log.info("port %s exists from an earlier attempt: removing it", port)
+                self._unplumb(port)
+                self.netlink.create(pod)
         except NetnsMissing as error:
             raise AgentError(
                 protocol.INVALID_ENVIRONMENT, f"CNI_NETNS {netns!r} is not a network namespace", str(error)
@@ -197,19 +210,26 @@ class AgentService:
 
     def delete(self, container_id: str, ifname: str) -> dict[str, Any]:
         """Remove the port, the veth pair and the endpoint; whatever is already gone is fine."""
-        eid = endpoint_id(container_id, ifname)
+        self._delete_endpoint(endpoint_id(container_id, ifname))
+        return {"ok": True}
+
+    def _delete_endpoint(self, eid: str) -> str:
+        """Remove an endpoint's port, veth and the endpoint itself; say what there was."""
+        removed = set()
         for port, ids in self._ports().items():
             if ids.get(EXT_ENDPOINT) == eid:
                 self._unplumb(port)
+                removed.add(port)
         try:
             doc = self.client.get(path("v1", "endpoints", eid))
         except ClientError as error:
             if error.status == 404:
-                return {"ok": True}
+                return f"ports {sorted(removed)}" if removed else "nothing"
             raise _controller_error(error, "looking up the endpoint") from None
-        self._unplumb(doc["port_name"])  # a port not yet in OVS: its veth may exist
+        if doc["port_name"] not in removed:
+            self._unplumb(doc["port_name"])  # a port not yet in OVS: its veth may exist
         self._forget_endpoint(eid)
-        return {"ok": True}
+        return f"endpoint {eid} ({doc['ip']})"
 
     def check(self, request: dict[str, Any], container_id: str, ifname: str) -> dict[str, Any]:
         netns = _text(request, "netns", "CNI_NETNS")

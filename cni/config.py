@@ -6,8 +6,7 @@ spec's error object. Standard library only.
 
 from __future__ import annotations
 
-import json
-
+from cni import fastjson
 from cni.protocol import DECODE_FAILURE, DEFAULT_SOCKET, INCOMPATIBLE_VERSION, INVALID_CONFIG, INVALID_ENVIRONMENT
 
 TYPE_CHECKING = False  # importing typing costs milliseconds at every pod start
@@ -42,7 +41,7 @@ def version_key(version: str) -> tuple[int, ...]:
 def decode(data: bytes) -> dict[str, Any]:
     """The network configuration as a JSON object; code 6 when it is not one."""
     try:
-        config = json.loads(data)
+        config = fastjson.loads(data)
     except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
         raise CniError(DECODE_FAILURE, "the network configuration on stdin is not valid JSON", str(error)) from None
     if not isinstance(config, dict):

@@ -37,12 +37,11 @@ Errors are the spec's JSON object on stdout with exit status 1, never a tracebac
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
 from cni import config as cniconfig
-from cni import protocol
+from cni import fastjson, protocol
 from cni.config import LATEST_VERSION, SUPPORTED_VERSIONS, CniError, NetConf
 from cni.protocol import GENERIC_FAILURE, INVALID_CONFIG, INVALID_ENVIRONMENT, NOT_READY, AgentError
 from cni.result import add_result, check_prev_result
@@ -74,7 +73,7 @@ def run(env: Mapping[str, str], stdin: BinaryIO, stdout: TextIO) -> int:
         output, status = _error(version, GENERIC_FAILURE, f"{type(error).__name__}: {error}"), 1
     if output is not None:
         try:
-            stdout.write(json.dumps(output, indent=4) + "\n")
+            stdout.write(fastjson.dumps(output) + "\n")
             stdout.flush()
         except OSError:
             status = status or 1
@@ -131,7 +130,7 @@ def _status(conf: NetConf, request: dict[str, Any]) -> None:
 def _declared_version(data: bytes) -> str:
     """The version to answer in: the config's cniVersion if this plugin speaks it, else the latest."""
     try:
-        version = json.loads(data).get("cniVersion")
+        version = fastjson.loads(data).get("cniVersion")
     except Exception:
         return LATEST_VERSION
     return version if version in SUPPORTED_VERSIONS else LATEST_VERSION

@@ -24,8 +24,9 @@ and on failure ``{"ok": false, "code": int, "msg": str, "details": str}`` with a
 
 from __future__ import annotations
 
-import json
-import socket
+import _socket  # the C module: `socket` would import enum and selectors, ~4 ms of every plugin run
+
+from cni import fastjson
 
 TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are never evaluated
 if TYPE_CHECKING:
@@ -62,12 +63,15 @@ class AgentError(Exception):
 def call(path: str, request: dict[str, Any], *, timeout: float) -> dict[str, Any]:
     """Send one request to the agent and return its answer; AgentError (code 11) if the agent is not there."""
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        try:
             sock.settimeout(timeout)
             sock.connect(path)
-            sock.sendall(json.dumps(request).encode())
-            sock.shutdown(socket.SHUT_WR)
+            sock.sendall(encode(request))
+            sock.shutdown(_socket.SHUT_WR)
             answer = decode(read_all(sock))
+        finally:
+            sock.close()
     except (FileNotFoundError, ConnectionRefusedError) as error:
         raise AgentError(TRY_AGAIN_LATER, "the Tenet agent is not running", f"{path}: {error}") from error
     except TimeoutError as error:
@@ -81,7 +85,7 @@ def call(path: str, request: dict[str, Any], *, timeout: float) -> dict[str, Any
     return answer
 
 
-def read_all(sock: socket.socket) -> bytes:
+def read_all(sock: Any) -> bytes:
     chunks, size = [], 0
     while chunk := sock.recv(65536):
         chunks.append(chunk)
@@ -92,11 +96,11 @@ def read_all(sock: socket.socket) -> bytes:
 
 
 def decode(data: bytes) -> dict[str, Any]:
-    message = json.loads(data)
+    message = fastjson.loads(data)
     if not isinstance(message, dict):
         raise ValueError("a message must be a JSON object")
     return message
 
 
 def encode(message: dict[str, Any]) -> bytes:
-    return json.dumps(message).encode()
+    return fastjson.dumps(message).encode()

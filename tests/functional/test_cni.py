@@ -245,3 +245,15 @@ def test_bad_input_gives_the_right_code_and_leaves_nothing(cluster: Cluster) -> 
     taken = runtime.call("ADD", good, container="c-bad", netns=netns)
     assert taken.error_code == 4 and "eth0" in taken.out["msg"], taken
     assert cluster.leftovers() == {"ports": [], "links": [], "endpoints": [], "flows": []}
+
+
+def test_a_repeated_add_replaces_the_first(cluster: Cluster) -> None:
+    """A runtime that retries ADD (its first call timed out) gets one working attachment, not two."""
+    runtime = cluster.runtime
+    peer = cluster.pod("q0", runtime.add("q0", "blue", "web"))
+    netns = runtime.pod_netns("q1")
+    first = runtime.call("ADD", runtime.config("blue", "web"), container="c-q1", netns=netns)
+    again = runtime.call("ADD", runtime.config("blue", "web"), container="c-q1", netns=netns)
+    assert first.code == 0 and again.code == 0, (first, again)
+    assert len(cluster.leftovers()["endpoints"]) == 2  # q0 and q1
+    assert cluster.pod("q1", again.out).ping(peer.ip)
