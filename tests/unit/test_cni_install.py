@@ -144,3 +144,20 @@ def test_settings_the_plugin_would_refuse_are_not_installed(
         install(tmp_path / "bin", tmp_path / "net.d", **(settings() | overrides))
     assert complaint in str(raised.value)
     assert not (tmp_path / "bin" / "tenet").exists() and not (tmp_path / "net.d").exists()
+
+
+def test_the_agent_command_installs_and_refuses_half_settings(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    def agent(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "agent.main", "install-cni", "--bin-dir", str(tmp_path / "bin"), *args]
+        return subprocess.run([*command, "--conf-dir", str(tmp_path / "conf")], capture_output=True, text=True)
+
+    done = agent("--tenant", "blue", "--network", "web", "--socket", "/run/x.sock")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "bin" / "tenet").exists() and (tmp_path / "conf" / "10-tenet.conflist").exists()
+    for bad in (["--tenant", "blue"], [], ["--namespace-map", "not json"], ["--namespace-map", '["a"]']):
+        refused = agent(*bad)
+        assert refused.returncode == 1 and refused.stderr.startswith("tenet-agent: "), (bad, refused.stderr)
+        assert "Traceback" not in refused.stderr
