@@ -89,6 +89,12 @@ class ControllerProcess:
             return False
         return True
 
+    def kill9(self) -> None:
+        """SIGKILL, as a crash would."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(timeout=30)
+
     def stop(self) -> None:
         _stop(self.process)
 
@@ -106,8 +112,14 @@ class AgentProcess:
         self.token_file = state / "agent-token"
         self.token_file.write_text(token)
         self.process: subprocess.Popen | None = None
+        self._log_mark = 0  # where the current run's log starts
+
+    def new_log(self) -> str:
+        """What the agent logged since it was last started."""
+        return self.log_text()[self._log_mark :]
 
     def start(self) -> AgentProcess:
+        self._log_mark = len(self.log_text())
         args = [
             "ip", "netns", "exec", self.node.netns,
             sys.executable, "-m", "agent.main", "run",
@@ -130,7 +142,7 @@ class AgentProcess:
     def _serving(self) -> bool:
         if self.process is not None and self.process.poll() is not None:
             raise RuntimeError(f"tenet-agent exited {self.process.returncode}:\n{self.log.read_text()[-3000:]}")
-        return Path(self.socket).exists() and "socket " in self.log_text()
+        return Path(self.socket).exists() and "socket " in self.new_log()
 
     def log_text(self) -> str:
         return self.log.read_text() if self.log.exists() else ""
@@ -138,6 +150,12 @@ class AgentProcess:
     def request_ms(self, verb: str, since: int = 0) -> list[int]:
         """The agent's own time for each successful `verb` it logged after offset `since` of its log."""
         return [int(ms) for found, ms in _AGENT_LINE.findall(self.log_text()[since:]) if found == verb]
+
+    def kill9(self) -> None:
+        """SIGKILL, as a crash would: its socket file stays behind, as it would."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(timeout=30)
 
     def stop(self) -> None:
         _stop(self.process)

@@ -1,77 +1,17 @@
-"""A node as the CNI tests meet it: OVS and `tenet-agent` in the node's namespace, `tenet-cni` run as a
-runtime runs it (environment variables, config on stdin, result or error on stdout), pods as namespaces."""
+"""`tenet-cni` as the CNI tests meet it: run as a runtime runs it (environment variables, config on stdin,
+result or error on stdout), pods as namespaces. The controller and agent processes come from lab.cni."""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cni.install import install
-from lab.ovs import OvsNode, sh, wait_for
-from tests.functional.conftest import ROOT, TOKEN, ControllerProcess
-
-
-class AgentProcess:
-    """`tenet-agent run` inside the node's namespace; stopped or killed by pid."""
-
-    def __init__(self, node: OvsNode, controller: ControllerProcess, state: Path) -> None:
-        self.node, self.controller, self.state = node, controller, state
-        self.socket = str(state / "agent.sock")
-        self.log = state / "agent.log"
-        self.token_file = state / "agent-token"
-        self.token_file.write_text(TOKEN)
-        self.process: subprocess.Popen | None = None
-        self._log_mark = 0  # where this run's log starts
-
-    def new_log(self) -> str:
-        """What the agent logged since it was last started."""
-        return self.log.read_text()[self._log_mark :] if self.log.exists() else ""
-
-    def start(self) -> AgentProcess:
-        self._log_mark = len(self.log.read_text()) if self.log.exists() else 0
-        args = [
-            "ip", "netns", "exec", self.node.netns,
-            sys.executable, "-m", "agent.main", "run",
-            "--node", self.node.name,
-            "--tunnel-ip", self.node.node_ip,
-            "--controller", f"http://{self.node.host_ip}:{self.controller.api_port}",
-            "--token-file", str(self.token_file),
-            "--openflow", f"tcp:{self.node.host_ip}:{self.controller.ofp_port}",
-            "--ovsdb", self.node.db,
-            "--datapath-type", "netdev",
-            "--socket", self.socket,
-        ]  # fmt: skip
-        with self.log.open("a") as log:
-            self.process = subprocess.Popen(
-                args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)}
-            )
-        wait_for(self._serving, "the agent's socket", timeout=60)
-        return self
-
-    def _serving(self) -> bool:
-        if self.process is not None and self.process.poll() is not None:
-            raise RuntimeError(f"tenet-agent exited {self.process.returncode}:\n{self.log.read_text()[-3000:]}")
-        return Path(self.socket).exists() and "socket " in self.new_log()
-
-    def kill9(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=20)
+from lab.ovs import sh
 
 
 @dataclass

@@ -13,9 +13,9 @@ import pytest
 
 from agent.service import endpoint_id
 from controller.client import Client
+from lab.cni import AgentProcess, ControllerProcess
 from lab.ovs import OvsNode, Pod, sh, tcp_connects, wait_for
-from tests.functional.cni_support import AgentProcess, Runtime, in_pod, install_plugin
-from tests.functional.conftest import ControllerProcess
+from tests.functional.cni_support import Runtime, in_pod, install_plugin
 
 NETWORKS = (  # tenant, name, vni, subnet: red/web overlaps blue/web on purpose
     ("blue", "web", 5001, "10.1.0.0/24"),

@@ -12,8 +12,8 @@ import pytest
 from controller.client import ClientError
 from controller.pipeline.cookies import ROUND_MASK, ROUND_SHIFT
 from controller.pipeline.tables import PIPELINE
+from lab.cni import ControllerProcess
 from lab.ovs import OvsNode, Pod, wait_for
-from tests.functional.conftest import ControllerProcess
 
 DPID = 0x7E1
 FLOW = re.compile(r"cookie=(0x[0-9a-f]+), .*?table=(\d+), .*?priority=(\d+)")

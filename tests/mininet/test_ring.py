@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
+from lab.cni import ControllerProcess
 from lab.ovs import pid_alive, sh, stop_pid, wait_for
-from tests.functional.conftest import ControllerProcess
 
 SWITCHES = ("s1", "s2", "s3", "s4")
 RING = (("s1", "s2"), ("s2", "s3"), ("s3", "s4"), ("s4", "s1"))
