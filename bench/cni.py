@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import signal
@@ -35,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.stats import ms, percentile
 from lab.cni import Namespaces, Network, PluginCall, TenetNode, enter_netns, exec_plugin
 from lab.ovs import sh
 
@@ -137,18 +137,6 @@ def measure_side(
         del_s=[done.seconds for done in deleted],
         answered=sum(answered for _, answered in added.values()),
     )
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default)."""
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * q
-    low, high = math.floor(k), math.ceil(k)
-    return ordered[low] + (ordered[high] - ordered[low]) * (k - low)
-
-
-def ms(seconds: float) -> float:
-    return round(seconds * 1000, 1)
 
 
 def measure(pods: int, concurrency: int) -> dict[str, Any]:

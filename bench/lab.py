@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import re
 import shutil
@@ -49,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.stats import ms, percentile
 from lab.cluster import UNDERLAY, Lab, LabPod, LabState
 from lab.ovs import OvsNode, sh, wait_for
 
@@ -61,18 +61,6 @@ PEER_BRIDGE = "br-peer"
 PEER_PORT = "pp-peer"  # the veth's end on br-peer, in the node's namespace
 IPERF_PORT = 5201
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default)."""
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * q
-    low, high = math.floor(k), math.ceil(k)
-    return ordered[low] + (ordered[high] - ordered[low]) * (k - low)
-
-
-def ms(seconds: float) -> float:
-    return round(seconds * 1000, 1)
 
 
 def progress(message: str) -> None:

@@ -73,10 +73,7 @@ class ControllerProcess:
             "--token-file", str(self.tokens),
             "--log-level", "info",
         ]  # fmt: skip
-        with self.log.open("a") as log:
-            self.process = subprocess.Popen(
-                args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)}
-            )
+        self.process = launch(args, self.log)
         wait_for(self._answers, "the controller's API", timeout=60)
         return self
 
@@ -132,10 +129,7 @@ class AgentProcess:
             "--datapath-type", "netdev",
             "--socket", self.socket,
         ]  # fmt: skip
-        with self.log.open("a") as log:
-            self.process = subprocess.Popen(
-                args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)}
-            )
+        self.process = launch(args, self.log)
         wait_for(self._serving, "the agent's socket", timeout=60)
         return self
 
@@ -159,6 +153,14 @@ class AgentProcess:
 
     def stop(self) -> None:
         _stop(self.process)
+
+
+def launch(args: list[str], log: Path) -> subprocess.Popen:
+    """A process of this project run from the source tree, its output appended to `log`."""
+    with log.open("a") as out:
+        return subprocess.Popen(
+            args, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)}
+        )
 
 
 def _stop(process: subprocess.Popen | None) -> None:

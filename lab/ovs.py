@@ -263,3 +263,15 @@ def tcp_connects(client: Pod, server: Pod, *, port: int = 5900, timeout: float =
     finally:
         listener.kill()
         listener.wait(timeout=10)
+
+
+def iperf_works(client: Pod, server: Pod) -> bool:
+    """One second of iperf3 TCP from `client` to `server` completes."""
+    listener = server.popen("iperf3", "-s", "-1", "-B", server.ip)
+    try:
+        wait_for(lambda: "iperf3" in server.run("ss", "-ltnp", check=False), "iperf3 to listen")
+        result = client.run("iperf3", "-c", server.ip, "-t", "1", "--connect-timeout", "3000", check=False)
+        return "receiver" in result
+    finally:
+        listener.kill()
+        listener.wait(timeout=10)

@@ -31,7 +31,7 @@ from agent.netlink import (
     PodView,
 )
 from agent.ovsdb import Ovsdb, OvsdbError, kernel_datapath_available
-from lab.ovs import OvsNode, Pod, sh, wait_for
+from lab.ovs import OvsNode, Pod, iperf_works, sh
 
 CLONE_NEWNET = 0x40000000
 DPID = 0x7E1
@@ -443,17 +443,6 @@ def thread_in(netns: str) -> Iterator[Callable[[Callable[[], T]], T]]:
         os.close(fd)
 
 
-def tcp_works(client: Pod, server: Pod) -> bool:
-    listener = server.popen("iperf3", "-s", "-1", "-B", server.ip)
-    try:
-        wait_for(lambda: "iperf3" in server.run("ss", "-ltnp", check=False), "iperf3 to listen")
-        result = client.run("iperf3", "-c", server.ip, "-t", "1", "--connect-timeout", "3000", check=False)
-        return "receiver" in result
-    finally:
-        listener.kill()
-        listener.wait(timeout=10)
-
-
 def test_pods_plumbed_by_the_adapters_talk_tcp_through_the_userspace_datapath(
     ovs_node: OvsNode, ovsdb: Ovsdb, scratch: Scratch
 ) -> None:
@@ -470,7 +459,7 @@ def test_pods_plumbed_by_the_adapters_talk_tcp_through_the_userspace_datapath(
             assert pods[0].host_name in ovs_node.exec("ip", "link", "show", pods[0].host_name)
             a, b = (Pod(f"p{i}", scratch.namespaces[i], pod.address.split("/")[0]) for i, pod in enumerate(pods))
             assert a.ping(b.ip, count=2)
-            assert tcp_works(a, b)  # needs TX checksum offload off in the pods
+            assert iperf_works(a, b)  # needs TX checksum offload off in the pods
             for pod in pods:
                 ovsdb.del_port("br-int", pod.host_name)
                 assert agent_thread(lambda pod=pod: netlink.delete(pod.host_name))

@@ -13,7 +13,7 @@ from controller.client import ClientError
 from controller.pipeline.cookies import ROUND_MASK, ROUND_SHIFT
 from controller.pipeline.tables import PIPELINE
 from lab.cni import ControllerProcess
-from lab.ovs import OvsNode, Pod, wait_for
+from lab.ovs import OvsNode, Pod, iperf_works, wait_for
 
 DPID = 0x7E1
 FLOW = re.compile(r"cookie=(0x[0-9a-f]+), .*?table=(\d+), .*?priority=(\d+)")
@@ -85,17 +85,6 @@ def assert_switch_is_desired(controller: ControllerProcess, node: OvsNode) -> in
     return rounds.pop()
 
 
-def tcp_works(client: Pod, server: Pod) -> bool:
-    listener = server.popen("iperf3", "-s", "-1", "-B", server.ip)
-    try:
-        wait_for(lambda: "iperf3" in server.run("ss", "-ltnp", check=False), "iperf3 to listen")
-        result = client.run("iperf3", "-c", server.ip, "-t", "1", "--connect-timeout", "3000", check=False)
-        return "receiver" in result
-    finally:
-        listener.kill()
-        listener.wait(timeout=10)
-
-
 def test_switch_matches_desired_state_after_connect_change_and_restart(
     controller: ControllerProcess, ovs_node: OvsNode
 ) -> None:
@@ -122,11 +111,11 @@ def test_pods_talk_within_a_tenant_and_never_across(controller: ControllerProces
     b1, b2, r1, r3 = pods["b1"], pods["b2"], pods["r1"], pods["r3"]
     assert b1.ip == r1.ip  # identical subnets, identical addresses
     assert b1.ping(b2.ip, count=2)
-    assert tcp_works(b1, b2)
+    assert iperf_works(b1, b2)
     assert r1.ping(r3.ip, count=2)  # red's own third address works for red...
     assert r3.ip not in (b1.ip, b2.ip)
     assert not b1.ping(r3.ip, count=2)  # ...and is unreachable from blue
-    assert not tcp_works(b1, r3)
+    assert not iperf_works(b1, r3)
 
 
 def test_qos_limits_throughput(controller: ControllerProcess, ovs_node: OvsNode) -> None:
