@@ -257,3 +257,33 @@ def test_a_repeated_add_replaces_the_first(cluster: Cluster) -> None:
     assert first.code == 0 and again.code == 0, (first, again)
     assert len(cluster.leftovers()["endpoints"]) == 2  # q0 and q1
     assert cluster.pod("q1", again.out).ping(peer.ip)
+
+
+def test_chained_between_the_reference_loopback_and_portmap(cluster: Cluster) -> None:
+    """A conflist as runtimes use it: loopback, tenet, portmap; each gets the result so far."""
+    runtime = cluster.runtime
+    netns = runtime.pod_netns("ch1")
+    base = {"cniVersion": "1.0.0", "name": "tenet"}
+    chain = [
+        ("/usr/lib/cni/loopback", {**base, "type": "loopback"}),
+        (str(runtime.plugin), runtime.config("blue", "web") | base),
+        ("/usr/lib/cni/portmap", {**base, "type": "portmap", "capabilities": {"portMappings": True}}),
+    ]
+    result = None
+    for program, config in chain:
+        step = Runtime(Path(program), runtime.socket)
+        done = step.call("ADD", config | ({"prevResult": result} if result else {}), container="c-ch1", netns=netns)
+        assert done.code == 0, (program, done)
+        result = done.out
+    assert [i["name"] for i in result["interfaces"]] == ["lo", "eth0"]
+    ours = result["ips"][-1]
+    assert result["interfaces"][ours["interface"]]["name"] == "eth0"
+    assert in_pod("ch1", "ip", "-o", "addr", "show", "lo").stdout.count("127.0.0.1") == 1
+    peer = cluster.pod("ch0", runtime.add("ch0", "blue", "web"))
+    assert Pod("ch1", "ch1", ours["address"].split("/")[0]).ping(peer.ip)
+    for program, config in reversed(chain):
+        step = Runtime(Path(program), runtime.socket)
+        done = step.call("DEL", config | {"prevResult": result}, container="c-ch1", netns=netns)
+        assert done.code == 0, (program, done)
+    assert runtime.call("DEL", runtime.config("blue", "web"), container="c-ch0", netns="/var/run/netns/ch0").code == 0
+    assert cluster.leftovers() == {"ports": [], "links": [], "endpoints": [], "flows": []}
