@@ -27,8 +27,7 @@ VENV_BIN = "/opt/tenet/.venv/bin/"
 
 
 def test_vagrantfile_validates(tmp_path: Path) -> None:
-    if shutil.which("vagrant") is None:
-        pytest.skip("vagrant is not installed (./dev installs it)")
+    assert shutil.which("vagrant"), "vagrant is missing: ./dev installs it"
     env = os.environ | {
         "VAGRANT_HOME": str(tmp_path / "home"),  # no boxes, plugins or keys of the user's
         "VAGRANT_DOTFILE_PATH": str(tmp_path / "dotfile"),  # no .vagrant/ in the repository
@@ -130,8 +129,7 @@ def test_unit_runs_the_venv_command_with_flags_it_has(unit: str) -> None:
 
 def test_units_verify(tmp_path: Path) -> None:
     """systemd's own parser, with the venv path pointed at this test's interpreter so the commands exist."""
-    if shutil.which("systemd-analyze") is None:
-        pytest.skip("systemd-analyze is not installed")
+    assert shutil.which("systemd-analyze"), "systemd-analyze is missing: ./dev installs systemd"
     bin_dir = Path(sys.executable).parent
     for unit in UNITS:
         text = (VAGRANT / "systemd" / unit).read_text().replace(VENV_BIN, f"{bin_dir}/")
