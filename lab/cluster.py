@@ -28,9 +28,8 @@ from typing import Any
 import yaml
 
 from controller.client import Client, ClientError, path
-from lab.ovs import OvsNode, Pod, pid_alive, sh, stop_pid, wait_for
+from lab.ovs import ROOT, OvsNode, Pod, launch, pid_alive, sh, stop_pid, wait_for
 
-ROOT = Path(__file__).resolve().parents[1]
 NODE_SETUP = ROOT / "vagrant" / "provision" / "node-setup.sh"
 DEFAULT_STATE = Path("/var/lib/tenet-lab")
 UNDERLAY = "192.168.100"  # node i has 192.168.100.i/24
@@ -405,17 +404,7 @@ def _stop(pid: int) -> None:
 
 def _spawn(args: list[str], log: Path) -> int:
     """A process that outlives this command: its own session, output to its log; returns its pid."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("a") as out:
-        process = subprocess.Popen(
-            args,
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
+    process = launch(args, log, detach=True)
     _CHILDREN[process.pid] = process
     return process.pid
 

@@ -23,9 +23,8 @@ from typing import Any
 
 from cni.install import install
 from controller.client import Client, ClientError
-from lab.ovs import OvsNode, sh, wait_for
+from lab.ovs import OvsNode, launch, sh, wait_for
 
-ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "lab-admin-token"
 CLONE_NEWNET = 0x40000000
 _AGENT_LINE = re.compile(r"\b(ADD|DEL|CHECK) \S+: ok in (\d+) ms")
@@ -153,14 +152,6 @@ class AgentProcess:
 
     def stop(self) -> None:
         _stop(self.process)
-
-
-def launch(args: list[str], log: Path) -> subprocess.Popen:
-    """A process of this project run from the source tree, its output appended to `log`."""
-    with log.open("a") as out:
-        return subprocess.Popen(
-            args, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)}
-        )
 
 
 def _stop(process: subprocess.Popen | None) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def sh(*args: str, check: bool = True, timeout: float = 30) -> str:
@@ -22,6 +23,22 @@ def sh(*args: str, check: bool = True, timeout: float = 30) -> str:
     if check and result.returncode != 0:
         raise RuntimeError(f"{' '.join(args)}: exit {result.returncode}: {result.stderr.strip()}")
     return result.stdout
+
+
+def launch(args: list[str], log: Path, *, detach: bool = False) -> subprocess.Popen:
+    """A process of this project run from the source tree, its output appended to `log`; `detach` gives it a
+    session of its own, so it outlives the command that started it."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as out:
+        return subprocess.Popen(
+            args,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=detach,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
 
 
 def wait_for(condition, what: str, *, timeout: float = 20.0, interval: float = 0.05):
