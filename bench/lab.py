@@ -192,7 +192,7 @@ def iperf(client_netns: str, server_netns: str, server_ip: str, seconds: int, no
         emc = sum(c.get("emc hits", 0) for c in counters)
         lookups = emc + upcalls + sum(c.get(k, 0) for c in counters for k in ("smc hits", "megaflow hits"))
         bps, retransmits = end["sum_received"]["bits_per_second"], end["sum_sent"].get("retransmits", 0)
-        return Run(bps / 1e9, retransmits, cpu, drops, upcalls, round(100 * emc / max(lookups, 1), 2))
+        return Run(bps / 1e9, retransmits, cpu, drops, int(upcalls), round(100 * emc / max(lookups, 1), 2))
     finally:
         server.kill()
         server.wait(timeout=10)

@@ -88,6 +88,7 @@ def running(endpoints: int) -> Iterator[Bench]:
             manager.load_apps(["controller.app.osken_app"])
             manager.instantiate_apps(**manager.create_contexts())
             Runtime.ready.wait()
+        assert Runtime.app is not None
         node.add_bridge(DPID, port)
         bench = Bench(node, service, Runtime.app)
         wait_for(lambda: bench.app.status("bench").get("in_sync"), "the first reconcile", timeout=600)

@@ -30,7 +30,7 @@ class _Decoding:
     memo: ClassVar[dict] = {}
 
 
-_scan_once = _json.make_scanner(_Decoding())
+_scan_once = _json.make_scanner(_Decoding())  # type: ignore[arg-type]  # the C scanner reads these attributes
 
 
 def loads(data: str | bytes | bytearray) -> Any:

@@ -19,6 +19,7 @@ import os
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from cni.config import LATEST_VERSION, SUPPORTED_VERSIONS, CniError, NetConf, version_key
 
@@ -56,7 +57,7 @@ def install(
     if not python.startswith("/") or any(c.isspace() for c in python):
         raise ValueError(f"python must be an absolute path without spaces, not {python!r}")
     version = cni_version or conflist_version(Path(bin_dir) / "loopback")
-    plugin = {"type": PLUGIN_TYPE, "agentSocket": socket_path}
+    plugin: dict[str, Any] = {"type": PLUGIN_TYPE, "agentSocket": socket_path}
     if tenant is not None or network is not None:
         plugin |= {"tenant": tenant, "network": network}
     if namespaces:

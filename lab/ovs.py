@@ -272,7 +272,7 @@ def tcp_connects(client: Pod, server: Pod, *, port: int = 5900, timeout: float =
     python = "/usr/bin/python3"
     listener = server.popen(python, "-I", "-S", "-c", _TCP_SERVER, server.ip, str(port), str(timeout + 2))
     try:
-        assert listener.stdout is not None
+        assert listener.stdout is not None and listener.stderr is not None
         if listener.stdout.readline().strip() != "listening":
             raise RuntimeError(f"the TCP listener in {server.name} did not start: {listener.stderr.read()}")
         answer = client.run(python, "-I", "-S", "-c", _TCP_CLIENT, server.ip, str(port), str(timeout), check=False)

@@ -46,8 +46,8 @@ def int_value(field: str, value: Any) -> int:
     return int(value)
 
 
-def decode_match(match: parser.OFPMatch) -> Match:
-    items = []
+def decode_match(match: ofproto_v1_3_parser.OFPMatch) -> Match:
+    items: list[tuple[str, int, int | None]] = []
     for field, value in match._fields2:
         if isinstance(value, tuple):
             items.append((field, int_value(field, value[0]), int_value(field, value[1])))

@@ -27,7 +27,10 @@ MULTICAST_BIT = 0x0100_0000_0000  # the I/G bit of the first octet
 
 def match(**fields: int | tuple[int, int]) -> Match:
     """Build a match: `match(in_port=3, eth_dst=(0x01..., 0x01...))` — a tuple value is (value, mask)."""
-    items = [(name, *value) if type(value) is tuple else (name, value, None) for name, value in fields.items()]
+    items: list[MatchItem] = [
+        (name, value[0], value[1]) if isinstance(value, tuple) else (name, value, None)
+        for name, value in fields.items()
+    ]
     items.sort()
     return tuple(items)
 

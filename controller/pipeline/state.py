@@ -190,16 +190,19 @@ def apply(changes: ChangeSet, state: NodeState) -> NodeState:
     """What a switch holding `state` holds after receiving `changes` (flat): adds replace, deletes are strict."""
     flows = {f.key: f for f in state.flows()}
     groups, meters = state.groups(), state.meters()
-    for command, kind, item in changes.ops():
-        if kind == "flow":
+    for command, _kind, item in changes.ops():
+        if isinstance(item, Flow):
             if command == "delete":
                 flows.pop(item.key, None)
             else:
                 flows[item.key] = item
-        else:
-            table, key = (groups, item.group_id) if kind == "group" else (meters, item.meter_id)
+        elif isinstance(item, Group):
             if command == "delete":
-                table.pop(key, None)
+                groups.pop(item.group_id, None)
             else:
-                table[key] = item
+                groups[item.group_id] = item
+        elif command == "delete":
+            meters.pop(item.meter_id, None)
+        else:
+            meters[item.meter_id] = item
     return NodeState.flat(flows.values(), groups.values(), meters.values())

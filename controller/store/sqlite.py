@@ -15,6 +15,7 @@ Semantics shared with the etcd store (see `prepare_commit`):
 
 from __future__ import annotations
 
+import builtins
 import json
 import sqlite3
 import threading
@@ -184,6 +185,7 @@ class SqliteStore:
         upper = prefix_upper_bound(prefix)
         # A range on the primary key, not LIKE/GLOB: those treat %, _, * and ? in keys as wildcards.
         # SQLite's BINARY collation compares the UTF-8 bytes, which orders like Python's str comparison.
+        parameters: tuple[str, ...]
         if upper is None:
             query, parameters = "SELECT key, value, mod_revision FROM kv WHERE key >= ? ORDER BY key", (prefix,)
         else:
@@ -227,7 +229,9 @@ class SqliteStore:
                 raise self._failed(error) from error
         return revision
 
-    def _apply(self, connection: sqlite3.Connection, encoded: list[EncodedOperation], expected: dict[str, int]) -> int:
+    def _apply(
+        self, connection: sqlite3.Connection, encoded: builtins.list[EncodedOperation], expected: dict[str, int]
+    ) -> int:
         mismatches: dict[str, tuple[int, int]] = {}
         for key, want in expected.items():
             row = connection.execute("SELECT mod_revision FROM kv WHERE key = ?", (key,)).fetchone()
