@@ -91,6 +91,8 @@ def execute(env: Mapping[str, str], data: bytes) -> dict[str, Any] | None:
     attachment = cniconfig.environment(env, command)
     pod = cniconfig.pod(env)
     raw = cniconfig.decode(data)
+    if command == "DEL":  # best effort: DEL finds everything from CNI_CONTAINERID and CNI_IFNAME
+        raw.pop("prevResult", None)
     conf = NetConf(raw, cniconfig.check_version(raw, command))
     request: dict[str, Any] = {"verb": command, "cni_network": conf.name, **attachment}
     target = conf.target(pod["namespace"] if pod else None)
