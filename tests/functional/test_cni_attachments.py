@@ -7,15 +7,39 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from agent.service import endpoint_id
 from cni import protocol
 from cni.protocol import AgentError
 from lab.ovs import Pod, sh, wait_for
-from tests.functional.cni_support import Cluster, in_pod
+from tests.functional.cni_support import Cluster, in_pod, start_cluster
 
 EMPTY = {"ports": [], "links": [], "endpoints": [], "flows": []}
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    with start_cluster(tmp_path_factory.mktemp("attachments")) as running:
+        yield running
+
+
+@pytest.fixture
+def cluster(shared: Cluster) -> Iterator[Cluster]:
+    """One cluster for the module (starting one takes longer than most tests here); each test leaves it as it
+    found it: GC with no valid attachment releases every pod, then the pods' namespaces go."""
+    runtime = shared.runtime
+    try:
+        yield shared
+    finally:
+        gc = runtime.call("GC", {**runtime.config("blue", "web"), "cni.dev/valid-attachments": []})
+        runtime.close()
+        runtime.namespaces.clear()
+    assert gc.code == 0, gc
+    assert shared.leftovers() == EMPTY
 
 
 def pings(pod: str, ifname: str, ip: str) -> bool:
@@ -133,6 +157,9 @@ def test_status_fails_while_the_pool_is_exhausted(cluster: Cluster) -> None:
     assert runtime.call("STATUS", runtime.config("blue", "web")).code == 0  # another network has room
     assert runtime.call("DEL", config, container="c-t0", netns="/var/run/netns/t0").code == 0
     assert runtime.call("STATUS", config).code == 0
+    for index in range(1, 5):
+        assert runtime.call("DEL", config, container=f"c-t{index}", netns=f"/var/run/netns/t{index}").code == 0
+    cluster.api.delete("/v1/tenants/blue/networks/tiny")
 
 
 def test_interface_names_are_limited_in_bytes_by_the_plugin_and_the_agent(cluster: Cluster) -> None:
