@@ -166,7 +166,10 @@ def ifname_problem(name: str) -> str | None:
     """
     if not name:
         return "it is empty"
-    raw = name.encode("utf-8", "surrogateescape")  # os.environ keeps undecodable bytes as surrogates
+    try:
+        raw = name.encode("utf-8")
+    except UnicodeEncodeError:  # os.environ keeps undecodable bytes as surrogates; results are UTF-8 JSON
+        return "it is not valid UTF-8"
     if len(raw) > IFNAMSIZ - 1:
         return f"it is {len(raw)} bytes, the limit is {IFNAMSIZ - 1}"
     if name in (".", ".."):

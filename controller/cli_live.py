@@ -261,7 +261,19 @@ def delete_tenant(client: Client, args: argparse.Namespace) -> Output:
 # --- networks --------------------------------------------------------------------------------------------
 
 NETWORK_COLUMNS = ("key", "encap", "segment", "subnet", "gateway", "mtu", "endpoints", "qos")
-NETWORK_FIELDS = ("key", "encap", "segment", "subnet", "gateway", "gateway_mac", "mtu", "id", "endpoints", "qos")
+NETWORK_FIELDS = (
+    "key",
+    "encap",
+    "segment",
+    "subnet",
+    "gateway",
+    "gateway_mac",
+    "mtu",
+    "id",
+    "endpoints",
+    "free_addresses",
+    "qos",
+)
 
 
 def network_table(docs: list[dict[str, Any]]) -> str:

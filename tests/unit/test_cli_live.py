@@ -116,7 +116,8 @@ def test_networks(ctl: Ctl) -> None:
         ["blue/web", "vxlan", "100", "10.0.0.0/24", "10.0.0.1", "1450", "0", "-"],
     ]
     assert ctl.ok("network", "ls") == ctl.ok("network", "ls", "blue")
-    assert "gateway_mac:" in ctl.ok("network", "show", "blue/web")
+    shown = ctl.ok("network", "show", "blue/web")
+    assert "gateway_mac:" in shown and "free_addresses: 253" in shown  # 254 hosts less the gateway
     assert ctl.ok("network", "rm", "blue/db") == "deleted network blue/db\n"
     assert [n["key"] for n in ctl.json("network", "ls")] == ["blue/web"]
 

@@ -473,6 +473,7 @@ def test_incompatible_version_is_code_1(launcher: Path, agent: FakeAgent, comman
         ("ADD", {"CNI_IFNAME": ".."}, "CNI_IFNAME"),
         ("CHECK", {"CNI_IFNAME": "."}, "CNI_IFNAME"),
         ("DEL", {"CNI_IFNAME": "eth0\t"}, "CNI_IFNAME"),
+        ("ADD", {"CNI_IFNAME": "eth\udcff"}, "CNI_IFNAME"),  # the byte 0xFF: not UTF-8
         ("DEL", {"CNI_CONTAINERID": "-leading-dash"}, "CNI_CONTAINERID"),
         ("ADD", {"CNI_ARGS": "K8S_POD_NAMESPACE"}, "CNI_ARGS"),
     ],
