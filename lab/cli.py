@@ -32,7 +32,11 @@ def global_options(*, suppress: bool) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     default = argparse.SUPPRESS if suppress else Path(os.environ.get("TENET_LAB_STATE", DEFAULT_STATE))
     common.add_argument(
-        "--state-dir", type=Path, default=default, help=f"the lab's state (env TENET_LAB_STATE; {DEFAULT_STATE})"
+        "--state-dir",
+        type=Path,
+        default=default,
+        metavar="DIR",
+        help=f"the lab's state (env TENET_LAB_STATE; {DEFAULT_STATE})",
     )
     return common
 

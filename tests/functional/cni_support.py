@@ -150,11 +150,23 @@ def _names_pod_port(flow: str) -> bool:
     return any(int(value, 0) >= 1000 for found in numbers for value in found if value)
 
 
+def free_control_net() -> str:
+    """A 10.X (X in 150..199) with no address in the root namespace, for the /30 between it and the node:
+    test runs side by side on one machine must not both route 10.254.1.0/30. Starts from this process's pid,
+    so two runs starting at once rarely try the same one."""
+    used = sh("ip", "-o", "-4", "addr", "show")
+    for step in range(50):
+        octet = 150 + (os.getpid() + step) % 50
+        if f" 10.{octet}." not in used:
+            return f"10.{octet}"
+    raise RuntimeError("every control network 10.150-199.0.0/16 is in use")
+
+
 @contextmanager
 def start_cluster(tmp_path: Path) -> Iterator[Cluster]:
     """Controller, one node (n1) with its agent, the NETWORKS, and a runtime calling the installed plugin."""
     controller = ControllerProcess(tmp_path, api_host="0.0.0.0")
-    node = OvsNode("n1", tmp_path / "ovs")
+    node = OvsNode("n1", tmp_path / "ovs", control_net=free_control_net())
     agent = AgentProcess(node, controller, tmp_path)
     runtime = Runtime(install_plugin(tmp_path, agent.socket), agent.socket)
     try:
