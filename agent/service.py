@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from agent import readiness
 from agent.netlink import Created, HostLinkExists, InterfaceExists, Netlink, NetlinkError, NetnsMissing, PodInterface
 from agent.ovsdb import Ovsdb, OvsdbError
 from cni import protocol
@@ -245,13 +246,8 @@ class AgentService:
         return f"endpoint {eid} ({doc['ip']})"
 
     def check(self, request: dict[str, Any], container_id: str, ifname: str) -> dict[str, Any]:
-        """CNI CHECK: fail on what breaks the attachment, allow what later chained plugins may change.
-
-        The spec (CHECK) lets plugins after this one change the interface: a lower MTU, more addresses or
-        routes pass. Wrong: the OVS port or the interface gone, another MAC, our address missing, an MTU
-        above the network's (frames the overlay cannot carry), the interface down, our default route gone
-        (only when this interface installed it), or the endpoint's flows not installed.
-        """
+        """CNI CHECK: fail on what breaks the attachment, allow what later chained plugins may change
+        (agent.readiness): the OVS port, the pod's interface, and the endpoint's flows."""
         netns = _text(request, "netns", "CNI_NETNS")
         eid = endpoint_id(container_id, ifname)
         try:
@@ -266,20 +262,7 @@ class AgentService:
             raise AgentError(protocol.GENERIC_FAILURE, f"the OVS port {port} is missing from {self.settings.bridge}")
         owns_default_route = port_ids.get(EXT_DEFAULT_ROUTE) != "false"  # ports made before the key: true
         view = self.netlink.inspect(netns, ifname)
-        address = f"{doc['ip']}/{doc['prefix_len']}"
-        problem = None
-        if view is None:
-            problem = f"interface {ifname} is missing from the pod"
-        elif view.mac.lower() != doc["mac"].lower():
-            problem = f"interface {ifname} has MAC {view.mac}, want {doc['mac']}"
-        elif not view.up:
-            problem = f"interface {ifname} is down"
-        elif address not in view.addresses:
-            problem = f"interface {ifname} lacks address {address} (has {', '.join(view.addresses) or 'none'})"
-        elif owns_default_route and view.gateway != doc["gateway"]:
-            problem = f"the pod's default route is via {view.gateway or 'nothing'}, want {doc['gateway']}"
-        elif view.mtu > doc["mtu"]:
-            problem = f"interface {ifname} has MTU {view.mtu}, above the network's {doc['mtu']}"
+        problem = readiness.pod_problem(view, doc, ifname, owns_default_route=owns_default_route)
         if problem:
             raise AgentError(protocol.GENERIC_FAILURE, problem)
         try:
@@ -293,33 +276,8 @@ class AgentService:
         return {"ok": True}
 
     def status(self, request: dict[str, Any]) -> dict[str, Any]:
-        """CNI STATUS: code 50 (spec, "STATUS": cannot serve ADD) when the controller is unreachable, the
-        node's switch is not connected, or the config's default network is missing or has no free address."""
-        try:
-            node = self.client.get(path("v1", "nodes", self.settings.node))
-        except ClientError as error:
-            raise AgentError(protocol.NOT_READY, "the Tenet controller is not reachable", str(error)) from None
-        if not (node.get("switch") or {}).get("connected"):
-            raise AgentError(protocol.NOT_READY, f"the switch of node {self.settings.node} is not connected")
-        tenant, network = request.get("tenant"), request.get("network")
-        if not (isinstance(tenant, str) and tenant and isinstance(network, str) and network):
-            return {"ok": True}  # a config of namespaces only: no one network every pod needs
-        try:
-            doc = self.client.get(path("v1", "tenants", tenant, "networks", network))
-        except ClientError as error:
-            if error.status is None:
-                raise AgentError(protocol.NOT_READY, "the Tenet controller is not reachable", str(error)) from None
-            if error.status in (401, 403):  # this node's token may not read the network: ADD will tell
-                log.warning("STATUS: cannot read network %s/%s to count its free addresses: %s", tenant, network, error)
-                return {"ok": True}
-            raise AgentError(protocol.NOT_READY, f"network {tenant}/{network}: {error}") from None
-        if doc.get("free_addresses") == 0:
-            raise AgentError(
-                protocol.NOT_READY,
-                f"no IP addresses available in network {tenant}/{network}",
-                f"subnet {doc.get('subnet')}: all {doc.get('endpoints')} addresses in use",
-            )
-        return {"ok": True}
+        """CNI STATUS (agent.readiness.status)."""
+        return readiness.status(self.client, self.settings.node, request)
 
     def gc(self, cni_network: str, valid: list[Any]) -> dict[str, Any]:
         """Release every attachment made through the CNI config `cni_network` that no valid attachment names,
