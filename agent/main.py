@@ -37,10 +37,24 @@ def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(f"TENET_{name.upper()}", default)
 
 
+def global_options(*, suppress: bool) -> argparse.ArgumentParser:
+    """Options of every verb, taken before or after it; the verbs' copy (`suppress`) has no default, so a value
+    given before the verb is not overwritten by the verb's parser."""
+    common = argparse.ArgumentParser(add_help=False)
+    default = argparse.SUPPRESS if suppress else _env("socket", DEFAULT_SOCKET)
+    common.add_argument(
+        "--socket", default=default, help=f"the unix socket the plugin calls (env TENET_SOCKET; {DEFAULT_SOCKET})"
+    )
+    return common
+
+
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="tenet-agent", description=__doc__.split("\n\n")[0])
+    top = argparse.ArgumentParser(
+        prog="tenet-agent", description=__doc__.split("\n\n")[0], parents=[global_options(suppress=False)]
+    )
     verbs = top.add_subparsers(dest="verb", required=True, metavar="run|install-cni")
-    run = verbs.add_parser("run", help="serve CNI requests for this node (the daemon)")
+    common = [global_options(suppress=True)]
+    run = verbs.add_parser("run", parents=common, help="serve CNI requests for this node (the daemon)")
     run.add_argument("--node", default=_env("node", socket.gethostname()), help="node name (env TENET_NODE)")
     run.add_argument("--tunnel-ip", default=_env("tunnel_ip"), help="this node's underlay address for VXLAN")
     run.add_argument("--uplink", default=_env("uplink"), help="interface carrying VLAN networks (optional)")
@@ -58,13 +72,11 @@ def parser() -> argparse.ArgumentParser:
         help="auto: the kernel datapath where the openvswitch module is there, else userspace (netdev)",
     )
     run.add_argument("--datapath-id", default=_env("datapath_id"), help="default: derived from the tunnel IP")
-    run.add_argument("--socket", default=_env("socket", DEFAULT_SOCKET), help="the unix socket the plugin calls")
     run.add_argument("--ready-timeout", type=float, default=float(_env("ready_timeout", "10")))
     run.add_argument("--log-level", default=_env("log_level", "info"))
-    install = verbs.add_parser("install-cni", help="write the plugin and a conflist for the runtime")
+    install = verbs.add_parser("install-cni", parents=common, help="write the plugin and a conflist for the runtime")
     install.add_argument("--bin-dir", default="/opt/cni/bin", type=Path)
     install.add_argument("--conf-dir", default="/etc/cni/net.d", type=Path)
-    install.add_argument("--socket", default=DEFAULT_SOCKET)
     install.add_argument("--tenant", help="the tenant pods join unless --namespace-map says otherwise")
     install.add_argument("--network", help="the network pods join unless --namespace-map says otherwise")
     install.add_argument(

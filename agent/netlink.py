@@ -59,6 +59,8 @@ from pyroute2.netlink.rtnl.ifinfmsg import IFF_UP, ifinfmsg
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
+from cni.config import ifname_problem
+
 CLONE_NEWNET = 0x40000000
 NS_GET_NSTYPE = 0xB703  # ioctl on an nsfs file: which kind of namespace it is
 LOOPBACK_INDEX = 1  # `lo` is ifindex 1 in every network namespace
@@ -71,7 +73,6 @@ RTEXT_FILTER_SKIP_STATS = 1 << 3
 IFNAMSIZ = 16
 RECV_SIZE = 1 << 16  # the kernel fills a dump's datagram up to 32 KiB
 
-_IFNAME = re.compile(r"[^/\s:]{1,15}")
 _MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
 _Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 _Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -108,6 +109,15 @@ class PodInterface:
 
 
 @dataclass(frozen=True)
+class Created:
+    """What `Netlink.create` made beyond what it was asked: the host end's MAC, and whether the pod's default
+    route is this interface's (False when the pod had one already, through an earlier interface)."""
+
+    host_mac: str
+    default_route: bool
+
+
+@dataclass(frozen=True)
 class PodView:
     """What is really in the pod, for CNI CHECK."""
 
@@ -135,8 +145,13 @@ class Netlink:
 
     # --- pods --------------------------------------------------------------------------------------
 
-    def create(self, pod: PodInterface) -> None:
-        """The veth pair, configured on both ends; everything made is removed again if a step fails."""
+    def create(self, pod: PodInterface) -> Created:
+        """The veth pair, configured on both ends; everything made is removed again if a step fails.
+
+        The pod's default route goes through this interface only if the pod has none of the address's family
+        yet: a container's first interface owns it, a second one (``net1``, another network or the same)
+        gets only the route to its subnet that comes with its address.
+        """
         address, gateway = _check(pod)
         where = f"{pod.netns}:{pod.ifname}"
         with self._session(), _netns_fd(pod.netns) as nsfd, ExitStack() as sockets:
@@ -151,14 +166,19 @@ class Netlink:
                 _call(inside, _addr_message(index, address), RTM_NEWADDR, exclusive, f"adding {pod.address} to {where}")
                 _call(inside, _up_message(index), RTM_NEWLINK, 0, f"setting {where} up")
                 _call(inside, _up_message(LOOPBACK_INDEX), RTM_NEWLINK, 0, f"setting lo up in {pod.netns}")
-                route = _default_route_message(index, gateway)
-                _call(inside, route, RTM_NEWROUTE, exclusive, f"adding the default route via {pod.gateway} in {where}")
+                default_route = not _has_default_route(inside, gateway.version, pod.netns)
+                if default_route:
+                    route = _default_route_message(index, gateway)
+                    doing = f"adding the default route via {pod.gateway} in {where}"
+                    _call(inside, route, RTM_NEWROUTE, exclusive, doing)
                 if ethtool is not None:
                     _tx_checksum_off(ethtool, where)
+                host_mac = str(_require_link(host, pod.host_name, pod.host_name).get_attr("IFLA_ADDRESS") or "")
             except BaseException:
                 with suppress(NetlinkError):  # the pod end goes with the host end
                     _delete_link(host, pod.host_name)
                 raise
+        return Created(host_mac=host_mac, default_route=default_route)
 
     def _add_veth(self, host: _Rtnl, inside: _Rtnl, pod: PodInterface, nsfd: int, where: str) -> None:
         """Host end up in the agent's namespace, pod end (name, MAC, MTU) born inside the pod.
@@ -379,6 +399,17 @@ def _delete_link(rtnl: _Rtnl, name: str) -> bool:
     return True
 
 
+def _has_default_route(rtnl: _Rtnl, version: int, netns: str) -> bool:
+    """Whether the main table of `rtnl`'s namespace has a default route of IP `version` (4 or 6)."""
+    query = rtmsg()
+    query["family"] = socket.AF_INET if version == 4 else socket.AF_INET6
+    for route in _call(rtnl, query, RTM_GETROUTE, NLM_F_DUMP, f"listing routes in {netns}"):
+        table = route.get_attr("RTA_TABLE") or route["table"]
+        if route["dst_len"] == 0 and table == RT_TABLE_MAIN and route["type"] == RTN_UNICAST:
+            return True
+    return False
+
+
 def _up_message(index: int) -> nlmsg:
     message = ifinfmsg()
     message["index"] = index
@@ -446,12 +477,13 @@ def _netns_fd(netns: str) -> Iterator[int]:
 
 
 def _valid_name(name: str) -> bool:
-    return isinstance(name, str) and bool(_IFNAME.fullmatch(name)) and name not in (".", "..")
+    return isinstance(name, str) and ifname_problem(name) is None
 
 
 def _check_name(name: str, what: str) -> None:
-    if not _valid_name(name):
-        raise NetlinkError(f"{what} {name!r}: not a valid interface name (1-15 characters, no '/', ':' or spaces)")
+    problem = ifname_problem(name) if isinstance(name, str) else "not a string"
+    if problem:
+        raise NetlinkError(f"{what} {name!r}: not a valid interface name: {problem}")
 
 
 def _check(pod: PodInterface) -> tuple[_Interface, _Address]:

@@ -23,9 +23,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from agent.netlink import HostLinkExists, InterfaceExists, Netlink, NetlinkError, NetnsMissing, PodInterface
+from agent import readiness
+from agent.netlink import Created, HostLinkExists, InterfaceExists, Netlink, NetlinkError, NetnsMissing, PodInterface
 from agent.ovsdb import Ovsdb, OvsdbError
 from cni import protocol
+from cni.config import ifname_problem
 from cni.protocol import AgentError
 from controller.client import Client, ClientError, path
 
@@ -39,6 +41,7 @@ EXT_NETNS = "tenet-netns"
 EXT_NETWORK = "tenet-network"
 EXT_POD = "tenet-pod"
 EXT_CNI_NETWORK = "tenet-cni-network"  # the CNI config's name: GC of one config leaves the others' pods
+EXT_DEFAULT_ROUTE = "tenet-default-route"  # "true" if the pod's default route is this interface's (CHECK)
 HOST_LINK_PREFIX = "tn"  # the controller names pod ports tn + 10 hex digits
 
 
@@ -94,12 +97,17 @@ class AgentService:
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         verb = request.get("verb")
         if verb == "STATUS":
-            return self.status()
+            return self.status(request)
         if verb == "GC":
             return self.gc(str(request.get("cni_network") or ""), request.get("valid_attachments") or [])
         if verb not in ("ADD", "DEL", "CHECK"):
             raise AgentError(protocol.INVALID_CONFIG, f"unknown verb {verb!r}", f"want one of {protocol.VERBS}")
         container_id, ifname = _text(request, "container_id", "CNI_CONTAINERID"), _text(request, "ifname", "CNI_IFNAME")
+        problem = ifname_problem(ifname)
+        if problem:
+            raise AgentError(
+                protocol.INVALID_ENVIRONMENT, f"CNI_IFNAME is not a valid Linux interface name: {problem}", repr(ifname)
+            )
         with self.locks.hold(container_id):
             if verb == "ADD":
                 return self.add(request, container_id, ifname)
@@ -116,7 +124,7 @@ class AgentService:
         try:
             doc = self._create_endpoint(eid, network)
             try:
-                self._plumb(doc, request, container_id, ifname, netns)
+                created = self._plumb(doc, request, container_id, ifname, netns)
             except BaseException:
                 self._forget_endpoint(eid)
                 raise
@@ -128,8 +136,10 @@ class AgentService:
             "ok": True,
             "endpoint": eid,
             "interface": interface,
+            "host_interface": {"name": doc["port_name"], "mac": created.host_mac, "mtu": doc["mtu"]},
             "ip": f"{doc['ip']}/{doc['prefix_len']}",
             "gateway": doc["gateway"],
+            "default_route": created.default_route,
         }
 
     def _create_endpoint(self, eid: str, network: str) -> dict[str, Any]:
@@ -147,7 +157,9 @@ class AgentService:
         except ClientError as error:
             raise _controller_error(error, f"creating the endpoint on {network}") from None
 
-    def _plumb(self, doc: dict[str, Any], request: dict[str, Any], container_id: str, ifname: str, netns: str) -> None:
+    def _plumb(
+        self, doc: dict[str, Any], request: dict[str, Any], container_id: str, ifname: str, netns: str
+    ) -> Created:
         port = doc["port_name"]
         pod = PodInterface(
             netns=netns,
@@ -161,11 +173,11 @@ class AgentService:
         )
         try:
             try:
-                self.netlink.create(pod)
+                created = self.netlink.create(pod)
             except HostLinkExists:  # left by an attempt that died before it could clean up: ours to remove
                 log.info("port %s exists from an earlier attempt: removing it", port)
                 self._unplumb(port)
-                self.netlink.create(pod)
+                created = self.netlink.create(pod)
         except NetnsMissing as error:
             raise AgentError(
                 protocol.INVALID_ENVIRONMENT, f"CNI_NETNS {netns!r} is not a network namespace", str(error)
@@ -185,6 +197,7 @@ class AgentService:
                 EXT_NETNS: netns,
                 EXT_NETWORK: doc["network"],
                 EXT_CNI_NETWORK: str(request.get("cni_network") or ""),
+                EXT_DEFAULT_ROUTE: "true" if created.default_route else "false",
             }
             if pod_name.get("name"):
                 external_ids[EXT_POD] = f"{pod_name.get('namespace', '')}/{pod_name['name']}"
@@ -193,6 +206,7 @@ class AgentService:
         except BaseException:
             self._unplumb(port)
             raise
+        return created
 
     def _wait_ready(self, doc: dict[str, Any]) -> None:
         try:
@@ -232,6 +246,8 @@ class AgentService:
         return f"endpoint {eid} ({doc['ip']})"
 
     def check(self, request: dict[str, Any], container_id: str, ifname: str) -> dict[str, Any]:
+        """CNI CHECK: fail on what breaks the attachment, allow what later chained plugins may change
+        (agent.readiness): the OVS port, the pod's interface, and the endpoint's flows."""
         netns = _text(request, "netns", "CNI_NETNS")
         eid = endpoint_id(container_id, ifname)
         try:
@@ -241,23 +257,12 @@ class AgentService:
                 raise AgentError(protocol.GENERIC_FAILURE, f"no endpoint for {ifname} of this container") from None
             raise _controller_error(error, "looking up the endpoint") from None
         port = doc["port_name"]
-        if self._ports().get(port, {}).get(EXT_ENDPOINT) != eid:
+        port_ids = self._ports().get(port, {})
+        if port_ids.get(EXT_ENDPOINT) != eid:
             raise AgentError(protocol.GENERIC_FAILURE, f"the OVS port {port} is missing from {self.settings.bridge}")
+        owns_default_route = port_ids.get(EXT_DEFAULT_ROUTE) != "false"  # ports made before the key: true
         view = self.netlink.inspect(netns, ifname)
-        address = f"{doc['ip']}/{doc['prefix_len']}"
-        problem = None
-        if view is None:
-            problem = f"interface {ifname} is missing from the pod"
-        elif view.mac.lower() != doc["mac"].lower():
-            problem = f"interface {ifname} has MAC {view.mac}, want {doc['mac']}"
-        elif address not in view.addresses:
-            problem = f"interface {ifname} lacks address {address} (has {', '.join(view.addresses) or 'none'})"
-        elif view.gateway != doc["gateway"]:
-            problem = f"the pod's default route is via {view.gateway or 'nothing'}, want {doc['gateway']}"
-        elif view.mtu != doc["mtu"]:
-            problem = f"interface {ifname} has MTU {view.mtu}, want {doc['mtu']}"
-        elif not view.up:
-            problem = f"interface {ifname} is down"
+        problem = readiness.pod_problem(view, doc, ifname, owns_default_route=owns_default_route)
         if problem:
             raise AgentError(protocol.GENERIC_FAILURE, problem)
         try:
@@ -270,14 +275,9 @@ class AgentService:
             )
         return {"ok": True}
 
-    def status(self) -> dict[str, Any]:
-        try:
-            node = self.client.get(path("v1", "nodes", self.settings.node))
-        except ClientError as error:
-            raise AgentError(protocol.NOT_READY, "the Tenet controller is not reachable", str(error)) from None
-        if not (node.get("switch") or {}).get("connected"):
-            raise AgentError(protocol.NOT_READY, f"the switch of node {self.settings.node} is not connected")
-        return {"ok": True}
+    def status(self, request: dict[str, Any]) -> dict[str, Any]:
+        """CNI STATUS (agent.readiness.status)."""
+        return readiness.status(self.client, self.settings.node, request)
 
     def gc(self, cni_network: str, valid: list[Any]) -> dict[str, Any]:
         """Release every attachment made through the CNI config `cni_network` that no valid attachment names,

@@ -23,6 +23,8 @@ DEFAULT_TIMEOUT = 30.0  # seconds; an ADD waits for the controller to install th
 STATUS_TIMEOUT = 5.0  # runtimes poll STATUS; a hung agent must not stall them for long
 # libcni sends both keys: the spec first named it cni.dev/attachments, then cni.dev/valid-attachments.
 ATTACHMENT_KEYS = ("cni.dev/valid-attachments", "cni.dev/attachments")
+IFNAMSIZ = 16  # Linux's interface name buffer, NUL included
+_IFNAME_BAD_BYTES = frozenset(b"/: \t\n\v\f\r\xa0")  # '/', ':' and the kernel's isspace()
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
 
@@ -133,8 +135,9 @@ def environment(env: Mapping[str, str], command: str) -> dict[str, str]:
     container_id, ifname = env["CNI_CONTAINERID"], env["CNI_IFNAME"]
     if not valid_name(container_id):
         raise CniError(INVALID_ENVIRONMENT, "CNI_CONTAINERID must be letters, digits, _ . - and start alphanumeric")
-    if len(ifname) > 15 or ifname in (".", "..") or any(c == "/" or c == ":" or c.isspace() for c in ifname):
-        raise CniError(INVALID_ENVIRONMENT, "CNI_IFNAME is not a valid Linux interface name", repr(ifname))
+    problem = ifname_problem(ifname)
+    if problem:
+        raise CniError(INVALID_ENVIRONMENT, f"CNI_IFNAME is not a valid Linux interface name: {problem}", repr(ifname))
     return {"container_id": container_id, "ifname": ifname, "netns": env.get("CNI_NETNS", "")}
 
 
@@ -152,6 +155,29 @@ def pod(env: Mapping[str, str]) -> dict[str, str] | None:
     if namespace is None and name is None:
         return None
     return {"namespace": namespace or "", "name": name or ""}
+
+
+def ifname_problem(name: str) -> str | None:
+    """What makes `name` an invalid Linux interface name, or None if the kernel takes it.
+
+    The kernel's dev_valid_name (net/core/dev.c): 1 to IFNAMSIZ-1 = 15 bytes, not "." or "..", and no byte
+    that is '/', ':' or isspace() in the kernel's ctype, which counts 0xA0 (so "à", UTF-8 C3 A0, is refused).
+    Bytes, not characters: nine "é" are 18 bytes.
+    """
+    if not name:
+        return "it is empty"
+    try:
+        raw = name.encode("utf-8")
+    except UnicodeEncodeError:  # os.environ keeps undecodable bytes as surrogates; results are UTF-8 JSON
+        return "it is not valid UTF-8"
+    if len(raw) > IFNAMSIZ - 1:
+        return f"it is {len(raw)} bytes, the limit is {IFNAMSIZ - 1}"
+    if name in (".", ".."):
+        return f"{name!r} is reserved"
+    bad = sorted({chr(byte) for byte in raw if byte in _IFNAME_BAD_BYTES})
+    if bad:
+        return f"it contains {', '.join(repr(c) for c in bad)} ('/', ':' and whitespace are not allowed)"
+    return None
 
 
 def valid_name(name: str) -> bool:

@@ -8,6 +8,9 @@ stdout. Standard library only, so it starts in milliseconds; `tenet-agent instal
 Verbs: ADD, DEL, CHECK (cniVersion 0.4.0+), STATUS and GC (1.1.0+), VERSION. Environment: CNI_COMMAND always;
 CNI_CONTAINERID and CNI_IFNAME for ADD, DEL and CHECK; CNI_NETNS for ADD and CHECK (DEL accepts it empty: the
 namespace may be gone); CNI_ARGS may carry K8S_POD_NAMESPACE and K8S_POD_NAME (kubelet passes them).
+CNI_IFNAME is checked as the kernel checks a name (cni.config.ifname_problem): at most 15 bytes, not
+characters. DEL is best effort: it finds everything from CNI_CONTAINERID and CNI_IFNAME and ignores prevResult,
+malformed or not. STATUS fails (code 50) when the config's default network has no free address left.
 
 Network configuration (a plugin of a conflist; cni.install writes one)::
 
@@ -30,7 +33,7 @@ Errors are the spec's JSON object on stdout with exit status 1, never a tracebac
 6     stdin is not a JSON object
 7     a configuration field missing or ill-typed; the message names it
 11    the agent is not running or did not answer in time: try again later
-50    STATUS: the agent is down or not ready to serve ADD
+50    STATUS: the agent is down or cannot serve ADD (controller, switch, or the network's pool exhausted)
 999   anything else (the agent's own codes pass through unchanged)
 ====  =====================================================================================
 """
@@ -91,6 +94,8 @@ def execute(env: Mapping[str, str], data: bytes) -> dict[str, Any] | None:
     attachment = cniconfig.environment(env, command)
     pod = cniconfig.pod(env)
     raw = cniconfig.decode(data)
+    if command == "DEL":  # best effort: DEL finds everything from CNI_CONTAINERID and CNI_IFNAME
+        raw.pop("prevResult", None)
     conf = NetConf(raw, cniconfig.check_version(raw, command))
     request: dict[str, Any] = {"verb": command, "cni_network": conf.name, **attachment}
     target = conf.target(pod["namespace"] if pod else None)

@@ -17,6 +17,8 @@ Request::
 Answer, on success::
 
     {"ok": true, "interface": {"name", "mac", "sandbox", "mtu"}, "ip": "10.1.0.5/24", "gateway": "10.1.0.1",
+     "host_interface": {"name", "mac", "mtu"},                # the veth's host end, the OVS port
+     "default_route": bool,                                   # false: the pod's default route was another's
      "endpoint": str}                                         # ADD; CHECK and the others answer {"ok": true}
 
 and on failure ``{"ok": false, "code": int, "msg": str, "details": str}`` with a CNI well-known code.

@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tenetctl",
         description="Tenet: multi-tenant networking on Open vSwitch. Offline commands read a topology file "
         "(nodes, tenants, networks, QoS, endpoints; see examples/cluster.yaml); live commands talk to a "
-        "running controller (--server, --token).",
+        "running controller (--server, --token, --json: before or after the command).",
+        parents=[cli_live.connection_options()],
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -98,7 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("--dport", type=int, metavar="N", help="destination port for tcp and udp (default 80)")
     trace.add_argument("--spoof-ip", metavar="IP", help="send from this source IP instead of the endpoint's own")
     trace.add_argument("--spoof-mac", metavar="MAC", help="send from this source MAC instead of the endpoint's own")
-    trace.add_argument("--json", action="store_true", help="print a JSON object: verdict, delivered_to, path")
+    trace.add_argument(  # no default: `tenetctl --json trace ...` sets it before the command
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print a JSON object: verdict, delivered_to, path",
+    )
     trace.set_defaults(run=run_trace)
     cli_live.add_commands(commands)
     return parser

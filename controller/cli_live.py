@@ -6,7 +6,8 @@
   tenetctl qos create NAME --rate-kbps N --burst-kb N | ls | show | rm | attach NAME TARGET | detach TARGET
   tenetctl node ls|show       tenetctl endpoint ls|show       tenetctl flows NODE
 
-Every command takes --server (or TENET_SERVER), --token, --token-file (or TENET_TOKEN) and --json.
+Every command takes --server (or TENET_SERVER), --token, --token-file (or TENET_TOKEN) and --json, before
+the command or after it: `tenetctl --json tenant ls` and `tenetctl tenant ls --json` are the same.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ class UsageError(Exception):
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
-    """Register the live commands on tenetctl's subcommand parser."""
-    common = connection_options()
+    """Register the live commands on tenetctl's subcommand parser (whose parent has `connection_options()`)."""
+    common = connection_options(suppress=True)
     _tenant(commands, common)
     _network(commands, common)
     _qos(commands, common)
@@ -60,18 +61,29 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     flows.set_defaults(run=live(show_flows))
 
 
-def connection_options() -> argparse.ArgumentParser:
+def connection_options(*, suppress: bool = False) -> argparse.ArgumentParser:
+    """--server, --token, --token-file and --json, for tenetctl itself and (`suppress`) for each command.
+
+    The commands' copy has no defaults (argparse.SUPPRESS): a value given before the command survives the
+    command's parser, which would otherwise set its own default over it.
+    """
     common = argparse.ArgumentParser(add_help=False)
     group = common.add_argument_group("controller connection")
-    group.add_argument("--server", metavar="URL", help=f"the controller's API (env TENET_SERVER; {DEFAULT_SERVER})")
-    group.add_argument("--token", help="bearer token (env TENET_TOKEN)")
-    group.add_argument("--token-file", metavar="FILE", help="a file holding the bearer token")
-    group.add_argument("--json", action="store_true", help="print the API's JSON instead of a table")
+
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if suppress else value
+
+    server_help = f"the controller's API (env TENET_SERVER; {DEFAULT_SERVER})"
+    group.add_argument("--server", metavar="URL", default=default(None), help=server_help)
+    group.add_argument("--token", default=default(None), help="bearer token (env TENET_TOKEN)")
+    group.add_argument("--token-file", metavar="FILE", default=default(None), help="a file holding the bearer token")
+    json_help = "print the API's JSON instead of a table"
+    group.add_argument("--json", action="store_true", default=default(False), help=json_help)
     return common
 
 
 def _subcommands(commands: argparse._SubParsersAction, name: str, help_: str) -> argparse._SubParsersAction:
-    parser = commands.add_parser(name, help=help_, description=help_)
+    parser = commands.add_parser(name, parents=[connection_options(suppress=True)], help=help_, description=help_)
     return parser.add_subparsers(dest=f"{name}_command", required=True, metavar="ACTION")
 
 
@@ -249,7 +261,19 @@ def delete_tenant(client: Client, args: argparse.Namespace) -> Output:
 # --- networks --------------------------------------------------------------------------------------------
 
 NETWORK_COLUMNS = ("key", "encap", "segment", "subnet", "gateway", "mtu", "endpoints", "qos")
-NETWORK_FIELDS = ("key", "encap", "segment", "subnet", "gateway", "gateway_mac", "mtu", "id", "endpoints", "qos")
+NETWORK_FIELDS = (
+    "key",
+    "encap",
+    "segment",
+    "subnet",
+    "gateway",
+    "gateway_mac",
+    "mtu",
+    "id",
+    "endpoints",
+    "free_addresses",
+    "qos",
+)
 
 
 def network_table(docs: list[dict[str, Any]]) -> str:

@@ -7,7 +7,8 @@
     tenet-lab status
     tenet-lab down                             removes everything the lab made
 
-Needs root. The state lives in --state-dir (env TENET_LAB_STATE, default /var/lib/tenet-lab).
+Needs root. The state lives in --state-dir (env TENET_LAB_STATE, default /var/lib/tenet-lab), given before
+or after the verb: `tenet-lab --state-dir DIR up` and `tenet-lab up --state-dir DIR` are the same.
 """
 
 from __future__ import annotations
@@ -25,28 +26,46 @@ from lab.cluster import DEFAULT_STATE, Lab, LabError, load_config
 from lab.ovs import pid_alive
 
 
+def global_options(*, suppress: bool) -> argparse.ArgumentParser:
+    """Options every verb takes, before or after it. The copy on the verbs (`suppress`) has no default, so a
+    value given before the verb is kept when the verb's parser runs."""
+    common = argparse.ArgumentParser(add_help=False)
+    default = argparse.SUPPRESS if suppress else Path(os.environ.get("TENET_LAB_STATE", DEFAULT_STATE))
+    common.add_argument(
+        "--state-dir",
+        type=Path,
+        default=default,
+        metavar="DIR",
+        help=f"the lab's state (env TENET_LAB_STATE; {DEFAULT_STATE})",
+    )
+    return common
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
-        prog="tenet-lab", description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="tenet-lab",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[global_options(suppress=False)],
     )
-    top.add_argument("--state-dir", type=Path, default=Path(os.environ.get("TENET_LAB_STATE", DEFAULT_STATE)))
     verbs = top.add_subparsers(dest="verb", required=True, metavar="up|pod|matrix|status|down")
-    up = verbs.add_parser("up", help="build the lab")
+    common = [global_options(suppress=True)]
+    up = verbs.add_parser("up", parents=common, help="build the lab")
     up.add_argument("--nodes", type=int, default=2, help="how many nodes (default 2)")
     up.add_argument("--config", type=Path, help="YAML with tenants, their networks and qos (default: two tenants)")
-    pod = verbs.add_parser("pod", help="add or remove a pod")
+    pod = verbs.add_parser("pod", parents=common, help="add or remove a pod")
     pod_verbs = pod.add_subparsers(dest="pod_verb", required=True, metavar="add|rm")
-    add = pod_verbs.add_parser("add", help="a pod through the node's real CNI plugin")
+    add = pod_verbs.add_parser("add", parents=common, help="a pod through the node's real CNI plugin")
     add.add_argument("name")
     add.add_argument("--node", required=True)
     add.add_argument("--network", required=True, help="TENANT/NETWORK")
-    remove = pod_verbs.add_parser("rm", help="CNI DEL, then the namespace goes")
+    remove = pod_verbs.add_parser("rm", parents=common, help="CNI DEL, then the namespace goes")
     remove.add_argument("name")
-    show = verbs.add_parser("matrix", help="who reaches whom (exit 1 on any mismatch with the policy)")
+    show = verbs.add_parser("matrix", parents=common, help="who reaches whom (exit 1 on any mismatch with the policy)")
     show.add_argument("--json", action="store_true")
-    status = verbs.add_parser("status", help="nodes, switches, agents and pods")
+    status = verbs.add_parser("status", parents=common, help="nodes, switches, agents and pods")
     status.add_argument("--json", action="store_true")
-    verbs.add_parser("down", help="remove every namespace, veth, OVS instance and process of the lab")
+    verbs.add_parser("down", parents=common, help="remove every namespace, veth, OVS instance and process of the lab")
     return top
 
 

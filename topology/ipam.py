@@ -33,6 +33,12 @@ class AddressPool:
         """Addresses in use, the gateway excluded."""
         return len(self._used) - 1
 
+    @property
+    def free(self) -> int:
+        """Addresses `allocate` can still hand out: the subnet's host addresses less the used ones and the gateway."""
+        gateway_inside = self._first <= self._gateway <= self._last
+        return self._last - self._first + 1 - len(self._used) + (0 if gateway_inside else 1)
+
     def claim(self, ip: IPv4Address, *, path: str) -> None:
         """Reserve a specific address (an endpoint with a static IP)."""
         value = int(ip)

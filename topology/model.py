@@ -237,6 +237,10 @@ class Model:
         except KeyError:
             raise ValidationError(path, f"unknown network {key!r} (want TENANT/NAME)") from None
 
+    def free_addresses(self, key: str) -> int:
+        """How many more endpoints network `key` can take before its address pool is exhausted."""
+        return self._pools[key].free
+
     def endpoint(self, endpoint_id: str, *, path: str = "endpoint") -> Endpoint:
         try:
             return self.endpoints[endpoint_id]

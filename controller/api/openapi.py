@@ -79,6 +79,7 @@ SCHEMAS: Json = {
             "mtu": INTEGER,
             "id": INTEGER,
             "endpoints": INTEGER,
+            "free_addresses": {"type": "integer", "description": "addresses IPAM can still hand out"},
             "qos": _nullable(STRING),
         },
         required=("tenant", "name", "key", "encap", "segment", "vni", "vlan", "subnet", "gateway", "mtu", "id"),

@@ -12,6 +12,7 @@ import pytest
 
 from lab.cni import ControllerProcess
 from lab.ovs import OvsNode
+from tests.functional.cni_support import Cluster, start_cluster
 
 
 @pytest.fixture
@@ -30,3 +31,10 @@ def ovs_node(tmp_path: Path) -> Iterator[OvsNode]:
         yield node.start()
     finally:
         node.close()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """Pods through the real plugin, agent, controller and br-int (tests.functional.cni_support)."""
+    with start_cluster(tmp_path) as running:
+        yield running

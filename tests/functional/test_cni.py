@@ -4,81 +4,11 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import re
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 from agent.service import endpoint_id
-from controller.client import Client
-from lab.cni import AgentProcess, ControllerProcess
-from lab.ovs import OvsNode, Pod, sh, tcp_connects, wait_for
-from tests.functional.cni_support import Runtime, in_pod, install_plugin
-
-NETWORKS = (  # tenant, name, vni, subnet: red/web overlaps blue/web on purpose
-    ("blue", "web", 5001, "10.1.0.0/24"),
-    ("blue", "db", 5002, "10.2.0.0/24"),
-    ("red", "web", 6001, "10.1.0.0/24"),
-)
-
-
-@dataclass
-class Cluster:
-    controller: ControllerProcess
-    node: OvsNode
-    agent: AgentProcess
-    runtime: Runtime
-
-    @property
-    def api(self) -> Client:
-        return self.controller.client
-
-    def pod(self, name: str, out: dict) -> Pod:
-        ours = out["interfaces"][out["ips"][-1]["interface"]]
-        assert ours["sandbox"] == f"/var/run/netns/{name}"
-        return Pod(name, name, out["ips"][-1]["address"].split("/")[0])
-
-    def leftovers(self) -> dict[str, list[str]]:
-        """Pod ports on br-int, pod veths in the node, flows naming pod ports, and endpoints: what DEL removes."""
-        ports = [p for p in self.node.vsctl("list-ports", "br-int").split() if p.startswith("tn")]
-        links = [
-            line.split(":")[1].strip() for line in self.node.exec("ip", "-o", "link").splitlines() if ": tn" in line
-        ]
-        endpoints = [e["id"] for e in self.api.get("/v1/endpoints")]
-        flows = [f for f in self.node.ofctl("--no-names", "dump-flows").splitlines() if _names_pod_port(f)]
-        return {"ports": ports, "links": links, "endpoints": endpoints, "flows": flows}
-
-
-def _names_pod_port(flow: str) -> bool:
-    """Pod ports are numbered from 1000: a flow matching or sending to one belongs to a pod."""
-    numbers = re.findall(r"in_port=(\d+)|output:(\d+)|reg3=(0x[0-9a-f]+)|load:(0x[0-9a-f]+)->NXM_NX_REG3", flow)
-    return any(int(value, 0) >= 1000 for found in numbers for value in found if value)
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    controller = ControllerProcess(tmp_path, api_host="0.0.0.0")
-    node = OvsNode("n1", tmp_path / "ovs")
-    agent = AgentProcess(node, controller, tmp_path)
-    runtime = Runtime(install_plugin(tmp_path, agent.socket), agent.socket)
-    try:
-        controller.start()
-        node.start()
-        for tenant in ("blue", "red"):
-            controller.client.post("/v1/tenants", {"name": tenant})
-        for tenant, name, vni, subnet in NETWORKS:
-            body = {"name": name, "encap": "vxlan", "vni": vni, "subnet": subnet}
-            controller.client.post(f"/v1/tenants/{tenant}/networks", body)
-        agent.start()
-        wait_for(lambda: controller.node("n1").get("switch", {}).get("in_sync"), "br-int to connect and sync")
-        yield Cluster(controller, node, agent, runtime)
-    finally:
-        runtime.close()
-        agent.stop()
-        node.close()
-        controller.stop()
+from lab.ovs import Pod, sh, tcp_connects, wait_for
+from tests.functional.cni_support import Cluster, Runtime, in_pod
 
 
 def test_pods_get_what_the_result_says_and_tenants_stay_apart(cluster: Cluster) -> None:
@@ -275,7 +205,8 @@ def test_chained_between_the_reference_loopback_and_portmap(cluster: Cluster) ->
         done = step.call("ADD", config | ({"prevResult": result} if result else {}), container="c-ch1", netns=netns)
         assert done.code == 0, (program, done)
         result = done.out
-    assert [i["name"] for i in result["interfaces"]] == ["lo", "eth0"]
+    port = cluster.api.get(f"/v1/endpoints/{endpoint_id('c-ch1', 'eth0')}")["port_name"]
+    assert [i["name"] for i in result["interfaces"]] == ["lo", port, "eth0"]  # the host end of the veth too
     ours = result["ips"][-1]
     assert result["interfaces"][ours["interface"]]["name"] == "eth0"
     assert in_pod("ch1", "ip", "-o", "addr", "show", "lo").stdout.count("127.0.0.1") == 1

@@ -38,12 +38,10 @@ import pytest
 from agent.service import endpoint_id
 from cni.install import install
 from lab.ovs import sh, wait_for
-from tests.functional import test_cni
-from tests.functional.test_cni import Cluster
+from tests.functional.cni_support import Cluster  # the `cluster` fixture (conftest): tenants blue and red
 
-cluster = test_cni.cluster  # the fixture: controller, OVS node and agent; tenants blue and red
 NETWORK = "tenet-podman"  # the conflist's name: podman's name for the network
-SUBNET = ipaddress.ip_network("10.1.0.0/24")  # blue/web in test_cni's cluster
+SUBNET = ipaddress.ip_network("10.1.0.0/24")  # blue/web in the cluster fixture's networks
 DEBIAN_PLUGINS = Path("/usr/lib/cni")
 NETNS_DIR = "/run/netns"  # where rootful podman puts its containers' network namespaces
 RUN_OPTIONS = (

@@ -116,7 +116,8 @@ def test_networks(ctl: Ctl) -> None:
         ["blue/web", "vxlan", "100", "10.0.0.0/24", "10.0.0.1", "1450", "0", "-"],
     ]
     assert ctl.ok("network", "ls") == ctl.ok("network", "ls", "blue")
-    assert "gateway_mac:" in ctl.ok("network", "show", "blue/web")
+    shown = ctl.ok("network", "show", "blue/web")
+    assert "gateway_mac:" in shown and "free_addresses: 253" in shown  # 254 hosts less the gateway
     assert ctl.ok("network", "rm", "blue/db") == "deleted network blue/db\n"
     assert [n["key"] for n in ctl.json("network", "ls")] == ["blue/web"]
 
@@ -239,3 +240,31 @@ def test_as_a_process(server: ApiServer) -> None:
 def test_offline_commands_still_work(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", str(ROOT / "examples" / "cluster.yaml")]) == 0
     assert ": ok: " in capsys.readouterr().out
+
+
+def test_connection_options_go_before_or_after_the_command(ctl: Ctl, capsys: pytest.CaptureFixture[str]) -> None:
+    """--server, --token and --json are tenetctl's options and each command's: a value before the command is
+    not lost to the command's defaults, a value after it wins."""
+    ctl.ok("tenant", "create", "blue")
+    after = ["tenant", "ls", "--server", ctl.url, "--token", ADMIN, "--json"]
+    before = ["--server", ctl.url, "--token", ADMIN, "--json", "tenant", "ls"]
+    between = ["--server", ctl.url, "tenant", "--json", "ls", "--token", ADMIN]
+    outputs = []
+    for argv in (after, before, between):
+        assert main(argv) == 0, argv
+        out, err = capsys.readouterr()
+        assert err == "", (argv, err)
+        outputs.append(json.loads(out))
+    assert outputs == [[{"name": "blue", "id": 1, "networks": []}]] * 3
+    # The command's own value beats tenetctl's: this token is the tenant's, so creating a tenant is refused.
+    assert main(["--token", ADMIN, "--server", ctl.url, "tenant", "create", "red", "--token", BLUE]) == 1
+    assert "cluster-admin token" in capsys.readouterr().err
+
+
+def test_trace_json_goes_before_or_after_the_command(capsys: pytest.CaptureFixture[str]) -> None:
+    trace = ["trace", str(ROOT / "examples" / "cluster.yaml"), "--src", "b1", "--dst", "b2"]
+    documents = []
+    for argv in ([*trace, "--json"], ["--json", *trace]):
+        assert main(argv) == 0
+        documents.append(json.loads(capsys.readouterr().out))
+    assert documents[0] == documents[1] and documents[0]["verdict"]

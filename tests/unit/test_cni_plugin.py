@@ -41,7 +41,16 @@ def add_answer(request: dict[str, Any]) -> dict[str, Any]:
     if request["verb"] != "ADD":
         return {"ok": True}
     interface = {"name": request["ifname"], "mac": "02:00:0a:01:00:05", "sandbox": request["netns"], "mtu": 1450}
-    return {"ok": True, "interface": interface, "ip": "10.1.0.5/24", "gateway": "10.1.0.1", "endpoint": "ep-1"}
+    host = {"name": "tn0000000001", "mac": "5a:9e:11:22:33:44", "mtu": 1450}
+    return {
+        "ok": True,
+        "interface": interface,
+        "host_interface": host,
+        "ip": "10.1.0.5/24",
+        "gateway": "10.1.0.1",
+        "default_route": True,
+        "endpoint": "ep-1",
+    }
 
 
 class FakeAgent:
@@ -194,15 +203,16 @@ def test_version_answers_in_the_latest_version_otherwise(launcher: Path, stdin: 
 def test_add_result_has_the_shape_of_the_config_version(launcher: Path, agent: FakeAgent, version: str) -> None:
     status, result = run(launcher, "ADD", netconf(agent.path, version))
     assert status == 0
+    host = {"name": "tn0000000001", "mac": "5a:9e:11:22:33:44"}  # the host end: no sandbox
     interface = {"name": "eth0", "mac": "02:00:0a:01:00:05", "sandbox": NETNS}
     if version == "1.1.0":
-        interface["mtu"] = 1450
-    ip = {"address": "10.1.0.5/24", "gateway": "10.1.0.1", "interface": 0}
+        host["mtu"] = interface["mtu"] = 1450
+    ip = {"address": "10.1.0.5/24", "gateway": "10.1.0.1", "interface": 1}  # the pod's interface, not the host's
     if version.startswith("0."):
         ip["version"] = "4"
     assert result == {
         "cniVersion": version,
-        "interfaces": [interface],
+        "interfaces": [host, interface],
         "ips": [ip],
         "routes": [{"dst": "0.0.0.0/0", "gw": "10.1.0.1"}],
         "dns": {},
@@ -228,9 +238,10 @@ def test_add_chained_after_loopback_appends_to_its_result(launcher: Path, agent:
     assert result["cniVersion"] == "1.0.0"
     assert result["interfaces"] == [
         *LOOPBACK_RESULT["interfaces"],
+        {"name": "tn0000000001", "mac": "5a:9e:11:22:33:44"},
         {"name": "eth0", "mac": "02:00:0a:01:00:05", "sandbox": NETNS},
     ]
-    assert result["ips"] == [*LOOPBACK_RESULT["ips"], {"address": "10.1.0.5/24", "gateway": "10.1.0.1", "interface": 1}]
+    assert result["ips"] == [*LOOPBACK_RESULT["ips"], {"address": "10.1.0.5/24", "gateway": "10.1.0.1", "interface": 2}]
     assert result["routes"] == [{"dst": "192.0.2.0/24"}, {"dst": "0.0.0.0/0", "gw": "10.1.0.1"}]
     assert result["dns"] == {"nameservers": ["10.1.0.2"]}
 
@@ -239,7 +250,7 @@ def test_add_reports_an_ipv6_address_with_its_family(launcher: Path, agent: Fake
     agent.answer = lambda request: {**add_answer(request), "ip": "fd00:1::5/64", "gateway": "fd00:1::1"}
     status, result = run(launcher, "ADD", netconf(agent.path, "0.4.0"))
     assert status == 0
-    assert result["ips"] == [{"version": "6", "address": "fd00:1::5/64", "gateway": "fd00:1::1", "interface": 0}]
+    assert result["ips"] == [{"version": "6", "address": "fd00:1::5/64", "gateway": "fd00:1::1", "interface": 1}]
     assert result["routes"] == [{"dst": "::/0", "gw": "fd00:1::1"}]
 
 
@@ -247,8 +258,17 @@ def test_add_without_a_gateway_reports_no_route(launcher: Path, agent: FakeAgent
     agent.answer = lambda request: {**add_answer(request), "gateway": None}
     status, result = run(launcher, "ADD", netconf(agent.path))
     assert status == 0
-    assert result["ips"] == [{"address": "10.1.0.5/24", "interface": 0}]
+    assert result["ips"] == [{"address": "10.1.0.5/24", "interface": 1}]
     assert "routes" not in result
+
+
+def test_a_second_interface_lists_no_default_route(launcher: Path, agent: FakeAgent) -> None:
+    """The agent installs the pod's default route through its first interface only (agent.netlink)."""
+    agent.answer = lambda request: {**add_answer(request), "default_route": False}
+    status, result = run(launcher, "ADD", netconf(agent.path), CNI_IFNAME="net1")
+    assert status == 0
+    assert result["ips"] == [{"address": "10.1.0.5/24", "gateway": "10.1.0.1", "interface": 1}]
+    assert result["interfaces"][1]["name"] == "net1" and "routes" not in result
 
 
 @pytest.mark.parametrize(
@@ -328,6 +348,30 @@ def test_del_succeeds_repeatedly_without_netns_or_prev_result(
         ("DEL", "c0ffee-1", "eth0", ""),
         ("DEL", "c0ffee-1", "eth0", ""),
     ]
+
+
+@pytest.mark.parametrize("ifname", ["é" * 7, "net1", "a" * 15])  # 14 bytes, 15 bytes: within IFNAMSIZ
+def test_interface_names_up_to_15_bytes_pass(launcher: Path, agent: FakeAgent, ifname: str) -> None:
+    status, result = run(launcher, "ADD", netconf(agent.path), CNI_IFNAME=ifname)
+    assert status == 0 and result["interfaces"][-1]["name"] == ifname
+
+
+@pytest.mark.parametrize("previous", ["x", {"ips": {"a": 1}}, {"interfaces": [1]}, [], 7])
+def test_del_ignores_a_malformed_prev_result(launcher: Path, agent: FakeAgent, previous: Any) -> None:
+    assert run(launcher, "DEL", netconf(agent.path, prevResult=previous)) == (0, None)
+    assert [(r["verb"], r["container_id"], r["ifname"]) for r in agent.requests] == [("DEL", "c0ffee-1", "eth0")]
+
+
+def test_check_compares_namespaces_not_paths(launcher: Path, agent: FakeAgent, tmp_path: Path) -> None:
+    """Another path to the same file (as a bind mount or /proc/PID/ns/net is to a netns) is the same sandbox."""
+    sandbox, alias, other = tmp_path / "pod", tmp_path / "alias", tmp_path / "other"
+    sandbox.touch()
+    other.touch()
+    alias.hardlink_to(sandbox)
+    _, result = run(launcher, "ADD", netconf(agent.path), CNI_NETNS=str(sandbox))
+    assert run(launcher, "CHECK", netconf(agent.path, prevResult=result), CNI_NETNS=str(alias)) == (0, None)
+    error = failure(launcher, "CHECK", netconf(agent.path, prevResult=result), CNI_NETNS=str(other))
+    assert error["code"] == 999 and "prevResult lists no interface eth0" in error["msg"]
 
 
 def test_check_consults_prev_result_then_asks_the_agent(launcher: Path, agent: FakeAgent) -> None:
@@ -422,6 +466,14 @@ def test_incompatible_version_is_code_1(launcher: Path, agent: FakeAgent, comman
         ("DEL", {"CNI_CONTAINERID": None}, "CNI_CONTAINERID"),
         ("ADD", {"CNI_IFNAME": "eth0/1"}, "CNI_IFNAME"),
         ("ADD", {"CNI_IFNAME": "a-name-too-long-16"}, "CNI_IFNAME"),
+        ("ADD", {"CNI_IFNAME": "é" * 9}, "CNI_IFNAME"),  # nine characters, 18 bytes
+        ("ADD", {"CNI_IFNAME": "àb"}, "CNI_IFNAME"),  # UTF-8 C3 A0: the kernel's isspace() takes 0xA0
+        ("ADD", {"CNI_IFNAME": "eth 0"}, "CNI_IFNAME"),
+        ("ADD", {"CNI_IFNAME": "eth:0"}, "CNI_IFNAME"),
+        ("ADD", {"CNI_IFNAME": ".."}, "CNI_IFNAME"),
+        ("CHECK", {"CNI_IFNAME": "."}, "CNI_IFNAME"),
+        ("DEL", {"CNI_IFNAME": "eth0\t"}, "CNI_IFNAME"),
+        ("ADD", {"CNI_IFNAME": "eth\udcff"}, "CNI_IFNAME"),  # the byte 0xFF: not UTF-8
         ("DEL", {"CNI_CONTAINERID": "-leading-dash"}, "CNI_CONTAINERID"),
         ("ADD", {"CNI_ARGS": "K8S_POD_NAMESPACE"}, "CNI_ARGS"),
     ],

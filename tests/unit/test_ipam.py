@@ -227,3 +227,21 @@ def test_endpoint_and_gateway_macs() -> None:
     assert is_unicast_mac(gateway_mac(0xFFFF))
     assert not is_unicast_mac(mac_to_int("01:00:5e:00:00:01"))
     assert endpoint_mac(0, IP("0.0.0.0")) == ENDPOINT_MAC_BASE
+
+
+@pytest.mark.parametrize(
+    ("subnet", "gateway", "size"), [("10.0.0.0/29", "10.0.0.1", 5), ("10.0.0.0/31", "10.0.0.0", 1)]
+)
+def test_free_counts_what_allocate_can_still_hand_out(subnet: str, gateway: str, size: int) -> None:
+    addresses = pool(subnet, gateway)
+    assert addresses.free == size
+    first = addresses.allocate(path="ip")
+    if size > 1:
+        addresses.claim(IP(int(first) + 1), path="ip")
+    assert addresses.free == max(size - 2, 0)
+    while addresses.free:
+        addresses.allocate(path="ip")
+    with pytest.raises(PoolExhausted):
+        addresses.allocate(path="ip")
+    addresses.release(first)
+    assert addresses.free == 1
