@@ -34,7 +34,12 @@ SEND_CHUNK_BYTES = 256 * 1024  # flow-mods are written to the socket in batches 
 
 
 class SwitchError(RuntimeError):
-    """The switch answered with an OpenFlow error, or did not answer in time."""
+    """The switch answered with an OpenFlow error, or did not answer in time. `recorded`: the error is in
+    the session's `errors` already (an OFPT_ERROR is recorded when it arrives)."""
+
+    def __init__(self, text: str, *, recorded: bool = False) -> None:
+        super().__init__(text)
+        self.recorded = recorded
 
 
 @dataclass
@@ -129,10 +134,15 @@ class SwitchSession:
             except Exception as error:  # a failed task must be loud, and must not stop the session
                 if self._closed:
                     return
-                log.error(
-                    "switch %s (%s): %s", self.node, hex(self.dp.id), error, exc_info=not isinstance(error, SwitchError)
-                )
-                self.errors.append(str(error))
+                if not getattr(error, "recorded", False):  # an OFPT_ERROR was logged and kept when it came
+                    log.error(
+                        "switch %s (%s): %s",
+                        self.node,
+                        hex(self.dp.id),
+                        error,
+                        exc_info=not isinstance(error, SwitchError),
+                    )
+                    self.errors.append(str(error))
                 self.in_sync = False
                 self._schedule_resync()
 
@@ -180,7 +190,7 @@ class SwitchSession:
                 self._pending.pop(xid, None)
             raise SwitchError(f"no answer to {what} within {timeout:g} s")
         if pending.error:
-            raise SwitchError(pending.error)
+            raise SwitchError(pending.error, recorded=pending.error != "the switch disconnected")
         return pending
 
     def deliver(self, msg: Any) -> None:
@@ -309,7 +319,7 @@ class SwitchSession:
         self.barrier()
         refused = self.error_count - errors_before
         if refused:  # messages sent without waiting: their errors came before the barrier's reply
-            raise SwitchError(f"the switch refused {refused} message(s) of the plan; the last: {self.errors[-1]}")
+            raise SwitchError(f"the switch refused {refused} message(s) of the plan", recorded=True)
         self.last_plan = {
             "flow_mods": plan.flow_mod_count(),
             "messages": len(plan),
