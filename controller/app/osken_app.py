@@ -89,12 +89,13 @@ class TenetApp(app_manager.OSKenApp):
         try:
             if previous.answers(PROBE_TIMEOUT):
                 text = (
-                    f"refused a connection from {_address(dp)} claiming datapath id {dp.id:#x}: "
-                    f"the switch at {_address(previous.dp)} holds it and answers"
+                    f"refused a connection from {_address(dp, port=False)} claiming datapath id {dp.id:#x}: "
+                    f"the switch at {_address(previous.dp, port=False)} holds it and answers"
                 )
-                log.error("switch %s: %s", previous.node, text)
+                log.error("switch %s: %s (connection from %s)", previous.node, text, _address(dp))
                 previous.refused_connections += 1
-                previous.errors.append(text)
+                if text not in previous.errors:  # a switch retrying every second is one problem, not many
+                    previous.errors.append(text)
                 dp.close()
                 self._notify()
                 return
@@ -341,6 +342,9 @@ class TenetApp(app_manager.OSKenApp):
         self._notify()
 
 
-def _address(dp: Any) -> str:
+def _address(dp: Any, *, port: bool = True) -> str:
+    """A connection's peer as `host:port` (or `host`)."""
     address = getattr(dp, "address", None)
-    return f"{address[0]}:{address[1]}" if isinstance(address, tuple) and len(address) >= 2 else str(address)
+    if not isinstance(address, tuple) or len(address) < 2:
+        return str(address)
+    return f"{address[0]}:{address[1]}" if port else str(address[0])

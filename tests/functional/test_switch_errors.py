@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,8 +14,24 @@ from pathlib import Path
 import pytest
 
 from lab.cni import ControllerProcess
-from lab.ovs import OvsNode, wait_for
-from tests.functional.test_controller import DPID, assert_switch_is_desired, build, on_switch
+from lab.ovs import OvsNode, Pod, wait_for
+from tests.functional.test_controller import DPID, assert_switch_is_desired, on_switch, wait_in_sync
+
+
+def build(controller: ControllerProcess, node: OvsNode) -> dict[str, Pod]:
+    """One tenant, one network, two pods on node n1, its switch in sync (kept small: these tests are about
+    the session, and every pod costs a namespace)."""
+    api = controller.client
+    api.put("/v1/nodes/n1", {"tunnel_ip": "192.168.77.1", "datapath_id": DPID})
+    api.post("/v1/tenants", {"name": "blue"})
+    api.post("/v1/tenants/blue/networks", {"name": "web", "encap": "vxlan", "vni": 5001, "subnet": "10.1.0.0/24"})
+    node.add_bridge(DPID, controller.ofp_port)
+    pods = {}
+    for endpoint_id in ("b1", "b2"):
+        doc = api.post("/v1/endpoints", {"id": endpoint_id, "network": "blue/web", "node": "n1"})
+        pods[endpoint_id] = node.add_pod(doc, gateway=doc["gateway"], prefix=doc["prefix_len"], mtu=doc["mtu"])
+    wait_in_sync(controller)
+    return pods
 
 
 def switch(controller: ControllerProcess) -> dict:
@@ -102,7 +119,7 @@ def test_a_second_switch_claiming_a_live_datapath_id_is_refused_until_the_first_
     refused = wait_for(
         lambda: (s := switch(controller)).get("refused_connections") and s, "the second connection to be refused"
     )
-    assert any(f"refused a connection from {second_node.node_ip}:" in e for e in refused["errors"]), refused
+    assert f"refused a connection from {second_node.node_ip} claiming datapath id {DPID:#x}" in refused["errors"][-1]
     assert f"claiming datapath id {DPID:#x}" in controller.log.read_text()
     # The first keeps its session and its flows; the second got none.
     assert refused["connections"] == 1 and refused["in_sync"], refused
@@ -118,3 +135,24 @@ def test_a_second_switch_claiming_a_live_datapath_id_is_refused_until_the_first_
     )
     assert adopted["refused_connections"] == 0, adopted
     assert_switch_is_desired(controller, second_node)
+
+
+def test_a_silent_holder_of_a_datapath_id_is_replaced_by_the_newcomer(
+    controller: ControllerProcess, ovs_node: OvsNode, second_node: OvsNode
+) -> None:
+    build(controller, ovs_node)
+    vswitchd = int((ovs_node.dir / "ovs-vswitchd.pid").read_text())
+    os.kill(vswitchd, signal.SIGSTOP)  # its TCP connection stays up, but nothing answers on it
+    try:
+        second_node.add_bridge(DPID, controller.ofp_port)
+        second_node.vsctl("set", "controller", "br-int", "max_backoff=1000")
+        adopted = wait_for(
+            lambda: (s := switch(controller)).get("connections") == 2 and s.get("in_sync") and s,
+            "the newcomer to take over from the silent switch",
+            timeout=30,
+        )
+        assert adopted["refused_connections"] == 0, adopted
+        assert "did not answer an echo request within 1.0 s" in controller.log.read_text()
+        assert_switch_is_desired(controller, second_node)
+    finally:
+        os.kill(vswitchd, signal.SIGCONT)
