@@ -92,11 +92,11 @@ class TenetApp(app_manager.OSKenApp):
                     f"refused a connection from {_address(dp, port=False)} claiming datapath id {dp.id:#x}: "
                     f"the switch at {_address(previous.dp, port=False)} holds it and answers"
                 )
+                dp.close()
                 log.error("switch %s: %s (connection from %s)", previous.node, text, _address(dp))
                 previous.refused_connections += 1
-                if text not in previous.errors:  # a switch retrying every second is one problem, not many
+                if text not in list(previous.errors):  # a switch retrying every second is one problem, not many
                     previous.errors.append(text)
-                dp.close()
                 self._notify()
                 return
             log.warning(

@@ -110,12 +110,19 @@ class SwitchSession:
         return not self._closed and bool(getattr(self.dp, "is_active", True)) and self.dp.send_q is not None
 
     def answers(self, timeout: float) -> bool:
-        """The switch answers an echo request within `timeout` s."""
-        try:
-            self.request(self.dp.ofproto_parser.OFPEchoRequest(self.dp), timeout=timeout)
-        except SwitchError:
-            return False
-        return True
+        """The switch answers an echo request within `timeout` s. Sent from a thread of its own: a switch
+        that stopped reading fills os-ken's send queue, and then sending blocks until the socket times out."""
+        answered = threading.Event()
+
+        def probe() -> None:
+            try:
+                self.request(self.dp.ofproto_parser.OFPEchoRequest(self.dp), timeout=timeout)
+            except SwitchError:
+                return
+            answered.set()
+
+        threading.Thread(target=probe, name=f"echo-{self.dp.id:#x}", daemon=True).start()
+        return answered.wait(timeout + 0.1)
 
     def _run(self) -> None:
         while not self._closed:

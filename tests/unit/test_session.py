@@ -240,3 +240,11 @@ def test_a_closed_session_fails_requests_at_once(scripted: Any) -> None:
     with pytest.raises(SwitchError, match="disconnected"):
         switch.session.request(parser.OFPBarrierRequest(switch.session.dp))
     assert not switch.session.alive()
+
+
+def test_an_echo_probe_tells_a_switch_that_answers_from_a_silent_one(scripted: Any) -> None:
+    assert scripted().session.answers(1.0)
+    silent = scripted(lambda s, m: True)
+    started = time.monotonic()
+    assert not silent.session.answers(0.2)
+    assert time.monotonic() - started < 1.0
