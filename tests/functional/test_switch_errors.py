@@ -82,6 +82,10 @@ def test_a_refused_bundle_commit_is_resolved_at_once_and_healed_once_the_table_h
     in_sync_again(controller)
     assert_switch_is_desired(controller, ovs_node)
     assert pod.ping(pods["b1"].ip)
+    # A CNI ADD after the healing: the next endpoint on the node is ready as soon as its port is there.
+    late = api.post("/v1/endpoints", {"id": "b10", "network": "blue/web", "node": "n1"})
+    ovs_node.add_pod(late, gateway=late["gateway"], prefix=late["prefix_len"], mtu=late["mtu"])
+    assert api.get("/v1/endpoints/b10/ready", wait="10")["ready"] is True
     resyncs = switch(controller)["resyncs"]
     time.sleep(1)  # a healed session stays quiet: no resync without a failure
     assert switch(controller)["resyncs"] == resyncs
