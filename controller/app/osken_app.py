@@ -27,6 +27,7 @@ from controller.pipeline.state import ChangeSet
 from controller.service import Service
 
 log = logging.getLogger(__name__)
+PROBE_TIMEOUT = 1.0  # s an echo request may take before a switch holding a datapath id counts as gone
 osken_fixes.apply()
 flow_stats.keep_stats_raw()
 
@@ -74,6 +75,44 @@ class TenetApp(app_manager.OSKenApp):
     @loud
     def on_features(self, ev: Any) -> None:
         dp = ev.msg.datapath
+        previous = self.sessions.get(dp.id)
+        if previous is not None and previous.dp is not dp and previous.alive():
+            # A second connection claims a datapath id that has a session: probe the holder off this thread
+            # (its echo reply comes through this app's event thread).
+            threading.Thread(target=self._arbitrate, args=(previous, dp), name=f"probe-{dp.id:#x}", daemon=True).start()
+            return
+        self._adopt(dp)
+
+    def _arbitrate(self, previous: SwitchSession, dp: Any) -> None:
+        """Keep the session of a switch that still answers and refuse (close) the newcomer claiming its
+        datapath id; a holder that does not answer an echo request within PROBE_TIMEOUT s is replaced."""
+        try:
+            if previous.answers(PROBE_TIMEOUT):
+                text = (
+                    f"refused a connection from {_address(dp, port=False)} claiming datapath id {dp.id:#x}: "
+                    f"the switch at {_address(previous.dp, port=False)} holds it and answers"
+                )
+                dp.close()
+                log.error("switch %s: %s (connection from %s)", previous.node, text, _address(dp))
+                previous.refused_connections += 1
+                if text not in list(previous.errors):  # a switch retrying every second is one problem, not many
+                    previous.errors.append(text)
+                self._notify()
+                return
+            log.warning(
+                "switch %#x at %s did not answer an echo request within %s s: the connection from %s takes over",
+                dp.id,
+                _address(previous.dp),
+                PROBE_TIMEOUT,
+                _address(dp),
+            )
+            previous.dp.close()
+            self._adopt(dp)
+        except Exception:
+            log.exception("switch %#x: deciding between two connections failed", dp.id)
+
+    def _adopt(self, dp: Any) -> None:
+        """Make `dp` the connection of its datapath id, closing any earlier one, and reconcile it."""
         # Under the service's lock: a node registered at this moment is either seen here or, once the session
         # is in `sessions`, adopted by `publish`; never missed by both.
         with self.service.lock:
@@ -82,6 +121,7 @@ class TenetApp(app_manager.OSKenApp):
             if previous is not None:
                 previous.close()
             session = self.sessions[dp.id] = SwitchSession(dp, node)
+            session.resync = functools.partial(self._reconcile, session)
         self.connections[dp.id] = self.connections.get(dp.id, 0) + 1
         if node is None:
             log.warning("switch %#x is no node of the model; leaving it alone", dp.id)
@@ -109,16 +149,17 @@ class TenetApp(app_manager.OSKenApp):
             desired = self.service.compiler.compile_node(session.node)
             compiled = time.monotonic()
             plan = reconcile.reconcile(desired, installed, round_=self.round_)
-            # Change sets queued before this point are part of `desired`: they must not be sent again.
-            session.synced_sequence = self.service.sequence
-            session.in_sync = None
+            # Change sets queued before this point are part of `desired`: they must not be sent again (they
+            # run after this task, on the session's thread, and see `synced_sequence`).
+            sequence = self.service.sequence
         if not plan.round_deletes:  # the same round: any difference is drift, worth seeing
             for flow in plan.flow_deletes[:3]:
                 log.info("switch %s: removing %s", session.node, flow_text(flow))
             for flow in plan.flow_adds[:3]:
                 log.info("switch %s: setting %s", session.node, flow_text(flow))
         planned = time.monotonic()
-        session.execute(plan, round_=self.round_)
+        session.execute(plan, round_=self.round_)  # raises if the switch refuses any of it: a resync follows
+        session.synced_sequence = max(session.synced_sequence, sequence)
         done = time.monotonic()
         session.converge_ms = round((done - session.connected_at) * 1000)
         session.reconcile_ms = {
@@ -127,7 +168,7 @@ class TenetApp(app_manager.OSKenApp):
             "diff": round((planned - compiled) * 1000),
             "push": round((done - planned) * 1000),
         }
-        session.in_sync = True
+        session.mark_in_sync()
         self._notify()
         log.info("switch %s reconciled: %s in %s ms", session.node, session.last_plan, session.reconcile_ms)
 
@@ -192,8 +233,8 @@ class TenetApp(app_manager.OSKenApp):
                 session.submit(lambda s=session: self._sync_links(s))
 
     def _push(self, session: SwitchSession, plan: reconcile.Plan, sequence: int) -> None:
-        if sequence <= session.synced_sequence:
-            return  # a reconcile that ran after this change already sent it
+        if sequence <= session.synced_sequence or session.resync_pending:
+            return  # a reconcile that ran after this change already sent it, or the pending resync will
         session.execute(plan, round_=self.round_)
         session.synced_sequence = sequence
         self._notify()
@@ -243,6 +284,8 @@ class TenetApp(app_manager.OSKenApp):
                     "last_push": session.last_plan,
                     "converge_ms": session.converge_ms,
                     "reconcile_ms": session.reconcile_ms,
+                    "resyncs": session.resyncs,
+                    "refused_connections": session.refused_connections,
                     "errors": list(session.errors),
                 }
         return {"connected": False}
@@ -257,43 +300,51 @@ class TenetApp(app_manager.OSKenApp):
             ofp_event.EventOFPPortDescStatsReply,
             ofp_event.EventOFPBarrierReply,
             ofp_event.EventONFBundleCtrlMsg,
+            ofp_event.EventOFPEchoReply,
         ],
         MAIN_DISPATCHER,
     )
     @loud
     def on_reply(self, ev: Any) -> None:
-        session = self.sessions.get(ev.msg.datapath.id)
+        session = self._session_of(ev.msg.datapath)
         if session is not None:
             session.deliver(ev.msg)
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     @loud
     def on_error(self, ev: Any) -> None:
-        session = self.sessions.get(ev.msg.datapath.id)
+        session = self._session_of(ev.msg.datapath)
         if session is not None:
             session.error(ev.msg)
         else:
-            log.error("switch %#x: OpenFlow error %s", ev.msg.datapath.id, ev.msg)
+            log.error("switch %s: OpenFlow error %s", ev.msg.datapath.id, ev.msg)
+
+    def _session_of(self, dp: Any) -> SwitchSession | None:
+        """The session of this very connection: not another one's that claims the same datapath id."""
+        session = self.sessions.get(dp.id) if dp.id is not None else None
+        return session if session is not None and session.dp is dp else None
 
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
     @loud
     def on_port_status(self, ev: Any) -> None:
-        session = self.sessions.get(ev.msg.datapath.id)
+        session = self._session_of(ev.msg.datapath)
         if session is None:
             return
         port, ofp = ev.msg.desc, ev.msg.datapath.ofproto
         name = port.name.decode() if isinstance(port.name, bytes) else port.name
-        if ev.msg.reason == ofp.OFPPR_DELETE:
-            session.ports.pop(name, None)
-            if session.port_up is not None:
-                session.port_up.pop(name, None)
-        else:
-            session.ports[name] = port.port_no
-            if session.port_up is not None:
-                session.port_up[name] = port_live(port, ofp)
+        deleted = ev.msg.reason == ofp.OFPPR_DELETE
+        session.port_status(name, None if deleted else port.port_no, port_live(port, ofp))
         with self.service.lock:
             if ev.msg.reason != ofp.OFPPR_DELETE:
                 self._check_ports(session)
             if self._link_changes(session):  # the work runs on the session's thread, after its reconcile
                 session.submit(lambda: self._sync_links(session))
         self._notify()
+
+
+def _address(dp: Any, *, port: bool = True) -> str:
+    """A connection's peer as `host:port` (or `host`)."""
+    address = getattr(dp, "address", None)
+    if not isinstance(address, tuple) or len(address) < 2:
+        return str(address)
+    return f"{address[0]}:{address[1]}" if port else str(address[0])

@@ -3,6 +3,9 @@
 When the receive loop ends, `Datapath.serve` joins the send thread, which sits in `send_q.get()` for
 ever (native threads cannot be killed), so DEAD_DISPATCHER never comes and the session is never closed.
 Waking the send thread with a close marker lets `serve` finish the way it does under eventlet.
+
+This reaches into os-ken's `Datapath` (`_recv_loop`, `_send_loop`, `send_q`, `_send_q_sem`): setup.cfg pins
+the os-ken versions it was checked on, and tests/unit/test_osken_internals.py fails naming what changed.
 """
 
 from __future__ import annotations
@@ -21,11 +24,15 @@ def _recv_loop_then_wake_sender(self: Any) -> None:
         _original_recv_loop(self)
     finally:
         send_q = self.send_q
-        if send_q is not None:
-            # An empty write that tells the send loop to stop. If the queue is full the send loop is busy:
-            # it fails on the dead socket and stops by itself.
-            with contextlib.suppress(queue.Full):
+        # An empty write that tells the send loop to stop, counted in the semaphore like any `send` (the
+        # send loop releases one per message). If the queue is full the send loop is busy: it fails on the
+        # dead socket and stops by itself.
+        if send_q is not None and self._send_q_sem.acquire(blocking=False):
+            try:
                 send_q.put_nowait((b"", True))
+            except queue.Full:
+                with contextlib.suppress(ValueError):
+                    self._send_q_sem.release()
 
 
 def apply() -> None:

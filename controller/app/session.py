@@ -2,6 +2,11 @@
 
 os-ken delivers replies on its event thread; a session's work (dump, reconcile, pushes) runs on the
 session's own worker thread and waits there for replies, so the event thread is never blocked.
+
+A switch that refuses a message (an OFPT_ERROR answering any message: flow-mod, group-mod, meter-mod,
+bundle control or add, barrier, multipart) or does not answer in time fails the task that sent it; the
+session then resyncs (dump, diff, push: `resync`) after a delay that doubles from `BACKOFF_FIRST` up to
+`BACKOFF_MAX` s until a resync succeeds, and skips change sets meanwhile (the resync sends all of them).
 """
 
 from __future__ import annotations
@@ -17,16 +22,24 @@ from typing import Any
 
 from controller.app.reconcile import Installed, Plan
 from controller.openflow import decode, encode, flow_stats, messages
+from controller.openflow.errors import describe, error_text
 from controller.openflow.ofctl import flow_text
 from controller.pipeline.ir import Flow, Group
 
 log = logging.getLogger(__name__)
 REPLY_TIMEOUT = 30.0
+BACKOFF_FIRST = 0.1  # s before the first resync after a failure; doubled after each failed resync
+BACKOFF_MAX = 5.0  # s, the longest wait between resyncs
 SEND_CHUNK_BYTES = 256 * 1024  # flow-mods are written to the socket in batches of about this size
 
 
 class SwitchError(RuntimeError):
-    """The switch answered with an OpenFlow error, or did not answer in time."""
+    """The switch answered with an OpenFlow error, or did not answer in time. `recorded`: the error is in
+    the session's `errors` already (an OFPT_ERROR is recorded when it arrives)."""
+
+    def __init__(self, text: str, *, recorded: bool = False) -> None:
+        super().__init__(text)
+        self.recorded = recorded
 
 
 @dataclass
@@ -34,9 +47,17 @@ class _Pending:
     done: threading.Event = field(default_factory=threading.Event)
     replies: list[Any] = field(default_factory=list)
     error: str | None = None
+    port_sequence: int = 0  # port-status messages that had arrived when the last part of the reply did
 
 
 class SwitchSession:
+    """One OpenFlow connection (`datapath`, os-ken's) to the switch of `node` (None: no node of the model).
+
+    `ports` (name -> OpenFlow port number) and `port_up` (name -> live) follow the port descriptions read
+    by `dump` and the port-status messages handed to `port_status`; `in_sync` is None until the first
+    reconcile, False after a failure until a resync succeeds; `errors` keeps the last 50 problems.
+    """
+
     def __init__(self, datapath: Any, node: str | None) -> None:
         self.dp = datapath
         self.node = node
@@ -49,6 +70,15 @@ class SwitchSession:
         self.converge_ms: int | None = None  # from connecting to the first reconcile's barrier
         self.reconcile_ms: dict[str, int] = {}  # the last reconcile's steps: dump, compile, diff, push
         self.last_plan: dict[str, int] = {}
+        self.error_count = 0  # OpenFlow errors received on this connection
+        self.resyncs = 0  # resyncs run after a failure
+        self.refused_connections = 0  # other connections that claimed this datapath id while it answered
+        self.resync: Callable[[], None] | None = None  # dump, diff and push; set by the app
+        self._backoff = BACKOFF_FIRST
+        self._resync_at: float | None = None  # monotonic time of the next resync; None: none pending
+        self._closed = False
+        self._port_sequence = 0  # port-status messages seen
+        self._port_log: list[tuple[int, str, int | None, bool]] | None = None  # kept while ports are dumped
         self._pending: dict[int, _Pending] = {}
         # xid -> what was sent (text, or a Flow rendered only if the switch refuses it), for error reports
         self._sent: collections.OrderedDict[int, object] = collections.OrderedDict()
@@ -63,37 +93,112 @@ class SwitchSession:
         self._tasks.put(task)
 
     def close(self) -> None:
+        self._closed = True
         self._tasks.put(None)
         with self._lock:
             for pending in self._pending.values():
                 pending.error = "the switch disconnected"
                 pending.done.set()
 
+    @property
+    def resync_pending(self) -> bool:
+        """A task failed and no resync has succeeded since: change sets are skipped, the resync sends them."""
+        return self._resync_at is not None
+
+    def alive(self) -> bool:
+        """The connection is open as far as os-ken knows (it may still be silent: see `answers`)."""
+        return not self._closed and bool(getattr(self.dp, "is_active", True)) and self.dp.send_q is not None
+
+    def answers(self, timeout: float) -> bool:
+        """The switch answers an echo request within `timeout` s. Sent from a thread of its own: a switch
+        that stopped reading fills os-ken's send queue, and then sending blocks until the socket times out."""
+        answered = threading.Event()
+
+        def probe() -> None:
+            try:
+                self.request(self.dp.ofproto_parser.OFPEchoRequest(self.dp), timeout=timeout)
+            except SwitchError:
+                return
+            answered.set()
+
+        threading.Thread(target=probe, name=f"echo-{self.dp.id:#x}", daemon=True).start()
+        return answered.wait(timeout + 0.1)
+
     def _run(self) -> None:
-        while (task := self._tasks.get()) is not None:
+        while not self._closed:
+            if self._resync_at is not None and time.monotonic() >= self._resync_at:
+                task: Callable[[], None] | None = self._resync
+            else:
+                wait = None if self._resync_at is None else max(0.0, self._resync_at - time.monotonic())
+                try:
+                    task = self._tasks.get(timeout=wait)
+                except queue.Empty:
+                    continue
+            if task is None:
+                return
             try:
                 task()
             except Exception as error:  # a failed task must be loud, and must not stop the session
-                log.exception("switch %s (%s): %s", self.node, hex(self.dp.id), error)
-                self.errors.append(str(error))
+                if self._closed:
+                    return
+                if not getattr(error, "recorded", False):  # an OFPT_ERROR was logged and kept when it came
+                    log.error(
+                        "switch %s (%s): %s",
+                        self.node,
+                        hex(self.dp.id),
+                        error,
+                        exc_info=not isinstance(error, SwitchError),
+                    )
+                    self.errors.append(str(error))
                 self.in_sync = False
+                self._schedule_resync()
+
+    def _schedule_resync(self) -> None:
+        if self.resync is None:
+            return
+        if self._resync_at is None:
+            self._backoff = BACKOFF_FIRST
+        delay, self._backoff = self._backoff, min(self._backoff * 2, BACKOFF_MAX)
+        self._resync_at = time.monotonic() + delay
+        log.info("switch %s (%s): resync in %.1f s", self.node, hex(self.dp.id), delay)
+
+    def _resync(self) -> None:
+        assert self.resync is not None
+        self.resyncs += 1
+        self.resync()  # raises on failure: the next one is scheduled with a longer delay
+        log.info("switch %s (%s): in sync again (%d resync(s) so far)", self.node, hex(self.dp.id), self.resyncs)
+
+    def mark_in_sync(self) -> None:
+        """A reconcile (the first, or a resync) pushed the whole desired state and the switch took it."""
+        self._resync_at = None
+        self.in_sync = True
 
     # --- requests and replies ------------------------------------------------------------------
 
     def request(self, msg: Any, *, timeout: float = REPLY_TIMEOUT) -> list[Any]:
-        """Send a request and wait for its whole reply (every part of a multipart reply)."""
-        self.dp.set_xid(msg)
+        """Send a request and wait for its whole reply (every part of a multipart reply).
+
+        Raises SwitchError at once when the switch answers with an OFPT_ERROR or disconnects, and after
+        `timeout` s without an answer."""
+        return self._request(msg, timeout=timeout).replies
+
+    def _request(self, msg: Any, *, timeout: float = REPLY_TIMEOUT) -> _Pending:
+        if self._closed:
+            raise SwitchError("the switch disconnected")
+        xid = self.dp.set_xid(msg)
+        what = describe(msg)
+        self._note(xid, what)
         pending = _Pending()
         with self._lock:
-            self._pending[msg.xid] = pending
+            self._pending[xid] = pending
         self.dp.send_msg(msg)
         if not pending.done.wait(timeout):
             with self._lock:
-                self._pending.pop(msg.xid, None)
-            raise SwitchError(f"no answer to {type(msg).__name__} within {timeout:.0f} s")
+                self._pending.pop(xid, None)
+            raise SwitchError(f"no answer to {what} within {timeout:g} s")
         if pending.error:
-            raise SwitchError(pending.error)
-        return pending.replies
+            raise SwitchError(pending.error, recorded=pending.error != "the switch disconnected")
+        return pending
 
     def deliver(self, msg: Any) -> None:
         """A reply arrived (called on os-ken's event thread)."""
@@ -104,22 +209,36 @@ class SwitchSession:
             pending.replies.append(msg)
             if not getattr(msg, "flags", 0) & self.dp.ofproto.OFPMPF_REPLY_MORE:
                 del self._pending[msg.xid]
+                pending.port_sequence = self._port_sequence
                 pending.done.set()
 
     def error(self, msg: Any) -> None:
-        """An OFPT_ERROR: fail the request it answers, and remember it with what caused it."""
+        """An OFPT_ERROR answering any message: remember it with what caused it, and fail the request it
+        answers at once (a refused bundle commit, barrier or multipart request does not wait for a timeout).
+        Called on os-ken's event thread."""
         with self._lock:
-            what = self._sent.get(msg.xid, "a message")
+            what = self._sent.get(msg.xid, f"a message (xid {msg.xid})")
+            pending = self._pending.pop(msg.xid, None)
+            self.error_count += 1
         if isinstance(what, Flow):
             what = flow_text(what)
-            pending = self._pending.pop(msg.xid, None)
-        text = f"error type {msg.type} code {msg.code} for {what}"
+        text = f"{error_text(msg)} for {what}"
         log.error("switch %s (%s): %s", self.node, hex(self.dp.id), text)
         self.errors.append(text)
         self.in_sync = False
         if pending is not None:
             pending.error = text
             pending.done.set()
+
+    def port_status(self, name: str, port_no: int | None, live: bool) -> None:
+        """An OFPT_PORT_STATUS (called on os-ken's event thread): the port `name` is now `port_no` and `live`,
+        or gone when `port_no` is None. One arriving while `dump` reads the port descriptions is replayed
+        on top of them if it came after the reply, so it is never lost."""
+        with self._lock:
+            self._port_sequence += 1
+            _apply_port(self.ports, self.port_up, name, port_no, live)
+            if self._port_log is not None:
+                self._port_log.append((self._port_sequence, name, port_no, live))
 
     def send(self, msg: Any, what: object) -> None:
         self._note(self.dp.set_xid(msg), what)
@@ -143,12 +262,25 @@ class SwitchSession:
         installed = Installed()
         ports: dict[str, int] = {}
         port_up: dict[str, bool] = {}
-        for reply in self.request(parser.OFPPortDescStatsRequest(self.dp, 0)):  # a multipart reply: every part
+        with self._lock:
+            self._port_log = []
+        try:
+            read = self._request(parser.OFPPortDescStatsRequest(self.dp, 0))  # a multipart reply: every part
+        finally:
+            with self._lock:
+                log_, self._port_log = self._port_log or [], None
+        for reply in read.replies:
             for port in reply.body:
                 if port.port_no <= ofp.OFPP_MAX:
                     ports[_text(port.name)] = port.port_no
                     port_up[_text(port.name)] = port_live(port, ofp)
-        self.ports, self.port_up = ports, port_up
+        with self._lock:
+            # Port-status messages that came after the reply (os-ken's thread may have run them while this
+            # one built the table) are newer than it: apply them again, in the order they arrived.
+            for sequence, name, port_no, live in log_:
+                if sequence > read.port_sequence:
+                    _apply_port(ports, port_up, name, port_no, live)
+            self.ports, self.port_up = ports, port_up
         reader = flow_stats.FlowStatsReader()
         for reply in self.request(parser.OFPFlowStatsRequest(self.dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY)):
             for entry in _flow_entries(reply.body, reader):
@@ -175,6 +307,7 @@ class SwitchSession:
         """Send a plan: meters and groups, one bundle of flow-mods, removals, then wait for a barrier."""
         dp = self.dp
         started = time.monotonic()
+        errors_before = self.error_count
         for meter in plan.meter_adds:
             self.send(messages.meter_mod(dp, meter, command="add"), f"meter {meter.meter_id}")
         for meter in plan.meter_mods:
@@ -191,6 +324,9 @@ class SwitchSession:
         for meter_id in plan.meter_deletes:
             self.send(messages.meter_mod(dp, messages.Meter(meter_id, 1, 1), command="delete"), f"meter {meter_id}")
         self.barrier()
+        refused = self.error_count - errors_before
+        if refused:  # messages sent without waiting: their errors came before the barrier's reply
+            raise SwitchError(f"the switch refused {refused} message(s) of the plan", recorded=True)
         self.last_plan = {
             "flow_mods": plan.flow_mod_count(),
             "messages": len(plan),
@@ -269,6 +405,19 @@ def _group_entries(body: Any, reader: flow_stats.FlowStatsReader) -> Iterable[Gr
 def port_live(port: Any, ofp: Any) -> bool:
     """A port carries traffic: its link is up (no OFPPS_LINK_DOWN) and it is not disabled (OFPPC_PORT_DOWN)."""
     return not (port.state & ofp.OFPPS_LINK_DOWN or port.config & ofp.OFPPC_PORT_DOWN)
+
+
+def _apply_port(
+    ports: dict[str, int], port_up: dict[str, bool] | None, name: str, port_no: int | None, live: bool
+) -> None:
+    if port_no is None:
+        ports.pop(name, None)
+        if port_up is not None:
+            port_up.pop(name, None)
+    else:
+        ports[name] = port_no
+        if port_up is not None:
+            port_up[name] = live
 
 
 def _text(name: bytes | str) -> str:
