@@ -6,7 +6,8 @@
   tenetctl qos create NAME --rate-kbps N --burst-kb N | ls | show | rm | attach NAME TARGET | detach TARGET
   tenetctl node ls|show       tenetctl endpoint ls|show       tenetctl flows NODE
 
-Every command takes --server (or TENET_SERVER), --token, --token-file (or TENET_TOKEN) and --json.
+Every command takes --server (or TENET_SERVER), --token, --token-file (or TENET_TOKEN) and --json; for an
+https:// server --ca-file (or TENET_CA_FILE), and --client-cert/--client-key for mutual TLS.
 """
 
 from __future__ import annotations
@@ -66,6 +67,15 @@ def connection_options() -> argparse.ArgumentParser:
     group.add_argument("--server", metavar="URL", help=f"the controller's API (env TENET_SERVER; {DEFAULT_SERVER})")
     group.add_argument("--token", help="bearer token (env TENET_TOKEN)")
     group.add_argument("--token-file", metavar="FILE", help="a file holding the bearer token")
+    group.add_argument(
+        "--ca-file", metavar="FILE", help="PEM CA to verify an https:// controller with (env TENET_CA_FILE)"
+    )
+    group.add_argument(
+        "--client-cert",
+        metavar="FILE",
+        help="PEM certificate for a controller wanting mutual TLS (env TENET_CLIENT_CERT)",
+    )
+    group.add_argument("--client-key", metavar="FILE", help="PEM key of --client-cert (env TENET_CLIENT_KEY)")
     group.add_argument("--json", action="store_true", help="print the API's JSON instead of a table")
     return common
 
@@ -165,7 +175,13 @@ def make_client(args: argparse.Namespace) -> Client:
             raise UsageError(f"cannot read token file {args.token_file}: {error.strerror or error}") from None
     if token is None:
         token = os.environ.get("TENET_TOKEN") or None
-    return Client(server, token)
+    return Client(
+        server,
+        token,
+        ca_file=args.ca_file or os.environ.get("TENET_CA_FILE") or None,
+        cert_file=args.client_cert or os.environ.get("TENET_CLIENT_CERT") or None,
+        key_file=args.client_key or os.environ.get("TENET_CLIENT_KEY") or None,
+    )
 
 
 def error_line(error: Exception) -> str:

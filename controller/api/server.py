@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import select
 import socket
 import ssl
 import threading
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cheroot import wsgi
+from cheroot import wsgi  # 10.x and 11.x (setup.cfg): `_Server` uses its connection manager
 from cheroot.makefile import StreamReader, StreamWriter
 from cheroot.server import HTTPConnection
 from cheroot.ssl import Adapter
@@ -179,6 +180,22 @@ class _TlsConnection(HTTPConnection):
         return super().communicate()
 
 
+class _Server(wsgi.Server):
+    """cheroot's WSGI server, except that a new connection with nothing to read yet waits in the connection
+    manager's selector (as an idle keep-alive connection does, closed after the timeout) instead of holding a
+    worker thread while its client says nothing."""
+
+    def process_conn(self, conn: HTTPConnection) -> None:
+        if not getattr(conn, "seen", False):
+            conn.seen = True
+            poll = select.poll()  # not select.select: descriptors above 1023
+            poll.register(conn.socket.fileno(), select.POLLIN)
+            if not poll.poll(0) and self.ready:
+                self._connections.put(conn)
+                return
+        super().process_conn(conn)
+
+
 class ApiServer:
     """A bound, not yet serving API server; `start()` serves from a thread, `stop()` ends it.
 
@@ -241,7 +258,7 @@ def serve(
     limits = limits or Limits()
     limits.check()
     context = tls.context() if tls else None
-    server = wsgi.Server(
+    server = _Server(
         (host, port),
         app,
         numthreads=limits.threads,
