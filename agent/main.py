@@ -44,7 +44,11 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--node", default=_env("node", socket.gethostname()), help="node name (env TENET_NODE)")
     run.add_argument("--tunnel-ip", default=_env("tunnel_ip"), help="this node's underlay address for VXLAN")
     run.add_argument("--uplink", default=_env("uplink"), help="interface carrying VLAN networks (optional)")
-    run.add_argument("--controller", default=_env("controller", "http://127.0.0.1:8780"), help="controller API URL")
+    run.add_argument(
+        "--controller",
+        default=_env("controller", "http://127.0.0.1:8780"),
+        help="controller API URL, http:// or https://",
+    )
     run.add_argument("--token-file", default=_env("token_file"), help="file holding the admin bearer token")
     run.add_argument(
         "--openflow",
@@ -105,7 +109,8 @@ def ovs_ssl_files(args: argparse.Namespace) -> tuple[str, str, str] | None:
     given = {"--ovs-ssl-key": args.ovs_ssl_key, "--ovs-ssl-cert": args.ovs_ssl_cert, "--ovs-ssl-ca": args.ovs_ssl_ca}
     if not args.openflow.startswith("ssl:"):
         if any(given.values()):
-            raise StartupError(f"{', '.join(k for k, v in given.items() if v)} need an ssl:IP:PORT --openflow target")
+            flags = ", ".join(flag for flag, value in given.items() if value)
+            raise StartupError(f"{flags}: only for an ssl:IP:PORT --openflow target, not {args.openflow}")
         return None
     missing = [flag for flag, value in given.items() if not value]
     if missing:

@@ -270,6 +270,8 @@ def serve(
         accepted_queue_timeout=0,  # a full queue answers 503 at once instead of holding up the accept loop
     )
     server.max_request_header_size = 64 * 1024
+    # How often the connection manager looks for expired idle connections, and how long `stop` may wait for it.
+    server.expiration_interval = 0.1
     if context is not None:
         server.ssl_adapter = _DeferredHandshake(context)
         server.ConnectionClass = _TlsConnection

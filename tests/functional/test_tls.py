@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.ovsdb import Ovsdb
 from controller.cli import main as tenetctl
 from controller.client import Client, ClientError, path
 from lab.cni import TOKEN, free_port
@@ -162,6 +163,15 @@ def test_the_recipe_programs_a_switch_over_tls(cluster: Cluster, capsys: pytest.
     ssl_table = node.vsctl("get-ssl")
     assert f"Private key: {cluster.tls.parent / 'node1' / 'node1-privkey.pem'}" in ssl_table, ssl_table
     assert node.vsctl("get-controller", "br-int").strip() == f"ssl:{node.host_ip}:{cluster.ofp_port}"
+    on_node = cluster.tls.parent / "node1"
+    files = [str(on_node / name) for name in ("node1-privkey.pem", "node1-cert.pem", "cacert.pem")]
+    ovsdb = Ovsdb(node.db)
+    try:  # the same files again write nothing
+        before = node.vsctl("get", "Open_vSwitch", ".", "next_cfg")
+        ovsdb.ensure_ssl(*files)
+        assert node.vsctl("get", "Open_vSwitch", ".", "next_cfg") == before
+    finally:
+        ovsdb.close()
     admin = cluster.client()
     wait_for(lambda: admin.get(path("v1", "nodes", "node1"))["switch"].get("in_sync"), "the switch over TLS")
     # A change reaches the switch over the TLS connection.
