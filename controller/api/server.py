@@ -207,7 +207,6 @@ class ApiServer:
         self._server = server
         self.scheme = scheme
         self.thread: threading.Thread | None = None
-        self._done = threading.Event()
 
     @property
     def server_address(self) -> tuple[str, int]:
@@ -221,10 +220,7 @@ class ApiServer:
 
     def serve_forever(self) -> None:
         """Serve until `shutdown()`."""
-        try:
-            self._server.serve()
-        finally:
-            self._done.set()
+        self._server.serve()
 
     def start(self) -> ApiServer:
         """Serve from a background thread."""
