@@ -1,4 +1,5 @@
-"""The northbound API as a WSGI application; `controller.api.server` serves it.
+"""The northbound API as a WSGI application; `controller.api.server` serves it (both exported by
+`controller.api`).
 
     app = make_app(service, load_tokens("/etc/tenet/tokens.json"), switch_status=ofapp.status)
     server = serve(app, "127.0.0.1", 8780).start()   # bound at once, then served from a thread
@@ -7,7 +8,8 @@
 
 Errors are JSON, `{"error": {"message": ..., "field": ...}}`: the model's validation errors are 400, or 409
 when something is already in use; unknown objects 404; a missing or unknown token 401; admin-only
-operations 403 for tenant tokens; a failing store 503. Nothing a client sends may cause a 500.
+operations 403 for tenant tokens; a failing store 503, as is a readiness wait over the cap (with
+Retry-After). Nothing a client sends may cause a 500.
 """
 
 from __future__ import annotations

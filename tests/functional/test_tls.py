@@ -52,11 +52,11 @@ def resolved(flags: dict[str, str], directory: Path) -> list[str]:
 
 
 @dataclass
-class Cluster:
+class Controller:
+    """`tenet-controller` with the recipe's flags; `tls` holds the certificates."""
+
     tls: Path
-    node: OvsNode
-    controller: subprocess.Popen
-    agent: subprocess.Popen
+    process: subprocess.Popen
     ofp_port: int
     api_port: int
     commands: dict[str, dict[str, str]]
@@ -110,60 +110,69 @@ def certificates(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def cluster(tmp_path: Path, certificates: Path) -> Iterator[Cluster]:
+def controller(tmp_path: Path, certificates: Path) -> Iterator[Controller]:
     _, commands = recipe()
-    node = OvsNode("node1", tmp_path / "ovs", index=1)
-    assert node.host_ip == CONTROLLER_IP
     tls = tmp_path / "tls"
     shutil.copytree(certificates, tls)
+    (tmp_path / "tokens.json").write_text(f'{{"admin": ["{TOKEN}"], "tenants": {{}}}}')
+    ofp_port, api_port = free_port(), free_port()
+    args = [
+        *resolved(commands["tenet-controller"], tls),
+        "--ofp-port", str(ofp_port), "--api-port", str(api_port), "--store", f"sqlite:///{tmp_path}/tenet.db",
+        "--token-file", str(tmp_path / "tokens.json"), "--log-level", "info",
+    ]  # fmt: skip
+    process = launch([sys.executable, "-m", "controller.main", *args], tmp_path / "controller.log")
+    try:
+        running = Controller(tls, process, ofp_port, api_port, commands)
+        wait_for(lambda: answers(running.client(), process, tmp_path / "controller.log"), "the API", timeout=60)
+        yield running
+    finally:
+        stop(process)
+
+
+@pytest.fixture
+def node(tmp_path: Path, controller: Controller) -> Iterator[OvsNode]:
+    """Node 1: OVS in its namespace, br-int set up by `tenet-agent run` with the recipe's flags."""
+    node = OvsNode("node1", tmp_path / "ovs", index=1)
+    assert node.host_ip == CONTROLLER_IP
     on_node = tmp_path / "node1"  # what the README copies to the node
     on_node.mkdir()
     for name in ("node1-privkey.pem", "node1-cert.pem", "pki/controllerca/cacert.pem", "api-cert.pem"):
-        shutil.copy(tls / name, on_node)
-    (tmp_path / "tokens.json").write_text(f'{{"admin": ["{TOKEN}"], "tenants": {{}}}}')
+        shutil.copy(controller.tls / name, on_node)
     (on_node / "agent-token").write_text(TOKEN)
-    ofp_port, api_port = free_port(), free_port()
-    controller = agent = None
+    flags = dict(controller.commands["tenet-agent run"])
+    assert flags["--openflow"] == "ssl:$CONTROLLER_IP:6653"
+    assert flags["--controller"] == "https://$CONTROLLER_IP:8780"
+    flags["--openflow"] = f"ssl:{node.host_ip}:{controller.ofp_port}"
+    flags["--controller"] = f"https://{node.host_ip}:{controller.api_port}"
+    flags["--token-file"] = str(on_node / "agent-token")
+    args = [
+        *resolved(flags, on_node),
+        "--ovsdb", node.db, "--datapath-type", "netdev", "--socket", str(tmp_path / "agent.sock"),
+    ]  # fmt: skip
+    agent = None
     try:
         node.start()
-        controller_args = [
-            *resolved(commands["tenet-controller"], tls),
-            "--ofp-port", str(ofp_port), "--api-port", str(api_port), "--store", f"sqlite:///{tmp_path}/tenet.db",
-            "--token-file", str(tmp_path / "tokens.json"), "--log-level", "info",
-        ]  # fmt: skip
-        controller = launch([sys.executable, "-m", "controller.main", *controller_args], tmp_path / "controller.log")
-        cluster = Cluster(tls, node, controller, None, ofp_port, api_port, commands)
-        wait_for(lambda: answers(cluster.client(), controller, tmp_path / "controller.log"), "the API", timeout=60)
-        agent_flags = dict(commands["tenet-agent run"])
-        assert agent_flags["--openflow"] == "ssl:$CONTROLLER_IP:6653"
-        assert agent_flags["--controller"] == "https://$CONTROLLER_IP:8780"
-        agent_flags["--openflow"] = f"ssl:{node.host_ip}:{ofp_port}"
-        agent_flags["--controller"] = f"https://{node.host_ip}:{api_port}"
-        agent_flags["--token-file"] = str(on_node / "agent-token")
-        agent_args = [
-            *resolved(agent_flags, on_node),
-            "--ovsdb", node.db, "--datapath-type", "netdev", "--socket", str(tmp_path / "agent.sock"),
-        ]  # fmt: skip
-        agent = cluster.agent = launch(
-            ["ip", "netns", "exec", node.netns, sys.executable, "-m", "agent.main", "run", *agent_args],
+        agent = launch(
+            ["ip", "netns", "exec", node.netns, sys.executable, "-m", "agent.main", "run", *args],
             tmp_path / "agent.log",
         )
         wait_for(lambda: (tmp_path / "agent.sock").exists() or agent.poll() is not None, "the agent", timeout=60)
         assert agent.poll() is None, (tmp_path / "agent.log").read_text()
-        yield cluster
+        yield node
     finally:
         stop(agent)
-        stop(controller)
         node.close()
 
 
-def test_the_recipe_programs_a_switch_over_tls(cluster: Cluster, capsys: pytest.CaptureFixture[str]) -> None:
-    node = cluster.node
+def test_the_recipe_programs_a_switch_over_tls(
+    controller: Controller, node: OvsNode, capsys: pytest.CaptureFixture[str]
+) -> None:
     # The agent set OVS's SSL table and an ssl: target, and registered the node over HTTPS with its certificate.
     ssl_table = node.vsctl("get-ssl")
-    assert f"Private key: {cluster.tls.parent / 'node1' / 'node1-privkey.pem'}" in ssl_table, ssl_table
-    assert node.vsctl("get-controller", "br-int").strip() == f"ssl:{node.host_ip}:{cluster.ofp_port}"
-    on_node = cluster.tls.parent / "node1"
+    assert f"Private key: {controller.tls.parent / 'node1' / 'node1-privkey.pem'}" in ssl_table, ssl_table
+    assert node.vsctl("get-controller", "br-int").strip() == f"ssl:{node.host_ip}:{controller.ofp_port}"
+    on_node = controller.tls.parent / "node1"
     files = [str(on_node / name) for name in ("node1-privkey.pem", "node1-cert.pem", "cacert.pem")]
     ovsdb = Ovsdb(node.db)
     try:  # the same files again write nothing
@@ -172,7 +181,7 @@ def test_the_recipe_programs_a_switch_over_tls(cluster: Cluster, capsys: pytest.
         assert node.vsctl("get", "Open_vSwitch", ".", "next_cfg") == before
     finally:
         ovsdb.close()
-    admin = cluster.client()
+    admin = controller.client()
     wait_for(lambda: admin.get(path("v1", "nodes", "node1"))["switch"].get("in_sync"), "the switch over TLS")
     # A change reaches the switch over the TLS connection.
     admin.post(path("v1", "tenants"), {"name": "blue"})
@@ -181,22 +190,21 @@ def test_the_recipe_programs_a_switch_over_tls(cluster: Cluster, capsys: pytest.
     endpoint = admin.post(path("v1", "endpoints"), {"id": "b1", "network": "blue/web", "node": "node1"})
     wait_for(lambda: endpoint["mac"] in node.ofctl("dump-flows"), "the endpoint's flows on the switch", timeout=30)
     # tenetctl as the README runs it; without the CA file it refuses the controller's certificate.
-    flags = cluster.commands["tenetctl node ls"]
+    flags = controller.commands["tenetctl node ls"]
     assert flags["--server"] == "https://127.0.0.1:8780"
-    args = resolved({**flags, "--server": f"https://127.0.0.1:{cluster.api_port}"}, cluster.tls)
+    args = resolved({**flags, "--server": f"https://127.0.0.1:{controller.api_port}"}, controller.tls)
     assert tenetctl(["node", "ls", "--token", TOKEN, *args]) == 0
     assert "node1" in capsys.readouterr().out
     without_ca = [a for a in args if not a.endswith("api-cert.pem") and a != "--ca-file"]
     assert tenetctl(["node", "ls", "--token", TOKEN, *without_ca]) == 1
     assert "certificate verify failed" in capsys.readouterr().err
     # The API wants a client certificate the switch CA signed.
+    anonymous = Client(f"https://127.0.0.1:{controller.api_port}", TOKEN, ca_file=str(controller.tls / "api-cert.pem"))
     with pytest.raises(ClientError, match="cannot reach the controller"):
-        Client(f"https://127.0.0.1:{cluster.api_port}", TOKEN, ca_file=str(cluster.tls / "api-cert.pem")).get(
-            "/v1/nodes"
-        )
+        anonymous.get("/v1/nodes")
 
 
-def test_a_switch_with_a_certificate_of_another_ca_is_refused(cluster: Cluster, tmp_path: Path) -> None:
+def test_a_switch_with_a_certificate_of_another_ca_is_refused(controller: Controller, tmp_path: Path) -> None:
     other = tmp_path / "other"
     other.mkdir()
     for command in (["init", "--dir", "pki"], ["req+sign", "rogue", "switch", "--dir", "pki"]):
@@ -205,20 +213,19 @@ def test_a_switch_with_a_certificate_of_another_ca_is_refused(cluster: Cluster, 
     try:
         rogue.start()
         dpid = 0x7E00_0000_0000_0099
-        cluster.client().put(path("v1", "nodes", "rogue"), {"tunnel_ip": "192.168.50.99", "datapath_id": dpid})
-        controller_ca = cluster.tls / "pki" / "controllerca" / "cacert.pem"  # it trusts the real controller
+        controller.client().put(path("v1", "nodes", "rogue"), {"tunnel_ip": "192.168.50.99", "datapath_id": dpid})
+        controller_ca = controller.tls / "pki" / "controllerca" / "cacert.pem"  # it trusts the real controller
         rogue.vsctl("set-ssl", str(other / "rogue-privkey.pem"), str(other / "rogue-cert.pem"), str(controller_ca))
         rogue.vsctl(
             "add-br", "br-int", "--", "set", "bridge", "br-int", "datapath_type=netdev", "protocols=OpenFlow13",
             "fail_mode=secure", f"other-config:datapath-id={dpid:016x}",
-            "--", "set-controller", "br-int", f"ssl:{rogue.host_ip}:{cluster.ofp_port}",
+            "--", "set-controller", "br-int", f"ssl:{rogue.host_ip}:{controller.ofp_port}",
             "--", "set", "controller", "br-int", "connection-mode=out-of-band",
         )  # fmt: skip
-
         log = rogue.dir / "ovs-vswitchd.log"
         wait_for(lambda: "alert unknown ca" in log.read_text(), "the controller to refuse the handshake", timeout=30)
         assert "is_connected        : true" not in rogue.vsctl("--columns=is_connected", "list", "controller")
-        assert cluster.client().get(path("v1", "nodes", "rogue"))["switch"] == {"connected": False}
+        assert controller.client().get(path("v1", "nodes", "rogue"))["switch"] == {"connected": False}
         assert "cookie=" not in rogue.ofctl("dump-flows")
     finally:
         rogue.close()
