@@ -58,9 +58,27 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--node", default=_env("node", socket.gethostname()), help="node name (env TENET_NODE)")
     run.add_argument("--tunnel-ip", default=_env("tunnel_ip"), help="this node's underlay address for VXLAN")
     run.add_argument("--uplink", default=_env("uplink"), help="interface carrying VLAN networks (optional)")
-    run.add_argument("--controller", default=_env("controller", "http://127.0.0.1:8780"), help="controller API URL")
+    run.add_argument(
+        "--controller",
+        default=_env("controller", "http://127.0.0.1:8780"),
+        help="controller API URL, http:// or https://",
+    )
     run.add_argument("--token-file", default=_env("token_file"), help="file holding the admin bearer token")
-    run.add_argument("--openflow", default=_env("openflow", "tcp:127.0.0.1:6653"), help="br-int's controller target")
+    run.add_argument(
+        "--openflow",
+        default=_env("openflow", "tcp:127.0.0.1:6653"),
+        help="br-int's controller target: tcp:IP:PORT, or ssl:IP:PORT with the three --ovs-ssl-* files",
+    )
+    run.add_argument("--ovs-ssl-key", default=_env("ovs_ssl_key"), help="this switch's PEM private key (ovs-pki)")
+    run.add_argument("--ovs-ssl-cert", default=_env("ovs_ssl_cert"), help="this switch's PEM certificate (ovs-pki)")
+    run.add_argument(
+        "--ovs-ssl-ca", default=_env("ovs_ssl_ca"), help="PEM CA of the controller's certificate (ovs-pki controllerca)"
+    )
+    run.add_argument("--ca-file", default=_env("ca_file"), help="PEM CA to verify an https:// --controller with")
+    run.add_argument(
+        "--client-cert", default=_env("client_cert"), help="PEM certificate, for an API wanting mutual TLS"
+    )
+    run.add_argument("--client-key", default=_env("client_key"), help="PEM key of --client-cert")
     run.add_argument(
         "--ovsdb", default=_env("ovsdb", "unix:/var/run/openvswitch/db.sock"), help="OVSDB connection string"
     )
@@ -97,6 +115,27 @@ def datapath_id(args: argparse.Namespace, tunnel_ip: ipaddress.IPv4Address) -> i
         raise StartupError(f"--datapath-id: want an integer (0x... for hex), got {args.datapath_id!r}") from None
 
 
+def ovs_ssl_files(args: argparse.Namespace) -> tuple[str, str, str] | None:
+    """(private key, certificate, CA certificate) as absolute paths for OVS's SSL table, when the controller
+    target is ssl:...; None for tcp:. StartupError names a missing or unreadable file."""
+    given = {"--ovs-ssl-key": args.ovs_ssl_key, "--ovs-ssl-cert": args.ovs_ssl_cert, "--ovs-ssl-ca": args.ovs_ssl_ca}
+    if not args.openflow.startswith("ssl:"):
+        if any(given.values()):
+            flags = ", ".join(flag for flag, value in given.items() if value)
+            raise StartupError(f"{flags}: only for an ssl:IP:PORT --openflow target, not {args.openflow}")
+        return None
+    missing = [flag for flag, value in given.items() if not value]
+    if missing:
+        raise StartupError(f"--openflow {args.openflow} needs {', '.join(missing)} (from ovs-pki)")
+    files = []
+    for flag, value in given.items():
+        file = Path(value).resolve()  # ovs-vswitchd reads them from its own working directory
+        if not file.is_file():
+            raise StartupError(f"{flag} {value}: no such file")
+        files.append(str(file))
+    return files[0], files[1], files[2]
+
+
 def run(args: argparse.Namespace) -> None:
     from agent.netlink import Netlink
     from agent.ovsdb import Ovsdb, OvsdbError, kernel_datapath_available
@@ -120,9 +159,22 @@ def run(args: argparse.Namespace) -> None:
     datapath_type = args.datapath_type
     if datapath_type == "auto":
         datapath_type = "system" if kernel_datapath_available() else "netdev"
-    client = Client(args.controller, token, timeout=args.ready_timeout + 20)
+    ssl_files = ovs_ssl_files(args)
+    try:
+        client = Client(
+            args.controller,
+            token,
+            timeout=args.ready_timeout + 20,
+            ca_file=args.ca_file,
+            cert_file=args.client_cert,
+            key_file=args.client_key,
+        )
+    except ClientError as error:
+        raise StartupError(f"--controller {args.controller}: {error}") from None
     try:
         ovsdb = Ovsdb(args.ovsdb)
+        if ssl_files:
+            ovsdb.ensure_ssl(*ssl_files)
         ovsdb.ensure_bridge(
             args.bridge, datapath_type=datapath_type, datapath_id=dpid, controller=args.openflow, uplink=args.uplink
         )

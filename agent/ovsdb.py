@@ -28,7 +28,8 @@ from ovsdbapp.schema.open_vswitch import impl_idl
 
 SCHEMA = "Open_vSwitch"
 COLUMNS = {
-    "Open_vSwitch": ["bridges", "next_cfg", "cur_cfg"],
+    "Open_vSwitch": ["bridges", "next_cfg", "cur_cfg", "ssl"],
+    "SSL": ["private_key", "certificate", "ca_cert", "bootstrap_ca_cert"],
     "Bridge": ["name", "datapath_type", "fail_mode", "protocols", "other_config", "controller", "ports"],
     "Controller": ["target", "connection_mode"],
     "Port": ["name", "interfaces"],
@@ -105,6 +106,12 @@ class Ovsdb:
             problem = self._failure(name)
             if problem:
                 raise OvsdbError(f"bridge {bridge}: OVS could not add port {name}: {problem}")
+
+    def ensure_ssl(self, private_key: str, certificate: str, ca_cert: str) -> None:
+        """OVS's SSL settings (what `ovs-vsctl set-ssl` writes), used for ssl: controller targets: absolute
+        paths of this switch's PEM key and certificate and of the CA that signed the controller's; only what
+        differs is written."""
+        self._commit(_EnsureSsl(self._api, private_key, certificate, ca_cert), "setting the SSL files")
 
     def add_port(self, bridge: str, name: str, *, ofport: int, external_ids: dict[str, str]) -> None:
         """The Linux interface `name` as a port of `bridge`, in one transaction; the same call again is a no-op.
@@ -335,6 +342,23 @@ class _EnsureBridge(_Step):
             self.set(interface, "type", kind)
             self.set(interface, "options", {**_or_empty(interface, "options", {}), **options})
             self.set(interface, "ofport_request", [ofport])
+
+
+class _EnsureSsl(_Step):
+    def __init__(self, api: Any, private_key: str, certificate: str, ca_cert: str) -> None:
+        super().__init__(api)
+        self.files = {"private_key": private_key, "certificate": certificate, "ca_cert": ca_cert}
+
+    def apply(self) -> None:
+        rows = _or_empty(self.api._ovs, "ssl", [])
+        if rows:
+            row = rows[0]
+        else:
+            row = self.insert("SSL")
+            self.api._ovs.ssl = [row]
+        for column, value in self.files.items():
+            self.set(row, column, value)
+        self.set(row, "bootstrap_ca_cert", False)
 
 
 class _AddPort(_Step):

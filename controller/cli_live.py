@@ -7,7 +7,8 @@
   tenetctl node ls|show       tenetctl endpoint ls|show       tenetctl flows NODE
 
 Every command takes --server (or TENET_SERVER), --token, --token-file (or TENET_TOKEN) and --json, before
-the command or after it: `tenetctl --json tenant ls` and `tenetctl tenant ls --json` are the same.
+the command or after it: `tenetctl --json tenant ls` and `tenetctl tenant ls --json` are the same. For an
+https:// server --ca-file (or TENET_CA_FILE), and --client-cert/--client-key for mutual TLS.
 """
 
 from __future__ import annotations
@@ -77,6 +78,12 @@ def connection_options(*, suppress: bool = False) -> argparse.ArgumentParser:
     group.add_argument("--server", metavar="URL", default=default(None), help=server_help)
     group.add_argument("--token", default=default(None), help="bearer token (env TENET_TOKEN)")
     group.add_argument("--token-file", metavar="FILE", default=default(None), help="a file holding the bearer token")
+    ca_help = "PEM CA to verify an https:// controller with (env TENET_CA_FILE)"
+    group.add_argument("--ca-file", metavar="FILE", default=default(None), help=ca_help)
+    cert_help = "PEM certificate for a controller wanting mutual TLS (env TENET_CLIENT_CERT)"
+    group.add_argument("--client-cert", metavar="FILE", default=default(None), help=cert_help)
+    key_help = "PEM key of --client-cert (env TENET_CLIENT_KEY)"
+    group.add_argument("--client-key", metavar="FILE", default=default(None), help=key_help)
     json_help = "print the API's JSON instead of a table"
     group.add_argument("--json", action="store_true", default=default(False), help=json_help)
     return common
@@ -177,7 +184,13 @@ def make_client(args: argparse.Namespace) -> Client:
             raise UsageError(f"cannot read token file {args.token_file}: {error.strerror or error}") from None
     if token is None:
         token = os.environ.get("TENET_TOKEN") or None
-    return Client(server, token)
+    return Client(
+        server,
+        token,
+        ca_file=args.ca_file or os.environ.get("TENET_CA_FILE") or None,
+        cert_file=args.client_cert or os.environ.get("TENET_CLIENT_CERT") or None,
+        key_file=args.client_key or os.environ.get("TENET_CLIENT_KEY") or None,
+    )
 
 
 def error_line(error: Exception) -> str:

@@ -1,9 +1,11 @@
-"""A small client of the northbound API (standard library only), for tenetctl and agents."""
+"""A small client of the northbound API over HTTP or HTTPS (standard library only), for tenetctl and agents."""
 
 from __future__ import annotations
 
 import json
 import socket
+import ssl
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -27,10 +29,29 @@ def path(*parts: str) -> str:
 
 
 class Client:
-    def __init__(self, server: str = DEFAULT_SERVER, token: str | None = None, *, timeout: float = 30.0) -> None:
+    """Requests to the API at `server` (http:// or https://), as the holder of `token`.
+
+    For https, `ca_file` is the PEM CA that signed the controller's certificate (default: the system's CAs);
+    the certificate and the host name are always verified. `cert_file`/`key_file` are this client's PEM
+    certificate and key, for a controller that wants mutual TLS. `timeout` is in seconds. A GET answered
+    503 with `Retry-After` (every readiness wait slot taken) is asked again after that many seconds, while
+    `timeout` lasts. Raises ClientError when a TLS file is unusable.
+    """
+
+    def __init__(
+        self,
+        server: str = DEFAULT_SERVER,
+        token: str | None = None,
+        *,
+        timeout: float = 30.0,
+        ca_file: str | None = None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
+    ) -> None:
         self.server = server.rstrip("/")
         self.token = token
         self.timeout = timeout
+        self.context = tls_context(ca_file, cert_file, key_file) if self.server.startswith("https:") else None
 
     def get(self, url_path: str, **query: str | None) -> Any:
         return self.request("GET", url_path, query=query)
@@ -64,17 +85,59 @@ class Client:
             headers["Content-Type"] = "application/json"
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                return self._send(urllib.request.Request(url, data=data, headers=headers, method=method))
+            except _RetryAfter as busy:
+                if time.monotonic() + busy.seconds >= deadline:
+                    raise busy.error from None
+                time.sleep(busy.seconds)
+
+    def _send(self, request: urllib.request.Request) -> Any:
         try:
-            request = urllib.request.Request(url, data=data, headers=headers, method=method)
-            with urllib.request.urlopen(request, timeout=self.timeout) as answer:
+            with urllib.request.urlopen(request, timeout=self.timeout, context=self.context) as answer:
                 return _decode(answer.read(), answer.status)
         except urllib.error.HTTPError as error:
-            raise _api_error(error) from None
+            retry = _retry_after(error) if request.get_method() == "GET" else None
+            api_error = _api_error(error)
+            if retry is not None:
+                raise _RetryAfter(retry, api_error) from None
+            raise api_error from None
         except (urllib.error.URLError, OSError) as error:
             reason = getattr(error, "reason", error)
             raise ClientError(f"cannot reach the controller at {self.server}: {_reason(reason)}") from None
         except ValueError as error:  # a malformed server URL
             raise ClientError(f"bad controller URL {self.server!r}: {error}") from None
+
+
+def tls_context(ca_file: str | None, cert_file: str | None = None, key_file: str | None = None) -> ssl.SSLContext:
+    """A client context verifying the server against `ca_file` (None: the system's CAs), with this client's
+    certificate when `cert_file` is given (`key_file`: its key, if not in the same file)."""
+    try:
+        context = ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as error:
+        raise ClientError(f"CA file {ca_file}: {getattr(error, 'strerror', None) or error}") from None
+    if cert_file:
+        try:
+            context.load_cert_chain(cert_file, key_file)
+        except (OSError, ssl.SSLError) as error:
+            raise ClientError(f"client certificate {cert_file}: {getattr(error, 'strerror', None) or error}") from None
+    return context
+
+
+class _RetryAfter(Exception):
+    def __init__(self, seconds: float, error: ClientError) -> None:
+        super().__init__(str(error))
+        self.seconds, self.error = seconds, error
+
+
+def _retry_after(error: urllib.error.HTTPError) -> float | None:
+    """Seconds to wait before asking again, when a 503 says so (delta-seconds only, capped at 10)."""
+    text = error.headers.get("Retry-After") if error.code == 503 and error.headers else None
+    if text is None or not text.strip().isdigit():
+        return None
+    return min(float(text), 10.0)
 
 
 def _reason(reason: object) -> str:

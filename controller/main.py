@@ -12,19 +12,28 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from controller.pipeline.compile import gc_paused
 from controller.store.base import Put, StoreError
 
+if TYPE_CHECKING:
+    from controller.api import Limits, TlsFiles
+
 log = logging.getLogger("tenet.controller")
 ROUND_KEY = "/tenet/controller/round"
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
 
 
 @dataclass
@@ -36,6 +45,23 @@ class Settings:
     store: str = "sqlite:///var/lib/tenet/tenet.db"
     token_file: str = "/etc/tenet/tokens.json"
     log_level: str = "info"
+    api_threads: int = field(default=16, metadata=_help("API worker threads: requests served at once"))
+    api_ready_waits: int = field(
+        default=8, metadata=_help("readiness waits (GET .../ready?wait=S) served at once; below api_threads")
+    )
+    api_timeout: float = field(
+        default=10.0, metadata=_help("seconds an API connection may sit idle or take for one read or write")
+    )
+    api_tls_cert: str = field(default="", metadata=_help("PEM certificate (chain) for HTTPS on the API"))
+    api_tls_key: str = field(default="", metadata=_help("PEM private key of api_tls_cert"))
+    api_tls_client_ca: str = field(
+        default="", metadata=_help("PEM CA: API clients must show a certificate it signed (mutual TLS)")
+    )
+    ofp_tls_cert: str = field(default="", metadata=_help("PEM certificate for OpenFlow over TLS (ovs-pki controller)"))
+    ofp_tls_key: str = field(default="", metadata=_help("PEM private key of ofp_tls_cert"))
+    ofp_tls_ca: str = field(
+        default="", metadata=_help("PEM CA that signed the switches' certificates (ovs-pki switchca/cacert.pem)")
+    )
 
 
 class StartupError(RuntimeError):
@@ -51,7 +77,9 @@ def load_settings(argv: Sequence[str] | None) -> Settings:
             flag,
             type=type(item.default),
             metavar=item.name.upper(),
-            help=f"(env TENET_{item.name.upper()}; default {item.default})",
+            help=" ".join(
+                [item.metadata.get("help", ""), f"(env TENET_{item.name.upper()}; default {item.default or 'none'})"]
+            ).strip(),
         )
     args = parser.parse_args(argv)
     values: dict[str, object] = {}
@@ -87,6 +115,59 @@ def check_port_free(host: str, port: int, what: str) -> None:
             raise StartupError(f"{what} address {host}:{port} is not available: {error.strerror}") from None
 
 
+def api_options(settings: Settings) -> tuple[Limits, TlsFiles | None]:
+    """The API server's limits and TLS files from the settings; StartupError names a setting that is wrong."""
+    from controller.api import Limits, TlsError, TlsFiles
+
+    limits = Limits(threads=settings.api_threads, ready_waits=settings.api_ready_waits, timeout=settings.api_timeout)
+    try:
+        limits.check()
+    except ValueError as error:
+        raise StartupError(str(error)) from None
+    if not settings.api_tls_cert and not settings.api_tls_key:
+        if settings.api_tls_client_ca:
+            raise StartupError("api_tls_client_ca needs api_tls_cert and api_tls_key: mutual TLS is TLS first")
+        return limits, None
+    if not (settings.api_tls_cert and settings.api_tls_key):
+        missing = "api_tls_key" if settings.api_tls_cert else "api_tls_cert"
+        raise StartupError(f"{missing} is required with {'api_tls_cert' if settings.api_tls_cert else 'api_tls_key'}")
+    tls = TlsFiles(settings.api_tls_cert, settings.api_tls_key, settings.api_tls_client_ca or None)
+    try:
+        tls.context()
+    except TlsError as error:
+        raise StartupError(str(error)) from None
+    return limits, tls
+
+
+def ofp_tls(settings: Settings) -> bool:
+    """Whether OpenFlow runs over TLS: all three of ofp_tls_cert, ofp_tls_key, ofp_tls_ca, or none. The files
+    are loaded here once, so a bad one stops the start instead of os-ken's listener thread."""
+    given = {name: getattr(settings, name) for name in ("ofp_tls_cert", "ofp_tls_key", "ofp_tls_ca")}
+    if not any(given.values()):
+        return False
+    missing = [name for name, value in given.items() if not value]
+    if missing:
+        raise StartupError(
+            f"{', '.join(missing)} is required for OpenFlow over TLS "
+            "(give ofp_tls_cert, ofp_tls_key and ofp_tls_ca together: switches are checked against the CA)"
+        )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    for name, path in given.items():
+        if not Path(path).is_file():
+            raise StartupError(f"{name}: {path} is not a readable file")
+    try:
+        context.load_cert_chain(settings.ofp_tls_cert, settings.ofp_tls_key)
+    except (ssl.SSLError, OSError) as error:
+        raise StartupError(
+            f"ofp_tls_cert/ofp_tls_key: cannot use {settings.ofp_tls_cert} with {settings.ofp_tls_key}: {error}"
+        ) from None
+    try:
+        context.load_verify_locations(cafile=settings.ofp_tls_ca)
+    except (ssl.SSLError, OSError) as error:
+        raise StartupError(f"ofp_tls_ca: cannot use {settings.ofp_tls_ca}: {error}") from None
+    return True
+
+
 def next_round(store: object) -> int:
     """Each start works in a new cookie round (1..255), so its flows replace the last start's in place."""
     record = store.get(ROUND_KEY)
@@ -100,13 +181,15 @@ def run(settings: Settings) -> None:
     from os_ken import cfg
     from os_ken.base.app_manager import AppManager
 
-    from controller.api import load_tokens, make_app, serve
+    from controller.api import ServeError, load_tokens, make_app, serve
     from controller.app.osken_app import Runtime
     from controller.service import Service
     from controller.store.open import open_store
 
     check_port_free(settings.ofp_host, settings.ofp_port, "OpenFlow")
     check_port_free(settings.api_host, settings.api_port, "API")
+    limits, api_tls = api_options(settings)
+    tls = ofp_tls(settings)
     try:
         tokens = load_tokens(settings.token_file)
     except (OSError, ValueError) as error:
@@ -127,21 +210,29 @@ def run(settings: Settings) -> None:
     cfg.CONF(args=[], project="os_ken")
     cfg.CONF.ofp_listen_host = settings.ofp_host
     cfg.CONF.ofp_tcp_listen_port = settings.ofp_port
+    if tls:  # os-ken then listens with TLS only, on its SSL port, and requires a certificate the CA signed
+        cfg.CONF.ofp_ssl_listen_port = settings.ofp_port
+        cfg.CONF.ctl_privkey, cfg.CONF.ctl_cert = settings.ofp_tls_key, settings.ofp_tls_cert
+        cfg.CONF.ca_certs = settings.ofp_tls_ca
     manager = AppManager.get_instance()
     manager.load_apps(["controller.app.osken_app"])
     manager.instantiate_apps(**manager.create_contexts())
     Runtime.ready.wait()
     app = Runtime.app
-    api = make_app(service, tokens, switch_status=app.status, readiness=app.endpoint_ready)
-    server = serve(api, settings.api_host, settings.api_port)
-    threading.Thread(target=server.serve_forever, name="api", daemon=True).start()
+    api = make_app(
+        service, tokens, switch_status=app.status, readiness=app.endpoint_ready, ready_waits=limits.ready_waits
+    )
+    try:
+        server = serve(api, settings.api_host, settings.api_port, limits=limits, tls=api_tls).start()
+    except ServeError as error:
+        raise StartupError(str(error)) from None
     log.info(
-        "round %d; OpenFlow on %s:%d, API on %s:%d, store %s",
+        "round %d; OpenFlow%s on %s:%d, API on %s, store %s",
         round_,
+        " over TLS" if tls else "",
         settings.ofp_host,
         settings.ofp_port,
-        settings.api_host,
-        settings.api_port,
+        server.url,
         settings.store,
     )
     stop = threading.Event()
@@ -149,7 +240,7 @@ def run(settings: Settings) -> None:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     stop.wait()
     log.info("stopping")
-    server.shutdown()
+    server.stop(timeout=5)  # a readiness wait in progress is not waited for
     store.close()
     # os-ken's server and switch threads do not stop on request. Everything acknowledged is in the store
     # and the switches keep their flows (fail_mode=secure), so leaving at once loses nothing.

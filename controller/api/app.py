@@ -1,4 +1,5 @@
-"""The northbound API as a WSGI application, and a threading server for it (standard library only).
+"""The northbound API as a WSGI application; `controller.api.server` serves it (both exported by
+`controller.api`).
 
     app = make_app(service, load_tokens("/etc/tenet/tokens.json"), switch_status=ofapp.status)
     server = serve(app, "127.0.0.1", 8780).start()   # bound at once, then served from a thread
@@ -7,21 +8,17 @@
 
 Errors are JSON, `{"error": {"message": ..., "field": ...}}`: the model's validation errors are 400, or 409
 when something is already in use; unknown objects 404; a missing or unknown token 401; admin-only
-operations 403 for tenant tokens; a failing store 503. Nothing a client sends may cause a 500.
+operations 403 for tenant tokens; a failing store 503, as is a readiness wait over the cap (with
+Retry-After). Nothing a client sends may cause a 500.
 """
 
 from __future__ import annotations
 
-import errno
 import logging
 import re
-import socket
-import threading
 from collections.abc import Callable, Iterable
-from socketserver import ThreadingMixIn
 from typing import Any
 from urllib.parse import parse_qsl
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from controller.api.auth import Principal, Tokens, bearer
 from controller.api.http import (
@@ -33,6 +30,7 @@ from controller.api.http import (
     validation_response,
 )
 from controller.api.routes import ROUTES, Api, EndpointReadiness, Route, SwitchStatus
+from controller.api.server import Limits, ReadyWaits
 from controller.service import Service
 from controller.store.base import Conflict, StoreError
 from topology.errors import ValidationError
@@ -74,7 +72,11 @@ def make_app(
     switch_status: SwitchStatus | None = None,
     readiness: EndpointReadiness | None = None,
     max_body: int = MAX_BODY,
+    ready_waits: int = Limits.ready_waits,
 ) -> WsgiApp:
+    """The API as a WSGI app; at most `ready_waits` readiness calls wait at once (see `ReadyWaits`)."""
+    if readiness is not None:
+        readiness = ReadyWaits(readiness, ready_waits)
     api = Api(service, switch_status=switch_status, readiness=readiness)
     router = Router(ROUTES)
 
@@ -150,54 +152,3 @@ def _drain(stream: Any, length: int) -> None:
         if not chunk:
             return
         length -= len(chunk)
-
-
-# --- the server ----------------------------------------------------------------------------------------
-
-
-class ServeError(OSError):
-    """The API cannot listen where it was told to (the port is taken, the address is not ours)."""
-
-
-class _Handler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s %s", self.address_string(), format % args)
-
-
-class ApiServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True  # a slow client must not keep the controller from exiting
-    thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-    def start(self) -> ApiServer:
-        """Serve from a background thread (or call `serve_forever` yourself)."""
-        self.thread = threading.Thread(target=self.serve_forever, args=(0.1,), name="tenet-api", daemon=True)
-        self.thread.start()
-        log.info("northbound API listening on %s", self.url)
-        return self
-
-    def stop(self) -> None:
-        if self.thread is not None:
-            self.shutdown()
-            self.thread.join()
-        self.server_close()
-
-
-class _ApiServer6(ApiServer):
-    address_family = socket.AF_INET6
-
-
-def serve(app: WsgiApp, host: str, port: int) -> ApiServer:
-    """Listen on host:port (0: any free port) for `app`; `start()` serves from a thread, `stop()` ends it."""
-    kind = _ApiServer6 if ":" in host else ApiServer
-    try:
-        server = kind((host, port), _Handler)
-    except OSError as error:
-        why = "the port is already in use" if error.errno == errno.EADDRINUSE else (error.strerror or str(error))
-        raise ServeError(error.errno, f"cannot serve the API on {host}:{port}: {why}") from None
-    server.set_app(app)
-    return server

@@ -338,7 +338,8 @@ PATHS: Json = {
     },
     "/v1/endpoints/{endpoint}/ready": {
         "get": _op(
-            "whether the endpoint's port is on its switch and its flows are installed; waits up to `wait` s",
+            "whether the endpoint's port is on its switch and its flows are installed; waits up to `wait` s "
+            "(503 with Retry-After when as many waits as the controller serves at once are in progress)",
             200,
             _ref("EndpointReady"),
             params=(
