@@ -96,9 +96,11 @@ def _network(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     create = _leaf(actions, "create", common, create_network, "create a VXLAN or VLAN network with its subnet")
     create.add_argument("network", metavar="TENANT/NAME")
     create.add_argument("--encap", required=True, choices=("vxlan", "vlan"))
-    segment = create.add_mutually_exclusive_group(required=True)
-    segment.add_argument("--vni", type=int, metavar="N", help="VXLAN network identifier (vxlan)")
-    segment.add_argument("--vlan", type=int, metavar="N", help="VLAN id (vlan)")
+    segment = create.add_mutually_exclusive_group()
+    segment.add_argument(
+        "--vni", type=int, metavar="N", help="VXLAN network identifier (vxlan; default: pool's lowest free)"
+    )
+    segment.add_argument("--vlan", type=int, metavar="N", help="VLAN id (vlan; default: the pool's lowest free)")
     create.add_argument("--subnet", required=True, metavar="CIDR")
     create.add_argument("--gateway", metavar="IP", help="default: the subnet's first host address")
     create.add_argument("--mtu", type=int, metavar="N")
@@ -260,7 +262,7 @@ def network_table(docs: list[dict[str, Any]]) -> str:
 def create_network(client: Client, args: argparse.Namespace) -> Output:
     tenant, name = split_network(args.network)
     body = {"name": name, "encap": args.encap, "subnet": args.subnet, "gateway": args.gateway, "mtu": args.mtu}
-    body.update({"vni": args.vni} if args.vni is not None else {"vlan": args.vlan})
+    body.update({"vni": args.vni, "vlan": args.vlan})
     doc = client.post(path("v1", "tenants", tenant, "networks"), {k: v for k, v in body.items() if v is not None})
     return Output(doc, f"created network {doc['key']} ({doc['encap']} {doc['segment']}, {doc['subnet']})")
 

@@ -181,7 +181,7 @@ def test_load_tokens(tmp_path: Path) -> None:
         ('{"admin": [" x"]}', "whitespace"),
         ('{"tenants": {"blue": [1]}}', "blue: want a list"),
         ('{"tenants": []}', "tenants: want an object"),
-        ('{"admins": []}', '"admin" and "tenants" only'),
+        ('{"admins": []}', '"admin", "tenants" and "nodes" only'),
         ('{"admin": ["x"], "tenants": {"blue": ["x"]}}', "both as admin and"),
     ],
 )

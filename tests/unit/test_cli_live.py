@@ -93,9 +93,10 @@ def test_tenants(ctl: Ctl) -> None:
     assert ctl.ok("tenant", "create", "blue") == "created tenant blue (id 1)\n"
     ctl.ok("tenant", "create", "red-team")
     assert columns(ctl.ok("tenant", "ls")) == [["NAME", "ID", "NETWORKS"], ["blue", "1", "-"], ["red-team", "2", "-"]]
+    unlimited, unused = {"networks": None, "endpoints": None}, {"networks": 0, "endpoints": 0}
     assert ctl.json("tenant", "ls") == [
-        {"name": "blue", "id": 1, "networks": []},
-        {"name": "red-team", "id": 2, "networks": []},
+        {"name": "blue", "id": 1, "networks": [], "quota": unlimited, "usage": unused},
+        {"name": "red-team", "id": 2, "networks": [], "quota": unlimited, "usage": unused},
     ]
     assert ctl.ok("tenant", "show", "blue") == "name:     blue\nid:       1\nnetworks: -\n"
     assert ctl.ok("tenant", "rm", "red-team") == "deleted tenant red-team\n"
