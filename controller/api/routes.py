@@ -317,7 +317,7 @@ class Api:
             if not self.target_visible(request, target):
                 raise ValidationError("qos.target", f"{target!r} is neither a network (TENANT/NAME) nor an endpoint")
             if not request.principal.admin:
-                self.check_admin_cap(target)
+                self.check_admin_cap(target, attaching=True)
             by = "admin" if request.principal.admin else "tenant"
             self.service.attach_qos(profile.name, target, attached_by=by)
             attachment = self.model.qos_attachments[target]
@@ -336,19 +336,19 @@ class Api:
             if target not in self.model.qos_attachments or not self.target_visible(request, target):
                 raise not_found(f"no QoS profile is attached to {target!r}")
             if not request.principal.admin:
-                self.check_admin_cap(target)
+                self.check_admin_cap(target, attaching=False)
             self.service.detach_qos(target)
         return Response(204)
 
-    def check_admin_cap(self, target: str) -> None:
-        """A tenant may not replace or remove a cap the admin attached, nor escape its network's one with an
-        endpoint's own profile (an endpoint's attachment takes the place of its network's)."""
+    def check_admin_cap(self, target: str, *, attaching: bool) -> None:
+        """A tenant may not replace or remove a cap the admin attached, nor escape its network's one by
+        attaching an endpoint's own profile (it takes the place of its network's). Raises HttpError 403."""
         attachment = self.model.qos_attachments.get(target)
         if attachment is not None and attachment.attached_by == "admin":
             raise HttpError(
                 403, f"the QoS profile on {target!r} was attached by the cluster admin; only it may change it"
             )
-        endpoint = self.model.endpoints.get(target)
+        endpoint = self.model.endpoints.get(target) if attaching else None
         network = self.model.qos_attachments.get(endpoint.network) if endpoint is not None else None
         if network is not None and network.attached_by == "admin":
             raise HttpError(

@@ -266,6 +266,26 @@ def test_tenant_cannot_remove_or_escape_the_admins_qos_cap(api: Wsgi) -> None:
     api.ok("POST", "/v1/qos/gold/attachments", {"target": "b2"})
     answer = api.call("DELETE", "/v1/qos-attachments", token=BLUE, query="target=b2")
     assert answer.status == 403
+    # An endpoint's own profile the tenant attached before the admin capped the network: the tenant may
+    # detach it (the network's cap then applies), not attach another.
+    api.ok("POST", "/v1/qos/gold/attachments", {"target": "blue/db"})
+    assert api.ok("GET", "/v1/endpoints/b2", token=BLUE)["qos"] == "gold"  # b2's own, the admin's
+    api.ok("DELETE", "/v1/qos-attachments", query="target=b2")
+    api.ok("DELETE", "/v1/qos-attachments", query="target=blue/db")
+    api.ok("POST", "/v1/qos/fast/attachments", {"target": "b2"}, token=BLUE)
+    api.ok("POST", "/v1/qos/gold/attachments", {"target": "blue/db"})
+    refused(
+        api,
+        "POST",
+        "/v1/qos/gold/attachments",
+        {"target": "b2"},
+        token=BLUE,
+        status=403,
+        field=None,
+        words="has a QoS cap set by the cluster admin",
+    )
+    api.ok("DELETE", "/v1/qos-attachments", token=BLUE, query="target=b2")
+    assert api.ok("GET", "/v1/endpoints/b2", token=BLUE)["qos"] == "gold"  # the network's cap holds
     api.ok("DELETE", "/v1/qos-attachments", query="target=blue/web")
     api.ok("POST", "/v1/qos/fast/attachments", {"target": "b1"}, token=BLUE)
 
