@@ -1,6 +1,6 @@
 """tenetctl's live commands: they talk to a running controller's API.
 
-  tenetctl tenant create|ls|show|rm
+  tenetctl tenant create|ls|show|rm     tenetctl tenant quota NAME [--networks N] [--endpoints N]   (admin)
   tenetctl network create TENANT/NAME --encap vxlan|vlan [--vni N|--vlan N] --subnet CIDR [--gateway IP] [--mtu N]
   tenetctl network ls [TENANT] | show TENANT/NAME | rm TENANT/NAME
   tenetctl qos create NAME --rate-kbps N --burst-kb N | ls | show | rm | attach NAME TARGET | detach TARGET
@@ -89,6 +89,10 @@ def _tenant(commands: argparse._SubParsersAction, common: argparse.ArgumentParse
     _leaf(actions, "ls", common, list_tenants, "list tenants")
     _leaf(actions, "show", common, show_tenant, "show a tenant").add_argument("name", metavar="NAME")
     _leaf(actions, "rm", common, delete_tenant, "delete a tenant without networks").add_argument("name", metavar="NAME")
+    quota = _leaf(actions, "quota", common, set_quota, "set a tenant's quota (admin); a limit left out: the default")
+    quota.add_argument("name", metavar="NAME")
+    quota.add_argument("--networks", type=int, metavar="N", help="networks the tenant may hold")
+    quota.add_argument("--endpoints", type=int, metavar="N", help="endpoints the tenant may hold")
 
 
 def _network(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -241,6 +245,14 @@ def list_tenants(client: Client, args: argparse.Namespace) -> Output:
 def show_tenant(client: Client, args: argparse.Namespace) -> Output:
     doc = client.get(path("v1", "tenants", args.name))
     return Output(doc, fields(doc, TENANT_FIELDS))
+
+
+def set_quota(client: Client, args: argparse.Namespace) -> Output:
+    doc = client.put(
+        path("v1", "tenants", args.name), {"quota": {"networks": args.networks, "endpoints": args.endpoints}}
+    )
+    limits = ", ".join(f"{k} {'no limit' if v is None else v}" for k, v in doc["quota"].items())
+    return Output(doc, f"quota of tenant {doc['name']}: {limits}")
 
 
 def delete_tenant(client: Client, args: argparse.Namespace) -> Output:

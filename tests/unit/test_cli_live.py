@@ -103,6 +103,19 @@ def test_tenants(ctl: Ctl) -> None:
     assert [t["name"] for t in ctl.json("tenant", "ls", token=BLUE)] == ["blue"]
 
 
+def test_tenant_quota_and_a_network_from_the_pool(ctl: Ctl) -> None:
+    ctl.ok("tenant", "create", "blue")
+    assert (
+        ctl.ok("tenant", "quota", "blue", "--networks", "1") == "quota of tenant blue: networks 1, endpoints no limit\n"
+    )
+    status, _out, err = ctl("tenant", "quota", "blue", "--networks", "5", token=BLUE)
+    assert status != 0 and "needs the cluster-admin token" in err
+    out = ctl.ok("network", "create", "blue/web", "--encap", "vxlan", "--subnet", "10.0.0.0/24", token=BLUE)
+    assert out.startswith("created network blue/web (vxlan 1, ")  # the lowest free of the (whole) pool
+    status, _out, err = ctl("network", "create", "blue/db", "--encap", "vlan", "--subnet", "10.1.0.0/24", token=BLUE)
+    assert status != 0 and "quota of 1 networks" in err
+
+
 def test_networks(ctl: Ctl) -> None:
     ctl.ok("tenant", "create", "blue")
     out = ctl.ok("network", "create", "blue/web", "--encap", "vxlan", "--vni", "100", "--subnet", "10.0.0.0/24")
