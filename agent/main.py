@@ -3,7 +3,8 @@
     tenet-agent run --node NAME --tunnel-ip IP [--controller URL] [--token-file FILE] ...
     tenet-agent install-cni [--bin-dir /opt/cni/bin] [--conf-dir /etc/cni/net.d] --tenant T --network N
 
-`run` registers the node with the controller (name, tunnel IP, datapath id, uplink), makes sure br-int is
+`run` registers the node with the controller (name, tunnel IP, datapath id, uplink; again with new values:
+the node is updated in place, its pods kept), makes sure br-int is
 there (userspace datapath where the kernel module is missing), `fail_mode=secure`, the controller target
 and the flow-based VXLAN port, cleans up what a crash left half-made, then serves the socket.
 Settings for `run` come from flags, else environment variables TENET_<NAME> (e.g. TENET_TUNNEL_IP).
@@ -29,8 +30,15 @@ log = logging.getLogger("tenet.agent")
 DATAPATH_ID_BASE = 0x7E_0000_0000_0000  # default datapath ids: this, or'ed with the tunnel IP
 
 
+EXIT_REFUSED = 2  # the controller refused the node's registration: restarting cannot help
+
+
 class StartupError(RuntimeError):
     """Something the operator must fix before the agent can start: printed as one line."""
+
+    def __init__(self, message: str, *, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -63,7 +71,11 @@ def parser() -> argparse.ArgumentParser:
         default=_env("controller", "http://127.0.0.1:8780"),
         help="controller API URL, http:// or https://",
     )
-    run.add_argument("--token-file", default=_env("token_file"), help="file holding the admin bearer token")
+    run.add_argument(
+        "--token-file",
+        default=_env("token_file"),
+        help="file holding this node's bearer token (a node token of the controller's token file)",
+    )
     run.add_argument(
         "--openflow",
         default=_env("openflow", "tcp:127.0.0.1:6653"),
@@ -186,7 +198,11 @@ def run(args: argparse.Namespace) -> None:
     try:
         client.put(path("v1", "nodes", args.node), body)
     except ClientError as error:
-        raise StartupError(f"registering node {args.node} with {args.controller}: {error}") from None
+        # A refusal (a tunnel IP or datapath id of another node, a token of another node) stays a refusal: exit
+        # with EXIT_REFUSED, which the unit does not restart on, instead of asking again every few seconds.
+        refused = error.status is not None and 400 <= error.status < 500
+        code = EXIT_REFUSED if refused else 1
+        raise StartupError(f"registering node {args.node} with {args.controller}: {error}", code=code) from None
     settings = AgentSettings(
         node=args.node, bridge=args.bridge, datapath_type=datapath_type, ready_timeout=args.ready_timeout
     )
@@ -257,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             install_cni(args)
     except StartupError as error:
         print(f"tenet-agent: {error}", file=sys.stderr)
-        return 1
+        return error.code
     except OSError as error:
         print(f"tenet-agent: {error}", file=sys.stderr)
         return 1

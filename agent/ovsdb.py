@@ -127,9 +127,13 @@ class Ovsdb:
                 self._commit(_DelPort(self._api, bridge, name), f"removing port {name} from {bridge}")
             raise OvsdbError(f"OVS could not add port {name} to {bridge}: {problem}")
 
-    def del_port(self, bridge: str, name: str) -> None:
-        """Remove port `name` from `bridge`; nothing to do if it is not there."""
-        self._commit(_DelPort(self._api, bridge, name), f"removing port {name} from {bridge}")
+    def del_port(self, bridge: str, name: str, *, owned_by: dict[str, str] | None = None) -> bool:
+        """Remove port `name` from `bridge`; nothing to do if it is not there. With `owned_by`, only if its
+        interface's `external_ids` hold every one of those items (checked in the same transaction), so a
+        port someone else made under that name stays. Returns whether a port was removed."""
+        step = _DelPort(self._api, bridge, name, owned_by=owned_by)
+        self._commit(step, f"removing port {name} from {bridge}")
+        return step.changed
 
     # --- reads ---------------------------------------------------------------------------------------
 
@@ -375,15 +379,21 @@ class _AddPort(_Step):
 
 
 class _DelPort(_Step):
-    def __init__(self, api: Any, bridge: str, name: str) -> None:
+    def __init__(self, api: Any, bridge: str, name: str, *, owned_by: dict[str, str] | None = None) -> None:
         super().__init__(api)
-        self.bridge_name, self.name = bridge, name
+        self.bridge_name, self.name, self.owned_by = bridge, name, owned_by or {}
 
     def apply(self) -> None:
         bridge = idlutils.row_by_value(self.api.idl, "Bridge", "name", self.bridge_name, None)
         port = idlutils.row_by_value(self.api.idl, "Port", "name", self.name, None)
         if bridge is None or port is None or port.uuid not in {row.uuid for row in bridge.ports}:
             return
+        interface = _interface_of(port)
+        ids = dict(interface.external_ids) if interface is not None else {}
+        if any(ids.get(key) != value for key, value in self.owned_by.items()):
+            return  # not the owner's: left alone
+        if self.owned_by:
+            interface.verify("external_ids")  # changed meanwhile: ovsdbapp retries the step
         bridge.delvalue("ports", port)
         for interface in port.interfaces:
             interface.delete()

@@ -11,6 +11,11 @@ from the runtime's arguments alone, with no state file. OVSDB (ports with `exter
 controller (endpoints on this node) are the state; `recover` reconciles them after a restart: an
 endpoint without a port, a port without an endpoint, or a host veth without a port is what a crash
 mid-ADD or mid-DEL leaves, and is removed.
+
+The agent removes only what it made: OVS ports whose `external_ids` say `tenet-owner=agent` and name the
+endpoint, and host veths of its own naming (`host_name`, derived from the endpoint id, which it also asks
+the controller to use as the port name), never one that is an OVS port it does not own. A port name taken
+from the API is never deleted.
 """
 
 from __future__ import annotations
@@ -42,12 +47,18 @@ EXT_NETWORK = "tenet-network"
 EXT_POD = "tenet-pod"
 EXT_CNI_NETWORK = "tenet-cni-network"  # the CNI config's name: GC of one config leaves the others' pods
 EXT_DEFAULT_ROUTE = "tenet-default-route"  # "true" if the pod's default route is this interface's (CHECK)
-HOST_LINK_PREFIX = "tn"  # the controller names pod ports tn + 10 hex digits
+EXT_OWNER, OWNER = "tenet-owner", "agent"  # on every port the agent made: it removes no other
+HOST_LINK_PREFIX = "tn"  # the agent names pod ports tn + 10 hex digits of the endpoint id's hash
 
 
 def endpoint_id(container_id: str, ifname: str) -> str:
     """The endpoint of one container interface: stable, so every verb finds it from its arguments."""
     return "cni-" + hashlib.sha256(f"{container_id}/{ifname}".encode()).hexdigest()[:20]
+
+
+def host_name(eid: str) -> str:
+    """The host end's (and OVS port's) name of an endpoint the agent plumbs: tn + 10 hex digits, <= 15."""
+    return HOST_LINK_PREFIX + hashlib.sha256(eid.encode()).hexdigest()[:10]
 
 
 @dataclass(frozen=True)
@@ -143,7 +154,7 @@ class AgentService:
         }
 
     def _create_endpoint(self, eid: str, network: str) -> dict[str, Any]:
-        body = {"id": eid, "network": network, "node": self.settings.node}
+        body = {"id": eid, "network": network, "node": self.settings.node, "port_name": host_name(eid)}
         try:
             return self.client.post("/v1/endpoints", body)
         except ClientError as error:
@@ -160,7 +171,11 @@ class AgentService:
     def _plumb(
         self, doc: dict[str, Any], request: dict[str, Any], container_id: str, ifname: str, netns: str
     ) -> Created:
-        port = doc["port_name"]
+        port = host_name(doc["id"])
+        if doc["port_name"] != port:
+            raise AgentError(
+                protocol.GENERIC_FAILURE, f"the controller named the port {doc['port_name']!r}, not {port!r}"
+            )
         pod = PodInterface(
             netns=netns,
             ifname=ifname,
@@ -175,8 +190,11 @@ class AgentService:
             try:
                 created = self.netlink.create(pod)
             except HostLinkExists:  # left by an attempt that died before it could clean up: ours to remove
-                log.info("port %s exists from an earlier attempt: removing it", port)
-                self._unplumb(port)
+                if not self._remove_leftover(doc["id"]):
+                    raise AgentError(
+                        protocol.INVALID_ENVIRONMENT, f"{port} exists and is an OVS port Tenet did not make"
+                    ) from None
+                log.info("port %s exists from an earlier attempt: removed it", port)
                 created = self.netlink.create(pod)
         except NetnsMissing as error:
             raise AgentError(
@@ -191,6 +209,7 @@ class AgentService:
         try:
             pod_name = request.get("pod") or {}
             external_ids = {
+                EXT_OWNER: OWNER,
                 EXT_ENDPOINT: doc["id"],
                 EXT_CONTAINER: container_id,
                 EXT_IFNAME: ifname,
@@ -204,7 +223,8 @@ class AgentService:
             self.ovsdb.add_port(self.settings.bridge, port, ofport=doc["ofport"], external_ids=external_ids)
             self._wait_ready(doc)
         except BaseException:
-            self._unplumb(port)
+            self._unplumb(port, doc["id"])
+            self._remove_leftover(doc["id"])  # the veth made above, if OVS never took it
             raise
         return created
 
@@ -232,7 +252,7 @@ class AgentService:
         removed = set()
         for port, ids in self._ports().items():
             if ids.get(EXT_ENDPOINT) == eid:
-                self._unplumb(port)
+                self._unplumb(port, eid)
                 removed.add(port)
         try:
             doc = self.client.get(path("v1", "endpoints", eid))
@@ -240,8 +260,7 @@ class AgentService:
             if error.status == 404:
                 return f"ports {sorted(removed)}" if removed else "nothing"
             raise _controller_error(error, "looking up the endpoint") from None
-        if doc["port_name"] not in removed:
-            self._unplumb(doc["port_name"])  # a port not yet in OVS: its veth may exist
+        self._remove_leftover(eid)  # a port not yet in OVS: its veth may exist
         self._forget_endpoint(eid)
         return f"endpoint {eid} ({doc['ip']})"
 
@@ -256,7 +275,7 @@ class AgentService:
             if error.status == 404:
                 raise AgentError(protocol.GENERIC_FAILURE, f"no endpoint for {ifname} of this container") from None
             raise _controller_error(error, "looking up the endpoint") from None
-        port = doc["port_name"]
+        port = host_name(eid)
         port_ids = self._ports().get(port, {})
         if port_ids.get(EXT_ENDPOINT) != eid:
             raise AgentError(protocol.GENERIC_FAILURE, f"the OVS port {port} is missing from {self.settings.bridge}")
@@ -298,14 +317,14 @@ class AgentService:
             eid = ids.get(EXT_ENDPOINT)
             if ids.get(EXT_CNI_NETWORK, "") == cni_network and eid not in keep and not self._is_adding(eid):
                 log.info("gc: releasing %s (%s)", eid, port)
-                self._unplumb(port)
+                self._unplumb(port, eid)
                 self._forget_endpoint(eid)
         attached = {ids.get(EXT_ENDPOINT) for ids in ports.values()}
         for doc in docs:
             eid = doc["id"]
             if eid.startswith("cni-") and eid not in attached and eid not in keep and not self._is_adding(eid):
                 log.info("gc: endpoint %s (%s) has no port: releasing it", eid, doc["ip"])
-                self._unplumb(doc["port_name"])
+                self._remove_leftover(eid)
                 self._forget_endpoint(eid)
         return {"ok": True}
 
@@ -321,15 +340,15 @@ class AgentService:
             eid = ids.get(EXT_ENDPOINT)
             if eid is not None and eid not in docs:
                 log.info("recover: port %s has no endpoint %s: removing it", port, eid)
-                self._unplumb(port)
+                self._unplumb(port, eid)
                 removed["ports"] += 1
         for eid, doc in docs.items():
             if eid.startswith("cni-") and eid not in attached:
                 log.info("recover: endpoint %s (%s) never got its port: releasing it", eid, doc["ip"])
-                self._unplumb(doc["port_name"])
+                self._remove_leftover(eid)
                 self._forget_endpoint(eid)
                 removed["endpoints"] += 1
-        in_use = set(self._ports())
+        in_use = self._port_names()  # every port of the bridge, the agent's or not
         for link in self.netlink.host_links(HOST_LINK_PREFIX):
             if link not in in_use and _is_pod_port_name(link):
                 log.info("recover: host link %s belongs to no port: removing it", link)
@@ -340,17 +359,44 @@ class AgentService:
     # --- small steps -----------------------------------------------------------------------------
 
     def _ports(self) -> dict[str, dict[str, str]]:
+        """The bridge's ports the agent made (marked `tenet-owner=agent`, naming an endpoint) -> external_ids."""
+        return {
+            name: ids for name, ids in self._all_ports().items() if ids.get(EXT_OWNER) == OWNER and EXT_ENDPOINT in ids
+        }
+
+    def _all_ports(self) -> dict[str, dict[str, str]]:
         try:
-            return {name: ids for name, ids in self.ovsdb.ports(self.settings.bridge).items() if EXT_ENDPOINT in ids}
+            return self.ovsdb.ports(self.settings.bridge)
         except OvsdbError as error:
             raise AgentError(protocol.IO_FAILURE, "cannot read OVSDB", str(error)) from None
 
-    def _unplumb(self, port: str) -> None:
+    def _port_names(self) -> set[str]:
+        return set(self._all_ports())
+
+    def _unplumb(self, port: str, eid: str) -> None:
+        """Remove the OVS port the agent made for endpoint `eid`, and its veth; a port of that name that is
+        not the agent's for `eid` stays, with its host link."""
+        owner = {EXT_OWNER: OWNER, EXT_ENDPOINT: eid}
         try:
-            self.ovsdb.del_port(self.settings.bridge, port)
-            self.netlink.delete(port)
+            if self.ovsdb.del_port(self.settings.bridge, port, owned_by=owner):
+                self.netlink.delete(port)
         except (OvsdbError, NetlinkError) as error:
             raise AgentError(protocol.IO_FAILURE, f"could not remove port {port}", str(error)) from None
+
+    def _remove_leftover(self, eid: str) -> bool:
+        """Remove the veth an ADD of `eid` made before OVS took it; never a host link that is an OVS port
+        (someone else's under that name). Returns False if such a port is in the way."""
+        port = host_name(eid)
+        if port in self._port_names():
+            if self._ports().get(port, {}).get(EXT_ENDPOINT) != eid:
+                return False
+            self._unplumb(port, eid)
+            return True
+        try:
+            self.netlink.delete(port)
+        except NetlinkError as error:
+            raise AgentError(protocol.IO_FAILURE, f"could not remove link {port}", str(error)) from None
+        return True
 
     def _forget_endpoint(self, eid: str) -> None:
         try:

@@ -1,6 +1,6 @@
 """tenetctl's live commands: they talk to a running controller's API.
 
-  tenetctl tenant create|ls|show|rm
+  tenetctl tenant create|ls|show|rm     tenetctl tenant quota NAME [--networks N] [--endpoints N]   (admin)
   tenetctl network create TENANT/NAME --encap vxlan|vlan [--vni N|--vlan N] --subnet CIDR [--gateway IP] [--mtu N]
   tenetctl network ls [TENANT] | show TENANT/NAME | rm TENANT/NAME
   tenetctl qos create NAME --rate-kbps N --burst-kb N | ls | show | rm | attach NAME TARGET | detach TARGET
@@ -108,6 +108,10 @@ def _tenant(commands: argparse._SubParsersAction, common: argparse.ArgumentParse
     _leaf(actions, "ls", common, list_tenants, "list tenants")
     _leaf(actions, "show", common, show_tenant, "show a tenant").add_argument("name", metavar="NAME")
     _leaf(actions, "rm", common, delete_tenant, "delete a tenant without networks").add_argument("name", metavar="NAME")
+    quota = _leaf(actions, "quota", common, set_quota, "set a tenant's quota (admin); a limit left out: the default")
+    quota.add_argument("name", metavar="NAME")
+    quota.add_argument("--networks", type=int, metavar="N", help="networks the tenant may hold")
+    quota.add_argument("--endpoints", type=int, metavar="N", help="endpoints the tenant may hold")
 
 
 def _network(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -115,9 +119,11 @@ def _network(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     create = _leaf(actions, "create", common, create_network, "create a VXLAN or VLAN network with its subnet")
     create.add_argument("network", metavar="TENANT/NAME")
     create.add_argument("--encap", required=True, choices=("vxlan", "vlan"))
-    segment = create.add_mutually_exclusive_group(required=True)
-    segment.add_argument("--vni", type=int, metavar="N", help="VXLAN network identifier (vxlan)")
-    segment.add_argument("--vlan", type=int, metavar="N", help="VLAN id (vlan)")
+    segment = create.add_mutually_exclusive_group()
+    segment.add_argument(
+        "--vni", type=int, metavar="N", help="VXLAN network identifier (vxlan; default: pool's lowest free)"
+    )
+    segment.add_argument("--vlan", type=int, metavar="N", help="VLAN id (vlan; default: the pool's lowest free)")
     create.add_argument("--subnet", required=True, metavar="CIDR")
     create.add_argument("--gateway", metavar="IP", help="default: the subnet's first host address")
     create.add_argument("--mtu", type=int, metavar="N")
@@ -266,6 +272,14 @@ def show_tenant(client: Client, args: argparse.Namespace) -> Output:
     return Output(doc, fields(doc, TENANT_FIELDS))
 
 
+def set_quota(client: Client, args: argparse.Namespace) -> Output:
+    doc = client.put(
+        path("v1", "tenants", args.name), {"quota": {"networks": args.networks, "endpoints": args.endpoints}}
+    )
+    limits = ", ".join(f"{k} {'no limit' if v is None else v}" for k, v in doc["quota"].items())
+    return Output(doc, f"quota of tenant {doc['name']}: {limits}")
+
+
 def delete_tenant(client: Client, args: argparse.Namespace) -> Output:
     client.delete(path("v1", "tenants", args.name))
     return Output({"deleted": args.name}, f"deleted tenant {args.name}")
@@ -297,7 +311,7 @@ def network_table(docs: list[dict[str, Any]]) -> str:
 def create_network(client: Client, args: argparse.Namespace) -> Output:
     tenant, name = split_network(args.network)
     body = {"name": name, "encap": args.encap, "subnet": args.subnet, "gateway": args.gateway, "mtu": args.mtu}
-    body.update({"vni": args.vni} if args.vni is not None else {"vlan": args.vlan})
+    body.update({"vni": args.vni, "vlan": args.vlan})
     doc = client.post(path("v1", "tenants", tenant, "networks"), {k: v for k, v in body.items() if v is not None})
     return Output(doc, f"created network {doc['key']} ({doc['encap']} {doc['segment']}, {doc['subnet']})")
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from controller.pipeline.compile import gc_paused
+from controller.policy import Policy
 from controller.store.base import Put, StoreError
 
 if TYPE_CHECKING:
@@ -62,6 +63,30 @@ class Settings:
     ofp_tls_ca: str = field(
         default="", metadata=_help("PEM CA that signed the switches' certificates (ovs-pki switchca/cacert.pem)")
     )
+    vlan_pool: str = "100-199"  # VLAN ids the fabric trunks for tenants: "LOW-HIGH[,LOW-HIGH|,ID]..."
+    vni_pool: str = "5000-9999"  # VNIs tenants may use, same syntax
+    quota_networks: str = ""  # networks a tenant may hold unless the admin set its own; "": no limit
+    quota_endpoints: str = ""  # endpoints a tenant may hold, likewise
+
+
+def load_policy(settings: Settings) -> Policy:
+    """The tenants' pools and default quota from the settings; raises StartupError naming the setting."""
+    from controller.policy import Quota, SegmentPool
+    from topology.errors import ValidationError
+    from topology.model import VLAN_RANGE, VNI_RANGE
+
+    try:
+        vlan = SegmentPool.parse(settings.vlan_pool, what="vlan_pool", bounds=VLAN_RANGE)
+        vni = SegmentPool.parse(settings.vni_pool, what="vni_pool", bounds=VNI_RANGE)
+    except ValidationError as error:
+        raise StartupError(f"bad setting {error}") from None
+    limits: dict[str, int | None] = {}
+    for name in ("networks", "endpoints"):
+        text = getattr(settings, f"quota_{name}").strip()
+        if text and not text.isdigit():
+            raise StartupError(f"bad setting quota_{name}: want a non-negative integer or nothing, got {text!r}")
+        limits[name] = int(text) if text else None
+    return Policy(vlan_pool=vlan, vni_pool=vni, quota=Quota(**limits))
 
 
 class StartupError(RuntimeError):
@@ -69,7 +94,14 @@ class StartupError(RuntimeError):
 
 
 def load_settings(argv: Sequence[str] | None) -> Settings:
-    parser = argparse.ArgumentParser(prog="tenet-controller", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="tenet-controller",
+        description=__doc__.split("\n\n")[0],
+        epilog="vlan_pool and vni_pool: the segments a tenant token may use, LOW-HIGH[,LOW-HIGH|,ID]... (the "
+        "admin token may use any valid one; a network without one gets the pool's lowest free). quota_networks "
+        "and quota_endpoints: how many a tenant may hold by default (none: no limit); the admin sets one "
+        "tenant's with PUT /v1/tenants/NAME.",
+    )
     parser.add_argument("--config", metavar="FILE", help="YAML or JSON file with any of the settings below")
     for item in fields(Settings):
         flag = "--" + item.name.replace("_", "-")
@@ -194,9 +226,10 @@ def run(settings: Settings) -> None:
         tokens = load_tokens(settings.token_file)
     except (OSError, ValueError) as error:
         raise StartupError(f"token file {settings.token_file}: {error}") from None
+    policy = load_policy(settings)
     try:
         store = open_store(settings.store)
-        service = Service(store)
+        service = Service(store, policy=policy)
         with gc_paused():
             service.restore()
         # The compiled state lives as long as the process: keep the collector from rescanning it.

@@ -13,6 +13,7 @@ from topology.ipam import int_to_mac
 from topology.model import Endpoint, Link, Model, Network, Node, QosAttachment, QosProfile, Tenant
 
 PREFIX = "/tenet/"
+QUOTAS = "quotas"  # per-tenant quotas: the admin's policy, not part of the model (see controller.policy)
 # Restore order: what each kind refers to comes first.
 KINDS = ("nodes", "links", "tenants", "networks", "qos", "endpoints", "qos-attachments")
 
@@ -55,7 +56,12 @@ def qos_doc(profile: QosProfile) -> Document:
 
 
 def attachment_doc(attachment: QosAttachment) -> Document:
-    return {"profile": attachment.profile, "target": attachment.target, "meter_id": attachment.meter_id}
+    return {
+        "profile": attachment.profile,
+        "target": attachment.target,
+        "meter_id": attachment.meter_id,
+        "attached_by": attachment.attached_by,
+    }
 
 
 def endpoint_doc(endpoint: Endpoint) -> Document:
@@ -134,4 +140,5 @@ def restore_one(model: Model, kind: str, doc: Document, *, path: str) -> None:
             path=path,
         )
     elif kind == "qos-attachments":
-        model.attach_qos(doc["profile"], doc["target"], meter_id=doc["meter_id"], path=path)
+        by = doc.get("attached_by", "admin")  # records written before attachments had an owner: the admin's
+        model.attach_qos(doc["profile"], doc["target"], meter_id=doc["meter_id"], attached_by=by, path=path)

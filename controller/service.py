@@ -1,9 +1,13 @@
 """The controller's state and its one writer: every change is validated, stored, compiled and published.
 
 A change is first applied to the model, which validates it completely and changes nothing if it is
-refused. It is then committed to the store; if the store fails, the model change is undone, so the model
-never holds what the store does not. Only then is it compiled, and the per-node change sets are handed
-to the publisher (the OpenFlow app), in the order the changes were made.
+refused. It is then compiled, and only then committed to the store. All or nothing: if the compile or the
+store fails, the model change is undone and the compiler recompiled from the model as it was, so model,
+compiler, store and switches never hold what the others do not. Only a change that is compiled and stored
+has its per-node change sets handed to the publisher (the OpenFlow app), in the order the changes were made.
+
+The admin's policy (`controller.policy`) is enforced here for callers marked `restricted` (tenant and node
+tokens): segments from the tenants' pools, per-tenant quotas. Quotas are stored under `/tenet/quotas/`.
 """
 
 from __future__ import annotations
@@ -16,16 +20,30 @@ from contextlib import contextmanager
 from controller import records
 from controller.pipeline.compile import Compiler
 from controller.pipeline.state import ChangeSet
+from controller.policy import RESERVED_NAMES, RESERVED_PREFIX, Policy, Quota, reserved_port
 from controller.store.base import Delete, Operation, Put, Store
-from topology.model import Endpoint, Link, Model, Network, Node, Tenant, Touched, touched_by
+from topology.errors import ValidationError
+from topology.model import Encap, Endpoint, Link, Model, Network, Node, Tenant, Touched, touched_by
 
 log = logging.getLogger(__name__)
 Publisher = Callable[[dict[str, ChangeSet]], None]
 
 
+class ChangeFailed(RuntimeError):
+    """A valid change could not be compiled; it was rolled back everywhere. The message names the change."""
+
+    def __init__(self, what: str, error: BaseException) -> None:
+        super().__init__(
+            f"{what} failed while compiling the flows ({type(error).__name__}: {error}); nothing was changed"
+        )
+        self.what = what
+
+
 class Service:
-    def __init__(self, store: Store, *, publish: Publisher | None = None) -> None:
+    def __init__(self, store: Store, *, publish: Publisher | None = None, policy: Policy | None = None) -> None:
         self.store = store
+        self.policy = policy or Policy()
+        self.quotas: dict[str, Quota] = {}  # tenant -> the admin's quota for it, where it has its own
         self.model = Model()
         self.compiler = Compiler(self.model)
         self.lock = threading.RLock()  # one change at a time; readers take it too
@@ -39,6 +57,8 @@ class Service:
         """Load the whole model from the store and compile every node."""
         with self.lock:
             self.model = records.restore(self.store.list(records.PREFIX))
+            quotas = self.store.list(records.key(records.QUOTAS, ""))
+            self.quotas = {r.value["tenant"]: Quota(r.value["networks"], r.value["endpoints"]) for r in quotas}
             self.compiler = Compiler(self.model)
             self.compiler.compile_all()
             log.info(
@@ -50,20 +70,79 @@ class Service:
                 self.store.revision(),
             )
 
+    # --- policy --------------------------------------------------------------------------------
+
+    def quota_of(self, tenant: str) -> Quota:
+        """The tenant's quota: its own where the admin set one, else the default of the settings."""
+        own, default = self.quotas.get(tenant, Quota()), self.policy.quota
+        return Quota(
+            own.networks if own.networks is not None else default.networks,
+            own.endpoints if own.endpoints is not None else default.endpoints,
+        )
+
+    def usage(self, tenant: str) -> Quota:
+        """How many networks and endpoints the tenant holds now."""
+        networks = self.model.networks_by_tenant.get(tenant, {})
+        return Quota(len(networks), sum(len(self.model.endpoints_by_network[key]) for key in networks))
+
+    def set_quota(self, tenant: str, quota: Quota) -> None:
+        """The admin's quota for one tenant (None in a field: the settings' default); stored, not compiled."""
+        with self._change(f"setting the quota of tenant {tenant!r}") as change:
+            if tenant not in self.model.tenants:
+                raise ValidationError("tenant", f"unknown tenant {tenant!r}")
+            previous = self.quotas.get(tenant)
+            self.quotas[tenant] = quota
+            change.undo(lambda: self.quotas.pop(tenant) if previous is None else self.quotas.update({tenant: previous}))
+            change.store(Put(records.key(records.QUOTAS, tenant), {"tenant": tenant, **quota.json()}))
+
+    def _check_quota(self, tenant: str, kind: str) -> None:
+        limit = getattr(self.quota_of(tenant), kind)
+        used = getattr(self.usage(tenant), kind)
+        if limit is not None and used >= limit:
+            raise ValidationError(
+                f"quota.{kind}",
+                f"tenant {tenant!r} is at its quota of {limit} {kind} (the admin sets it)",
+                conflict=True,
+            )
+
+    def _segment(self, encap: str, segment: int | None, *, restricted: bool) -> int | None:
+        """The segment a network gets: the one asked for (a restricted caller's from the pool), else the
+        lowest free one of the pool. Invalid encaps and ranges are left to the model to report."""
+        if encap not in (Encap.VLAN.value, Encap.VXLAN.value):
+            return segment
+        pool, field = self.policy.pool(encap), "vlan" if encap == Encap.VLAN.value else "vni"
+        if segment is not None:
+            if restricted and segment not in pool:
+                raise ValidationError(
+                    f"network.{field}", f"{field.upper()} {segment} is outside the tenants' pool {pool.text}"
+                )
+            return segment
+        used = (n.segment for n in self.model.networks.values() if n.encap.value == encap)
+        free = pool.lowest_free(used)
+        if free is None:
+            raise ValidationError(
+                f"network.{field}", f"no free {field.upper()} left in the pool {pool.text}", conflict=True
+            )
+        return free
+
     # --- changes -------------------------------------------------------------------------------
 
     def create_tenant(self, name: str) -> Tenant:
-        with self._change() as change:
+        with self._change(f"creating tenant {name!r}") as change:
             change.apply(self.model.add_tenant(name), undo=lambda: self.model.remove_tenant(name))
             tenant = self.model.tenants[name]
             change.store(Put(records.key("tenants", name), records.tenant_doc(tenant)))
             return tenant
 
     def delete_tenant(self, name: str) -> None:
-        with self._change() as change:
+        with self._change(f"deleting tenant {name!r}") as change:
             tenant = self.model.tenants.get(name)
             change.apply(self.model.remove_tenant(name), undo=lambda: self.model.add_tenant(name, tenant_id=tenant.id))
             change.store(Delete(records.key("tenants", name)))
+            quota = self.quotas.pop(name, None)
+            if quota is not None:  # a tenant made again later starts from the default
+                change.undo(lambda: self.quotas.update({name: quota}))
+                change.store(Delete(records.key(records.QUOTAS, name)))
 
     def create_network(
         self,
@@ -71,13 +150,19 @@ class Service:
         name: str,
         *,
         encap: str,
-        segment: int,
+        segment: int | None,
         subnet: str,
         gateway: str | None = None,
         mtu: int | None = None,
+        restricted: bool = False,
     ) -> Network:
+        """A network; `segment` None: the lowest free one of the pool. `restricted` (a tenant's token): the
+        segment must be from the pool and the tenant within its network quota (ValidationError otherwise)."""
         key = f"{tenant}/{name}"
-        with self._change() as change:
+        with self._change(f"creating network {key!r}") as change:
+            segment = self._segment(encap, segment, restricted=restricted)
+            if restricted and tenant in self.model.tenants:
+                self._check_quota(tenant, "networks")
             touched = self.model.add_network(
                 tenant, name, encap=encap, segment=segment, subnet=subnet, gateway=gateway, mtu=mtu
             )
@@ -87,7 +172,7 @@ class Service:
             return network
 
     def delete_network(self, key: str) -> None:
-        with self._change() as change:
+        with self._change(f"deleting network {key!r}") as change:
             network = self.model.network(key)
             doc = records.network_doc(network)
             # The model drops the network's QoS attachment with it; so must the store, or restore fails.
@@ -99,7 +184,9 @@ class Service:
             def undo() -> None:
                 _restore(self.model, "networks", doc, key)
                 if attachment is not None:
-                    self.model.attach_qos(attachment.profile, key, meter_id=attachment.meter_id)
+                    self.model.attach_qos(
+                        attachment.profile, key, meter_id=attachment.meter_id, attached_by=attachment.attached_by
+                    )
 
             change.apply(self.model.remove_network(key), undo=undo)
             change.store(*operations)
@@ -107,24 +194,35 @@ class Service:
     def register_node(
         self, name: str, *, tunnel_ip: str, uplink: str | None = None, datapath_id: int | None = None
     ) -> Node:
-        """Add a node; registering it again with the same values changes nothing."""
-        with self._change() as change:
+        """Add a node; registering it again with the same values changes nothing, with others (a new tunnel
+        IP, uplink or datapath id) updates it in place, endpoints and links kept, and recompiles what names
+        it (the other nodes' tunnel flows). The uplink may not be an infrastructure name (`tenet-*`, bridges)."""
+        with self._change(f"registering node {name!r}") as change:
+            if uplink is not None and (uplink.startswith(RESERVED_PREFIX) or uplink in RESERVED_NAMES):
+                raise ValidationError("node.uplink", f"{uplink!r} is a reserved infrastructure name, not an uplink")
             existing = self.model.nodes.get(name)
             if existing is not None:
                 same = str(existing.tunnel_ip) == tunnel_ip and existing.uplink == uplink
                 if same and datapath_id in (None, existing.datapath_id):
                     return existing
-                old = records.node_doc(existing)
-                change.apply(self.model.remove_node(name), undo=lambda: _restore(self.model, "nodes", old, name))
-            touched = self.model.add_node(name, tunnel_ip=tunnel_ip, uplink=uplink, datapath_id=datapath_id)
-            change.apply(touched, undo=lambda: self.model.remove_node(name))
+                old = existing
+                touched = self.model.update_node(
+                    name, tunnel_ip=tunnel_ip, uplink=uplink, datapath_id=datapath_id or existing.datapath_id
+                )
+                undo = lambda: self.model.update_node(  # noqa: E731
+                    name, tunnel_ip=str(old.tunnel_ip), uplink=old.uplink, datapath_id=old.datapath_id
+                )
+                change.apply(touched, undo=undo)
+            else:
+                touched = self.model.add_node(name, tunnel_ip=tunnel_ip, uplink=uplink, datapath_id=datapath_id)
+                change.apply(touched, undo=lambda: self.model.remove_node(name))
             node = self.model.nodes[name]
             change.store(Put(records.key("nodes", name), records.node_doc(node)))
             return node
 
     def create_link(self, a: str, a_port: str, b: str, b_port: str) -> Link:
         """A fabric link between two nodes' bridges; its ports get the next planned link ofports."""
-        with self._change() as change:
+        with self._change(f"adding the link {a}:{a_port} -- {b}:{b_port}") as change:
             touched = self.model.add_link(a, a_port, b, b_port)
             change.apply(touched, undo=lambda: self.model.remove_link(a, b, a_port=a_port, b_port=b_port))
             link = self.model.links[-1]
@@ -135,7 +233,7 @@ class Service:
         """What a switch reports of its fabric link ports (port name -> up). Operational state: not stored,
         but compiled and published like any change, so floods and paths avoid a link that is down.
         Returns whether anything changed."""
-        with self._change() as change:
+        with self._change(f"setting the link ports of node {node!r}") as change:
             for port, up in sorted(states.items()):
                 was = self.model.link_port_up(node, port)
                 if was == up:
@@ -146,24 +244,25 @@ class Service:
             return change.touched is not None
 
     def create_qos(self, name: str, *, rate_kbps: int, burst_kb: int) -> None:
-        with self._change() as change:
+        with self._change(f"creating QoS profile {name!r}") as change:
             touched = self.model.add_qos(name, rate_kbps=rate_kbps, burst_kb=burst_kb)
             change.apply(touched, undo=lambda: self.model.remove_qos(name))
             change.store(Put(records.key("qos", name), records.qos_doc(self.model.qos_profiles[name])))
 
     def delete_qos(self, name: str) -> None:
-        with self._change() as change:
+        with self._change(f"deleting QoS profile {name!r}") as change:
             profile = self.model.qos_profiles.get(name)
             undo = lambda: self.model.add_qos(name, rate_kbps=profile.rate_kbps, burst_kb=profile.burst_kb)  # noqa: E731
             change.apply(self.model.remove_qos(name), undo=undo)
             change.store(Delete(records.key("qos", name)))
 
-    def attach_qos(self, name: str, target: str) -> None:
-        with self._change() as change:
+    def attach_qos(self, name: str, target: str, *, attached_by: str = "admin") -> None:
+        """Attach a profile; `attached_by` ("admin" or "tenant") decides who may detach it again."""
+        with self._change(f"attaching QoS profile {name!r} to {target!r}") as change:
             previous = self.model.qos_attachments.get(target)
-            touched = self.model.attach_qos(name, target)
+            touched = self.model.attach_qos(name, target, attached_by=attached_by)
             undo = (
-                (lambda: self.model.attach_qos(previous.profile, target))
+                (lambda: self.model.attach_qos(previous.profile, target, attached_by=previous.attached_by))
                 if previous
                 else (lambda: self.model.detach_qos(target))
             )
@@ -172,9 +271,11 @@ class Service:
             change.store(Put(records.key("qos-attachments", target), doc))
 
     def detach_qos(self, target: str) -> None:
-        with self._change() as change:
+        with self._change(f"detaching the QoS profile of {target!r}") as change:
             previous = self.model.qos_attachments.get(target)
-            undo = lambda: self.model.attach_qos(previous.profile, target, meter_id=previous.meter_id)  # noqa: E731
+            undo = lambda: self.model.attach_qos(  # noqa: E731
+                previous.profile, target, meter_id=previous.meter_id, attached_by=previous.attached_by
+            )
             change.apply(self.model.detach_qos(target), undo=undo)
             change.store(Delete(records.key("qos-attachments", target)))
 
@@ -187,9 +288,18 @@ class Service:
         ip: str | None = None,
         mac: str | None = None,
         port_name: str | None = None,
+        restricted: bool = False,
     ) -> Endpoint:
-        """Allocate IP, MAC and ofport (IPAM) and store the endpoint, atomically."""
-        with self._change() as change:
+        """Allocate IP, MAC and ofport (IPAM) and store the endpoint, atomically. `port_name` may not be an
+        infrastructure port's (`controller.policy.reserved_port`); `restricted` (tenant and node tokens):
+        within the tenant's endpoint quota. Raises ValidationError naming the field."""
+        with self._change(f"creating endpoint {endpoint_id!r}") as change:
+            if port_name is not None:
+                reason = reserved_port(self.model, node, port_name)
+                if reason is not None:
+                    raise ValidationError("endpoint.port_name", reason)
+            if restricted and network in self.model.networks:
+                self._check_quota(self.model.networks[network].tenant, "endpoints")
             endpoint = self.model.add_endpoint(
                 endpoint_id, network=network, node=node, ip=ip, mac=mac, port_name=port_name
             )
@@ -199,7 +309,7 @@ class Service:
             return endpoint
 
     def delete_endpoint(self, endpoint_id: str) -> None:
-        with self._change() as change:
+        with self._change(f"deleting endpoint {endpoint_id!r}") as change:
             endpoint = self.model.endpoint(endpoint_id)
             doc = records.endpoint_doc(endpoint)
             attachment = self.model.qos_attachments.get(endpoint_id)
@@ -210,27 +320,59 @@ class Service:
             def undo() -> None:
                 _restore(self.model, "endpoints", doc, endpoint_id)
                 if attachment is not None:
-                    self.model.attach_qos(attachment.profile, endpoint_id, meter_id=attachment.meter_id)
+                    self.model.attach_qos(
+                        attachment.profile,
+                        endpoint_id,
+                        meter_id=attachment.meter_id,
+                        attached_by=attachment.attached_by,
+                    )
 
             change.apply(self.model.remove_endpoint(endpoint_id), undo=undo)
             change.store(*operations)
 
     @contextmanager
-    def _change(self) -> Iterator[_Change]:
+    def _change(self, what: str) -> Iterator[_Change]:
+        """One change, all or nothing: validated in the model, compiled, stored, then published.
+
+        `what` names the change in the error a failed compile raises (ChangeFailed; a ValidationError from
+        the compile is the input's fault and passes unchanged). Nothing is published unless all succeeded.
+        """
         with self.lock:
             change = _Change()
             try:
                 yield change
-                if change.operations:
-                    self.store.commit(change.operations)
             except BaseException:
                 change.undo_all()
                 raise
+            changes: dict[str, ChangeSet] = {}
+            compiled = False
+            try:
+                if change.touched is not None:
+                    compiled = True  # from here the compiler may hold part of the change
+                    changes = self.compiler.update(change.touched)
+            except BaseException as error:
+                self._roll_back(change, what)
+                if isinstance(error, ValidationError) or not isinstance(error, Exception):
+                    raise
+                log.exception("%s: the compile failed; rolled back", what)
+                raise ChangeFailed(what, error) from error
+            try:
+                if change.operations:
+                    self.store.commit(change.operations)
+            except BaseException:
+                self._roll_back(change, what, recompile=compiled)
+                raise
             if change.touched is not None:
-                changes = self.compiler.update(change.touched)
                 self.sequence += 1
                 for publish in self._publishers:
                     publish(changes)
+
+    def _roll_back(self, change: _Change, what: str, *, recompile: bool = True) -> None:
+        """Undo the model change and bring the compiler back to the model as it was (a full compile)."""
+        change.undo_all()
+        if recompile:
+            self.compiler.compile_all()
+            log.warning("%s rolled back: model and compiled state are as before", what)
 
 
 class _Change:
@@ -243,6 +385,10 @@ class _Change:
 
     def apply(self, touched: Touched, *, undo: Callable[[], object]) -> None:
         self.touched = touched if self.touched is None else self.touched.merge(touched)
+        self._undo.append(undo)
+
+    def undo(self, undo: Callable[[], object]) -> None:
+        """A step that changed no model state (the service's own), undone like the others."""
         self._undo.append(undo)
 
     def store(self, *operations: Operation) -> None:

@@ -162,8 +162,15 @@ class Lab:
     def _controller(self) -> None:
         self.state.api_port, self.state.ofp_port = _free_port(), _free_port()
         self.state.token = secrets.token_hex(16)
+        # Each agent gets a token of its own node only; the admin token stays with tenet-lab and tenetctl.
+        node_tokens = {name: secrets.token_hex(16) for name in self.state.nodes}
+        for name, token in node_tokens.items():
+            file = self._token_file(name)
+            file.write_text(token)
+            os.chmod(file, 0o600)
         tokens = self.dir / "tokens.json"
-        tokens.write_text(json.dumps({"admin": [self.state.token], "tenants": {}}))
+        document = {"admin": [self.state.token], "tenants": {}, "nodes": {n: [t] for n, t in node_tokens.items()}}
+        tokens.write_text(json.dumps(document))
         os.chmod(tokens, 0o600)
         args = [
             sys.executable, "-m", "controller.main",
@@ -236,7 +243,7 @@ class Lab:
             "ip", "netns", "exec", node.netns, sys.executable, "-m", "agent.main", "run",
             "--node", name, "--tunnel-ip", f"{UNDERLAY}.{index}", "--uplink", "vl0",
             "--controller", f"http://{node.host_ip}:{self.state.api_port}",
-            "--token-file", str(self._token_file()),
+            "--token-file", str(self._token_file(name)),
             "--openflow", f"tcp:{node.host_ip}:{self.state.ofp_port}",
             "--ovsdb", node.db, "--datapath-type", "netdev", "--socket", environment["AGENT_SOCKET"],
         ]  # fmt: skip
@@ -277,12 +284,9 @@ class Lab:
         wait_for(lambda: not _alive(pid), f"the agent of {name} to die")
         self.save()
 
-    def _token_file(self) -> Path:
-        token = self.dir / "admin-token"
-        if not token.exists():
-            token.write_text(self.state.token)
-            os.chmod(token, 0o600)
-        return token
+    def _token_file(self, node: str) -> Path:
+        """The file holding the token of `node`'s agent (written when the controller starts)."""
+        return self.dir / f"{node}-token"
 
     def switch(self, node: str) -> dict[str, Any]:
         try:
@@ -306,6 +310,8 @@ class Lab:
             self.progress("stopping the controller")
             _stop(self.state.controller_pid)
         sh("ip", "netns", "del", self.fabric_netns, check=False)
+        for name in self.state.nodes:
+            self._token_file(name).unlink(missing_ok=True)
         for leftover in ("lab.json", "tenet.db", "tokens.json", "admin-token"):
             (self.dir / leftover).unlink(missing_ok=True)
         self.state = LabState()

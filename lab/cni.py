@@ -13,6 +13,7 @@ import ctypes
 import json
 import os
 import re
+import secrets
 import socket
 import subprocess
 import sys
@@ -49,14 +50,21 @@ def enter_netns(path: str) -> None:
 
 
 class ControllerProcess:
-    """`python -m controller.main` with its own store and token file; stopped by pid."""
+    """`python -m controller.main` with its own store and token file; stopped by pid.
 
-    def __init__(self, state: Path, *, api_host: str = "0.0.0.0", token: str = TOKEN) -> None:
+    `nodes`: the nodes whose agents will connect; each gets a node token (`node_token`).
+    """
+
+    def __init__(
+        self, state: Path, *, api_host: str = "0.0.0.0", token: str = TOKEN, nodes: tuple[str, ...] = ()
+    ) -> None:
         self.state = state
         self.api_host = api_host
         self.ofp_port, self.api_port = free_port(), free_port()
         self.tokens = state / "tokens.json"
-        self.tokens.write_text(json.dumps({"admin": [token], "tenants": {}}))
+        self.node_tokens = {name: secrets.token_hex(16) for name in nodes}
+        document = {"admin": [token], "tenants": {}, "nodes": {n: [t] for n, t in self.node_tokens.items()}}
+        self.tokens.write_text(json.dumps(document))
         self.log = state / "controller.log"
         self.process: subprocess.Popen | None = None
         self.client = Client(f"http://127.0.0.1:{self.api_port}", token, timeout=30)
@@ -97,16 +105,22 @@ class ControllerProcess:
     def node(self, name: str) -> dict:
         return self.client.get(f"/v1/nodes/{name}")
 
+    def node_token(self, name: str) -> str:
+        if name not in self.node_tokens:
+            raise KeyError(f"the controller has no token for node {name!r}: pass nodes=({name!r},)")
+        return self.node_tokens[name]
+
 
 class AgentProcess:
     """`python -m agent.main run` inside the node's namespace (`ip netns exec`); stopped by pid."""
 
-    def __init__(self, node: OvsNode, controller: ControllerProcess, state: Path, *, token: str = TOKEN) -> None:
+    def __init__(self, node: OvsNode, controller: ControllerProcess, state: Path, *, token: str | None = None) -> None:
+        """`token`: default the node's own token from the controller's token file."""
         self.node, self.controller, self.state = node, controller, state
         self.socket = str(state / "agent.sock")
         self.log = state / "agent.log"
         self.token_file = state / "agent-token"
-        self.token_file.write_text(token)
+        self.token_file.write_text(token or controller.node_token(node.name))
         self.process: subprocess.Popen | None = None
         self._log_mark = 0  # where the current run's log starts
 
@@ -178,7 +192,7 @@ class TenetNode:
     def __init__(self, state: Path, networks: list[Network], *, name: str = "n1", index: int = 1) -> None:
         self.state = state
         self.networks = networks
-        self.controller = ControllerProcess(state)
+        self.controller = ControllerProcess(state, nodes=(name,))
         self.node = OvsNode(name, state / "ovs", index=index)
         self.agent = AgentProcess(self.node, self.controller, state)
         self.plugin, self.conflist = install(

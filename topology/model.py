@@ -120,6 +120,7 @@ class QosAttachment:
     profile: str
     target: str  # a network key "tenant/name" or an endpoint id
     meter_id: int
+    attached_by: str = "admin"  # "admin" or "tenant": a tenant may detach only what a tenant attached
 
 
 @dataclass
@@ -421,6 +422,45 @@ class Model:
         del self._ofports[name]
         return self._bump(Touched(everything=True))
 
+    def update_node(
+        self,
+        name: str,
+        *,
+        tunnel_ip: str,
+        uplink: str | None = None,
+        datapath_id: int | None = None,
+        path: str = "node",
+    ) -> Touched:
+        """A registered node's new tunnel IP, uplink or datapath id, kept with its endpoints and links.
+
+        Validates like `add_node` (against the other nodes) before changing anything.
+        """
+        old = self.node(name, path=path)
+        ip = parse_ip(path + ".tunnel_ip", tunnel_ip)
+        owner = self._node_by_tunnel_ip.get(ip)
+        if owner not in (None, name):
+            raise ValidationError(
+                path + ".tunnel_ip", f"{ip} is already the tunnel IP of node {owner!r}", conflict=True
+            )
+        if uplink is not None:
+            check_name(path + ".uplink", uplink)
+            if uplink in self.link_ports(name):
+                raise ValidationError(
+                    path + ".uplink", f"{uplink!r} is a fabric link port of node {name!r}", conflict=True
+                )
+            if any(e.port_name == uplink for e in self.endpoints_by_node[name].values()):
+                raise ValidationError(
+                    path + ".uplink", f"{uplink!r} is an endpoint's port on node {name!r}", conflict=True
+                )
+        dpid = default_datapath_id(name) if datapath_id is None else datapath_id
+        check_range(path + ".datapath_id", "datapath id", dpid, (1, 2**64 - 1))
+        if any(n.datapath_id == dpid and n.name != name for n in self.nodes.values()):
+            raise ValidationError(path + ".datapath_id", f"datapath id {dpid:#x} is already used", conflict=True)
+        del self._node_by_tunnel_ip[old.tunnel_ip]
+        self.nodes[name] = Node(name, ip, uplink, dpid)
+        self._node_by_tunnel_ip[ip] = name
+        return self._bump(Touched(everything=True))  # other nodes' tunnel flows and flood lists name it
+
     def add_link(self, a: str, a_port: str, b: str, b_port: str, *, path: str = "link") -> Touched:
         self.node(a, path=path + ".a")
         self.node(b, path=path + ".b")
@@ -586,7 +626,9 @@ class Model:
         del self.qos_profiles[name]
         return self._bump(Touched())
 
-    def attach_qos(self, name: str, target: str, *, meter_id: int | None = None, path: str = "qos") -> Touched:
+    def attach_qos(
+        self, name: str, target: str, *, meter_id: int | None = None, attached_by: str = "admin", path: str = "qos"
+    ) -> Touched:
         if name not in self.qos_profiles:
             raise ValidationError(path, f"unknown QoS profile {name!r}")
         if target in self.networks:
@@ -599,7 +641,7 @@ class Model:
             )
         previous = self.qos_attachments.get(target)
         meter_id = previous.meter_id if previous else take_or_claim(self._meter_ids, meter_id, path)
-        self.qos_attachments[target] = QosAttachment(name, target, meter_id)
+        self.qos_attachments[target] = QosAttachment(name, target, meter_id, attached_by)
         return self._bump(touched)
 
     def detach_qos(self, target: str, *, path: str = "qos") -> Touched:

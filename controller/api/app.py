@@ -9,7 +9,8 @@
 Errors are JSON, `{"error": {"message": ..., "field": ...}}`: the model's validation errors are 400, or 409
 when something is already in use; unknown objects 404; a missing or unknown token 401; admin-only
 operations 403 for tenant tokens; a failing store 503, as is a readiness wait over the cap (with
-Retry-After). Nothing a client sends may cause a 500.
+Retry-After). Nothing a client sends may cause a 500; a change the compiler fails on is rolled back and
+answers 500 naming the change.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ from controller.api.http import (
     error_response,
     validation_response,
 )
-from controller.api.routes import ROUTES, Api, EndpointReadiness, Route, SwitchStatus
+from controller.api.routes import NODE_HANDLERS, ROUTES, Api, EndpointReadiness, Route, SwitchStatus
 from controller.api.server import Limits, ReadyWaits
-from controller.service import Service
+from controller.service import ChangeFailed, Service
 from controller.store.base import Conflict, StoreError
 from topology.errors import ValidationError
 
@@ -93,6 +94,10 @@ def handle(api: Api, router: Router, tokens: Tokens, environ: Environ, *, max_bo
     request: Request | None = None
     try:
         request = parse_request(router, tokens, environ, max_body=max_body)
+        if request.principal.node_only and request.handler not in NODE_HANDLERS:
+            raise HttpError(
+                403, f"{request.method} {request.path}: a node token manages only its own node and its endpoints"
+            )
         return getattr(api, request.handler)(request)
     except HttpError as error:
         return error_response(error)
@@ -100,6 +105,8 @@ def handle(api: Api, router: Router, tokens: Tokens, environ: Environ, *, max_bo
         return validation_response(api.redact(error, request) if request else error)
     except Conflict as error:
         return error_response(HttpError(409, f"the store refused a conflicting write, try again: {error}"))
+    except ChangeFailed as error:  # valid, but it could not be compiled: rolled back everywhere
+        return error_response(HttpError(500, str(error)))
     except StoreError as error:
         log.error("store failure: %s", error)
         return error_response(HttpError(503, f"the store is unavailable: {error}"))

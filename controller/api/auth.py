@@ -1,10 +1,14 @@
-"""Bearer tokens: one cluster-admin list and per-tenant lists, loaded from a JSON token file.
+"""Bearer tokens: one cluster-admin list, per-tenant lists and per-node lists, loaded from a JSON token file.
 
-    {"admin": ["admin-token"], "tenants": {"blue": ["blue-token"], "red": ["red-token"]}}
+    {"admin": ["admin-token"], "tenants": {"blue": ["blue-token"], "red": ["red-token"]},
+     "nodes": {"node1": ["node1-token"]}}
 
 The admin sees and changes everything; a tenant token sees and changes only its own tenant's networks and
-endpoints. Tokens are compared with `hmac.compare_digest`, each against every known token, so the time a
-lookup takes does not depend on how much of a guess was right.
+endpoints; a node token (the node agent's) registers only its own node and creates, reads and deletes only
+the endpoints on it, of any tenant, and reads no tenant or network.
+
+Tokens are compared with `hmac.compare_digest`, each against every known token, so the time a lookup takes
+does not depend on how much of a guess was right.
 """
 
 from __future__ import annotations
@@ -22,13 +26,22 @@ class TokenFileError(ValueError):
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is asking: the cluster admin, or the tenant(s) a token belongs to."""
+    """Who is asking: the cluster admin, the tenant(s) a token belongs to, or the node(s) of a node token."""
 
     admin: bool = False
     tenants: frozenset[str] = frozenset()
+    nodes: frozenset[str] = frozenset()
 
     def sees(self, tenant: str) -> bool:
         return self.admin or tenant in self.tenants
+
+    def manages(self, node: str) -> bool:
+        """May register `node` and manage the endpoints on it (the admin, or that node's token)."""
+        return self.admin or node in self.nodes
+
+    @property
+    def node_only(self) -> bool:
+        return bool(self.nodes) and not self.admin and not self.tenants
 
 
 ADMIN = Principal(admin=True)
@@ -38,6 +51,7 @@ ADMIN = Principal(admin=True)
 class Tokens:
     admin: tuple[bytes, ...] = ()
     tenants: tuple[tuple[bytes, str], ...] = ()  # (token, tenant) pairs
+    nodes: tuple[tuple[bytes, str], ...] = ()  # (token, node) pairs
     _all: tuple[tuple[bytes, Principal], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -46,12 +60,16 @@ class Tokens:
         for token, tenant in self.tenants:
             by_token.setdefault(token, set()).add(tenant)
         pairs += [(t, Principal(tenants=frozenset(names))) for t, names in by_token.items()]
+        by_node: dict[bytes, set[str]] = {}
+        for token, node in self.nodes:
+            by_node.setdefault(token, set()).add(node)
+        pairs += [(t, Principal(nodes=frozenset(names))) for t, names in by_node.items()]
         object.__setattr__(self, "_all", tuple(pairs))
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str = "token file") -> Tokens:
-        if not isinstance(data, dict) or set(data) - {"admin", "tenants"}:
-            raise TokenFileError(f'{source}: want an object with "admin" and "tenants" only')
+        if not isinstance(data, dict) or set(data) - {"admin", "tenants", "nodes"}:
+            raise TokenFileError(f'{source}: want an object with "admin", "tenants" and "nodes" only')
         admin = _token_list(data.get("admin", []), f"{source}: admin")
         tenants = data.get("tenants", {})
         if not isinstance(tenants, dict):
@@ -60,7 +78,13 @@ class Tokens:
         overlap = set(admin) & {t for t, _ in pairs}
         if overlap:
             raise TokenFileError(f"{source}: a token is listed both as admin and as a tenant's")
-        return cls(admin=tuple(admin), tenants=tuple(pairs))
+        nodes = data.get("nodes", {})
+        if not isinstance(nodes, dict):
+            raise TokenFileError(f"{source}: nodes: want an object of node name -> list of tokens")
+        node_pairs = [(t, name) for name, tokens in nodes.items() for t in _token_list(tokens, f"{source}: {name}")]
+        if {t for t, _ in node_pairs} & (set(admin) | {t for t, _ in pairs}):
+            raise TokenFileError(f"{source}: a node's token is also listed as admin or as a tenant's")
+        return cls(admin=tuple(admin), tenants=tuple(pairs), nodes=tuple(node_pairs))
 
     def lookup(self, token: bytes) -> Principal | None:
         found = None

@@ -40,13 +40,29 @@ def _network_create(encap: str, segment: str, bounds: tuple[int, int], *, mtu: s
         {
             "name": NAME,
             "encap": {"type": "string", "enum": [encap]},
-            segment: {"type": "integer", "minimum": bounds[0], "maximum": bounds[1]},
+            segment: _nullable(
+                {
+                    "type": "integer",
+                    "minimum": bounds[0],
+                    "maximum": bounds[1],
+                    "description": "a tenant token: one of the tenants' pool (GET /v1/policy); "
+                    "default: the pool's lowest free one",
+                }
+            ),
             "subnet": {"type": "string", "description": "IPv4 CIDR, e.g. 10.0.0.0/24"},
             "gateway": _nullable({"type": "string", "description": "default: the subnet's first host address"}),
             "mtu": _nullable({"type": "integer", "description": f"default: {mtu}"}),
         },
-        required=("name", "encap", segment, "subnet"),
+        required=("name", "encap", "subnet"),
     )
+
+
+QUOTA = _obj(
+    {
+        "networks": _nullable({"type": "integer", "minimum": 0, "description": "null: no limit (or the default)"}),
+        "endpoints": _nullable({"type": "integer", "minimum": 0, "description": "null: no limit (or the default)"}),
+    },
+)
 
 
 SCHEMAS: Json = {
@@ -60,10 +76,28 @@ SCHEMAS: Json = {
         required=("error",),
     ),
     "Tenant": _obj(
-        {"name": STRING, "id": INTEGER, "networks": {"type": "array", "items": STRING}},
-        required=("name", "id", "networks"),
+        {
+            "name": STRING,
+            "id": INTEGER,
+            "networks": {"type": "array", "items": STRING},
+            "quota": {**QUOTA, "description": "the tenant's own quota where the admin set one, else the default"},
+            "usage": {**QUOTA, "description": "how many networks and endpoints the tenant holds"},
+        },
+        required=("name", "id", "networks", "quota", "usage"),
     ),
     "TenantCreate": _obj({"name": NAME}, required=("name",)),
+    "TenantUpdate": _obj(
+        {"quota": {**QUOTA, "description": "null in a field: the default of the controller's settings"}},
+        required=("quota",),
+    ),
+    "Policy": _obj(
+        {
+            "vlan_pool": {"type": "string", "description": "VLAN ids tenants may use, e.g. 100-199"},
+            "vni_pool": {"type": "string", "description": "VNIs tenants may use, e.g. 5000-9999"},
+            "quota": {**QUOTA, "description": "the default quota of a tenant without its own"},
+        },
+        required=("vlan_pool", "vni_pool", "quota"),
+    ),
     "Network": _obj(
         {
             "tenant": STRING,
@@ -111,8 +145,13 @@ SCHEMAS: Json = {
             "target": STRING,
             "kind": {"type": "string", "enum": ["network", "endpoint"]},
             "meter_id": INTEGER,
+            "attached_by": {
+                "type": "string",
+                "enum": ["admin", "tenant"],
+                "description": "a tenant may detach only what a tenant attached",
+            },
         },
-        required=("profile", "target", "kind", "meter_id"),
+        required=("profile", "target", "kind", "meter_id", "attached_by"),
     ),
     "SwitchStatus": {
         "type": "object",
@@ -130,15 +169,17 @@ SCHEMAS: Json = {
             "tunnel_ip": STRING,
             "uplink": _nullable(STRING),
             "datapath_id": INTEGER,
-            "endpoints": {"type": "integer", "description": "admin only"},
-            "switch": {**_ref("SwitchStatus"), "description": "admin only"},
+            "endpoints": {"type": "integer", "description": "admin and the node's own token only"},
+            "switch": {**_ref("SwitchStatus"), "description": "admin and the node's own token only"},
         },
         required=("name", "tunnel_ip", "uplink", "datapath_id"),
     ),
     "NodeRegister": _obj(
         {
             "tunnel_ip": {"type": "string", "description": "IPv4 address VXLAN tunnels reach the node at"},
-            "uplink": _nullable({"type": "string", "description": "the port carrying VLAN networks"}),
+            "uplink": _nullable(
+                {"type": "string", "description": "the port carrying VLAN networks; not tenet-*, br-int or br-phy"}
+            ),
             "datapath_id": _nullable({"type": "integer", "description": "default: derived from the name"}),
         },
         required=("tunnel_ip",),
@@ -197,7 +238,14 @@ SCHEMAS: Json = {
             "node": STRING,
             "ip": _nullable({"type": "string", "description": "default: the lowest free address (IPAM)"}),
             "mac": _nullable({"type": "string", "description": "default: derived from network and IP"}),
-            "port_name": _nullable({"type": "string", "maxLength": 15}),
+            "port_name": _nullable(
+                {
+                    "type": "string",
+                    "maxLength": 15,
+                    "description": "node or admin token only (default: derived from the id); never an "
+                    "infrastructure port's name (tenet-*, br-int, br-phy, the uplink, fabric link ports)",
+                }
+            ),
         },
         required=("id", "network", "node"),
     ),
@@ -252,6 +300,7 @@ PATHS: Json = {
     },
     "/v1/tenants/{tenant}": {
         "get": _op("one tenant", 200, _ref("Tenant"), params=(TENANT,)),
+        "put": _op("set the tenant's quota (admin)", 200, _ref("Tenant"), body="TenantUpdate", params=(TENANT,)),
         "delete": _op("delete a tenant without networks (admin)", 204, params=(TENANT,)),
     },
     "/v1/tenants/{tenant}/networks": {
@@ -304,7 +353,7 @@ PATHS: Json = {
     "/v1/nodes/{node}": {
         "get": _op("one node", 200, _ref("Node"), params=(NODE,)),
         "put": _op(
-            "register a node (admin; 201 when new, 200 when known)",
+            "register or update a node (its own node token or admin; 201 when new, 200 when known)",
             201,
             _ref("Node"),
             body="NodeRegister",
@@ -355,6 +404,7 @@ PATHS: Json = {
         ),
     },
     "/v1/health": {"get": _op("the controller answers (any valid token)", 200, _ref("Health"))},
+    "/v1/policy": {"get": _op("the tenants' segment pools and the default quota", 200, _ref("Policy"))},
 }
 PATHS["/v1/nodes/{node}"]["put"]["responses"]["200"] = {"description": "already known", "content": _json(_ref("Node"))}
 
@@ -364,7 +414,8 @@ SPEC: Json = {
         "title": "Tenet northbound API",
         "version": "1",
         "description": "Tenants, networks, QoS, nodes and endpoints of a Tenet controller. Bearer tokens: the "
-        "cluster admin's see everything; a tenant's see only that tenant (other tenants' objects answer 404).",
+        "cluster admin's see everything; a tenant's see only that tenant (other tenants' objects answer 404); a "
+        "node's (the node agent's) register that node and manage the endpoints on it, nothing else (403).",
     },
     "servers": [{"url": "/"}],
     "security": [{"bearer": []}],

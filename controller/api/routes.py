@@ -2,7 +2,10 @@
 
 Every change goes through a `Service` method; reads and the visibility checks before a change hold
 `service.lock` (reentrant), so what a handler checked is still true when the service applies the change.
-Objects of another tenant answer exactly like objects that do not exist.
+Objects of another tenant answer exactly like objects that do not exist (404, or 400 where a body refers to
+one). A node token may use only `NODE_HANDLERS`, on its own node: an endpoint or node of another node
+answers 403. What a tenant token may not do (admin-only operations, infrastructure fields such as an
+endpoint's port name, a QoS cap the admin set) answers 403 naming what needs which token.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from controller.api import views
 from controller.api.http import Body, HttpError, Request, Response, forbidden, not_found
 from controller.api.openapi import SPEC
 from controller.openflow.ofctl import render_state
+from controller.policy import Quota
 from controller.service import Service
 from topology.errors import ValidationError
 from topology.model import Encap, Endpoint, Model, Network, QosAttachment, QosProfile, Tenant
@@ -42,6 +46,7 @@ ROUTES = (
     Route("GET", "/v1/tenants", "list_tenants"),
     Route("POST", "/v1/tenants", "create_tenant"),
     Route("GET", "/v1/tenants/{tenant}", "show_tenant"),
+    Route("PUT", "/v1/tenants/{tenant}", "update_tenant"),
     Route("DELETE", "/v1/tenants/{tenant}", "delete_tenant"),
     Route("GET", "/v1/tenants/{tenant}/networks", "list_tenant_networks"),
     Route("POST", "/v1/tenants/{tenant}/networks", "create_network"),
@@ -67,6 +72,23 @@ ROUTES = (
     Route("DELETE", "/v1/endpoints/{endpoint}", "delete_endpoint"),
     Route("GET", "/v1/endpoints/{endpoint}/ready", "endpoint_ready"),
     Route("GET", "/v1/health", "health"),
+    Route("GET", "/v1/policy", "show_policy"),
+)
+# What a node token (the node agent's) may call; each handler limits it to its own node.
+NODE_HANDLERS = frozenset(
+    {
+        "openapi",
+        "list_nodes",
+        "show_node",
+        "register_node",
+        "list_endpoints",
+        "show_network",
+        "create_endpoint",
+        "show_endpoint",
+        "delete_endpoint",
+        "endpoint_ready",
+        "health",
+    }
 )
 
 # A quoted network key in a model message, e.g. "VNI 100 is already used by network 'red/web'".
@@ -128,9 +150,18 @@ class Api:
 
     def endpoint(self, request: Request, endpoint_id: str) -> Endpoint:
         endpoint = self.model.endpoints.get(endpoint_id)
-        if endpoint is None or not request.principal.sees(endpoint.tenant):
+        principal = request.principal
+        if endpoint is not None and principal.node_only and not principal.manages(endpoint.node):
+            raise HttpError(403, f"endpoint {endpoint_id!r} is on node {endpoint.node!r}; {own_node(principal)}")
+        if endpoint is None or not (principal.sees(endpoint.tenant) or principal.manages(endpoint.node)):
             raise not_found(f"unknown endpoint {endpoint_id!r}")
         return endpoint
+
+    def tenant_doc(self, tenant: Tenant) -> dict[str, Any]:
+        doc = views.tenant_json(self.model, tenant)
+        doc["quota"] = self.service.quota_of(tenant.name).json()
+        doc["usage"] = self.service.usage(tenant.name).json()
+        return doc
 
     def target_visible(self, request: Request, target: str) -> bool:
         """A QoS target: a network key or an endpoint id, of a tenant the caller may see."""
@@ -150,7 +181,7 @@ class Api:
     def list_tenants(self, request: Request) -> Response:
         with self.service.lock:
             tenants = [t for name, t in sorted(self.model.tenants.items()) if request.principal.sees(name)]
-            return Response(200, [views.tenant_json(self.model, t) for t in tenants])
+            return Response(200, [self.tenant_doc(t) for t in tenants])
 
     def create_tenant(self, request: Request) -> Response:
         if not request.principal.admin:
@@ -158,11 +189,27 @@ class Api:
         name = Body(request.json(), "tenant", allowed={"name"}).text("name")
         with self.service.lock:
             tenant = self.service.create_tenant(name)
-            return created(f"/v1/tenants/{name}", views.tenant_json(self.model, tenant))
+            return created(f"/v1/tenants/{name}", self.tenant_doc(tenant))
 
     def show_tenant(self, request: Request) -> Response:
         with self.service.lock:
-            return Response(200, views.tenant_json(self.model, self.tenant(request, request.params["tenant"])))
+            return Response(200, self.tenant_doc(self.tenant(request, request.params["tenant"])))
+
+    def update_tenant(self, request: Request) -> Response:
+        """The admin sets a tenant's quota: `{"quota": {"networks": N, "endpoints": M}}` (null: the default)."""
+        body = Body(request.json(), "tenant", allowed={"quota"})
+        with self.service.lock:
+            tenant = self.tenant(request, request.params["tenant"])
+            if not request.principal.admin:
+                raise forbidden("setting a tenant's quota")
+            self.service.set_quota(tenant.name, Quota.from_json(body.data.get("quota"), path="tenant.quota"))
+            return Response(200, self.tenant_doc(tenant))
+
+    def show_policy(self, request: Request) -> Response:
+        """The tenants' segment pools and the default quota, as the admin set them."""
+        policy = self.service.policy
+        doc = {"vlan_pool": policy.vlan_pool.text, "vni_pool": policy.vni_pool.text, "quota": policy.quota.json()}
+        return Response(200, doc)
 
     def delete_tenant(self, request: Request) -> Response:
         with self.service.lock:
@@ -199,14 +246,27 @@ class Api:
         with self.service.lock:
             tenant = self.tenant(request, request.params["tenant"])
             network = self.service.create_network(
-                tenant.name, name, encap=encap, segment=segment, subnet=subnet, gateway=gateway, mtu=mtu
+                tenant.name,
+                name,
+                encap=encap,
+                segment=segment,
+                subnet=subnet,
+                gateway=gateway,
+                mtu=mtu,
+                restricted=not request.principal.admin,
             )
             return created(f"/v1/tenants/{tenant.name}/networks/{name}", views.network_json(self.model, network))
 
     def show_network(self, request: Request) -> Response:
+        key = f"{request.params['tenant']}/{request.params['network']}"
         with self.service.lock:
+            if request.principal.node_only:  # a node's agent reads any network it may host (CNI STATUS: pool)
+                network = self.model.networks.get(key)
+                if network is None:
+                    raise not_found(f"unknown network {key!r}")
+                return Response(200, views.network_json(self.model, network))
             self.tenant(request, request.params["tenant"])
-            network = self.network(request, f"{request.params['tenant']}/{request.params['network']}")
+            network = self.network(request, key)
             return Response(200, views.network_json(self.model, network))
 
     def delete_network(self, request: Request) -> Response:
@@ -263,7 +323,10 @@ class Api:
             profile = self.qos_profile(request.params["profile"])
             if not self.target_visible(request, target):
                 raise ValidationError("qos.target", f"{target!r} is neither a network (TENANT/NAME) nor an endpoint")
-            self.service.attach_qos(profile.name, target)
+            if not request.principal.admin:
+                self.check_admin_cap(target, attaching=True)
+            by = "admin" if request.principal.admin else "tenant"
+            self.service.attach_qos(profile.name, target, attached_by=by)
             attachment = self.model.qos_attachments[target]
             return created(f"/v1/qos-attachments?target={target}", views.attachment_json(self.model, attachment))
 
@@ -279,16 +342,35 @@ class Api:
         with self.service.lock:
             if target not in self.model.qos_attachments or not self.target_visible(request, target):
                 raise not_found(f"no QoS profile is attached to {target!r}")
+            if not request.principal.admin:
+                self.check_admin_cap(target, attaching=False)
             self.service.detach_qos(target)
         return Response(204)
+
+    def check_admin_cap(self, target: str, *, attaching: bool) -> None:
+        """A tenant may not replace or remove a cap the admin attached, nor escape its network's one by
+        attaching an endpoint's own profile (it takes the place of its network's). Raises HttpError 403."""
+        attachment = self.model.qos_attachments.get(target)
+        if attachment is not None and attachment.attached_by == "admin":
+            raise HttpError(
+                403, f"the QoS profile on {target!r} was attached by the cluster admin; only it may change it"
+            )
+        endpoint = self.model.endpoints.get(target) if attaching else None
+        network = self.model.qos_attachments.get(endpoint.network) if endpoint is not None else None
+        if network is not None and network.attached_by == "admin":
+            raise HttpError(
+                403, f"network {endpoint.network!r} has a QoS cap set by the cluster admin; only it may change it"
+            )
 
     # --- nodes ---------------------------------------------------------------------------------------
 
     def node_docs(self, request: Request, names: list[str]) -> list[dict[str, Any]]:
         with self.service.lock:
             nodes = [self.model.nodes[n] for n in names if n in self.model.nodes]
+            if request.principal.node_only:  # a node token sees its own node only
+                nodes = [n for n in nodes if request.principal.manages(n.name)]
         # The switch status comes from the OpenFlow app: asked without holding the service lock.
-        status = {n.name: self.status(n.name) for n in nodes} if request.principal.admin else {}
+        status = {n.name: self.status(n.name) for n in nodes if request.principal.manages(n.name)}
         with self.service.lock:
             return [views.node_json(self.model, n, request.principal, status.get(n.name)) for n in nodes]
 
@@ -312,9 +394,11 @@ class Api:
         return Response(200, docs[0])
 
     def register_node(self, request: Request) -> Response:
-        if not request.principal.admin:
-            raise forbidden("registering a node")
         name = request.params["node"]
+        if request.principal.node_only and not request.principal.manages(name):
+            raise HttpError(403, f"registering node {name!r}: {own_node(request.principal)}")
+        if not request.principal.manages(name):
+            raise HttpError(403, "registering a node needs the node's own token or the cluster-admin token")
         body = Body(request.json(), "node", allowed={"tunnel_ip", "uplink", "datapath_id"})
         tunnel_ip, uplink = body.text("tunnel_ip"), body.text("uplink", required=False)
         datapath_id = body.integer("datapath_id", required=False)
@@ -359,10 +443,13 @@ class Api:
     def list_endpoints(self, request: Request) -> Response:
         network, node = request.query.get("network"), request.query.get("node")
         with self.service.lock:
+            principal = request.principal
             found = [
                 e
                 for _id, e in sorted(self.model.endpoints.items())
-                if request.principal.sees(e.tenant) and network in (None, e.network) and node in (None, e.node)
+                if (principal.sees(e.tenant) or principal.manages(e.node))
+                and network in (None, e.network)
+                and node in (None, e.node)
             ]
             return Response(200, [views.endpoint_json(self.model, e) for e in found])
 
@@ -372,12 +459,21 @@ class Api:
         endpoint_id, network, node = body.text("id"), body.text("network"), body.text("node")
         ip, mac = body.text("ip", required=False), body.text("mac", required=False)
         port = body.text("port_name", required=False)
+        principal = request.principal
+        if principal.node_only and not principal.manages(node):
+            raise HttpError(403, f"creating an endpoint on node {node!r}: {own_node(principal)}", field="endpoint.node")
+        if port is not None and not principal.admin and not principal.node_only:
+            raise HttpError(
+                403,
+                "endpoint.port_name is set by the node agent: it needs a node or the cluster-admin token",
+                field="endpoint.port_name",
+            )
         with self.service.lock:
             found = self.model.networks.get(network)
-            if found is None or not request.principal.sees(found.tenant):
+            if found is None or not (principal.sees(found.tenant) or principal.node_only):
                 raise ValidationError("endpoint.network", f"unknown network {network!r} (want TENANT/NAME)")
             endpoint = self.service.create_endpoint(
-                endpoint_id, network=network, node=node, ip=ip, mac=mac, port_name=port
+                endpoint_id, network=network, node=node, ip=ip, mac=mac, port_name=port, restricted=not principal.admin
             )
             self.created_at[endpoint.id] = self.service.sequence
             return created(f"/v1/endpoints/{endpoint.id}", views.endpoint_json(self.model, endpoint))
@@ -419,16 +515,20 @@ class Api:
         return sum(1 for node in nodes if self.switch_status(node).get("connected"))
 
 
+def own_node(principal: Any) -> str:
+    return f"the token of node(s) {', '.join(sorted(principal.nodes))} manages only its own node and its endpoints"
+
+
 def created(location: str, body: dict[str, Any]) -> Response:
     # Names may hold any character but '/' and whitespace; a header value must be plain ASCII.
     return Response(201, body, {"Location": quote(location, safe="/?=")})
 
 
-def network_segment(body: Body, encap: str) -> int:
-    """`vni` for VXLAN, `vlan` for VLAN: exactly the one the encapsulation uses."""
+def network_segment(body: Body, encap: str) -> int | None:
+    """`vni` for VXLAN, `vlan` for VLAN: the one the encapsulation uses, or None (the pool's lowest free)."""
     wanted, other = ("vni", "vlan") if encap == Encap.VXLAN.value else ("vlan", "vni")
     if encap not in (Encap.VXLAN.value, Encap.VLAN.value):
         raise ValidationError("network.encap", f"{encap!r} is not one of vlan, vxlan")
     if body.data.get(other) is not None:
         raise ValidationError(f"network.{other}", f"a {encap} network takes {wanted}, not {other}")
-    return body.integer(wanted)
+    return body.integer(wanted, required=False)

@@ -71,18 +71,25 @@ def qos_json(profile: QosProfile, attachments: list[QosAttachment]) -> Json:
 
 def attachment_json(model: Model, attachment: QosAttachment) -> Json:
     kind = "network" if attachment.target in model.networks else "endpoint"
-    return {"profile": attachment.profile, "target": attachment.target, "kind": kind, "meter_id": attachment.meter_id}
+    return {
+        "profile": attachment.profile,
+        "target": attachment.target,
+        "kind": kind,
+        "meter_id": attachment.meter_id,
+        "attached_by": attachment.attached_by,
+    }
 
 
 def node_json(model: Model, node: Node, principal: Principal, status: Json | None) -> Json:
-    """Tenants see a node's identity; how many endpoints it hosts and its switch's state are the admin's."""
+    """Tenants see a node's identity; how many endpoints it hosts and its switch's state are for the admin
+    and the node's own token."""
     doc: Json = {
         "name": node.name,
         "tunnel_ip": str(node.tunnel_ip),
         "uplink": node.uplink,
         "datapath_id": node.datapath_id,
     }
-    if principal.admin:
+    if principal.manages(node.name):  # the admin, or the node's own token
         doc["endpoints"] = len(model.endpoints_by_node[node.name])
         doc["switch"] = status
     return doc

@@ -218,6 +218,11 @@ class TenetApp(app_manager.OSKenApp):
         links_changed = (id(model), model.links_version) != self._links_seen
         self._links_seen = (id(model), model.links_version)
         for session in list(self.sessions.values()):
+            known = model.nodes.get(session.node) if session.node is not None else None
+            if session.node is not None and (known is None or known.datapath_id != session.dp.id):
+                # The node re-registered with another datapath id (or is gone): match the switch again.
+                log.info("switch %#x is no longer node %s: matching it again", session.dp.id, session.node)
+                session.node = None
             if session.node is None:
                 # A node registered after its switch connected: adopt the switch now.
                 session.node = self._node_for(session.dp.id)

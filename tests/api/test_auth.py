@@ -66,6 +66,7 @@ def test_lists_show_only_own_tenant(tenants: Wsgi) -> None:
         ("POST", "/v1/tenants/red/networks", network("x", "10.5.0.0/24", vni=9), ""),
         ("DELETE", f"/v1/tenants/red/networks/{SECRET}net", None, ""),
         ("DELETE", "/v1/tenants/red", None, ""),
+        ("PUT", "/v1/tenants/red", {"quota": {"networks": 1}}, ""),
         ("GET", f"/v1/endpoints/{SECRET}-ep", None, ""),
         ("DELETE", f"/v1/endpoints/{SECRET}-ep", None, ""),
         ("DELETE", "/v1/qos-attachments", None, f"target=red/{SECRET}net"),
@@ -135,6 +136,7 @@ def test_no_answer_to_blue_contains_reds_data(tenants: Wsgi) -> None:
         ("PUT", "/v1/nodes/node9", {"tunnel_ip": "192.168.50.9"}),
         ("PUT", "/v1/nodes/node1", {"tunnel_ip": "192.168.50.1"}),
         ("GET", "/v1/nodes/node1/flows", None),
+        ("PUT", "/v1/tenants/blue", {"quota": {"networks": 99}}),
     ],
 )
 def test_admin_only_operations_are_403_for_tenants(tenants: Wsgi, method: str, path: str, body: dict | None) -> None:
@@ -181,7 +183,7 @@ def test_load_tokens(tmp_path: Path) -> None:
         ('{"admin": [" x"]}', "whitespace"),
         ('{"tenants": {"blue": [1]}}', "blue: want a list"),
         ('{"tenants": []}', "tenants: want an object"),
-        ('{"admins": []}', '"admin" and "tenants" only'),
+        ('{"admins": []}', '"admin", "tenants" and "nodes" only'),
         ('{"admin": ["x"], "tenants": {"blue": ["x"]}}', "both as admin and"),
     ],
 )

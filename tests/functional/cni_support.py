@@ -165,7 +165,7 @@ def free_control_net() -> str:
 @contextmanager
 def start_cluster(tmp_path: Path) -> Iterator[Cluster]:
     """Controller, one node (n1) with its agent, the NETWORKS, and a runtime calling the installed plugin."""
-    controller = ControllerProcess(tmp_path, api_host="0.0.0.0")
+    controller = ControllerProcess(tmp_path, api_host="0.0.0.0", nodes=("n1",))
     node = OvsNode("n1", tmp_path / "ovs", control_net=free_control_net())
     agent = AgentProcess(node, controller, tmp_path)
     runtime = Runtime(install_plugin(tmp_path, agent.socket), agent.socket)

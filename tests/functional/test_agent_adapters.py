@@ -358,11 +358,15 @@ def test_add_port_and_del_port(ovs_node: OvsNode, ovsdb: Ovsdb) -> None:
     ovsdb.add_port("br-int", "tnpod0", ofport=10, external_ids={"tenet-endpoint": "cni-4567"})
     assert ovsdb.ports("br-int")["tnpod0"] == {"tenet-endpoint": "cni-4567"}
 
-    ovsdb.del_port("br-int", "tnpod0")
+    # Only the owner's: a port whose external_ids do not hold every item stays.
+    assert ovsdb.del_port("br-int", "tnpod0", owned_by={"tenet-endpoint": "cni-0123"}) is False
+    assert ovsdb.del_port("br-int", "tnpod0", owned_by={"tenet-endpoint": "cni-4567", "tenet-owner": "x"}) is False
+    assert "tnpod0" in ovsdb.ports("br-int")
+    assert ovsdb.del_port("br-int", "tnpod0", owned_by={"tenet-endpoint": "cni-4567"}) is True
     assert set(ovsdb.ports("br-int")) == {"br-int", "tenet-tun"}
     assert ovsdb.ofport("tnpod0") is None
     assert "tnpod0" not in ovs_node.vsctl("list-ports", "br-int")
-    ovsdb.del_port("br-int", "tnpod0")
+    assert ovsdb.del_port("br-int", "tnpod0") is False
     ovsdb.del_port("no-such-bridge", "tnpod0")
     assert ovsdb.ports("no-such-bridge") == {}
 

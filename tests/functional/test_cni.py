@@ -6,7 +6,7 @@ import concurrent.futures
 import json
 from pathlib import Path
 
-from agent.service import endpoint_id
+from agent.service import endpoint_id, host_name
 from lab.ovs import Pod, sh, tcp_connects, wait_for
 from tests.functional.cni_support import Cluster, Runtime, in_pod
 
@@ -218,3 +218,49 @@ def test_chained_between_the_reference_loopback_and_portmap(cluster: Cluster) ->
         assert done.code == 0, (program, done)
     assert runtime.call("DEL", runtime.config("blue", "web"), container="c-ch0", netns="/var/run/netns/ch0").code == 0
     assert cluster.leftovers() == {"ports": [], "links": [], "endpoints": [], "flows": []}
+
+
+def test_ports_tenet_did_not_make_survive_recovery_and_del(cluster: Cluster) -> None:
+    """The agent removes only ports it marked as its own, never one by a name the API gave."""
+    runtime, admin = cluster.runtime, cluster.api
+    config = runtime.config("blue", "web")
+    mine = cluster.pod("m1", runtime.add("m1", "blue", "web"))
+    ghosts = {name: endpoint_id(f"c-{name}", "eth0") for name in ("g1", "g2")}
+    foreign = {
+        "fx1": {},  # named as an endpoint's port below
+        "fx2": {"tenet-endpoint": "cni-00000000000000000000"},  # looks like a pod port of no endpoint
+        host_name(ghosts["g1"]): {},  # has the very name the agent would give g1's port
+        host_name(ghosts["g2"]): {},
+    }
+    for port, ids in foreign.items():
+        cluster.node.exec("ip", "link", "add", port, "type", "veth", "peer", "name", f"{port[:10]}p")
+        settings = [f"external_ids:{key}={value}" for key, value in ids.items()]
+        cluster.node.vsctl("add-port", "br-int", port, *(["--", "set", "interface", port, *settings] if ids else []))
+    # Endpoints of this node whose port names (from the API) are the foreign ports' names.
+    admin.post("/v1/endpoints", {"id": ghosts["g1"], "network": "blue/web", "node": "n1", "port_name": "fx1"})
+    admin.post("/v1/endpoints", {"id": ghosts["g2"], "network": "blue/web", "node": "n1", "port_name": "fx2"})
+
+    def still_there() -> None:
+        ports = set(cluster.node.vsctl("list-ports", "br-int").split())
+        assert set(foreign) <= ports, ports
+        links = cluster.node.exec("ip", "-o", "link")
+        assert all(f": {port}@" in links for port in foreign), links
+
+    cluster.agent.stop()
+    cluster.agent.start()  # recovery: g1 and g2 never got a port of the agent's, so they are released
+    log = cluster.agent.new_log()
+    assert "never got its port" in log and "cleaned {'ports': 0, 'endpoints': 2, 'links': 0}" in log, log
+    assert {e["id"] for e in admin.get("/v1/endpoints")} == {endpoint_id("c-m1", "eth0")}
+    still_there()
+    # DEL of an endpoint whose API port name is a foreign port's
+    admin.post("/v1/endpoints", {"id": ghosts["g1"], "network": "blue/web", "node": "n1", "port_name": "fx1"})
+    assert runtime.call("DEL", config, container="c-g1", netns="").code == 0
+    assert runtime.call("DEL", config, container="c-g2", netns="").code == 0
+    assert {e["id"] for e in admin.get("/v1/endpoints")} == {endpoint_id("c-m1", "eth0")}
+    still_there()
+    # The agent's own port stays through all this and goes with its DEL, as ever.
+    assert host_name(endpoint_id("c-m1", "eth0")) in cluster.node.vsctl("list-ports", "br-int").split()
+    assert mine.ip.startswith("10.1.0.")
+    assert runtime.call("DEL", config, container="c-m1", netns="/var/run/netns/m1").code == 0
+    assert host_name(endpoint_id("c-m1", "eth0")) not in cluster.node.vsctl("list-ports", "br-int").split()
+    still_there()

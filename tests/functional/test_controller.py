@@ -227,3 +227,29 @@ def test_an_endpoint_is_ready_once_its_port_and_flows_are_on_the_switch(
     pod = ovs_node.add_pod(doc, gateway=doc["gateway"], prefix=doc["prefix_len"], mtu=doc["mtu"])
     assert api.get("/v1/endpoints/b9/ready", wait="10") == {"ready": True, "reason": None, "ofport": doc["ofport"]}
     assert pod.ping(pods["b1"].ip)  # ready means it talks
+
+
+def test_a_node_registering_again_with_another_datapath_id_keeps_its_switch(
+    controller: ControllerProcess, ovs_node: OvsNode
+) -> None:
+    pods = build(controller, ovs_node)
+    api = controller.client
+
+    def synced_as(dpid: int) -> bool:
+        switch = controller.node("n1").get("switch") or {}
+        return bool(switch.get("in_sync")) and switch.get("datapath_id") == f"{dpid:#x}"
+
+    # The bridge first, then the registration: the switch that connected as nobody is matched on the change.
+    new = DPID + 1
+    ovs_node.vsctl("set", "bridge", "br-int", f"other-config:datapath-id={new:016x}")
+    api.put("/v1/nodes/n1", {"tunnel_ip": "192.168.77.9", "datapath_id": new})
+    wait_for(lambda: synced_as(new), "the switch to be matched by its new datapath id", timeout=60)
+    assert_switch_is_desired(controller, ovs_node)
+    assert pods["b1"].ping(pods["b2"].ip)
+    # The registration first, then the bridge: the old connection is no longer the node's.
+    api.put("/v1/nodes/n1", {"tunnel_ip": "192.168.77.1", "datapath_id": DPID})
+    assert controller.node("n1")["switch"] == {"connected": False}
+    ovs_node.vsctl("set", "bridge", "br-int", f"other-config:datapath-id={DPID:016x}")
+    wait_for(lambda: synced_as(DPID), "the switch to be matched by its datapath id again", timeout=60)
+    assert_switch_is_desired(controller, ovs_node)
+    assert pods["r1"].ping(pods["r2"].ip)

@@ -93,13 +93,27 @@ def test_tenants(ctl: Ctl) -> None:
     assert ctl.ok("tenant", "create", "blue") == "created tenant blue (id 1)\n"
     ctl.ok("tenant", "create", "red-team")
     assert columns(ctl.ok("tenant", "ls")) == [["NAME", "ID", "NETWORKS"], ["blue", "1", "-"], ["red-team", "2", "-"]]
+    unlimited, unused = {"networks": None, "endpoints": None}, {"networks": 0, "endpoints": 0}
     assert ctl.json("tenant", "ls") == [
-        {"name": "blue", "id": 1, "networks": []},
-        {"name": "red-team", "id": 2, "networks": []},
+        {"name": "blue", "id": 1, "networks": [], "quota": unlimited, "usage": unused},
+        {"name": "red-team", "id": 2, "networks": [], "quota": unlimited, "usage": unused},
     ]
     assert ctl.ok("tenant", "show", "blue") == "name:     blue\nid:       1\nnetworks: -\n"
     assert ctl.ok("tenant", "rm", "red-team") == "deleted tenant red-team\n"
     assert [t["name"] for t in ctl.json("tenant", "ls", token=BLUE)] == ["blue"]
+
+
+def test_tenant_quota_and_a_network_from_the_pool(ctl: Ctl) -> None:
+    ctl.ok("tenant", "create", "blue")
+    assert (
+        ctl.ok("tenant", "quota", "blue", "--networks", "1") == "quota of tenant blue: networks 1, endpoints no limit\n"
+    )
+    status, _out, err = ctl("tenant", "quota", "blue", "--networks", "5", token=BLUE)
+    assert status != 0 and "needs the cluster-admin token" in err
+    out = ctl.ok("network", "create", "blue/web", "--encap", "vxlan", "--subnet", "10.0.0.0/24", token=BLUE)
+    assert out.startswith("created network blue/web (vxlan 1, ")  # the lowest free of the (whole) pool
+    status, _out, err = ctl("network", "create", "blue/db", "--encap", "vlan", "--subnet", "10.1.0.0/24", token=BLUE)
+    assert status != 0 and "quota of 1 networks" in err
 
 
 def test_networks(ctl: Ctl) -> None:

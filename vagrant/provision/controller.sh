@@ -21,14 +21,19 @@ install -d -m 0700 /etc/tenet
 if [ ! -s /etc/tenet/admin-token ]; then
     (umask 077 && python3 -c 'import secrets; print(secrets.token_hex(16))' >/etc/tenet/admin-token)
 fi
-if [ ! -e /etc/tenet/tokens.json ]; then
-    (umask 077 && python3 - /etc/tenet/admin-token >/etc/tenet/tokens.json <<'EOF'
-import json, sys
+# The agents' node tokens (vagrant/.tenet/NODE-token from the host): each registers and serves only its node.
+# Written again on every run, so a worker added later gets its token listed (the restart below loads it).
+(umask 077 && python3 - /etc/tenet/admin-token "$TENET_REPO/vagrant/.tenet" >/etc/tenet/tokens.json.new <<'EOF'
+import json, pathlib, sys
 token = open(sys.argv[1]).read().strip()
-print(json.dumps({"admin": [token], "tenants": {}}, indent=2))
+nodes = {}
+for file in sorted(pathlib.Path(sys.argv[2]).glob("*-token")):
+    if file.name != "admin-token":
+        nodes[file.name[: -len("-token")]] = [file.read_text().strip()]
+print(json.dumps({"admin": [token], "tenants": {}, "nodes": nodes}, indent=2))
 EOF
-    )
-fi
+)
+mv /etc/tenet/tokens.json.new /etc/tenet/tokens.json
 
 # Settings for the unit (it reads them with EnvironmentFile=); the unit's own defaults are the same.
 cat >/etc/tenet/controller.env <<'EOF'

@@ -17,10 +17,14 @@ VENV=$TENET_REPO/.venv
 modprobe openvswitch
 systemctl enable --now openvswitch-switch
 
-if [ ! -s /etc/tenet/admin-token ]; then
-    echo "worker: no /etc/tenet/admin-token (the Vagrantfile puts it in vagrant/.tenet/ on the host)" >&2
+# The agent's own node token: it registers this node and manages the endpoints on it, nothing else.
+NODE_TOKEN=$TENET_REPO/vagrant/.tenet/$NODE_NAME-token
+if [ ! -s "$NODE_TOKEN" ]; then
+    echo "worker: no $NODE_TOKEN (the Vagrantfile makes it in vagrant/.tenet/ on the host)" >&2
     exit 1
 fi
+install -d -m 0700 /etc/tenet
+install -m 0600 "$NODE_TOKEN" /etc/tenet/node-token
 
 # Vagrant configured the underlay address; the uplink NIC it left without one.
 if [ -z "${UNDERLAY_IF:-}" ]; then
@@ -61,7 +65,7 @@ TENET_TUNNEL_IP=$TUNNEL_IP
 TENET_UPLINK=$UPLINK_IF
 TENET_CONTROLLER=http://$CONTROLLER_IP:8780
 TENET_OPENFLOW=tcp:$CONTROLLER_IP:6653
-TENET_TOKEN_FILE=/etc/tenet/admin-token
+TENET_TOKEN_FILE=/etc/tenet/node-token
 TENET_DATAPATH_TYPE=system
 TENET_SOCKET=/run/tenet/agent.sock
 EOF
