@@ -17,7 +17,7 @@ from controller import records
 from controller.pipeline.compile import Compiler
 from controller.pipeline.state import ChangeSet
 from controller.store.base import Delete, Operation, Put, Store
-from topology.model import Endpoint, Link, Model, Network, Node, Tenant, Touched, touched_by
+from topology.model import DEFAULT_UNDERLAY_MTU, Endpoint, Link, Model, Network, Node, Tenant, Touched, touched_by
 
 log = logging.getLogger(__name__)
 Publisher = Callable[[dict[str, ChangeSet]], None]
@@ -105,18 +105,36 @@ class Service:
             change.store(*operations)
 
     def register_node(
-        self, name: str, *, tunnel_ip: str, uplink: str | None = None, datapath_id: int | None = None
+        self,
+        name: str,
+        *,
+        tunnel_ip: str,
+        uplink: str | None = None,
+        datapath_id: int | None = None,
+        underlay_mtu: int | None = None,
+        uplink_mtu: int | None = None,
     ) -> Node:
-        """Add a node; registering it again with the same values changes nothing."""
+        """Add a node; registering it again with the same values changes nothing. MTUs in bytes; a node too
+        small for an existing network is refused (`topology.mtu`), and a known node then stays as it was."""
         with self._change() as change:
             existing = self.model.nodes.get(name)
             if existing is not None:
                 same = str(existing.tunnel_ip) == tunnel_ip and existing.uplink == uplink
+                underlay = underlay_mtu or DEFAULT_UNDERLAY_MTU  # compared as the rules see them (topology.mtu)
+                same = same and existing.underlay_mtu == underlay
+                same = same and (existing.uplink_mtu or existing.underlay_mtu) == (uplink_mtu or underlay)
                 if same and datapath_id in (None, existing.datapath_id):
                     return existing
                 old = records.node_doc(existing)
                 change.apply(self.model.remove_node(name), undo=lambda: _restore(self.model, "nodes", old, name))
-            touched = self.model.add_node(name, tunnel_ip=tunnel_ip, uplink=uplink, datapath_id=datapath_id)
+            touched = self.model.add_node(
+                name,
+                tunnel_ip=tunnel_ip,
+                uplink=uplink,
+                datapath_id=datapath_id,
+                underlay_mtu=underlay_mtu,
+                uplink_mtu=uplink_mtu,
+            )
             change.apply(touched, undo=lambda: self.model.remove_node(name))
             node = self.model.nodes[name]
             change.store(Put(records.key("nodes", name), records.node_doc(node)))

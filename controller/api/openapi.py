@@ -129,6 +129,8 @@ SCHEMAS: Json = {
             "tunnel_ip": STRING,
             "uplink": _nullable(STRING),
             "datapath_id": INTEGER,
+            "underlay_mtu": {"type": "integer", "description": "bytes, of the tunnel_ip's interface (admin only)"},
+            "uplink_mtu": _nullable({"type": "integer", "description": "bytes, of the uplink; null: as the underlay"}),
             "endpoints": {"type": "integer", "description": "admin only"},
             "switch": {**_ref("SwitchStatus"), "description": "admin only"},
         },
@@ -139,6 +141,10 @@ SCHEMAS: Json = {
             "tunnel_ip": {"type": "string", "description": "IPv4 address VXLAN tunnels reach the node at"},
             "uplink": _nullable({"type": "string", "description": "the port carrying VLAN networks"}),
             "datapath_id": _nullable({"type": "integer", "description": "default: derived from the name"}),
+            "underlay_mtu": _nullable(
+                {"type": "integer", "description": "bytes, of the interface holding tunnel_ip (default 1500)"}
+            ),
+            "uplink_mtu": _nullable({"type": "integer", "description": "bytes, of the uplink (default: underlay)"}),
         },
         required=("tunnel_ip",),
     ),

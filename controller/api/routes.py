@@ -315,12 +315,15 @@ class Api:
         if not request.principal.admin:
             raise forbidden("registering a node")
         name = request.params["node"]
-        body = Body(request.json(), "node", allowed={"tunnel_ip", "uplink", "datapath_id"})
+        allowed = {"tunnel_ip", "uplink", "datapath_id", "underlay_mtu", "uplink_mtu"}
+        body = Body(request.json(), "node", allowed=allowed)
         tunnel_ip, uplink = body.text("tunnel_ip"), body.text("uplink", required=False)
         datapath_id = body.integer("datapath_id", required=False)
+        mtus = {"underlay_mtu": body.integer("underlay_mtu", required=False)}
+        mtus["uplink_mtu"] = body.integer("uplink_mtu", required=False)
         with self.service.lock:
             new = name not in self.model.nodes
-            self.service.register_node(name, tunnel_ip=tunnel_ip, uplink=uplink, datapath_id=datapath_id)
+            self.service.register_node(name, tunnel_ip=tunnel_ip, uplink=uplink, datapath_id=datapath_id, **mtus)
         doc = self.node_docs(request, [name])[0]
         return created(f"/v1/nodes/{name}", doc) if new else Response(200, doc)
 

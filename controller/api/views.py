@@ -74,7 +74,7 @@ def attachment_json(model: Model, attachment: QosAttachment) -> Json:
 
 
 def node_json(model: Model, node: Node, principal: Principal, status: Json | None) -> Json:
-    """Tenants see a node's identity; how many endpoints it hosts and its switch's state are the admin's."""
+    """Tenants see a node's identity; its MTUs, how many endpoints it hosts and its switch's state are the admin's."""
     doc: Json = {
         "name": node.name,
         "tunnel_ip": str(node.tunnel_ip),
@@ -82,6 +82,7 @@ def node_json(model: Model, node: Node, principal: Principal, status: Json | Non
         "datapath_id": node.datapath_id,
     }
     if principal.admin:
+        doc["underlay_mtu"], doc["uplink_mtu"] = node.underlay_mtu, node.uplink_mtu
         doc["endpoints"] = len(model.endpoints_by_node[node.name])
         doc["switch"] = status
     return doc

@@ -106,13 +106,13 @@ def test_networks(ctl: Ctl) -> None:
     ctl.ok("tenant", "create", "blue")
     out = ctl.ok("network", "create", "blue/web", "--encap", "vxlan", "--vni", "100", "--subnet", "10.0.0.0/24")
     assert out == "created network blue/web (vxlan 100, 10.0.0.0/24)\n"
-    vlan = ("--encap", "vlan", "--vlan", "20", "--subnet", "10.1.0.0/24", "--gateway", "10.1.0.254", "--mtu", "1400")
+    vlan = ("--encap", "vlan", "--vlan", "20", "--subnet", "10.1.0.0/24", "--gateway", "10.1.0.254", "--mtu", "1450")
     doc = ctl.json("network", "create", "blue/db", *vlan, token=BLUE)
-    assert (doc["gateway"], doc["mtu"], doc["vlan"]) == ("10.1.0.254", 1400, 20)
+    assert (doc["gateway"], doc["mtu"], doc["vlan"]) == ("10.1.0.254", 1450, 20)
     rows = columns(ctl.ok("network", "ls", "blue"))
     assert rows[0] == ["NETWORK", "ENCAP", "SEGMENT", "SUBNET", "GATEWAY", "MTU", "ENDPOINTS", "QOS"]
     assert rows[1:] == [
-        ["blue/db", "vlan", "20", "10.1.0.0/24", "10.1.0.254", "1400", "0", "-"],
+        ["blue/db", "vlan", "20", "10.1.0.0/24", "10.1.0.254", "1450", "0", "-"],
         ["blue/web", "vxlan", "100", "10.0.0.0/24", "10.0.0.1", "1450", "0", "-"],
     ]
     assert ctl.ok("network", "ls") == ctl.ok("network", "ls", "blue")
