@@ -132,7 +132,7 @@ def run(settings: Settings) -> None:
     manager.instantiate_apps(**manager.create_contexts())
     Runtime.ready.wait()
     app = Runtime.app
-    api = make_app(service, tokens, switch_status=app.status, readiness=app.endpoint_ready)
+    api = make_app(service, tokens, switch_status=app.status, readiness=app.endpoint_ready, verify=app.verify)
     server = serve(api, settings.api_host, settings.api_port)
     threading.Thread(target=server.serve_forever, name="api", daemon=True).start()
     log.info(

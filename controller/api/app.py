@@ -32,7 +32,7 @@ from controller.api.http import (
     error_response,
     validation_response,
 )
-from controller.api.routes import ROUTES, Api, EndpointReadiness, Route, SwitchStatus
+from controller.api.routes import ROUTES, Api, EndpointReadiness, Route, SwitchStatus, SwitchVerify
 from controller.service import Service
 from controller.store.base import Conflict, StoreError
 from topology.errors import ValidationError
@@ -73,9 +73,10 @@ def make_app(
     *,
     switch_status: SwitchStatus | None = None,
     readiness: EndpointReadiness | None = None,
+    verify: SwitchVerify | None = None,
     max_body: int = MAX_BODY,
 ) -> WsgiApp:
-    api = Api(service, switch_status=switch_status, readiness=readiness)
+    api = Api(service, switch_status=switch_status, readiness=readiness, verify=verify)
     router = Router(ROUTES)
 
     def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:

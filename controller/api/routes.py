@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 SwitchStatus = Callable[[str], dict[str, Any]]
 # (node, port name, planned ofport, change sequence the switch must include, seconds to wait) -> readiness
 EndpointReadiness = Callable[[str, str, int, int, float], dict[str, Any]]
+# (node, seconds to wait) -> a fresh dump of the switch compared with the desired state (controller.app.verify)
+SwitchVerify = Callable[[str, float], dict[str, Any]]
+VERIFY_TIMEOUT = 20.0  # s: below the client's 30 s, so a slow switch is answered as such
 MAX_READY_WAIT = 60.0
 
 
@@ -77,6 +80,10 @@ def default_switch_status(_node: str) -> dict[str, Any]:
     return {"connected": False}
 
 
+def default_verify(_node: str, _wait: float) -> dict[str, Any]:
+    return {"checked": False, "reason": "this controller runs without switches"}
+
+
 def default_readiness(_node: str, _port: str, _ofport: int, _sequence: int, _wait: float) -> dict[str, Any]:
     return {"ready": False, "reason": "this controller runs without switches", "ofport": None}
 
@@ -88,10 +95,12 @@ class Api:
         *,
         switch_status: SwitchStatus | None = None,
         readiness: EndpointReadiness | None = None,
+        verify: SwitchVerify | None = None,
     ) -> None:
         self.service = service
         self.switch_status = switch_status or default_switch_status
         self.readiness = readiness or default_readiness
+        self.verify = verify or default_verify
         # The change sequence that created each endpoint: its flows are on the switch once the switch has it.
         self.created_at: dict[str, int] = {}
 
@@ -338,7 +347,14 @@ class Api:
             groups, meters = state.groups(), state.meters()
             text = render_state(state.flows(), groups.values(), meters.values())
             counts = {"flows": state.flow_count(), "groups": len(groups), "meters": len(meters)}
-        return Response(200, {"node": name, "flows": text, "counts": counts, "switch": self.status(name)})
+        doc = {"node": name, "flows": text, "counts": counts, "switch": self.status(name)}
+        if request.query.get("verify", "0") not in ("0", ""):  # the switch dumped now, without the service lock
+            try:
+                doc["verify"] = self.verify(name, VERIFY_TIMEOUT)
+            except Exception as error:  # the switch went away or did not answer: say so, with the desired state
+                log.warning("verifying the switch of node %r: %s", name, error)
+                doc["verify"] = {"checked": False, "reason": str(error)}
+        return Response(200, doc)
 
     # --- fabric links --------------------------------------------------------------------------------
 

@@ -62,6 +62,10 @@ class SwitchSession:
     def submit(self, task: Callable[[], None]) -> None:
         self._tasks.put(task)
 
+    def queued(self) -> int:
+        """Tasks waiting for the session's thread (change sets to push, reconciles, checks)."""
+        return self._tasks.qsize()
+
     def close(self) -> None:
         self._tasks.put(None)
         with self._lock:

@@ -34,7 +34,26 @@ def server(service: Service, monkeypatch: pytest.MonkeyPatch) -> Iterator[ApiSer
     monkeypatch.delenv("TENET_TOKEN", raising=False)
     # Shaped like the OpenFlow app's report.
     node1 = {"connected": True, "datapath_id": "0x1", "in_sync": False, "errors": ["OFPET_BAD_MATCH on\ntable=l2"]}
-    app = make_app(service, TOKENS, switch_status=lambda n: node1 if n == "node1" else {"connected": False})
+    verified = {  # shaped like controller.app.verify's answer
+        "node1": {
+            "checked": True,
+            "in_sync": False,
+            "missing": ["cookie=0x1,table=l2,priority=5 actions=drop"],
+            "extra": ["cookie=0x0,table=classify,priority=9,in_port=7 actions=drop"],
+            "different": [{"want": "group_id=1,type=all", "have": "group_id=1,type=all,bucket=actions=output:3"}],
+            "switch_counts": {"flows": 30, "groups": 1, "meters": 0},
+        },
+        "node2": {"checked": True, "in_sync": True, "missing": [], "extra": [], "different": [],
+                  "switch_counts": {"flows": 28, "groups": 1, "meters": 0}},
+    }  # fmt: skip
+    app = make_app(
+        service,
+        TOKENS,
+        switch_status=lambda n: node1 if n == "node1" else {"connected": False},
+        verify=lambda n, _wait: verified.get(
+            n, {"checked": False, "reason": f"the switch of node {n} is not connected"}
+        ),
+    )
     running = serve(app, "127.0.0.1", 0).start()
     yield running
     running.stop()
@@ -175,10 +194,23 @@ def test_nodes_endpoints_and_flows(ctl: Ctl, service: Service) -> None:
     assert rows[1][:4] == ["pod-b", "blue/web", "node2", "10.0.0.3/24"]
     assert ctl.json("endpoint", "show", "pod-a", token=BLUE)["ip"] == "10.0.0.2"
     assert "prefix_len: 24\n" in ctl.ok("endpoint", "show", "pod-a")
-    flows = ctl.ok("flows", "node1")
+    flows = ctl.ok("flows", "node1", "--no-verify")
     first, rest = flows.split("\n", 1)
     assert first.startswith("# node node1: switch connected, out of sync, 1 error(s); desired: ")
-    assert "table=classify" in rest and rest == ctl.json("flows", "node1")["flows"]
+    assert "table=classify" in rest and rest == ctl.json("flows", "node1", "--no-verify")["flows"]
+    status, out, err = ctl("flows", "node1")
+    assert (status, err) == (1, "") and out.startswith(flows)
+    assert out[len(flows) :] == (
+        "# OVS DIFFERS (dumped now: 30 flows, 1 groups, 0 meters): 1 missing, 1 extra, 1 different\n"
+        "# missing: cookie=0x1,table=l2,priority=5 actions=drop\n"
+        "# extra:   cookie=0x0,table=classify,priority=9,in_port=7 actions=drop\n"
+        "# want:    group_id=1,type=all\n"
+        "# have:    group_id=1,type=all,bucket=actions=output:3\n"
+    )
+    assert ctl.ok("flows", "node2").endswith("\n# OVS holds exactly that (dumped now: 28 flows, 1 groups, 0 meters)\n")
+    service.register_node("node3", tunnel_ip="192.168.50.3")
+    status, out, _ = ctl("flows", "node3")
+    assert status == 1 and out.endswith("\n# OVS not checked: the switch of node node3 is not connected\n")
     assert_one_line_error(ctl("flows", "node1", token=BLUE), "needs the cluster-admin token")
     assert_one_line_error(ctl("flows", "node9"), "unknown node 'node9'")
 
