@@ -107,7 +107,13 @@ def _network(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     segment.add_argument("--vlan", type=int, metavar="N", help="VLAN id (vlan)")
     create.add_argument("--subnet", required=True, metavar="CIDR")
     create.add_argument("--gateway", metavar="IP", help="default: the subnet's first host address")
-    create.add_argument("--mtu", type=int, metavar="N")
+    create.add_argument(
+        "--mtu",
+        type=int,
+        metavar="N",
+        help="bytes; default: the tenant's MTU (every network of a tenant has one), or for its first network the "
+        "smallest node underlay MTU less 50; at most that (vxlan) or the smallest uplink MTU (vlan)",
+    )
     _leaf(actions, "ls", common, list_networks, "list networks").add_argument("tenant", metavar="TENANT", nargs="?")
     _leaf(actions, "show", common, show_network, "show a network").add_argument("network", metavar="TENANT/NAME")
     rm = _leaf(actions, "rm", common, delete_network, "delete a network without endpoints")
