@@ -18,6 +18,7 @@ from controller.pipeline.compile import Compiler
 from controller.pipeline.state import ChangeSet
 from controller.store.base import Delete, Operation, Put, Store
 from topology.model import DEFAULT_UNDERLAY_MTU, Endpoint, Link, Model, Network, Node, Tenant, Touched, touched_by
+from topology.mtu import check_node
 
 log = logging.getLogger(__name__)
 Publisher = Callable[[dict[str, ChangeSet]], None]
@@ -125,6 +126,8 @@ class Service:
                 same = same and (existing.uplink_mtu or existing.underlay_mtu) == (uplink_mtu or underlay)
                 if same and datapath_id in (None, existing.datapath_id):
                     return existing
+                # An MTU too small is the news, before any other reason a node with endpoints cannot change.
+                check_node("node", underlay, uplink_mtu, self.model.networks.values())
                 old = records.node_doc(existing)
                 change.apply(self.model.remove_node(name), undo=lambda: _restore(self.model, "nodes", old, name))
             touched = self.model.add_node(

@@ -108,6 +108,6 @@ def check_node(path: str, underlay_mtu: int, uplink_mtu: int | None, networks: I
             raise ValidationError(
                 f"{path}.{field}",
                 f"MTU {have} is too small for network {network.key!r} (MTU {network.mtu}"
-                f"{' over VXLAN' if vxlan else ''} needs {need})",
+                f"{f' over VXLAN needs {need}' if vxlan else ''})",
                 conflict=True,
             )

@@ -160,6 +160,9 @@ def test_node_mtus_are_kept_and_checked_against_the_networks(cluster: Wsgi) -> N
     shrunk = cluster.put("/v1/nodes/node3", {"tunnel_ip": "192.168.50.3", "underlay_mtu": 1499})
     assert (shrunk.status, shrunk.error["field"]) == (409, "node.underlay_mtu"), shrunk
     assert cluster.ok("GET", "/v1/nodes/node3")["underlay_mtu"] == 9000  # as it was
+    cluster.ok("POST", "/v1/endpoints", {"id": "e1", "network": "blue/web", "node": "node1"})
+    busy = cluster.put("/v1/nodes/node1", {"tunnel_ip": "192.168.50.1", "underlay_mtu": 1300})
+    assert (busy.status, busy.error["field"]) == (409, "node.underlay_mtu"), busy  # not "still has endpoints"
     assert cluster.get("/v1/nodes/node4").status == 404
     bad = cluster.put("/v1/nodes/node4", {"tunnel_ip": "192.168.50.4", "uplink_mtu": "1500"})
     assert (bad.status, bad.error["field"]) == (400, "node.uplink_mtu"), bad

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from controller.client import ClientError
-from lab.cluster import Lab
+from lab.cluster import Lab, LabError
 from lab.ovs import Pod
 
 CONFIG = {
@@ -138,3 +138,21 @@ def test_flows_compares_a_fresh_dump_with_the_desired_state(lab: Lab) -> None:
     finally:
         node.ofctl("add-flow", line.replace(", ", ",").replace(" actions=", ",actions="))  # as it was
     assert tenetctl(lab, "flows", "node1")[0] == 0
+
+
+def test_an_agent_whose_uplink_is_too_small_is_refused_and_says_why(lab: Lab) -> None:
+    node = lab.node("node2")
+    log = lab.dir / "nodes" / "node2" / "agent.log"
+    lab.kill_agent("node2")
+    node.exec("ip", "link", "set", "vl0", "mtu", "1400")  # less than blue/db's 1450
+    try:
+        mark = log.stat().st_size
+        with pytest.raises(LabError, match="the agent of node2 exited"):
+            lab.start_agent("node2")
+        said = log.read_text()[mark:]
+        assert "node.uplink_mtu: MTU 1400 is too small for network 'blue/db' (MTU 1450)" in said, said
+        assert lab.client.get("/v1/nodes/node2")["uplink_mtu"] == 1500  # the node as it was
+    finally:
+        node.exec("ip", "link", "set", "vl0", "mtu", "1500")
+    lab.start_agent("node2")
+    assert ping(pod(lab, "b"), lab.state.pods["d"].ip or "", MAX_PAYLOAD, fragment="do")[0]

@@ -124,7 +124,7 @@ def test_a_node_too_small_for_a_network_is_refused_and_leaves_nothing() -> None:
     refused(
         lambda: model.add_node("n4", tunnel_ip="192.168.0.4", uplink="eth1", underlay_mtu=9000, uplink_mtu=1999),
         "node.uplink_mtu",
-        "MTU 1999 is too small for network 'red/db' (MTU 2000 needs 2000)",
+        "MTU 1999 is too small for network 'red/db' (MTU 2000)",
     )
 
 
