@@ -22,6 +22,7 @@ import yaml
 
 from controller.pipeline.compile import gc_paused
 from controller.store.base import Put, StoreError
+from topology.errors import ValidationError
 
 log = logging.getLogger("tenet.controller")
 ROUND_KEY = "/tenet/controller/round"
@@ -122,6 +123,8 @@ def run(settings: Settings) -> None:
         round_ = next_round(store)
     except StoreError as error:
         raise StartupError(str(error)) from None
+    except ValidationError as error:  # e.g. networks stored before a tenant's networks shared one MTU
+        raise StartupError(f"the stored model breaks a rule: {error} (fix or delete that record)") from None
 
     Runtime.service, Runtime.round_ = service, round_
     cfg.CONF(args=[], project="os_ken")
