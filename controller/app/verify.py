@@ -121,7 +121,7 @@ def check(service: Any, session: Any, *, round_: int, timeout: float) -> dict[st
                 desired = service.compiler.compile_node(session.node)
                 sequence = service.sequence
             started = time.monotonic()
-            installed = session.dump()
+            installed = session.dump(to_repair=False)
             dump_ms = round((time.monotonic() - started) * 1000)
             with service.lock:
                 if service.sequence != sequence:

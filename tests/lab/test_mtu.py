@@ -117,12 +117,15 @@ def test_flows_compares_a_fresh_dump_with_the_desired_state(lab: Lab) -> None:
     assert status == 0 and "\n# OVS holds exactly that (dumped now: " in out, out
 
     node.ofctl("add-flow", "cookie=0x0,table=0,priority=1234,ip,nw_dst=10.99.99.99,actions=drop")
+    node.ofctl("add-flow", "cookie=0x77,table=200,priority=5,in_port=9,actions=output:3")  # beyond the pipeline
     status, out = tenetctl(lab, "flows", "node1")
     assert status == 1 and "# OVS DIFFERS" in out
     assert differences(out) == [
-        "# extra:   cookie=0x0,table=classify,priority=1234,eth_type=0x0800,nw_dst=10.99.99.99 actions=drop"
+        "# extra:   cookie=0x0,table=classify,priority=1234,eth_type=0x0800,nw_dst=10.99.99.99 actions=drop",
+        "# extra:   cookie=0x77,table=200,priority=5,in_port=9 actions=output:3",
     ], out
     node.ofctl("--strict", "del-flows", "table=0,priority=1234,ip,nw_dst=10.99.99.99")
+    node.ofctl("--strict", "del-flows", "table=200,priority=5,in_port=9")
     assert tenetctl(lab, "flows", "node1")[0] == 0
 
     listing = node.ofctl("--no-stats", "--no-names", "dump-flows", "table=0").splitlines()
@@ -137,6 +140,17 @@ def test_flows_compares_a_fresh_dump_with_the_desired_state(lab: Lab) -> None:
         assert f"in_port={port}" in found[0] and "table=classify" in found[0], (spec, found)
     finally:
         node.ofctl("add-flow", line.replace(", ", ",").replace(" actions=", ",actions="))  # as it was
+    assert tenetctl(lab, "flows", "node1")[0] == 0
+
+    node.ofctl("--strict", "mod-flows", f"{spec},actions=drop")  # same match and cookie, other actions
+    try:
+        status, out = tenetctl(lab, "flows", "node1")
+        found = differences(out)
+        assert status == 1 and [f.split(":")[0] for f in found] == ["# want", "# have"], out
+        assert found[1].endswith(" actions=drop") and not found[0].endswith(" actions=drop"), found
+        assert found[0].split(" actions=")[0] == found[1].split(" actions=")[0].replace("# have", "# want"), found
+    finally:
+        node.ofctl("add-flow", line.replace(", ", ",").replace(" actions=", ",actions="))
     assert tenetctl(lab, "flows", "node1")[0] == 0
 
 
