@@ -82,6 +82,9 @@ def test_the_largest_packet_crosses_the_routed_path_and_a_larger_one_fails_at_on
     for size in (MAX_PAYLOAD + 1, 4000, 8000):  # fragmented by the sender, reassembled by the receiver
         answered, out, _ = ping(sender, address, size, fragment="dont")
         assert answered, out
+    for name in lab.state.nodes:  # no frame was too big for the underlay anywhere: nothing dropped on the way
+        log = (lab.node(name).dir / "ovs-vswitchd.log").read_text()
+        assert "Message too long" not in log, f"{name}: {log[-2000:]}"
 
 
 def test_a_network_mtu_the_underlay_cannot_carry_is_refused(lab: Lab) -> None:
