@@ -3,8 +3,9 @@
     tenet-agent run --node NAME --tunnel-ip IP [--controller URL] [--token-file FILE] ...
     tenet-agent install-cni [--bin-dir /opt/cni/bin] [--conf-dir /etc/cni/net.d] --tenant T --network N
 
-`run` registers the node with the controller (name, tunnel IP, datapath id, uplink; again with new values:
-the node is updated in place, its pods kept), makes sure br-int is
+`run` registers the node with the controller (name, tunnel IP, datapath id, uplink, and the MTUs of the
+interface holding the tunnel IP and of the uplink, which network MTUs must fit; again with new values: the
+node is updated in place, its pods kept), makes sure br-int is
 there (userspace datapath where the kernel module is missing), `fail_mode=secure`, the controller target
 and the flow-based VXLAN port, cleans up what a crash left half-made, then serves the socket.
 Settings for `run` come from flags, else environment variables TENET_<NAME> (e.g. TENET_TUNNEL_IP).
@@ -153,6 +154,7 @@ def run(args: argparse.Namespace) -> None:
     from agent.ovsdb import Ovsdb, OvsdbError, kernel_datapath_available
     from agent.server import AgentSocket
     from agent.service import AgentService, AgentSettings
+    from agent.underlay import interface_mtus
     from controller.client import Client, ClientError, path
 
     if not args.tunnel_ip:
@@ -195,6 +197,11 @@ def run(args: argparse.Namespace) -> None:
     body = {"tunnel_ip": str(tunnel_ip), "datapath_id": dpid}
     if args.uplink:
         body["uplink"] = args.uplink
+    underlay_mtu, uplink_mtu = interface_mtus(tunnel_ip, args.uplink)  # the controller checks networks fit
+    if underlay_mtu is not None:
+        body["underlay_mtu"] = underlay_mtu
+    if uplink_mtu is not None:
+        body["uplink_mtu"] = uplink_mtu
     try:
         client.put(path("v1", "nodes", args.node), body)
     except ClientError as error:

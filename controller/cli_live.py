@@ -4,7 +4,7 @@
   tenetctl network create TENANT/NAME --encap vxlan|vlan [--vni N|--vlan N] --subnet CIDR [--gateway IP] [--mtu N]
   tenetctl network ls [TENANT] | show TENANT/NAME | rm TENANT/NAME
   tenetctl qos create NAME --rate-kbps N --burst-kb N | ls | show | rm | attach NAME TARGET | detach TARGET
-  tenetctl node ls|show       tenetctl endpoint ls|show       tenetctl flows NODE
+  tenetctl node ls|show       tenetctl endpoint ls|show       tenetctl flows NODE [--no-verify]
 
 Every command takes --server (or TENET_SERVER), --token, --token-file (or TENET_TOKEN) and --json, before
 the command or after it: `tenetctl --json tenant ls` and `tenetctl tenant ls --json` are the same. For an
@@ -31,6 +31,7 @@ class Output:
 
     doc: Any
     text: str
+    status: int = 0  # the exit status: 1 when the command found a problem (`tenetctl flows`: a difference)
 
 
 Run = Callable[[Client, argparse.Namespace], Output]
@@ -54,11 +55,16 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     flows = commands.add_parser(
         "flows",
         parents=[common],
-        help="what the controller wants on a node, and whether its switch has it",
+        help="what the controller wants on a node, and whether its switch holds exactly that",
         description="Print the node's desired meters, groups and flows as ovs-ofctl text with table names, "
-        "after a comment line saying whether the node's switch is connected and in sync.",
+        "after a comment line saying whether the node's switch is connected; then dump the switch now and "
+        "print, as comment lines, every flow, group and meter missing from it, extra on it, or different. "
+        "Exit status 1 when the switch differs or cannot be dumped.",
     )
     flows.add_argument("node", metavar="NODE")
+    flows.add_argument(
+        "--no-verify", dest="verify", action="store_false", help="only the desired state: do not dump the switch"
+    )
     flows.set_defaults(run=live(show_flows))
 
 
@@ -126,7 +132,13 @@ def _network(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     segment.add_argument("--vlan", type=int, metavar="N", help="VLAN id (vlan; default: the pool's lowest free)")
     create.add_argument("--subnet", required=True, metavar="CIDR")
     create.add_argument("--gateway", metavar="IP", help="default: the subnet's first host address")
-    create.add_argument("--mtu", type=int, metavar="N")
+    create.add_argument(
+        "--mtu",
+        type=int,
+        metavar="N",
+        help="bytes; default: the tenant's MTU (every network of a tenant has one), or for its first network the "
+        "smallest node underlay MTU less 50; at most that (vxlan) or the smallest uplink MTU (vlan)",
+    )
     _leaf(actions, "ls", common, list_networks, "list networks").add_argument("tenant", metavar="TENANT", nargs="?")
     _leaf(actions, "show", common, show_network, "show a network").add_argument("network", metavar="TENANT/NAME")
     rm = _leaf(actions, "rm", common, delete_network, "delete a network without endpoints")
@@ -175,7 +187,7 @@ def live(run: Run) -> Callable[[argparse.Namespace], int]:
             return 1
         text = json.dumps(result.doc, indent=2) if args.json else result.text
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
-        return 0
+        return result.status
 
     return command
 
@@ -421,8 +433,31 @@ def show_endpoint(client: Client, args: argparse.Namespace) -> Output:
 
 
 def show_flows(client: Client, args: argparse.Namespace) -> Output:
-    doc = client.get(path("v1", "nodes", args.node, "flows"))
+    doc = client.get(path("v1", "nodes", args.node, "flows"), verify="1" if args.verify else None)
     counts = doc["counts"]
     summary = f"{counts['flows']} flows, {counts['groups']} groups, {counts['meters']} meters"
-    # A comment line: ovs-ofctl skips it, so the text still reads as a flow file.
-    return Output(doc, f"# node {doc['node']}: switch {switch_text(doc['switch'])}; desired: {summary}\n{doc['flows']}")
+    # Comment lines: ovs-ofctl skips them, so the text still reads as a flow file.
+    text = f"# node {doc['node']}: switch {switch_text(doc['switch'])}; desired: {summary}\n{doc['flows']}"
+    if "verify" not in doc:
+        return Output(doc, text)
+    lines = verify_lines(doc["verify"])
+    return Output(doc, text + "".join(f"{line}\n" for line in lines), 0 if doc["verify"].get("in_sync") else 1)
+
+
+def verify_lines(verify: dict[str, Any]) -> list[str]:
+    """The comparison of a fresh dump with the desired state, as comment lines: a verdict, then each difference."""
+    if not verify.get("checked"):
+        return [f"# OVS not checked: {verify.get('reason', 'unknown reason')}"]
+    held = verify.get("switch_counts") or {}
+    dumped = f"{held.get('flows', 0)} flows, {held.get('groups', 0)} groups, {held.get('meters', 0)} meters"
+    if verify.get("in_sync"):
+        return [f"# OVS holds exactly that (dumped now: {dumped})"]
+    missing, extra, different = verify.get("missing", []), verify.get("extra", []), verify.get("different", [])
+    lines = [
+        f"# OVS DIFFERS (dumped now: {dumped}): {len(missing)} missing, {len(extra)} extra, {len(different)} different"
+    ]
+    lines += [f"# missing: {item}" for item in missing]
+    lines += [f"# extra:   {item}" for item in extra]
+    for pair in different:
+        lines += [f"# want:    {pair['want']}", f"# have:    {pair['have']}"]
+    return lines

@@ -25,6 +25,7 @@ import yaml
 from controller.pipeline.compile import gc_paused
 from controller.policy import Policy
 from controller.store.base import Put, StoreError
+from topology.errors import ValidationError
 
 if TYPE_CHECKING:
     from controller.api import Limits, TlsFiles
@@ -238,6 +239,8 @@ def run(settings: Settings) -> None:
         round_ = next_round(store)
     except StoreError as error:
         raise StartupError(str(error)) from None
+    except ValidationError as error:  # e.g. networks stored before a tenant's networks shared one MTU
+        raise StartupError(f"the stored model breaks a rule: {error} (fix or delete that record)") from None
 
     Runtime.service, Runtime.round_ = service, round_
     cfg.CONF(args=[], project="os_ken")
@@ -253,7 +256,12 @@ def run(settings: Settings) -> None:
     Runtime.ready.wait()
     app = Runtime.app
     api = make_app(
-        service, tokens, switch_status=app.status, readiness=app.endpoint_ready, ready_waits=limits.ready_waits
+        service,
+        tokens,
+        switch_status=app.status,
+        readiness=app.endpoint_ready,
+        ready_waits=limits.ready_waits,
+        verify=app.verify,
     )
     try:
         server = serve(api, settings.api_host, settings.api_port, limits=limits, tls=api_tls).start()

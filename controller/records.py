@@ -40,7 +40,14 @@ def network_doc(network: Network) -> Document:
 
 
 def node_doc(node: Node) -> Document:
-    return {"name": node.name, "tunnel_ip": str(node.tunnel_ip), "uplink": node.uplink, "datapath_id": node.datapath_id}
+    return {
+        "name": node.name,
+        "tunnel_ip": str(node.tunnel_ip),
+        "uplink": node.uplink,
+        "datapath_id": node.datapath_id,
+        "underlay_mtu": node.underlay_mtu,
+        "uplink_mtu": node.uplink_mtu,
+    }
 
 
 def link_doc(link: Link) -> Document:
@@ -107,7 +114,13 @@ def restore(records: Iterable[Record]) -> Model:
 def restore_one(model: Model, kind: str, doc: Document, *, path: str) -> None:
     if kind == "nodes":
         model.add_node(
-            doc["name"], tunnel_ip=doc["tunnel_ip"], uplink=doc["uplink"], datapath_id=doc["datapath_id"], path=path
+            doc["name"],
+            tunnel_ip=doc["tunnel_ip"],
+            uplink=doc["uplink"],
+            datapath_id=doc["datapath_id"],
+            underlay_mtu=doc.get("underlay_mtu"),  # absent in records written before nodes reported MTUs
+            uplink_mtu=doc.get("uplink_mtu"),
+            path=path,
         )
     elif kind == "links":
         model.add_link(doc["a"], doc["a_port"], doc["b"], doc["b_port"], path=path)

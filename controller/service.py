@@ -23,7 +23,19 @@ from controller.pipeline.state import ChangeSet
 from controller.policy import RESERVED_NAMES, RESERVED_PREFIX, Policy, Quota, reserved_port
 from controller.store.base import Delete, Operation, Put, Store
 from topology.errors import ValidationError
-from topology.model import Encap, Endpoint, Link, Model, Network, Node, Tenant, Touched, touched_by
+from topology.model import (
+    DEFAULT_UNDERLAY_MTU,
+    Encap,
+    Endpoint,
+    Link,
+    Model,
+    Network,
+    Node,
+    Tenant,
+    Touched,
+    touched_by,
+)
+from topology.mtu import check_node
 
 log = logging.getLogger(__name__)
 Publisher = Callable[[dict[str, ChangeSet]], None]
@@ -192,29 +204,60 @@ class Service:
             change.store(*operations)
 
     def register_node(
-        self, name: str, *, tunnel_ip: str, uplink: str | None = None, datapath_id: int | None = None
+        self,
+        name: str,
+        *,
+        tunnel_ip: str,
+        uplink: str | None = None,
+        datapath_id: int | None = None,
+        underlay_mtu: int | None = None,
+        uplink_mtu: int | None = None,
     ) -> Node:
         """Add a node; registering it again with the same values changes nothing, with others (a new tunnel
         IP, uplink or datapath id) updates it in place, endpoints and links kept, and recompiles what names
-        it (the other nodes' tunnel flows). The uplink may not be an infrastructure name (`tenet-*`, bridges)."""
+        it (the other nodes' tunnel flows). MTUs in bytes; a node too small for an existing network is refused
+        (`topology.mtu`), and a known node then stays as it was. The uplink may not be an infrastructure name
+        (`tenet-*`, bridges)."""
         with self._change(f"registering node {name!r}") as change:
             if uplink is not None and (uplink.startswith(RESERVED_PREFIX) or uplink in RESERVED_NAMES):
                 raise ValidationError("node.uplink", f"{uplink!r} is a reserved infrastructure name, not an uplink")
             existing = self.model.nodes.get(name)
             if existing is not None:
                 same = str(existing.tunnel_ip) == tunnel_ip and existing.uplink == uplink
+                underlay = underlay_mtu or DEFAULT_UNDERLAY_MTU  # compared as the rules see them (topology.mtu)
+                same = same and existing.underlay_mtu == underlay
+                same = same and (existing.uplink_mtu or existing.underlay_mtu) == (uplink_mtu or underlay)
                 if same and datapath_id in (None, existing.datapath_id):
                     return existing
+                # An MTU too small is the news, before any other reason a node with endpoints cannot change.
+                check_node("node", underlay, uplink_mtu, self.model.networks.values())
                 old = existing
                 touched = self.model.update_node(
-                    name, tunnel_ip=tunnel_ip, uplink=uplink, datapath_id=datapath_id or existing.datapath_id
+                    name,
+                    tunnel_ip=tunnel_ip,
+                    uplink=uplink,
+                    datapath_id=datapath_id or existing.datapath_id,
+                    underlay_mtu=underlay_mtu,
+                    uplink_mtu=uplink_mtu,
                 )
                 undo = lambda: self.model.update_node(  # noqa: E731
-                    name, tunnel_ip=str(old.tunnel_ip), uplink=old.uplink, datapath_id=old.datapath_id
+                    name,
+                    tunnel_ip=str(old.tunnel_ip),
+                    uplink=old.uplink,
+                    datapath_id=old.datapath_id,
+                    underlay_mtu=old.underlay_mtu,
+                    uplink_mtu=old.uplink_mtu,
                 )
                 change.apply(touched, undo=undo)
             else:
-                touched = self.model.add_node(name, tunnel_ip=tunnel_ip, uplink=uplink, datapath_id=datapath_id)
+                touched = self.model.add_node(
+                    name,
+                    tunnel_ip=tunnel_ip,
+                    uplink=uplink,
+                    datapath_id=datapath_id,
+                    underlay_mtu=underlay_mtu,
+                    uplink_mtu=uplink_mtu,
+                )
                 change.apply(touched, undo=lambda: self.model.remove_node(name))
             node = self.model.nodes[name]
             change.store(Put(records.key("nodes", name), records.node_doc(node)))

@@ -21,6 +21,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from controller.cli_live import verify_lines
 from lab import matrix
 from lab.cluster import Lab, LabError
 from lab.ovs import wait_for
@@ -104,17 +105,21 @@ class Demo:
         picture = self.state / "topology.svg"
         picture.write_text(topology_svg(self.snapshot()))
         print(f"      wrote {picture}", flush=True)
-        self.say("the switches: flows per node, as the controller wants them and as OVS holds them")
+        self.say("the switches: flows per node, as the controller wants them, compared with a dump of OVS now")
+        held = True
         for node in self.lab.state.nodes:
-            flows = self.lab.client.get(f"/v1/nodes/{node}/flows")
-            counts, switch = flows["counts"], flows["switch"]
-            state = "holds exactly that" if switch.get("in_sync") else "DIFFERS"
+            flows = self.lab.client.get(f"/v1/nodes/{node}/flows", verify="1")
+            counts, verify = flows["counts"], flows["verify"]
             summary = f"{counts['flows']} flows, {counts['groups']} groups, {counts['meters']} meters"
-            print(f"      {node}: {summary}; OVS {state}", flush=True)
+            print(f"      {node}: {summary}; {switch_verdict(verify)}", flush=True)
+            for line in verify_lines(verify)[1:]:  # each difference, in ovs-ofctl text
+                print(f"        {line.removeprefix('# ')}", flush=True)
+            held = held and bool(verify.get("in_sync"))
         verdict = "the matrix is as the policy says" if matched else "MATRIX MISMATCH"
         verdict += ", the QoS cap holds" if within_cap else ", QoS CAP NOT HELD"
+        verdict += ", every switch holds exactly its flows" if held else ", A SWITCH DIFFERS"
         self.say(f"done in {time.monotonic() - started:.0f} s: {verdict}. `make demo-down` removes it all")
-        return matched and within_cap
+        return matched and within_cap and held
 
     def iperf(self, client: str, server: str) -> float:
         """TCP throughput from `client` to `server` in Mbit/s, measured by iperf3 over 3 seconds."""
@@ -141,6 +146,16 @@ class Demo:
                 {"name": p.name, "node": p.node, "network": p.network, "ip": p.ip} for p in self.lab.state.pods.values()
             ],
         }
+
+
+def switch_verdict(verify: dict) -> str:
+    """One switch's comparison of a fresh dump with its desired state, in words."""
+    if not verify.get("checked"):
+        return f"OVS NOT CHECKED: {verify.get('reason')}"
+    if verify.get("in_sync"):
+        return "OVS holds exactly that"
+    missing, extra, different = (len(verify.get(k, [])) for k in ("missing", "extra", "different"))
+    return f"OVS DIFFERS: {missing} missing, {extra} extra, {different} different"
 
 
 def indent(text: str) -> str:

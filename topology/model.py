@@ -24,11 +24,10 @@ from topology.ipam import (
     is_unicast_mac,
     mac_to_int,
 )
+from topology.mtu import DEFAULT_UNDERLAY_MTU, check_network, check_node, default_mtu
 
 VLAN_RANGE = (1, 4094)
 VNI_RANGE = (1, 16_777_215)
-VXLAN_OVERHEAD = 50  # outer Ethernet + IPv4 + UDP + VXLAN headers
-DEFAULT_UNDERLAY_MTU = 1500
 
 # Planned OpenFlow port numbers on br-int. The agent asks OVS for them with `ofport_request`, so the
 # compiled flows are right before the switch reports a single port.
@@ -77,6 +76,8 @@ class Node:
     tunnel_ip: IPv4Address
     uplink: str | None
     datapath_id: int
+    underlay_mtu: int = DEFAULT_UNDERLAY_MTU  # bytes, of the interface holding tunnel_ip (topology.mtu)
+    uplink_mtu: int | None = None  # bytes, of the uplink; None: as the underlay
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,9 +349,9 @@ class Model:
             gw = parse_ip(path + ".gateway", gateway)
             if gw not in net or (gw in (net.network_address, net.broadcast_address) and net.prefixlen < 31):
                 raise ValidationError(path + ".gateway", f"{gw} is not a host address of subnet {net}")
-        default_mtu = DEFAULT_UNDERLAY_MTU - (VXLAN_OVERHEAD if kind is Encap.VXLAN else 0)
-        mtu = default_mtu if mtu is None else mtu
-        check_range(path + ".mtu", "MTU", mtu, (576, 9000 - (VXLAN_OVERHEAD if kind is Encap.VXLAN else 0)))
+        siblings = self.networks_by_tenant[tenant].values()  # one MTU per tenant: see topology.mtu
+        mtu = default_mtu(self.nodes.values(), siblings) if mtu is None else mtu
+        check_network(path + ".mtu", kind.value, mtu, nodes=self.nodes.values(), tenant_networks=siblings)
         if network_id is not None and not self._network_ids.can_claim(network_id):
             raise ValidationError(path, f"network id {network_id} is taken", conflict=True)
         network_id = take_or_claim(self._network_ids, network_id, path)
@@ -386,8 +387,12 @@ class Model:
         tunnel_ip: str,
         uplink: str | None = None,
         datapath_id: int | None = None,
+        underlay_mtu: int | None = None,
+        uplink_mtu: int | None = None,
         path: str = "node",
     ) -> Touched:
+        """Add a node; MTUs in bytes (underlay default 1500, uplink default as the underlay). A node too small
+        for a network that exists is refused (`topology.mtu.check_node`)."""
         check_name(path + ".name", name)
         if name in self.nodes:
             raise ValidationError(path + ".name", f"node {name!r} already exists", conflict=True)
@@ -404,7 +409,9 @@ class Model:
         check_range(path + ".datapath_id", "datapath id", dpid, (1, 2**64 - 1))
         if any(n.datapath_id == dpid for n in self.nodes.values()):
             raise ValidationError(path + ".datapath_id", f"datapath id {dpid:#x} is already used", conflict=True)
-        self.nodes[name] = Node(name, ip, uplink, dpid)
+        underlay_mtu = DEFAULT_UNDERLAY_MTU if underlay_mtu is None else underlay_mtu
+        check_node(path, underlay_mtu, uplink_mtu, self.networks.values())
+        self.nodes[name] = Node(name, ip, uplink, dpid, underlay_mtu, uplink_mtu)
         self._node_by_tunnel_ip[ip] = name
         self.endpoints_by_node[name] = {}
         self._ofports[name] = IdAllocator(FIRST_ENDPOINT_OFPORT, LAST_OFPORT)
@@ -429,11 +436,15 @@ class Model:
         tunnel_ip: str,
         uplink: str | None = None,
         datapath_id: int | None = None,
+        underlay_mtu: int | None = None,
+        uplink_mtu: int | None = None,
         path: str = "node",
     ) -> Touched:
-        """A registered node's new tunnel IP, uplink or datapath id, kept with its endpoints and links.
+        """A registered node's new tunnel IP, uplink, datapath id or MTUs (bytes), kept with its endpoints and
+        links.
 
-        Validates like `add_node` (against the other nodes) before changing anything.
+        Validates like `add_node` (against the other nodes, and the MTUs against the networks that exist)
+        before changing anything.
         """
         old = self.node(name, path=path)
         ip = parse_ip(path + ".tunnel_ip", tunnel_ip)
@@ -456,8 +467,10 @@ class Model:
         check_range(path + ".datapath_id", "datapath id", dpid, (1, 2**64 - 1))
         if any(n.datapath_id == dpid and n.name != name for n in self.nodes.values()):
             raise ValidationError(path + ".datapath_id", f"datapath id {dpid:#x} is already used", conflict=True)
+        underlay_mtu = DEFAULT_UNDERLAY_MTU if underlay_mtu is None else underlay_mtu
+        check_node(path, underlay_mtu, uplink_mtu, self.networks.values())
         del self._node_by_tunnel_ip[old.tunnel_ip]
-        self.nodes[name] = Node(name, ip, uplink, dpid)
+        self.nodes[name] = Node(name, ip, uplink, dpid, underlay_mtu, uplink_mtu)
         self._node_by_tunnel_ip[ip] = name
         return self._bump(Touched(everything=True))  # other nodes' tunnel flows and flood lists name it
 

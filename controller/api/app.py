@@ -30,7 +30,7 @@ from controller.api.http import (
     error_response,
     validation_response,
 )
-from controller.api.routes import NODE_HANDLERS, ROUTES, Api, EndpointReadiness, Route, SwitchStatus
+from controller.api.routes import NODE_HANDLERS, ROUTES, Api, EndpointReadiness, Route, SwitchStatus, SwitchVerify
 from controller.api.server import Limits, ReadyWaits
 from controller.service import ChangeFailed, Service
 from controller.store.base import Conflict, StoreError
@@ -72,13 +72,14 @@ def make_app(
     *,
     switch_status: SwitchStatus | None = None,
     readiness: EndpointReadiness | None = None,
+    verify: SwitchVerify | None = None,
     max_body: int = MAX_BODY,
     ready_waits: int = Limits.ready_waits,
 ) -> WsgiApp:
     """The API as a WSGI app; at most `ready_waits` readiness calls wait at once (see `ReadyWaits`)."""
     if readiness is not None:
         readiness = ReadyWaits(readiness, ready_waits)
-    api = Api(service, switch_status=switch_status, readiness=readiness)
+    api = Api(service, switch_status=switch_status, readiness=readiness, verify=verify)
     router = Router(ROUTES)
 
     def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:

@@ -169,6 +169,8 @@ SCHEMAS: Json = {
             "tunnel_ip": STRING,
             "uplink": _nullable(STRING),
             "datapath_id": INTEGER,
+            "underlay_mtu": {"type": "integer", "description": "bytes, of the tunnel_ip's interface (admin only)"},
+            "uplink_mtu": _nullable({"type": "integer", "description": "bytes, of the uplink; null: as the underlay"}),
             "endpoints": {"type": "integer", "description": "admin and the node's own token only"},
             "switch": {**_ref("SwitchStatus"), "description": "admin and the node's own token only"},
         },
@@ -181,6 +183,10 @@ SCHEMAS: Json = {
                 {"type": "string", "description": "the port carrying VLAN networks; not tenet-*, br-int or br-phy"}
             ),
             "datapath_id": _nullable({"type": "integer", "description": "default: derived from the name"}),
+            "underlay_mtu": _nullable(
+                {"type": "integer", "description": "bytes, of the interface holding tunnel_ip (default 1500)"}
+            ),
+            "uplink_mtu": _nullable({"type": "integer", "description": "bytes, of the uplink (default: underlay)"}),
         },
         required=("tunnel_ip",),
     ),
@@ -211,8 +217,22 @@ SCHEMAS: Json = {
             "flows": {"type": "string", "description": "meters, groups and flows as ovs-ofctl text"},
             "counts": _obj({"flows": INTEGER, "groups": INTEGER, "meters": INTEGER}),
             "switch": _ref("SwitchStatus"),
+            "verify": {**_ref("Verify"), "description": "with ?verify=1 only"},
         },
         required=("node", "flows", "counts", "switch"),
+    ),
+    "Verify": _obj(
+        {
+            "checked": {"type": "boolean", "description": "false: the switch could not be dumped (see reason)"},
+            "reason": STRING,
+            "in_sync": {"type": "boolean", "description": "the switch holds exactly the desired state"},
+            "missing": {"type": "array", "items": STRING, "description": "desired, not on the switch (ovs-ofctl)"},
+            "extra": {"type": "array", "items": STRING, "description": "on the switch, not desired (ovs-ofctl)"},
+            "different": {"type": "array", "items": _obj({"want": STRING, "have": STRING})},
+            "switch_counts": _obj({"flows": INTEGER, "groups": INTEGER, "meters": INTEGER}),
+            "dump_ms": INTEGER,
+        },
+        required=("checked",),
     ),
     "Endpoint": _obj(
         {
@@ -361,7 +381,13 @@ PATHS: Json = {
         ),
     },
     "/v1/nodes/{node}/flows": {
-        "get": _op("desired flows as ovs-ofctl text, and the switch (admin)", 200, _ref("Flows"), params=(NODE,)),
+        "get": _op(
+            "desired flows as ovs-ofctl text, and the switch (admin); with verify=1 the switch is dumped now and "
+            "compared with them",
+            200,
+            _ref("Flows"),
+            params=(NODE, _param("verify", "query", "1: dump the switch now and list the differences")),
+        ),
     },
     "/v1/links": {
         "get": _op("fabric links between nodes' bridges, with their state (admin)", 200, _list("Link")),

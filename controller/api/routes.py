@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 SwitchStatus = Callable[[str], dict[str, Any]]
 # (node, port name, planned ofport, change sequence the switch must include, seconds to wait) -> readiness
 EndpointReadiness = Callable[[str, str, int, int, float], dict[str, Any]]
+# (node, seconds to wait) -> a fresh dump of the switch compared with the desired state (controller.app.verify)
+SwitchVerify = Callable[[str, float], dict[str, Any]]
+VERIFY_TIMEOUT = 20.0  # s: below the client's 30 s, so a slow switch is answered as such
 MAX_READY_WAIT = 60.0
 
 
@@ -99,6 +102,10 @@ def default_switch_status(_node: str) -> dict[str, Any]:
     return {"connected": False}
 
 
+def default_verify(_node: str, _wait: float) -> dict[str, Any]:
+    return {"checked": False, "reason": "this controller runs without switches"}
+
+
 def default_readiness(_node: str, _port: str, _ofport: int, _sequence: int, _wait: float) -> dict[str, Any]:
     return {"ready": False, "reason": "this controller runs without switches", "ofport": None}
 
@@ -110,10 +117,12 @@ class Api:
         *,
         switch_status: SwitchStatus | None = None,
         readiness: EndpointReadiness | None = None,
+        verify: SwitchVerify | None = None,
     ) -> None:
         self.service = service
         self.switch_status = switch_status or default_switch_status
         self.readiness = readiness or default_readiness
+        self.verify = verify or default_verify
         # The change sequence that created each endpoint: its flows are on the switch once the switch has it.
         self.created_at: dict[str, int] = {}
 
@@ -399,12 +408,15 @@ class Api:
             raise HttpError(403, f"registering node {name!r}: {own_node(request.principal)}")
         if not request.principal.manages(name):
             raise HttpError(403, "registering a node needs the node's own token or the cluster-admin token")
-        body = Body(request.json(), "node", allowed={"tunnel_ip", "uplink", "datapath_id"})
+        allowed = {"tunnel_ip", "uplink", "datapath_id", "underlay_mtu", "uplink_mtu"}
+        body = Body(request.json(), "node", allowed=allowed)
         tunnel_ip, uplink = body.text("tunnel_ip"), body.text("uplink", required=False)
         datapath_id = body.integer("datapath_id", required=False)
+        mtus = {"underlay_mtu": body.integer("underlay_mtu", required=False)}
+        mtus["uplink_mtu"] = body.integer("uplink_mtu", required=False)
         with self.service.lock:
             new = name not in self.model.nodes
-            self.service.register_node(name, tunnel_ip=tunnel_ip, uplink=uplink, datapath_id=datapath_id)
+            self.service.register_node(name, tunnel_ip=tunnel_ip, uplink=uplink, datapath_id=datapath_id, **mtus)
         doc = self.node_docs(request, [name])[0]
         return created(f"/v1/nodes/{name}", doc) if new else Response(200, doc)
 
@@ -419,7 +431,14 @@ class Api:
             groups, meters = state.groups(), state.meters()
             text = render_state(state.flows(), groups.values(), meters.values())
             counts = {"flows": state.flow_count(), "groups": len(groups), "meters": len(meters)}
-        return Response(200, {"node": name, "flows": text, "counts": counts, "switch": self.status(name)})
+        doc = {"node": name, "flows": text, "counts": counts, "switch": self.status(name)}
+        if request.query.get("verify", "0") not in ("0", ""):  # the switch dumped now, without the service lock
+            try:
+                doc["verify"] = self.verify(name, VERIFY_TIMEOUT)
+            except Exception as error:  # the switch went away or did not answer: say so, with the desired state
+                log.warning("verifying the switch of node %r: %s", name, error)
+                doc["verify"] = {"checked": False, "reason": str(error)}
+        return Response(200, doc)
 
     # --- fabric links --------------------------------------------------------------------------------
 

@@ -81,14 +81,16 @@ def attachment_json(model: Model, attachment: QosAttachment) -> Json:
 
 
 def node_json(model: Model, node: Node, principal: Principal, status: Json | None) -> Json:
-    """Tenants see a node's identity; how many endpoints it hosts and its switch's state are for the admin
-    and the node's own token."""
+    """Tenants see a node's identity; its MTUs (the admin's), how many endpoints it hosts and its switch's
+    state are for the admin and the node's own token."""
     doc: Json = {
         "name": node.name,
         "tunnel_ip": str(node.tunnel_ip),
         "uplink": node.uplink,
         "datapath_id": node.datapath_id,
     }
+    if principal.admin:
+        doc["underlay_mtu"], doc["uplink_mtu"] = node.underlay_mtu, node.uplink_mtu
     if principal.manages(node.name):  # the admin, or the node's own token
         doc["endpoints"] = len(model.endpoints_by_node[node.name])
         doc["switch"] = status

@@ -19,7 +19,7 @@ from os_ken.controller import ofp_event
 from os_ken.controller.handler import CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
 from os_ken.ofproto import ofproto_v1_3
 
-from controller.app import osken_fixes, reconcile
+from controller.app import osken_fixes, reconcile, verify
 from controller.app.session import SwitchSession, port_live
 from controller.openflow import flow_stats
 from controller.openflow.ofctl import flow_text
@@ -276,6 +276,13 @@ class TenetApp(app_manager.OSKenApp):
         else:
             reason = None
         return {"ready": reason is None, "reason": reason, "ofport": actual}
+
+    def verify(self, node: str, timeout: float) -> dict[str, Any]:
+        """Dump the node's switch now and compare it with the desired state (`controller.app.verify`)."""
+        session = next((s for s in list(self.sessions.values()) if s.node == node), None)
+        if session is None:
+            return {"checked": False, "reason": f"the switch of node {node} is not connected"}
+        return verify.check(self.service, session, round_=self.round_, timeout=timeout)
 
     def status(self, node: str) -> dict[str, Any]:
         """What `tenetctl node show` tells about a node's switch."""

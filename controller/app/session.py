@@ -92,6 +92,10 @@ class SwitchSession:
     def submit(self, task: Callable[[], None]) -> None:
         self._tasks.put(task)
 
+    def queued(self) -> int:
+        """Tasks waiting for the session's thread (change sets to push, reconciles, checks)."""
+        return self._tasks.qsize()
+
     def close(self) -> None:
         self._closed = True
         self._tasks.put(None)
@@ -256,8 +260,9 @@ class SwitchSession:
 
     # --- reading and writing state -------------------------------------------------------------
 
-    def dump(self) -> Installed:
-        """Every flow, group and meter on the switch, as IR where Tenet can read it."""
+    def dump(self, *, to_repair: bool = True) -> Installed:
+        """Every flow, group and meter on the switch, as IR where Tenet can read it; `to_repair=False` for a
+        look only (no note that foreign flows are about to go)."""
         parser, ofp = self.dp.ofproto_parser, self.dp.ofproto
         installed = Installed()
         ports: dict[str, int] = {}
@@ -287,7 +292,10 @@ class SwitchSession:
                 if isinstance(entry, tuple):
                     installed.flows.append(entry)
                 else:
-                    log.info("switch %s: a flow Tenet did not write (table %s): removing it", self.node, entry.table_id)
+                    if to_repair:
+                        log.info(
+                            "switch %s: a flow Tenet did not write (table %s): removing it", self.node, entry.table_id
+                        )
                     installed.foreign_flows.append(entry)
         for reply in self.request(parser.OFPGroupDescStatsRequest(self.dp, 0)):
             for group in _group_entries(reply.body, reader):

@@ -17,7 +17,7 @@ VIEWS = ["/v1/tenants", "/v1/networks", "/v1/endpoints", "/v1/qos", "/v1/qos-att
 def busy_day(api: Wsgi) -> None:
     """Creates, refusals and deletes of every kind."""
     api.ok("POST", "/v1/tenants/blue/networks", network("web", "10.0.0.0/24", vni=100))
-    api.ok("POST", "/v1/tenants/blue/networks", network("db", "10.1.0.0/24", vlan=20, mtu=1400), token=BLUE)
+    api.ok("POST", "/v1/tenants/blue/networks", network("db", "10.1.0.0/24", vlan=20, mtu=1450), token=BLUE)
     api.ok("POST", "/v1/tenants/red/networks", network("web", "10.0.0.0/24", vni=200))
     api.ok("POST", "/v1/tenants/red/networks", network("tmp", "10.7.0.0/24", vni=300))
     for i, net in enumerate(["blue/web", "blue/web", "blue/db", "red/web", "red/tmp"]):

@@ -147,3 +147,21 @@ def test_node_registration(cluster: Wsgi) -> None:
     dpid = cluster.put("/v1/nodes/node3", {"tunnel_ip": "192.168.50.3", "datapath_id": 0})
     assert (dpid.status, dpid.error["field"]) == (400, "node.datapath_id")
     assert cluster.get("/v1/nodes/node3").status == 404
+
+
+def test_node_mtus_are_kept_and_checked_against_the_networks(cluster: Wsgi) -> None:
+    doc = cluster.ok("PUT", "/v1/nodes/node3", {"tunnel_ip": "192.168.50.3", "underlay_mtu": 9000})
+    assert (doc["underlay_mtu"], doc["uplink_mtu"]) == (9000, None)
+    cluster.ok("POST", NETS, network("web", "10.0.0.0/24", vni=5))  # 1450: node1 and node2 report nothing
+    small = cluster.put("/v1/nodes/node4", {"tunnel_ip": "192.168.50.4", "underlay_mtu": 1400})
+    assert (small.status, small.error["field"]) == (409, "node.underlay_mtu"), small
+    assert "too small for network 'blue/web' (MTU 1450 over VXLAN needs 1500)" in small.error["message"]
+    shrunk = cluster.put("/v1/nodes/node3", {"tunnel_ip": "192.168.50.3", "underlay_mtu": 1499})
+    assert (shrunk.status, shrunk.error["field"]) == (409, "node.underlay_mtu"), shrunk
+    assert cluster.ok("GET", "/v1/nodes/node3")["underlay_mtu"] == 9000  # as it was
+    cluster.ok("POST", "/v1/endpoints", {"id": "e1", "network": "blue/web", "node": "node1"})
+    busy = cluster.put("/v1/nodes/node1", {"tunnel_ip": "192.168.50.1", "underlay_mtu": 1300})
+    assert (busy.status, busy.error["field"]) == (409, "node.underlay_mtu"), busy  # not "still has endpoints"
+    assert cluster.get("/v1/nodes/node4").status == 404
+    bad = cluster.put("/v1/nodes/node4", {"tunnel_ip": "192.168.50.4", "uplink_mtu": "1500"})
+    assert (bad.status, bad.error["field"]) == (400, "node.uplink_mtu"), bad

@@ -31,6 +31,9 @@ def test_the_demo_runs_twice_and_goes_down_cleanly(tmp_path: Path) -> None:
         assert first.returncode == 0, first.stdout + first.stderr
         assert "30/30 pairs as the policy says" in first.stdout
         assert "the QoS cap holds" in first.stdout
+        # The last step compares a fresh dump of each switch with its desired state.
+        assert first.stdout.count("meters; OVS holds exactly that") == 2, first.stdout
+        assert "every switch holds exactly its flows" in first.stdout
         assert [line[:5] for line in first.stdout.splitlines() if line.startswith("[")] == [
             f"[{i}/8]" for i in range(1, 9)
         ]

@@ -34,7 +34,26 @@ def server(service: Service, monkeypatch: pytest.MonkeyPatch) -> Iterator[ApiSer
     monkeypatch.delenv("TENET_TOKEN", raising=False)
     # Shaped like the OpenFlow app's report.
     node1 = {"connected": True, "datapath_id": "0x1", "in_sync": False, "errors": ["OFPET_BAD_MATCH on\ntable=l2"]}
-    app = make_app(service, TOKENS, switch_status=lambda n: node1 if n == "node1" else {"connected": False})
+    verified = {  # shaped like controller.app.verify's answer
+        "node1": {
+            "checked": True,
+            "in_sync": False,
+            "missing": ["cookie=0x1,table=l2,priority=5 actions=drop"],
+            "extra": ["cookie=0x0,table=classify,priority=9,in_port=7 actions=drop"],
+            "different": [{"want": "group_id=1,type=all", "have": "group_id=1,type=all,bucket=actions=output:3"}],
+            "switch_counts": {"flows": 30, "groups": 1, "meters": 0},
+        },
+        "node2": {"checked": True, "in_sync": True, "missing": [], "extra": [], "different": [],
+                  "switch_counts": {"flows": 28, "groups": 1, "meters": 0}},
+    }  # fmt: skip
+    app = make_app(
+        service,
+        TOKENS,
+        switch_status=lambda n: node1 if n == "node1" else {"connected": False},
+        verify=lambda n, _wait: verified.get(
+            n, {"checked": False, "reason": f"the switch of node {n} is not connected"}
+        ),
+    )
     running = serve(app, "127.0.0.1", 0).start()
     yield running
     running.stop()
@@ -120,13 +139,13 @@ def test_networks(ctl: Ctl) -> None:
     ctl.ok("tenant", "create", "blue")
     out = ctl.ok("network", "create", "blue/web", "--encap", "vxlan", "--vni", "100", "--subnet", "10.0.0.0/24")
     assert out == "created network blue/web (vxlan 100, 10.0.0.0/24)\n"
-    vlan = ("--encap", "vlan", "--vlan", "20", "--subnet", "10.1.0.0/24", "--gateway", "10.1.0.254", "--mtu", "1400")
+    vlan = ("--encap", "vlan", "--vlan", "20", "--subnet", "10.1.0.0/24", "--gateway", "10.1.0.254", "--mtu", "1450")
     doc = ctl.json("network", "create", "blue/db", *vlan, token=BLUE)
-    assert (doc["gateway"], doc["mtu"], doc["vlan"]) == ("10.1.0.254", 1400, 20)
+    assert (doc["gateway"], doc["mtu"], doc["vlan"]) == ("10.1.0.254", 1450, 20)
     rows = columns(ctl.ok("network", "ls", "blue"))
     assert rows[0] == ["NETWORK", "ENCAP", "SEGMENT", "SUBNET", "GATEWAY", "MTU", "ENDPOINTS", "QOS"]
     assert rows[1:] == [
-        ["blue/db", "vlan", "20", "10.1.0.0/24", "10.1.0.254", "1400", "0", "-"],
+        ["blue/db", "vlan", "20", "10.1.0.0/24", "10.1.0.254", "1450", "0", "-"],
         ["blue/web", "vxlan", "100", "10.0.0.0/24", "10.0.0.1", "1450", "0", "-"],
     ]
     assert ctl.ok("network", "ls") == ctl.ok("network", "ls", "blue")
@@ -190,10 +209,23 @@ def test_nodes_endpoints_and_flows(ctl: Ctl, service: Service) -> None:
     assert rows[1][:4] == ["pod-b", "blue/web", "node2", "10.0.0.3/24"]
     assert ctl.json("endpoint", "show", "pod-a", token=BLUE)["ip"] == "10.0.0.2"
     assert "prefix_len: 24\n" in ctl.ok("endpoint", "show", "pod-a")
-    flows = ctl.ok("flows", "node1")
+    flows = ctl.ok("flows", "node1", "--no-verify")
     first, rest = flows.split("\n", 1)
     assert first.startswith("# node node1: switch connected, out of sync, 1 error(s); desired: ")
-    assert "table=classify" in rest and rest == ctl.json("flows", "node1")["flows"]
+    assert "table=classify" in rest and rest == ctl.json("flows", "node1", "--no-verify")["flows"]
+    status, out, err = ctl("flows", "node1")
+    assert (status, err) == (1, "") and out.startswith(flows)
+    assert out[len(flows) :] == (
+        "# OVS DIFFERS (dumped now: 30 flows, 1 groups, 0 meters): 1 missing, 1 extra, 1 different\n"
+        "# missing: cookie=0x1,table=l2,priority=5 actions=drop\n"
+        "# extra:   cookie=0x0,table=classify,priority=9,in_port=7 actions=drop\n"
+        "# want:    group_id=1,type=all\n"
+        "# have:    group_id=1,type=all,bucket=actions=output:3\n"
+    )
+    assert ctl.ok("flows", "node2").endswith("\n# OVS holds exactly that (dumped now: 28 flows, 1 groups, 0 meters)\n")
+    service.register_node("node3", tunnel_ip="192.168.50.3")
+    status, out, _ = ctl("flows", "node3")
+    assert status == 1 and out.endswith("\n# OVS not checked: the switch of node node3 is not connected\n")
     assert_one_line_error(ctl("flows", "node1", token=BLUE), "needs the cluster-admin token")
     assert_one_line_error(ctl("flows", "node9"), "unknown node 'node9'")
 
@@ -269,7 +301,8 @@ def test_connection_options_go_before_or_after_the_command(ctl: Ctl, capsys: pyt
         out, err = capsys.readouterr()
         assert err == "", (argv, err)
         outputs.append(json.loads(out))
-    assert outputs == [[{"name": "blue", "id": 1, "networks": []}]] * 3
+    assert outputs[0] == outputs[1] == outputs[2]
+    assert [(t["name"], t["id"], t["networks"]) for t in outputs[0]] == [("blue", 1, [])]
     # The command's own value beats tenetctl's: this token is the tenant's, so creating a tenant is refused.
     assert main(["--token", ADMIN, "--server", ctl.url, "tenant", "create", "red", "--token", BLUE]) == 1
     assert "cluster-admin token" in capsys.readouterr().err

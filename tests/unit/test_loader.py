@@ -93,7 +93,7 @@ def test_example_networks() -> None:
     view = {key: (n.encap, n.segment, str(n.subnet), str(n.gateway), n.mtu, n.id) for key, n in model.networks.items()}
     assert view == {
         "blue/web": (Encap.VXLAN, 5001, "10.1.0.0/24", "10.1.0.1", 1450, 1),
-        "blue/db": (Encap.VLAN, 101, "10.1.1.0/24", "10.1.1.1", 1500, 2),
+        "blue/db": (Encap.VLAN, 101, "10.1.1.0/24", "10.1.1.1", 1450, 2),  # the tenant's one MTU
         "red/web": (Encap.VXLAN, 6001, "10.1.0.0/24", "10.1.0.1", 1450, 3),
     }
 
@@ -140,13 +140,14 @@ def test_same_subnet_and_ip_in_different_tenants_is_fine() -> None:
 def test_optional_fields() -> None:
     doc = edit("nodes[0].datapath_id", "0x1A")
     doc = {**doc, "nodes": [*doc["nodes"], {"name": "node3", "tunnel_ip": "192.168.50.3", "datapath_id": 7}]}
-    doc["tenants"][0]["networks"][1].update(gateway="10.1.1.254", mtu=9000)
+    doc["tenants"][0]["networks"][0].update(mtu=1400)
+    doc["tenants"][0]["networks"][1].update(gateway="10.1.1.254", mtu=1400)
     doc["endpoints"][1]["port_name"] = "veth-b2"
     doc["qos"][0]["applies_to"] = ["blue/web", "b2"]
     model = load_doc(doc)
     assert [model.nodes[n].datapath_id for n in ("node1", "node3")] == [0x1A, 7]
     assert model.nodes["node3"].uplink is None
-    assert (model.networks["blue/db"].gateway, model.networks["blue/db"].mtu) == (IPv4Address("10.1.1.254"), 9000)
+    assert (model.networks["blue/db"].gateway, model.networks["blue/db"].mtu) == (IPv4Address("10.1.1.254"), 1400)
     assert model.endpoints["b2"].port_name == "veth-b2"
     assert [(a.target, a.meter_id) for a in model.qos_attachments.values()] == [("blue/web", 1), ("b2", 2)]
 
@@ -214,7 +215,7 @@ REJECTIONS = [
     ("tenants[0].networks[1].vlan", 4095, "tenants[0].networks[1].vlan", "VLAN 4095 is outside 1..4094"),
     ("tenants[0].networks[1].vlan", 0, "tenants[0].networks[1].vlan", "VLAN 0 is outside 1..4094"),
     ("tenants[0].networks[0].vni", 2**24, "tenants[0].networks[0].vni", "VNI 16777216 is outside 1..16777215"),
-    ("tenants[0].networks[0].mtu", 9000, "tenants[0].networks[0].mtu", "MTU 9000 is outside 576..8950"),
+    ("tenants[0].networks[0].mtu", 9000, "tenants[0].networks[0].mtu", "MTU 9000 is outside 576..1450"),
     ("tenants[0].networks[0].gateway", "10.2.0.1", "tenants[0].networks[0].gateway", "not a host address of subnet"),
     ("tenants[0].networks[0].gateway", "10.1.0.255", "tenants[0].networks[0].gateway", "not a host address of"),
     ("qos[0].rate_kbps", 0, "qos[0].rate_kbps", "rate 0 is outside 1..100000000"),
@@ -428,7 +429,7 @@ def changed_model() -> Model:
     model = load_file(EXAMPLE)
     model.add_node("node3", tunnel_ip="192.168.50.3", datapath_id=0xABC)
     model.add_link("node1", "eth2", "node3", "eth2")
-    model.add_network("red", "db", encap="vlan", segment=102, subnet="10.1.1.0/24", mtu=9000)
+    model.add_network("red", "db", encap="vlan", segment=102, subnet="10.1.1.0/24", mtu=1450)
     model.remove_endpoint("b2")
     model.add_endpoint("r3", network="red/db", node="node3", port_name="veth-r3")
     model.add_endpoint("b5", network="blue/web", node="node3", mac="02:00:01:01:00:03")  # takes b2's .2

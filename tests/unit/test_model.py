@@ -87,7 +87,7 @@ def test_network_defaults() -> None:
     model = build()
     web, db = model.networks["blue/web"], model.networks["blue/db"]
     assert (web.encap, web.segment, web.gateway, web.mtu, web.id) == (Encap.VXLAN, 5001, IP("10.1.0.1"), 1450, 1)
-    assert (db.encap, db.segment, db.gateway, db.mtu, db.id) == (Encap.VLAN, 101, IP("10.1.1.1"), 1500, 2)
+    assert (db.encap, db.segment, db.gateway, db.mtu, db.id) == (Encap.VLAN, 101, IP("10.1.1.1"), 1450, 2)
 
 
 def test_vlan_ids_and_vnis_are_separate_namespaces() -> None:
