@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import AddressValueError, IPv4Address, IPv4Network, NetmaskValueError, ip_address, ip_network
 
 from topology.errors import ValidationError
 from topology.ipam import (
@@ -27,6 +29,17 @@ from topology.ipam import (
 
 VLAN_RANGE = (1, 4094)
 VNI_RANGE = (1, 16_777_215)
+MAX_PREFIX_LEN = 30  # the longest prefix with room for the gateway and an endpoint beside network and broadcast
+MAX_NAME_LEN = 63  # a DNS-1123 label (RFC 1123), as Kubernetes names namespaces and services
+MAX_SUBDOMAIN_LEN = 253  # a DNS-1123 subdomain, as Kubernetes names nodes and pods
+# Ranges no network, endpoint or tunnel may live in: RFC 1122 "this network" and loopback, RFC 5771 multicast,
+# RFC 1112 reserved (with the limited broadcast address).
+NOT_UNICAST = (
+    (IPv4Network("0.0.0.0/8"), '"this network" (0.0.0.0/8)'),
+    (IPv4Network("127.0.0.0/8"), "loopback (127.0.0.0/8)"),
+    (IPv4Network("224.0.0.0/4"), "multicast (224.0.0.0/4)"),
+    (IPv4Network("240.0.0.0/4"), "reserved (240.0.0.0/4)"),
+)
 VXLAN_OVERHEAD = 50  # outer Ethernet + IPv4 + UDP + VXLAN headers
 DEFAULT_UNDERLAY_MTU = 1500
 
@@ -193,9 +206,15 @@ def default_datapath_id(name: str) -> int:
 
 
 def check_range(path: str, what: str, value: int, bounds: tuple[int, int]) -> None:
+    """`value` must be an int (not a bool: `True` is no VLAN id) within `bounds`, both ends included.
+
+    Raises ValidationError at `path`, e.g. `network.vni: VNI 0 is outside 1..16777215`.
+    """
     low, high = bounds
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValidationError(path, f"{what} must be an integer in {low}..{high}, not {_show(value)}")
     if not low <= value <= high:
-        raise ValidationError(path, f"{what} {value} is outside {low}..{high}")
+        raise ValidationError(path, f"{what} {_show(value)} is outside {low}..{high}")
 
 
 class Model:
@@ -338,11 +357,11 @@ class Model:
                     conflict=True,
                 )
         if gateway is None:
-            gw = next(net.hosts())
+            gw = next(iter(net.hosts()))  # hosts() of a /32 is a list
         else:
             gw = parse_ip(path + ".gateway", gateway)
             if gw not in net or (gw in (net.network_address, net.broadcast_address) and net.prefixlen < 31):
-                raise ValidationError(path + ".gateway", f"{gw} is not a host address of subnet {net}")
+                raise ValidationError(path + ".gateway", f"{gw} is not a host address of {net} ({net[1]}..{net[-2]})")
         default_mtu = DEFAULT_UNDERLAY_MTU - (VXLAN_OVERHEAD if kind is Encap.VXLAN else 0)
         mtu = default_mtu if mtu is None else mtu
         check_range(path + ".mtu", "MTU", mtu, (576, 9000 - (VXLAN_OVERHEAD if kind is Encap.VXLAN else 0)))
@@ -383,10 +402,11 @@ class Model:
         datapath_id: int | None = None,
         path: str = "node",
     ) -> Touched:
-        check_name(path + ".name", name)
+        check_name(path + ".name", name, subdomain=True)
         if name in self.nodes:
             raise ValidationError(path + ".name", f"node {name!r} already exists", conflict=True)
         ip = parse_ip(path + ".tunnel_ip", tunnel_ip)
+        check_unicast(path + ".tunnel_ip", ip)
         if ip in self._node_by_tunnel_ip:
             raise ValidationError(
                 path + ".tunnel_ip",
@@ -394,7 +414,7 @@ class Model:
                 conflict=True,
             )
         if uplink is not None:
-            check_name(path + ".uplink", uplink)
+            check_ifname(path + ".uplink", uplink)
         dpid = default_datapath_id(name) if datapath_id is None else datapath_id
         check_range(path + ".datapath_id", "datapath id", dpid, (1, 2**64 - 1))
         if any(n.datapath_id == dpid for n in self.nodes.values()):
@@ -423,7 +443,7 @@ class Model:
         if a == b:
             raise ValidationError(path, f"a link joins two different nodes, not {a!r} to itself")
         for side, node, port in (("a_port", a, a_port), ("b_port", b, b_port)):
-            check_name(f"{path}.{side}", port)
+            check_ifname(f"{path}.{side}", port)
             if (node in self.nodes and port == self.nodes[node].uplink) or port in self.link_ports(node):
                 raise ValidationError(
                     f"{path}.{side}", f"port {port!r} of node {node!r} is already in use", conflict=True
@@ -491,14 +511,13 @@ class Model:
 
         `ofport` and `num` are for restoring a stored model; they are allocated otherwise.
         """
-        check_name(path + ".id", endpoint_id)
+        check_name(path + ".id", endpoint_id, subdomain=True)
         if endpoint_id in self.endpoints:
             raise ValidationError(path + ".id", f"endpoint {endpoint_id!r} already exists", conflict=True)
         net = self.network(network, path=path + ".network")
         self.node(node, path=path + ".node")
         port = port_name or default_port_name(endpoint_id)
-        if len(port) > 15:
-            raise ValidationError(path + ".port_name", f"{port!r} is longer than 15 characters (Linux IFNAMSIZ)")
+        check_ifname(path + ".port_name", port)
         if any(e.port_name == port for e in self.endpoints_by_node[node].values()):
             raise ValidationError(path + ".port_name", f"port {port!r} is already used on node {node!r}", conflict=True)
         # Checked before the pool, so running out of ports or numbers cannot leave an address claimed.
@@ -637,25 +656,106 @@ def default_port_name(endpoint_id: str) -> str:
     return "tn" + hashlib.sha256(endpoint_id.encode()).hexdigest()[:10]
 
 
-def check_name(path: str, name: object) -> None:
+def check_name(path: str, name: object, *, subdomain: bool = False) -> None:
+    """A name of a tenant, network or QoS profile: a DNS-1123 label (RFC 1123, as Kubernetes checks it),
+    1 to 63 lowercase letters, digits and '-', starting and ending with a letter or digit. With `subdomain`
+    (node names, endpoint ids): dot-separated labels, at most 253 characters, as Kubernetes names nodes and pods.
+
+    Raises ValidationError at `path` saying what is wrong and what is allowed.
+    """
+    limit, pattern, kind = (MAX_NAME_LEN, _LABEL, "a DNS-1123 label")
+    if subdomain:
+        limit, pattern, kind = (MAX_SUBDOMAIN_LEN, _SUBDOMAIN, "a DNS-1123 subdomain")
+    if not isinstance(name, str):
+        raise ValidationError(path, f"a name must be a string, not {_show(name)}")
+    if not name:
+        raise ValidationError(path, "a name may not be empty")
+    if len(name) > limit:
+        raise ValidationError(path, f"{_show(name)} is {len(name)} characters long; a name has at most {limit}")
+    if not pattern.fullmatch(name):
+        dots = ", '-' and '.'" if subdomain else " and '-'"
+        raise ValidationError(
+            path,
+            f"{_show(name)} is not a valid name: use lowercase letters, digits{dots}, "
+            f"starting and ending with a letter or digit ({kind})",
+        )
+
+
+def check_ifname(path: str, name: object) -> None:
+    """A Linux network interface (and OVS port) name: 1 to 15 bytes (IFNAMSIZ), no '/', ':' or whitespace,
+    not '.' or '..' (the kernel's `dev_valid_name`). Raises ValidationError at `path`."""
     if not isinstance(name, str) or not name:
-        raise ValidationError(path, f"want a non-empty name, got {name!r}")
-    if "/" in name or any(c.isspace() for c in name):
-        raise ValidationError(path, f"{name!r} may not contain '/' or whitespace")
+        raise ValidationError(path, f"an interface name must be a non-empty string, not {_show(name)}")
+    if len(name.encode("utf-8", "surrogatepass")) > 15:
+        raise ValidationError(path, f"{_show(name)} is longer than 15 bytes (Linux IFNAMSIZ)")
+    if name in (".", "..") or any(c in "/:" or c.isspace() or not c.isprintable() for c in name):
+        raise ValidationError(path, f"{_show(name)} is not an interface name: no '/', ':', whitespace, '.' or '..'")
 
 
 def parse_ip(path: str, text: object) -> IPv4Address:
+    """An IPv4 address in dotted decimal; raises ValidationError at `path` (also for an IPv6 address)."""
     try:
         return IPv4Address(str(text))
     except ValueError:
-        raise ValidationError(path, f"{text!r} is not an IPv4 address") from None
+        if isinstance(text, str) and _is_ipv6(text, ip_address):
+            raise ValidationError(path, f"{text} is an IPv6 address; Tenet speaks IPv4 (like 10.1.0.1)") from None
+        raise ValidationError(path, f"{_show(text)} is not an IPv4 address (want one like 10.1.0.1)") from None
 
 
 def parse_subnet(path: str, text: object) -> IPv4Network:
+    """A network's subnet: IPv4 CIDR with no host bits set (`10.1.0.5/24` is refused, not rounded down),
+    a prefix length of at most /30 (network and broadcast address, the gateway and at least one endpoint),
+    and unicast (not in 0/8, 127/8, 224/4 or 240/4). Raises ValidationError at `path`."""
+    if not isinstance(text, str) or "/" not in text:
+        if isinstance(text, str) and _is_ipv6(text, ip_address):
+            raise ValidationError(path, f"{text} is an IPv6 address; want an IPv4 subnet like 10.1.0.0/24")
+        raise ValidationError(path, f"{_show(text)} is not a subnet: want IPv4 CIDR notation like 10.1.0.0/24")
     try:
-        return IPv4Network(str(text), strict=True)
+        net = IPv4Network(text, strict=True)
     except ValueError as error:
-        raise ValidationError(path, f"{text!r} is not an IPv4 subnet ({error})") from None
+        if isinstance(text, str) and _is_ipv6(text, ip_network):
+            raise ValidationError(path, f"{text} is an IPv6 subnet; Tenet speaks IPv4 (like 10.1.0.0/24)") from None
+        if not isinstance(error, AddressValueError | NetmaskValueError):  # host bits set
+            loose = IPv4Network(text, strict=False)
+            raise ValidationError(path, f"{text} has host bits set; did you mean {loose}?") from None
+        raise ValidationError(path, f"{_show(text)} is not an IPv4 subnet like 10.1.0.0/24 ({error})") from None
+    if net.prefixlen > MAX_PREFIX_LEN:
+        raise ValidationError(
+            path,
+            f"{net} is too small for a network: the prefix length may be at most /{MAX_PREFIX_LEN} "
+            "(network and broadcast address, the gateway and one endpoint)",
+        )
+    for reserved, what in NOT_UNICAST:
+        if net.overlaps(reserved):
+            raise ValidationError(path, f"{net} overlaps {what}; a network's subnet must be unicast")
+    return net
+
+
+def check_unicast(path: str, ip: IPv4Address) -> None:
+    """A tunnel endpoint must be a unicast address; raises ValidationError at `path`."""
+    for reserved, what in NOT_UNICAST:
+        if ip in reserved:
+            raise ValidationError(path, f"{ip} is {what}; want a unicast address")
+
+
+def _is_ipv6(text: str, parse: Callable[[str], object]) -> bool:
+    try:
+        parse(text)
+    except ValueError:
+        return False
+    return ":" in text
+
+
+def _show(value: object) -> str:
+    """A value for a message, bounded: a client's string or number may be huge."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"a {value.bit_length()}-bit integer"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
 def parse_mac(path: str, text: object) -> int:
