@@ -172,7 +172,7 @@ class IdAllocator:
             self._ahead.discard(self._next)
             self._next += 1
         if self._next > self._last:
-            raise ValidationError(what, f"no free id left (limit {self._last})", conflict=True)
+            raise ValidationError(what, f"no free id left: {self._first}..{self._last} are all in use", conflict=True)
         self._next += 1
         return self._next - 1
 
@@ -212,7 +212,7 @@ def check_range(path: str, what: str, value: int, bounds: tuple[int, int]) -> No
     """
     low, high = bounds
     if not isinstance(value, int) or isinstance(value, bool):
-        raise ValidationError(path, f"{what} must be an integer in {low}..{high}, not {_show(value)}")
+        raise ValidationError(path, f"want {what} as an integer in {low}..{high}, got {_show(value)}")
     if not low <= value <= high:
         raise ValidationError(path, f"{what} {_show(value)} is outside {low}..{high}")
 
@@ -254,7 +254,8 @@ class Model:
         try:
             return self.networks[key]
         except KeyError:
-            raise ValidationError(path, f"unknown network {key!r} (want TENANT/NAME)") from None
+            hint = "" if "/" in key else " (want TENANT/NAME)"
+            raise ValidationError(path, f"unknown network {key!r}{hint}") from None
 
     def endpoint(self, endpoint_id: str, *, path: str = "endpoint") -> Endpoint:
         try:
@@ -309,7 +310,9 @@ class Model:
         if tenant is None:
             raise ValidationError(path, f"unknown tenant {name!r}")
         if self.networks_by_tenant[name]:
-            raise ValidationError(path, f"tenant {name!r} still has networks", conflict=True)
+            names = ", ".join(sorted(n.name for n in self.networks_by_tenant[name].values()))
+            message = f"tenant {name!r} still has networks ({names}): delete them first"
+            raise ValidationError(path, message, conflict=True)
         del self.tenants[name], self.networks_by_tenant[name], self.tenant_nodes[name]
         self._tenant_ids.give_back(tenant.id)
         return self._bump(Touched())
@@ -418,7 +421,10 @@ class Model:
         dpid = default_datapath_id(name) if datapath_id is None else datapath_id
         check_range(path + ".datapath_id", "datapath id", dpid, (1, 2**64 - 1))
         if any(n.datapath_id == dpid for n in self.nodes.values()):
-            raise ValidationError(path + ".datapath_id", f"datapath id {dpid:#x} is already used", conflict=True)
+            other = next(n.name for n in self.nodes.values() if n.datapath_id == dpid)
+            raise ValidationError(
+                path + ".datapath_id", f"datapath id {dpid:#x} is already used by node {other!r}", conflict=True
+            )
         self.nodes[name] = Node(name, ip, uplink, dpid)
         self._node_by_tunnel_ip[ip] = name
         self.endpoints_by_node[name] = {}
@@ -480,7 +486,7 @@ class Model:
         """
         self.node(node, path=path + ".node")
         if port not in self.link_ports(node):
-            raise ValidationError(path + ".port", f"port {port!r} of node {node!r} is no fabric link port")
+            raise ValidationError(path + ".port", f"port {port!r} of node {node!r} is not a fabric link port")
         before = [self.link_up(link) for link in self.links]
         if up:
             self.down_ports.discard((node, port))
@@ -667,7 +673,7 @@ def check_name(path: str, name: object, *, subdomain: bool = False) -> None:
     if subdomain:
         limit, pattern, kind = (MAX_SUBDOMAIN_LEN, _SUBDOMAIN, "a DNS-1123 subdomain")
     if not isinstance(name, str):
-        raise ValidationError(path, f"a name must be a string, not {_show(name)}")
+        raise ValidationError(path, f"want a name (a string), got {_show(name)}")
     if not name:
         raise ValidationError(path, "a name may not be empty")
     if len(name) > limit:
@@ -685,7 +691,7 @@ def check_ifname(path: str, name: object) -> None:
     """A Linux network interface (and OVS port) name: 1 to 15 bytes (IFNAMSIZ), no '/', ':' or whitespace,
     not '.' or '..' (the kernel's `dev_valid_name`). Raises ValidationError at `path`."""
     if not isinstance(name, str) or not name:
-        raise ValidationError(path, f"an interface name must be a non-empty string, not {_show(name)}")
+        raise ValidationError(path, f"want an interface name (a non-empty string), got {_show(name)}")
     if len(name.encode("utf-8", "surrogatepass")) > 15:
         raise ValidationError(path, f"{_show(name)} is longer than 15 bytes (Linux IFNAMSIZ)")
     if name in (".", "..") or any(c in "/:" or c.isspace() or not c.isprintable() for c in name):
@@ -763,6 +769,8 @@ def parse_mac(path: str, text: object) -> int:
         value = mac_to_int(str(text).lower())
     except ValueError as error:
         raise ValidationError(path, str(error)) from None
-    if not is_unicast_mac(value) or value == 0:
-        raise ValidationError(path, f"{text} is not a unicast MAC address")
+    if value == 0:
+        raise ValidationError(path, f"{text} is the all-zero MAC address; want a unicast one like 02:00:00:00:00:0a")
+    if not is_unicast_mac(value):
+        raise ValidationError(path, f"{text} is not a unicast MAC address (the first octet is odd: multicast)")
     return value

@@ -69,8 +69,9 @@ ROUTES = (
     Route("GET", "/v1/health", "health"),
 )
 
-# A quoted network key in a model message, e.g. "VNI 100 is already used by network 'red/web'".
-_NETWORK_NAME = re.compile(r"""network (['"])([^'"/]+)/[^'"]*\1""")
+# A quoted network key in a model message, e.g. "VNI 100 is already used by network 'red/web'". Not after
+# "unknown": that key is the caller's own words, and an unknown key must read like one that is hidden.
+_NETWORK_NAME = re.compile(r"""(?<!unknown )network (['"])([^'"/]+)/[^'"]*\1""")
 
 
 def default_switch_status(_node: str) -> dict[str, Any]:

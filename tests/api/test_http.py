@@ -15,9 +15,10 @@ from tests.api.support import TOKENS, Wsgi, network
     ("raw", "words"),
     [
         (b"{", "not valid JSON"),
-        (b"", "wants a JSON object"),
-        (b"[1, 2]", "must be a JSON object"),
-        (b'"blue"', "must be a JSON object"),
+        (b"", "the request body is empty; want a JSON object"),
+        (b"[1, 2]", "must be a JSON object, not an array"),
+        (b'"blue"', "must be a JSON object, not a string"),
+        (b"null", "must be a JSON object, not null"),
         (b"\xff\xfe", "not valid JSON"),
         (b"[" * 10_000 + b"]" * 10_000, "not valid JSON"),
     ],

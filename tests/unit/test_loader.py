@@ -256,7 +256,7 @@ REJECTIONS = [
     # endpoints
     ("endpoints[0].ip", "10.1.1.10", "endpoints[0].ip", "10.1.1.10 is outside subnet 10.1.0.0/24"),
     ("endpoints[0].ip", "10.1.0.1", "endpoints[0].ip", "10.1.0.1 is the gateway of network 'blue/web'"),
-    ("endpoints[0].ip", "10.1.0.0", "endpoints[0].ip", "is the network or broadcast address"),
+    ("endpoints[0].ip", "10.1.0.0", "endpoints[0].ip", "is the network address of 10.1.0.0/24, not a host address"),
     ("endpoints[0].node", "node9", "endpoints[0].node", "unknown node 'node9'"),
     ("endpoints[0].network", "blue/nope", "endpoints[0].network", "unknown network 'blue/nope'"),
     ("endpoints[0].network", "blue", "endpoints[0].network", "unknown network 'blue' (want TENANT/NAME)"),
