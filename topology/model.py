@@ -688,14 +688,17 @@ def check_name(path: str, name: object, *, subdomain: bool = False) -> None:
 
 
 def check_ifname(path: str, name: object) -> None:
-    """A Linux network interface (and OVS port) name: 1 to 15 bytes (IFNAMSIZ), no '/', ':' or whitespace,
-    not '.' or '..' (the kernel's `dev_valid_name`). Raises ValidationError at `path`."""
+    """A Linux network interface (and OVS port) name: 1 to 15 characters (IFNAMSIZ), printable ASCII without
+    '/', ':' or spaces, not '.' or '..' (the kernel's `dev_valid_name`, kept to ASCII). Raises ValidationError
+    at `path`."""
     if not isinstance(name, str) or not name:
         raise ValidationError(path, f"want an interface name (a non-empty string), got {_show(name)}")
-    if len(name.encode("utf-8", "surrogatepass")) > 15:
-        raise ValidationError(path, f"{_show(name)} is longer than 15 bytes (Linux IFNAMSIZ)")
-    if name in (".", "..") or any(c in "/:" or c.isspace() or not c.isprintable() for c in name):
-        raise ValidationError(path, f"{_show(name)} is not an interface name: no '/', ':', whitespace, '.' or '..'")
+    if len(name) > 15:
+        raise ValidationError(path, f"{_show(name)} is longer than 15 characters (Linux IFNAMSIZ)")
+    if name in (".", "..") or any(not "!" <= c <= "~" or c in "/:" for c in name):
+        raise ValidationError(
+            path, f"{_show(name)} is not an interface name: printable ASCII without '/', ':' or spaces, not '.' or '..'"
+        )
 
 
 def parse_ip(path: str, text: object) -> IPv4Address:

@@ -376,7 +376,8 @@ class Api:
         with self.service.lock:
             found = self.model.networks.get(network)
             if found is None or not request.principal.sees(found.tenant):
-                raise ValidationError("endpoint.network", f"unknown network {network!r} (want TENANT/NAME)")
+                hint = "" if "/" in network else " (want TENANT/NAME)"
+                raise ValidationError("endpoint.network", f"unknown network {network!r}{hint}")
             endpoint = self.service.create_endpoint(
                 endpoint_id, network=network, node=node, ip=ip, mac=mac, port_name=port
             )

@@ -230,7 +230,7 @@ REJECTIONS = [
     ("qos[0].rate_kbps", 0, "qos[0].rate_kbps", "rate 0 is outside 1..100000000"),
     ("endpoints[0].mac", "02:00:00:00:01", "endpoints[0].mac", "is not a MAC address"),
     ("endpoints[0].mac", "01:00:5e:00:00:01", "endpoints[0].mac", "is not a unicast MAC address"),
-    ("endpoints[0].port_name", "a-very-long-port-name", "endpoints[0].port_name", "longer than 15 bytes"),
+    ("endpoints[0].port_name", "a-very-long-port-name", "endpoints[0].port_name", "longer than 15 characters"),
     # segments and subnets in use
     (
         "tenants[1].networks[0].vni",

@@ -150,7 +150,7 @@ FAILED_ADDS: list[tuple[dict[str, Any], str, str]] = [
     ({"network": "blue/nope"}, "endpoints[9].network", "unknown network"),
     ({"endpoint_id": "e1"}, "endpoints[9].id", "endpoint 'e1' already exists"),
     ({"endpoint_id": "a b"}, "endpoints[9].id", "is not a valid name"),
-    ({"port_name": "sixteen-chars-xx"}, "endpoints[9].port_name", "longer than 15 bytes"),
+    ({"port_name": "sixteen-chars-xx"}, "endpoints[9].port_name", "longer than 15 characters"),
     ({"port_name": default_port_name("e1")}, "endpoints[9].port_name", "is already used on node 'n1'"),
     ({"network": "red/tiny"}, "endpoints[9].ip", "no free address left in 10.9.0.0/30"),
 ]
