@@ -35,10 +35,10 @@ MAX_SUBDOMAIN_LEN = 253  # a DNS-1123 subdomain, as Kubernetes names nodes and p
 # Ranges no network, endpoint or tunnel may live in: RFC 1122 "this network" and loopback, RFC 5771 multicast,
 # RFC 1112 reserved (with the limited broadcast address).
 NOT_UNICAST = (
-    (IPv4Network("0.0.0.0/8"), '"this network" (0.0.0.0/8)'),
-    (IPv4Network("127.0.0.0/8"), "loopback (127.0.0.0/8)"),
-    (IPv4Network("224.0.0.0/4"), "multicast (224.0.0.0/4)"),
-    (IPv4Network("240.0.0.0/4"), "reserved (240.0.0.0/4)"),
+    (IPv4Network("0.0.0.0/8"), "this network"),
+    (IPv4Network("127.0.0.0/8"), "loopback"),
+    (IPv4Network("224.0.0.0/4"), "multicast"),
+    (IPv4Network("240.0.0.0/4"), "reserved"),
 )
 VXLAN_OVERHEAD = 50  # outer Ethernet + IPv4 + UDP + VXLAN headers
 DEFAULT_UNDERLAY_MTU = 1500
@@ -364,7 +364,8 @@ class Model:
         else:
             gw = parse_ip(path + ".gateway", gateway)
             if gw not in net or (gw in (net.network_address, net.broadcast_address) and net.prefixlen < 31):
-                raise ValidationError(path + ".gateway", f"{gw} is not a host address of {net} ({net[1]}..{net[-2]})")
+                hosts = f"{net[1]}..{net[-2]}"
+                raise ValidationError(path + ".gateway", f"{gw} is not a host address of {net}; want one in {hosts}")
         default_mtu = DEFAULT_UNDERLAY_MTU - (VXLAN_OVERHEAD if kind is Encap.VXLAN else 0)
         mtu = default_mtu if mtu is None else mtu
         check_range(path + ".mtu", "MTU", mtu, (576, 9000 - (VXLAN_OVERHEAD if kind is Encap.VXLAN else 0)))
@@ -707,7 +708,7 @@ def parse_ip(path: str, text: object) -> IPv4Address:
         return IPv4Address(str(text))
     except ValueError:
         if isinstance(text, str) and _is_ipv6(text, ip_address):
-            raise ValidationError(path, f"{text} is an IPv6 address; Tenet speaks IPv4 (like 10.1.0.1)") from None
+            raise ValidationError(path, f"{text} is an IPv6 address; want an IPv4 address like 10.1.0.1") from None
         raise ValidationError(path, f"{_show(text)} is not an IPv4 address (want one like 10.1.0.1)") from None
 
 
@@ -718,25 +719,28 @@ def parse_subnet(path: str, text: object) -> IPv4Network:
     if not isinstance(text, str) or "/" not in text:
         if isinstance(text, str) and _is_ipv6(text, ip_address):
             raise ValidationError(path, f"{text} is an IPv6 address; want an IPv4 subnet like 10.1.0.0/24")
-        raise ValidationError(path, f"{_show(text)} is not a subnet: want IPv4 CIDR notation like 10.1.0.0/24")
+        if isinstance(text, str) and _is_ipv4(text):
+            raise ValidationError(path, f"{text} has no prefix length; want CIDR notation like 10.1.0.0/24")
+        raise ValidationError(path, f"{_show(text)} is not an IPv4 subnet; want CIDR notation like 10.1.0.0/24")
     try:
         net = IPv4Network(text, strict=True)
     except ValueError as error:
         if isinstance(text, str) and _is_ipv6(text, ip_network):
-            raise ValidationError(path, f"{text} is an IPv6 subnet; Tenet speaks IPv4 (like 10.1.0.0/24)") from None
+            raise ValidationError(path, f"{text} is an IPv6 subnet; want an IPv4 subnet like 10.1.0.0/24") from None
         if not isinstance(error, AddressValueError | NetmaskValueError):  # host bits set
             loose = IPv4Network(text, strict=False)
             raise ValidationError(path, f"{text} has host bits set; did you mean {loose}?") from None
-        raise ValidationError(path, f"{_show(text)} is not an IPv4 subnet like 10.1.0.0/24 ({error})") from None
+        why = str(error)[:1].lower() + str(error)[1:]
+        raise ValidationError(path, f"{_show(text)} is not an IPv4 subnet ({why}); want one like 10.1.0.0/24") from None
     if net.prefixlen > MAX_PREFIX_LEN:
         raise ValidationError(
             path,
-            f"{net} is too small for a network: the prefix length may be at most /{MAX_PREFIX_LEN} "
-            "(network and broadcast address, the gateway and one endpoint)",
+            f"{net} is too small: a network needs a prefix length of /{MAX_PREFIX_LEN} or shorter "
+            "(room for the network and broadcast addresses, the gateway and one endpoint)",
         )
     for reserved, what in NOT_UNICAST:
         if net.overlaps(reserved):
-            raise ValidationError(path, f"{net} overlaps {what}; a network's subnet must be unicast")
+            raise ValidationError(path, f"{net} overlaps {reserved} ({what}); a network's subnet must be unicast")
     return net
 
 
@@ -744,7 +748,7 @@ def check_unicast(path: str, ip: IPv4Address) -> None:
     """A tunnel endpoint must be a unicast address; raises ValidationError at `path`."""
     for reserved, what in NOT_UNICAST:
         if ip in reserved:
-            raise ValidationError(path, f"{ip} is {what}; want a unicast address")
+            raise ValidationError(path, f"{ip} is in {reserved} ({what}); want a unicast address")
 
 
 def _is_ipv6(text: str, parse: Callable[[str], object]) -> bool:
@@ -753,6 +757,14 @@ def _is_ipv6(text: str, parse: Callable[[str], object]) -> bool:
     except ValueError:
         return False
     return ":" in text
+
+
+def _is_ipv4(text: str) -> bool:
+    try:
+        IPv4Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _show(value: object) -> str:
@@ -775,5 +787,5 @@ def parse_mac(path: str, text: object) -> int:
     if value == 0:
         raise ValidationError(path, f"{text} is the all-zero MAC address; want a unicast one like 02:00:00:00:00:0a")
     if not is_unicast_mac(value):
-        raise ValidationError(path, f"{text} is not a unicast MAC address (the first octet is odd: multicast)")
+        raise ValidationError(path, f"{text} is a multicast MAC address (odd first octet); want a unicast one")
     return value

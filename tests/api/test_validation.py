@@ -90,7 +90,7 @@ def endpoint(endpoint_id: str, **extra: str) -> dict:
         (endpoint("e1", ip="10.0.0.7"), 400, "endpoint.ip", "broadcast address"),
         (endpoint("e1", ip="10.0.0.1"), 409, "endpoint.ip", "is the gateway"),
         (endpoint("e1", ip="ten"), 400, "endpoint.ip", "not an IPv4 address"),
-        (endpoint("e1", mac="01:00:00:00:00:01"), 400, "endpoint.mac", "not a unicast MAC"),
+        (endpoint("e1", mac="01:00:00:00:00:01"), 400, "endpoint.mac", "is a multicast MAC address"),
         (endpoint("e1", port_name="a-very-long-port-name"), 400, "endpoint.port_name", "longer than 15"),
         ({"id": "e1", "network": "blue/nope", "node": "node1"}, 400, "endpoint.network", "unknown network"),
         ({"id": "e1", "network": "blue/web", "node": "node9"}, 400, "endpoint.node", "unknown node"),

@@ -224,12 +224,12 @@ REJECTIONS = [
         "tenants[0].networks[0].gateway",
         "10.2.0.1",
         "tenants[0].networks[0].gateway",
-        "not a host address of 10.1.0.0/24 (10.1.0.1..10.1.0.254)",
+        "not a host address of 10.1.0.0/24; want one in 10.1.0.1..10.1.0.254",
     ),
     ("tenants[0].networks[0].gateway", "10.1.0.255", "tenants[0].networks[0].gateway", "not a host address of"),
     ("qos[0].rate_kbps", 0, "qos[0].rate_kbps", "rate 0 is outside 1..100000000"),
     ("endpoints[0].mac", "02:00:00:00:01", "endpoints[0].mac", "is not a MAC address"),
-    ("endpoints[0].mac", "01:00:5e:00:00:01", "endpoints[0].mac", "is not a unicast MAC address"),
+    ("endpoints[0].mac", "01:00:5e:00:00:01", "endpoints[0].mac", "is a multicast MAC address"),
     ("endpoints[0].port_name", "a-very-long-port-name", "endpoints[0].port_name", "longer than 15 characters"),
     # segments and subnets in use
     (

@@ -145,7 +145,7 @@ FAILED_ADDS: list[tuple[dict[str, Any], str, str]] = [
     ({"ip": "10.1.0"}, "endpoints[9].ip", "is not an IPv4 address"),
     ({"mac": "02:00:00:00:00:10"}, "endpoints[9].mac", "is already used in network 'blue/web'"),
     ({"mac": "0a:00:00:00:00:01"}, "endpoints[9].mac", "is the gateway MAC"),
-    ({"mac": "01:00:5e:00:00:01"}, "endpoints[9].mac", "not a unicast MAC"),
+    ({"mac": "01:00:5e:00:00:01"}, "endpoints[9].mac", "is a multicast MAC address"),
     ({"node": "n9"}, "endpoints[9].node", "unknown node 'n9'"),
     ({"network": "blue/nope"}, "endpoints[9].network", "unknown network"),
     ({"endpoint_id": "e1"}, "endpoints[9].id", "endpoint 'e1' already exists"),
