@@ -14,7 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.api.degenerate import (
+from tests.api.support import BLUE, Wsgi
+from tests.degenerate import (
     ADDRESSES,
     BOUNDARY_INTS,
     NAMES,
@@ -23,7 +24,6 @@ from tests.api.degenerate import (
     WRONG_TYPES,
     maybe,
 )
-from tests.api.support import BLUE, Wsgi
 
 MAX_EXAMPLES = 100  # per kind, networks three times that; derandomized: every run sends the same requests
 NETS = "/v1/tenants/blue/networks"

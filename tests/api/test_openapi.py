@@ -17,8 +17,8 @@ from schemathesis.generation import GenerationMode
 
 from controller.api.openapi import SPEC
 from controller.api.routes import ROUTES, Api, Route
-from tests.api.degenerate import ANY
 from tests.api.support import ADMIN, BLUE, Wsgi, network
+from tests.degenerate import ANY
 
 MAX_EXAMPLES = 20  # per operation and mode: 50 runs, well under a minute together
 JSON_VALUES = st.recursive(
