@@ -722,6 +722,9 @@ def parse_subnet(path: str, text: object) -> IPv4Network:
         if isinstance(text, str) and _is_ipv4(text):
             raise ValidationError(path, f"{text} has no prefix length; want CIDR notation like 10.1.0.0/24")
         raise ValidationError(path, f"{_show(text)} is not an IPv4 subnet; want CIDR notation like 10.1.0.0/24")
+    prefix = text.rpartition("/")[2]
+    if not re.fullmatch(r"[12]?[0-9]|3[0-2]", prefix) and not _is_ipv6(text, ip_network):  # no netmask forms
+        raise ValidationError(path, f"{_show(text)} has a bad prefix length; want 0..32 after '/', like 10.1.0.0/24")
     try:
         net = IPv4Network(text, strict=True)
     except ValueError as error:
