@@ -8,14 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from topology.model import (
-    MAX_NAME_LEN,
-    MAX_PREFIX_LEN,
-    MAX_SUBDOMAIN_LEN,
-    VLAN_RANGE,
-    VNI_RANGE,
-    VXLAN_OVERHEAD,
-)
+from topology.model import VLAN_RANGE, VNI_RANGE, VXLAN_OVERHEAD
+from topology.values import MAX_NAME_LEN, MAX_PREFIX_LEN, MAX_SUBDOMAIN_LEN
 
 Json = dict[str, Any]
 
