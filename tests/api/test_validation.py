@@ -148,3 +148,33 @@ def test_node_registration(cluster: Wsgi) -> None:
     dpid = cluster.put("/v1/nodes/node3", {"tunnel_ip": "192.168.50.3", "datapath_id": 0})
     assert (dpid.status, dpid.error["field"]) == (400, "node.datapath_id")
     assert cluster.get("/v1/nodes/node3").status == 404
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        network("w", "10.0.0.0/24", vlan=1),
+        network("w", "10.0.0.0/24", vlan=4094),
+        network("w", "10.0.0.0/24", vni=1),
+        network("w", "10.0.0.0/24", vni=16_777_215),
+        network("w", "10.0.0.0/24", vlan=5, mtu=576),
+        network("w", "10.0.0.0/24", vlan=5, mtu=9000),
+        network("w", "10.0.0.0/24", vni=5, mtu=8950),
+        network("w", "10.0.0.4/30", vni=5),  # the longest prefix: gateway .5 and one endpoint .6
+        network("w", "10.0.0.4/30", vni=5, gateway="10.0.0.6"),
+        network("a" * 63, "10.0.0.0/24", vni=5),
+        network("0-a", "10.0.0.0/24", vni=5),
+        network("w", "128.0.0.0/2", vni=5),  # the shortest prefix clear of 0/8, 127/8, 224/4 and 240/4
+    ],
+)
+def test_values_at_the_edges_are_accepted(cluster: Wsgi, body: dict) -> None:
+    answer = cluster.post(NETS, body)
+    assert answer.status == 201, answer
+    assert answer.body["subnet"] == body["subnet"]
+
+
+def test_a_slash_30_network_has_room_for_one_endpoint(cluster: Wsgi) -> None:
+    cluster.ok("POST", NETS, network("w", "10.0.0.4/30", vni=5))
+    assert cluster.ok("POST", "/v1/endpoints", endpoint("e1", network="blue/w"))["ip"] == "10.0.0.6"
+    full = cluster.post("/v1/endpoints", endpoint("e2", network="blue/w"))
+    assert (full.status, full.error["field"]) == (409, "endpoint.ip")
