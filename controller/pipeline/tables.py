@@ -224,6 +224,10 @@ class Pipeline:
                     raise PipelineError(f"table {table.name} does not move into {action.dst!r}: {flow}")
             elif type(action) not in table.actions:
                 raise PipelineError(f"table {table.name} does not allow {type(action).__name__}: {flow}")
+        if any(isinstance(a, Conjunction) for a in flow.actions) and (
+            flow.goto is not None or not all(isinstance(a, Conjunction) for a in flow.actions)
+        ):
+            raise PipelineError(f"table {table.name}: a conjunction flow has only conjunction actions: {flow}")
         if flow.goto is not None and flow.goto not in table.next_tables:
             raise PipelineError(f"table {table.name} may not go to {flow.goto!r}: {flow}")
         return flow

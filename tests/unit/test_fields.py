@@ -17,7 +17,7 @@ from controller.pipeline.fields import (
     RegField,
     RegMark,
 )
-from controller.pipeline.ir import Conjunction, Ct, Nat, SetField, match
+from controller.pipeline.ir import Conjunction, Ct, CtClear, Nat, SetField, match
 from controller.pipeline.ir import Flow as F
 from controller.pipeline.tables import PIPELINE, PipelineError, _table
 
@@ -85,6 +85,8 @@ def test_bad_values_name_what_is_wrong(make, complaint: str) -> None:
         (F("l2", 1, (), (Ct(),)), "does not allow Ct"),
         (F("l2", 1, (), (Conjunction(1, 1, 2),)), "does not allow Conjunction"),
         (F("qos", 1, match(ct_state=(0x20, 0x20))), "does not match on 'ct_state'"),
+        (F("egress_policy", 1, (), (Conjunction(1, 1, 2), CtClear())), "only conjunction actions"),
+        (F("egress_policy", 1, (), (Conjunction(1, 1, 2),), goto="l3_gateway"), "only conjunction actions"),
         (F("l3_route", 1, match(reg1=(1 << 24, 1 << 24))), "may match only bits 0xffffff of reg1"),
     ],
 )
