@@ -66,6 +66,24 @@ def match(**fields: int | tuple[int, int]) -> Match:
     return tuple(items)
 
 
+def port_range(low: int, high: int) -> list[tuple[int, int]]:
+    """(value, mask) pairs for masked tcp_dst/udp_dst/sctp_dst matches covering ports low..high exactly.
+
+    The fewest aligned power-of-two blocks, as OVS's ovs-fields(7) suggests for ranges. Raises ValueError
+    unless 0 <= low <= high <= 65535.
+    """
+    if not 0 <= low <= high <= 0xFFFF:
+        raise ValueError(f"port range {low}-{high}: expected 0 <= low <= high <= 65535")
+    blocks = []
+    while low <= high:
+        size = low & -low or 1 << 16
+        while size > high - low + 1:
+            size >>= 1
+        blocks.append((low, 0xFFFF & ~(size - 1)))
+        low += size
+    return blocks
+
+
 def match_fields(m: Match) -> dict[str, tuple[int, int | None]]:
     return {name: (value, mask) for name, value, mask in m}
 

@@ -168,3 +168,40 @@ def test_ct_state_names_its_bits() -> None:
     assert ct_state(trk=True, new=True, est=False) == (0x21, 0x23)
     with pytest.raises(ValueError, match="unknown bit 'old'"):
         ct_state(old=True)
+
+
+def test_ovs_ofctl_text_of_the_new_actions() -> None:
+    from controller.openflow import ofctl
+
+    assert ofctl.action_text(Ct(commit=True, zone=CT_ZONE, nat=Nat("src", 0x0A000001, None, 5000))) == (
+        "ct(commit,zone=NXM_NX_REG0[0..15],nat(src=10.0.0.1:5000))"
+    )
+    assert ofctl.action_text(Ct(zone=3, table="output"), names=True) == "ct(table=output,zone=3)"
+    assert ofctl.action_text(Ct(zone=3, table="output")) == "ct(table=9,zone=3)"
+    assert ofctl.action_text(Ct(commit=True, exec_=(SetField("ct_mark", 2, 3),))) == (
+        "ct(commit,exec(set_field:0x2/0x3->ct_mark))"
+    )
+    assert ofctl.action_text(Conjunction(5, 2, 3)) == "conjunction(5,2/3)"
+    assert ofctl.action_text(CtClear()) == "ct_clear"
+    assert ofctl.action_text(SNAT_NEEDED_MARK.set()) == "set_field:0x8/0x8->reg2"
+    assert ofctl.match_text(match(ct_state=ct_state(trk=True, inv=False), conj_id=4, ct_zone=2)) == (
+        "conj_id=4,ct_state=-inv+trk,ct_zone=2"
+    )
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "blocks"),
+    [
+        (80, 80, [(80, 0xFFFF)]),
+        (0, 65535, [(0, 0)]),
+        (1024, 2047, [(1024, 0xFC00)]),
+        (1000, 1003, [(1000, 0xFFFC)]),
+        (1, 6, [(1, 0xFFFF), (2, 0xFFFE), (4, 0xFFFE), (6, 0xFFFF)]),
+    ],
+)
+def test_port_ranges_become_the_fewest_masked_matches(low: int, high: int, blocks: list) -> None:
+    from controller.pipeline.ir import port_range
+
+    assert port_range(low, high) == blocks
+    covered = {p for value, mask in blocks for p in range(65536) if p & mask == value}
+    assert covered == set(range(low, high + 1))

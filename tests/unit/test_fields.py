@@ -17,7 +17,7 @@ from controller.pipeline.fields import (
     RegField,
     RegMark,
 )
-from controller.pipeline.ir import Conjunction, Ct, CtClear, Nat, SetField, match
+from controller.pipeline.ir import Conjunction, Ct, CtClear, Nat, SetField, match, port_range
 from controller.pipeline.ir import Flow as F
 from controller.pipeline.tables import PIPELINE, PipelineError, _table
 
@@ -64,6 +64,7 @@ def test_a_field_builds_masked_matches_and_set_fields_of_its_range() -> None:
         (lambda: Nat("src", 1, None, 2000, 1000), "port_max"),
         (lambda: Conjunction(1, 3, 2), "is not k/n"),
         (lambda: Conjunction(1, 1, 1), "is not k/n"),
+        (lambda: port_range(5, 4), "expected 0 <= low <= high"),
     ],
 )
 def test_bad_values_name_what_is_wrong(make, complaint: str) -> None:
