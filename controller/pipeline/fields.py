@@ -119,27 +119,93 @@ def _field(name: str, register: str, start: int, end: int, doc: str) -> RegField
     return RegField(name, register, start, end, doc)
 
 
-NETWORK = _field("network", "reg0", 0, 15, "Network id of the packet; set by classify, rewritten by l3_route.")
+NETWORK = _field(
+    "network",
+    "reg0",
+    0,
+    15,
+    "Network id. Set by classify, rewritten by l3_route; read by arp_responder, qos, policy, l3 and l2.",
+)
 CT_ZONE = _field(
     "conntrack_zone",
     "reg0",
     0,
     15,
-    "The conntrack zone: the network id (same bits as `network`), read by ct(zone=...).",
+    "The conntrack zone: the network id (same bits as `network`, set with it); read by ct(zone=...).",
 )
-TENANT = _field("tenant", "reg1", 0, 23, "Tenant id; set by classify, never rewritten, so routing stays in the tenant.")
-FLAGS = _field("flags", "reg2", 0, 31, "The whole flag word; classify writes it at once (unmasked) on entry.")
+TENANT = _field(
+    "tenant", "reg1", 0, 23, "Tenant id. Set by classify, never rewritten; read by l3_route and the policy tables."
+)
+FLAGS = _field(
+    "flags",
+    "reg2",
+    0,
+    31,
+    "The whole flag word. Written at once (unmasked) only by classify, on entry; read through its bits.",
+)
 FROM_REMOTE = _field(
-    "from_remote", "reg2", 0, 0, "The packet came from another node (tunnel, uplink, fabric link): flood locally."
+    "from_remote",
+    "reg2",
+    0,
+    0,
+    "Came from another node (tunnel, uplink, fabric link). Set by classify; read by l2 (flood locally only).",
 )
-FROM_GATEWAY = _field("from_gateway", "reg2", 1, 1, "The packet came in on the node gateway port; set by classify.")
-TO_GATEWAY = _field("to_gateway", "reg2", 2, 2, "The packet leaves through the node gateway port; set by l2/l3.")
-SNAT_NEEDED = _field("snat_needed", "reg2", 3, 3, "The packet leaves the cluster and needs SNAT; read by SNAT.")
-EGRESS_VERDICT = _field("egress_verdict", "reg2", 4, 5, "The sender's policy verdict (marks below).")
-INGRESS_VERDICT = _field("ingress_verdict", "reg2", 6, 7, "The receiver's policy verdict (marks below).")
-OUT_PORT = _field("out_port", "reg3", 0, 15, "The local ofport l2 chose; read by ingress policy and output.")
-EGRESS_RULE = _field("egress_rule", "reg4", 0, 31, "conj_id of the egress rule that decided; for audit.")
-INGRESS_RULE = _field("ingress_rule", "reg5", 0, 31, "conj_id of the ingress rule that decided; for audit.")
+FROM_GATEWAY = _field(
+    "from_gateway",
+    "reg2",
+    1,
+    1,
+    "Came in on the node gateway port. Set by classify; read by the policy and SNAT stages.",
+)
+TO_GATEWAY = _field(
+    "to_gateway",
+    "reg2",
+    2,
+    2,
+    "Leaves through the node gateway port. Set by l3/l2; read by the policy and SNAT stages.",
+)
+SNAT_NEEDED = _field(
+    "snat_needed",
+    "reg2",
+    3,
+    3,
+    "Leaves the cluster and needs SNAT. Set by egress classification; read by the SNAT stage.",
+)
+EGRESS_VERDICT = _field(
+    "egress_verdict",
+    "reg2",
+    4,
+    5,
+    "The sender's policy verdict (EGRESS_ALLOW/EGRESS_DENY). Set by egress_policy; read by later tables.",
+)
+INGRESS_VERDICT = _field(
+    "ingress_verdict",
+    "reg2",
+    6,
+    7,
+    "The receiver's policy verdict (INGRESS_ALLOW/INGRESS_DENY). Set by ingress_policy; read by output.",
+)
+OUT_PORT = _field(
+    "out_port",
+    "reg3",
+    0,
+    15,
+    "The local ofport. Set by l2; read by ingress_policy (whose port) and output (output_reg).",
+)
+EGRESS_RULE = _field(
+    "egress_rule",
+    "reg4",
+    0,
+    31,
+    "conj_id of the egress rule that decided. Set by egress_policy; read by audit and metrics flows.",
+)
+INGRESS_RULE = _field(
+    "ingress_rule",
+    "reg5",
+    0,
+    31,
+    "conj_id of the ingress rule that decided. Set by ingress_policy; read by audit and metrics flows.",
+)
 
 FLAG_FROM_REMOTE = FROM_REMOTE.mask  # the bit of reg2, for flows that write the flag word whole
 
