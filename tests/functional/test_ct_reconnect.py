@@ -3,12 +3,13 @@ back by it on reconnect as the same IR, so a reconnect sends nothing."""
 
 from __future__ import annotations
 
-import sys
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from lab import cni
 from lab.cni import ControllerProcess
 from lab.ovs import OvsNode, launch, wait_for
 from tests.functional.test_controller import DPID, assert_switch_is_desired, wait_in_sync
@@ -16,21 +17,18 @@ from tests.unit.ct_flows import ct_flows
 
 
 class CtControllerProcess(ControllerProcess):
-    """The controller, started through `tests.functional.ct_controller` (same arguments)."""
+    """The controller with its own arguments, started as `tests.functional.ct_controller` instead."""
 
     def start(self) -> CtControllerProcess:
-        args = [
-            sys.executable, "-m", "tests.functional.ct_controller",
-            "--ofp-host", "0.0.0.0",
-            "--ofp-port", str(self.ofp_port),
-            "--api-host", self.api_host,
-            "--api-port", str(self.api_port),
-            "--store", f"sqlite:///{self.state}/tenet.db",
-            "--token-file", str(self.tokens),
-            "--log-level", "info",
-        ]  # fmt: skip
-        self.process = launch(args, self.log)
-        wait_for(self._answers, "the controller's API", timeout=60)
+        def launch_ct(args: list[str], log: Path, **options: bool) -> subprocess.Popen:
+            at = args.index("controller.main")
+            return launch([*args[:at], "tests.functional.ct_controller", *args[at + 1 :]], log, **options)
+
+        cni.launch = launch_ct  # type: ignore[assignment]
+        try:
+            super().start()
+        finally:
+            cni.launch = launch
         return self
 
 
