@@ -5,7 +5,8 @@ packet sent through `ct` gets ct_state:
 
 - `+trk+inv` if it cannot be tracked (not IPv4, or no addresses);
 - `+trk+new` for a tuple with no committed connection, and for further packets of the original direction
-  until a reply has been seen (as Linux and OVS's userspace conntrack do);
+  until a reply has been seen (OVS 3.1's userspace conntrack does so, as tests/functional/
+  test_conntrack_semantics.py checks against a real br-int; so does the kernel's);
 - `+trk+est` for the original direction after a reply, `+trk+est+rpl` for every reply-direction packet;
 - `+snat`/`+dnat` when NAT rewrote this packet (a reply of a SNATed connection is un-NATed as `+dnat`).
 
