@@ -8,7 +8,7 @@ import re
 import struct
 
 from controller.openflow.ofctl import render_state
-from controller.pipeline.ir import ETH_TYPE_IP, Ct, Flow, ct_state, match
+from controller.pipeline.ir import ETH_TYPE_IP, Ct, Flow, Nat, ct_state, match
 from controller.pipeline.simulate import Packet, SimSwitch, Trace
 from controller.pipeline.state import NodeState
 from lab.ovs import OvsNode
@@ -65,16 +65,63 @@ def counts(node: OvsNode) -> dict[int, int]:
 
 
 def test_ct_states_on_open_vswitch_and_in_the_simulator_agree(ovs_node: OvsNode) -> None:
+    run_both(ovs_node, FLOWS, SEQUENCE)
+
+
+NAT_IP = 0xC0A80A01
+NAT_FLOWS = [
+    Flow(
+        "classify",
+        10,
+        match(**UDP, ipv4_src=A, ct_state=ct_state(trk=False)),
+        (Ct(commit=True, zone=1, table="port_security", nat=Nat("src", NAT_IP, None, 5000)),),
+        cookie=1,
+    ),
+    Flow(
+        "classify",
+        10,
+        match(**UDP, ipv4_src=B, ct_state=ct_state(trk=False)),
+        (Ct(zone=1, table="port_security", nat=Nat()),),
+        cookie=2,
+    ),
+    Flow(
+        "port_security",
+        10,
+        match(**UDP, ipv4_src=NAT_IP, udp_src=5000, ct_state=ct_state(trk=True, new=True, snat=True)),
+        cookie=3,
+    ),
+    Flow(
+        "port_security",
+        10,
+        match(**UDP, ipv4_dst=A, udp_dst=1000, ct_state=ct_state(trk=True, est=True, rpl=True, dnat=True)),
+        cookie=4,
+    ),
+    Flow(
+        "port_security",
+        10,
+        match(**UDP, ipv4_src=NAT_IP, udp_src=5000, ct_state=ct_state(trk=True, est=True, rpl=False, snat=True)),
+        cookie=5,
+    ),
+    Flow("port_security", 1, (), cookie=6),
+]
+NAT_SEQUENCE = [
+    ((A, B, 1000, 53), 3),  # SNATed to NAT_IP:5000 on commit, seen so after recirculation
+    ((B, NAT_IP, 53, 5000), 4),  # the reply, un-NATed back to A:1000
+    ((A, B, 1000, 53), 5),  # established, translated again
+]
+
+
+def run_both(ovs_node: OvsNode, flows: list[Flow], sequence: list) -> None:
     ovs_node.vsctl(
         "add-br", "br-int", "--", "set", "bridge", "br-int", "datapath_type=netdev", "protocols=OpenFlow13",
         "fail_mode=secure",
     )  # fmt: skip
     flows_file = ovs_node.dir / "ct-flows.txt"
-    flows_file.write_text(render_state(FLOWS, [], [], names=False))
+    flows_file.write_text(render_state(flows, [], [], names=False))
     ovs_node.ofctl("add-flows", str(flows_file))
-    switch = SimSwitch("n1", NodeState.flat(FLOWS))
+    switch = SimSwitch("n1", NodeState.flat(flows))
     met_on_ovs, met_in_sim = [], []
-    for (src, dst, sport, dport), _expected in SEQUENCE:
+    for (src, dst, sport, dport), _expected in sequence:
         before = counts(ovs_node)
         ovs_node.ofctl("packet-out", "LOCAL", "resubmit(,0)", udp_frame(src, dst, sport, dport).hex())
         after = counts(ovs_node)
@@ -83,5 +130,9 @@ def test_ct_states_on_open_vswitch_and_in_the_simulator_agree(ovs_node: OvsNode)
         fields = {**UDP, "ipv4_src": src, "ipv4_dst": dst, "udp_src": sport, "udp_dst": dport}
         switch.process(Packet(fields), 1, {}, trace)
         met_in_sim.append([h.flow.cookie for h in trace.hops if h.flow is not None and h.flow.cookie > 2])
-    assert met_on_ovs == [[expected] for _packet, expected in SEQUENCE]
+    assert met_on_ovs == [[expected] for _packet, expected in sequence]
     assert met_in_sim == met_on_ovs
+
+
+def test_nat_on_open_vswitch_and_in_the_simulator_agree(ovs_node: OvsNode) -> None:
+    run_both(ovs_node, NAT_FLOWS, NAT_SEQUENCE)
