@@ -1,5 +1,5 @@
-"""The simulator's conntrack says what OVS's says: the same flows and packets through a real userspace br-int
-and through `SimSwitch`, flow for flow."""
+"""The simulator's conntrack, NAT and conjunctive matches say what OVS's say: the same flows and packets
+through a real userspace br-int (`packet-out`, then which flow's counter moved) and through `SimSwitch`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import re
 import struct
 
 from controller.openflow.ofctl import render_state
-from controller.pipeline.ir import ETH_TYPE_IP, Ct, Flow, Nat, ct_state, match
+from controller.pipeline.ir import ETH_TYPE_IP, Conjunction, Ct, Flow, Nat, ct_state, match
 from controller.pipeline.simulate import Packet, SimSwitch, Trace
 from controller.pipeline.state import NodeState
 from lab.ovs import OvsNode
@@ -136,3 +136,22 @@ def run_both(ovs_node: OvsNode, flows: list[Flow], sequence: list) -> None:
 
 def test_nat_on_open_vswitch_and_in_the_simulator_agree(ovs_node: OvsNode) -> None:
     run_both(ovs_node, NAT_FLOWS, NAT_SEQUENCE)
+
+
+CONJ_FLOWS = [
+    Flow("classify", 50, match(**UDP, ipv4_src=A), (Conjunction(7, 1, 2),), cookie=1),
+    Flow("classify", 50, match(**UDP, udp_dst=80), (Conjunction(7, 2, 2),), cookie=2),
+    Flow("classify", 50, match(**UDP, udp_dst=22), (Conjunction(7, 2, 2),), cookie=2),
+    Flow("classify", 50, match(conj_id=7, **UDP), cookie=3),
+    Flow("classify", 60, match(**UDP, ipv4_src=A, udp_dst=22), cookie=4),
+    Flow("classify", 0, (), cookie=5),
+]
+CONJ_SEQUENCE = [
+    ((A, B, 1000, 80), 3),  # both clauses: the conj_id flow
+    ((A, B, 1000, 22), 4),  # both clauses, but an ordinary flow of higher priority matches
+    ((C, B, 1000, 80), 5),  # clause 1 unmatched: the conjunction flows do not match by themselves
+]
+
+
+def test_conjunctive_matches_on_open_vswitch_and_in_the_simulator_agree(ovs_node: OvsNode) -> None:
+    run_both(ovs_node, CONJ_FLOWS, CONJ_SEQUENCE)
