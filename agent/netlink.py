@@ -14,6 +14,8 @@ plain rtnetlink socket instead (a request and its ack take ~0.1-0.3 ms).
 
 The veth pair is created from the agent's namespace with the pod end's IFLA_NET_NS_FD set to the pod, so
 the pod end appears in the pod with its final name, MAC and MTU: no temporary name, no move, no rename.
+The host end is born down and is shut out of the node's own IP stack (no IPv6, no ARP answers, strict
+reverse-path filtering) before it comes up, so only OVS ever handles what a pod sends.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import ipaddress
 import os
 import re
 import socket
+import struct
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, closing, contextmanager, suppress
@@ -146,6 +149,7 @@ class Netlink:
             host = sockets.enter_context(_Rtnl())
             self._add_veth(host, inside, pod, nsfd, where)
             try:
+                _seal_host_end(host, pod.host_name)
                 index = _require_link(inside, pod.ifname, where)["index"]
                 exclusive = NLM_F_CREATE | NLM_F_EXCL
                 _call(inside, _addr_message(index, address), RTM_NEWADDR, exclusive, f"adding {pod.address} to {where}")
@@ -160,14 +164,37 @@ class Netlink:
                     _delete_link(host, pod.host_name)
                 raise
 
+    def announce(self, netns: str, ifname: str, mac: str, address: str) -> None:
+        """Send one gratuitous ARP from the pod's interface: who has the pod's IP now, so peers that cached an
+        older MAC for that IP (a pod back with the same IP and a new MAC) take the new one at once.
+
+        A broadcast ARP reply with sender = target = the pod's IPv4 address and target MAC = sender MAC, the
+        form Linux takes as gratuitous whatever its `arp_accept` (RFC 5227 section 3; net/ipv4/arp.c
+        arp_is_garp). A request would be answered by the switch's ARP responder and never reach the peers.
+        Sent from a packet socket opened inside the pod. IPv6 addresses are left alone. Raises NetlinkError.
+        """
+        ip = ipaddress.ip_interface(address).ip
+        if ip.version != 4:
+            return
+        where = f"{netns}:{ifname}"
+        with self._session(), _netns_fd(netns) as nsfd:
+            with self._inside(nsfd, netns):
+                sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)  # 0: send only
+            with sock:
+                try:
+                    sock.bind((ifname, 0))  # the name is looked up in the socket's namespace, the pod's
+                    sock.send(_garp_frame(bytes.fromhex(mac.replace(":", "")), ip.packed))
+                except OSError as error:
+                    raise NetlinkError(f"sending a gratuitous ARP on {where}: {error.strerror or error}") from None
+
     def _add_veth(self, host: _Rtnl, inside: _Rtnl, pod: PodInterface, nsfd: int, where: str) -> None:
-        """Host end up in the agent's namespace, pod end (name, MAC, MTU) born inside the pod.
+        """Host end (down: `_seal_host_end` brings it up) in the agent's namespace, pod end (name, MAC, MTU)
+        born inside the pod.
 
         The kernel makes both ends or neither, so an existing name on either side leaves nothing behind.
         """
         message = ifinfmsg()
         message["index"] = 0
-        message["flags"] = message["change"] = IFF_UP
         peer = [("IFLA_IFNAME", pod.ifname), ("IFLA_NET_NS_FD", nsfd), ("IFLA_ADDRESS", pod.mac.lower())]
         peer.append(("IFLA_MTU", pod.mtu))
         data = {"attrs": [("VETH_INFO_PEER", {"attrs": peer})]}
@@ -411,6 +438,50 @@ def _default_route_message(index: int, gateway: _Address) -> nlmsg:
     message["type"] = RTN_UNICAST
     message["attrs"] = [("RTA_GATEWAY", str(gateway)), ("RTA_OIF", index)]
     return message
+
+
+# The host end of a pod's veth is an ordinary interface of the node's kernel as well as an OVS port: on the
+# userspace datapath OVS reads it through an AF_PACKET socket, which sees every frame before the kernel's IP
+# stack does, so the stack can be shut out without OVS noticing. Set while the link is still down, so no
+# IPv6 link-local address, DAD or MLD ever happens on it. What each setting stops (Documentation/networking/
+# ip-sysctl.rst):
+_HOST_END_SYSCTLS = (
+    ("ipv6", "disable_ipv6", "1"),  # no IPv6 on it at all: no link-local address, no ND, no MLD, IPv6 dropped
+    ("ipv4", "arp_ignore", "8"),  # answer no ARP request on it, for any of the node's addresses
+    # Strict reverse-path filtering: the link has no IPv4 address and no route points at it, so every IPv4
+    # packet arriving on it fails the check and is dropped before local delivery. (Any non-zero value does,
+    # on a link without an address; 1 keeps it so whatever conf/all says.)
+    ("ipv4", "rp_filter", "1"),
+    ("ipv4", "forwarding", "0"),  # and the node routes nothing that arrives on it
+)
+
+
+def _seal_host_end(host: _Rtnl, name: str) -> None:
+    """Shut the node's own IP stack out of the host end `name` (IPv4, IPv6, ARP and ND), then set it up.
+
+    Written through /proc/sys/net of the calling thread's namespace (the agent's: /proc/sys/net follows the
+    thread that opens the file). A kernel without IPv6 has no ipv6 directory: nothing to disable there.
+    Raises NetlinkError naming the setting that could not be written.
+    """
+    for family, key, value in _HOST_END_SYSCTLS:
+        where = f"/proc/sys/net/{family}/conf/{name}/{key}"
+        try:
+            with open(where, "w") as setting:
+                setting.write(value)
+        except FileNotFoundError:
+            if family == "ipv6" and not os.path.exists("/proc/sys/net/ipv6"):
+                continue
+            raise NetlinkError(f"setting {where} = {value}: no such setting") from None
+        except OSError as error:
+            raise NetlinkError(f"setting {where} = {value}: {error.strerror or error}") from None
+    index = _require_link(host, name, f"host link {name}")["index"]
+    _call(host, _up_message(index), RTM_NEWLINK, 0, f"setting host link {name} up")
+
+
+def _garp_frame(mac: bytes, ip: bytes) -> bytes:
+    """A broadcast Ethernet frame holding an ARP reply from `mac`/`ip` about itself (RFC 826 layout)."""
+    arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 2) + mac + ip + mac + ip  # Ethernet/IPv4, op 2 (reply)
+    return b"\xff" * 6 + mac + struct.pack("!H", 0x0806) + arp
 
 
 def _tx_checksum_off(ethtool: IoctlEthtool, where: str) -> None:
