@@ -29,6 +29,9 @@ def _obj(properties: Json, *, required: tuple[str, ...] = (), closed: bool = Tru
 STRING = {"type": "string"}
 INTEGER = {"type": "integer"}
 NAME = {"type": "string", "minLength": 1, "pattern": r"^[^/\s]+$", "description": "no '/' and no whitespace"}
+QOS_RATE = "kbit/s; each endpoint the profile covers gets its own meter with this rate (per endpoint, per direction)"
+QOS_BURST = "kbit (kilobits, not kB): the meter's bucket; default: half a second of the rate"
+QOS_DIRECTION = "egress: traffic from the pod; ingress: traffic to the pod; both (default): each with its own meter"
 
 
 def _nullable(schema: Json) -> Json:
@@ -90,15 +93,21 @@ SCHEMAS: Json = {
     "QosProfile": _obj(
         {
             "name": STRING,
-            "rate_kbps": INTEGER,
-            "burst_kb": INTEGER,
+            "rate_kbps": {**INTEGER, "description": QOS_RATE},
+            "burst_kb": {**INTEGER, "description": QOS_BURST},
+            "direction": {"type": "string", "enum": ["egress", "ingress", "both"], "description": QOS_DIRECTION},
             "attachments": {"type": "array", "items": STRING, "description": "targets the caller may see"},
         },
-        required=("name", "rate_kbps", "burst_kb", "attachments"),
+        required=("name", "rate_kbps", "burst_kb", "direction", "attachments"),
     ),
     "QosCreate": _obj(
-        {"name": NAME, "rate_kbps": {"type": "integer", "minimum": 1}, "burst_kb": {"type": "integer", "minimum": 1}},
-        required=("name", "rate_kbps", "burst_kb"),
+        {
+            "name": NAME,
+            "rate_kbps": {"type": "integer", "minimum": 1, "description": QOS_RATE},
+            "burst_kb": {"type": "integer", "minimum": 1, "description": QOS_BURST},
+            "direction": {"type": "string", "enum": ["egress", "ingress", "both"], "description": QOS_DIRECTION},
+        },
+        required=("name", "rate_kbps"),
     ),
     "QosAttach": _obj(
         {"target": {"type": "string", "description": "a network TENANT/NAME or an endpoint id"}},

@@ -82,7 +82,7 @@ TABLES: tuple[Table, ...] = (
     ),
     _table(
         "qos",
-        "meter the endpoint's traffic",
+        "meter the sending endpoint's traffic (its egress meter)",
         matches=f"in_port {net}",
         next_tables="egress_policy",
         miss_goto="egress_policy",
@@ -126,7 +126,13 @@ TABLES: tuple[Table, ...] = (
         next_tables="output",
         miss_goto="output",
     ),
-    _table("output", "deliver to the port l2 chose", matches="", actions=(OutputReg,), miss_reason="output: no port"),
+    _table(
+        "output",
+        "deliver to the port l2 chose, through the receiving endpoint's ingress meter if it has one",
+        matches=out,
+        actions=(OutputReg,),
+        miss_reason="output: no port",
+    ),
 )
 
 

@@ -9,6 +9,7 @@ and a new MAC announces itself, so its peers do not keep sending to the old MAC.
 from __future__ import annotations
 
 import ipaddress
+import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -87,9 +88,18 @@ class Lab:
         return self.node.node.exec("cat", f"/sys/class/net/{port}/address").strip()
 
 
+def _control_index() -> int:
+    """The node's control /30 is 10.254.INDEX.0: one of this run's own, not the 10.254.1.0 other runs use."""
+    return 100 + os.getpid() % 150
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    node = TenetNode(tmp_path_factory.mktemp("hostveth"), [Network("blue", "web", 5001, "10.1.0.0/24")])
+    node = TenetNode(
+        tmp_path_factory.mktemp("hostveth"),
+        [Network("blue", "web", 5001, "10.1.0.0/24")],
+        index=_control_index(),
+    )
     lab = Lab(node.start(), [])
     try:
         node.node.exec("ip", "-6", "addr", "add", f"{NODE_V6}/64", "dev", "ctl0", "nodad")
