@@ -16,7 +16,7 @@ from tests.api.support import ADMIN, BLUE, Wsgi, network
 
 MAX_EXAMPLES = 20  # per operation and mode: 50 runs, well under a minute together
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=10),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
     max_leaves=5,
 )
