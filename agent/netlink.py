@@ -15,7 +15,9 @@ plain rtnetlink socket instead (a request and its ack take ~0.1-0.3 ms).
 The veth pair is created from the agent's namespace with the pod end's IFLA_NET_NS_FD set to the pod, so
 the pod end appears in the pod with its final name, MAC and MTU: no temporary name, no move, no rename.
 The host end is born down and is shut out of the node's own IP stack (no IPv6, no ARP answers, strict
-reverse-path filtering) before it comes up, so only OVS ever handles what a pod sends.
+reverse-path filtering) before it comes up, so the node neither takes nor answers what a pod sends through
+it; only IPv4 from source 0.0.0.0 to a broadcast or link-local multicast address still reaches the node's
+sockets (the kernel checks no source there), which only an ingress drop on the host end would stop.
 """
 
 from __future__ import annotations
