@@ -14,10 +14,10 @@ plain rtnetlink socket instead (a request and its ack take ~0.1-0.3 ms).
 
 The veth pair is created from the agent's namespace with the pod end's IFLA_NET_NS_FD set to the pod, so
 the pod end appears in the pod with its final name, MAC and MTU: no temporary name, no move, no rename.
-The host end is born down and is shut out of the node's own IP stack (no IPv6, no ARP answers, strict
-reverse-path filtering) before it comes up, so the node neither takes nor answers what a pod sends through
-it; only IPv4 from source 0.0.0.0 to a broadcast or link-local multicast address still reaches the node's
-sockets (the kernel checks no source there), which only an ingress drop on the host end would stop.
+The host end is born down and is shut out of the node's own IP stack before it comes up: an nftables
+ingress chain drops every frame the pod sends before the stack sees it (agent/nft.py; OVS has read it by
+then), and no IPv6, no ARP answers and strict reverse-path filtering on it besides, so the node neither
+takes nor answers anything a pod sends through it, nor sends anything of its own (no DAD, no MLD).
 """
 
 from __future__ import annotations
@@ -63,6 +63,8 @@ from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import IFF_UP, ifinfmsg
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
+
+from agent import nft
 
 CLONE_NEWNET = 0x40000000
 NS_GET_NSTYPE = 0xB703  # ioctl on an nsfs file: which kind of namespace it is
@@ -162,8 +164,9 @@ class Netlink:
                 if ethtool is not None:
                     _tx_checksum_off(ethtool, where)
             except BaseException:
-                with suppress(NetlinkError):  # the pod end goes with the host end
+                with suppress(NetlinkError, nft.NftError):  # the pod end goes with the host end
                     _delete_link(host, pod.host_name)
+                    nft.forget(pod.host_name)
                 raise
 
     def announce(self, netns: str, ifname: str, mac: str, address: str) -> None:
@@ -221,7 +224,12 @@ class Netlink:
         if not _valid_name(host_name):
             return False
         with self._session(), _Rtnl() as host:
-            return _delete_link(host, host_name)
+            deleted = _delete_link(host, host_name)
+            try:
+                nft.forget(host_name)  # a chain outlives its device on recent kernels
+            except nft.NftError as error:
+                raise NetlinkError(f"host link {host_name}: {error}") from None
+            return deleted
 
     def host_link_exists(self, host_name: str) -> bool:
         if not _valid_name(host_name):
@@ -459,7 +467,8 @@ _HOST_END_SYSCTLS = (
 
 
 def _seal_host_end(host: _Rtnl, name: str) -> None:
-    """Shut the node's own IP stack out of the host end `name` (IPv4, IPv6, ARP and ND), then set it up.
+    """Shut the node's own IP stack out of the host end `name` (IPv4, IPv6, ARP and ND), then set it up:
+    the sysctls below, and an ingress chain dropping every frame before the stack sees it (agent/nft.py).
 
     Written through /proc/sys/net of the calling thread's namespace (the agent's: /proc/sys/net follows the
     thread that opens the file). A kernel without IPv6 has no ipv6 directory: nothing to disable there.
@@ -476,6 +485,10 @@ def _seal_host_end(host: _Rtnl, name: str) -> None:
             raise NetlinkError(f"setting {where} = {value}: no such setting") from None
         except OSError as error:
             raise NetlinkError(f"setting {where} = {value}: {error.strerror or error}") from None
+    try:
+        nft.drop_ingress(name)
+    except nft.NftError as error:
+        raise NetlinkError(f"host link {name}: {error} (nf_tables with netdev support is needed)") from None
     index = _require_link(host, name, f"host link {name}")["index"]
     _call(host, _up_message(index), RTM_NEWLINK, 0, f"setting host link {name} up")
 

@@ -51,12 +51,32 @@ _CONNECT = (
     "except OSError as e: print('failed', e)\n"
 )
 _LISTEN = (
-    "import socket,sys\n"
+    "import select,socket,sys\n"
     "s=socket.socket(socket.AF_INET6);s.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_V6ONLY,0)\n"
     "s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('::',int(sys.argv[1])));s.listen(8)\n"
+    "u=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);u.bind(('0.0.0.0',int(sys.argv[1])))\n"
     "print('listening',flush=True)\n"
-    "while True:\n c,a=s.accept();print('accepted',a[0],flush=True);c.close()\n"
+    "while True:\n"
+    " for r in select.select([s,u],[],[])[0]:\n"
+    "  if r is s:\n   c,a=s.accept();print('accepted',a[0],flush=True);c.close()\n"
+    "  else:\n   print('received',u.recvfrom(64),flush=True)\n"
 )
+# Run in a pod: a UDP datagram from 0.0.0.0 to 255.255.255.255:argv[1] (a DHCPDISCOVER's addresses), which
+# the kernel delivers without any source check.
+_BROADCAST_FROM_NOWHERE = r"""
+import socket, struct, sys
+def checksum(data):
+    total = sum(struct.unpack('!10H', data)); total = (total >> 16) + (total & 0xffff)
+    return ~(total + (total >> 16)) & 0xffff
+mac = bytes.fromhex(open('/sys/class/net/eth0/address').read().strip().replace(':', ''))
+udp = struct.pack('!HHHH', 68, int(sys.argv[1]), 13, 0) + b'probe'
+ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0, bytes(4), b'\xff' * 4)
+ip = ip[:10] + struct.pack('!H', checksum(ip)) + ip[12:]
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(('eth0', 0))
+for _ in range(3):
+    s.send(b'\xff' * 6 + mac + b'\x08\x00' + ip + udp)
+"""
 
 
 @dataclass
@@ -165,6 +185,7 @@ def test_the_node_stack_neither_sees_nor_answers_a_pod(lab: Lab, listener: subpr
     for target in (node_v4, f"{veth_v6}%eth0", NODE_V6):
         answers[f"TCP {target}"] = a.run("python3", "-I", "-S", "-c", _CONNECT, target, str(LISTEN_PORT)).strip()
     assert all(v == "none" or v.startswith("failed") for v in answers.values()), answers
+    a.run("python3", "-I", "-S", "-c", _BROADCAST_FROM_NOWHERE, str(LISTEN_PORT))
     # The host end itself: no IPv6, no ARP answers, strict reverse-path filtering.
     port = lab.endpoint("hv-a")["port_name"]
     assert lab.node.node.exec("ip", "-6", "addr", "show", "dev", port).strip() == ""
@@ -176,7 +197,7 @@ def test_the_node_stack_neither_sees_nor_answers_a_pod(lab: Lab, listener: subpr
     assert a.ping(b.ip, count=2) and tcp_connects(a, b) and tcp_connects(b, a)
     listener.kill()
     seen = listener.communicate(timeout=10)[0]
-    assert "accepted" not in seen, seen
+    assert "accepted" not in seen and "received" not in seen, seen
 
 
 def test_a_pod_back_with_a_new_mac_is_reached_at_once(lab: Lab) -> None:
