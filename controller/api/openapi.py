@@ -118,7 +118,11 @@ SCHEMAS: Json = {
             "profile": STRING,
             "target": STRING,
             "kind": {"type": "string", "enum": ["network", "endpoint"]},
-            "meter_id": INTEGER,
+            "meter_id": {
+                **INTEGER,
+                "description": "the attachment's own id; the switches' meters are per endpoint: its ofport"
+                " (egress) and ofport + 65536 (ingress)",
+            },
         },
         required=("profile", "target", "kind", "meter_id"),
     ),
