@@ -14,10 +14,10 @@ plain rtnetlink socket instead (a request and its ack take ~0.1-0.3 ms).
 
 The veth pair is created from the agent's namespace with the pod end's IFLA_NET_NS_FD set to the pod, so
 the pod end appears in the pod with its final name, MAC and MTU: no temporary name, no move, no rename.
-The host end is born down and is shut out of the node's own IP stack before it comes up: an nftables
-ingress chain drops every frame the pod sends before the stack sees it (agent/nft.py; OVS has read it by
-then), and no IPv6, no ARP answers and strict reverse-path filtering on it besides, so the node neither
-takes nor answers anything a pod sends through it, nor sends anything of its own (no DAD, no MLD).
+The host end is born down and is shut out of the node's own IP stack before it comes up: on the userspace
+datapath an nftables ingress chain drops every frame the pod sends before the stack sees it (agent/nft.py;
+OVS has read it by then), and no IPv6, no ARP answers and strict reverse-path filtering on it besides, so
+the node neither takes nor answers anything a pod sends through it, nor sends anything of its own there.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import ctypes
 import errno
 import fcntl
 import ipaddress
+import logging
 import os
 import re
 import socket
@@ -66,6 +67,7 @@ from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 from agent import nft
 
+log = logging.getLogger(__name__)
 CLONE_NEWNET = 0x40000000
 NS_GET_NSTYPE = 0xB703  # ioctl on an nsfs file: which kind of namespace it is
 LOOPBACK_INDEX = 1  # `lo` is ifindex 1 in every network namespace
@@ -112,6 +114,9 @@ class PodInterface:
     gateway: str  # "10.1.0.1"
     mtu: int
     tx_checksum_off: bool  # userspace datapath: TX checksum offload off on the pod end (else TCP fails)
+    # Userspace datapath: drop all the pod sends at the host end's netfilter ingress, after OVS's packet socket
+    # read it. Never on the kernel datapath: its OVS module takes frames after that hook, so it would see none.
+    host_ingress_drop: bool = False
 
 
 @dataclass(frozen=True)
@@ -153,7 +158,7 @@ class Netlink:
             host = sockets.enter_context(_Rtnl())
             self._add_veth(host, inside, pod, nsfd, where)
             try:
-                _seal_host_end(host, pod.host_name)
+                _seal_host_end(host, pod.host_name, ingress_drop=pod.host_ingress_drop)
                 index = _require_link(inside, pod.ifname, where)["index"]
                 exclusive = NLM_F_CREATE | NLM_F_EXCL
                 _call(inside, _addr_message(index, address), RTM_NEWADDR, exclusive, f"adding {pod.address} to {where}")
@@ -225,11 +230,11 @@ class Netlink:
             return False
         with self._session(), _Rtnl() as host:
             deleted = _delete_link(host, host_name)
-            try:
-                nft.forget(host_name)  # a chain outlives its device on recent kernels
-            except nft.NftError as error:
-                raise NetlinkError(f"host link {host_name}: {error}") from None
-            return deleted
+        try:
+            nft.forget(host_name)  # a chain outlives its device on recent kernels (dormant, it holds nothing)
+        except OSError as error:  # no nf_tables here, or the kernel refused: a dormant chain at worst
+            log.warning("removing the ingress chain of %s: %s", host_name, error)
+        return deleted
 
     def host_link_exists(self, host_name: str) -> bool:
         if not _valid_name(host_name):
@@ -466,9 +471,10 @@ _HOST_END_SYSCTLS = (
 )
 
 
-def _seal_host_end(host: _Rtnl, name: str) -> None:
+def _seal_host_end(host: _Rtnl, name: str, *, ingress_drop: bool) -> None:
     """Shut the node's own IP stack out of the host end `name` (IPv4, IPv6, ARP and ND), then set it up:
-    the sysctls below, and an ingress chain dropping every frame before the stack sees it (agent/nft.py).
+    the sysctls below and, if `ingress_drop`, an ingress chain dropping every frame before the stack sees it
+    (agent/nft.py).
 
     Written through /proc/sys/net of the calling thread's namespace (the agent's: /proc/sys/net follows the
     thread that opens the file). A kernel without IPv6 has no ipv6 directory: nothing to disable there.
@@ -486,7 +492,8 @@ def _seal_host_end(host: _Rtnl, name: str) -> None:
         except OSError as error:
             raise NetlinkError(f"setting {where} = {value}: {error.strerror or error}") from None
     try:
-        nft.drop_ingress(name)
+        if ingress_drop:
+            nft.drop_ingress(name)
     except nft.NftError as error:
         raise NetlinkError(f"host link {name}: {error} (nf_tables with netdev support is needed)") from None
     index = _require_link(host, name, f"host link {name}")["index"]

@@ -158,6 +158,7 @@ class AgentService:
             gateway=doc["gateway"],
             mtu=doc["mtu"],
             tx_checksum_off=self.settings.datapath_type == "netdev",
+            host_ingress_drop=self.settings.datapath_type == "netdev",
         )
         try:
             try:
