@@ -31,6 +31,7 @@ from agent.ovsdb import Ovsdb, OvsdbError
 from controller.client import Client, ClientError, path
 
 log = logging.getLogger(__name__)
+RETRY_AFTER = 2.0  # seconds after a failed attempt
 
 
 class FlowRestore:
@@ -65,12 +66,14 @@ class FlowRestore:
 
     def _watch(self) -> None:
         while not self._stop.is_set():
+            pause = self.interval
             try:
                 if self.ovsdb.flow_restore_wait():
                     self.restore()
             except (OvsdbError, ClientError, OSError, ValueError) as error:
-                log.warning("flow-restore-wait: %s; trying again", error)
-            self._stop.wait(self.interval)
+                log.warning("flow-restore-wait: %s; trying again in %g s", error, RETRY_AFTER)
+                pause = RETRY_AFTER  # ovs-vswitchd still starting, or the controller away: no hurry
+            self._stop.wait(pause)
 
     def restore(self) -> bool:
         """Relay the management socket to the controller until it reports the switch in sync, then clear the
