@@ -30,7 +30,6 @@ import logging
 import os
 import re
 import socket
-import struct
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, closing, contextmanager, suppress
@@ -65,7 +64,7 @@ from pyroute2.netlink.rtnl.ifinfmsg import IFF_UP, ifinfmsg
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
-from agent import nft
+from agent import hostend, nft
 
 log = logging.getLogger(__name__)
 CLONE_NEWNET = 0x40000000
@@ -193,7 +192,7 @@ class Netlink:
             with sock:
                 try:
                     sock.bind((ifname, 0))  # the name is looked up in the socket's namespace, the pod's
-                    sock.send(_garp_frame(bytes.fromhex(mac.replace(":", "")), ip.packed))
+                    sock.send(hostend.garp_frame(bytes.fromhex(mac.replace(":", "")), ip.packed))
                 except OSError as error:
                     raise NetlinkError(f"sending a gratuitous ARP on {where}: {error.strerror or error}") from None
 
@@ -455,55 +454,14 @@ def _default_route_message(index: int, gateway: _Address) -> nlmsg:
     return message
 
 
-# The host end of a pod's veth is an ordinary interface of the node's kernel as well as an OVS port: on the
-# userspace datapath OVS reads it through an AF_PACKET socket, which sees every frame before the kernel's IP
-# stack does, so the stack can be shut out without OVS noticing. Set while the link is still down, so no
-# IPv6 link-local address, DAD or MLD ever happens on it. What each setting stops (Documentation/networking/
-# ip-sysctl.rst):
-_HOST_END_SYSCTLS = (
-    ("ipv6", "disable_ipv6", "1"),  # no IPv6 on it at all: no link-local address, no ND, no MLD, IPv6 dropped
-    ("ipv4", "arp_ignore", "8"),  # answer no ARP request on it, for any of the node's addresses
-    # Strict reverse-path filtering: the link has no IPv4 address and no route points at it, so every IPv4
-    # packet arriving on it fails the check and is dropped before local delivery. (Any non-zero value does,
-    # on a link without an address; 1 keeps it so whatever conf/all says.)
-    ("ipv4", "rp_filter", "1"),
-    ("ipv4", "forwarding", "0"),  # and the node routes nothing that arrives on it
-)
-
-
 def _seal_host_end(host: _Rtnl, name: str, *, ingress_drop: bool) -> None:
-    """Shut the node's own IP stack out of the host end `name` (IPv4, IPv6, ARP and ND), then set it up:
-    the sysctls below and, if `ingress_drop`, an ingress chain dropping every frame before the stack sees it
-    (agent/nft.py).
-
-    Written through /proc/sys/net of the calling thread's namespace (the agent's: /proc/sys/net follows the
-    thread that opens the file). A kernel without IPv6 has no ipv6 directory: nothing to disable there.
-    Raises NetlinkError naming the setting that could not be written.
-    """
-    for family, key, value in _HOST_END_SYSCTLS:
-        where = f"/proc/sys/net/{family}/conf/{name}/{key}"
-        try:
-            with open(where, "w") as setting:
-                setting.write(value)
-        except FileNotFoundError:
-            if family == "ipv6" and not os.path.exists("/proc/sys/net/ipv6"):
-                continue
-            raise NetlinkError(f"setting {where} = {value}: no such setting") from None
-        except OSError as error:
-            raise NetlinkError(f"setting {where} = {value}: {error.strerror or error}") from None
+    """Shut the node's own IP stack out of the host end `name` (agent/hostend.py), then set it up."""
     try:
-        if ingress_drop:
-            nft.drop_ingress(name)
-    except nft.NftError as error:
-        raise NetlinkError(f"host link {name}: {error} (nf_tables with netdev support is needed)") from None
+        hostend.isolate(name, ingress_drop=ingress_drop)
+    except hostend.HostEndError as error:
+        raise NetlinkError(str(error)) from None
     index = _require_link(host, name, f"host link {name}")["index"]
     _call(host, _up_message(index), RTM_NEWLINK, 0, f"setting host link {name} up")
-
-
-def _garp_frame(mac: bytes, ip: bytes) -> bytes:
-    """A broadcast Ethernet frame holding an ARP reply from `mac`/`ip` about itself (RFC 826 layout)."""
-    arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 2) + mac + ip + mac + ip  # Ethernet/IPv4, op 2 (reply)
-    return b"\xff" * 6 + mac + struct.pack("!H", 0x0806) + arp
 
 
 def _tx_checksum_off(ethtool: IoctlEthtool, where: str) -> None:
