@@ -51,12 +51,12 @@ def pods(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TenetNode, 
 
 
 def _iperf_kbps(client: Pod, server: Pod, *, reverse: bool) -> float:
-    """TCP from `client` to `server` (from `server` to `client` if `reverse`), in kbit/s as received: 2 s
+    """TCP from `client` to `server` (from `server` to `client` if `reverse`), in kbit/s as received: 3 s
     measured after 1 s left out (slow start, and the meter's bucket full at the start)."""
     listener = server.popen("iperf3", "-s", "-1", "-B", server.ip)
     try:
         wait_for(lambda: ":5201" in server.run("ss", "-ltn", check=False), "iperf3 to listen")
-        args = ["iperf3", "-c", server.ip, "-t", "2", "-O", "1", "-J", "--connect-timeout", "3000"]
+        args = ["iperf3", "-c", server.ip, "-t", "3", "-O", "1", "-J", "--connect-timeout", "3000"]
         report = json.loads(client.run(*args, *(["-R"] if reverse else []), timeout=60))
         return report["end"]["sum_received"]["bits_per_second"] / 1000
     finally:
