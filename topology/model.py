@@ -599,10 +599,10 @@ class Model:
         check_name(path + ".name", name)
         if name in self.qos_profiles:
             raise ValidationError(path + ".name", f"QoS profile {name!r} already exists", conflict=True)
-        check_range(path + ".rate_kbps", "rate", rate_kbps, (1, 100_000_000))
+        check_range(path + ".rate_kbps", "rate (kbit/s)", rate_kbps, (1, 100_000_000))
         if burst_kb is None:
             burst_kb = default_burst_kb(rate_kbps)
-        check_range(path + ".burst_kb", "burst", burst_kb, (1, 100_000_000))
+        check_range(path + ".burst_kb", "burst (kbit)", burst_kb, (1, 100_000_000))
         if direction not in QOS_DIRECTIONS:
             raise ValidationError(path + ".direction", f"{direction!r}: want one of {', '.join(QOS_DIRECTIONS)}")
         self.qos_profiles[name] = QosProfile(name, rate_kbps, burst_kb, direction)

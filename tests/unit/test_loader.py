@@ -218,7 +218,7 @@ REJECTIONS = [
     ("tenants[0].networks[0].mtu", 9000, "tenants[0].networks[0].mtu", "MTU 9000 is outside 576..8950"),
     ("tenants[0].networks[0].gateway", "10.2.0.1", "tenants[0].networks[0].gateway", "not a host address of subnet"),
     ("tenants[0].networks[0].gateway", "10.1.0.255", "tenants[0].networks[0].gateway", "not a host address of"),
-    ("qos[0].rate_kbps", 0, "qos[0].rate_kbps", "rate 0 is outside 1..100000000"),
+    ("qos[0].rate_kbps", 0, "qos[0].rate_kbps", "rate (kbit/s) 0 is outside 1..100000000"),
     ("endpoints[0].mac", "02:00:00:00:01", "endpoints[0].mac", "is not a MAC address"),
     ("endpoints[0].mac", "01:00:5e:00:00:01", "endpoints[0].mac", "is not a unicast MAC address"),
     ("endpoints[0].port_name", "a-very-long-port-name", "endpoints[0].port_name", "longer than 15 characters"),
