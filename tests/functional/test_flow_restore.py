@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from agent.restore import _tcp_address, mgmt_socket_path
 from lab.cni import Network, TenetNode, exec_plugin
 from lab.ovs import Pod, pid_alive, sh, tcp_connects, wait_for
 
@@ -86,3 +87,12 @@ def test_the_agent_ends_flow_restore_wait_once_the_controller_replayed_the_flows
     )
     assert _flow_count(tenet) == flows
     assert a.ping(b.ip, count=2) and tcp_connects(a, b)
+
+
+def test_where_the_relay_connects() -> None:
+    assert mgmt_socket_path("unix:/var/run/openvswitch/db.sock", "br-int") == "/var/run/openvswitch/br-int.mgmt"
+    assert mgmt_socket_path("tcp:10.0.0.1:6640", "br-int") == "/var/run/openvswitch/br-int.mgmt"
+    assert _tcp_address("tcp:10.254.1.1:6653") == ("10.254.1.1", 6653)
+    assert _tcp_address("tcp:[fd00::1]:6653") == ("fd00::1", 6653)
+    with pytest.raises(ValueError, match="tcp:HOST:PORT"):
+        _tcp_address("ssl:10.0.0.1:6653")
