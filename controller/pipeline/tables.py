@@ -133,7 +133,7 @@ TABLES: tuple[Table, ...] = (
     ),
     _table(
         "qos",
-        "meter the endpoint's traffic",
+        "meter the sending endpoint's traffic (its egress meter)",
         matches="in_port network",
         next_tables="egress_policy",
         miss_goto="egress_policy",
@@ -183,7 +183,13 @@ TABLES: tuple[Table, ...] = (
         miss_goto="output",
         ct_tables="output",
     ),
-    _table("output", "deliver to the port l2 chose", matches="", actions=(OutputReg,), miss_reason="output: no port"),
+    _table(
+        "output",
+        "deliver to the port l2 chose, through the receiving endpoint's ingress meter if it has one",
+        matches="out_port",
+        actions=(OutputReg,),
+        miss_reason="output: no port",
+    ),
 )
 
 

@@ -125,8 +125,9 @@ CASES: list[tuple[str, str, Any, str | None, int, str | None, str]] = [
      400, "node.name", f"'Node_3' is not a valid name: {SUBDOMAIN}"),
     # QoS, tenants, bodies
     ("POST", "/v1/qos", {"name": "x", "rate_kbps": 0, "burst_kb": 1}, None,
-     400, "qos.rate_kbps", "rate 0 is outside 1..100000000"),
-    ("POST", "/v1/qos", {"name": "x", "rate_kbps": 1}, None, 400, "qos.burst_kb", "is required"),
+     400, "qos.rate_kbps", "rate (kbit/s) 0 is outside 1..100000000"),
+    ("POST", "/v1/qos", {"name": "x", "rate_kbps": 1, "direction": "up"}, None,
+     400, "qos.direction", "'up': want one of egress, ingress, both"),
     ("POST", "/v1/qos", {"name": "x", "rate_kbps": 1, "burst_kb": 1}, BLUE,
      403, None, "creating a QoS profile needs the cluster-admin token"),
     ("POST", "/v1/qos/gold/attachments", {"target": "red/web"}, BLUE,

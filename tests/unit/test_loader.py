@@ -175,7 +175,7 @@ REJECTIONS = [
         "qos[0].ceil_kbps",
         5,
         "qos[0].ceil_kbps",
-        "unknown key 'ceil_kbps' (allowed: name, rate_kbps, burst_kb, applies_to)",
+        "unknown key 'ceil_kbps' (allowed: name, rate_kbps, burst_kb, direction, applies_to)",
     ),
     ("endpoints[0].ipaddr", "10.1.0.9", "endpoints[0].ipaddr", "unknown key 'ipaddr' (allowed: id, network, node, ip,"),
     # missing required keys
@@ -185,7 +185,8 @@ REJECTIONS = [
     ("tenants[0].networks[0].subnet", DELETE, "tenants[0].networks[0].subnet", "missing required key 'subnet'"),
     ("tenants[0].networks[0].vni", DELETE, "tenants[0].networks[0].vni", "missing required key 'vni'"),
     ("tenants[0].networks[1].vlan", DELETE, "tenants[0].networks[1].vlan", "missing required key 'vlan'"),
-    ("qos[0].burst_kb", DELETE, "qos[0].burst_kb", "missing required key 'burst_kb'"),
+    ("qos[0].rate_kbps", DELETE, "qos[0].rate_kbps", "missing required key 'rate_kbps'"),
+    ("qos[0].direction", "sideways", "qos[0].direction", "'sideways': want one of egress, ingress, both"),
     ("endpoints[1].node", DELETE, "endpoints[1].node", "missing required key 'node'"),
     # wrong types
     ("nodes", {"node1": {}}, "nodes", "want a list"),
@@ -228,7 +229,7 @@ REJECTIONS = [
         "not a host address of 10.1.0.0/24; want one in 10.1.0.1..10.1.0.254",
     ),
     ("tenants[0].networks[0].gateway", "10.1.0.255", "tenants[0].networks[0].gateway", "not a host address of"),
-    ("qos[0].rate_kbps", 0, "qos[0].rate_kbps", "rate 0 is outside 1..100000000"),
+    ("qos[0].rate_kbps", 0, "qos[0].rate_kbps", "rate (kbit/s) 0 is outside 1..100000000"),
     ("endpoints[0].mac", "02:00:00:00:01", "endpoints[0].mac", "is not a MAC address"),
     ("endpoints[0].mac", "01:00:5e:00:00:01", "endpoints[0].mac", "is a multicast MAC address"),
     ("endpoints[0].port_name", "a-very-long-port-name", "endpoints[0].port_name", "longer than 15 characters"),
@@ -431,7 +432,9 @@ def test_dump_writes_allocated_addresses() -> None:
         "gateway": "10.1.0.1",
         "mtu": 1450,
     }
-    assert dumped["qos"] == [{"name": "gold", "rate_kbps": 100000, "burst_kb": 1000, "applies_to": "blue/web"}]
+    assert dumped["qos"] == [
+        {"name": "gold", "rate_kbps": 100000, "burst_kb": 50000, "direction": "both", "applies_to": "blue/web"}
+    ]
 
 
 def changed_model() -> Model:

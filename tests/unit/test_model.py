@@ -310,7 +310,7 @@ def test_removing_an_endpoint_drops_its_qos() -> None:
         (lambda m: m.attach_qos("gold", "e9", path="qos[0]"), "qos[0].applies_to", "'e9' is neither a network"),
         (lambda m: m.detach_qos("e1", path="qos[0]"), "qos[0]", "no QoS profile is attached to 'e1'"),
         (lambda m: m.add_qos("gold", rate_kbps=1, burst_kb=1, path="qos[1]"), "qos[1].name", "already exists"),
-        (lambda m: m.add_qos("x", rate_kbps=1, burst_kb=0, path="qos[1]"), "qos[1].burst_kb", "burst 0 is outside"),
+        (lambda m: m.add_qos("x", rate_kbps=1, burst_kb=0, path="qos[1]"), "qos[1].burst_kb", "(kbit) 0 is outside"),
     ],
 )
 def test_qos_refusals(call: Any, path: str, message: str) -> None:
