@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +26,14 @@ def manifest_files(directory: Path = DEPLOY) -> list[Path]:
 
 
 def documents(path: Path) -> list[Obj]:
-    """The non-empty documents of a multi-document YAML file."""
-    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
+    """The non-empty documents of a multi-document YAML file (a copy of its own for each caller)."""
+    return copy.deepcopy(_parse(path.read_text()))
+
+
+@functools.lru_cache(maxsize=64)
+def _parse(text: str) -> list[Obj]:
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return [doc for doc in yaml.load_all(text, Loader=loader) if doc is not None]
 
 
 def objects(directory: Path = DEPLOY) -> list[Obj]:
