@@ -141,3 +141,34 @@ def test_a_network_needs_a_spec() -> None:
     obj = example("Network", "red-web")
     del obj["spec"]
     assert errors(obj) == [": 'spec' is a required property"]
+
+
+def schema_nodes(schema: Obj, path: str = "") -> list[tuple[str, Obj]]:
+    """Every schema node under a CRD's openAPIV3Schema, with its path (spec.quota.networks, spec.namespaces[])."""
+    found = [(path, schema)]
+    for name, child in schema.get("properties", {}).items():
+        found += schema_nodes(child, f"{path}.{name}".lstrip("."))
+    if isinstance(schema.get("items"), dict):
+        found += schema_nodes(schema["items"], path + "[]")
+    if isinstance(schema.get("additionalProperties"), dict):
+        found += schema_nodes(schema["additionalProperties"], path + "{}")
+    return found
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_schemas_are_structural(kind: str) -> None:
+    """The API server accepts only structural schemas: every node has a type, and a default passes its node."""
+    for path, node in schema_nodes(version(kind)["schema"]["openAPIV3Schema"]):
+        assert "type" in node, f"{kind} {path or '(root)'}: no type"
+        if "default" in node:
+            jsonschema.Draft202012Validator(node).validate(node["default"])
+        if node.get("x-kubernetes-list-type") == "map":
+            assert set(node["x-kubernetes-list-map-keys"]) <= set(node["items"]["required"]), path
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_printer_columns_name_fields_of_the_schema(kind: str) -> None:
+    paths = {path for path, _ in schema_nodes(version(kind)["schema"]["openAPIV3Schema"])}
+    for column in version(kind)["additionalPrinterColumns"]:
+        field = column["jsonPath"].lstrip(".")
+        assert field in paths or field == "metadata.creationTimestamp", column
