@@ -3,7 +3,7 @@
 # (/opt/tenet/install-cni.sh) with the node's directories mounted at the same paths as on the node.
 #
 # The plugin is the `cni` package (standard library only) run by the node's own /usr/bin/python3: this copies
-# the package to $TENET_CNI_LIB on the node (replacing the old copy in one rename), then `tenet-agent
+# the package to $TENET_CNI_LIB/cni on the node (replacing the old copy in one rename), then `tenet-agent
 # install-cni` writes the launcher $CNI_BIN_DIR/tenet, which runs the package from there, and the conflist
 # $CNI_CONF_DIR/10-tenet.conflist naming the cluster network (`cluster_network`, TENANT/NETWORK, of the
 # controller's settings file $TENET_CONFIG) and the agent's socket $TENET_SOCKET.
@@ -33,13 +33,19 @@ tenant=${network%/*}
 name=${network#*/}
 
 source=$(python3 -c 'import os, cni; print(os.path.dirname(cni.__file__))')
+# Each install is a directory of its own; $lib/cni is a symlink to the current one, replaced in one rename,
+# so a plugin starting meanwhile imports the old copy or the new one, never a mix or nothing.
+version=cni-$(date +%Y%m%d%H%M%S)-$$
 mkdir -p "$lib"
-rm -rf "$lib/cni.new" "$lib/cni.old"
-cp -R "$source" "$lib/cni.new"
-find "$lib/cni.new" -name __pycache__ -prune -exec rm -rf {} +
-if [ -e "$lib/cni" ]; then mv "$lib/cni" "$lib/cni.old"; fi
-mv "$lib/cni.new" "$lib/cni"
-rm -rf "$lib/cni.old"
+rm -rf "${lib:?}/$version" "$lib/.cni.link"
+cp -R "$source" "$lib/$version"
+find "$lib/$version" -name __pycache__ -prune -exec rm -rf {} +
+if [ -d "$lib/cni" ] && [ ! -L "$lib/cni" ]; then rm -rf "$lib/cni"; fi
+ln -s "$version" "$lib/.cni.link"
+mv -T "$lib/.cni.link" "$lib/cni"
+for old in "$lib"/cni-*; do
+    if [ "$old" != "$lib/$version" ]; then rm -rf "$old"; fi
+done
 
 # With the copy first on the path, the launcher written points at the copy, not at this image's packages
 # (the console script, not `python3 -m`, which would put the working directory first).

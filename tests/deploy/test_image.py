@@ -69,7 +69,9 @@ def test_install_cni_puts_a_working_plugin_on_the_node(tmp_path: Path) -> None:
             [str(DEPLOY / "install-cni.sh")], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
         )
         assert done.returncode == 0, done.stderr
-    assert sorted(p.name for p in (tmp_path / "lib").iterdir()) == ["cni"]
+    copies = sorted(p.name for p in (tmp_path / "lib").iterdir())
+    assert len(copies) == 2 and copies[0] == "cni", copies  # the current copy and its symlink, no older one
+    assert (tmp_path / "lib" / "cni").readlink() == Path(copies[1])
     launcher = tmp_path / "bin" / "tenet"
     assert launcher.read_text().splitlines()[0] == f"#!{HOST_PYTHON} -IS"
     assert repr(str(tmp_path / "lib")) in launcher.read_text(), "the launcher must run the node's copy"
