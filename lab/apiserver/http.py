@@ -85,7 +85,14 @@ class Request:
         )
 
     def json(self) -> dict[str, Any]:
-        """The body as a JSON (or YAML, which kubectl never sends) object; 400 when it is not one."""
+        """The body as a JSON object; 400 when it is not one, 415 for another media type (protobuf, which
+        kubectl's generator commands such as `create namespace` send, is not served)."""
+        if self.content_type not in ("", "application/json", "*/*"):
+            raise ApiError(
+                415,
+                f"the body of the request was in an unknown format - accepted media types include: "
+                f"application/json (not {self.content_type})",
+            )
         try:
             value = json.loads(self.body or b"null")
         except ValueError as error:

@@ -37,6 +37,19 @@ def now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def invalid(resource: Resource, name: str, field: str, detail: str) -> ApiError:
+    """422 Invalid, with the `causes` kubectl prints under "The Kind "name" is invalid"."""
+    return ApiError(
+        422,
+        f'{resource.kind} "{name}" is invalid: {field}: {detail}',
+        "Invalid",
+        name=name,
+        group=resource.group,
+        kind=resource.kind,
+        causes=[{"reason": "FieldValueInvalid", "message": detail, "field": field}],
+    )
+
+
 def not_found(resource: Resource, name: str) -> ApiError:
     what = f"{resource.plural}.{resource.group}" if resource.group else resource.plural
     return ApiError(404, f'{what} "{name}" not found', group=resource.group, kind=resource.plural, name=name)
@@ -106,14 +119,9 @@ class Registry:
         name = meta.get("name", "")
         pattern = DNS_LABEL if resource.plural == "namespaces" else DNS_SUBDOMAIN
         if not name or len(name) > 253 or not pattern.match(name):
-            raise ApiError(
-                422,
-                f'{resource.kind} "{name}" is invalid: metadata.name: Invalid value: "{name}": must be a lowercase '
-                "RFC 1123 " + ("label" if pattern is DNS_LABEL else "subdomain"),
-                "Invalid",
-                name=name,
-                kind=resource.kind,
-                group=resource.group,
+            kind = "label" if pattern is DNS_LABEL else "subdomain"
+            raise invalid(
+                resource, name, "metadata.name", f'Invalid value: "{name}": must be a lowercase RFC 1123 {kind}'
             )
         if resource.namespaced:
             if meta.get("namespace", namespace) != namespace:
@@ -126,11 +134,11 @@ class Registry:
         for field in ("labels", "annotations"):
             for key, value in (meta.get(field) or {}).items():
                 if not isinstance(value, str):
-                    raise ApiError(422, f"metadata.{field}.{key}: Invalid value: must be a string", "Invalid")
+                    raise invalid(resource, name, f"metadata.{field}.{key}", "Invalid value: must be a string")
         if resource.plural == "customresourcedefinitions":
             problem = check_crd(obj)
             if problem:
-                raise ApiError(422, f'CustomResourceDefinition "{name}" is invalid: {problem}', "Invalid", name=name)
+                raise invalid(resource, name, *problem.split(": ", 1))
 
     def create(self, resource: Resource, namespace: str | None, obj: dict[str, Any], dry_run: bool) -> dict[str, Any]:
         meta = obj.setdefault("metadata", {}) if isinstance(obj.get("metadata", {}), dict) else obj["metadata"]
