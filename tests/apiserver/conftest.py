@@ -34,7 +34,7 @@ def kubeconfig(apiserver: StandInApiServer, tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def namespace(apiserver: StandInApiServer) -> str:
+def namespace(apiserver: StandInApiServer) -> Iterator[str]:
     """A fresh namespace for one test (deleted after it, with what it holds)."""
     name = f"t{os.getpid()}-{next(_names)}"
     namespaces = apiserver.registry.find("", "v1", "namespaces")

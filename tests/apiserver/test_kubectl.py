@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -130,7 +131,7 @@ def test_network_policy_apply_and_dry_runs(kubeconfig: Path, namespace: str, tmp
 
 
 @pytest.fixture
-def widgets(kubeconfig: Path, tmp_path: Path) -> Path:
+def widgets(kubeconfig: Path, tmp_path: Path) -> Iterator[Path]:
     """The Widget CRD, applied with kubectl; removed after the test."""
     manifest = write(tmp_path / "crd.yaml", CRD)
     kubectl(kubeconfig, "apply", "-f", str(manifest))
