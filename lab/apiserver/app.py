@@ -161,7 +161,7 @@ class Application:
             if method == "POST":
                 if resource.namespaced and namespace is None:
                     raise ApiError(404, f"{resource.plural} is namespaced: POST to /namespaces/{{namespace}}/...")
-                return 201, registry.create(resource, namespace, request.json(), request.dry_run)
+                return 201, registry.create(resource, namespace, request.json(), request.dry_run, request.strict)
             raise ApiError(405, f"{method} is not allowed on a collection of {resource.plural}")
         if method == "GET":
             obj = registry.get(resource, namespace, name)
@@ -171,7 +171,13 @@ class Application:
             return 200, obj
         if method == "PUT":
             return 200, registry.update(
-                resource, namespace, name, request.json(), subresource=subresource, dry_run=request.dry_run
+                resource,
+                namespace,
+                name,
+                request.json(),
+                subresource=subresource,
+                dry_run=request.dry_run,
+                strict=request.strict,
             )
         if method == "PATCH":
             try:
@@ -186,6 +192,7 @@ class Application:
                 patch,
                 subresource=subresource,
                 dry_run=request.dry_run,
+                strict=request.strict,
             )
         if method == "DELETE" and not subresource:
             options = request.json() if request.body.strip() else {}

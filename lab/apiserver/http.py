@@ -114,6 +114,16 @@ class Request:
             raise ApiError(400, f'dryRun: Unsupported value: "{value}": supported values: "All"')
         return True
 
+    @property
+    def strict(self) -> bool:
+        """fieldValidation=Strict: unknown fields are an error (Ignore and Warn, the default, drop them)."""
+        value = self.query.get("fieldValidation", "")
+        if value not in ("", "Ignore", "Warn", "Strict"):
+            raise ApiError(
+                400, f'fieldValidation: Unsupported value: "{value}": supported values: Ignore, Warn, Strict'
+            )
+        return value == "Strict"
+
 
 def phrase(code: int) -> str:
     return PHRASES.get(code) or REASONS.get(code, ("Unknown",))[0]

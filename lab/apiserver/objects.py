@@ -16,7 +16,7 @@ import uuid
 from typing import Any
 
 from lab.apiserver.http import ApiError
-from lab.apiserver.resources import BUILTIN, Resource, apply_defaults, check_crd, from_crd
+from lab.apiserver.resources import BUILTIN, Resource, apply_defaults, check_crd, from_crd, schema_check
 from lab.apiserver.selectors import json_patch, merge_patch, strategic_merge_patch
 from lab.apiserver.store import Conflict, Entry, EtcdStore
 
@@ -140,7 +140,10 @@ class Registry:
             if problem:
                 raise invalid(resource, name, *problem.split(": ", 1))
 
-    def create(self, resource: Resource, namespace: str | None, obj: dict[str, Any], dry_run: bool) -> dict[str, Any]:
+    def create(
+        self, resource: Resource, namespace: str | None, obj: dict[str, Any], dry_run: bool, strict: bool = False
+    ) -> dict[str, Any]:
+        """Store a new object (POST); 409 AlreadyExists, 404 when its namespace does not exist, 422 Invalid."""
         meta = obj.setdefault("metadata", {}) if isinstance(obj.get("metadata", {}), dict) else obj["metadata"]
         if isinstance(meta, dict) and not meta.get("name") and meta.get("generateName"):
             meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
@@ -151,6 +154,7 @@ class Registry:
             meta.pop(field, None)
         meta.update(uid=str(uuid.uuid4()), creationTimestamp=now(), generation=1)
         self._on_create(resource, obj)
+        obj = schema_check(resource, obj, strict)
         key = self.key(resource, namespace, meta["name"])
         if dry_run:
             if self.store.get(key) is not None:
@@ -201,6 +205,7 @@ class Registry:
         subresource: str = "",
         dry_run: bool = False,
         current: Entry | None = None,
+        strict: bool = False,
     ) -> dict[str, Any]:
         """Replace the object (PUT); `obj.metadata.resourceVersion`, when set, must be the stored one."""
         key = self.key(resource, namespace, name)
@@ -240,6 +245,7 @@ class Registry:
         new["metadata"]["generation"] = old["metadata"].get("generation", 1)
         if resource.crd:
             apply_defaults(resource.schema, new)
+        new = schema_check(resource, new, strict)
 
         def body(o: dict[str, Any]) -> dict[str, Any]:
             return {k: v for k, v in o.items() if k not in ("metadata", "status")}
@@ -281,6 +287,7 @@ class Registry:
         *,
         subresource: str = "",
         dry_run: bool = False,
+        strict: bool = False,
     ) -> dict[str, Any]:
         """Apply a merge, strategic merge (built-in kinds only) or JSON patch; retried on a lost race unless
         the patch itself names a resourceVersion (then that is a precondition)."""
@@ -306,7 +313,14 @@ class Registry:
                 new.setdefault("metadata", {})["resourceVersion"] = str(entry.revision)
             try:
                 return self.update(
-                    resource, namespace, name, new, subresource=subresource, dry_run=dry_run, current=entry
+                    resource,
+                    namespace,
+                    name,
+                    new,
+                    subresource=subresource,
+                    dry_run=dry_run,
+                    current=entry,
+                    strict=strict,
                 )
             except ApiError as error:
                 if error.reason != "Conflict" or pinned:
@@ -344,6 +358,9 @@ class Registry:
         revision = self._delete(key, entry.revision, resource, name)
         if resource.plural == "namespaces":
             self._empty_namespace(name)
+        elif resource.plural == "customresourcedefinitions":
+            for served in from_crd(obj)[:1]:  # every version shares the storage of group and plural
+                self._drop_all(self.prefix(served))
         return self.present(Entry(key, obj, revision))
 
     def _delete(self, key: str, revision: int, resource: Resource, name: str) -> int:
@@ -354,14 +371,18 @@ class Registry:
 
     def _empty_namespace(self, namespace: str) -> None:
         for resource in self.resources():
-            if not resource.namespaced:
+            if resource.namespaced:
+                self._drop_all(self.prefix(resource, namespace))
+
+    def _drop_all(self, prefix: str) -> None:
+        """Delete what is under `prefix` now, finalizers or not (the stand-in has no controllers to wait
+        for); one delete event each."""
+        entries, _ = self.store.list(prefix)
+        for entry in entries:
+            try:
+                self.store.delete(entry.key, entry.revision)
+            except Conflict:
                 continue
-            entries, _ = self.store.list(self.prefix(resource, namespace))
-            for entry in entries:
-                try:
-                    self.store.delete(entry.key, entry.revision)
-                except Conflict:
-                    continue
 
 
 NAMESPACES = BUILTIN[0]

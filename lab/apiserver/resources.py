@@ -7,8 +7,12 @@ kubectl falls back to them when the aggregated `apidiscovery.k8s.io/v2` form is 
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from lab.apiserver.http import ApiError
 
 VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
 
@@ -160,3 +164,109 @@ def jsonpath(obj: Any, path: str) -> Any:
         else:
             return None
     return current
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "object": (dict,),
+    "array": (list,),
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+}
+
+
+def _type_name(value: Any) -> str:
+    for name in ("boolean", "integer", "number", "string", "array", "object"):
+        if isinstance(value, _TYPES[name]):
+            return name
+    return "null"
+
+
+def validate(schema: dict[str, Any], value: Any, path: str, errors: list[tuple[str, str]], unknown: list[str]) -> Any:
+    """Check `value` against a structural openAPIV3Schema as kube-apiserver does for custom resources: type,
+    enum, required, minimum/maximum, min/maxLength, min/maxItems, pattern; collect (field, message) errors and
+    the paths of fields the schema does not know, and return `value` with those fields pruned.
+    Source: https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definitions/#validation
+    """
+    if value is None or not schema:
+        return value
+    kind = schema.get("type")
+    int_or_string = schema.get("x-kubernetes-int-or-string")
+    allowed = (int, str) if int_or_string else _TYPES.get(kind or "", (object,))
+    if not isinstance(value, allowed) or (isinstance(value, bool) and kind in ("integer", "number")):
+        actual = _type_name(value)
+        errors.append((path, f'Invalid value: "{actual}": {path} in body must be of type {kind}: "{actual}"'))
+        return value
+    if "enum" in schema and value not in schema["enum"]:
+        supported = ", ".join(json.dumps(v) for v in schema["enum"])
+        errors.append((path, f"Unsupported value: {json.dumps(value)}: supported values: {supported}"))
+    for bound, test, words in (
+        ("minimum", lambda v, b: v >= b, "greater than or equal to"),
+        ("maximum", lambda v, b: v <= b, "less than or equal to"),
+    ):
+        if bound in schema and isinstance(value, int | float) and not test(value, schema[bound]):
+            errors.append((path, f"Invalid value: {value}: {path} in body should be {words} {schema[bound]}"))
+    if isinstance(value, str):
+        if len(value) < schema.get("minLength", 0) or len(value) > schema.get("maxLength", len(value)):
+            errors.append((path, f'Invalid value: "{value}": {path} in body has a length out of bounds'))
+        if "pattern" in schema and not re.search(schema["pattern"], value):
+            errors.append((path, f"Invalid value: \"{value}\": {path} in body should match '{schema['pattern']}'"))
+    if isinstance(value, list):
+        if len(value) < schema.get("minItems", 0) or len(value) > schema.get("maxItems", len(value)):
+            errors.append((path, f"Invalid value: {len(value)}: {path} in body has a number of items out of bounds"))
+        return [
+            validate(schema.get("items") or {}, item, f"{path}[{n}]", errors, unknown) for n, item in enumerate(value)
+        ]
+    if isinstance(value, dict):
+        for name in schema.get("required", []):
+            if name not in value:
+                errors.append((f"{path}.{name}".lstrip("."), "Required value"))
+        properties = schema.get("properties") or {}
+        extra = schema.get("additionalProperties")
+        keep = schema.get("x-kubernetes-preserve-unknown-fields") or extra is True
+        out = {}
+        for name, item in value.items():
+            where = f"{path}.{name}".lstrip(".")
+            if name in properties:
+                out[name] = validate(properties[name], item, where, errors, unknown)
+            elif isinstance(extra, dict):
+                out[name] = validate(extra, item, where, errors, unknown)
+            elif keep or (not path and name in ("apiVersion", "kind", "metadata")):
+                out[name] = item
+            else:
+                unknown.append(where)
+        return out
+    return value
+
+
+def schema_check(resource: Resource, obj: dict[str, Any], strict: bool) -> dict[str, Any]:
+    """A custom resource checked against its version's schema: 422 on invalid values; unknown fields
+    are 400 with fieldValidation=Strict, else pruned (returned without them)."""
+    if not resource.crd or not resource.schema:
+        return obj
+    errors: list[tuple[str, str]] = []
+    unknown: list[str] = []
+    pruned = validate(resource.schema, obj, "", errors, unknown)
+    name = obj.get("metadata", {}).get("name", "")
+    if unknown and strict:
+        fields = ", ".join(f'unknown field "{path}"' for path in unknown)
+        raise ApiError(
+            400,
+            f'{resource.kind} in version "{resource.version}" cannot be handled as a {resource.kind}: '
+            f"strict decoding error: {fields}",
+        )
+    if errors:
+        what = f"{resource.kind}.{resource.group}"
+        listed = [f"{field}: {message}" for field, message in errors]
+        text = listed[0] if len(listed) == 1 else "[" + ", ".join(listed) + "]"
+        raise ApiError(
+            422,
+            f'{what} "{name}" is invalid: {text}',
+            "Invalid",
+            name=name,
+            group=resource.group,
+            kind=resource.kind,
+            causes=[{"reason": "FieldValueInvalid", "message": m, "field": f} for f, m in errors],
+        )
+    return pruned
