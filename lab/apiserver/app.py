@@ -241,6 +241,13 @@ class Application:
 
     def _watch(self, request: Request, resource: Resource, namespace: str | None) -> Iterator[bytes]:
         matches = self._matcher(request, resource)
+        include = request.query.get("includeObject", "Metadata")
+
+        def render(obj: dict[str, Any]) -> dict[str, Any]:
+            if not wants_table(request.accept):
+                return obj
+            return table(resource, [obj], {"resourceVersion": obj["metadata"]["resourceVersion"]}, include)
+
         return stream(
             self.registry.store,
             resource,
@@ -250,4 +257,5 @@ class Application:
             lambda: self._snapshot(resource, namespace, matches, 0),
             self.stopping,
             self.bookmark_interval,
+            render,
         )

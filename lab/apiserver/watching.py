@@ -51,8 +51,10 @@ def stream(
     initial: Callable[[], tuple[list[dict[str, Any]], int]],
     stopping: threading.Event,
     bookmark_interval: float,
+    render: Callable[[dict[str, Any]], dict[str, Any]] = lambda obj: obj,
 ) -> Iterator[bytes]:
-    """The body of a watch response, as a generator of JSON lines (see the module's docstring)."""
+    """The body of a watch response, as a generator of JSON lines (see the module's docstring); `render`
+    turns each object into what the event carries (a Table for `kubectl get -w`)."""
     version = parse_version(query.get("resourceVersion"))
     timeout = float(query.get("timeoutSeconds") or DEFAULT_TIMEOUT)
     bookmarks = query.get("allowWatchBookmarks", "").lower() == "true"
@@ -60,8 +62,10 @@ def stream(
     first: list[bytes] = []
     if version == 0:
         objects, version = initial()
-        first = [event("ADDED", obj) for obj in objects]
-    return _run(store, resource, prefix, matches, version, first, deadline, bookmarks, stopping, bookmark_interval)
+        first = [event("ADDED", render(obj)) for obj in objects]
+    return _run(
+        store, resource, prefix, matches, version, first, deadline, bookmarks, stopping, bookmark_interval, render
+    )
 
 
 def _present(obj: dict[str, Any], revision: int) -> dict[str, Any]:
@@ -98,6 +102,7 @@ def _run(
     bookmarks: bool,
     stopping: threading.Event,
     bookmark_interval: float,
+    render: Callable[[dict[str, Any]], dict[str, Any]],
 ) -> Iterator[bytes]:
     yield from first
     try:
@@ -141,6 +146,6 @@ def _run(
             found = translate(change, matches)
             if found is not None:
                 last_write = time.monotonic()
-                yield event(*found)
+                yield event(found[0], render(found[1]))
     finally:
         watch.close()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.apiserver.kubectl import kubectl, kubectl_dry_run
+from tests.apiserver.kubectl import kubectl, kubectl_binary, kubectl_dry_run
 
 POD = """
 apiVersion: v1
@@ -173,3 +175,23 @@ def test_dry_run_refuses_what_the_server_would(kubeconfig: Path, namespace: str,
     bad_name = write(tmp_path / "pod.yaml", POD.format(tier="x").replace("name: web", "name: Web_1"))
     with pytest.raises(AssertionError, match=r"metadata\.name"):
         kubectl(kubeconfig, "apply", "-n", namespace, "--dry-run=server", "-f", str(bad_name))
+
+
+def test_get_watch_prints_table_rows_of_events(kubeconfig: Path, namespace: str, tmp_path: Path) -> None:
+    kubectl(kubeconfig, "apply", "-n", namespace, "-f", str(write(tmp_path / "pod.yaml", POD.format(tier="a"))))
+    command = [kubectl_binary(), "--kubeconfig", str(kubeconfig), "get", "-n", namespace, "pods", "-w"]
+    watcher = subprocess.Popen(
+        [*command, "--output-watch-events"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    deadline = threading.Timer(15.0, watcher.kill)  # a line that never comes ends the test, not the suite
+    deadline.start()
+    try:
+        assert watcher.stdout is not None
+        assert watcher.stdout.readline().split() == ["EVENT", "NAME", "STATUS", "AGE"]
+        assert watcher.stdout.readline().split()[:3] == ["ADDED", "web", "Pending"]
+        kubectl(kubeconfig, "delete", "-n", namespace, "pod", "web")
+        assert watcher.stdout.readline().split()[:3] == ["DELETED", "web", "Pending"]
+    finally:
+        deadline.cancel()
+        watcher.kill()
+        watcher.wait()
