@@ -6,6 +6,8 @@ A watch is a stream of JSON lines `{"type": ADDED|MODIFIED|DELETED|BOOKMARK|ERRO
 - an object that stops (starts) matching the selectors comes as DELETED (ADDED), as Kubernetes does;
 - a `resourceVersion` older than etcd's compaction gives an ERROR event whose object is a Status with code
   410 (reason Expired), and the stream ends: the client relists;
+- `sendInitialEvents=true` (watch-list) starts with the ADDED events of the current state whatever the
+  `resourceVersion`, then, with bookmarks allowed, a BOOKMARK annotated `k8s.io/initial-events-end: "true"`;
 - with `allowWatchBookmarks=true` a BOOKMARK carries the newest revision seen every `bookmark_interval`
   seconds (Kubernetes sends them about once a minute; the interval is the server's setting);
 - `timeoutSeconds` ends the stream; so does stopping the server. While nothing happens a bare newline is
@@ -25,6 +27,7 @@ from lab.apiserver.store import Change, EtcdStore, Expired
 
 Matcher = Callable[[dict[str, Any]], bool]
 HEARTBEAT = 5.0  # seconds of silence after which a newline goes out
+INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 DEFAULT_TIMEOUT = 1800  # seconds, the lower end of kube-apiserver's randomised watch timeout
 
 
@@ -60,12 +63,22 @@ def stream(
     bookmarks = query.get("allowWatchBookmarks", "").lower() == "true"
     deadline = time.monotonic() + timeout
     first: list[bytes] = []
-    if version == 0:
+    send_initial = query.get("sendInitialEvents", "").lower() == "true"
+    if version == 0 or send_initial:
         objects, version = initial()
         first = [event("ADDED", render(obj)) for obj in objects]
+        if send_initial and bookmarks:
+            first.append(event("BOOKMARK", _bookmark(resource, version, {INITIAL_EVENTS_END: "true"})))
     return _run(
         store, resource, prefix, matches, version, first, deadline, bookmarks, stopping, bookmark_interval, render
     )
+
+
+def _bookmark(resource: Resource, version: int, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"resourceVersion": str(version)}
+    if annotations:
+        meta["annotations"] = annotations
+    return {"kind": resource.kind, "apiVersion": resource.group_version, "metadata": meta}
 
 
 def _present(obj: dict[str, Any], revision: int) -> dict[str, Any]:
@@ -121,14 +134,7 @@ def _run(
             if bookmarks and now >= next_bookmark:
                 next_bookmark = now + bookmark_interval
                 last_write = now
-                yield event(
-                    "BOOKMARK",
-                    {
-                        "kind": resource.kind,
-                        "apiVersion": resource.group_version,
-                        "metadata": {"resourceVersion": str(last)},
-                    },
-                )
+                yield event("BOOKMARK", _bookmark(resource, last))
             if now - last_write >= HEARTBEAT:
                 last_write = now
                 yield b"\n"

@@ -155,3 +155,22 @@ def test_restart_keeps_objects_and_a_watch_resumes(etcd: EtcdServer, tmp_path: P
         resumed = events(api, "default", resource_version=seen, timeout_seconds=1)
         assert [(kind, name) for kind, name, _ in resumed] == [("MODIFIED", "keep"), ("DELETED", "keep")]
         assert all(int(version) > int(seen) for _, _, version in resumed)
+
+
+def test_watch_list_sends_the_state_then_an_initial_events_end_bookmark(kubeconfig: Path, namespace: str) -> None:
+    api = core_api(kubeconfig)
+    api.create_namespaced_pod(namespace, pod("here"))
+    stream = watch.Watch().stream(
+        api.list_namespaced_pod,
+        namespace,
+        send_initial_events=True,
+        resource_version_match="NotOlderThan",
+        resource_version="",
+        allow_watch_bookmarks=True,
+        timeout_seconds=1,
+        deserialize=False,
+    )
+    first, second = list(stream)[:2]
+    assert (first["type"], first["object"]["metadata"]["name"]) == ("ADDED", "here")
+    assert second["type"] == "BOOKMARK"
+    assert second["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
