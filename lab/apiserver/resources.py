@@ -14,6 +14,7 @@ from typing import Any
 
 from lab.apiserver.http import ApiError
 
+PRINTER_TYPES = ("integer", "number", "string", "boolean", "date")
 VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
 
 
@@ -134,6 +135,21 @@ def check_crd(crd: dict[str, Any]) -> str | None:
     storage = [v for v in spec["versions"] if v.get("storage")]
     if len(storage) != 1:
         return "spec.versions: Invalid value: must have exactly one version marked as storage version"
+    for n, version in enumerate(spec["versions"]):
+        where = f"spec.versions[{n}]"
+        if not version.get("name"):
+            return f"{where}.name: Required value"
+        schema = (version.get("schema") or {}).get("openAPIV3Schema")
+        if not isinstance(schema, dict):
+            return f"{where}.schema.openAPIV3Schema: Required value: schemas are required"
+        if schema.get("type") != "object":
+            return f'{where}.schema.openAPIV3Schema.type: Unsupported value: "{schema.get("type")}": must be object'
+        for c, column in enumerate(version.get("additionalPrinterColumns") or []):
+            if column.get("type") not in PRINTER_TYPES or not column.get("name") or not column.get("jsonPath"):
+                return (
+                    f"{where}.additionalPrinterColumns[{c}]: Invalid value: needs name, jsonPath and a type "
+                    f"of {', '.join(PRINTER_TYPES)}"
+                )
     return None
 
 

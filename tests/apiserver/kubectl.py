@@ -45,8 +45,8 @@ def kubectl(kubeconfig: str | Path, *args: str, stdin: str | None = None, check:
 def kubectl_dry_run(paths: Sequence[str | Path], kubeconfig: str | Path) -> None:
     """`kubectl apply --dry-run=server` and then `--dry-run=client` of every file in `paths` against the
     stand-in API server of `kubeconfig`; raises AssertionError with kubectl's message when either refuses a
-    file. Nothing is stored. CRDs a file defines must already be applied for its custom resources to pass
-    the server-side run (as on a real cluster)."""
+    file. Nothing is stored. Custom resources pass only once their CRDs are stored (apply the CRD files
+    first, for real), as on a real cluster, where kubectl cannot map a kind the server does not serve."""
     files = [arg for path in paths for arg in ("-f", str(path))]
     for mode in ("server", "client"):
         kubectl(kubeconfig, "apply", f"--dry-run={mode}", *files)

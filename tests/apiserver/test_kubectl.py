@@ -172,6 +172,11 @@ def test_dry_run_refuses_what_the_server_would(kubeconfig: Path, namespace: str,
     manifest = write(tmp_path / "bad.yaml", WIDGET.format(name="w1", size=1).replace("Widget", "Gadget"))
     with pytest.raises(AssertionError, match=r"Gadget|could not find the requested resource"):
         kubectl_dry_run([manifest], kubeconfig)
+    no_schema = CRD[: CRD.index("    schema:")]
+    with pytest.raises(AssertionError, match="schemas are required"):
+        kubectl_dry_run([write(tmp_path / "crd.yaml", no_schema)], kubeconfig)
+    kubectl_dry_run([write(tmp_path / "crd.yaml", CRD)], kubeconfig)
+    assert kubectl(kubeconfig, "get", "crd", "widgets.lab.tenet.io", "--ignore-not-found") == ""
     bad_name = write(tmp_path / "pod.yaml", POD.format(tier="x").replace("name: web", "name: Web_1"))
     with pytest.raises(AssertionError, match=r"metadata\.name"):
         kubectl(kubeconfig, "apply", "-n", namespace, "--dry-run=server", "-f", str(bad_name))
