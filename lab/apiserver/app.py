@@ -223,7 +223,7 @@ class Application:
         if match and not request.query.get("resourceVersion"):
             raise ApiError(400, "resourceVersionMatch: Forbidden: resourceVersionMatch needs a resourceVersion")
         exact = version if match == "Exact" else 0
-        if version and not exact and version > self.registry.store.revision():
+        if version and version > self.registry.store.revision():
             raise ApiError(504, f"Too large resource version: {version}", "Timeout")
         objects, revision = self._snapshot(resource, namespace, matches, exact)
         meta = {"resourceVersion": str(revision)}

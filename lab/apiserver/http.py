@@ -19,6 +19,8 @@ REASONS = {
     422: ("Unprocessable Entity", "Invalid"),
     500: ("Internal Server Error", "InternalError"),
     503: ("Service Unavailable", "ServiceUnavailable"),
+    504: ("Gateway Timeout", "Timeout"),
+    413: ("Request Entity Too Large", "RequestEntityTooLarge"),
 }
 PHRASES = {200: "OK", 201: "Created", 202: "Accepted"}
 MAX_BODY = 3 * 1024 * 1024  # bytes, the Kubernetes API's request size limit

@@ -51,7 +51,7 @@ class Resource:
             "singularName": self.singular or self.kind.lower(),
             "namespaced": self.namespaced,
             "kind": self.kind,
-            "verbs": VERBS + (["deletecollection"] if not self.crd else []),
+            "verbs": VERBS,
         }
         if self.short_names:
             entry["shortNames"] = list(self.short_names)

@@ -193,3 +193,20 @@ def test_command_line_serves_and_writes_a_kubeconfig(etcd: EtcdServer, tmp_path:
     assert process.returncode == 0
     bad = subprocess.run([*command, "--port", "70000"], capture_output=True, text=True, check=False)
     assert bad.returncode == 2 and "--port: 70000 is outside 0..65535" in bad.stderr
+
+
+def test_list_at_an_exact_version_and_beyond_the_newest(kubeconfig: Path, namespace: str) -> None:
+    api = core_api(kubeconfig)
+    api.create_namespaced_pod(namespace, pod("a"))
+    then = api.list_namespaced_pod(namespace).metadata.resource_version
+    api.create_namespaced_pod(namespace, pod("b"))
+    exact = api.list_namespaced_pod(namespace, resource_version=then, resource_version_match="Exact")
+    assert [p.metadata.name for p in exact.items] == ["a"] and exact.metadata.resource_version == then
+    newest = api.list_namespaced_pod(namespace, resource_version=then, resource_version_match="NotOlderThan")
+    assert [p.metadata.name for p in newest.items] == ["a", "b"]
+    with pytest.raises(ApiException) as future:
+        api.list_namespaced_pod(namespace, resource_version=str(int(then) + 10**6))
+    assert future.value.status == 504 and "Too large resource version" in future.value.body
+    with pytest.raises(ApiException) as unmatched:
+        api.list_namespaced_pod(namespace, resource_version_match="Exact")
+    assert unmatched.value.status == 400
