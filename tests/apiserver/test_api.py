@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kubernetes import client, config
+from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
 from lab.apiserver import StandInApiServer
@@ -145,6 +145,16 @@ def test_custom_resources_are_defaulted_checked_and_have_status(custom: client.C
     assert bumped["metadata"]["generation"] == 2 and bumped["status"] == {"ready": True}
     listed = custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
     assert [item["metadata"]["name"] for item in listed["items"]] == ["g1"]
+    custom.delete_cluster_custom_object(GROUP, VERSION, PLURAL, "g1")
+    seen = watch.Watch().stream(
+        custom.list_cluster_custom_object, GROUP, VERSION, PLURAL, resource_version=made["metadata"]["resourceVersion"],
+        timeout_seconds=1,
+    )  # fmt: skip
+    assert [(e["type"], e["object"]["spec"]["rate"]) for e in seen] == [
+        ("MODIFIED", 2),
+        ("MODIFIED", 3),
+        ("DELETED", 3),
+    ]
 
 
 def test_requests_without_the_token_are_refused(apiserver: StandInApiServer, tmp_path: Path) -> None:
