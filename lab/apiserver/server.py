@@ -100,14 +100,19 @@ class StandInApiServer:
 
     def start(self) -> StandInApiServer:
         """Make the initial namespaces (default, kube-system, kube-public) if missing, bind, and serve from
-        a thread."""
-        for name in INITIAL_NAMESPACES:
-            if self.store.get(self.registry.key(NAMESPACES, None, name)) is None:
-                self.registry.create(
-                    NAMESPACES, None, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}, False
-                )
-        self.app.stopping.clear()
-        self._server.prepare()
+        a thread. Raises etcd3gw's errors when etcd cannot be reached, OSError when the address cannot be
+        had; either way the temporary certificate directory is removed."""
+        try:
+            for name in INITIAL_NAMESPACES:
+                if self.store.get(self.registry.key(NAMESPACES, None, name)) is None:
+                    body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+                    self.registry.create(NAMESPACES, None, body, False)
+            self.app.stopping.clear()
+            self._server.prepare()
+        except BaseException:
+            if self._temporary:
+                shutil.rmtree(self.cert_dir, ignore_errors=True)
+            raise
         self._thread = threading.Thread(target=self._server.serve, name="tenet-apiserver", daemon=True)
         self._thread.start()
         log.info("stand-in API server listening on %s", self.url)

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import etcd3gw
 import requests
@@ -68,12 +69,18 @@ class Change:
 class EtcdStore:
     """Objects under `prefix` of the etcd at `url` (e.g. "http://127.0.0.1:2379"); thread-safe.
 
-    Raises `Expired`, `Conflict`, and etcd3gw's `Etcd3Exception` when etcd cannot be reached."""
+    The constructor raises ValueError for a URL that is not http(s)://HOST[:PORT]; the methods raise
+    `Expired`, `Conflict`, and etcd3gw's `Etcd3Exception` when etcd cannot be reached."""
 
     def __init__(self, url: str, prefix: str = "/tenet-apiserver") -> None:
-        scheme, _, rest = url.partition("://")
-        host, _, port = rest.rstrip("/").partition(":")
-        self.client = etcd3gw.client(host=host, port=int(port or 2379), protocol=scheme or "http")
+        parts = urlsplit(url)
+        try:
+            port = parts.port or 2379
+        except ValueError:
+            port = 0
+        if parts.scheme not in ("http", "https") or not parts.hostname or not port:
+            raise ValueError(f"etcd URL: {url!r} is not http(s)://HOST[:PORT]")
+        self.client = etcd3gw.client(host=parts.hostname, port=port, protocol=parts.scheme)
         self.prefix = prefix.rstrip("/")
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -203,6 +203,8 @@ def test_command_line_serves_and_writes_a_kubeconfig(etcd: EtcdServer, tmp_path:
     assert process.returncode == 0
     bad = subprocess.run([*command, "--port", "70000"], capture_output=True, text=True, check=False)
     assert bad.returncode == 2 and "--port: 70000 is outside 0..65535" in bad.stderr
+    bad = subprocess.run([*command[:3], "--etcd", "127.0.0.1:2379"], capture_output=True, text=True, check=False)
+    assert bad.returncode == 2 and "--etcd: etcd URL: '127.0.0.1:2379' is not http(s)://HOST[:PORT]" in bad.stderr
 
 
 def test_list_at_an_exact_version_and_beyond_the_newest(kubeconfig: Path, namespace: str) -> None:
