@@ -108,6 +108,23 @@ def test_pod_status_subresource(kubeconfig: Path, namespace: str) -> None:
     assert unchanged.metadata.labels == {"x": "y"}
 
 
+def test_nodes_are_cluster_scoped_with_status(kubeconfig: Path, tmp_path: Path) -> None:
+    api = core_api(kubeconfig)
+    name = f"node-{tmp_path.name[-12:].lower().replace('_', '-')}".rstrip("-")
+    node = client.V1Node(metadata=client.V1ObjectMeta(name=name, labels={"tenet.io/node": "yes"}))
+    made = api.create_node(node)
+    assert made.metadata.namespace is None
+    try:
+        ready = {"status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+        assert api.patch_node_status(name, ready).status.conditions[0].type == "Ready"
+        listed = api.list_node(label_selector="tenet.io/node=yes")
+        assert [n.metadata.name for n in listed.items] == [name]
+        assert api.read_node(name).status.conditions[0].status == "True"
+    finally:
+        api.delete_node(name)
+    assert api.list_node(label_selector="tenet.io/node=yes").items == []
+
+
 def test_finalizers_hold_a_deleted_object(kubeconfig: Path, namespace: str) -> None:
     api = core_api(kubeconfig)
     body = pod("p")

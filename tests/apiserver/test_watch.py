@@ -121,6 +121,8 @@ def test_label_and_field_selectors_filter_list_and_watch(kubeconfig: Path, names
     assert names(field_selector="spec.nodeName=n1") == ["a1", "b1"]
     assert names(field_selector="metadata.name!=a1,spec.nodeName=n1") == ["b1"]
     assert names(field_selector=f"metadata.namespace={namespace}", label_selector="app=b") == ["b1"]
+    everywhere = api.list_pod_for_all_namespaces(field_selector=f"metadata.namespace={namespace},spec.nodeName=n2")
+    assert [(p.metadata.namespace, p.metadata.name) for p in everywhere.items] == [(namespace, "a2")]
     with pytest.raises(ApiException) as bad:
         api.list_namespaced_pod(namespace, field_selector="spec.hostname=x")
     assert bad.value.status == 400 and "spec.hostname" in bad.value.body
