@@ -3,6 +3,7 @@ selectors, and a watch that resumes across a restart of the stand-in API server.
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -176,3 +177,32 @@ def test_watch_list_sends_the_state_then_an_initial_events_end_bookmark(kubeconf
     assert (first["type"], first["object"]["metadata"]["name"]) == ("ADDED", "here")
     assert second["type"] == "BOOKMARK"
     assert second["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+
+
+def test_stopping_the_server_ends_open_watches(etcd: EtcdServer, tmp_path: Path) -> None:
+    server = StandInApiServer(etcd.client_url, prefix=f"/stop-{tmp_path.name}", bookmark_interval=0.1)
+    server.start()
+    api = core_api(server.write_kubeconfig(tmp_path / "kubeconfig"))
+    watching, ended = threading.Event(), threading.Event()
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            for _ in watch.Watch().stream(
+                api.list_namespaced_pod, "default", allow_watch_bookmarks=True, timeout_seconds=60
+            ):
+                watching.set()
+            outcome.append(None)
+        except BaseException as error:  # reported by the assertion below
+            outcome.append(error)
+        ended.set()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        assert watching.wait(WAIT), "no bookmark arrived"
+    finally:
+        server.stop()
+    assert ended.wait(WAIT), "the watch outlived the server"
+    assert outcome == [None]
+    thread.join()
