@@ -47,8 +47,9 @@ What it leaves out (honest limits):
 - server-side apply (`application/apply-patch+yaml`) is refused with 415, and there are no
   `managedFields`; kubectl's client-side apply (last-applied annotation) is what works;
 - strategic merge patches follow the documented directives (`$patch`, `$setElementOrder`, `$retainKeys`,
-  `$deleteFromPrimitiveList`) but merge lists by a guessed key (name, containerPort, port, ...) instead of
-  each Go field's patchMergeKey and patchStrategy; JSON patch has no move or copy;
+  `$deleteFromPrimitiveList`) and know which lists merge, and on which key, by field name (containers by
+  name, ports by containerPort or port, finalizers as a set, ...: `selectors.MERGE_KEYS`), not by each Go
+  type's path; JSON patch has no move or copy;
 - bodies must be JSON: protobuf (sent by kubectl's generator commands such as `kubectl create namespace`)
   gets 415, so use `kubectl create -f`; CBOR and YAML bodies likewise;
 - no aggregated discovery, no `/openapi/v2`, and the v3 documents carry no object schemas (kubectl builds

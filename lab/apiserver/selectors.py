@@ -108,24 +108,44 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
-MERGE_KEYS = ("name", "containerPort", "port", "ip", "type", "mountPath", "devicePath")
+# Fields of the served built-in kinds whose lists merge (patchStrategy "merge" in the Go types), by field
+# name, with their patchMergeKey; "ports" is a container's (containerPort) or a Service's (port). Lists of
+# other fields replace, as atomic lists do. Source: k8s.io/api core/v1 and meta/v1 types.go.
+MERGE_KEYS = {
+    "containers": ("name",),
+    "initContainers": ("name",),
+    "ephemeralContainers": ("name",),
+    "env": ("name",),
+    "volumes": ("name",),
+    "volumeMounts": ("mountPath",),
+    "volumeDevices": ("devicePath",),
+    "imagePullSecrets": ("name",),
+    "hostAliases": ("ip",),
+    "conditions": ("type",),
+    "taints": ("key",),
+    "ownerReferences": ("uid",),
+    "ports": ("containerPort", "port"),
+}
+PRIMITIVE_MERGE = {"finalizers"}  # lists of strings that merge as sets (metadata.finalizers)
 
 
-def _merge_key(items: list[Any]) -> str | None:
+def _merge_key(field: str, items: list[Any]) -> str | None:
     if not items or not all(isinstance(item, dict) for item in items):
         return None
-    for key in MERGE_KEYS:
+    for key in MERGE_KEYS.get(field, ()):
         if all(key in item for item in items):
             return key
     return None
 
 
 def strategic_merge_patch(target: Any, patch: Any) -> Any:
-    """A strategic merge patch as kubectl sends it for built-in kinds, approximately: objects merge as in
-    RFC 7386; lists of objects that all carry one of MERGE_KEYS merge element by element on it (elements
-    with `$patch: delete` go); other lists replace; `$setElementOrder/...`, `$retainKeys` and
-    `$deleteFromPrimitiveList/...` directives are honoured for the order, kept keys and deletions they name.
-    The per-field patch strategies of the Go types are not consulted (the documented limit)."""
+    """A strategic merge patch as kubectl sends it for built-in kinds: objects merge as in RFC 7386; the
+    lists of MERGE_KEYS merge element by element on their key (elements with `$patch: delete` go), those of
+    PRIMITIVE_MERGE as sets; other lists replace; `$setElementOrder/...`, `$retainKeys`, `$patch: replace`
+    and `$deleteFromPrimitiveList/...` are honoured. The merge strategies are known by field name, not
+    by the path in each Go type (the documented limit).
+    Source: https://github.com/kubernetes/community/blob/master/contributors/devel/sig-api-machinery/strategic-merge-patch.md
+    """
     if not isinstance(patch, dict):
         return copy.deepcopy(patch)
     if patch.get("$patch") == "replace":
@@ -141,8 +161,10 @@ def strategic_merge_patch(target: Any, patch: Any) -> Any:
             continue
         if value is None:
             result.pop(key, None)
-        elif isinstance(value, list) and isinstance(result.get(key), list) and _merge_key(result[key] + value):
-            merge_key = _merge_key(result[key] + value)
+        elif key in PRIMITIVE_MERGE and isinstance(value, list) and isinstance(result.get(key), list):
+            result[key] = result[key] + [item for item in value if item not in result[key]]
+        elif isinstance(value, list) and isinstance(result.get(key), list) and _merge_key(key, result[key] + value):
+            merge_key = _merge_key(key, result[key] + value)
             merged = {item[merge_key]: item for item in result[key]}
             for item in value:
                 name = item[merge_key]

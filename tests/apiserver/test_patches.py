@@ -76,6 +76,15 @@ def test_strategic_merge_patch_merges_named_lists_and_follows_directives() -> No
         "spec": {"containers": [{"name": "c"}, {"name": "a", "image": "2"}], "tags": ["y"]}
     }
     assert strategic_merge_patch({"a": {"b": 1, "c": 2}}, {"a": {"$retainKeys": ["b"], "b": 3}}) == {"a": {"b": 3}}
+    # a NetworkPolicy's rules and their ports are atomic lists: the patch's list replaces
+    policy = {"spec": {"ingress": [{"ports": [{"port": 80}, {"port": 443}]}]}}
+    assert strategic_merge_patch(policy, {"spec": {"ingress": [{"ports": [{"port": 80}]}]}}) == {
+        "spec": {"ingress": [{"ports": [{"port": 80}]}]}
+    }
+    # finalizers merge as a set
+    assert strategic_merge_patch({"metadata": {"finalizers": ["a"]}}, {"metadata": {"finalizers": ["b", "a"]}}) == {
+        "metadata": {"finalizers": ["a", "b"]}
+    }
     assert strategic_merge_patch({"a": {"b": 1}}, {"a": {"$patch": "replace", "c": 2}}) == {"a": {"c": 2}}
 
 
