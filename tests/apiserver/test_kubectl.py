@@ -108,6 +108,15 @@ def test_pod_apply_patches_label_and_delete(kubeconfig: Path, namespace: str, tm
     assert int(second["metadata"]["resourceVersion"]) > int(first["metadata"]["resourceVersion"])
     assert second["metadata"]["uid"] == first["metadata"]["uid"]
     assert "pod/web unchanged" in kubectl(kubeconfig, "apply", "-n", namespace, "-f", str(manifest))
+    write(
+        manifest, POD.format(tier="back").replace(", tier: back", "").replace("    ports: [{containerPort: 80}]\n", "")
+    )
+    kubectl(kubeconfig, "apply", "-n", namespace, "-f", str(manifest))  # a patch that deletes a label and a port
+    third = get_json(kubeconfig, "-n", namespace, "pod", "web")
+    assert third["metadata"]["labels"] == {"app": "web"}
+    assert third["spec"]["containers"] == [{"name": "c", "image": "busybox"}]
+    write(manifest, POD.format(tier="back"))
+    kubectl(kubeconfig, "apply", "-n", namespace, "-f", str(manifest))
     kubectl(kubeconfig, "label", "-n", namespace, "pod", "web", "colour=red")
     rows = kubectl(kubeconfig, "get", "-n", namespace, "pods", "-l", "tier in (back),colour", "--no-headers")
     assert [row.split()[:2] for row in rows.splitlines()] == [["web", "Pending"]]
