@@ -6,8 +6,11 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+
+import yaml
 
 TIMEOUT = 30.0  # seconds for one kubectl command
 
@@ -42,11 +45,34 @@ def kubectl(kubeconfig: str | Path, *args: str, stdin: str | None = None, check:
     return done.stdout
 
 
-def kubectl_dry_run(paths: Sequence[str | Path], kubeconfig: str | Path) -> None:
-    """`kubectl apply --dry-run=server` and then `--dry-run=client` of every file in `paths` against the
-    stand-in API server of `kubeconfig`; raises AssertionError with kubectl's message when either refuses a
-    file. Nothing is stored. Custom resources pass only once their CRDs are stored (apply the CRD files
-    first, for real), as on a real cluster, where kubectl cannot map a kind the server does not serve."""
+def kubectl_dry_run(paths: Sequence[str | Path], kubeconfig: str | Path | None = None) -> dict[str, str]:
+    """`kubectl apply --dry-run=server` and then `--dry-run=client` of every file in `paths`; returns
+    kubectl's output of each run ({"server": ..., "client": ...}) and raises AssertionError with kubectl's
+    message when either refuses a file. Nothing is stored by the dry runs.
+
+    With `kubeconfig` it runs against that stand-in API server, where the CRDs of any custom resources
+    must already be stored (as on a real cluster, where kubectl cannot map a kind the server does not
+    serve). Without, it starts a private etcd and stand-in API server for the call, first applies (for
+    real) every CustomResourceDefinition the files hold, so their custom resources can be checked too,
+    and removes both afterwards."""
     files = [arg for path in paths for arg in ("-f", str(path))]
-    for mode in ("server", "client"):
-        kubectl(kubeconfig, "apply", f"--dry-run={mode}", *files)
+    if kubeconfig is not None:
+        return {mode: kubectl(kubeconfig, "apply", f"--dry-run={mode}", *files) for mode in ("server", "client")}
+    from lab.apiserver import StandInApiServer  # here: importing this module must not need the server
+    from tests.etcd_server import EtcdServer
+
+    crds = [
+        document
+        for path in paths
+        for document in yaml.safe_load_all(Path(path).read_text())
+        if isinstance(document, dict) and document.get("kind") == "CustomResourceDefinition"
+    ]
+    with (
+        tempfile.TemporaryDirectory(prefix="tenet-dry-run-") as scratch,
+        EtcdServer() as etcd,
+        StandInApiServer(etcd.client_url, cert_dir=Path(scratch) / "certs") as server,
+    ):
+        config = server.write_kubeconfig(Path(scratch) / "kubeconfig")
+        if crds:
+            kubectl(config, "apply", "-f", "-", stdin=yaml.safe_dump_all(crds))
+        return kubectl_dry_run(paths, config)

@@ -177,6 +177,18 @@ def test_custom_resources_from_a_crd(kubeconfig: Path, namespace: str, widgets: 
     assert kubectl(kubeconfig, "get", "-n", namespace, "widgets", "-o", "name") == ""
 
 
+def test_dry_run_on_a_private_server_applies_the_crds_first(tmp_path: Path) -> None:
+    crd_file = write(tmp_path / "crds.yaml", CRD)
+    widgets = write(
+        tmp_path / "widgets.yaml", WIDGET.format(name="w1", size=2) + "---\n" + WIDGET.format(name="w2", size=3)
+    )
+    out = kubectl_dry_run([crd_file, widgets])
+    assert "widget.lab.tenet.io/w1 created (server dry run)" in out["server"]
+    assert "widget.lab.tenet.io/w2 created (dry run)" in out["client"]
+    with pytest.raises(AssertionError, match=r"spec\.size"):
+        kubectl_dry_run([crd_file, write(tmp_path / "bad.yaml", WIDGET.format(name="w3", size='"two"'))])
+
+
 def test_dry_run_refuses_what_the_server_would(kubeconfig: Path, namespace: str, tmp_path: Path) -> None:
     manifest = write(tmp_path / "bad.yaml", WIDGET.format(name="w1", size=1).replace("Widget", "Gadget"))
     with pytest.raises(AssertionError, match=r"Gadget|could not find the requested resource"):
