@@ -46,6 +46,8 @@ def make_certificate(directory: Path, host: str) -> tuple[Path, Path]:
         "-keyout", str(key), "-out", str(cert), "-days", str(CERT_DAYS), "-subj", "/CN=tenet-apiserver",
         "-addext", "subjectAltName=" + ",".join(names),
     ]  # fmt: skip
+    if shutil.which("openssl") is None:
+        raise RuntimeError("the openssl command is not on PATH: install the Debian package openssl")
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"openssl could not make the server certificate: {done.stderr.strip()}")
