@@ -88,7 +88,12 @@ class StandInApiServer:
         self.app = Application(self.registry, self.token, bookmark_interval)
         self._temporary = cert_dir is None
         self.cert_dir = Path(cert_dir) if cert_dir else Path(tempfile.mkdtemp(prefix="tenet-apiserver-"))
-        self.cert, key = make_certificate(self.cert_dir, host)
+        try:
+            self.cert, key = make_certificate(self.cert_dir, host)
+        except BaseException:
+            if self._temporary:
+                shutil.rmtree(self.cert_dir, ignore_errors=True)
+            raise
         self._server = wsgi.Server((host, port), self.app, numthreads=threads, server_name="tenet-apiserver")
         self._server.ssl_adapter = BuiltinSSLAdapter(str(self.cert), str(key))
         self._server.shutdown_timeout = 2
