@@ -78,8 +78,9 @@ class SectionBuilder:
         """A fabric link went down or came up: new flood tree and paths; what was built from the old goes."""
         self._fabric = Fabric.from_model(self.model)
         for cache in self._networks.values():
-            cache.carriers = None
-            cache.segments.clear()
+            if cache.network.encap is Encap.VLAN:  # a VXLAN network's carriers and floods use no fabric link
+                cache.carriers = None
+                cache.segments.clear()
 
     def forget(self, key: str) -> None:
         """The network changed (its endpoints, hosts or QoS): rebuild its sections when next asked.
