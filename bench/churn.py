@@ -58,6 +58,8 @@ def churn(model: Model, compiler: Compiler, count: int, *, seed: int) -> dict:
             compiler.update(touched)
         times.append((time.perf_counter() - start) * 1000)
         counts[kind] += 1
+        if (step + 1) % 1000 == 0:  # progress on stderr; the figures go to stdout
+            print(f"churn: {step + 1}/{count} changes, {sum(times) / 1000:.0f} s", file=sys.stderr, flush=True)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     fresh = Compiler(model)
     fresh_states = fresh.compile_all()
