@@ -12,6 +12,12 @@ What a node needs:
 Sections identical on many nodes (the routes of a network, the view of a node that only routes into a
 VXLAN network) are built once; flows are built once per version of their endpoint. `forget(network)`
 drops what was built for a network after it changed.
+
+Every memo belongs to one network object or one endpoint object and is checked against it (by identity)
+before use: ids, names, VNIs and VLANs are reused once their object is deleted, so nothing may be looked up
+by them alone. What is compared beyond the object (hosts, carriers, local ports, tunnel IPs) is named where
+it is kept. A memo goes with its object (`forget`, `forget_endpoint`, `keep_segments`), so the memory held
+follows the live model, not its history.
 """
 
 from __future__ import annotations
