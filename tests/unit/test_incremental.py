@@ -10,7 +10,9 @@ everything at the end must leave nothing in the compiler's memos.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from ipaddress import IPv4Address
+from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -21,7 +23,7 @@ from controller.pipeline.sections import BASE_SECTION
 from controller.pipeline.state import ChangeSet, NodeState, apply, diff
 from tests.unit.incremental_support import assert_incremental_is_full, assert_isolation, ir
 from topology.errors import ValidationError
-from topology.model import Model, Touched, touched_by
+from topology.model import Endpoint, Model, Touched, touched_by
 
 NODES = ("n1", "n2", "n3")
 TUNNEL_IPS = ("192.168.7.1", "192.168.7.2", "192.168.7.3", "192.168.7.4")
@@ -34,7 +36,7 @@ PROFILES = (("gold", 1000), ("silver", 500))
 PICK = st.integers(0, 63)  # an index into the sorted live objects of a kind
 
 
-def choose(items, index: int):
+def choose(items: Iterable[Any], index: int) -> Any:
     """One of `items` (sorted, so a run replays the same), or None when there is none."""
     ordered = sorted(items)
     return ordered[index % len(ordered)] if ordered else None
@@ -78,7 +80,7 @@ class CompilerMachine(RuleBasedStateMachine):
         for name in self.model.nodes:
             self.installed[name] = apply(changes.get(name, ChangeSet()), self.installed.get(name, NodeState()))
 
-    def attempt(self, change) -> None:
+    def attempt(self, change: Callable[[], Touched | Endpoint]) -> None:
         try:
             touched = change()
         except ValidationError:
