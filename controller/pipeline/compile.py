@@ -39,6 +39,7 @@ class Compiler:
         self._tenant_audience: dict[str, frozenset[str]] = {}
         self._ports: dict[str, tuple[str, int]] = {}  # endpoint id -> (node, port section cookie)
         self._meters: dict[str, set[int]] = {}  # node -> meter section cookies there
+        self._gateway_inputs: tuple = ()  # what the nodes' gateway sections were built from
 
     # --- full compile --------------------------------------------------------------------------
 
@@ -59,6 +60,7 @@ class Compiler:
         for tenant, counter in self.model.tenant_nodes.items():
             if counter:  # only tenants with endpoints are remembered (see _expand_tenants)
                 self._tenant_audience[tenant] = frozenset(counter)
+        self._gateway_inputs = self._gateway_signature()
         self.states = states
         return states
 
@@ -110,6 +112,8 @@ class Compiler:
         old = {key: self._retire_network(key, replacements) for key in keys}
         for key in keys:
             self._replace_network(key, *old[key], replacements)
+        if networks:
+            self._replace_gateways(replacements)
         meter_nodes = set(touched.nodes)
         endpoints = sorted(touched.endpoints)
         for endpoint_id in endpoints:
@@ -183,6 +187,30 @@ class Compiler:
         del self._ports[endpoint_id]
         replacements.setdefault(previous[0], []).append({previous[1]: None})
         meter_nodes.add(previous[0])
+
+    def _gateway_signature(self) -> tuple:
+        """What the gateway sections depend on besides the nodes (a node change recompiles everything): the
+        setting, the cluster network and every NATed network with its tenant's networks (immutable objects)."""
+        config = self.model.gateway
+        if config is None:
+            return ()
+        nats = tuple(
+            (n, self.model.tenants[n.tenant].id, tuple(self.model.networks_by_tenant[n.tenant].values()))
+            for n in self.model.networks.values()
+            if n.nat_outgoing
+        )
+        cluster = self.model.networks.get(config.cluster_network)
+        tenant = self.model.tenants.get(config.cluster_tenant)
+        return (config, cluster, tenant, nats)
+
+    def _replace_gateways(self, replacements: Replacements) -> None:
+        signature = self._gateway_signature()
+        if signature == self._gateway_inputs:
+            return
+        self._gateway_inputs = signature
+        c = cookie(Feature.NODE_GATEWAY, 0)
+        for name in self.model.nodes:
+            replacements.setdefault(name, []).append({c: self.views.gateway_section(name)})
 
     def _replace_port(self, endpoint_id: str, replacements: Replacements, meter_nodes: set[str]) -> None:
         endpoint = self.model.endpoints.get(endpoint_id)
