@@ -229,7 +229,9 @@ def run(args: argparse.Namespace) -> None:
         removed = {}
     mgmt = args.openflow_mgmt or mgmt_socket_path(args.ovsdb, args.bridge)
     if args.openflow.startswith("tcp:"):
-        restore = FlowRestore(ovsdb, client, args.node, mgmt_socket=mgmt, openflow=args.openflow).start()
+        restore = FlowRestore(
+            ovsdb, client, args.node, mgmt_socket=mgmt, openflow=args.openflow, bridge=args.bridge
+        ).start()
     else:
         restore = None
         log.warning("--openflow %s is not tcp:HOST:PORT: flow-restore-wait will not be ended", args.openflow)
