@@ -259,6 +259,10 @@ class AgentService:
             if ids.get(EXT_ENDPOINT) == eid:
                 self._unplumb(port, eid)
                 removed.add(port)
+                try:  # the rule of its source route, if it had one (agent/netlink.py)
+                    self.netlink.forget_source_routes(ids.get(EXT_NETNS) or "")
+                except NetlinkError as error:
+                    log.warning("removing the source route rule of %s: %s", port, error)
         try:
             doc = self.client.get(path("v1", "endpoints", eid))
         except ClientError as error:
