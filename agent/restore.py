@@ -129,8 +129,17 @@ class _Relay:
         self.switch = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         self.controller: socket.socket | None = None
         try:
-            self.switch.connect(mgmt_socket)
-            self.controller = socket.create_connection(controller, timeout=10)
+            try:
+                self.switch.connect(mgmt_socket)
+            except OSError as error:  # the message of a failed connect names no path: say which socket
+                raise OSError(error.errno, f"connecting to {mgmt_socket}: {error.strerror or error}") from None
+            try:
+                self.controller = socket.create_connection(controller, timeout=10)
+            except OSError as error:
+                where = f"{controller[0]}:{controller[1]}"
+                raise OSError(
+                    error.errno, f"connecting to the controller at {where}: {error.strerror or error}"
+                ) from None
             self.controller.settimeout(None)
         except BaseException:
             self.close()

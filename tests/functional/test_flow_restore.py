@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from agent.restore import _tcp_address, mgmt_socket_path
+from agent.restore import _Relay, _tcp_address, mgmt_socket_path
 from lab.cni import Network, TenetNode, exec_plugin
 from lab.ovs import Pod, pid_alive, sh, tcp_connects, wait_for
 
@@ -113,6 +113,12 @@ def test_flow_restore_wait_set_on_a_running_switch_is_cleared_without_a_relay(
     assert after["errors"] == before["errors"] and after["in_sync"], after
     assert _flow_count(tenet) == flows
     assert a.ping(b.ip, count=2) and tcp_connects(a, b)
+
+
+def test_a_relay_that_cannot_connect_names_the_socket(tmp_path: pytest.TempPathFactory) -> None:
+    missing = f"{tmp_path}/br-int.mgmt"
+    with pytest.raises(OSError, match=f"connecting to {missing}: No such file or directory"):
+        _Relay(missing, ("127.0.0.1", 1))
 
 
 def test_where_the_relay_connects() -> None:
