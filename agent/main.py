@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cni.protocol import DEFAULT_SOCKET
+from controller.pipes import until_the_reader_goes
 
 log = logging.getLogger("tenet.agent")
 DATAPATH_ID_BASE = 0x7E_0000_0000_0000  # default datapath ids: this, or'ed with the tunnel IP
@@ -96,7 +97,11 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--ovsdb", default=_env("ovsdb", "unix:/var/run/openvswitch/db.sock"), help="OVSDB connection string"
     )
-    run.add_argument("--bridge", default=_env("bridge", "br-int"))
+    run.add_argument(
+        "--bridge",
+        default=_env("bridge", "br-int"),
+        help="the integration bridge the agent makes and plugs pods into (default br-int)",
+    )
     run.add_argument(
         "--openflow-mgmt",
         default=_env("openflow_mgmt"),
@@ -110,8 +115,19 @@ def parser() -> argparse.ArgumentParser:
         help="auto: the kernel datapath where the openvswitch module is there, else userspace (netdev)",
     )
     run.add_argument("--datapath-id", default=_env("datapath_id"), help="default: derived from the tunnel IP")
-    run.add_argument("--ready-timeout", type=float, default=float(_env("ready_timeout", "10")))
-    run.add_argument("--log-level", default=_env("log_level", "info"))
+    run.add_argument(
+        "--ready-timeout",
+        type=float,
+        default=float(_env("ready_timeout", "10")),
+        metavar="SECONDS",
+        help="how long ADD waits for the controller to install a pod's flows before it fails with CNI code 11"
+        " (default 10)",
+    )
+    run.add_argument(
+        "--log-level",
+        default=_env("log_level", "info"),
+        help="debug, info, warning or error (default info); the log goes to stderr",
+    )
     install = verbs.add_parser("install-cni", parents=common, help="write the plugin and a conflist for the runtime")
     install.add_argument("--bin-dir", default="/opt/cni/bin", type=Path)
     install.add_argument("--conf-dir", default="/etc/cni/net.d", type=Path)
@@ -289,6 +305,11 @@ def install_cni(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point; output into a pipe closed early (`| head`) ends quietly."""
+    return until_the_reader_goes(lambda: _main(argv))
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = parser().parse_args(argv)
     try:
         if args.verb == "run":
