@@ -31,7 +31,7 @@ COLUMNS = {
     "Open_vSwitch": ["bridges", "next_cfg", "cur_cfg", "ssl", "other_config"],
     "SSL": ["private_key", "certificate", "ca_cert", "bootstrap_ca_cert"],
     "Bridge": ["name", "datapath_type", "fail_mode", "protocols", "other_config", "controller", "ports"],
-    "Controller": ["target", "connection_mode"],
+    "Controller": ["target", "connection_mode", "is_connected"],
     "Port": ["name", "interfaces"],
     "Interface": ["name", "type", "options", "ofport", "ofport_request", "external_ids", "error", "mtu_request", "mac"],
 }
@@ -168,6 +168,17 @@ class Ovsdb:
         def read(idl: Any) -> bool:
             row = next(iter(idl.tables["Open_vSwitch"].rows.values()), None)
             return row is not None and _or_empty(row, "other_config", {}).get(FLOW_RESTORE_WAIT) == "true"
+
+        return self._read(read)
+
+    def controller_connected(self, bridge: str) -> bool:
+        """Whether ovs-vswitchd reports a connection of `bridge` to one of its controllers as up
+        (Controller.is_connected, ovs-vswitchd.conf.db(5)); False for an unknown bridge."""
+
+        def read(idl: Any) -> bool:
+            row = idlutils.row_by_value(idl, "Bridge", "name", bridge, None)
+            controllers = _or_empty(row, "controller", []) if row is not None else []
+            return any(_or_empty(controller, "is_connected", False) is True for controller in controllers)
 
         return self._read(read)
 

@@ -480,14 +480,27 @@ def show_endpoint(client: Client, args: argparse.Namespace) -> Output:
 
 def show_flows(client: Client, args: argparse.Namespace) -> Output:
     doc = client.get(path("v1", "nodes", args.node, "flows"), verify="1" if args.verify else None)
-    counts = doc["counts"]
-    summary = f"{counts['flows']} flows, {counts['groups']} groups, {counts['meters']} meters"
+    summary = counts_text(doc["counts"])
     # Comment lines: ovs-ofctl skips them, so the text still reads as a flow file.
-    text = f"# node {doc['node']}: switch {switch_text(doc['switch'])}; desired: {summary}\n{doc['flows']}"
-    if "verify" not in doc:
+    verify = doc.get("verify")
+    switch = switch_text(doc["switch"])
+    if verify and verify.get("checked"):  # the dump made now is the verdict, not the last reconcile's
+        switch = "connected, " + ("in sync" if verify.get("in_sync") else "OUT OF SYNC (see below)")
+    text = f"# node {doc['node']}: switch {switch}; desired: {summary}\n{doc['flows']}"
+    if verify is None:
         return Output(doc, text)
-    lines = verify_lines(doc["verify"])
-    return Output(doc, text + "".join(f"{line}\n" for line in lines), 0 if doc["verify"].get("in_sync") else 1)
+    lines = verify_lines(verify)
+    text = f"{lines[0]}\n{text}" + "".join(f"{line}\n" for line in lines[1:])  # the verdict first
+    return Output(doc, text, 0 if verify.get("in_sync") else 1)
+
+
+def counts_text(counts: dict[str, int]) -> str:
+    """ "3 flows, 1 group, 0 meters": each count with its noun, singular for 1."""
+    parts = []
+    for noun in ("flows", "groups", "meters"):
+        number = counts.get(noun, 0)
+        parts.append(f"{number} {noun.removesuffix('s') if number == 1 else noun}")
+    return ", ".join(parts)
 
 
 def verify_lines(verify: dict[str, Any]) -> list[str]:
@@ -495,7 +508,7 @@ def verify_lines(verify: dict[str, Any]) -> list[str]:
     if not verify.get("checked"):
         return [f"# OVS not checked: {verify.get('reason', 'unknown reason')}"]
     held = verify.get("switch_counts") or {}
-    dumped = f"{held.get('flows', 0)} flows, {held.get('groups', 0)} groups, {held.get('meters', 0)} meters"
+    dumped = counts_text(held)
     if verify.get("in_sync"):
         return [f"# OVS holds exactly that (dumped now: {dumped})"]
     missing, extra, different = verify.get("missing", []), verify.get("extra", []), verify.get("different", [])

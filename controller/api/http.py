@@ -123,7 +123,8 @@ class Body:
         value = self.data.get(name)
         if value is None:
             if required:
-                raise ValidationError(f"{self.path}.{name}", "is required")
+                problem = f"is null; want {what}" if name in self.data else "is required"
+                raise ValidationError(f"{self.path}.{name}", problem)
             return None
         if not isinstance(value, kind):
             raise ValidationError(f"{self.path}.{name}", f"want {what}, got {json.dumps(value)[:60]}")

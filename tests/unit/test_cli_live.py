@@ -223,18 +223,23 @@ def test_nodes_endpoints_and_flows(ctl: Ctl, service: Service) -> None:
     assert first.startswith("# node node1: switch connected, out of sync, 1 error(s); desired: ")
     assert "table=classify" in rest and rest == ctl.json("flows", "node1", "--no-verify")["flows"]
     status, out, err = ctl("flows", "node1")
-    assert (status, err) == (1, "") and out.startswith(flows)
-    assert out[len(flows) :] == (
-        "# OVS DIFFERS (dumped now: 30 flows, 1 groups, 0 meters): 1 missing, 1 extra, 1 different\n"
-        "# missing: cookie=0x1,table=l2,priority=5 actions=drop\n"
+    # The dump made now is the verdict: first, and the header agrees with it.
+    verdict = "# OVS DIFFERS (dumped now: 30 flows, 1 group, 0 meters): 1 missing, 1 extra, 1 different\n"
+    assert (status, err) == (1, "") and out.startswith(
+        verdict + "# node node1: switch connected, OUT OF SYNC (see below);"
+    )
+    assert "in sync" not in out.split("\n")[1]
+    assert out.endswith(
+        rest + "# missing: cookie=0x1,table=l2,priority=5 actions=drop\n"
         "# extra:   cookie=0x0,table=classify,priority=9,in_port=7 actions=drop\n"
         "# want:    group_id=1,type=all\n"
         "# have:    group_id=1,type=all,bucket=actions=output:3\n"
     )
-    assert ctl.ok("flows", "node2").endswith("\n# OVS holds exactly that (dumped now: 28 flows, 1 groups, 0 meters)\n")
+    shown = ctl.ok("flows", "node2")
+    assert shown.startswith("# OVS holds exactly that (dumped now: 28 flows, 1 group, 0 meters)\n# node node2: switch ")
     service.register_node("node3", tunnel_ip="192.168.50.3")
     status, out, _ = ctl("flows", "node3")
-    assert status == 1 and out.endswith("\n# OVS not checked: the switch of node node3 is not connected\n")
+    assert status == 1 and out.startswith("# OVS not checked: the switch of node node3 is not connected\n")
     assert_one_line_error(ctl("flows", "node1", token=BLUE), "needs the cluster-admin token")
     assert_one_line_error(ctl("flows", "node9"), "unknown node 'node9'")
 
