@@ -99,7 +99,9 @@ def execute(env: Mapping[str, str], data: bytes) -> dict[str, Any] | None:
     conf = NetConf(raw, cniconfig.check_version(raw, command))
     request: dict[str, Any] = {"verb": command, "cni_network": conf.name, **attachment}
     target = conf.target(pod["namespace"] if pod else None)
-    if target is None and command in ("ADD", "CHECK"):
+    if target is None and command in ("ADD", "CHECK") and conf.kubernetes and not (pod and pod["namespace"]):
+        raise CniError(INVALID_ENVIRONMENT, "kubernetes: true needs K8S_POD_NAMESPACE and K8S_POD_NAME in CNI_ARGS")
+    if target is None and command in ("ADD", "CHECK") and not conf.kubernetes:
         namespace = pod["namespace"] if pod else "(none in CNI_ARGS)"
         raise CniError(
             INVALID_CONFIG,

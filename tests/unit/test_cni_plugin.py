@@ -307,6 +307,20 @@ def test_namespaces_alone_cover_only_their_namespaces(launcher: Path, agent: Fak
     ]
 
 
+def test_kubernetes_config_leaves_the_network_to_the_controller(launcher: Path, agent: FakeAgent) -> None:
+    config = netconf(agent.path, tenant=None, network=None, kubernetes=True, namespaces={"shop": "acme/shop"})
+    assert run(launcher, "ADD", config, CNI_ARGS="K8S_POD_NAMESPACE=other;K8S_POD_NAME=b")[0] == 0
+    assert run(launcher, "ADD", config, CNI_ARGS="K8S_POD_NAMESPACE=shop;K8S_POD_NAME=a")[0] == 0
+    assert [(r["tenant"], r["network"], r["pod"]) for r in agent.requests] == [
+        ("", "", {"namespace": "other", "name": "b"}),
+        ("acme", "shop", {"namespace": "shop", "name": "a"}),
+    ]
+    error = failure(launcher, "ADD", config, CNI_ARGS="")
+    assert error["code"] == 4 and "K8S_POD_NAMESPACE" in error["msg"]
+    error = failure(launcher, "ADD", netconf(agent.path, kubernetes="yes"))
+    assert error["code"] == 7 and "kubernetes" in error["msg"]
+
+
 def test_agent_error_codes_pass_through(launcher: Path, agent: FakeAgent) -> None:
     agent.answer = lambda request: {"ok": False, "code": 107, "msg": "no free address in web", "details": "10.1.0.0/24"}
     error = failure(launcher, "ADD", netconf(agent.path, "0.4.0"))
