@@ -115,6 +115,7 @@ class Informer:
                 delay = self._failed(error, delay, stopping)
 
     def _failed(self, error: BaseException, delay: float, stopping: threading.Event) -> float:
+        delay = delay if self.failures else self.backoff_s
         self.failures += 1
         self.outages += 1
         log.warning("%s: the API server failed (%s); retrying in %.1f s", self.kind, error, delay, exc_info=True)
@@ -135,6 +136,7 @@ class Informer:
             self._remove(key)
         self.resource_version = (items.get("metadata") or {}).get("resourceVersion")
         self.relists += 1
+        self.failures = 0
         self._call(self.handler.synced, self.kind)
 
     def _watch_once(self, timeout_s: int, stopping: threading.Event) -> None:
@@ -149,6 +151,7 @@ class Informer:
             if stopping.is_set():
                 current.stop()
                 break
+            self.failures = 0  # the API server answers: the next failure backs off from the start
             raw = event.get("raw_object") or {}
             kind = event.get("type")
             version = (raw.get("metadata") or {}).get("resourceVersion")

@@ -63,6 +63,17 @@ class Lab:
             self.etcd.client_url, prefix=self.prefix, port=port, token=token, bookmark_interval=0.3, cert_dir=self.certs
         )
 
+    def restart(self) -> None:
+        """Start the API server again on its port (stopped before by `self.server.stop()`)."""
+
+        def started() -> StandInApiServer | None:
+            try:
+                return self.new_server(port=self.port).start()
+            except OSError:  # the port is still held by connections of the last server being closed
+                return None
+
+        self.server = wait_for(started, f"the API server back on port {self.port}")
+
     def watch(self, **options: Any) -> Kubernetes:
         """Start the watchers (short backoff, `resync_s` as given, else long) on the lab's Service."""
         options = {"backoff_s": 0.05, "max_backoff_s": 0.4, **options}

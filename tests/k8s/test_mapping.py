@@ -104,12 +104,9 @@ def test_the_endpoint_route_picks_the_pods_network_and_records_it(lab: Lab) -> N
     tokens = Tokens.from_dict({"admin": [ADMIN], "nodes": {"n1": ["node-token"]}})
     api = Wsgi(make_app(lab.service, tokens, k8s=cluster))
     lab.node("n1", "192.168.50.1")
-    lab.create("networks", "blue-web", {"tenant": "blue", "encap": "vxlan", "subnet": "10.1.0.0/24"})
+    spec = {"tenant": "blue", "encap": "vxlan", "subnet": "10.1.0.0/24", "namespaces": ["shop"]}
+    lab.create("networks", "blue-web", spec)
     lab.namespace("shop")
-    lab.core.patch_namespace("shop", {"metadata": {"labels": {"tenet": "yes"}}})
-    lab.custom.patch_cluster_custom_object(
-        "tenet.io", "v1alpha1", "networks", "blue-web", {"spec": {"namespaces": ["shop"]}}
-    )
     lab.pod("shop", "web", labels={"app": "web"}, node="n1")
     wait_for(lambda: "n1" in lab.service.model.nodes, "node n1 registered")
     wait_for(lambda: "blue/blue-web" in lab.service.model.networks, "blue/blue-web")
@@ -126,5 +123,5 @@ def test_the_endpoint_route_picks_the_pods_network_and_records_it(lab: Lab) -> N
 
     # The pod is deleted: its endpoint is released, whether or not a CNI DEL comes.
     lab.core.delete_namespaced_pod("web", "shop")
-    wait_for(lambda: "c1-eth0" not in lab.service.model.endpoints, "endpoint released with its pod")
-    assert "c1-eth0" not in cluster.sync.pods_of
+    wait_for(lambda: "c1-eth0" not in cluster.sync.pods_of, "endpoint released with its pod")
+    assert "c1-eth0" not in lab.service.model.endpoints
