@@ -308,14 +308,15 @@ def test_namespaces_alone_cover_only_their_namespaces(launcher: Path, agent: Fak
 
 
 def test_kubernetes_config_leaves_the_network_to_the_controller(launcher: Path, agent: FakeAgent) -> None:
-    config = netconf(agent.path, tenant=None, network=None, kubernetes=True, namespaces={"shop": "acme/shop"})
+    config = netconf(agent.path, kubernetes=True)  # the default network is for callers that name no pod
     assert run(launcher, "ADD", config, CNI_ARGS="K8S_POD_NAMESPACE=other;K8S_POD_NAME=b")[0] == 0
-    assert run(launcher, "ADD", config, CNI_ARGS="K8S_POD_NAMESPACE=shop;K8S_POD_NAME=a")[0] == 0
-    assert [(r["tenant"], r["network"], r["pod"]) for r in agent.requests] == [
+    assert run(launcher, "ADD", config, CNI_ARGS="")[0] == 0
+    assert [(r["tenant"], r["network"], r.get("pod")) for r in agent.requests] == [
         ("", "", {"namespace": "other", "name": "b"}),
-        ("acme", "shop", {"namespace": "shop", "name": "a"}),
+        ("acme", "web", None),
     ]
-    error = failure(launcher, "ADD", config, CNI_ARGS="")
+    alone = netconf(agent.path, tenant=None, network=None, kubernetes=True)
+    error = failure(launcher, "ADD", alone, CNI_ARGS="")
     assert error["code"] == 4 and "K8S_POD_NAMESPACE" in error["msg"]
     error = failure(launcher, "ADD", netconf(agent.path, kubernetes="yes"))
     assert error["code"] == 7 and "kubernetes" in error["msg"]
