@@ -26,6 +26,7 @@ from kubernetes.client.exceptions import ApiException
 
 log = logging.getLogger(__name__)
 Object = dict[str, Any]
+REQUEST_TIMEOUT_S = 10  # seconds to connect, and to wait for an answer beyond a watch's own timeout
 
 
 class Handler(Protocol):
@@ -124,7 +125,7 @@ class Informer:
 
     def relist(self) -> None:
         """List everything and apply the difference to what was applied (see the module docstring)."""
-        listed = self.list_call()
+        listed = self.list_call(_request_timeout=REQUEST_TIMEOUT_S)
         items = self._serializer.sanitize_for_serialization(listed)
         items = items if isinstance(items, dict) else {}
         seen: dict[str, Object] = {}
@@ -146,6 +147,7 @@ class Informer:
             resource_version=self.resource_version,
             allow_watch_bookmarks=True,
             timeout_seconds=timeout_s,
+            _request_timeout=(REQUEST_TIMEOUT_S, timeout_s + REQUEST_TIMEOUT_S),  # a silent server is a failure
         )
         for event in stream:
             if stopping.is_set():

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 Object = dict[str, Any]
 GROUP, VERSION = "tenet.io", "v1alpha1"
 RECORDS = "/tenet/k8s/endpoints/"
+REQUEST_TIMEOUT_S = 5  # seconds a status write or a pod's GET may take (the Service's lock is held)
 
 
 class Sync:
@@ -222,7 +223,9 @@ class Sync:
             return
         body = {"status": {"segment": None, "freeAddresses": None, **status}}
         try:
-            self.custom.patch_cluster_custom_object_status(GROUP, VERSION, "networks", name, body)
+            self.custom.patch_cluster_custom_object_status(
+                GROUP, VERSION, "networks", name, body, _request_timeout=REQUEST_TIMEOUT_S
+            )
         except Exception as failed:
             log.warning("writing the status of Network %s failed: %s", name, failed)
 
@@ -297,7 +300,8 @@ class Sync:
         found = self.known("pods").get(f"{namespace}/{name}")
         if found is None and core is not None:
             try:
-                found = core.api_client.sanitize_for_serialization(core.read_namespaced_pod(name, namespace))
+                read = core.read_namespaced_pod(name, namespace, _request_timeout=REQUEST_TIMEOUT_S)
+                found = core.api_client.sanitize_for_serialization(read)
             except Exception as error:
                 raise ValidationError("endpoint.k8s", f"cannot find pod {namespace}/{name}: {error}") from None
         if found is None:
