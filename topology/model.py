@@ -265,8 +265,10 @@ class Model:
         try:
             return self.networks[key]
         except KeyError:
-            hint = "" if "/" in key else " (want TENANT/NAME)"
+            hint = "" if isinstance(key, str) and "/" in key else " (want TENANT/NAME)"
             raise ValidationError(path, f"unknown network {key!r}{hint}") from None
+        except TypeError:  # not a string at all (an unhashable value from a caller that skipped its checks)
+            raise ValidationError(path, f"unknown network {key!r} (want TENANT/NAME)") from None
 
     def free_addresses(self, key: str) -> int:
         """How many more endpoints network `key` can take before its address pool is exhausted."""

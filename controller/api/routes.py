@@ -133,8 +133,9 @@ class Api:
         return self.service.model  # asked each time: `Service.restore` replaces the model
 
     def redact(self, error: ValidationError, request: Request) -> ValidationError:
-        """A model message may name another tenant's network (a VNI in use); a tenant token must not learn it."""
-        if request.principal.admin:
+        """A model message may name another tenant's network (a VNI in use); a tenant token must not learn it.
+        The admin and node tokens (a node's agent reads any network it may host) see the names."""
+        if request.principal.admin or request.principal.node_only:
             return error
 
         def hide(match: re.Match[str]) -> str:
