@@ -135,6 +135,11 @@ def parser() -> argparse.ArgumentParser:
     install.add_argument("--tenant", help="the tenant pods join unless --namespace-map says otherwise")
     install.add_argument("--network", help="the network pods join unless --namespace-map says otherwise")
     install.add_argument(
+        "--kubernetes",
+        action="store_true",
+        help="the controller picks each pod's network by its Kubernetes mapping (the CNI config's kubernetes: true)",
+    )
+    install.add_argument(
         "--namespace-map",
         metavar="JSON",
         help='Kubernetes namespace -> "TENANT/NETWORK", e.g. \'{"shop": "blue/web"}\'',
@@ -322,6 +327,7 @@ def install_cni(args: argparse.Namespace) -> None:
             network=args.network,
             namespaces=namespaces,
             name=args.name,
+            kubernetes=args.kubernetes,
         )
     except ValueError as error:
         raise StartupError(str(error)) from None

@@ -155,8 +155,12 @@ class AgentService:
             "default_route": created.default_route,
         }
 
-    def _create_endpoint(self, eid: str, network: str) -> dict[str, Any]:
-        body = {"id": eid, "network": network, "node": self.settings.node, "port_name": host_name(eid)}
+    def _create_endpoint(self, eid: str, target: str | dict[str, str]) -> dict[str, Any]:
+        body = {"id": eid, "node": self.settings.node, "port_name": host_name(eid)}
+        if isinstance(target, dict):  # a pod: the controller picks its network (README "Kubernetes")
+            body["k8s"], network = target, f"the network of pod {target['namespace']}/{target['pod']}"
+        else:
+            body["network"], network = target, target
         try:
             return self.client.post("/v1/endpoints", body)
         except ClientError as error:
@@ -428,8 +432,12 @@ def _text(request: dict[str, Any], key: str, variable: str) -> str:
     return value
 
 
-def _network(request: dict[str, Any]) -> str:
-    tenant, network = request.get("tenant"), request.get("network")
+def _network(request: dict[str, Any]) -> str | dict[str, str]:
+    """TENANT/NAME from the CNI config, or (no tenant and network, a pod in CNI_ARGS) the pod as
+    {"namespace": NS, "pod": NAME}, whose network the controller picks by its Kubernetes mapping."""
+    tenant, network, pod = request.get("tenant"), request.get("network"), request.get("pod")
+    if not tenant and not network and isinstance(pod, dict) and pod.get("namespace") and pod.get("name"):
+        return {"namespace": str(pod["namespace"]), "pod": str(pod["name"])}
     if not isinstance(tenant, str) or not tenant:
         raise AgentError(protocol.INVALID_CONFIG, "tenant: want the tenant's name")
     if not isinstance(network, str) or not network:
@@ -445,7 +453,7 @@ def _is_pod_port_name(name: str) -> bool:
 def _controller_error(error: ClientError, doing: str) -> AgentError:
     if error.status is None:
         return AgentError(protocol.TRY_AGAIN_LATER, f"the Tenet controller is not reachable ({doing})", str(error))
-    if error.status == 404 or (error.status == 400 and error.field in ("endpoint.network",)):
+    if error.status == 404 or (error.status == 400 and error.field in ("endpoint.network", "endpoint.k8s")):
         return AgentError(protocol.INVALID_CONFIG, f"{doing}: {error}", error.field or "")
     if error.status == 503:
         return AgentError(protocol.TRY_AGAIN_LATER, f"{doing}: {error}")

@@ -76,7 +76,9 @@ def check_version(config: dict[str, Any], command: str) -> str:
 class NetConf:
     """The validated network configuration: the CNI fields Tenet uses and its own."""
 
-    __slots__ = ("name", "namespaces", "network", "prev_result", "socket", "tenant", "timeout", "version")
+    __slots__ = (
+        "kubernetes", "name", "namespaces", "network", "prev_result", "socket", "tenant", "timeout", "version",
+    )  # fmt: skip
 
     def __init__(self, config: dict[str, Any], version: str) -> None:
         self.version = version
@@ -91,8 +93,15 @@ class NetConf:
             missing = "network" if self.network is None else "tenant"
             raise CniError(INVALID_CONFIG, f"{missing} is missing: tenant and network go together")
         self.namespaces = _namespaces(config)
-        if self.tenant is None and not self.namespaces:
-            raise CniError(INVALID_CONFIG, "the config needs tenant and network, or a namespaces mapping, or both")
+        # kubernetes: true: the controller picks a pod's network by its Kubernetes mapping (README "Kubernetes")
+        self.kubernetes = config.get("kubernetes", False)
+        if not isinstance(self.kubernetes, bool):
+            raise CniError(INVALID_CONFIG, "kubernetes must be true or false", _show(config, "kubernetes"))
+        if self.tenant is None and not self.namespaces and not self.kubernetes:
+            raise CniError(
+                INVALID_CONFIG,
+                "the config needs tenant and network, or a namespaces mapping, or both, or kubernetes: true",
+            )
         self.socket = _optional_str(config, "agentSocket") or DEFAULT_SOCKET
         self.timeout = _timeout(config)
         self.prev_result = _prev_result(config)

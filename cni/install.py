@@ -48,11 +48,13 @@ def install(
     name: str = "tenet",
     python: str = "/usr/bin/python3",
     cni_version: str | None = None,
+    kubernetes: bool = False,
 ) -> tuple[Path, Path]:
     """Write `<bin_dir>/tenet` and `<conf_dir>/10-tenet.conflist`; return their paths.
 
     `cni_version` pins the conflist's cniVersion; by default it is the newest one `<bin_dir>/loopback` also
-    speaks. Raises ValueError when the settings would make a configuration the plugin rejects.
+    speaks. `kubernetes`: a pod's network is the controller's choice (README "Kubernetes"). Raises ValueError
+    when the settings would make a configuration the plugin rejects.
     """
     if not python.startswith("/") or any(c.isspace() for c in python):
         raise ValueError(f"python must be an absolute path without spaces, not {python!r}")
@@ -62,6 +64,8 @@ def install(
         plugin |= {"tenant": tenant, "network": network}
     if namespaces:
         plugin["namespaces"] = dict(namespaces)
+    if kubernetes:
+        plugin["kubernetes"] = True
     try:  # the plugin's own validation: never install a configuration it will refuse
         NetConf({"cniVersion": version, "name": name, **plugin}, version)
     except CniError as error:

@@ -101,8 +101,11 @@ def execute(env: Mapping[str, str], data: bytes) -> dict[str, Any] | None:
         raw.pop("prevResult", None)
     conf = NetConf(raw, cniconfig.check_version(raw, command))
     request: dict[str, Any] = {"verb": command, "cni_network": conf.name, **attachment}
-    target = conf.target(pod["namespace"] if pod else None)
-    if target is None and command in ("ADD", "CHECK"):
+    # kubernetes: true and a pod in CNI_ARGS: the controller picks the network by its Kubernetes mapping.
+    target = None if conf.kubernetes and pod else conf.target(pod["namespace"] if pod else None)
+    if target is None and command in ("ADD", "CHECK") and conf.kubernetes and not (pod and pod["namespace"]):
+        raise CniError(INVALID_ENVIRONMENT, "kubernetes: true needs K8S_POD_NAMESPACE and K8S_POD_NAME in CNI_ARGS")
+    if target is None and command in ("ADD", "CHECK") and not conf.kubernetes:
         namespace = pod["namespace"] if pod else "(none in CNI_ARGS)"
         raise CniError(
             INVALID_CONFIG,

@@ -78,6 +78,13 @@ class Settings:
         default="100.64.0.0/16",
         metadata=_help("SNAT addresses of networks of other tenants with nat_outgoing (one per network id)"),
     )
+    kubernetes: bool = field(
+        default=False, metadata=_help("watch the cluster the controller runs in (its service account)")
+    )
+    kubeconfig: str = field(default="", metadata=_help("watch the Kubernetes cluster of this kubeconfig file"))
+    k8s_resync_s: float = field(
+        default=300.0, metadata=_help("seconds between full relists of the Kubernetes objects watched")
+    )
 
 
 def load_policy(settings: Settings) -> Policy:
@@ -98,6 +105,14 @@ def load_policy(settings: Settings) -> Policy:
             raise StartupError(f"bad setting quota_{name}: want a non-negative integer or nothing, got {text!r}")
         limits[name] = int(text) if text else None
     return Policy(vlan_pool=vlan, vni_pool=vni, quota=Quota(**limits))
+
+
+def _typed(default: object, value: object) -> object:
+    if isinstance(default, bool) and isinstance(value, str):
+        if value.lower() not in ("1", "true", "yes", "0", "false", "no", ""):
+            raise ValueError(f"want true or false, got {value!r}")
+        return value.lower() in ("1", "true", "yes")
+    return type(default)(value)
 
 
 class StartupError(RuntimeError):
@@ -135,6 +150,11 @@ def load_settings(argv: Sequence[str] | None) -> Settings:
     parser.add_argument("--config", metavar="FILE", help="YAML or JSON file with any of the settings below")
     for item in fields(Settings):
         flag = "--" + item.name.replace("_", "-")
+        if item.type in (bool, "bool"):
+            parser.add_argument(
+                flag, action="store_true", default=None, help=f"{item.metadata['help']} (env TENET_{item.name.upper()})"
+            )
+            continue
         parser.add_argument(
             flag,
             type=type(item.default),
@@ -163,7 +183,7 @@ def load_settings(argv: Sequence[str] | None) -> Settings:
         if getattr(args, item.name) is not None:
             values[item.name] = getattr(args, item.name)
     try:
-        return Settings(**{k: type(getattr(Settings, k))(v) for k, v in values.items()})
+        return Settings(**{k: _typed(getattr(Settings, k), v) for k, v in values.items()})
     except ValueError as error:
         raise StartupError(f"bad setting: {error}") from None
 
@@ -239,6 +259,29 @@ def next_round(store: object) -> int:
     return round_
 
 
+def start_kubernetes(settings: Settings, service: object) -> object | None:
+    """The watchers of `controller.k8s` when --kubernetes or --kubeconfig is given, started; else None."""
+    if not settings.kubernetes and not settings.kubeconfig:
+        return None
+    from kubernetes.config import ConfigException
+
+    from controller.k8s.cluster import Kubernetes
+
+    try:
+        cluster = Kubernetes.connect(
+            service,
+            kubeconfig=settings.kubeconfig or None,
+            in_cluster=settings.kubernetes,
+            resync_s=settings.k8s_resync_s,
+            # the cluster network's setting, where the controller has it, else its default name
+            cluster_network=settings.cluster_network or "default/pods",
+        )
+    except (ConfigException, OSError) as error:
+        what = "--kubernetes (in-cluster config)" if settings.kubernetes else f"kubeconfig {settings.kubeconfig}"
+        raise StartupError(f"{what}: {error}") from None
+    return cluster.start()
+
+
 def run(settings: Settings) -> None:
     from os_ken import cfg
     from os_ken.base.app_manager import AppManager
@@ -286,9 +329,11 @@ def run(settings: Settings) -> None:
     manager.instantiate_apps(**manager.create_contexts())
     Runtime.ready.wait()
     app = Runtime.app
+    cluster = start_kubernetes(settings, service)
     api = make_app(
         service,
         tokens,
+        k8s=cluster,
         switch_status=app.status,
         readiness=app.endpoint_ready,
         ready_waits=limits.ready_waits,

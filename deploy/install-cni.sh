@@ -50,4 +50,4 @@ done
 # With the copy first on the path, the launcher written points at the copy, not at this image's packages
 # (the console script, not `python3 -m`, which would put the working directory first).
 PYTHONPATH="$lib" exec tenet-agent --socket "$socket" install-cni \
-    --bin-dir "$bin_dir" --conf-dir "$conf_dir" --tenant "$tenant" --network "$name"
+    --bin-dir "$bin_dir" --conf-dir "$conf_dir" --tenant "$tenant" --network "$name" --kubernetes

@@ -75,11 +75,13 @@ def make_app(
     verify: SwitchVerify | None = None,
     max_body: int = MAX_BODY,
     ready_waits: int = Limits.ready_waits,
+    k8s: object | None = None,
 ) -> WsgiApp:
     """The API as a WSGI app; at most `ready_waits` readiness calls wait at once (see `ReadyWaits`)."""
     if readiness is not None:
         readiness = ReadyWaits(readiness, ready_waits)
     api = Api(service, switch_status=switch_status, readiness=readiness, verify=verify)
+    api.k8s = k8s  # controller.k8s.Kubernetes: CNI ADDs name the pod, not the network
     router = Router(ROUTES)
 
     def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:

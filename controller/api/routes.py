@@ -127,6 +127,7 @@ class Api:
         self.switch_status = switch_status or default_switch_status
         self.readiness = readiness or default_readiness
         self.verify = verify or default_verify
+        self.k8s: Any = None  # controller.k8s.Kubernetes when the controller watches a cluster
         # The change sequence that created each endpoint: its flows are on the switch once the switch has it.
         self.created_at: dict[str, int] = {}
 
@@ -508,9 +509,11 @@ class Api:
             return Response(200, [views.endpoint_json(self.model, e) for e in found])
 
     def create_endpoint(self, request: Request) -> Response:
-        fields = {"id", "network", "node", "ip", "mac", "port_name"}
+        fields = {"id", "network", "node", "ip", "mac", "port_name", "k8s"}
         body = Body(request.json(), "endpoint", allowed=fields)
-        endpoint_id, network, node = body.text("id"), body.text("network"), body.text("node")
+        pod = self.k8s_pod(request.json().get("k8s"), request.json().get("network"))
+        endpoint_id, node = body.text("id"), body.text("node")
+        network = pod[0] if pod is not None else body.text("network")
         ip, mac = body.text("ip", required=False), body.text("mac", required=False)
         port = body.text("port_name", required=False)
         principal = request.principal
@@ -531,7 +534,23 @@ class Api:
                 endpoint_id, network=network, node=node, ip=ip, mac=mac, port_name=port, restricted=not principal.admin
             )
             self.created_at[endpoint.id] = self.service.sequence
+            if pod is not None and self.k8s is not None:
+                self.k8s.record(endpoint.id, pod[1])
             return created(f"/v1/endpoints/{endpoint.id}", views.endpoint_json(self.model, endpoint))
+
+    def k8s_pod(self, k8s: object, network: object) -> tuple[str, dict] | None:
+        """For `"k8s": {"namespace": NS, "pod": NAME}` without a network (a CNI ADD in a cluster): the pod's
+        network by the mapping of `controller.k8s` and the pod. Raises ValidationError naming the field."""
+        if k8s is None or network is not None:
+            return None
+        fields = ("namespace", "pod")
+        if not isinstance(k8s, dict) or not all(isinstance(k8s.get(f), str) and k8s.get(f) for f in fields):
+            raise ValidationError("endpoint.k8s", 'want {"namespace": NAMESPACE, "pod": NAME}')
+        if self.k8s is None:
+            raise ValidationError(
+                "endpoint.k8s", "the controller does not watch Kubernetes (start it with --kubernetes or --kubeconfig)"
+            )
+        return self.k8s.endpoint_network(k8s["namespace"], k8s["pod"])
 
     def show_endpoint(self, request: Request) -> Response:
         with self.service.lock:
@@ -543,6 +562,8 @@ class Api:
             endpoint_id = self.endpoint(request, request.params["endpoint"]).id
             self.service.delete_endpoint(endpoint_id)
             self.created_at.pop(endpoint_id, None)
+            if self.k8s is not None:
+                self.k8s.forget(endpoint_id)
         return Response(204)
 
     def endpoint_ready(self, request: Request) -> Response:

@@ -244,7 +244,9 @@ def validate(schema: dict[str, Any], value: Any, path: str, errors: list[tuple[s
         out = {}
         for name, item in value.items():
             where = f"{path}.{name}".lstrip(".")
-            if name in properties:
+            if not path and name == "metadata":  # ObjectMeta is never pruned, whatever the schema says of it
+                out[name] = item
+            elif name in properties:
                 out[name] = validate(properties[name], item, where, errors, unknown)
             elif isinstance(extra, dict):
                 out[name] = validate(extra, item, where, errors, unknown)

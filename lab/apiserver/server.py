@@ -7,6 +7,7 @@ import ipaddress
 import logging
 import secrets
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
@@ -55,6 +56,17 @@ def make_certificate(directory: Path, host: str) -> tuple[Path, Path]:
     return cert, key
 
 
+class _Server(wsgi.Server):
+    """cheroot's WSGI server binding with SO_REUSEADDR, as Go's listeners (and so kube-apiserver) do: a
+    restart binds its port again at once, though connections of the last run still linger in TIME_WAIT."""
+
+    @classmethod
+    def prepare_socket(cls, *args: object, **kwargs: object) -> socket.socket:
+        sock = super().prepare_socket(*args, **kwargs)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        return sock
+
+
 class StandInApiServer:
     """The stand-in Kubernetes API server on `host:port` (0: a free port) over the etcd at `etcd_url`.
 
@@ -94,7 +106,7 @@ class StandInApiServer:
             if self._temporary:
                 shutil.rmtree(self.cert_dir, ignore_errors=True)
             raise
-        self._server = wsgi.Server((host, port), self.app, numthreads=threads, server_name="tenet-apiserver")
+        self._server = _Server((host, port), self.app, numthreads=threads, server_name="tenet-apiserver")
         self._server.ssl_adapter = BuiltinSSLAdapter(str(self.cert), str(key))
         self._server.shutdown_timeout = 2
         self._thread: threading.Thread | None = None

@@ -81,6 +81,7 @@ def test_install_cni_puts_a_working_plugin_on_the_node(tmp_path: Path) -> None:
         "agentSocket": "/var/run/tenet/agent.sock",
         "tenant": "default",
         "network": "pods",
+        "kubernetes": True,  # a pod's network is the controller's to pick, by namespace and pod
     }
     # The plugin answers VERSION from the copy alone: the node's Python, no virtualenv, no source tree.
     answer = subprocess.run(

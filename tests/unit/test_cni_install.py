@@ -83,6 +83,17 @@ def test_install_writes_a_conflist_of_loopback_then_tenet(tmp_path: Path) -> Non
     }
 
 
+def test_install_for_kubernetes_marks_the_plugin_config(tmp_path: Path) -> None:
+    _, conf = install(tmp_path / "bin", tmp_path / "net.d", **settings(), kubernetes=True)
+    plugin = json.loads(conf.read_text())["plugins"][1]
+    assert plugin["kubernetes"] is True and (plugin["tenant"], plugin["network"]) == (
+        settings()["tenant"],
+        settings()["network"],
+    )
+    _, conf = install(tmp_path / "bin", tmp_path / "net.d", **settings())
+    assert "kubernetes" not in json.loads(conf.read_text())["plugins"][1]
+
+
 def test_the_installed_conflist_drives_the_installed_plugin(tmp_path: Path) -> None:
     launcher, conf = install(tmp_path / "bin", tmp_path / "net.d", **settings(socket_path=str(tmp_path / "no.sock")))
     status, error = execute(launcher, "STATUS", plugin_config(json.loads(conf.read_text()), 1))

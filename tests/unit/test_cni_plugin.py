@@ -307,6 +307,21 @@ def test_namespaces_alone_cover_only_their_namespaces(launcher: Path, agent: Fak
     ]
 
 
+def test_kubernetes_config_leaves_the_network_to_the_controller(launcher: Path, agent: FakeAgent) -> None:
+    config = netconf(agent.path, kubernetes=True)  # the default network is for callers that name no pod
+    assert run(launcher, "ADD", config, CNI_ARGS="K8S_POD_NAMESPACE=other;K8S_POD_NAME=b")[0] == 0
+    assert run(launcher, "ADD", config, CNI_ARGS="")[0] == 0
+    assert [(r["tenant"], r["network"], r.get("pod")) for r in agent.requests] == [
+        ("", "", {"namespace": "other", "name": "b"}),
+        ("acme", "web", None),
+    ]
+    alone = netconf(agent.path, tenant=None, network=None, kubernetes=True)
+    error = failure(launcher, "ADD", alone, CNI_ARGS="")
+    assert error["code"] == 4 and "K8S_POD_NAMESPACE" in error["msg"]
+    error = failure(launcher, "ADD", netconf(agent.path, kubernetes="yes"))
+    assert error["code"] == 7 and "kubernetes" in error["msg"]
+
+
 def test_agent_error_codes_pass_through(launcher: Path, agent: FakeAgent) -> None:
     agent.answer = lambda request: {"ok": False, "code": 107, "msg": "no free address in web", "details": "10.1.0.0/24"}
     error = failure(launcher, "ADD", netconf(agent.path, "0.4.0"))

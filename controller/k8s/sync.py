@@ -1,0 +1,361 @@
+"""Kubernetes objects into the model, through the same `Service` the HTTP API uses (its one writer).
+
+Decisions (README "Kubernetes"):
+- a Network CR's tenant is made on first use; a Tenant CR is needed only for a quota (`spec.quota`), and
+  deleting it deletes the tenant once it has no networks;
+- the network is `SPEC.TENANT/METADATA.NAME`; its spec cannot change in place (the model has no update):
+  a changed spec deletes and recreates it while it has no endpoints, else the change is refused in status;
+- Network status: `segment`, `freeAddresses` and conditions `Ready` (False with reason `Invalid` and the
+  model's message when the model refuses the spec) and `QosApplied` when `spec.qos` is set;
+- a Node registers (or moves) the model node of that name with its tunnel IP; deleting it releases the
+  endpoints on it (the model node stays: its switch may still be connected);
+- pods' endpoints are recorded under `/tenet/k8s/endpoints/ID` (namespace, pod, labels, named ports): a
+  deleted pod, or one missing from a relist (a dead node never sent CNI DEL), has its endpoints released.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+from controller.k8s import mapping
+from controller.policy import Quota
+from controller.store.base import Delete, Put
+from topology.errors import ValidationError
+
+if TYPE_CHECKING:
+    from controller.k8s.informer import Informer
+    from controller.service import Service
+
+log = logging.getLogger(__name__)
+Object = dict[str, Any]
+GROUP, VERSION = "tenet.io", "v1alpha1"
+RECORDS = "/tenet/k8s/endpoints/"
+REQUEST_TIMEOUT_S = 5  # seconds a status write or a pod's GET may take (the Service's lock is held)
+
+
+class Sync:
+    """The handler of every informer (`controller.k8s.informer.Handler`). `custom`: a CustomObjectsApi
+    for status write-back (None: no write-back); `informers` is filled by `controller.k8s.cluster`."""
+
+    def __init__(self, service: Service, custom: Any | None, *, cluster_network: str = "default/pods") -> None:
+        self.service = service
+        self.custom = custom
+        self.cluster_network = cluster_network
+        self.informers: dict[str, Informer] = {}
+        self.lock = threading.RLock()
+        self.pods_of: dict[str, dict[str, Any]] = {}  # endpoint id -> its record
+        for record in service.store.list(RECORDS):
+            self.pods_of[record.key[len(RECORDS) :]] = dict(record.value)
+
+    # --- what the informers know -----------------------------------------------------------------
+
+    def known(self, kind: str) -> dict[str, Object]:
+        informer = self.informers.get(kind)
+        return informer.known if informer is not None else {}
+
+    def networks(self) -> list[Object]:
+        """The Network CRs whose network is in the model."""
+        return [n for n in self.known("networks").values() if mapping.network_key(n) in self.service.model.networks]
+
+    # --- the handler -----------------------------------------------------------------------------
+
+    def upsert(self, kind: str, obj: Object, old: Object | None) -> None:
+        with self.service.lock, self.lock:
+            method = getattr(self, f"_upsert_{kind}", None)
+            if method is not None:
+                method(obj, old)
+
+    def delete(self, kind: str, old: Object) -> None:
+        with self.service.lock, self.lock:
+            method = getattr(self, f"_delete_{kind}", None)
+            if method is not None:
+                method(old)
+
+    def synced(self, kind: str) -> None:
+        with self.service.lock, self.lock:
+            if kind == "pods":
+                present = set(self.known("pods"))
+                for eid, record in sorted(self.pods_of.items()):
+                    if f"{record['namespace']}/{record['pod']}" not in present:
+                        log.info("pod %s/%s is gone: releasing endpoint %s", record["namespace"], record["pod"], eid)
+                        self.release(eid)
+            if kind == "networks":
+                for network in list(self.known("networks").values()):
+                    self._write_status(network)
+
+    # --- tenants and QoS profiles ----------------------------------------------------------------
+
+    def _ensure_tenant(self, name: str) -> None:
+        if name not in self.service.model.tenants:
+            self.service.create_tenant(name)
+
+    def _upsert_tenants(self, obj: Object, old: Object | None) -> None:
+        name = obj["metadata"]["name"]
+        self._ensure_tenant(name)
+        quota = (obj.get("spec") or {}).get("quota") or {}
+        wanted = Quota(quota.get("networks"), quota.get("endpoints"))
+        if self.service.quotas.get(name) != wanted:
+            self.service.set_quota(name, wanted)
+
+    def _delete_tenants(self, old: Object) -> None:
+        name = old["metadata"]["name"]
+        if name in self.service.model.tenants and not self.service.model.networks_by_tenant.get(name):
+            self.service.delete_tenant(name)
+
+    def _upsert_qosprofiles(self, obj: Object, old: Object | None) -> None:
+        name, spec = obj["metadata"]["name"], obj.get("spec") or {}
+        wanted = {
+            "rate_kbps": spec.get("rateKbps"),
+            "burst_kb": spec.get("burstKb"),
+            "direction": spec.get("direction", "egress"),
+        }
+        model = self.service.model
+        profile = model.qos_profiles.get(name)
+        if profile is not None:
+            same = profile.rate_kbps == wanted["rate_kbps"] and profile.direction == wanted["direction"]
+            if same and wanted["burst_kb"] in (None, profile.burst_kb):
+                return
+            self._delete_qosprofiles(obj)
+        try:
+            self.service.create_qos(name, **wanted)
+        except ValidationError as error:
+            log.warning("QosProfile %s refused: %s", name, error)
+            return
+        for network in self.known("networks").values():
+            if (network.get("spec") or {}).get("qos") == name:
+                self._upsert_networks(network, network)
+
+    def _delete_qosprofiles(self, old: Object) -> None:
+        name = old["metadata"]["name"]
+        model = self.service.model
+        for target, attachment in sorted(model.qos_attachments.items()):
+            if attachment.profile == name:
+                self.service.detach_qos(target)
+        if name in model.qos_profiles:
+            self.service.delete_qos(name)
+
+    # --- networks --------------------------------------------------------------------------------
+
+    def _upsert_networks(self, obj: Object, old: Object | None) -> None:
+        key = mapping.network_key(obj)
+        model = self.service.model
+        if old is not None and mapping.network_key(old) != key and mapping.network_key(old) in model.networks:
+            self._delete_networks(old)
+        args = mapping.network_args(obj)
+        error: ValidationError | None = None
+        try:
+            existing = model.networks.get(key)
+            if existing is not None and not _same(existing, args):
+                if model.endpoints_by_network.get(key):
+                    raise ValidationError("spec", "a network with endpoints cannot change; delete its pods first")
+                self.service.delete_network(key)
+                existing = None
+            if existing is None:
+                self._ensure_tenant(obj["spec"]["tenant"])
+                self.service.create_network(obj["spec"]["tenant"], obj["metadata"]["name"], **args)
+            self._attach(key, (obj.get("spec") or {}).get("qos"))
+        except ValidationError as refused:
+            log.warning("Network %s refused: %s", obj["metadata"]["name"], refused)
+            error = refused
+        self._write_status(obj, error)
+
+    def _attach(self, key: str, profile: str | None) -> None:
+        model = self.service.model
+        current = model.qos_attachments.get(key)
+        if profile is None:
+            if current is not None:
+                self.service.detach_qos(key)
+        elif profile in model.qos_profiles and (current is None or current.profile != profile):
+            self.service.attach_qos(profile, key)
+
+    def _delete_networks(self, old: Object) -> None:
+        key = mapping.network_key(old)
+        if key in self.service.model.networks:
+            try:
+                self.service.delete_network(key)
+            except ValidationError as error:
+                log.warning("Network %s deleted in Kubernetes, kept in the model: %s", key, error)
+
+    def _write_status(self, obj: Object, error: ValidationError | None = None) -> None:
+        if self.custom is None:
+            return
+        key, name = mapping.network_key(obj), obj["metadata"]["name"]
+        model = self.service.model
+        network = model.networks.get(key)
+        status: dict[str, Any] = {}
+        conditions = []
+        if error is None and network is not None:
+            status["segment"] = network.segment
+            status["freeAddresses"] = model.free_addresses(key)
+            conditions.append(("Ready", "True", "Applied", f"network {key} is in the model"))
+        else:
+            message = str(error) if error is not None else f"network {key} is not in the model"
+            conditions.append(("Ready", "False", "Invalid", message))
+        profile = (obj.get("spec") or {}).get("qos")
+        if profile is not None and network is not None:
+            attached = model.qos_attachments.get(key)
+            if attached is not None and attached.profile == profile:
+                conditions.append(("QosApplied", "True", "Attached", f"QosProfile {profile} caps every endpoint"))
+            else:
+                conditions.append(("QosApplied", "False", "QosProfileNotFound", f"no QosProfile {profile}"))
+        current = obj.get("status") or {}
+        before = {c["type"]: c for c in current.get("conditions") or []}
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        status["conditions"] = [
+            {
+                "type": kind,
+                "status": state,
+                "reason": reason,
+                "message": message,
+                "observedGeneration": obj["metadata"].get("generation", 1),
+                "lastTransitionTime": (
+                    before[kind]["lastTransitionTime"]
+                    if kind in before and before[kind].get("status") == state
+                    else now
+                ),
+            }
+            for kind, state, reason, message in conditions
+        ]
+        if all(current.get(field) == status.get(field) for field in ("segment", "freeAddresses", "conditions")):
+            return
+        body = {"status": {"segment": None, "freeAddresses": None, **status}}
+        try:
+            self.custom.patch_cluster_custom_object_status(
+                GROUP, VERSION, "networks", name, body, _request_timeout=REQUEST_TIMEOUT_S
+            )
+        except Exception as failed:
+            log.warning("writing the status of Network %s failed: %s", name, failed)
+
+    # --- nodes -----------------------------------------------------------------------------------
+
+    def _upsert_nodes(self, obj: Object, old: Object | None) -> None:
+        name, tunnel_ip = obj["metadata"]["name"], mapping.node_tunnel_ip(obj)
+        if tunnel_ip is None:
+            log.warning("Node %s has no InternalIP and no annotation %s", name, mapping.TUNNEL_IP_ANNOTATION)
+            return
+        node = self.service.model.nodes.get(name)
+        if node is None:
+            self.service.register_node(name, tunnel_ip=tunnel_ip)
+        elif str(node.tunnel_ip) != tunnel_ip:  # keep what the node's agent registered besides
+            self.service.register_node(
+                name,
+                tunnel_ip=tunnel_ip,
+                uplink=node.uplink,
+                datapath_id=node.datapath_id,
+                underlay_mtu=node.underlay_mtu,
+                uplink_mtu=node.uplink_mtu,
+            )
+
+    def _delete_nodes(self, old: Object) -> None:
+        name = old["metadata"]["name"]
+        for eid, endpoint in sorted(self.service.model.endpoints.items()):
+            if endpoint.node == name:
+                log.info("Node %s deleted: releasing endpoint %s", name, eid)
+                self.release(eid)
+
+    # --- pods ------------------------------------------------------------------------------------
+
+    def _upsert_pods(self, obj: Object, old: Object | None) -> None:
+        key = f"{obj['metadata']['namespace']}/{obj['metadata']['name']}"
+        labels = obj["metadata"].get("labels") or {}
+        for eid, record in self.pods_of.items():
+            if f"{record['namespace']}/{record['pod']}" == key and record.get("labels") != labels:
+                record["labels"] = labels
+                self.service.store.commit([Put(RECORDS + eid, record)])
+                self._set_labels(eid, record)
+
+    def _delete_pods(self, old: Object) -> None:
+        key = f"{old['metadata']['namespace']}/{old['metadata']['name']}"
+        for eid, record in sorted(self.pods_of.items()):
+            if f"{record['namespace']}/{record['pod']}" == key:
+                log.info("pod %s deleted: releasing endpoint %s", key, eid)
+                self.release(eid)
+
+    # --- namespaces and NetworkPolicies: where the model has them ----------------------------------
+
+    def _upsert_namespaces(self, obj: Object, old: Object | None) -> None:
+        setter = getattr(self.service, "set_namespace_labels", None)
+        if setter is not None:
+            name = obj["metadata"]["name"]
+            setter(name, mapping.namespace_labels(name, obj))
+
+    def _upsert_networkpolicies(self, obj: Object, old: Object | None) -> None:
+        setter = getattr(self.service, "set_network_policy", None)
+        if setter is not None:
+            setter(obj)
+
+    def _delete_networkpolicies(self, old: Object) -> None:
+        remover = getattr(self.service, "delete_network_policy", None)
+        if remover is not None:
+            remover(old["metadata"]["namespace"], old["metadata"]["name"])
+
+    # --- endpoints of pods -----------------------------------------------------------------------
+
+    def pod(self, namespace: str, name: str, core: Any | None) -> Object:
+        """The pod from the watch, else from the API server (a pod the watch has not delivered yet).
+        Raises ValidationError("endpoint.k8s", ...) when neither has it."""
+        found = self.known("pods").get(f"{namespace}/{name}")
+        if found is None and core is not None:
+            try:
+                read = core.read_namespaced_pod(name, namespace, _request_timeout=REQUEST_TIMEOUT_S)
+                found = core.api_client.sanitize_for_serialization(read)
+            except Exception as error:
+                raise ValidationError("endpoint.k8s", f"cannot find pod {namespace}/{name}: {error}") from None
+        if found is None:
+            raise ValidationError("endpoint.k8s", f"unknown pod {namespace}/{name}")
+        return found
+
+    def network_for(self, namespace: str, name: str, core: Any | None = None) -> tuple[str, Object]:
+        """(network key, pod) of a pod's endpoint by `controller.k8s.mapping`; raises ValidationError."""
+        with self.service.lock, self.lock:
+            pod = self.pod(namespace, name, core)
+            namespace_obj = self.known("namespaces").get(namespace)
+            known = set(self.service.model.networks)
+            return mapping.pod_network(pod, namespace_obj, self.networks(), self.cluster_network, known), pod
+
+    def record(self, eid: str, pod: Object) -> None:
+        """Remember that endpoint `eid` is pod `pod`'s (stored), with its labels and named ports."""
+        meta = pod["metadata"]
+        record = {
+            "namespace": meta["namespace"],
+            "pod": meta["name"],
+            "labels": meta.get("labels") or {},
+            "ports": mapping.named_ports(pod),
+        }
+        with self.service.lock, self.lock:
+            self.service.store.commit([Put(RECORDS + eid, record)])
+            self.pods_of[eid] = record
+            self._set_labels(eid, record)
+
+    def _set_labels(self, eid: str, record: dict[str, Any]) -> None:
+        setter = getattr(self.service, "set_endpoint_labels", None)  # where the model has endpoint labels
+        if setter is not None:
+            setter(eid, record["labels"])
+
+    def release(self, eid: str) -> None:
+        """Delete an endpoint and its pod record; an endpoint already gone just loses its record."""
+        with self.service.lock, self.lock:
+            if eid in self.service.model.endpoints:
+                self.service.delete_endpoint(eid)
+            if self.pods_of.pop(eid, None) is not None:
+                self.service.store.commit([Delete(RECORDS + eid)])
+
+    def forget(self, eid: str) -> None:
+        """An endpoint deleted through the API (CNI DEL): drop its pod record."""
+        with self.service.lock, self.lock:
+            if self.pods_of.pop(eid, None) is not None:
+                self.service.store.commit([Delete(RECORDS + eid)])
+
+
+def _same(network: Any, args: dict[str, Any]) -> bool:
+    """Whether a model network already is what a Network spec asks (unset fields: whatever it got)."""
+    if network.encap.value != args["encap"] or str(network.subnet) != args["subnet"]:
+        return False
+    if args["segment"] is not None and network.segment != args["segment"]:
+        return False
+    if args["gateway"] is not None and str(network.gateway) != args["gateway"]:
+        return False
+    return args["mtu"] is None or network.mtu == args["mtu"]

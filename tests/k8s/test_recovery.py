@@ -1,0 +1,154 @@
+"""The watchers across outages: a change made while the API server was down, a relist after 410 Gone that
+applies each change exactly once, backoff while the API server is away (the Service keeps serving), the
+resync that releases endpoints of pods gone without a CNI DEL, and a deleted Node releasing its endpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubernetes import client, config
+
+from controller.k8s.cluster import Kubernetes
+from controller.service import Service
+from tests.k8s.conftest import Lab, wait_for
+
+WEB = {"tenant": "blue", "encap": "vxlan", "subnet": "10.1.0.0/24", "namespaces": ["shop"]}
+
+
+def endpoint_of(lab: Lab, cluster: Kubernetes, eid: str, namespace: str, pod: str, node: str) -> None:
+    """What the endpoint route does for a CNI ADD in a cluster: the pod's network, the endpoint, the record."""
+    network, obj = cluster.endpoint_network(namespace, pod)
+    lab.service.create_endpoint(eid, network=network, node=node)
+    cluster.record(eid, obj)
+
+
+def test_a_change_made_while_the_api_server_is_down_is_applied_after_it_returns(lab: Lab) -> None:
+    cluster = lab.watch()
+    lab.node("n1", "192.168.50.1")
+    lab.namespace("shop")
+    lab.pod("shop", "web", node="n1")
+    lab.create("networks", "blue-web", WEB)
+    lab.create("networks", "blue-old", {**WEB, "subnet": "10.2.0.0/24", "namespaces": []})
+    model = lab.service.model
+    wait_for(lambda: {"blue/blue-web", "blue/blue-old"} <= set(model.networks) and "n1" in model.nodes, "applied")
+    wait_for(lambda: "shop/web" in cluster.sync.known("pods"), "pod shop/web watched")
+    networks = cluster.sync.informers["networks"]
+
+    lab.server.stop()
+    lab.api.rest_client.pool_manager.clear()  # close the kept-alive connections that hold the port
+    wait_for(lambda: networks.failures >= 3, "three failed reconnects")
+    # Meanwhile the controller serves: a CNI ADD of a known pod on a known network still works.
+    endpoint_of(lab, cluster, "c1-eth0", "shop", "web", "n1")
+    assert model.endpoints["c1-eth0"].network == "blue/blue-web"
+
+    # A second API server over the same etcd takes changes while the first is down.
+    with lab.new_server() as other:
+        api = config.new_client_from_config(config_file=str(other.write_kubeconfig(lab.directory / "other")))
+        lab.create(
+            "networks", "blue-new", {**WEB, "subnet": "10.3.0.0/24", "namespaces": []}, client.CustomObjectsApi(api)
+        )
+        lab.delete("networks", "blue-old", client.CustomObjectsApi(api))
+    assert "blue/blue-old" in model.networks and "blue/blue-new" not in model.networks
+
+    lab.restart()
+    wait_for(lambda: "blue/blue-new" in model.networks and "blue/blue-old" not in model.networks, "outage changes")
+    wait_for(lambda: networks.failures == 0, "reconnected")
+    assert networks.outages >= 3
+    assert "c1-eth0" in model.endpoints  # the pod is still there: its endpoint stays
+
+
+def test_a_relist_after_410_gone_applies_each_change_exactly_once(lab: Lab) -> None:
+    cluster = lab.watch()
+    for n in range(1, 4):
+        lab.node(f"n{n}", f"192.168.50.{n}")
+    lab.namespace("shop")
+    lab.pod("shop", "web", node="n2")
+    lab.create("networks", "blue-web", WEB)
+    model = lab.service.model
+    wait_for(lambda: {"n1", "n2", "n3"} <= set(model.nodes) and "blue/blue-web" in model.networks, "applied")
+    wait_for(lambda: "shop/web" in cluster.sync.known("pods"), "pod shop/web watched")
+    endpoint_of(lab, cluster, "c1-eth0", "shop", "web", "n2")
+    nodes = cluster.sync.informers["nodes"]
+    cluster.stop()
+    relists = nodes.relists
+
+    lab.node("n4", "192.168.50.4")
+    lab.core.patch_node("n1", {"metadata": {"annotations": {"tenet.io/tunnel-ip": "192.168.60.1"}}})
+    lab.core.delete_node("n2")
+    lab.server.store.compact(lab.server.store.revision())
+
+    seen: list[tuple[str, str, str, str]] = []
+    sync = cluster.sync
+    upsert, delete = sync.upsert, sync.delete
+
+    def counted_upsert(kind: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+        seen.append(("upsert", kind, obj["metadata"]["name"], obj["metadata"]["resourceVersion"]))
+        upsert(kind, obj, old)
+
+    def counted_delete(kind: str, old: dict[str, Any]) -> None:
+        seen.append(("delete", kind, old["metadata"]["name"], old["metadata"]["resourceVersion"]))
+        delete(kind, old)
+
+    sync.upsert, sync.delete = counted_upsert, counted_delete  # type: ignore[method-assign]
+    cluster.start()
+    wait_for(
+        lambda: "n4" in model.nodes and "c1-eth0" not in model.endpoints and "c1-eth0" not in sync.pods_of,
+        "changes after 410 applied",
+    )
+    wait_for(lambda: nodes.relists > relists and nodes.failures == 0, "relisted")
+    assert str(model.nodes["n1"].tunnel_ip) == "192.168.60.1"
+    node_events = sorted((what, name) for what, kind, name, _ in seen if kind == "nodes")
+    assert node_events == [("delete", "n2"), ("upsert", "n1"), ("upsert", "n4")]
+    assert len(seen) == len(set(seen)), seen
+    assert "c1-eth0" not in sync.pods_of
+
+
+def test_the_resync_releases_the_endpoints_of_pods_gone_without_a_cni_del(lab: Lab) -> None:
+    cluster = lab.watch(resync_s=0.5)
+    lab.node("n1", "192.168.50.1")
+    lab.namespace("shop")
+    lab.pod("shop", "web", node="n1")
+    lab.create("networks", "blue-web", WEB)
+    model = lab.service.model
+    wait_for(lambda: "blue/blue-web" in model.networks and "shop/web" in cluster.sync.known("pods"), "applied")
+    endpoint_of(lab, cluster, "c1-eth0", "shop", "web", "n1")
+    # A pod the watch never reported deleted (its node died, no DEL came): only a resync can tell.
+    ghost = {"metadata": {"namespace": "shop", "name": "ghost"}, "spec": {}}
+    lab.service.create_endpoint("c2-eth0", network="blue/blue-web", node="n1")
+    cluster.record("c2-eth0", ghost)
+    pods = cluster.sync.informers["pods"]
+    relists = pods.relists
+    wait_for(lambda: "c2-eth0" not in cluster.sync.pods_of, "ghost's endpoint released by a resync")
+    assert "c2-eth0" not in model.endpoints and "c1-eth0" in model.endpoints and pods.relists > relists
+    assert lab.store.get("/tenet/k8s/endpoints/c2-eth0") is None
+
+    # The controller stops; the pod is deleted meanwhile; the next controller's first list releases it.
+    lab.stop_watching()
+    lab.core.delete_namespaced_pod("web", "shop")
+    restarted = Service(lab.store)
+    restarted.restore()
+    assert "c1-eth0" in restarted.model.endpoints
+    later = Kubernetes(restarted, lab.api).start()
+    try:
+        wait_for(lambda: "c1-eth0" not in later.sync.pods_of, "endpoint of the pod deleted while down")
+        assert "c1-eth0" not in restarted.model.endpoints
+        assert lab.store.get("/tenet/k8s/endpoints/c1-eth0") is None
+    finally:
+        later.stop()
+
+
+def test_a_deleted_node_releases_its_endpoints(lab: Lab) -> None:
+    cluster = lab.watch()
+    lab.node("n1", "192.168.50.1")
+    lab.node("n2", "192.168.50.2")
+    lab.namespace("shop")
+    lab.pod("shop", "a", node="n1")
+    lab.pod("shop", "b", node="n2")
+    lab.create("networks", "blue-web", WEB)
+    model = lab.service.model
+    wait_for(lambda: "blue/blue-web" in model.networks and len(cluster.sync.known("pods")) == 2, "applied")
+    endpoint_of(lab, cluster, "a-eth0", "shop", "a", "n1")
+    endpoint_of(lab, cluster, "b-eth0", "shop", "b", "n2")
+    lab.core.delete_node("n1")
+    wait_for(lambda: "a-eth0" not in model.endpoints and "a-eth0" not in cluster.sync.pods_of, "n1's released")
+    assert "b-eth0" in model.endpoints and "b-eth0" in cluster.sync.pods_of
