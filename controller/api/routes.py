@@ -14,6 +14,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from ipaddress import IPv4Address
 from typing import Any
 from urllib.parse import quote
 
@@ -24,7 +25,18 @@ from controller.openflow.ofctl import render_state
 from controller.policy import Quota
 from controller.service import Service
 from topology.errors import ValidationError
-from topology.model import Encap, Endpoint, Model, Network, QosAttachment, QosProfile, Tenant
+from topology.model import (
+    DERIVED_DATAPATH_BASE,
+    Encap,
+    Endpoint,
+    Model,
+    Network,
+    QosAttachment,
+    QosProfile,
+    Tenant,
+    default_datapath_id,
+    derived_datapath_id,
+)
 
 log = logging.getLogger(__name__)
 SwitchStatus = Callable[[str], dict[str, Any]]
@@ -419,6 +431,10 @@ class Api:
         mtus["uplink_mtu"] = body.integer("uplink_mtu", required=False)
         with self.service.lock:
             new = name not in self.model.nodes
+            if datapath_id is not None and not request.principal.admin:
+                refusal = foreign_datapath_id(self.model, name, tunnel_ip, datapath_id)
+                if refusal is not None:
+                    raise HttpError(403, f"node.datapath_id: {refusal}", field="node.datapath_id")
             self.service.register_node(name, tunnel_ip=tunnel_ip, uplink=uplink, datapath_id=datapath_id, **mtus)
         doc = self.node_docs(request, [name])[0]
         return created(f"/v1/nodes/{name}", doc) if new else Response(200, doc)
@@ -536,6 +552,37 @@ class Api:
         with self.service.lock:
             nodes = list(self.model.nodes)
         return sum(1 for node in nodes if self.switch_status(node).get("connected"))
+
+
+def foreign_datapath_id(model: Model, name: str, tunnel_ip: str, datapath_id: int) -> str | None:
+    """Why a node token may not register node `name` with `datapath_id`, or None.
+
+    The switch with a node's datapath id gets the node's flows, so a node token may not pick one that
+    belongs to another node: it may keep its node's id, or use the id derived from the tunnel IP it
+    registers (`topology.model.derived_datapath_id`, what the agent gives its bridge; tunnel IPs are unique),
+    never one derived from another tunnel IP or another node's name. Once a node is registered, any other
+    change of its datapath id is the cluster admin's (the model refuses ids another node has, 409).
+    """
+    existing = model.nodes.get(name)
+    if not 1 <= datapath_id < 2**64 or (existing is not None and datapath_id == existing.datapath_id):
+        return None  # out of range: the model names the field (400)
+    if isinstance(datapath_id, int) and datapath_id >> 32 == DERIVED_DATAPATH_BASE >> 32:
+        try:
+            own = derived_datapath_id(IPv4Address(tunnel_ip))
+        except ValueError:
+            return None  # the model names the bad tunnel IP
+        if datapath_id != own:
+            other = IPv4Address(datapath_id & 0xFFFFFFFF)
+            return f"{datapath_id:#x} is the datapath id of tunnel IP {other}, not of {tunnel_ip}"
+        return None
+    if existing is not None:
+        return (
+            f"node {name!r} has datapath id {existing.datapath_id:#x}; after its first registration only the "
+            "id derived from its tunnel IP or the cluster-admin token may change it"
+        )
+    if any(default_datapath_id(other) == datapath_id for other in model.nodes):
+        return f"{datapath_id:#x} is derived from the name of another node"
+    return None
 
 
 def own_node(principal: Any) -> str:
