@@ -144,6 +144,11 @@ class TenetApp(app_manager.OSKenApp):
         installed = session.dump()
         dumped = time.monotonic()
         with self.service.lock:  # the desired state and the change sets after it stay in order
+            known = self.service.model.nodes.get(session.node) if session.node is not None else None
+            if known is None or known.datapath_id != session.dp.id:
+                log.info("switch %#x is no node's now: not reconciling it", session.dp.id)
+                session.park()
+                return
             self._check_ports(session)
             self._sync_links(session)  # link ports down on this switch: the desired state avoids them
             desired = self.service.compiler.compile_node(session.node)
@@ -222,7 +227,7 @@ class TenetApp(app_manager.OSKenApp):
             if session.node is not None and (known is None or known.datapath_id != session.dp.id):
                 # The node re-registered with another datapath id (or is gone): match the switch again.
                 log.info("switch %#x is no longer node %s: matching it again", session.dp.id, session.node)
-                session.node = None
+                session.park()  # no resync for a node it is no longer
             if session.node is None:
                 # A node registered after its switch connected: adopt the switch now.
                 session.node = self._node_for(session.dp.id)

@@ -172,6 +172,13 @@ class SwitchSession:
         self.resync()  # raises on failure: the next one is scheduled with a longer delay
         log.info("switch %s (%s): in sync again (%d resync(s) so far)", self.node, hex(self.dp.id), self.resyncs)
 
+    def park(self) -> None:
+        """The switch is no node's (its node re-registered with another datapath id, or is gone): no resync
+        runs until a node claims it again, and it reports no sync state."""
+        self.node = None
+        self._resync_at = None
+        self.in_sync = None
+
     def mark_in_sync(self) -> None:
         """A reconcile (the first, or a resync) pushed the whole desired state and the switch took it."""
         self._resync_at = None
