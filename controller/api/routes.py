@@ -542,7 +542,12 @@ class Api:
             endpoint = self.endpoint(request, request.params["endpoint"])
             # Unknown after a restart: then the switch must include everything up to now.
             sequence = self.created_at.get(endpoint.id, self.service.sequence)
-        state = self.readiness(endpoint.node, endpoint.port_name, endpoint.ofport, sequence, wait)
+        limited = getattr(self.readiness, "limited", None)  # ReadyWaits: tenant tokens get a share of the slots
+        if limited is not None:
+            tenant = not (request.principal.admin or request.principal.node_only)
+            state = limited(endpoint.node, endpoint.port_name, endpoint.ofport, sequence, wait, tenant=tenant)
+        else:
+            state = self.readiness(endpoint.node, endpoint.port_name, endpoint.ofport, sequence, wait)
         return Response(200, state)
 
     def health(self, request: Request) -> Response:
