@@ -296,8 +296,13 @@ class Model:
             raise ValidationError(path, f"unknown node {name!r}") from None
 
     def qos_for(self, endpoint: Endpoint) -> QosAttachment | None:
-        """The attachment that meters this endpoint: its own, else its network's."""
-        return self.qos_attachments.get(endpoint.id) or self.qos_attachments.get(endpoint.network)
+        """The attachment that meters this endpoint: its own, else its network's; but a cap the admin attached
+        to the network wins over a profile a tenant attached to the endpoint (whichever came first)."""
+        own = self.qos_attachments.get(endpoint.id)
+        network = self.qos_attachments.get(endpoint.network)
+        if own is not None and own.attached_by != "admin" and network is not None and network.attached_by == "admin":
+            return network
+        return own or network
 
     def link_ports(self, node: str) -> dict[str, int]:
         """Planned ofports of a node's fabric link ports, in link declaration order."""

@@ -296,6 +296,8 @@ class Api:
         with self.service.lock:
             self.tenant(request, request.params["tenant"])
             network = self.network(request, f"{request.params['tenant']}/{request.params['network']}")
+            if not request.principal.admin:
+                self.check_admin_cap(network.key, attaching=False, deleting=f"network {network.key!r}")
             self.service.delete_network(network.key)
         return Response(204)
 
@@ -371,10 +373,17 @@ class Api:
             self.service.detach_qos(target)
         return Response(204)
 
-    def check_admin_cap(self, target: str, *, attaching: bool) -> None:
+    def check_admin_cap(self, target: str, *, attaching: bool, deleting: str | None = None) -> None:
         """A tenant may not replace or remove a cap the admin attached, nor escape its network's one by
-        attaching an endpoint's own profile (it takes the place of its network's). Raises HttpError 403."""
+        attaching an endpoint's own profile (it takes the place of its network's), nor drop it by deleting
+        its target (`deleting`: what is deleted, e.g. "network 'blue/web'"). Raises HttpError 403."""
         attachment = self.model.qos_attachments.get(target)
+        if attachment is not None and attachment.attached_by == "admin" and deleting is not None:
+            raise HttpError(
+                403,
+                f"deleting {deleting}: it carries QoS profile {attachment.profile!r} the cluster admin attached; "
+                "only the cluster admin may delete it",
+            )
         if attachment is not None and attachment.attached_by == "admin":
             raise HttpError(
                 403, f"the QoS profile on {target!r} was attached by the cluster admin; only it may change it"
@@ -525,6 +534,8 @@ class Api:
     def delete_endpoint(self, request: Request) -> Response:
         with self.service.lock:
             endpoint_id = self.endpoint(request, request.params["endpoint"]).id
+            if not (request.principal.admin or request.principal.node_only):  # the agent's DEL: the pod is gone
+                self.check_admin_cap(endpoint_id, attaching=False, deleting=f"endpoint {endpoint_id!r}")
             self.service.delete_endpoint(endpoint_id)
             self.created_at.pop(endpoint_id, None)
         return Response(204)
