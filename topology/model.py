@@ -627,7 +627,7 @@ class Model:
             raise ValidationError(path + ".id", f"endpoint {endpoint_id!r} already exists", conflict=True)
         net = self.network(network, path=path + ".network")
         self.node(node, path=path + ".node")
-        port = port_name or default_port_name(endpoint_id)
+        port = default_port_name(endpoint_id) if port_name is None else port_name  # "" is refused, not defaulted
         check_ifname(path + ".port_name", port)
         if any(e.port_name == port for e in self.endpoints_by_node[node].values()):
             raise ValidationError(path + ".port_name", f"port {port!r} is already used on node {node!r}", conflict=True)

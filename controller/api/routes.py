@@ -108,6 +108,7 @@ NODE_HANDLERS = frozenset(
 
 # A quoted network key in a model message, e.g. "VNI 100 is already used by network 'red/web'". Not after
 # "unknown": that key is the caller's own words, and an unknown key must read like one that is hidden.
+_SECONDS = re.compile(r"[0-9]+(\.[0-9]+)?")
 _NETWORK_NAME = re.compile(r"""(?<!unknown )network (['"])([^'"/]+)/[^'"]*\1""")
 
 
@@ -326,7 +327,8 @@ class Api:
             raise forbidden("creating a QoS profile")
         body = Body(request.json(), "qos", allowed={"name", "rate_kbps", "burst_kb", "direction"})
         name, rate, burst = body.text("name"), body.integer("rate_kbps"), body.integer("burst_kb", required=False)
-        direction = body.text("direction", required=False) or "both"
+        direction = body.text("direction", required=False)
+        direction = "both" if direction is None else direction  # "" is refused by the model, naming the field
         with self.service.lock:
             self.service.create_qos(name, rate_kbps=rate, burst_kb=burst, direction=direction)
             return created(f"/v1/qos/{name}", views.qos_json(self.model.qos_profiles[name], []))
@@ -543,10 +545,10 @@ class Api:
     def endpoint_ready(self, request: Request) -> Response:
         """Ready once its port is on the switch with the planned number and the switch holds its flows."""
         text = request.query.get("wait", "0")
-        try:
-            wait = float(text)
-        except ValueError:
-            raise ValidationError("wait", f"want a number of seconds, got {text!r}") from None
+        # Plain decimal seconds only: float() would also take "1_0", "nan", "inf", "1e3" and " 5".
+        if not _SECONDS.fullmatch(text):
+            raise ValidationError("wait", f"want a number of seconds like 5 or 2.5, got {text!r}")
+        wait = float(text)
         if not 0 <= wait <= MAX_READY_WAIT:
             raise ValidationError("wait", f"{wait:g} is outside 0..{MAX_READY_WAIT:g} seconds")
         with self.service.lock:
