@@ -522,6 +522,12 @@ class Api:
             if found is None or not (principal.sees(found.tenant) or principal.node_only):
                 hint = "" if "/" in network else " (want TENANT/NAME)"
                 raise ValidationError("endpoint.network", f"unknown network {network!r}{hint}")
+            taken = self.model.endpoints.get(endpoint_id)
+            if taken is not None and not (principal.sees(taken.tenant) or principal.manages(taken.node)):
+                # Endpoint ids are one space for the whole cluster: say it is taken, never by whom.
+                raise ValidationError(
+                    "endpoint.id", f"endpoint id {endpoint_id!r} is taken (ids are unique cluster-wide)", conflict=True
+                )
             endpoint = self.service.create_endpoint(
                 endpoint_id, network=network, node=node, ip=ip, mac=mac, port_name=port, restricted=not principal.admin
             )

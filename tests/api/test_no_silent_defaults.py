@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.support import Wsgi, network
+from tests.api.support import BLUE, Wsgi, network
 
 
 @pytest.mark.parametrize(
@@ -38,3 +38,14 @@ def test_a_wait_is_plain_decimal_seconds(cluster: Wsgi, wait: str) -> None:
     answer = cluster.call("GET", "/v1/endpoints/b1/ready", query=f"wait={wait}")
     assert answer.status == 400 and answer.error["field"] == "wait"
     assert cluster.call("GET", "/v1/endpoints/b1/ready", query="wait=0.5").status == 200
+
+
+def test_an_endpoint_id_another_tenant_holds_is_taken_without_naming_it(cluster: Wsgi) -> None:
+    cluster.ok("POST", "/v1/tenants/blue/networks", network("web", "10.0.0.0/24", vni=100))
+    cluster.ok("POST", "/v1/tenants/red/networks", network("db", "10.9.0.0/24", vni=200))
+    cluster.ok("POST", "/v1/endpoints", {"id": "r1", "network": "red/db", "node": "node2"})
+    answer = cluster.post("/v1/endpoints", {"id": "r1", "network": "blue/web", "node": "node1"}, token=BLUE)
+    assert answer.status == 409 and answer.error["field"] == "endpoint.id"
+    assert "is taken" in answer.error["message"]
+    assert not any(word in answer.error["message"] for word in ("red", "node2", "10.9.", "already exists"))
+    assert cluster.get("/v1/endpoints/r1", token=BLUE).status == 404
