@@ -629,7 +629,8 @@ class Model:
         self.node(node, path=path + ".node")
         port = default_port_name(endpoint_id) if port_name is None else port_name  # "" is refused, not defaulted
         check_ifname(path + ".port_name", port)
-        if any(e.port_name == port for e in self.endpoints_by_node[node].values()):
+        infrastructure = port == self.nodes[node].uplink or port in self.link_ports(node)
+        if infrastructure or any(e.port_name == port for e in self.endpoints_by_node[node].values()):
             raise ValidationError(path + ".port_name", f"port {port!r} is already used on node {node!r}", conflict=True)
         # Checked before the pool, so running out of ports or numbers cannot leave an address claimed.
         if not (self._ofports[node].has_free() if ofport is None else self._ofports[node].can_claim(ofport)):

@@ -13,7 +13,7 @@ from controller.pipeline.compile import Compiler
 from controller.service import Service
 from controller.store.base import StoreError
 from tests.api.support import TOKENS, Wsgi, network
-from topology.model import derived_datapath_id
+from topology.model import default_port_name, derived_datapath_id
 
 N1, N2 = "node1-token", "node2-token"
 
@@ -127,3 +127,11 @@ def test_a_fabric_link_port_is_no_infrastructure_or_endpoint_port(cluster: Wsgi,
     answer = cluster.post("/v1/links", {"a": "node1", "a_port": "l1", "b": "node2", "b_port": port})
     assert answer.status in (400, 409) and answer.error["field"] == "link.b_port"
     assert cluster.ok("GET", "/v1/links") == []
+
+
+def test_an_endpoint_cannot_get_a_default_port_name_a_fabric_link_took(cluster: Wsgi) -> None:
+    cluster.ok("POST", "/v1/tenants/blue/networks", network("web", "10.0.0.0/24", vni=100))
+    link = {"a": "node1", "a_port": default_port_name("b1"), "b": "node2", "b_port": "l2"}
+    cluster.ok("POST", "/v1/links", link)
+    answer = cluster.post("/v1/endpoints", {"id": "b1", "network": "blue/web", "node": "node1"})
+    assert answer.status == 409 and answer.error["field"] == "endpoint.port_name"
