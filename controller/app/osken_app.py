@@ -222,15 +222,31 @@ class TenetApp(app_manager.OSKenApp):
         model = self.service.model
         links_changed = (id(model), model.links_version) != self._links_seen
         self._links_seen = (id(model), model.links_version)
+        moved: dict[str, str] = {}  # node -> host of its switch still connected under the old datapath id
         for session in list(self.sessions.values()):
             known = model.nodes.get(session.node) if session.node is not None else None
             if session.node is not None and (known is None or known.datapath_id != session.dp.id):
                 # The node re-registered with another datapath id (or is gone): match the switch again.
                 log.info("switch %#x is no longer node %s: matching it again", session.dp.id, session.node)
+                if known is not None and session.alive():
+                    moved[session.node] = _address(session.dp, port=False)
                 session.park()  # no resync for a node it is no longer
+        for session in list(self.sessions.values()):
             if session.node is None:
-                # A node registered after its switch connected: adopt the switch now.
-                session.node = self._node_for(session.dp.id)
+                # A node registered after its switch connected: adopt the switch now. Not a switch of another
+                # host while the node's own is still connected: its new id must not hand it someone's switch
+                # (its own switch reconnects with the new id, and is adopted then).
+                node = self._node_for(session.dp.id)
+                if node in moved and _address(session.dp, port=False) != moved[node]:
+                    log.error(
+                        "switch %#x at %s: not adopted as node %s, whose switch at %s is still connected",
+                        session.dp.id,
+                        _address(session.dp),
+                        node,
+                        moved[node],
+                    )
+                    continue
+                session.node = node
                 if session.node is not None:
                     session.submit(lambda s=session: self._reconcile(s))
                 continue

@@ -73,3 +73,24 @@ def test_a_session_in_backoff_whose_node_moved_to_another_datapath_id_stops_resy
     # given back its old id, node1 claims the switch again
     app.service.register_node("node1", tunnel_ip="192.168.50.1", datapath_id=old)
     wait_for(lambda: session.node == "node1" and session.in_sync is True, timeout=10, what="re-adopted")
+
+
+def test_a_new_datapath_id_does_not_hand_a_node_another_hosts_connected_switch(app: TenetApp) -> None:
+    old = app.service.model.nodes["node1"].datapath_id
+    own = switch(app, old, [False])
+    own.address = ("192.168.50.1", 40000)
+    app._adopt(own)
+    other_id = 0x7E_0000_C0A8_3203
+    other = switch(app, other_id, [False])
+    other.address = ("192.168.50.3", 40001)  # node3's switch, connected before node3 registered
+    app._adopt(other)
+    wait_for(lambda: app.sessions[old].in_sync is True, timeout=10, what="node1's switch in sync")
+    app.service.register_node("node1", tunnel_ip="192.168.50.1", datapath_id=other_id)
+    assert app.sessions[other_id].node is None and other.raw == []
+    assert app.sessions[old].node is None
+    # node1's own switch reconnecting under the new id (OVS reconnects when its datapath id changes) is node1's
+    again = switch(app, other_id, [False])
+    again.address = ("192.168.50.1", 40002)
+    app._adopt(again)
+    wait_for(lambda: app.sessions[other_id].in_sync is True, timeout=10, what="node1's switch under its new id")
+    assert app.sessions[other_id].node == "node1" and other.raw == []
