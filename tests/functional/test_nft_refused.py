@@ -3,10 +3,15 @@ what was refused, never a wait for an answer that does not come."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
+
+from agent import netlink as netlink_module
 
 ROOT = Path(__file__).resolve().parents[2]
 CALL = (
@@ -38,3 +43,14 @@ def test_a_refused_batch_fails_at_once_naming_the_change() -> None:
         assert float(took) < 2.0 and int(errno_text) == 1  # EPERM, answered on the batch-begin message
         assert doing in message and "Operation not permitted" in message
         assert time.monotonic() - started < 15
+
+
+def test_deleting_a_host_end_removes_an_ingress_chain_only_where_one_is_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    forgotten: list[str] = []
+    monkeypatch.setattr(netlink_module.nft, "forget", lambda name: forgotten.append(name) or False)
+    links = netlink_module.Netlink()
+    name = f"tnnf{os.getpid() % 100000}"
+    assert links.delete(name, ingress_chain=False) is False  # the kernel datapath: no chain, none asked for
+    assert forgotten == []
+    assert links.delete(name) is False  # the userspace datapath's host ends have one
+    assert forgotten == [name]
