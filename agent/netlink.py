@@ -206,7 +206,8 @@ class Netlink:
             except BaseException:
                 with suppress(NetlinkError, nft.NftError):  # the pod end goes with the host end
                     _delete_link(host, pod.host_name)
-                    nft.forget(pod.host_name)
+                    if pod.host_ingress_drop:  # only then was a chain made
+                        nft.forget(pod.host_name)
                 raise
         return Created(host_mac=host_mac, default_route=default_route)
 
@@ -257,8 +258,9 @@ class Netlink:
         except OSError as error:
             raise NetlinkError(f"creating veth {pod.host_name} <-> {where}: {error.strerror or error}") from None
 
-    def delete(self, host_name: str) -> bool:
-        """Delete the host end (the pod end goes with it); False if there was no such link.
+    def delete(self, host_name: str, *, ingress_chain: bool = True) -> bool:
+        """Delete the host end (the pod end goes with it); False if there was no such link. `ingress_chain`:
+        its nftables ingress chain is removed too (only the userspace datapath makes one, `host_ingress_drop`).
 
         Takes ~20 ms whatever the caller does: the kernel waits for an RCU grace period to unregister a device.
         """
@@ -266,6 +268,8 @@ class Netlink:
             return False
         with self._session(), _Rtnl() as host:
             deleted = _delete_link(host, host_name)
+        if not ingress_chain:
+            return deleted
         try:
             nft.forget(host_name)  # a chain outlives its device on recent kernels (dormant, it holds nothing)
         except OSError as error:  # no nf_tables here, or the kernel refused: a dormant chain at worst

@@ -31,6 +31,7 @@ NLA_F_NESTED = 0x8000
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_CREATE = 0x1, 0x4, 0x400
 NLMSG_ERROR = 2
 TABLE = "tenet"
+REPLY_TIMEOUT = 5.0  # s the kernel has to answer a batch
 
 
 class NftError(OSError):
@@ -73,9 +74,13 @@ def forget(device: str) -> bool:
     return True
 
 
-def _batch(messages: list[tuple[int, int, bytes]], doing: str) -> None:
+def _batch(messages: list[tuple[int, int, bytes]], doing: str, *, timeout: float = REPLY_TIMEOUT) -> None:
+    """Send `messages` as one batch and wait up to `timeout` s for the kernel's acks. An error answering any
+    message of the batch (the kernel answers a refused batch, e.g. EPERM without CAP_NET_ADMIN, on the
+    batch-begin message's number) raises NftError; so does no answer in time."""
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_NETFILTER) as sock:
         sock.bind((0, 0))
+        sock.settimeout(timeout)
         sequence = 1
         parts = [_message(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, sequence, socket.AF_UNSPEC, NFNL_SUBSYS_NFTABLES)]
         waiting = set()
@@ -87,13 +92,17 @@ def _batch(messages: list[tuple[int, int, bytes]], doing: str) -> None:
             )
             parts.append(_with_length(header + body))
         parts.append(_message(NFNL_MSG_BATCH_END, NLM_F_REQUEST, sequence + 1, socket.AF_UNSPEC, NFNL_SUBSYS_NFTABLES))
+        batch = range(1, sequence + 2)  # begin, the messages, end
         sock.send(b"".join(parts))
         while waiting:
-            data = sock.recv(65536)
+            try:
+                data = sock.recv(65536)
+            except TimeoutError:
+                raise NftError(errno.ETIMEDOUT, f"{doing}: the kernel did not answer within {timeout:g} s") from None
             offset = 0
             while offset + 16 <= len(data):
                 length, kind, _flags, number, _pid = struct.unpack_from("=IHHII", data, offset)
-                if kind == NLMSG_ERROR and number in waiting:
+                if kind == NLMSG_ERROR and number in batch:
                     code = -struct.unpack_from("=i", data, offset + 16)[0]
                     if code:
                         raise NftError(code, f"{doing}: {os.strerror(code)}")

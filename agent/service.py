@@ -105,6 +105,11 @@ class AgentService:
 
     # --- the verbs -------------------------------------------------------------------------------
 
+    @property
+    def _ingress_chains(self) -> bool:
+        """Host ends have an nftables ingress chain (the userspace datapath's, `PodInterface.host_ingress_drop`)."""
+        return self.settings.datapath_type == "netdev"
+
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         verb = request.get("verb")
         if verb == "STATUS":
@@ -367,7 +372,7 @@ class AgentService:
         for link in self.netlink.host_links(HOST_LINK_PREFIX):
             if link not in in_use and _is_pod_port_name(link):
                 log.info("recover: host link %s belongs to no port: removing it", link)
-                self.netlink.delete(link)
+                self.netlink.delete(link, ingress_chain=self._ingress_chains)
                 removed["links"] += 1
         return removed
 
@@ -394,7 +399,7 @@ class AgentService:
         owner = {EXT_OWNER: OWNER, EXT_ENDPOINT: eid}
         try:
             if self.ovsdb.del_port(self.settings.bridge, port, owned_by=owner):
-                self.netlink.delete(port)
+                self.netlink.delete(port, ingress_chain=self._ingress_chains)
         except (OvsdbError, NetlinkError) as error:
             raise AgentError(protocol.IO_FAILURE, f"could not remove port {port}", str(error)) from None
 
@@ -408,7 +413,7 @@ class AgentService:
             self._unplumb(port, eid)
             return True
         try:
-            self.netlink.delete(port)
+            self.netlink.delete(port, ingress_chain=self._ingress_chains)
         except NetlinkError as error:
             raise AgentError(protocol.IO_FAILURE, f"could not remove link {port}", str(error)) from None
         return True

@@ -18,10 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from topology.errors import ValidationError
-from topology.model import VLAN_RANGE, VNI_RANGE, Model
-
-RESERVED_PREFIX = "tenet-"
-RESERVED_NAMES = frozenset({"br-int", "br-phy"})
+from topology.model import RESERVED_NAMES, RESERVED_PREFIX, VLAN_RANGE, VNI_RANGE, Model
 
 
 @dataclass(frozen=True)

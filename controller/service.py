@@ -267,31 +267,25 @@ class Service:
             existing = self.model.nodes.get(name)
             if existing is not None:
                 same = str(existing.tunnel_ip) == tunnel_ip and existing.uplink == uplink
-                underlay = underlay_mtu or DEFAULT_UNDERLAY_MTU  # compared as the rules see them (topology.mtu)
+                # Compared as the rules see them (topology.mtu); 0 is a value (refused below), not "absent".
+                underlay = DEFAULT_UNDERLAY_MTU if underlay_mtu is None else underlay_mtu
                 same = same and existing.underlay_mtu == underlay
-                same = same and (existing.uplink_mtu or existing.underlay_mtu) == (uplink_mtu or underlay)
+                uplink_now = existing.uplink_mtu or existing.underlay_mtu
+                same = same and uplink_now == (underlay if uplink_mtu is None else uplink_mtu)
                 if same and datapath_id in (None, existing.datapath_id):
                     return existing
                 # An MTU too small is the news, before any other reason a node with endpoints cannot change.
                 check_node("node", underlay, uplink_mtu, self.model.networks.values())
-                old = existing
                 touched = self.model.update_node(
                     name,
                     tunnel_ip=tunnel_ip,
                     uplink=uplink,
-                    datapath_id=datapath_id or existing.datapath_id,
+                    datapath_id=existing.datapath_id if datapath_id is None else datapath_id,
                     underlay_mtu=underlay_mtu,
                     uplink_mtu=uplink_mtu,
                 )
-                undo = lambda: self.model.update_node(  # noqa: E731
-                    name,
-                    tunnel_ip=str(old.tunnel_ip),
-                    uplink=old.uplink,
-                    datapath_id=old.datapath_id,
-                    underlay_mtu=old.underlay_mtu,
-                    uplink_mtu=old.uplink_mtu,
-                )
-                change.apply(touched, undo=undo)
+                # The node as it was, put back as such: an undo must not be refused by today's validation.
+                change.apply(touched, undo=lambda: self.model.replace_node(existing))
             else:
                 touched = self.model.add_node(
                     name,
@@ -430,7 +424,8 @@ class Service:
             try:
                 yield change
             except BaseException:
-                change.undo_all()
+                if not change.undo_all():  # an undo step failed: the compiler is rebuilt from the model
+                    self.compiler.compile_all()
                 raise
             changes: dict[str, ChangeSet] = {}
             compiled = False
@@ -457,7 +452,8 @@ class Service:
 
     def _roll_back(self, change: _Change, what: str, *, recompile: bool = True) -> None:
         """Undo the model change and bring the compiler back to the model as it was (a full compile)."""
-        change.undo_all()
+        if not change.undo_all():
+            recompile = True
         if recompile:
             self.compiler.compile_all()
             log.warning("%s rolled back: model and compiled state are as before", what)
@@ -482,10 +478,18 @@ class _Change:
     def store(self, *operations: Operation) -> None:
         self.operations.extend(operations)
 
-    def undo_all(self) -> None:
+    def undo_all(self) -> bool:
+        """Run every undo step, last first; one that raises is logged and the others still run.
+        Returns whether all succeeded."""
+        ok = True
         for undo in reversed(self._undo):
-            undo()
+            try:
+                undo()
+            except Exception:
+                log.exception("undoing a step of a failed change failed; the other steps are undone")
+                ok = False
         self._undo.clear()
+        return ok
 
 
 def _restore(model: Model, kind: str, doc: dict, name: str) -> None:

@@ -41,6 +41,9 @@ FIRST_ENDPOINT_OFPORT = 1000
 LAST_OFPORT = 65279  # OFPP_MAX
 TUNNEL_PORT_NAME = "tenet-tun"
 GATEWAY_PORT_NAME = "tenet-gw0"
+# Infrastructure names no endpoint port, uplink or fabric link port may take (controller.policy re-exports them).
+RESERVED_PREFIX = "tenet-"
+RESERVED_NAMES = frozenset({"br-int", "br-phy"})
 
 
 class Encap(str, Enum):  # noqa: UP042 - the mixin keeps str() and format() as they were
@@ -220,6 +223,14 @@ def default_datapath_id(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:6], "big") or 1
 
 
+DERIVED_DATAPATH_BASE = 0x7E_0000_0000_0000  # the agent's default datapath id: this, or'ed with the tunnel IP
+
+
+def derived_datapath_id(tunnel_ip: IPv4Address) -> int:
+    """The datapath id the node agent gives its bridge by default: `DERIVED_DATAPATH_BASE` | the tunnel IP."""
+    return DERIVED_DATAPATH_BASE | int(tunnel_ip)
+
+
 def check_range(path: str, what: str, value: int, bounds: tuple[int, int]) -> None:
     """`value` must be an int (not a bool: `True` is no VLAN id) within `bounds`, both ends included.
 
@@ -292,8 +303,13 @@ class Model:
             raise ValidationError(path, f"unknown node {name!r}") from None
 
     def qos_for(self, endpoint: Endpoint) -> QosAttachment | None:
-        """The attachment that meters this endpoint: its own, else its network's."""
-        return self.qos_attachments.get(endpoint.id) or self.qos_attachments.get(endpoint.network)
+        """The attachment that meters this endpoint: its own, else its network's; but a cap the admin attached
+        to the network wins over a profile a tenant attached to the endpoint (whichever came first)."""
+        own = self.qos_attachments.get(endpoint.id)
+        network = self.qos_attachments.get(endpoint.network)
+        if own is not None and own.attached_by != "admin" and network is not None and network.attached_by == "admin":
+            return network
+        return own or network
 
     def link_ports(self, node: str) -> dict[str, int]:
         """Planned ofports of a node's fabric link ports, in link declaration order."""
@@ -526,25 +542,9 @@ class Model:
         check_name(path + ".name", name, subdomain=True)
         if name in self.nodes:
             raise ValidationError(path + ".name", f"node {name!r} already exists", conflict=True)
-        ip = parse_ip(path + ".tunnel_ip", tunnel_ip)
-        check_unicast(path + ".tunnel_ip", ip)
-        if ip in self._node_by_tunnel_ip:
-            raise ValidationError(
-                path + ".tunnel_ip",
-                f"{ip} is already the tunnel IP of node {self._node_by_tunnel_ip[ip]!r}",
-                conflict=True,
-            )
-        if uplink is not None:
-            check_ifname(path + ".uplink", uplink)
-        dpid = default_datapath_id(name) if datapath_id is None else datapath_id
-        check_range(path + ".datapath_id", "datapath id", dpid, (1, 2**64 - 1))
-        if any(n.datapath_id == dpid for n in self.nodes.values()):
-            other = next(n.name for n in self.nodes.values() if n.datapath_id == dpid)
-            raise ValidationError(
-                path + ".datapath_id", f"datapath id {dpid:#x} is already used by node {other!r}", conflict=True
-            )
-        underlay_mtu = DEFAULT_UNDERLAY_MTU if underlay_mtu is None else underlay_mtu
-        check_node(path, underlay_mtu, uplink_mtu, self.networks.values())
+        ip, dpid, underlay_mtu = self._check_node(
+            name, tunnel_ip, uplink, datapath_id, underlay_mtu, uplink_mtu, path=path
+        )
         self.nodes[name] = Node(name, ip, uplink, dpid, underlay_mtu, uplink_mtu)
         self._node_by_tunnel_ip[ip] = name
         self.endpoints_by_node[name] = {}
@@ -583,32 +583,66 @@ class Model:
         before changing anything.
         """
         old = self.node(name, path=path)
+        ip, dpid, underlay_mtu = self._check_node(
+            name, tunnel_ip, uplink, datapath_id, underlay_mtu, uplink_mtu, path=path
+        )
+        del self._node_by_tunnel_ip[old.tunnel_ip]
+        self.nodes[name] = Node(name, ip, uplink, dpid, underlay_mtu, uplink_mtu)
+        self._node_by_tunnel_ip[ip] = name
+        return self._bump(Touched(everything=True))  # other nodes' tunnel flows and flood lists name it
+
+    def _check_node(
+        self,
+        name: str,
+        tunnel_ip: str,
+        uplink: str | None,
+        datapath_id: int | None,
+        underlay_mtu: int | None,
+        uplink_mtu: int | None,
+        *,
+        path: str,
+    ) -> tuple[IPv4Address, int, int]:
+        """The checks a node passes to be added or updated, against every other node (not `name` itself):
+        unicast tunnel IP of no other node, a Linux interface name for the uplink that is none of the
+        node's link or endpoint ports, a datapath id no other node has, MTUs that fit (`topology.mtu`).
+        Returns (tunnel IP, datapath id, underlay MTU) with the defaults filled in; raises ValidationError."""
         ip = parse_ip(path + ".tunnel_ip", tunnel_ip)
+        check_unicast(path + ".tunnel_ip", ip)
         owner = self._node_by_tunnel_ip.get(ip)
         if owner not in (None, name):
             raise ValidationError(
                 path + ".tunnel_ip", f"{ip} is already the tunnel IP of node {owner!r}", conflict=True
             )
         if uplink is not None:
-            check_name(path + ".uplink", uplink)
-            if uplink in self.link_ports(name):
+            check_ifname(path + ".uplink", uplink)
+            reason = reserved_name(uplink)
+            if reason is not None:
+                raise ValidationError(path + ".uplink", f"{reason}, not an uplink")
+            if name in self.nodes and uplink in self.link_ports(name):
                 raise ValidationError(
                     path + ".uplink", f"{uplink!r} is a fabric link port of node {name!r}", conflict=True
                 )
-            if any(e.port_name == uplink for e in self.endpoints_by_node[name].values()):
+            if any(e.port_name == uplink for e in self.endpoints_by_node.get(name, {}).values()):
                 raise ValidationError(
                     path + ".uplink", f"{uplink!r} is an endpoint's port on node {name!r}", conflict=True
                 )
         dpid = default_datapath_id(name) if datapath_id is None else datapath_id
         check_range(path + ".datapath_id", "datapath id", dpid, (1, 2**64 - 1))
-        if any(n.datapath_id == dpid and n.name != name for n in self.nodes.values()):
-            raise ValidationError(path + ".datapath_id", f"datapath id {dpid:#x} is already used", conflict=True)
+        other = next((n.name for n in self.nodes.values() if n.datapath_id == dpid and n.name != name), None)
+        if other is not None:
+            raise ValidationError(
+                path + ".datapath_id", f"datapath id {dpid:#x} is already used by node {other!r}", conflict=True
+            )
         underlay_mtu = DEFAULT_UNDERLAY_MTU if underlay_mtu is None else underlay_mtu
         check_node(path, underlay_mtu, uplink_mtu, self.networks.values())
-        del self._node_by_tunnel_ip[old.tunnel_ip]
-        self.nodes[name] = Node(name, ip, uplink, dpid, underlay_mtu, uplink_mtu)
-        self._node_by_tunnel_ip[ip] = name
-        return self._bump(Touched(everything=True))  # other nodes' tunnel flows and flood lists name it
+        return ip, dpid, underlay_mtu
+
+    def replace_node(self, node: Node) -> None:
+        """Put back a node as it was (undoing `update_node`), without validating: it was valid then."""
+        del self._node_by_tunnel_ip[self.nodes[node.name].tunnel_ip]
+        self.nodes[node.name] = node
+        self._node_by_tunnel_ip[node.tunnel_ip] = node.name
+        self.revision += 1
 
     def add_link(self, a: str, a_port: str, b: str, b_port: str, *, path: str = "link") -> Touched:
         self.node(a, path=path + ".a")
@@ -617,7 +651,11 @@ class Model:
             raise ValidationError(path, f"a link joins two different nodes, not {a!r} to itself")
         for side, node, port in (("a_port", a, a_port), ("b_port", b, b_port)):
             check_ifname(f"{path}.{side}", port)
-            if (node in self.nodes and port == self.nodes[node].uplink) or port in self.link_ports(node):
+            reason = reserved_name(port) or (port == TUNNEL_PORT_NAME and "the tunnel port") or None
+            if reason is not None:
+                raise ValidationError(f"{path}.{side}", f"{reason}, not a fabric link port")
+            in_use = port == self.nodes[node].uplink or port in self.link_ports(node)
+            if in_use or any(e.port_name == port for e in self.endpoints_by_node[node].values()):
                 raise ValidationError(
                     f"{path}.{side}", f"port {port!r} of node {node!r} is already in use", conflict=True
                 )
@@ -689,9 +727,10 @@ class Model:
             raise ValidationError(path + ".id", f"endpoint {endpoint_id!r} already exists", conflict=True)
         net = self.network(network, path=path + ".network")
         self.node(node, path=path + ".node")
-        port = port_name or default_port_name(endpoint_id)
+        port = default_port_name(endpoint_id) if port_name is None else port_name  # "" is refused, not defaulted
         check_ifname(path + ".port_name", port)
-        if any(e.port_name == port for e in self.endpoints_by_node[node].values()):
+        infrastructure = port == self.nodes[node].uplink or port in self.link_ports(node)
+        if infrastructure or any(e.port_name == port for e in self.endpoints_by_node[node].values()):
             raise ValidationError(path + ".port_name", f"port {port!r} is already used on node {node!r}", conflict=True)
         # Checked before the pool, so running out of ports or numbers cannot leave an address claimed.
         if not (self._ofports[node].has_free() if ofport is None else self._ofports[node].can_claim(ofport)):
@@ -845,6 +884,15 @@ def decrement(counter: Counter[str], key: str) -> None:
 def default_port_name(endpoint_id: str) -> str:
     """`tn` + 10 hex digits of a hash: unique enough per node, and within Linux's 15-character limit."""
     return "tn" + hashlib.sha256(endpoint_id.encode()).hexdigest()[:10]
+
+
+def reserved_name(name: str) -> str | None:
+    """Why `name` is an infrastructure port's or bridge's name on every node, or None."""
+    if name.startswith(RESERVED_PREFIX):
+        return f"names starting with {RESERVED_PREFIX!r} are reserved for infrastructure ports"
+    if name in RESERVED_NAMES:
+        return f"{name!r} is an infrastructure bridge"
+    return None
 
 
 def parse_mac(path: str, text: object) -> int:

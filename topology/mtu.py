@@ -11,10 +11,12 @@ cost of a VLAN network giving up the 50 bytes VXLAN needs when its tenant has a 
 The limits come from the nodes, each reporting its underlay MTU (the interface its tunnel IP is on) and
 its uplink's MTU when it registers:
 
+- a node reports MTUs of `MIN_MTU`..`MAX_NODE_MTU` bytes (576..65535, IPv4's smallest and largest datagram);
 - a VXLAN network's MTU is at most the smallest underlay MTU of any node minus `VXLAN_OVERHEAD` (50 bytes:
   outer Ethernet 14, IPv4 20, UDP 8, VXLAN 8; RFC 7348);
 - a VLAN network's MTU is at most the smallest uplink MTU of any node (the 802.1Q tag does not count
   against the MTU);
+- and no network's MTU is above the jumbo-frame ceiling `MAX_NETWORK_MTU` (9000 bytes; VXLAN 8950);
 - a network's default MTU is its tenant's MTU when the tenant has networks, else the largest MTU both a
   VXLAN and a VLAN network may have (the smallest underlay MTU minus 50, unless an uplink is smaller), for
   VLAN and VXLAN alike, so the tenant can add networks of either kind later;
@@ -34,7 +36,8 @@ from topology.errors import ValidationError
 VXLAN_OVERHEAD = 50  # outer Ethernet + IPv4 + UDP + VXLAN headers, bytes
 DEFAULT_UNDERLAY_MTU = 1500  # bytes, until a node says otherwise
 MIN_MTU = 576  # bytes: the smallest datagram every IPv4 host must accept (RFC 791)
-MAX_INTERFACE_MTU = 65536  # bytes: the largest MTU Linux gives an interface (loopback)
+MAX_NODE_MTU = 65535  # bytes: the largest IPv4 datagram (RFC 791 total length), so the most a node may report
+MAX_NETWORK_MTU = 9000  # bytes: the jumbo-frame ceiling of a network (VXLAN: less VXLAN_OVERHEAD, 8950)
 
 
 class HasMtu(Protocol):
@@ -55,9 +58,15 @@ def limits(nodes: Iterable[HasMtu]) -> tuple[int, int]:
     A node without an uplink MTU (no uplink, or an old agent) counts with its underlay MTU for VLAN.
     """
     nodes = list(nodes)
+    underlay, uplink = _smallest(nodes)
+    return min(underlay, MAX_NETWORK_MTU) - VXLAN_OVERHEAD, min(uplink, MAX_NETWORK_MTU)
+
+
+def _smallest(nodes: Iterable[HasMtu]) -> tuple[int, int]:
+    """(smallest underlay MTU, smallest uplink MTU) of the nodes, in bytes."""
+    nodes = list(nodes)
     underlay = min((n.underlay_mtu for n in nodes), default=DEFAULT_UNDERLAY_MTU)
-    uplink = min((n.uplink_mtu or n.underlay_mtu for n in nodes), default=DEFAULT_UNDERLAY_MTU)
-    return underlay - VXLAN_OVERHEAD, uplink
+    return underlay, min((n.uplink_mtu or n.underlay_mtu for n in nodes), default=DEFAULT_UNDERLAY_MTU)
 
 
 def default_mtu(nodes: Iterable[HasMtu], tenant_networks: Iterable[NetworkMtu]) -> int:
@@ -75,6 +84,7 @@ def check_network(
     `encap` is "vlan" or "vxlan". Raises `ValidationError` at `path` (e.g. "network.mtu"); a mismatch with
     the tenant is a conflict (409).
     """
+    nodes = list(nodes)
     vxlan_max, vlan_max = limits(nodes)
     high = vxlan_max if encap == "vxlan" else vlan_max
     tenant_networks = list(tenant_networks)
@@ -88,11 +98,14 @@ def check_network(
             conflict=True,
         )
     if not MIN_MTU <= mtu <= high:
-        why = (
-            f"the smallest node underlay MTU is {high + VXLAN_OVERHEAD}, less {VXLAN_OVERHEAD} bytes of VXLAN"
-            if encap == "vxlan"
-            else "the smallest node uplink MTU"
-        )
+        underlay, uplink = _smallest(nodes)
+        if (underlay if encap == "vxlan" else uplink) > MAX_NETWORK_MTU:
+            vxlan = f" less {VXLAN_OVERHEAD} bytes of VXLAN" if encap == "vxlan" else ""
+            why = f"the jumbo-frame ceiling of {MAX_NETWORK_MTU} bytes{vxlan}"
+        elif encap == "vxlan":
+            why = f"the smallest node underlay MTU is {high + VXLAN_OVERHEAD}, less {VXLAN_OVERHEAD} bytes of VXLAN"
+        else:
+            why = "the smallest node uplink MTU"
         raise ValidationError(path, f"MTU {mtu} is outside {MIN_MTU}..{high} ({why})")
     for other in tenant_networks:
         if other.mtu != mtu:
@@ -108,8 +121,8 @@ def check_node(path: str, underlay_mtu: int, uplink_mtu: int | None, networks: I
     """Refuse a node (MTUs in bytes) that cannot carry a network that exists. Raises `ValidationError`:
     the field (`path`.underlay_mtu or `path`.uplink_mtu) outside its range is 400, too small is 409."""
     for field, value in (("underlay_mtu", underlay_mtu), ("uplink_mtu", uplink_mtu)):
-        if value is not None and not MIN_MTU <= value <= MAX_INTERFACE_MTU:
-            raise ValidationError(f"{path}.{field}", f"MTU {value} is outside {MIN_MTU}..{MAX_INTERFACE_MTU}")
+        if value is not None and not MIN_MTU <= value <= MAX_NODE_MTU:
+            raise ValidationError(f"{path}.{field}", f"MTU {value} is outside {MIN_MTU}..{MAX_NODE_MTU}")
     for network in sorted(networks, key=lambda n: -n.mtu):
         vxlan = getattr(network.encap, "value", network.encap) == "vxlan"
         field, have = ("underlay_mtu", underlay_mtu) if vxlan or uplink_mtu is None else ("uplink_mtu", uplink_mtu)

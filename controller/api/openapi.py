@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from topology.model import VLAN_RANGE, VNI_RANGE
-from topology.mtu import VXLAN_OVERHEAD
+from topology.mtu import MAX_NETWORK_MTU, MAX_NODE_MTU, MIN_MTU, VXLAN_OVERHEAD
 from topology.values import MAX_NAME_LEN, MAX_PREFIX_LEN, MAX_SUBDOMAIN_LEN
 
 Json = dict[str, Any]
@@ -101,7 +101,7 @@ def _network_create(encap: str, segment: str, bounds: tuple[int, int], *, mtu: s
             "mtu": _nullable(
                 {
                     "type": "integer",
-                    "minimum": 576,
+                    "minimum": MIN_MTU,
                     "maximum": max_mtu,
                     "description": f"bytes; default: {mtu}, the tenant's other networks' MTU if it has any; at most "
                     "what every node's underlay (VXLAN: minus 50) or uplink (VLAN) carries",
@@ -188,8 +188,10 @@ SCHEMAS: Json = {
     ),
     # One shape per encapsulation, so a generated or documented body is never half one and half the other.
     "NetworkCreate": {"oneOf": [_ref("VxlanNetworkCreate"), _ref("VlanNetworkCreate")]},
-    "VxlanNetworkCreate": _network_create("vxlan", "vni", VNI_RANGE, mtu="1450", max_mtu=9000 - VXLAN_OVERHEAD),
-    "VlanNetworkCreate": _network_create("vlan", "vlan", VLAN_RANGE, mtu="1450", max_mtu=9000),
+    "VxlanNetworkCreate": _network_create(
+        "vxlan", "vni", VNI_RANGE, mtu="1450", max_mtu=MAX_NETWORK_MTU - VXLAN_OVERHEAD
+    ),
+    "VlanNetworkCreate": _network_create("vlan", "vlan", VLAN_RANGE, mtu="1450", max_mtu=MAX_NETWORK_MTU),
     "QosProfile": _obj(
         {
             "name": STRING,
@@ -261,12 +263,30 @@ SCHEMAS: Json = {
                 {**IFNAME, "description": "the port carrying VLAN networks; not tenet-*, br-int or br-phy"}
             ),
             "datapath_id": _nullable(
-                {"type": "integer", "minimum": 1, "maximum": 2**64 - 1, "description": "default: derived from the name"}
+                {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": 2**64 - 1,
+                    "description": "default: derived from the name; a node token may keep its node's or use "
+                    "0x7E000000000000 | its tunnel IP, other changes are the admin's",
+                }
             ),
             "underlay_mtu": _nullable(
-                {"type": "integer", "description": "bytes, of the interface holding tunnel_ip (default 1500)"}
+                {
+                    "type": "integer",
+                    "minimum": MIN_MTU,
+                    "maximum": MAX_NODE_MTU,
+                    "description": "bytes, of the interface holding tunnel_ip (default 1500)",
+                }
             ),
-            "uplink_mtu": _nullable({"type": "integer", "description": "bytes, of the uplink (default: underlay)"}),
+            "uplink_mtu": _nullable(
+                {
+                    "type": "integer",
+                    "minimum": MIN_MTU,
+                    "maximum": MAX_NODE_MTU,
+                    "description": "bytes, of the uplink (default: underlay)",
+                }
+            ),
         },
         required=("tunnel_ip",),
     ),

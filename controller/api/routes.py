@@ -14,6 +14,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from ipaddress import IPv4Address
 from typing import Any
 from urllib.parse import quote
 
@@ -24,7 +25,18 @@ from controller.openflow.ofctl import render_state
 from controller.policy import Quota
 from controller.service import Service
 from topology.errors import ValidationError
-from topology.model import Encap, Endpoint, Model, Network, QosAttachment, QosProfile, Tenant
+from topology.model import (
+    DERIVED_DATAPATH_BASE,
+    Encap,
+    Endpoint,
+    Model,
+    Network,
+    QosAttachment,
+    QosProfile,
+    Tenant,
+    default_datapath_id,
+    derived_datapath_id,
+)
 
 log = logging.getLogger(__name__)
 SwitchStatus = Callable[[str], dict[str, Any]]
@@ -99,6 +111,7 @@ NODE_HANDLERS = frozenset(
 
 # A quoted network key in a model message, e.g. "VNI 100 is already used by network 'red/web'". Not after
 # "unknown": that key is the caller's own words, and an unknown key must read like one that is hidden.
+_SECONDS = re.compile(r"[0-9]+(\.[0-9]+)?")
 _NETWORK_NAME = re.compile(r"""(?<!unknown )network (['"])([^'"/]+)/[^'"]*\1""")
 
 
@@ -317,6 +330,8 @@ class Api:
         with self.service.lock:
             self.tenant(request, request.params["tenant"])
             network = self.network(request, f"{request.params['tenant']}/{request.params['network']}")
+            if not request.principal.admin:
+                self.check_admin_cap(network.key, attaching=False, deleting=f"network {network.key!r}")
             self.service.delete_network(network.key)
         return Response(204)
 
@@ -345,7 +360,8 @@ class Api:
             raise forbidden("creating a QoS profile")
         body = Body(request.json(), "qos", allowed={"name", "rate_kbps", "burst_kb", "direction"})
         name, rate, burst = body.text("name"), body.integer("rate_kbps"), body.integer("burst_kb", required=False)
-        direction = body.text("direction", required=False) or "both"
+        direction = body.text("direction", required=False)
+        direction = "both" if direction is None else direction  # "" is refused by the model, naming the field
         with self.service.lock:
             self.service.create_qos(name, rate_kbps=rate, burst_kb=burst, direction=direction)
             return created(f"/v1/qos/{name}", views.qos_json(self.model.qos_profiles[name], []))
@@ -392,10 +408,17 @@ class Api:
             self.service.detach_qos(target)
         return Response(204)
 
-    def check_admin_cap(self, target: str, *, attaching: bool) -> None:
+    def check_admin_cap(self, target: str, *, attaching: bool, deleting: str | None = None) -> None:
         """A tenant may not replace or remove a cap the admin attached, nor escape its network's one by
-        attaching an endpoint's own profile (it takes the place of its network's). Raises HttpError 403."""
+        attaching an endpoint's own profile (it takes the place of its network's), nor drop it by deleting
+        its target (`deleting`: what is deleted, e.g. "network 'blue/web'"). Raises HttpError 403."""
         attachment = self.model.qos_attachments.get(target)
+        if attachment is not None and attachment.attached_by == "admin" and deleting is not None:
+            raise HttpError(
+                403,
+                f"deleting {deleting}: it carries QoS profile {attachment.profile!r} the cluster admin attached; "
+                "only the cluster admin may delete it",
+            )
         if attachment is not None and attachment.attached_by == "admin":
             raise HttpError(
                 403, f"the QoS profile on {target!r} was attached by the cluster admin; only it may change it"
@@ -452,6 +475,10 @@ class Api:
         mtus["uplink_mtu"] = body.integer("uplink_mtu", required=False)
         with self.service.lock:
             new = name not in self.model.nodes
+            if datapath_id is not None and not request.principal.admin:
+                refusal = foreign_datapath_id(self.model, name, tunnel_ip, datapath_id)
+                if refusal is not None:
+                    raise HttpError(403, f"node.datapath_id: {refusal}", field="node.datapath_id")
             self.service.register_node(name, tunnel_ip=tunnel_ip, uplink=uplink, datapath_id=datapath_id, **mtus)
         doc = self.node_docs(request, [name])[0]
         return created(f"/v1/nodes/{name}", doc) if new else Response(200, doc)
@@ -530,6 +557,12 @@ class Api:
             if found is None or not (principal.sees(found.tenant) or principal.node_only):
                 hint = "" if "/" in network else " (want TENANT/NAME)"
                 raise ValidationError("endpoint.network", f"unknown network {network!r}{hint}")
+            taken = self.model.endpoints.get(endpoint_id)
+            if taken is not None and not (principal.sees(taken.tenant) or principal.manages(taken.node)):
+                # Endpoint ids are one space for the whole cluster: say it is taken, never by whom.
+                raise ValidationError(
+                    "endpoint.id", f"endpoint id {endpoint_id!r} is taken (ids are unique cluster-wide)", conflict=True
+                )
             endpoint = self.service.create_endpoint(
                 endpoint_id, network=network, node=node, ip=ip, mac=mac, port_name=port, restricted=not principal.admin
             )
@@ -560,6 +593,8 @@ class Api:
     def delete_endpoint(self, request: Request) -> Response:
         with self.service.lock:
             endpoint_id = self.endpoint(request, request.params["endpoint"]).id
+            if not (request.principal.admin or request.principal.node_only):  # the agent's DEL: the pod is gone
+                self.check_admin_cap(endpoint_id, attaching=False, deleting=f"endpoint {endpoint_id!r}")
             self.service.delete_endpoint(endpoint_id)
             self.created_at.pop(endpoint_id, None)
             if self.k8s is not None:
@@ -569,17 +604,22 @@ class Api:
     def endpoint_ready(self, request: Request) -> Response:
         """Ready once its port is on the switch with the planned number and the switch holds its flows."""
         text = request.query.get("wait", "0")
-        try:
-            wait = float(text)
-        except ValueError:
-            raise ValidationError("wait", f"want a number of seconds, got {text!r}") from None
+        # Plain decimal seconds only: float() would also take "1_0", "nan", "inf", "1e3" and " 5".
+        if not _SECONDS.fullmatch(text):
+            raise ValidationError("wait", f"want a number of seconds like 5 or 2.5, got {text!r}")
+        wait = float(text)
         if not 0 <= wait <= MAX_READY_WAIT:
             raise ValidationError("wait", f"{wait:g} is outside 0..{MAX_READY_WAIT:g} seconds")
         with self.service.lock:
             endpoint = self.endpoint(request, request.params["endpoint"])
             # Unknown after a restart: then the switch must include everything up to now.
             sequence = self.created_at.get(endpoint.id, self.service.sequence)
-        state = self.readiness(endpoint.node, endpoint.port_name, endpoint.ofport, sequence, wait)
+        limited = getattr(self.readiness, "limited", None)  # ReadyWaits: tenant tokens get a share of the slots
+        if limited is not None:
+            tenant = not (request.principal.admin or request.principal.node_only)
+            state = limited(endpoint.node, endpoint.port_name, endpoint.ofport, sequence, wait, tenant=tenant)
+        else:
+            state = self.readiness(endpoint.node, endpoint.port_name, endpoint.ofport, sequence, wait)
         return Response(200, state)
 
     def health(self, request: Request) -> Response:
@@ -589,6 +629,37 @@ class Api:
         with self.service.lock:
             nodes = list(self.model.nodes)
         return sum(1 for node in nodes if self.switch_status(node).get("connected"))
+
+
+def foreign_datapath_id(model: Model, name: str, tunnel_ip: str, datapath_id: int) -> str | None:
+    """Why a node token may not register node `name` with `datapath_id`, or None.
+
+    The switch with a node's datapath id gets the node's flows, so a node token may not pick one that
+    belongs to another node: it may keep its node's id, or use the id derived from the tunnel IP it
+    registers (`topology.model.derived_datapath_id`, what the agent gives its bridge; tunnel IPs are unique),
+    never one derived from another tunnel IP or another node's name. Once a node is registered, any other
+    change of its datapath id is the cluster admin's (the model refuses ids another node has, 409).
+    """
+    existing = model.nodes.get(name)
+    if not 1 <= datapath_id < 2**64 or (existing is not None and datapath_id == existing.datapath_id):
+        return None  # out of range: the model names the field (400)
+    if isinstance(datapath_id, int) and datapath_id >> 32 == DERIVED_DATAPATH_BASE >> 32:
+        try:
+            own = derived_datapath_id(IPv4Address(tunnel_ip))
+        except ValueError:
+            return None  # the model names the bad tunnel IP
+        if datapath_id != own:
+            other = IPv4Address(datapath_id & 0xFFFFFFFF)
+            return f"{datapath_id:#x} is the datapath id of tunnel IP {other}, not of {tunnel_ip}"
+        return None
+    if existing is not None:
+        return (
+            f"node {name!r} has datapath id {existing.datapath_id:#x}; after its first registration only the "
+            "id derived from its tunnel IP or the cluster-admin token may change it"
+        )
+    if any(default_datapath_id(other) == datapath_id for other in model.nodes):
+        return f"{datapath_id:#x} is derived from the name of another node"
+    return None
 
 
 def own_node(principal: Any) -> str:

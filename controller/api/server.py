@@ -11,8 +11,8 @@ it), and TLS built in. Waitress would also do, but has no TLS of its own.
 
 A worker thread answers one request at a time, and `GET /v1/endpoints/{id}/ready?wait=S` keeps its thread
 for up to S seconds. `ReadyWaits` caps how many such waits run at once below the thread count, so the
-remaining threads always serve every other request; a wait over the cap answers 503 with `Retry-After`,
-unless the endpoint is ready already.
+remaining threads always serve every other request, and tenant tokens hold at most half of them; a wait
+over the cap answers 503 with `Retry-After`, unless the endpoint is ready already.
 
 cheroot performs the TLS handshake in its accept loop, where a client that connects and stays silent would
 hold up every later connection for the whole timeout: here the handshake is deferred to the worker thread
@@ -112,33 +112,50 @@ class TlsFiles:
 class ReadyWaits:
     """`readiness` with at most `slots` calls that wait (wait > 0) running at once.
 
-    A call over the cap asks without waiting: a ready endpoint is answered at once, otherwise HttpError 503
-    with `Retry-After`. Calls with wait 0 never take a slot.
+    Tenant tokens together hold at most `tenant_slots` of them (half, rounded down), so the node agents'
+    waits (a pod's CNI ADD) and the admin's always find the rest: no tenant can block pod creation by
+    holding every slot. A call over its cap asks without waiting: a ready endpoint is answered at once,
+    otherwise HttpError 503 with `Retry-After`. Calls with wait 0 never take a slot.
     """
 
     def __init__(self, readiness: Readiness, slots: int) -> None:
         self.readiness = readiness
         self.slots = slots
+        self.tenant_slots = slots // 2
         self._free = threading.BoundedSemaphore(slots) if slots > 0 else None
+        self._tenant_free = threading.BoundedSemaphore(self.tenant_slots) if self.tenant_slots > 0 else None
 
     def __call__(self, node: str, port: str, ofport: int, sequence: int, wait: float) -> dict[str, Any]:
+        return self.limited(node, port, ofport, sequence, wait, tenant=False)
+
+    def limited(self, node: str, port: str, ofport: int, sequence: int, wait: float, *, tenant: bool) -> dict[str, Any]:
+        """As `readiness`; `tenant`: the caller is a tenant token, held to `tenant_slots`."""
         if wait <= 0:
             return self.readiness(node, port, ofport, sequence, 0.0)
-        if self._free is None or not self._free.acquire(blocking=False):
-            state = self.readiness(node, port, ofport, sequence, 0.0)
-            if state.get("ready"):
-                return state
-            raise HttpError(
-                503,
-                f"{self.slots} readiness waits are in progress, the most this controller serves at once; "
-                f"ask again in {RETRY_AFTER} s",
-                field="wait",
-                headers={"Retry-After": str(RETRY_AFTER)},
-            )
+        pools = [self._tenant_free, self._free] if tenant else [self._free]
+        taken: list[threading.BoundedSemaphore] = []
+        for pool in pools:
+            if pool is None or not pool.acquire(blocking=False):
+                for held in taken:
+                    held.release()
+                state = self.readiness(node, port, ofport, sequence, 0.0)
+                if state.get("ready"):
+                    return state
+                cap = self.tenant_slots if tenant and pool is self._tenant_free else self.slots
+                who = " by tenant tokens" if tenant and pool is self._tenant_free else ""
+                raise HttpError(
+                    503,
+                    f"{cap} readiness waits are in progress{who}, the most this controller serves at once; "
+                    f"ask again in {RETRY_AFTER} s",
+                    field="wait",
+                    headers={"Retry-After": str(RETRY_AFTER)},
+                )
+            taken.append(pool)
         try:
             return self.readiness(node, port, ofport, sequence, wait)
         finally:
-            self._free.release()
+            for held in taken:
+                held.release()
 
 
 # --- cheroot -------------------------------------------------------------------------------------------

@@ -160,6 +160,11 @@ class TenetApp(app_manager.OSKenApp):
         installed = session.dump()
         dumped = time.monotonic()
         with self.service.lock:  # the desired state and the change sets after it stay in order
+            known = self.service.model.nodes.get(session.node) if session.node is not None else None
+            if known is None or known.datapath_id != session.dp.id:
+                log.info("switch %#x is no node's now: not reconciling it", session.dp.id)
+                session.park()
+                return
             self._check_ports(session)
             self._sync_links(session)  # link ports down on this switch: the desired state avoids them
             desired = self.service.compiler.compile_node(session.node)
@@ -233,15 +238,31 @@ class TenetApp(app_manager.OSKenApp):
         model = self.service.model
         links_changed = (id(model), model.links_version) != self._links_seen
         self._links_seen = (id(model), model.links_version)
+        moved: dict[str, str] = {}  # node -> host of its switch still connected under the old datapath id
         for session in list(self.sessions.values()):
             known = model.nodes.get(session.node) if session.node is not None else None
             if session.node is not None and (known is None or known.datapath_id != session.dp.id):
                 # The node re-registered with another datapath id (or is gone): match the switch again.
                 log.info("switch %#x is no longer node %s: matching it again", session.dp.id, session.node)
-                session.node = None
+                if known is not None and session.alive():
+                    moved[session.node] = _address(session.dp, port=False)
+                session.park()  # no resync for a node it is no longer
+        for session in list(self.sessions.values()):
             if session.node is None:
-                # A node registered after its switch connected: adopt the switch now.
-                session.node = self._node_for(session.dp.id)
+                # A node registered after its switch connected: adopt the switch now. Not a switch of another
+                # host while the node's own is still connected: its new id must not hand it someone's switch
+                # (its own switch reconnects with the new id, and is adopted then).
+                node = self._node_for(session.dp.id)
+                if node in moved and _address(session.dp, port=False) != moved[node]:
+                    log.error(
+                        "switch %#x at %s: not adopted as node %s, whose switch at %s is still connected",
+                        session.dp.id,
+                        _address(session.dp),
+                        node,
+                        moved[node],
+                    )
+                    continue
+                session.node = node
                 problem = certificate_problem(session.dp, session.node) if session.node is not None else None
                 if problem is not None:  # closing it ends the session (on_dead)
                     log.error(

@@ -172,6 +172,13 @@ class SwitchSession:
         self.resync()  # raises on failure: the next one is scheduled with a longer delay
         log.info("switch %s (%s): in sync again (%d resync(s) so far)", self.node, hex(self.dp.id), self.resyncs)
 
+    def park(self) -> None:
+        """The switch is no node's (its node re-registered with another datapath id, or is gone): no resync
+        runs until a node claims it again, and it reports no sync state."""
+        self.node = None
+        self._resync_at = None
+        self.in_sync = None
+
     def mark_in_sync(self) -> None:
         """A reconcile (the first, or a resync) pushed the whole desired state and the switch took it."""
         self._resync_at = None
@@ -271,9 +278,10 @@ class SwitchSession:
             self._port_log = []
         try:
             read = self._request(parser.OFPPortDescStatsRequest(self.dp, 0))  # a multipart reply: every part
-        finally:
+        except BaseException:
             with self._lock:
-                log_, self._port_log = self._port_log or [], None
+                self._port_log = None
+            raise
         for reply in read.replies:
             for port in reply.body:
                 if port.port_no <= ofp.OFPP_MAX:
@@ -281,7 +289,9 @@ class SwitchSession:
                     port_up[_text(port.name)] = port_live(port, ofp)
         with self._lock:
             # Port-status messages that came after the reply (os-ken's thread may have run them while this
-            # one built the table) are newer than it: apply them again, in the order they arrived.
+            # one built the table) are newer than it: apply them again, in the order they arrived. The log is
+            # kept until the table is in place, under the lock `port_status` takes, so none falls in between.
+            log_, self._port_log = self._port_log or [], None
             for sequence, name, port_no, live in log_:
                 if sequence > read.port_sequence:
                     _apply_port(ports, port_up, name, port_no, live)

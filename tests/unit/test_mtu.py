@@ -130,7 +130,7 @@ def test_a_node_too_small_for_a_network_is_refused_and_leaves_nothing() -> None:
     refused(
         lambda: model.add_node("n3", tunnel_ip="192.168.0.3", underlay_mtu=100),
         "node.underlay_mtu",
-        "MTU 100 is outside 576..65536",
+        "MTU 100 is outside 576..65535",
     )
     model.add_node("n3", tunnel_ip="192.168.0.3", underlay_mtu=3050)  # just enough
     model.add_tenant("red")
@@ -158,3 +158,23 @@ def test_node_mtus_survive_the_store_and_old_records_restore() -> None:
     old = {"name": "n9", "tunnel_ip": "192.168.0.9", "uplink": None, "datapath_id": 9}  # written before MTUs
     records.restore_one(restored, "nodes", old, path="nodes/n9")
     assert (restored.nodes["n9"].underlay_mtu, restored.nodes["n9"].uplink_mtu) == (1500, None)
+
+
+@pytest.mark.parametrize(("encap", "mtu"), [("vxlan", 8951), ("vlan", 9001)])
+def test_no_network_mtu_is_above_the_jumbo_ceiling_however_large_the_nodes(encap: str, mtu: int) -> None:
+    model = Model()
+    model.add_node("n1", tunnel_ip="192.168.1.1", underlay_mtu=65535, uplink_mtu=65535)
+    model.add_tenant("t")
+    with pytest.raises(ValidationError, match="jumbo-frame ceiling of 9000 bytes") as caught:
+        model.add_network("t", "n", encap=encap, segment=5, subnet="10.0.0.0/24", mtu=mtu)
+    assert caught.value.path == "network.mtu"
+    model.add_network("t", "n", encap="vxlan", segment=5, subnet="10.0.0.0/24")
+    assert model.networks["t/n"].mtu == 8950
+
+
+@pytest.mark.parametrize("field", ["underlay_mtu", "uplink_mtu"])
+def test_a_node_mtu_is_at_most_the_largest_ipv4_datagram(field: str) -> None:
+    model = Model()
+    with pytest.raises(ValidationError, match=r"outside 576\.\.65535") as caught:
+        model.add_node("n1", tunnel_ip="192.168.1.1", **{field: 65536})
+    assert caught.value.path == f"node.{field}"

@@ -234,6 +234,34 @@ def test_port_status_racing_the_port_dump_is_kept(scripted: Any) -> None:
     assert session.ports["after"] == 6 and session.port_up["after"] is True
 
 
+def test_port_status_while_the_dump_builds_the_port_table_is_kept(
+    scripted: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The window after the reply is read and before the new table is in place: a port-status there is
+    replayed onto the new table, not written to the old one and then overwritten."""
+
+    def ports(session: SwitchSession, msg: Any) -> bool:
+        if not isinstance(msg, parser.OFPPortDescStatsRequest):
+            return False
+        session.deliver(reply(parser.OFPPortDescStatsReply, msg, [port("tenet-tun", 1)]))
+        return True
+
+    session = scripted(ports).session
+    real, fired = session_module.port_live, []
+
+    def racing(desc: Any, ofproto: Any) -> bool:
+        if not fired:  # os-ken's event thread delivers a port-status now, while the table is being built
+            fired.append(True)
+            session.port_status("tnnewpod", 1000, True)
+        return real(desc, ofproto)
+
+    monkeypatch.setattr(session_module, "port_live", racing)
+    session.dump()
+    assert fired
+    assert session.ports == {"tenet-tun": 1, "tnnewpod": 1000}
+    assert session.port_up == {"tenet-tun": True, "tnnewpod": True}
+
+
 def test_a_closed_session_fails_requests_at_once(scripted: Any) -> None:
     switch = scripted(lambda s, m: True)  # a switch that never answers
     switch.session.close()
