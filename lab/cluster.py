@@ -3,6 +3,7 @@ an underlay; one controller in the root namespace; pods added through the real C
 
     fabric namespace: Linux bridge `fab0` ── ul-<node> ⇄ ul0 (node): VXLAN underlay, on br-phy (userspace)
                                          └── vl-<node> ⇄ vl0 (node): VLAN uplink, a port of br-int
+                                         └── ox-<id> ⇄ eth0 (outside host, 203.0.113.10: lab/outside.py)
     root namespace: the controller; tnc<tag> ⇄ ctl0 (node): the node's path to the controller
 
 Everything lives under one state directory, with `lab.json` recording what exists, so `tenet-lab` commands
@@ -28,6 +29,7 @@ from typing import Any
 import yaml
 
 from controller.client import Client, ClientError, path
+from lab.outside import Outside
 from lab.ovs import ROOT, OvsNode, Pod, launch, pid_alive, sh, stop_pid, wait_for
 
 NODE_SETUP = ROOT / "vagrant" / "provision" / "node-setup.sh"
@@ -82,6 +84,7 @@ class LabState:
     token: str = ""
     controller_pid: int | None = None
     agent_pids: dict[str, int] = field(default_factory=dict)
+    outside_pids: list[int] = field(default_factory=list)  # the outside host's servers
     pods: dict[str, LabPod] = field(default_factory=dict)
 
     @classmethod
@@ -113,6 +116,21 @@ class Lab:
     def fabric_netns(self) -> str:
         return f"tl-{self.id}-fabric"
 
+    @property
+    def outside(self) -> Outside:
+        """The outside host: beyond the fabric, reachable from every node's host stack (lab/outside.py)."""
+        return Outside(f"tl-{self.id}-outside", self.fabric_netns, self.id, self.dir / "outside")
+
+    def netns_of(self, *, pod: str | None = None, node: str | None = None) -> str:
+        """The network namespace of a pod, or of a node's host stack; LabError names an unknown one."""
+        if pod is not None:
+            if pod not in self.state.pods:
+                raise LabError(f"no pod {pod!r}: the lab has {', '.join(self.state.pods) or 'no pods'}")
+            return self.state.pods[pod].netns
+        if node not in self.state.nodes:
+            raise LabError(f"unknown node {node!r}: the lab has {', '.join(self.state.nodes)}")
+        return self.node(node).netns
+
     def pod_netns(self, pod: str) -> str:
         return f"tl-{self.id}-{pod}"
 
@@ -141,6 +159,7 @@ class Lab:
         self.save()
         try:
             self._fabric()
+            self._outside()
             self._controller()
             self._apply(config)
             for name in self.state.nodes:
@@ -158,6 +177,13 @@ class Lab:
         sh(*fabric, "ip", "link", "set", "lo", "up")
         sh(*fabric, "ip", "link", "add", "fab0", "type", "bridge")
         sh(*fabric, "ip", "link", "set", "fab0", "up")
+
+    def _outside(self) -> None:
+        outside = self.outside
+        self.progress(f"outside host: namespace {outside.netns}, HTTP and echo servers on 203.0.113.10")
+        self.state.outside_pids = outside.start(_spawn)
+        self.save()
+        wait_for(outside.listening, "the outside host's servers to listen", timeout=20)
 
     def _controller(self) -> None:
         self.state.api_port, self.state.ofp_port = _free_port(), _free_port()
@@ -239,6 +265,7 @@ class Lab:
         env_args = [f"{key}={value}" for key, value in environment.items()]
         self.progress(f"{name}: node set-up (vagrant/provision/node-setup.sh): underlay {UNDERLAY}.{index}")
         node.exec("env", *env_args, "sh", str(NODE_SETUP))
+        self.outside.route_from(node.netns)
         args = [
             "ip", "netns", "exec", node.netns, sys.executable, "-m", "agent.main", "run",
             "--node", name, "--tunnel-ip", f"{UNDERLAY}.{index}", "--uplink", "vl0",
@@ -309,6 +336,9 @@ class Lab:
         if self.state.controller_pid:
             self.progress("stopping the controller")
             _stop(self.state.controller_pid)
+        for pid in self.state.outside_pids:
+            _stop(pid)
+        self.outside.close()
         sh("ip", "netns", "del", self.fabric_netns, check=False)
         for name in self.state.nodes:
             self._token_file(name).unlink(missing_ok=True)
