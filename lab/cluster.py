@@ -36,6 +36,7 @@ NODE_SETUP = ROOT / "vagrant" / "provision" / "node-setup.sh"
 DEFAULT_STATE = Path("/var/lib/tenet-lab")
 UNDERLAY = "192.168.100"  # node i has 192.168.100.i/24
 CONTROL_NETS = range(200, 250)  # node i reaches the controller at 10.X.i.1, X free in the root namespace
+CONTROLLER_SETTINGS = ("cluster_network", "cluster_subnet", "transit_subnet")  # from the config, if set
 DEFAULT_CONFIG: dict[str, Any] = {
     "tenants": [
         {
@@ -160,7 +161,7 @@ class Lab:
         try:
             self._fabric()
             self._outside()
-            self._controller()
+            self._controller(config)
             self._apply(config)
             for name in self.state.nodes:
                 self._node(name, config)
@@ -185,7 +186,7 @@ class Lab:
         self.save()
         wait_for(outside.listening, "the outside host's servers to listen", timeout=20)
 
-    def _controller(self) -> None:
+    def _controller(self, config: dict[str, Any]) -> None:
         self.state.api_port, self.state.ofp_port = _free_port(), _free_port()
         self.state.token = secrets.token_hex(16)
         # Each agent gets a token of its own node only; the admin token stays with tenet-lab and tenetctl.
@@ -204,6 +205,9 @@ class Lab:
             "--api-host", "0.0.0.0", "--api-port", str(self.state.api_port),
             "--store", f"sqlite:///{self.dir}/tenet.db", "--token-file", str(tokens),
         ]  # fmt: skip
+        for setting in CONTROLLER_SETTINGS:  # the cluster network, when the config names one
+            if config.get(setting):
+                args += [f"--{setting.replace('_', '-')}", str(config[setting])]
         self.progress(f"controller: API on :{self.state.api_port}, OpenFlow on :{self.state.ofp_port}")
         self.state.controller_pid = _spawn(args, self.dir / "controller.log")
         self.save()
