@@ -246,6 +246,7 @@ def measure(seconds: int, repeats: int, count: int, names: list[str]) -> dict[st
             "gbps": round(statistics.median(run.gbps for run in runs), 3),
             "gbps_runs": [round(run.gbps, 3) for run in runs],
             "retransmits": [run.retransmits for run in runs],
+            "socket_drops": [run.socket_drops for run in runs],  # ovs-vswitchd's packet sockets were full
             "vswitchd_cpu_pct": round(statistics.median(cpu), 1) if runs[0].cpu_pct else None,
             "connections_per_s": round(statistics.median(rates[name])),
             "connections_per_s_runs": [round(rate) for rate in rates[name]],
