@@ -2,6 +2,7 @@
 
   tenetctl tenant create|ls|show|rm     tenetctl tenant quota NAME [--networks N] [--endpoints N]   (admin)
   tenetctl network create TENANT/NAME --encap vxlan|vlan [--vni N|--vlan N] --subnet CIDR [--gateway IP] [--mtu N]
+  tenetctl network create ... [--nat-outgoing]   tenetctl network set TENANT/NAME --nat-outgoing on|off
   tenetctl network ls [TENANT] | show TENANT/NAME | rm TENANT/NAME
   tenetctl qos create NAME --rate-kbps N [--burst-kb N] [--direction egress|ingress|both] | ls | show | rm
   tenetctl qos attach NAME TARGET | detach TARGET
@@ -139,6 +140,18 @@ def _network(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         metavar="N",
         help="bytes; default: the tenant's MTU (every network of a tenant has one), or for its first network the "
         "smallest node underlay MTU less 50; at most that (vxlan) or the smallest uplink MTU (vlan)",
+    )
+    create.add_argument(
+        "--nat-outgoing",
+        action="store_true",
+        default=None,
+        help="reach addresses outside the cluster with SNAT through the node's gateway port (default: on for the "
+        "cluster network only)",
+    )
+    set_ = _leaf(actions, "set", common, set_network, "change a network: its egress SNAT")
+    set_.add_argument("network", metavar="TENANT/NAME")
+    set_.add_argument(
+        "--nat-outgoing", required=True, choices=("on", "off"), help="egress beyond the cluster with SNAT, or none"
     )
     _leaf(actions, "ls", common, list_networks, "list networks").add_argument("tenant", metavar="TENANT", nargs="?")
     _leaf(actions, "show", common, show_network, "show a network").add_argument("network", metavar="TENANT/NAME")
@@ -334,6 +347,7 @@ NETWORK_FIELDS = (
     "endpoints",
     "free_addresses",
     "qos",
+    "nat_outgoing",
 )
 
 
@@ -345,9 +359,15 @@ def network_table(docs: list[dict[str, Any]]) -> str:
 def create_network(client: Client, args: argparse.Namespace) -> Output:
     tenant, name = split_network(args.network)
     body = {"name": name, "encap": args.encap, "subnet": args.subnet, "gateway": args.gateway, "mtu": args.mtu}
-    body.update({"vni": args.vni, "vlan": args.vlan})
+    body.update({"vni": args.vni, "vlan": args.vlan, "nat_outgoing": args.nat_outgoing})
     doc = client.post(path("v1", "tenants", tenant, "networks"), {k: v for k, v in body.items() if v is not None})
     return Output(doc, f"created network {doc['key']} ({doc['encap']} {doc['segment']}, {doc['subnet']})")
+
+
+def set_network(client: Client, args: argparse.Namespace) -> Output:
+    tenant, name = split_network(args.network)
+    doc = client.patch(path("v1", "tenants", tenant, "networks", name), {"nat_outgoing": args.nat_outgoing == "on"})
+    return Output(doc, f"network {doc['key']}: nat_outgoing {'on' if doc['nat_outgoing'] else 'off'}")
 
 
 def list_networks(client: Client, args: argparse.Namespace) -> Output:

@@ -116,6 +116,9 @@ class Body:
             raise ValidationError(f"{self.path}.{name}", f"want an integer, got {json.dumps(value)}")
         return value
 
+    def boolean(self, name: str, *, required: bool = True) -> bool | None:
+        return self._typed(name, bool, "true or false", required=required)
+
     def _typed(self, name: str, kind: type, what: str, *, required: bool) -> Any:
         value = self.data.get(name)
         if value is None:

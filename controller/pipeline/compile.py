@@ -38,6 +38,7 @@ class Compiler:
         self._tenant_audience: dict[str, frozenset[str]] = {}
         self._ports: dict[str, tuple[str, int]] = {}  # endpoint id -> (node, port section cookie)
         self._meters: dict[str, set[int]] = {}  # node -> meter section cookies there
+        self._gateway_inputs: tuple = ()  # what the nodes' gateway sections were built from
 
     # --- full compile --------------------------------------------------------------------------
 
@@ -57,6 +58,7 @@ class Compiler:
                 states[name].sections.update(self.views.network_sections(network, name))
         for tenant, counter in self.model.tenant_nodes.items():
             self._tenant_audience[tenant] = frozenset(counter)
+        self._gateway_inputs = self._gateway_signature()
         self.states = states
         return states
 
@@ -102,6 +104,8 @@ class Compiler:
             networks.update(key for key, network in self.model.networks.items() if network.encap is Encap.VLAN)
         for key in self._expand_tenants(networks):
             self._replace_network(key, replacements)
+        if networks:
+            self._replace_gateways(replacements)
         meter_nodes = set(touched.nodes)
         for endpoint_id in touched.endpoints:
             self._replace_port(endpoint_id, replacements, meter_nodes)
@@ -144,6 +148,30 @@ class Compiler:
         if network is not None:
             self._network_nodes[key] = new_nodes
             self._network_ids[key] = network.id
+
+    def _gateway_signature(self) -> tuple:
+        """What the gateway sections depend on besides the nodes (a node change recompiles everything): the
+        setting, the cluster network and every NATed network with its tenant's networks (immutable objects)."""
+        config = self.model.gateway
+        if config is None:
+            return ()
+        nats = tuple(
+            (n, self.model.tenants[n.tenant].id, tuple(self.model.networks_by_tenant[n.tenant].values()))
+            for n in self.model.networks.values()
+            if n.nat_outgoing
+        )
+        cluster = self.model.networks.get(config.cluster_network)
+        tenant = self.model.tenants.get(config.cluster_tenant)
+        return (config, cluster, tenant, nats)
+
+    def _replace_gateways(self, replacements: Replacements) -> None:
+        signature = self._gateway_signature()
+        if signature == self._gateway_inputs:
+            return
+        self._gateway_inputs = signature
+        c = cookie(Feature.NODE_GATEWAY, 0)
+        for name in self.model.nodes:
+            replacements.setdefault(name, []).append({c: self.views.gateway_section(name)})
 
     def _replace_port(self, endpoint_id: str, replacements: Replacements, meter_nodes: set[str]) -> None:
         previous = self._ports.pop(endpoint_id, None)

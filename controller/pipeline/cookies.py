@@ -26,6 +26,7 @@ class Feature(IntEnum):
     L2 = 7  # one network's unicast forwarding, per node
     METER = 8  # one endpoint's QoS meters (by endpoint num)
     FABRIC = 9  # a node's transit forwarding on a VLAN fabric with links
+    NODE_GATEWAY = 10  # a node's gateway port: the cluster network's way to the host, egress SNAT (object 0)
 
 
 def cookie(feature: Feature, object_id: int) -> int:

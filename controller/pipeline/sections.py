@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from controller.pipeline.cookies import Feature, cookie
-from controller.pipeline.features import arp, base, l2, l3, port_security, qos, vlan, vxlan
+from controller.pipeline.features import arp, base, gateway, l2, l3, port_security, qos, vlan, vxlan
 from controller.pipeline.ir import Bucket, Flow
 from controller.pipeline.state import NodeState, Section
 from topology.graph import Fabric
@@ -58,7 +58,16 @@ class SectionBuilder:
             section = self.port_section(endpoint)
             state.sections[section.cookie] = section
         state.sections.update(self.meter_sections(name))
+        gateway_section = self.gateway_section(name)
+        if gateway_section is not None:
+            state.sections[gateway_section.cookie] = gateway_section
         return state
+
+    def gateway_section(self, name: str) -> Section | None:
+        """The node's gateway port flows (features/gateway.py), None while there is no cluster network."""
+        c = cookie(Feature.NODE_GATEWAY, 0)
+        flows = gateway.node_flows(self.model, name, cookie=c)
+        return Section(c, flows) if flows else None
 
     def relevant_networks(self, name: str) -> list[Network]:
         """Networks with a section on this node: its tenants' networks, and VLAN networks it carries."""

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from ipaddress import IPv4Network
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from controller.api import ApiServer, Tokens, make_app, serve
 from controller.cli import main
 from controller.service import Service
 from controller.store.sqlite import SqliteStore
+from topology.gateway import GatewayConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN, BLUE = "admin-token", "blue-token"
@@ -322,3 +324,15 @@ def test_trace_json_goes_before_or_after_the_command(capsys: pytest.CaptureFixtu
         assert main(argv) == 0
         documents.append(json.loads(capsys.readouterr().out))
     assert documents[0] == documents[1] and documents[0]["verdict"]
+
+
+def test_network_nat_outgoing(ctl: Ctl, service: Service) -> None:
+    config = GatewayConfig("default/pods", IPv4Network("10.244.0.0/16"), IPv4Network("100.64.0.0/16"))
+    service.gateway = config
+    service.model.configure_gateway(config)
+    ctl.ok("tenant", "create", "blue")
+    doc = ctl.json("network", "create", "blue/web", "--encap", "vxlan", "--subnet", "10.0.0.0/24", "--nat-outgoing")
+    assert doc["nat_outgoing"] is True
+    assert ctl.ok("network", "set", "blue/web", "--nat-outgoing", "off") == "network blue/web: nat_outgoing off\n"
+    assert "nat_outgoing:   False" in ctl.ok("network", "show", "blue/web")
+    assert ctl.json("network", "set", "blue/web", "--nat-outgoing", "on", token=BLUE)["nat_outgoing"] is True
