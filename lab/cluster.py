@@ -38,6 +38,8 @@ UNDERLAY = "192.168.100"  # node i has 192.168.100.i/24
 CONTROL_NETS = range(200, 250)  # node i reaches the controller at 10.X.i.1, X free in the root namespace
 CONTROLLER_SETTINGS = ("cluster_network", "cluster_subnet", "transit_subnet")  # from the config, if set
 DEFAULT_CONFIG: dict[str, Any] = {
+    "cluster_network": "default/pods",  # made by the controller; routed by the nodes' host stacks (tenet-gw0)
+    "cluster_subnet": "10.244.0.0/16",
     "tenants": [
         {
             "name": "blue",
