@@ -25,6 +25,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from cni.protocol import DEFAULT_SOCKET
 
@@ -218,6 +219,7 @@ def run(args: argparse.Namespace) -> None:
         refused = error.status is not None and 400 <= error.status < 500
         code = EXIT_REFUSED if refused else 1
         raise StartupError(f"registering node {args.node} with {args.controller}: {error}", code=code) from None
+    setup_gateway(client, ovsdb, args.bridge, tunnel_ip)
     settings = AgentSettings(
         node=args.node, bridge=args.bridge, datapath_type=datapath_type, ready_timeout=args.ready_timeout
     )
@@ -254,6 +256,25 @@ def run(args: argparse.Namespace) -> None:
     if restore is not None:
         restore.stop()
     ovsdb.close()
+
+
+def setup_gateway(client: Any, ovsdb: Any, bridge: str, tunnel_ip: ipaddress.IPv4Address) -> None:
+    """The node's gateway port (agent/gateway.py), when the controller has a cluster network."""
+    from agent.gateway import Gateway, GatewayError, plan_from
+    from agent.ovsdb import OvsdbError
+    from controller.client import ClientError, path
+
+    try:
+        plan = plan_from(client.get(path("v1", "gateway")), tunnel_ip)
+    except ClientError as error:
+        raise StartupError(f"reading the cluster network from the controller: {error}") from None
+    if plan is None:
+        log.info("no cluster network: no gateway port")
+        return
+    try:
+        Gateway(ovsdb, bridge).apply(plan)
+    except (GatewayError, OvsdbError, OSError) as error:
+        raise StartupError(f"setting up the gateway port: {error}") from None
 
 
 def install_cni(args: argparse.Namespace) -> None:

@@ -33,7 +33,7 @@ COLUMNS = {
     "Bridge": ["name", "datapath_type", "fail_mode", "protocols", "other_config", "controller", "ports"],
     "Controller": ["target", "connection_mode"],
     "Port": ["name", "interfaces"],
-    "Interface": ["name", "type", "options", "ofport", "ofport_request", "external_ids", "error"],
+    "Interface": ["name", "type", "options", "ofport", "ofport_request", "external_ids", "error", "mtu_request", "mac"],
 }
 OPENFLOW = ["OpenFlow13"]
 FLOW_RESTORE_WAIT = "flow-restore-wait"
@@ -126,6 +126,15 @@ class Ovsdb:
         if problem:
             if step.created:
                 self._commit(_DelPort(self._api, bridge, name), f"removing port {name} from {bridge}")
+            raise OvsdbError(f"OVS could not add port {name} to {bridge}: {problem}")
+
+    def ensure_internal_port(self, bridge: str, name: str, *, ofport: int, mtu: int, mac: str) -> None:
+        """An internal port `name` of `bridge` (an interface of this host's stack) with `ofport_request`,
+        `mtu_request` (bytes; without it the port follows the bridge's smallest MTU) and MAC; idempotent.
+        Raises OvsdbError if OVS cannot open it."""
+        self._commit(_InternalPort(self._api, bridge, name, ofport=ofport, mtu=mtu, mac=mac), f"adding port {name}")
+        problem = self._failure(name)
+        if problem:
             raise OvsdbError(f"OVS could not add port {name} to {bridge}: {problem}")
 
     def del_port(self, bridge: str, name: str, *, owned_by: dict[str, str] | None = None) -> bool:
@@ -390,6 +399,20 @@ class _AddPort(_Step):
         interface = _interface_of(port)
         self.set(interface, "ofport_request", [self.ofport])
         self.set(interface, "external_ids", self.external_ids)
+
+
+class _InternalPort(_Step):
+    def __init__(self, api: Any, bridge: str, name: str, *, ofport: int, mtu: int, mac: str) -> None:
+        super().__init__(api)
+        self.bridge_name, self.name, self.ofport, self.mtu, self.mac = bridge, name, ofport, mtu, mac
+
+    def apply(self) -> None:
+        port, _ = self.port(self.bridge(self.bridge_name), self.name)
+        interface = _interface_of(port)
+        self.set(interface, "type", "internal")
+        self.set(interface, "ofport_request", [self.ofport])
+        self.set(interface, "mtu_request", [self.mtu])
+        self.set(interface, "mac", [self.mac])
 
 
 class _ClearFlowRestoreWait(_Step):

@@ -88,6 +88,7 @@ NODE_HANDLERS = frozenset(
         "register_node",
         "list_endpoints",
         "show_network",
+        "show_gateway",
         "create_endpoint",
         "show_endpoint",
         "delete_endpoint",

@@ -203,7 +203,7 @@ TABLES: tuple[Table, ...] = (
     _table(
         "egress_snat",
         "a new connection is committed with SNAT to the network's transit address, in its own zone",
-        matches="network ct_state",
+        matches="network eth_type ct_state",
         actions=(Ct,),
         next_tables="egress_out",
         miss_reason="gateway: neither a new nor an established connection",

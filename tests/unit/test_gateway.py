@@ -3,16 +3,22 @@ host, egress SNAT of two tenants with the very same addresses, and what the gate
 
 from __future__ import annotations
 
+import random
 from ipaddress import IPv4Address, IPv4Network
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from controller.pipeline.compile import Compiler
 from controller.pipeline.ir import ETH_TYPE_IP
 from controller.pipeline.simulate import Packet, SimNetwork, gateway_endpoint
+from controller.pipeline.state import ChangeSet, NodeState, apply
+from tests.unit.test_diff import assert_same, random_change
+from tests.unit.topologies import SHAPES
 from topology.errors import ValidationError
 from topology.gateway import GatewayConfig, node_gateway_mac
-from topology.model import GATEWAY_OFPORT, GATEWAY_PORT_NAME, Model
+from topology.model import GATEWAY_OFPORT, GATEWAY_PORT_NAME, Model, Touched, touched_by
 
 OUTSIDE = int(IPv4Address("203.0.113.10"))
 CONFIG = GatewayConfig("default/pods", IPv4Network("10.244.0.0/16"), IPv4Network("100.64.0.0/16"))
@@ -146,3 +152,39 @@ def test_nat_outgoing_needs_a_cluster_network_setting() -> None:
     model.add_tenant("t")
     with pytest.raises(ValidationError, match="nat_outgoing"):
         model.add_network("t", "n", encap="vxlan", segment=7, subnet="10.0.0.0/24", nat_outgoing=True)
+
+
+def gateway_change(model: Model, rng: random.Random, step: int) -> Touched | None:
+    """A random change of what the gateway sections depend on, or any other model change."""
+    kind = rng.choice(["nat", "nat", "cluster-pod", "other", "other"])
+    nat_able = [k for k in sorted(model.networks) if not k.startswith("default/")]
+    if kind == "nat" and nat_able:
+        key = rng.choice(nat_able)
+        return model.set_nat_outgoing(key, not model.networks[key].nat_outgoing)
+    if kind == "cluster-pod" and "default/pods" in model.networks:  # a random change may remove it
+        return touched_by(model.add_endpoint(f"g{step}", network="default/pods", node=rng.choice(sorted(model.nodes))))
+    return random_change(model, rng, step)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(shape=st.sampled_from(sorted(SHAPES)), seed=st.integers(0, 10_000))
+def test_incremental_updates_equal_a_full_recompile_with_the_gateway(shape: str, seed: int) -> None:
+    model = SHAPES[shape](seed % 5 + 1)
+    rng = random.Random(seed)
+    compiler = Compiler(model)
+    installed = {name: NodeState.flat() for name in model.nodes}
+    for name, changes in compiler.update(Touched(everything=True)).items():
+        installed[name] = apply(changes, installed[name])
+    setup = model.configure_gateway(CONFIG)
+    setup.merge(model.add_tenant("default"))
+    setup.merge(model.add_network("default", "pods", encap="vxlan", segment=4000, subnet="10.244.0.0/16"))
+    for step in range(11):
+        touched = setup if step == 0 else gateway_change(model, rng, step)
+        if touched is None:
+            continue
+        changes = compiler.update(touched)
+        fresh = Compiler(model).compile_all()
+        for name in model.nodes:
+            assert_same(compiler.states[name], fresh[name], f"step {step}: {name} incremental vs full")
+            installed[name] = apply(changes.get(name, ChangeSet()), installed[name])
+            assert_same(installed[name], fresh[name], f"step {step}: {name} switch after the change set")

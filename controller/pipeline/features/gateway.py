@@ -151,14 +151,14 @@ def _snat_flows(model: Model, network: Network, *, cookie: int) -> list[Flow]:
         Flow(
             "egress_snat",
             PRIORITY,
-            match(**net, ct_state=ct_state(trk=True, new=True)),
+            match(**net, **ip, ct_state=ct_state(trk=True, new=True)),
             (Ct(commit=True, zone=zone, table="egress_out", nat=Nat("src", transit)),),
             cookie=cookie,
         ),
         Flow(
             "egress_snat",
             PRIORITY,
-            match(**net, ct_state=ct_state(trk=True, est=True)),
+            match(**net, **ip, ct_state=ct_state(trk=True, est=True)),
             goto="egress_out",
             cookie=cookie,
         ),
