@@ -73,16 +73,18 @@ BRIDGE_SUBNET = "10.79.0.0/24"
 BRIDGE_NODE_IP = f"{UNDERLAY}.250"
 CONNECT_PORT = 8007
 REFERENCE_PLUGINS = Path("/usr/lib/cni")
-# One connection after another: connect, a byte each way, close; prints "made failed seconds".
+# One connection after another: connect, a byte each way, close; prints "made failed seconds lost", lost the
+# seconds spent in the failed ones (each up to its 3 s timeout).
 CONNECT_CLIENT = (
     "import socket,sys,time\n"
-    "host,port,n=sys.argv[1],int(sys.argv[2]),int(sys.argv[3]);failed=0;start=time.perf_counter()\n"
+    "host,port,n=sys.argv[1],int(sys.argv[2]),int(sys.argv[3]);failed=0;lost=0.0;start=time.perf_counter()\n"
     "for _ in range(n):\n"
+    " t=time.perf_counter()\n"
     " try:\n"
-    "  c=socket.create_connection((host,port),timeout=3);c.sendall(b'x')\n"
-    "  failed+=c.recv(1)!=b'x';c.close()\n"
-    " except OSError:failed+=1\n"
-    "print(n-failed,failed,time.perf_counter()-start)\n"
+    "  c=socket.create_connection((host,port),timeout=3);c.sendall(b'x');ok=c.recv(1)==b'x';c.close()\n"
+    " except OSError:ok=False\n"
+    " if not ok:failed+=1;lost+=time.perf_counter()-t\n"
+    "print(n-failed,failed,time.perf_counter()-start,lost)\n"
 )
 CONNECT_SERVER = (
     "import socketserver,sys\n"
@@ -182,15 +184,16 @@ def bridge_plugin(lab: Lab, state: Path, tag: str, cleanup: ExitStack) -> Side:
     return Side("bridge", pod, [])
 
 
-def connections(side: Side, outside_netns: str, count: int) -> float:
-    """New TCP connections per second from the side's pod to the outside host, `count` one after another."""
+def connections(side: Side, outside_netns: str, count: int) -> tuple[float, int]:
+    """New TCP connections per second from the side's pod to the outside host, `count` tried one after another,
+    and how many failed (timed out or got no answer): the rate counts the others over the time they took."""
     python = "/usr/bin/python3"
     out = in_netns(side.netns, python, "-I", "-S", "-c", CONNECT_CLIENT, ADDRESS, str(CONNECT_PORT), str(count),
                    timeout=count * 3 + 60)  # fmt: skip
-    made, failed, seconds = out.split()
-    if int(failed):
-        raise RuntimeError(f"{side.name}: {failed} of {count} connections to the outside host failed")
-    return int(made) / float(seconds)
+    made, failed, seconds, lost = out.split()
+    if not int(made):
+        raise RuntimeError(f"{side.name}: none of {count} connections to the outside host succeeded")
+    return int(made) / (float(seconds) - float(lost)), int(failed)
 
 
 def alternate(sides: list[Side], repeats: int, measure: Callable[[Side], Any]) -> dict[str, list[Any]]:
@@ -242,7 +245,7 @@ def measure(seconds: int, repeats: int, count: int, names: list[str]) -> dict[st
         throughput = alternate(compared, repeats, run_iperf) | alternate(context, repeats, run_iperf)
         progress(f"connections: {repeats} x {count} per side")
 
-        def run_connections(side: Side) -> float:
+        def run_connections(side: Side) -> tuple[float, int]:
             return connections(side, outside, count)
 
         rates = alternate(compared, repeats, run_connections) | alternate(context, repeats, run_connections)
@@ -256,8 +259,9 @@ def measure(seconds: int, repeats: int, count: int, names: list[str]) -> dict[st
             "retransmits": [run.retransmits for run in runs],
             "socket_drops": [run.socket_drops for run in runs],  # ovs-vswitchd's packet sockets were full
             "vswitchd_cpu_pct": round(statistics.median(cpu), 1) if runs[0].cpu_pct else None,
-            "connections_per_s": round(statistics.median(rates[name])),
-            "connections_per_s_runs": [round(rate) for rate in rates[name]],
+            "connections_per_s": round(statistics.median(rate for rate, _ in rates[name])),
+            "connections_per_s_runs": [round(rate) for rate, _ in rates[name]],
+            "connections_failed": [failed for _, failed in rates[name]],  # of --connections per run
         }
 
     summary = {name: side_summary(name) for name in sides}
