@@ -4,12 +4,12 @@
     python -m lab.demo --down     (make demo-down)   remove every namespace, veth, OVS instance and process
 
 Two nodes (network namespaces, each with its own userspace OVS and agent) and one controller with a SQLite
-store; then, through `tenetctl`, two tenants with identical subnets, each with a VXLAN and a VLAN network,
-and a QoS profile; six pods through each node's real CNI plugin; a connectivity matrix with ping and TCP,
-checked against the policy; iperf3 showing the QoS cap; a pod of each tenant fetching a page from the lab's
-outside host through its node's SNAT (`nat_outgoing`); a ClusterIP made by kube-proxy-style iptables rules in
-each node's host stack, served by pods of the cluster network on both nodes; and a picture of it all (SVG).
-Running it again first takes the previous run down.
+store; then, through `tenetctl`, two tenants with identical subnets, each with a VXLAN and a VLAN network, and
+a QoS profile; nine pods (three in the cluster network) through each node's real CNI plugin; a connectivity
+matrix with ping and TCP, checked against the policy; iperf3 showing the QoS cap; a pod of each tenant
+fetching a page from the lab's outside host through its node's SNAT (`nat_outgoing`); a ClusterIP made by
+kube-proxy-style iptables rules in each node's host stack, served by pods of the cluster network on both
+nodes; and a picture of it all (SVG). Running it again first takes the previous run down.
 """
 
 from __future__ import annotations
