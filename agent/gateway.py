@@ -136,7 +136,7 @@ class Gateway:
             plan.mtu,
         )
 
-    def _wait_for_link(self, ipr: IPRoute, timeout: float = 10.0) -> int:
+    def _wait_for_link(self, ipr: IPRoute, timeout: float = 30.0) -> int:
         deadline = time.monotonic() + timeout
         while True:
             found = ipr.link_lookup(ifname=GATEWAY_PORT_NAME)

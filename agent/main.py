@@ -267,6 +267,9 @@ def setup_gateway(client: Any, ovsdb: Any, bridge: str, tunnel_ip: ipaddress.IPv
     try:
         plan = plan_from(client.get(path("v1", "gateway")), tunnel_ip)
     except ClientError as error:
+        if error.status == 404:  # a controller from before gateway ports
+            log.warning("the controller has no GET /v1/gateway: no gateway port")
+            return
         raise StartupError(f"reading the cluster network from the controller: {error}") from None
     if plan is None:
         log.info("no cluster network: no gateway port")

@@ -169,7 +169,7 @@ TABLES: tuple[Table, ...] = (
         "l2",
         "(network, destination MAC) -> local port, remote node or uplink; broadcast to the network's group",
         matches="network from_remote eth_dst",
-        sets="out_port tunnel_id tun_ipv4_dst vlan_vid",
+        sets="out_port to_gateway tunnel_id tun_ipv4_dst vlan_vid",
         actions=(PushVlan, Output, ToGroup),
         next_tables="ingress_policy",
         miss_reason="l2: no such destination MAC in this network",

@@ -120,29 +120,33 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     outside = f"tgo-{os.getpid()}"
     servers = Servers()
     try:
-        lab.up(2, CONFIG)
-        for name, node in (("c1", "node1"), ("c2", "node2"), ("c3", "node1")):
-            lab.pod_add(name, node, "default/pods")
-        lab.pod_add("red-a", "node1", "red/net")
-        lab.pod_add("blue-a", "node1", "blue/net")
-        node1 = lab.node("node1")
-        sh("ip", "netns", "add", outside)
-        veth = f"tgo{os.getpid() % 100000}"
-        sh("ip", "link", "add", veth, "netns", node1.netns, "type", "veth", "peer", "name", "eth0", "netns", outside)
-        node1.exec("ip", "addr", "add", f"{NODE1_OUT}/24", "dev", veth)
-        node1.exec("ip", "link", "set", veth, "up")
-        node1.exec("ethtool", "-K", veth, "tx", "off")
-        for args in (("addr", "add", f"{OUTSIDE_IP}/24", "dev", "eth0"), ("link", "set", "eth0", "up")):
-            sh("ip", "netns", "exec", outside, "ip", *args)
-        sh("ip", "netns", "exec", outside, "ip", "link", "set", "lo", "up")
-        sh("ip", "netns", "exec", outside, "ethtool", "-K", "eth0", "tx", "off")
-        servers.start(outside, "tcp", 8080, "outside")
-        servers.start(outside, "udp", 8081, "outside")
-        for pod in ("c1", "c2"):
-            servers.start(lab.state.pods[pod].netns, "tcp", 8080, pod)
-        for node in ("node1", "node2"):
-            servers.start(lab.node(node).netns, "tcp", 9090, node)
-        lab.outside = outside  # type: ignore[attr-defined]
+        try:
+            lab.up(2, CONFIG)
+            for name, node in (("c1", "node1"), ("c2", "node2"), ("c3", "node1")):
+                lab.pod_add(name, node, "default/pods")
+            lab.pod_add("red-a", "node1", "red/net")
+            lab.pod_add("blue-a", "node1", "blue/net")
+            node1 = lab.node("node1")
+            sh("ip", "netns", "add", outside)
+            veth = f"tgo{os.getpid() % 100000}"
+            pair = (veth, "netns", node1.netns, "type", "veth", "peer", "name", "eth0", "netns", outside)
+            sh("ip", "link", "add", *pair)
+            node1.exec("ip", "addr", "add", f"{NODE1_OUT}/24", "dev", veth)
+            node1.exec("ip", "link", "set", veth, "up")
+            for args in (("addr", "add", f"{OUTSIDE_IP}/24", "dev", "eth0"), ("link", "set", "eth0", "up")):
+                sh("ip", "netns", "exec", outside, "ip", *args)
+            sh("ip", "netns", "exec", outside, "ip", "link", "set", "lo", "up")
+            servers.start(outside, "tcp", 8080, "outside")
+            servers.start(outside, "udp", 8081, "outside")
+            for pod in ("c1", "c2"):
+                servers.start(lab.state.pods[pod].netns, "tcp", 8080, pod)
+            for node in ("node1", "node2"):
+                servers.start(lab.node(node).netns, "tcp", 9090, node)
+            lab.outside = outside  # type: ignore[attr-defined]
+        except BaseException:
+            for log in sorted(lab.dir.glob("nodes/*/agent.log")):  # gone once the lab is down
+                print(f"--- {log}\n{log.read_text()[-2000:]}")
+            raise
         yield lab
     finally:
         servers.close()
@@ -173,6 +177,15 @@ def test_the_gateway_port_is_planned_with_its_mtu_and_routes(lab: Lab) -> None:
     assert node1.vsctl("get", "interface", "tenet-gw0", "mtu").strip() == "1450"
     routes = node1.exec("ip", "route", "show", "dev", "tenet-gw0")
     assert "10.244.0.0/16 via 10.244.0.1" in routes and "100.64.0.0/16 via 10.244.0.1" in routes
+
+
+def test_the_largest_packet_leaves_and_a_larger_one_fails_at_once_in_the_pod(lab: Lab) -> None:
+    payload = 1450 - 20 - 8  # the cluster network's MTU less the IPv4 and ICMP headers
+    argv = ["ip", "netns", "exec", netns(lab, "c1"), "ping", "-c", "1", "-W", "3", "-M", "do", "-s"]
+    fits = subprocess.run([*argv, str(payload), OUTSIDE_IP], capture_output=True, text=True, timeout=20)
+    assert fits.returncode == 0, fits.stdout + fits.stderr
+    too_big = subprocess.run([*argv, str(payload + 1), OUTSIDE_IP], capture_output=True, text=True, timeout=20)
+    assert "message too long" in too_big.stderr
 
 
 def test_the_host_reaches_a_local_pod_and_a_pod_on_another_node(lab: Lab) -> None:
@@ -242,6 +255,7 @@ def test_a_cluster_ip_reaches_backends_on_two_nodes(lab: Lab) -> None:
 def test_an_isolated_tenant_reaches_no_cluster_pod_node_or_other_tenant(lab: Lab) -> None:
     networks = {n["key"]: n for n in lab.client.get("/v1/networks")}
     blue_transit = f"100.64.0.{networks['blue/net']['id']}"
+    probes = {}
     for target, port in (
         (pod_ip(lab, "c1"), 8080),
         (pod_ip(lab, "c2"), 8080),
@@ -250,7 +264,9 @@ def test_an_isolated_tenant_reaches_no_cluster_pod_node_or_other_tenant(lab: Lab
         (NODE1_OUT, 9090),
         (blue_transit, 8080),
     ):
-        assert client(netns(lab, "red-a"), "tcp", target, port).startswith("failed"), target
+        probes[target] = client_popen(netns(lab, "red-a"), "tcp", target, port)  # all at once: each waits 3 s
+    answers = {target: probe.communicate(timeout=20)[0].strip() for target, probe in probes.items()}
+    assert all(answer.startswith("failed") for answer in answers.values()), answers
 
 
 def test_nat_outgoing_off_means_no_egress(lab: Lab) -> None:

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from controller.pipeline.compile import Compiler
+from controller.pipeline.fields import TO_GATEWAY_MARK
 from controller.pipeline.ir import ETH_TYPE_IP
 from controller.pipeline.simulate import Packet, SimNetwork, gateway_endpoint
 from controller.pipeline.state import ChangeSet, NodeState, apply
@@ -90,6 +91,8 @@ def test_host_reaches_local_and_remote_pods_and_pods_reach_every_node(model: Mod
     reply = sim.send("p2", tcp(int(p2.ip), n3_ip, 80, 1, cluster.gateway_mac, p2.mac))
     assert reply.delivered_to == [gateway_endpoint("n3")]
     assert reply.delivered[0].packet.fields["eth_dst"] == node_gateway_mac(IPv4Address("192.168.50.3"))
+    last_l2 = [hop.flow for hop in reply.hops if hop.table == "l2"][-1]
+    assert last_l2 is not None and TO_GATEWAY_MARK.set() in last_l2.actions  # for the ingress policy
     # anything else leaves by the sender's own node, unchanged (the host's iptables do the rest)
     out = sim.send("p1", tcp(int(p1.ip), OUTSIDE, 5000, 443, cluster.gateway_mac, p1.mac))
     assert out.delivered_to == [gateway_endpoint("n1")]

@@ -21,7 +21,7 @@ from __future__ import annotations
 from ipaddress import IPv4Network
 
 from controller.pipeline.features import vxlan
-from controller.pipeline.fields import FLAGS, FROM_GATEWAY, NETWORK, OUT_PORT, TENANT
+from controller.pipeline.fields import FLAGS, FROM_GATEWAY, NETWORK, OUT_PORT, TENANT, TO_GATEWAY_MARK
 from controller.pipeline.ir import ETH_TYPE_IP, Ct, DecTtl, Flow, Nat, Output, SetField, ct_state, match
 from controller.pipeline.tables import PIPELINE
 from topology.gateway import node_gateway_mac, snat_zone
@@ -65,7 +65,7 @@ def node_flows(model: Model, name: str, *, cookie: int) -> tuple[Flow, ...]:
             "l2",
             PRIORITY,
             match(**_net(cluster), eth_dst=own_mac),
-            (SetField(OUT_PORT.register, GATEWAY_OFPORT),),
+            (SetField(OUT_PORT.register, GATEWAY_OFPORT), TO_GATEWAY_MARK.set()),
             goto="ingress_policy",
             cookie=cookie,
         ),
