@@ -4,8 +4,13 @@
     tenet-lab pod add NAME --node node1 --network blue/web
     tenet-lab pod rm NAME
     tenet-lab matrix                           ping and TCP between every pair of pods, against the policy
+    tenet-lab exec POD -- CMD...               a command in a pod's namespace (its exit code passed through)
+    tenet-lab exec --node node1 -- CMD...      a command on a node's host stack
     tenet-lab status
     tenet-lab down                             removes everything the lab made
+
+`up` also starts an outside host beyond the fabric (203.0.113.10: HTTP on port 80, TCP and UDP echo on 7),
+which every node's host stack reaches; `status --json` names it.
 
 Needs root. The state lives in --state-dir (env TENET_LAB_STATE, default /var/lib/tenet-lab), given before
 or after the verb: `tenet-lab --state-dir DIR up` and `tenet-lab up --state-dir DIR` are the same.
@@ -16,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +30,7 @@ from controller.client import ClientError
 from controller.pipes import until_the_reader_goes
 from lab import matrix
 from lab.cluster import DEFAULT_STATE, Lab, LabError, load_config
+from lab.outside import ADDRESS
 from lab.ovs import pid_alive
 
 
@@ -49,7 +56,7 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[global_options(suppress=False)],
     )
-    verbs = top.add_subparsers(dest="verb", required=True, metavar="up|pod|matrix|status|down")
+    verbs = top.add_subparsers(dest="verb", required=True, metavar="up|pod|matrix|exec|status|down")
     common = [global_options(suppress=True)]
     up = verbs.add_parser("up", parents=common, help="build the lab")
     up.add_argument("--nodes", type=int, default=2, help="how many nodes (default 2)")
@@ -64,6 +71,11 @@ def parser() -> argparse.ArgumentParser:
     remove.add_argument("name")
     show = verbs.add_parser("matrix", parents=common, help="who reaches whom (exit 1 on any mismatch with the policy)")
     show.add_argument("--json", action="store_true", help="each probe as JSON instead of the table")
+    run_in = verbs.add_parser(
+        "exec", parents=common, help="run a command in a pod's namespace or on a node's host stack (exit code kept)"
+    )
+    run_in.add_argument("--node", help="run CMD on this node's host stack instead of in a pod")
+    run_in.add_argument("words", nargs="+", metavar="[POD] -- CMD", help="the pod (without --node), then the command")
     status = verbs.add_parser("status", parents=common, help="nodes, switches, agents and pods")
     status.add_argument("--json", action="store_true", help="the same as JSON, pods with their namespaces")
     verbs.add_parser("down", parents=common, help="remove every namespace, veth, OVS instance and process of the lab")
@@ -95,6 +107,11 @@ def run(args: argparse.Namespace) -> int:
             lab.pod_rm(args.name)
             progress(f"pod {args.name} removed")
         return 0
+    if args.verb == "exec":
+        pod, command = (None, args.words) if args.node else (args.words[0], args.words[1:])
+        if not command:
+            raise LabError("exec: no command: `tenet-lab exec POD -- CMD...`")
+        return execute(lab, pod, args.node, command)
     if args.verb == "matrix":
         pods = {name: (pod.as_pod(), pod.network) for name, pod in lab.state.pods.items()}
         if len(pods) < 2:
@@ -106,6 +123,15 @@ def run(args: argparse.Namespace) -> int:
             print(matrix.render(pods, probes))
         return 0 if all(p.matches for p in probes) else 1
     return status(lab, as_json=args.json)
+
+
+def execute(lab: Lab, pod: str | None, node: str | None, command: list[str]) -> int:
+    """Run `command` in `pod`'s namespace or on `node`'s host stack, output unchanged; returns its exit code."""
+    netns = lab.netns_of(pod=pod, node=node)
+    try:
+        return subprocess.run(["ip", "netns", "exec", netns, *command], check=False).returncode
+    except KeyboardInterrupt:
+        return 130
 
 
 def status(lab: Lab, *, as_json: bool) -> int:
@@ -124,9 +150,11 @@ def status(lab: Lab, *, as_json: bool) -> int:
     controller = "running" if lab.state.controller_pid and pid_alive(lab.state.controller_pid) else "down"
     if as_json:
         pods = {name: pod.__dict__ for name, pod in lab.state.pods.items()}
-        print(json.dumps({"controller": controller, "nodes": nodes, "pods": pods}, indent=2))
+        outside = {"netns": lab.outside.netns, "address": ADDRESS}
+        print(json.dumps({"controller": controller, "nodes": nodes, "pods": pods, "outside": outside}, indent=2))
         return 0
     print(f"controller: {controller} (API {lab.state.server or lab.state.api_port}, OpenFlow :{lab.state.ofp_port})")
+    print(f"outside host: {ADDRESS} (namespace {lab.outside.netns}; HTTP :80, TCP and UDP echo :7)")
     for node in nodes:
         print(f"{node['node']}: switch {node['switch']}, agent {node['agent']}, pods {', '.join(node['pods']) or '-'}")
     for pod in lab.state.pods.values():

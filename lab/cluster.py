@@ -3,6 +3,7 @@ an underlay; one controller in the root namespace; pods added through the real C
 
     fabric namespace: Linux bridge `fab0` ── ul-<node> ⇄ ul0 (node): VXLAN underlay, on br-phy (userspace)
                                          └── vl-<node> ⇄ vl0 (node): VLAN uplink, a port of br-int
+                                         └── ox-<id> ⇄ eth0 (outside host, 203.0.113.10: lab/outside.py)
     root namespace: the controller; tnc<tag> ⇄ ctl0 (node): the node's path to the controller
 
 Everything lives under one state directory, with `lab.json` recording what exists, so `tenet-lab` commands
@@ -28,13 +29,17 @@ from typing import Any
 import yaml
 
 from controller.client import Client, ClientError, path
+from lab.outside import Outside
 from lab.ovs import ROOT, OvsNode, Pod, launch, pid_alive, sh, stop_pid, wait_for
 
 NODE_SETUP = ROOT / "vagrant" / "provision" / "node-setup.sh"
 DEFAULT_STATE = Path("/var/lib/tenet-lab")
 UNDERLAY = "192.168.100"  # node i has 192.168.100.i/24
 CONTROL_NETS = range(200, 250)  # node i reaches the controller at 10.X.i.1, X free in the root namespace
+CONTROLLER_SETTINGS = ("cluster_network", "cluster_subnet", "transit_subnet")  # from the config, if set
 DEFAULT_CONFIG: dict[str, Any] = {
+    "cluster_network": "default/pods",  # made by the controller; routed by the nodes' host stacks (tenet-gw0)
+    "cluster_subnet": "10.244.0.0/16",
     "tenants": [
         {
             "name": "blue",
@@ -83,6 +88,7 @@ class LabState:
     token: str = ""
     controller_pid: int | None = None
     agent_pids: dict[str, int] = field(default_factory=dict)
+    outside_pids: list[int] = field(default_factory=list)  # the outside host's servers
     pods: dict[str, LabPod] = field(default_factory=dict)
 
     @classmethod
@@ -114,6 +120,21 @@ class Lab:
     def fabric_netns(self) -> str:
         return f"tl-{self.id}-fabric"
 
+    @property
+    def outside(self) -> Outside:
+        """The outside host: beyond the fabric, reachable from every node's host stack (lab/outside.py)."""
+        return Outside(f"tl-{self.id}-outside", self.fabric_netns, self.id, self.dir / "outside")
+
+    def netns_of(self, *, pod: str | None = None, node: str | None = None) -> str:
+        """The network namespace of a pod, or of a node's host stack; LabError names an unknown one."""
+        if pod is not None:
+            if pod not in self.state.pods:
+                raise LabError(f"no pod {pod!r}: the lab has {', '.join(self.state.pods) or 'no pods'}")
+            return self.state.pods[pod].netns
+        if node not in self.state.nodes:
+            raise LabError(f"unknown node {node!r}: the lab has {', '.join(self.state.nodes)}")
+        return self.node(node).netns
+
     def pod_netns(self, pod: str) -> str:
         return f"tl-{self.id}-{pod}"
 
@@ -142,7 +163,8 @@ class Lab:
         self.save()
         try:
             self._fabric()
-            self._controller()
+            self._outside()
+            self._controller(config)
             self._apply(config)
             for name in self.state.nodes:
                 self._node(name, config)
@@ -160,7 +182,14 @@ class Lab:
         sh(*fabric, "ip", "link", "add", "fab0", "type", "bridge")
         sh(*fabric, "ip", "link", "set", "fab0", "up")
 
-    def _controller(self) -> None:
+    def _outside(self) -> None:
+        outside = self.outside
+        self.progress(f"outside host: namespace {outside.netns}, HTTP and echo servers on 203.0.113.10")
+        self.state.outside_pids = outside.start(_spawn)
+        self.save()
+        wait_for(outside.listening, "the outside host's servers to listen", timeout=20)
+
+    def _controller(self, config: dict[str, Any]) -> None:
         self.state.api_port, self.state.ofp_port = _free_port(), _free_port()
         self.state.server = f"http://127.0.0.1:{self.state.api_port}"
         self.state.token = secrets.token_hex(16)
@@ -180,6 +209,9 @@ class Lab:
             "--api-host", "0.0.0.0", "--api-port", str(self.state.api_port),
             "--store", f"sqlite:///{self.dir}/tenet.db", "--token-file", str(tokens),
         ]  # fmt: skip
+        for setting in CONTROLLER_SETTINGS:  # the cluster network, when the config names one
+            if config.get(setting):
+                args += [f"--{setting.replace('_', '-')}", str(config[setting])]
         self.progress(f"controller: API on :{self.state.api_port}, OpenFlow on :{self.state.ofp_port}")
         self.state.controller_pid = _spawn(args, self.dir / "controller.log")
         self.save()
@@ -241,6 +273,7 @@ class Lab:
         env_args = [f"{key}={value}" for key, value in environment.items()]
         self.progress(f"{name}: node set-up (vagrant/provision/node-setup.sh): underlay {UNDERLAY}.{index}")
         node.exec("env", *env_args, "sh", str(NODE_SETUP))
+        self.outside.route_from(node.netns)
         args = [
             "ip", "netns", "exec", node.netns, sys.executable, "-m", "agent.main", "run",
             "--node", name, "--tunnel-ip", f"{UNDERLAY}.{index}", "--uplink", "vl0",
@@ -311,6 +344,9 @@ class Lab:
         if self.state.controller_pid:
             self.progress("stopping the controller")
             _stop(self.state.controller_pid)
+        for pid in self.state.outside_pids:
+            _stop(pid)
+        self.outside.close()
         sh("ip", "netns", "del", self.fabric_netns, check=False)
         for name in self.state.nodes:
             self._token_file(name).unlink(missing_ok=True)

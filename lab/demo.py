@@ -4,10 +4,12 @@
     python -m lab.demo --down     (make demo-down)   remove every namespace, veth, OVS instance and process
 
 Two nodes (network namespaces, each with its own userspace OVS and agent) and one controller with a SQLite
-store; then, through `tenetctl`, two tenants with identical subnets, each with a VXLAN and a VLAN network,
-and a QoS profile; six pods through each node's real CNI plugin; a connectivity matrix with ping and TCP,
-checked against the policy; iperf3 showing the QoS cap; and a picture of it all (SVG). Running it again
-first takes the previous run down.
+store; then, through `tenetctl`, two tenants with identical subnets, each with a VXLAN and a VLAN network, and
+a QoS profile; nine pods (three in the cluster network) through each node's real CNI plugin; a connectivity
+matrix with ping and TCP, checked against the policy; iperf3 showing the QoS cap; a pod of each tenant
+fetching a page from the lab's outside host through its node's SNAT (`nat_outgoing`); a ClusterIP made by
+kube-proxy-style iptables rules in each node's host stack, served by pods of the cluster network on both
+nodes; and a picture of it all (SVG). Running it again first takes the previous run down.
 """
 
 from __future__ import annotations
@@ -23,16 +25,18 @@ from pathlib import Path
 
 from controller.cli_live import counts_text, verify_lines
 from lab import matrix
-from lab.cluster import Lab, LabError
+from lab.cluster import UNDERLAY, Lab, LabError
+from lab.outside import ADDRESS, PAGE
 from lab.ovs import wait_for
 from lab.picture import topology_svg
 
 STATE = Path(os.environ.get("TENET_DEMO_STATE", "/var/lib/tenet-demo"))
-NETWORKS = [  # tenant, name, encap, segment flag, segment, subnet: both tenants use the same subnets
-    ("blue", "web", "vxlan", "--vni", 5001, "10.1.0.0/24"),
-    ("blue", "db", "vlan", "--vlan", 101, "10.2.0.0/24"),
-    ("red", "web", "vxlan", "--vni", 6001, "10.1.0.0/24"),
-    ("red", "db", "vlan", "--vlan", 201, "10.2.0.0/24"),
+CLUSTER = {"cluster_network": "default/pods", "cluster_subnet": "10.244.0.0/16"}  # the controller's settings
+NETWORKS = [  # tenant, name, encap, segment flag, segment, subnet, more: both tenants use the same subnets
+    ("blue", "web", "vxlan", "--vni", 5001, "10.1.0.0/24", ["--nat-outgoing"]),
+    ("blue", "db", "vlan", "--vlan", 101, "10.2.0.0/24", []),
+    ("red", "web", "vxlan", "--vni", 6001, "10.1.0.0/24", ["--nat-outgoing"]),
+    ("red", "db", "vlan", "--vlan", 201, "10.2.0.0/24", []),
 ]
 QOS = ("bronze", 20_000)  # name, kbit/s (burst: the default, half a second of the rate): caps each red/web pod
 PODS = [  # name, node, network
@@ -43,7 +47,9 @@ PODS = [  # name, node, network
     ("r2", "node2", "red/web"),
     ("r3", "node1", "red/db"),
 ]
-STEPS = 8
+CLUSTER_PODS = [("c1", "node1"), ("c2", "node2"), ("c3", "node1")]  # default/pods: two backends, one client
+SERVICE = ("10.96.0.10", 80, 8080)  # ClusterIP, its port, the backends' port
+STEPS = 10
 
 
 class Demo:
@@ -75,23 +81,28 @@ class Demo:
             print("      a previous demo is up: taking it down first", flush=True)
             self.lab.down()
         self.say("two nodes: namespaces with ovsdb-server, ovs-vswitchd (userspace) and tenet-agent; the controller")
-        self.lab.up(2, {"tenants": [], "cni_default": "blue/web"})
+        self.lab.up(2, {"tenants": [], "cni_default": "blue/web", **CLUSTER})
         self.say("tenants, networks (identical subnets: VXLAN and VLAN) and a QoS profile, through tenetctl")
         for tenant in ("blue", "red"):
             self.tenetctl("tenant", "create", tenant)
-        for tenant, name, encap, flag, segment, subnet in NETWORKS:
+        for tenant, name, encap, flag, segment, subnet, more in NETWORKS:
             self.tenetctl(
-                "network", "create", f"{tenant}/{name}", "--encap", encap, flag, str(segment), "--subnet", subnet
-            )
+                "network", "create", f"{tenant}/{name}", "--encap", encap, flag, str(segment), "--subnet", subnet,
+                *more,
+            )  # fmt: skip
         name, rate = QOS
         self.tenetctl("qos", "create", name, "--rate-kbps", str(rate))
         self.tenetctl("qos", "attach", name, "red/web")
-        self.say("six pods through each node's CNI plugin (tenet-cni, chained after loopback)")
-        for pod, node, network in PODS:
+        self.say("nine pods through each node's CNI plugin (tenet-cni, chained after loopback)")
+        for pod, node, network in [*PODS, *((pod, node, CLUSTER["cluster_network"]) for pod, node in CLUSTER_PODS)]:
             added = self.lab.pod_add(pod, node, network)
             print(f"      {pod} on {node}: {added.ip} in {network}", flush=True)
         self.say("connectivity: ping and TCP between every pair of pods, against the policy")
-        pods = {name: (pod.as_pod(), pod.network) for name, pod in self.lab.state.pods.items()}
+        pods = {
+            name: (pod.as_pod(), pod.network)
+            for name, pod in self.lab.state.pods.items()
+            if pod.network != CLUSTER["cluster_network"]
+        }
         probes = matrix.measure(pods)
         print(indent(matrix.render(pods, probes)), flush=True)
         matched = all(p.matches for p in probes)
@@ -101,6 +112,12 @@ class Demo:
         print(f"      b1 -> b2 (blue/web): {free:8.1f} Mbit/s", flush=True)
         print(f"      r1 -> r2 (red/web):  {capped:8.1f} Mbit/s   (cap {rate / 1000:.0f} Mbit/s)", flush=True)
         within_cap = 0.85 <= capped / (rate / 1000) <= 1.10 and free > capped  # the cap, neither less nor more
+        self.say(
+            f"egress: a pod of each tenant fetches a page from the outside host {ADDRESS}, through its node's SNAT"
+        )
+        egress = all(self.fetch(pod) for pod in ("b1", "r1"))
+        self.say(f"a ClusterIP {SERVICE[0]}:{SERVICE[1]}: kube-proxy-style DNAT in each node's host stack to c1 and c2")
+        service = self.cluster_ip("c3", ["c1", "c2"])
         self.say("the picture: tenants, networks, nodes and pods")
         picture = self.state / "topology.svg"
         picture.write_text(topology_svg(self.snapshot()))
@@ -118,8 +135,28 @@ class Demo:
         verdict = "the matrix is as the policy says" if matched else "MATRIX MISMATCH"
         verdict += ", the QoS cap holds" if within_cap else ", QoS CAP NOT HELD"
         verdict += ", every switch holds exactly its flows" if held else ", A SWITCH DIFFERS"
+        verdict += ", each tenant reaches the outside" if egress else ", EGRESS FAILED"
+        verdict += ", the ClusterIP reaches both backends" if service else ", THE CLUSTERIP FAILED"
         self.say(f"done in {time.monotonic() - started:.0f} s: {verdict}. `make demo-down` removes it all")
-        return matched and within_cap and held
+        return matched and within_cap and held and egress and service
+
+    def fetch(self, name: str) -> bool:
+        """`name` fetches the outside host's page; prints the page and the line the outside host logged, whose
+        client address must be the pod's node's, never the pod's. True if both hold."""
+        pod, outside = self.lab.state.pods[name], self.lab.outside
+        seen = len(outside.http_log())
+        page = pod.as_pod().run("curl", "-sS", "-m", "5", f"http://{ADDRESS}/", check=False)
+        node_address = f"{UNDERLAY}.{self.lab.state.nodes.index(pod.node) + 1}"
+        print(f"      {name} ({pod.ip}, {pod.network} on {pod.node}) $ curl http://{ADDRESS}/: {page.strip()!r}")
+        try:
+            line = wait_for(lambda: outside.http_log()[seen:], f"the outside host to log {name}'s request", timeout=5)[
+                0
+            ]
+        except TimeoutError:
+            print("      the outside host logged nothing", flush=True)
+            return False
+        print(f"      outside host's log: {line}", flush=True)
+        return page == PAGE and line.startswith(f"{node_address} ")
 
     def iperf(self, client: str, server: str) -> float:
         """TCP throughput from `client` to `server` in Mbit/s, measured by iperf3 over 3 seconds after a first
@@ -139,6 +176,58 @@ class Demo:
         finally:
             listener.kill()
             listener.wait(timeout=10)
+
+    def cluster_ip(self, client: str, backends: list[str]) -> bool:
+        """A Service as kube-proxy makes one with iptables: in each node's host stack, the ClusterIP's port
+        DNATed to one backend or the other at random (tenet-agent masquerades it on its way back into the
+        cluster, so the backend answers through the node that DNATed); `client` asks
+        until both backends answered (at most 40 times). Prints the rules and which backend answered each
+        request; True if both answered."""
+        address, port, target = SERVICE
+        pods = self.lab.state.pods
+        servers = []
+        try:
+            for name in backends:
+                root = self.state / "www" / name
+                root.mkdir(parents=True, exist_ok=True)
+                (root / "index.html").write_text(f"{name}\n")
+                pod = pods[name].as_pod()
+                servers.append(pod.popen("python3", "-m", "http.server", str(target), "--directory", str(root)))
+                wait_for(lambda p=pod: f":{target} " in p.run("ss", "-ltnH"), f"the web server of {name}")
+            rules = [  # the node's agent masquerades what the host DNATs back into the cluster: replies return
+                ["-N", "DEMO-SVC-WEB"],
+                *(  # each backend but the last by chance, 1/n of what is left; the last takes the rest
+                    ["-A", "DEMO-SVC-WEB", "-p", "tcp",
+                     *(["-m", "statistic", "--mode", "random", "--probability", f"{1 / (len(backends) - i):.4f}"]
+                       if i < len(backends) - 1 else []),
+                     "-j", "DNAT", "--to-destination", f"{pods[name].ip}:{target}"]
+                    for i, name in enumerate(backends)
+                ),
+                *(
+                    ["-A", chain, "-d", f"{address}/32", "-p", "tcp", "--dport", str(port), "-j", "DEMO-SVC-WEB"]
+                    for chain in ("PREROUTING", "OUTPUT")
+                ),
+            ]  # fmt: skip
+            for node in self.lab.state.nodes:
+                for rule in rules:
+                    self.lab.node(node).exec("iptables", "-t", "nat", "-w", *rule)
+            for rule in rules:
+                print(f"      (each node) iptables -t nat {' '.join(rule)}", flush=True)
+            answered: dict[str, int] = {}
+            asker = pods[client].as_pod()
+            for _ in range(40):
+                got = asker.run("curl", "-sS", "-m", "3", f"http://{address}:{port}/", check=False).strip()
+                answered[got or "no answer"] = answered.get(got or "no answer", 0) + 1
+                if all(name in answered for name in backends):
+                    break
+            where = ", ".join(f"{name} ({pods[name].node})" if name in pods else name for name in answered)
+            counts = ", ".join(f"{name}: {count}" for name, count in answered.items())
+            print(f"      {client} ({pods[client].node}) $ curl http://{address}:{port}/ -> {where}; {counts}")
+            return set(answered) == set(backends)
+        finally:
+            for server in servers:
+                server.kill()
+                server.wait(timeout=10)
 
     def snapshot(self) -> dict:
         client = self.lab.client

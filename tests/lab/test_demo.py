@@ -34,9 +34,14 @@ def test_the_demo_runs_twice_and_goes_down_cleanly(tmp_path: Path) -> None:
         # The last step compares a fresh dump of each switch with its desired state.
         assert first.stdout.count("meters; OVS holds exactly that") == 2, first.stdout
         assert "every switch holds exactly its flows" in first.stdout
-        assert [line[:5] for line in first.stdout.splitlines() if line.startswith("[")] == [
-            f"[{i}/8]" for i in range(1, 9)
+        assert [line.split(" ")[0] for line in first.stdout.splitlines() if line.startswith("[")] == [
+            f"[{i}/10]" for i in range(1, 11)
         ]
+        # Each tenant's pod reached the outside host, which saw its node's address, not the pod's.
+        assert "each tenant reaches the outside" in first.stdout
+        logged = [line for line in first.stdout.splitlines() if "outside host's log: " in line]
+        assert [line.split("log: ")[1].split()[0] for line in logged] == ["192.168.100.1", "192.168.100.1"], logged
+        assert "the ClusterIP reaches both backends" in first.stdout
         svg = (state / "topology.svg").read_text()
         assert svg.startswith("<svg") and all(f">{pod}<" in svg for pod in ("b1", "b2", "b3", "r1", "r2", "r3"))
         second = demo(state)

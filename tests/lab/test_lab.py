@@ -1,15 +1,20 @@
-"""A 3-node lab: pods of two tenants with overlapping subnets on every node, on VXLAN and VLAN networks."""
+"""A 3-node lab: pods of two tenants with overlapping subnets on every node, on VXLAN and VLAN networks; the
+outside host beyond the fabric; `tenet-lab exec` and `status` run as a user runs them."""
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from lab import matrix
-from lab.cluster import Lab
+from lab.cluster import UNDERLAY, Lab
+from lab.outside import ADDRESS, ECHO_PORT, PAGE
 from lab.ovs import pid_alive, sh, wait_for
 
 PODS = {  # name: (node, network) — every node has both tenants; VXLAN and VLAN both cross nodes
@@ -27,7 +32,7 @@ def lab_names(lab: Lab) -> dict[str, list[str]]:
     namespaces = [n.split()[0] for n in sh("ip", "netns", "list").splitlines() if n.strip()]
     ours = [n for n in namespaces if n.startswith(f"tl-{lab.id}-") or re.match(rf"tn-node\d+-{lab.id}", n)]
     links = [line.split(":")[1].strip() for line in sh("ip", "-o", "link").splitlines() if f": tnc{lab.id}" in line]
-    pids = [lab.state.controller_pid, *lab.state.agent_pids.values()]
+    pids = [lab.state.controller_pid, *lab.state.agent_pids.values(), *lab.state.outside_pids]
     return {"namespaces": ours, "links": links, "processes": [str(p) for p in pids if p and pid_alive(p)]}
 
 
@@ -41,7 +46,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             lab.pod_add(name, node, network)
         yield lab
     finally:
-        processes = [lab.state.controller_pid, *lab.state.agent_pids.values()]
+        processes = [lab.state.controller_pid, *lab.state.agent_pids.values(), *lab.state.outside_pids]
         lab.down()
     assert lab_names(lab) == {"namespaces": [], "links": [], "processes": []}
     assert not any(p and pid_alive(p) for p in processes)
@@ -80,3 +85,44 @@ def test_deleting_a_pod_removes_its_flows_on_every_node(lab: Lab) -> None:
     lab.pod_rm("b9")
     wait_for(lambda: holding() == [], "b9's flows to leave every node", timeout=10)
     assert lab.pod_netns("b9") not in sh("ip", "netns", "list")
+
+
+def tenet_lab(lab: Lab, *args: str) -> subprocess.CompletedProcess:
+    """The `tenet-lab` command on this lab, as a user runs it."""
+    command = [str(Path(sys.executable).with_name("tenet-lab")), "--state-dir", str(lab.dir), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_the_outside_host_answers_every_node_from_its_underlay_address(lab: Lab) -> None:
+    outside = lab.outside
+    assert json.loads(tenet_lab(lab, "status", "--json").stdout)["outside"] == {
+        "netns": outside.netns,
+        "address": ADDRESS,
+    }
+    for index, name in enumerate(lab.state.nodes, start=1):
+        page = tenet_lab(lab, "exec", "--node", name, "--", "curl", "-sS", "-m", "5", f"http://{ADDRESS}/")
+        assert (page.returncode, page.stdout) == (0, PAGE), page.stderr
+        source = f"{UNDERLAY}.{index} "
+        wait_for(lambda s=source: outside.http_log()[-1].startswith(s), f"the request of {name} in the log")
+        for kind in ("TCP", "UDP"):
+            echo = f"echo {kind}-{name} | socat -t 2 - {kind}:{ADDRESS}:{ECHO_PORT}"
+            assert lab.node(name).exec("sh", "-c", echo, check=False).strip() == f"{kind}-{name}"
+
+
+def test_exec_runs_in_a_pod_or_on_a_node_and_passes_the_exit_code_through(lab: Lab) -> None:
+    in_pod = tenet_lab(lab, "exec", "b1", "--", "ip", "-o", "-4", "addr", "show", "eth0")
+    assert in_pod.returncode == 0 and f" {lab.state.pods['b1'].ip}/" in in_pod.stdout, in_pod.stderr
+    on_node = tenet_lab(lab, "exec", "--node", "node2", "--", "ip", "-o", "-4", "addr", "show", "br-phy")
+    assert on_node.returncode == 0 and f" {UNDERLAY}.2/24 " in on_node.stdout, on_node.stderr
+    failing = tenet_lab(lab, "exec", "r2", "--", "sh", "-c", "echo out; echo err >&2; exit 7")
+    assert (failing.returncode, failing.stdout, failing.stderr) == (7, "out\n", "err\n")
+    unknown_pod = tenet_lab(lab, "exec", "nope", "--", "true")
+    assert (unknown_pod.returncode, unknown_pod.stderr) == (
+        1,
+        "tenet-lab: no pod 'nope': the lab has b1, b2, b3, r1, r2, r3\n",
+    )
+    unknown_node = tenet_lab(lab, "exec", "--node", "node9", "--", "true")
+    assert (unknown_node.returncode, unknown_node.stderr) == (
+        1,
+        "tenet-lab: unknown node 'node9': the lab has node1, node2, node3\n",
+    )

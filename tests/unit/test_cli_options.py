@@ -27,10 +27,21 @@ def test_lab_state_dir_before_or_after_the_verb(  # root, as tenet-lab needs
         (["status", "--state-dir", str(first)], first),
         (["pod", "rm", "p1", "--state-dir", str(first)], first),
         (["pod", "--state-dir", str(first), "rm", "p1"], first),
+        (["exec", "--state-dir", str(first), "b1", "--", "ls"], first),
+        (["--state-dir", str(first), "exec", "--node", "node1", "--", "ls", "--state-dir", str(second)], first),
         (["--state-dir", str(second), "matrix", "--state-dir", str(first)], first),  # after the verb wins
     ):
         assert lab_cli.main(argv) == 1, argv
         assert capsys.readouterr().err == f"tenet-lab: no lab in {named}: `tenet-lab up` first\n", argv
+
+
+def test_lab_exec_takes_a_pod_or_a_node_then_the_command_whole() -> None:
+    parse = lab_cli.parser().parse_args
+    assert parse(["exec", "b1", "--", "ping", "-c", "1", "10.1.0.3"]).words == ["b1", "ping", "-c", "1", "10.1.0.3"]
+    on_node = parse(["exec", "--node", "node2", "--", "ip", "-o", "addr"])
+    assert (on_node.node, on_node.words) == ("node2", ["ip", "-o", "addr"])
+    # Everything after -- is the command's, even words that look like tenet-lab's own options.
+    assert parse(["exec", "b1", "--", "sh", "--node", "x"]).words == ["b1", "sh", "--node", "x"]
 
 
 def test_lab_state_dir_default_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
