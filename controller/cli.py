@@ -115,6 +115,7 @@ def run_check(args: argparse.Namespace) -> int:
     print(
         f"{args.file}: ok: {len(model.nodes)} nodes, {len(model.tenants)} tenants, {len(model.networks)} networks, "
         f"{len(model.endpoints)} endpoints, {len(model.qos_profiles)} QoS profiles"
+        + (f", {len(model.namespaces)} namespaces, {len(model.policies)} NetworkPolicies" if model.namespaces else "")
     )
     return 0
 

@@ -24,7 +24,10 @@ from topology.ipam import (
     is_unicast_mac,
     mac_to_int,
 )
+from topology.labels import Labels, parse_labels
 from topology.mtu import DEFAULT_UNDERLAY_MTU, check_network, check_node, default_mtu
+from topology.namespaces import ContainerPort, Namespace, NamespacesMixin, parse_ports
+from topology.netpol_spec import NetworkPolicy
 
 VLAN_RANGE = (1, 4094)
 VNI_RANGE = (1, 16_777_215)
@@ -101,6 +104,13 @@ class Endpoint:
     port_name: str
     ofport: int
     num: int  # small integer id, for cookies
+    namespace: str | None = None  # a Kubernetes namespace of the network's tenant; None: in none
+    labels: Labels = ()  # sorted (key, value) pairs
+    ports: tuple[ContainerPort, ...] = ()  # named container ports
+
+    @property
+    def label_map(self) -> dict[str, str]:
+        return dict(self.labels)
 
     @property
     def mac_text(self) -> str:
@@ -133,6 +143,9 @@ class Touched:
     nodes: set[str] = field(default_factory=set)
     fabric: bool = False  # a fabric link went down or came up: the flood tree and the paths change
     everything: bool = False
+    namespaces: set[str] = field(default_factory=set)  # namespaces added, removed or relabelled
+    labels: set[str] = field(default_factory=set)  # endpoints whose labels changed
+    policies: set[str] = field(default_factory=set)  # NetworkPolicies ("namespace/name") applied or removed
 
     def merge(self, other: Touched) -> Touched:
         self.networks |= other.networks
@@ -140,6 +153,9 @@ class Touched:
         self.nodes |= other.nodes
         self.fabric |= other.fabric
         self.everything |= other.everything
+        self.namespaces |= other.namespaces
+        self.labels |= other.labels
+        self.policies |= other.policies
         return self
 
 
@@ -200,8 +216,9 @@ def check_range(path: str, what: str, value: int, bounds: tuple[int, int]) -> No
         raise ValidationError(path, f"{what} {value} is outside {low}..{high}")
 
 
-class Model:
-    """Tenants, networks, nodes, links, endpoints and QoS, with the indexes the compiler needs."""
+class Model(NamespacesMixin):
+    """Tenants, networks, nodes, links, endpoints and QoS, with the indexes the compiler needs; Kubernetes
+    namespaces and NetworkPolicies (`topology.namespaces`)."""
 
     def __init__(self) -> None:
         self.tenants: dict[str, Tenant] = {}
@@ -215,6 +232,8 @@ class Model:
         self.endpoints: dict[str, Endpoint] = {}
         self.qos_profiles: dict[str, QosProfile] = {}
         self.qos_attachments: dict[str, QosAttachment] = {}  # by target
+        self.namespaces: dict[str, Namespace] = {}
+        self.policies: dict[str, NetworkPolicy] = {}  # by "namespace/name"
         self.revision = 0
         self.networks_by_tenant: dict[str, dict[str, Network]] = {}
         self.endpoints_by_network: dict[str, dict[str, Endpoint]] = {}
@@ -297,6 +316,8 @@ class Model:
             raise ValidationError(path, f"unknown tenant {name!r}")
         if self.networks_by_tenant[name]:
             raise ValidationError(path, f"tenant {name!r} still has networks", conflict=True)
+        if self.tenant_has_namespaces(name):
+            raise ValidationError(path, f"tenant {name!r} still has namespaces", conflict=True)
         del self.tenants[name], self.networks_by_tenant[name], self.tenant_nodes[name]
         self._tenant_ids.give_back(tenant.id)
         return self._bump(Touched())
@@ -542,17 +563,25 @@ class Model:
         port_name: str | None = None,
         ofport: int | None = None,
         num: int | None = None,
+        namespace: str | None = None,
+        labels: dict[str, str] | None = None,
+        ports: list[dict] | None = None,
         path: str = "endpoint",
     ) -> Endpoint:
         """Add an endpoint, allocating IP, MAC and ofport as needed. Validates all before changing any.
 
-        `ofport` and `num` are for restoring a stored model; they are allocated otherwise.
+        `ofport` and `num` are for restoring a stored model; they are allocated otherwise. `namespace` must
+        belong to the network's tenant; `labels` are Kubernetes labels, `ports` named container ports
+        (`[{name, port, protocol}]`, `topology.namespaces.parse_ports`).
         """
         check_name(path + ".id", endpoint_id)
         if endpoint_id in self.endpoints:
             raise ValidationError(path + ".id", f"endpoint {endpoint_id!r} already exists", conflict=True)
         net = self.network(network, path=path + ".network")
         self.node(node, path=path + ".node")
+        self.check_endpoint_namespace(path + ".namespace", net.tenant, namespace)
+        label_pairs = parse_labels(path + ".labels", labels)
+        container_ports = parse_ports(path + ".ports", ports)
         port = port_name or default_port_name(endpoint_id)
         if len(port) > 15:
             raise ValidationError(path + ".port_name", f"{port!r} is longer than 15 characters (Linux IFNAMSIZ)")
@@ -592,6 +621,9 @@ class Model:
             port_name=port,
             ofport=take_or_claim(self._ofports[node], ofport, path),
             num=take_or_claim(self._endpoint_nums, num, path),
+            namespace=namespace,
+            labels=label_pairs,
+            ports=container_ports,
         )
         self.endpoints[endpoint_id] = endpoint
         self.endpoints_by_network[network][endpoint_id] = endpoint
@@ -601,6 +633,12 @@ class Model:
         self.tenant_nodes[net.tenant][node] += 1
         self.revision += 1
         return endpoint
+
+    def _replace_endpoint(self, endpoint: Endpoint) -> None:
+        """The same endpoint with other labels, in every index."""
+        self.endpoints[endpoint.id] = endpoint
+        self.endpoints_by_network[endpoint.network][endpoint.id] = endpoint
+        self.endpoints_by_node[endpoint.node][endpoint.id] = endpoint
 
     def remove_endpoint(self, endpoint_id: str, *, path: str = "endpoint") -> Touched:
         endpoint = self.endpoint(endpoint_id, path=path)

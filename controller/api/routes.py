@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 from controller.api import views
 from controller.api.http import Body, HttpError, Request, Response, forbidden, not_found
+from controller.api.netpol_routes import NETPOL_HANDLERS, NetpolRoutes
 from controller.api.openapi import SPEC
 from controller.openflow.ofctl import render_state
 from controller.policy import Quota
@@ -76,6 +77,7 @@ ROUTES = (
     Route("GET", "/v1/endpoints/{endpoint}/ready", "endpoint_ready"),
     Route("GET", "/v1/health", "health"),
     Route("GET", "/v1/policy", "show_policy"),
+    *(Route(method, template, handler) for method, template, handler in NETPOL_HANDLERS),
 )
 # What a node token (the node agent's) may call; each handler limits it to its own node.
 NODE_HANDLERS = frozenset(
@@ -110,7 +112,7 @@ def default_readiness(_node: str, _port: str, _ofport: int, _sequence: int, _wai
     return {"ready": False, "reason": "this controller runs without switches", "ofport": None}
 
 
-class Api:
+class Api(NetpolRoutes):
     def __init__(
         self,
         service: Service,
@@ -473,11 +475,13 @@ class Api:
             return Response(200, [views.endpoint_json(self.model, e) for e in found])
 
     def create_endpoint(self, request: Request) -> Response:
-        fields = {"id", "network", "node", "ip", "mac", "port_name"}
+        fields = {"id", "network", "node", "ip", "mac", "port_name", "namespace", "labels", "ports"}
         body = Body(request.json(), "endpoint", allowed=fields)
         endpoint_id, network, node = body.text("id"), body.text("network"), body.text("node")
         ip, mac = body.text("ip", required=False), body.text("mac", required=False)
         port = body.text("port_name", required=False)
+        namespace = body.text("namespace", required=False)
+        pod = {"labels": body.data.get("labels"), "ports": body.data.get("ports")}  # checked by the model
         principal = request.principal
         if principal.node_only and not principal.manages(node):
             raise HttpError(403, f"creating an endpoint on node {node!r}: {own_node(principal)}", field="endpoint.node")
@@ -492,7 +496,15 @@ class Api:
             if found is None or not (principal.sees(found.tenant) or principal.node_only):
                 raise ValidationError("endpoint.network", f"unknown network {network!r} (want TENANT/NAME)")
             endpoint = self.service.create_endpoint(
-                endpoint_id, network=network, node=node, ip=ip, mac=mac, port_name=port, restricted=not principal.admin
+                endpoint_id,
+                network=network,
+                node=node,
+                ip=ip,
+                mac=mac,
+                port_name=port,
+                restricted=not principal.admin,
+                namespace=namespace,
+                **pod,
             )
             self.created_at[endpoint.id] = self.service.sequence
             return created(f"/v1/endpoints/{endpoint.id}", views.endpoint_json(self.model, endpoint))
