@@ -7,7 +7,8 @@
 interface holding the tunnel IP and of the uplink, which network MTUs must fit; again with new values: the
 node is updated in place, its pods kept), makes sure br-int is
 there (userspace datapath where the kernel module is missing), `fail_mode=secure`, the controller target
-and the flow-based VXLAN port, cleans up what a crash left half-made, then serves the socket.
+and the flow-based VXLAN port, cleans up what a crash left half-made, then serves the socket. It ends
+`flow-restore-wait` once the controller has replayed the node's flows (agent/restore.py).
 Settings for `run` come from flags, else environment variables TENET_<NAME> (e.g. TENET_TUNNEL_IP).
 """
 
@@ -97,6 +98,12 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--bridge", default=_env("bridge", "br-int"))
     run.add_argument(
+        "--openflow-mgmt",
+        default=_env("openflow_mgmt"),
+        help="the bridge's management socket, through which the controller replays the flows while"
+        " other_config:flow-restore-wait holds ovs-vswitchd (default: BRIDGE.mgmt next to the OVSDB unix socket)",
+    )
+    run.add_argument(
         "--datapath-type",
         default=_env("datapath_type", "auto"),
         choices=("auto", "netdev", "system"),
@@ -152,6 +159,7 @@ def ovs_ssl_files(args: argparse.Namespace) -> tuple[str, str, str] | None:
 def run(args: argparse.Namespace) -> None:
     from agent.netlink import Netlink
     from agent.ovsdb import Ovsdb, OvsdbError, kernel_datapath_available
+    from agent.restore import FlowRestore, mgmt_socket_path
     from agent.server import AgentSocket
     from agent.service import AgentService, AgentSettings
     from agent.underlay import interface_mtus
@@ -219,6 +227,12 @@ def run(args: argparse.Namespace) -> None:
     except Exception as error:  # the controller went away meanwhile: start anyway, GC cleans up later
         log.warning("could not check for leftovers of a crash: %s", error)
         removed = {}
+    mgmt = args.openflow_mgmt or mgmt_socket_path(args.ovsdb, args.bridge)
+    if args.openflow.startswith("tcp:"):
+        restore = FlowRestore(ovsdb, client, args.node, mgmt_socket=mgmt, openflow=args.openflow).start()
+    else:
+        restore = None
+        log.warning("--openflow %s is not tcp:HOST:PORT: flow-restore-wait will not be ended", args.openflow)
     server = AgentSocket(args.socket, service.handle)
     log.info(
         "node %s (datapath %#x, %s datapath) on %s; socket %s; cleaned %s",
@@ -237,6 +251,8 @@ def run(args: argparse.Namespace) -> None:
     log.info("stopping")
     server.shutdown()
     server.server_close()
+    if restore is not None:
+        restore.stop()
     ovsdb.close()
 
 

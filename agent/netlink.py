@@ -14,6 +14,10 @@ plain rtnetlink socket instead (a request and its ack take ~0.1-0.3 ms).
 
 The veth pair is created from the agent's namespace with the pod end's IFLA_NET_NS_FD set to the pod, so
 the pod end appears in the pod with its final name, MAC and MTU: no temporary name, no move, no rename.
+The host end is born down and is shut out of the node's own IP stack before it comes up: on the userspace
+datapath an nftables ingress chain drops every frame the pod sends before the stack sees it (agent/nft.py;
+OVS has read it by then), and no IPv6, no ARP answers and strict reverse-path filtering on it besides, so
+the node neither takes nor answers anything a pod sends through it, nor sends anything of its own there.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import ctypes
 import errno
 import fcntl
 import ipaddress
+import logging
 import os
 import re
 import socket
@@ -59,8 +64,10 @@ from pyroute2.netlink.rtnl.ifinfmsg import IFF_UP, ifinfmsg
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
+from agent import hostend, nft
 from cni.config import ifname_problem
 
+log = logging.getLogger(__name__)
 CLONE_NEWNET = 0x40000000
 NS_GET_NSTYPE = 0xB703  # ioctl on an nsfs file: which kind of namespace it is
 LOOPBACK_INDEX = 1  # `lo` is ifindex 1 in every network namespace
@@ -106,6 +113,9 @@ class PodInterface:
     gateway: str  # "10.1.0.1"
     mtu: int
     tx_checksum_off: bool  # userspace datapath: TX checksum offload off on the pod end (else TCP fails)
+    # Userspace datapath: drop all the pod sends at the host end's netfilter ingress, after OVS's packet socket
+    # read it. Never on the kernel datapath: its OVS module takes frames after that hook, so it would see none.
+    host_ingress_drop: bool = False
 
 
 @dataclass(frozen=True)
@@ -161,6 +171,7 @@ class Netlink:
             host = sockets.enter_context(_Rtnl())
             self._add_veth(host, inside, pod, nsfd, where)
             try:
+                _seal_host_end(host, pod.host_name, ingress_drop=pod.host_ingress_drop)
                 index = _require_link(inside, pod.ifname, where)["index"]
                 exclusive = NLM_F_CREATE | NLM_F_EXCL
                 _call(inside, _addr_message(index, address), RTM_NEWADDR, exclusive, f"adding {pod.address} to {where}")
@@ -175,19 +186,43 @@ class Netlink:
                     _tx_checksum_off(ethtool, where)
                 host_mac = str(_require_link(host, pod.host_name, pod.host_name).get_attr("IFLA_ADDRESS") or "")
             except BaseException:
-                with suppress(NetlinkError):  # the pod end goes with the host end
+                with suppress(NetlinkError, nft.NftError):  # the pod end goes with the host end
                     _delete_link(host, pod.host_name)
+                    nft.forget(pod.host_name)
                 raise
         return Created(host_mac=host_mac, default_route=default_route)
 
+    def announce(self, netns: str, ifname: str, mac: str, address: str) -> None:
+        """Send one gratuitous ARP from the pod's interface: who has the pod's IP now, so peers that cached an
+        older MAC for that IP (a pod back with the same IP and a new MAC) take the new one at once.
+
+        A broadcast ARP reply with sender = target = the pod's IPv4 address and target MAC = sender MAC, the
+        form Linux takes as gratuitous whatever its `arp_accept` (RFC 5227 section 3; net/ipv4/arp.c
+        arp_is_garp). A request would be answered by the switch's ARP responder and never reach the peers.
+        Sent from a packet socket opened inside the pod. IPv6 addresses are left alone. Raises NetlinkError.
+        """
+        ip = ipaddress.ip_interface(address).ip
+        if ip.version != 4:
+            return
+        where = f"{netns}:{ifname}"
+        with self._session(), _netns_fd(netns) as nsfd:
+            with self._inside(nsfd, netns):
+                sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)  # 0: send only
+            with sock:
+                try:
+                    sock.bind((ifname, 0))  # the name is looked up in the socket's namespace, the pod's
+                    sock.send(hostend.garp_frame(bytes.fromhex(mac.replace(":", "")), ip.packed))
+                except OSError as error:
+                    raise NetlinkError(f"sending a gratuitous ARP on {where}: {error.strerror or error}") from None
+
     def _add_veth(self, host: _Rtnl, inside: _Rtnl, pod: PodInterface, nsfd: int, where: str) -> None:
-        """Host end up in the agent's namespace, pod end (name, MAC, MTU) born inside the pod.
+        """Host end (down: `_seal_host_end` brings it up) in the agent's namespace, pod end (name, MAC, MTU)
+        born inside the pod.
 
         The kernel makes both ends or neither, so an existing name on either side leaves nothing behind.
         """
         message = ifinfmsg()
         message["index"] = 0
-        message["flags"] = message["change"] = IFF_UP
         peer = [("IFLA_IFNAME", pod.ifname), ("IFLA_NET_NS_FD", nsfd), ("IFLA_ADDRESS", pod.mac.lower())]
         peer.append(("IFLA_MTU", pod.mtu))
         data = {"attrs": [("VETH_INFO_PEER", {"attrs": peer})]}
@@ -212,7 +247,12 @@ class Netlink:
         if not _valid_name(host_name):
             return False
         with self._session(), _Rtnl() as host:
-            return _delete_link(host, host_name)
+            deleted = _delete_link(host, host_name)
+        try:
+            nft.forget(host_name)  # a chain outlives its device on recent kernels (dormant, it holds nothing)
+        except OSError as error:  # no nf_tables here, or the kernel refused: a dormant chain at worst
+            log.warning("removing the ingress chain of %s: %s", host_name, error)
+        return deleted
 
     def host_link_exists(self, host_name: str) -> bool:
         if not _valid_name(host_name):
@@ -442,6 +482,16 @@ def _default_route_message(index: int, gateway: _Address) -> nlmsg:
     message["type"] = RTN_UNICAST
     message["attrs"] = [("RTA_GATEWAY", str(gateway)), ("RTA_OIF", index)]
     return message
+
+
+def _seal_host_end(host: _Rtnl, name: str, *, ingress_drop: bool) -> None:
+    """Shut the node's own IP stack out of the host end `name` (agent/hostend.py), then set it up."""
+    try:
+        hostend.isolate(name, ingress_drop=ingress_drop)
+    except hostend.HostEndError as error:
+        raise NetlinkError(str(error)) from None
+    index = _require_link(host, name, f"host link {name}")["index"]
+    _call(host, _up_message(index), RTM_NEWLINK, 0, f"setting host link {name} up")
 
 
 def _tx_checksum_off(ethtool: IoctlEthtool, where: str) -> None:

@@ -28,7 +28,7 @@ from ovsdbapp.schema.open_vswitch import impl_idl
 
 SCHEMA = "Open_vSwitch"
 COLUMNS = {
-    "Open_vSwitch": ["bridges", "next_cfg", "cur_cfg", "ssl"],
+    "Open_vSwitch": ["bridges", "next_cfg", "cur_cfg", "ssl", "other_config"],
     "SSL": ["private_key", "certificate", "ca_cert", "bootstrap_ca_cert"],
     "Bridge": ["name", "datapath_type", "fail_mode", "protocols", "other_config", "controller", "ports"],
     "Controller": ["target", "connection_mode"],
@@ -36,6 +36,7 @@ COLUMNS = {
     "Interface": ["name", "type", "options", "ofport", "ofport_request", "external_ids", "error"],
 }
 OPENFLOW = ["OpenFlow13"]
+FLOW_RESTORE_WAIT = "flow-restore-wait"
 
 
 class OvsdbError(Exception):
@@ -151,6 +152,19 @@ class Ovsdb:
             return found
 
         return self._read(read)
+
+    def flow_restore_wait(self) -> bool:
+        """Whether `other_config:flow-restore-wait` is true in the Open_vSwitch table (see agent.restore)."""
+
+        def read(idl: Any) -> bool:
+            row = next(iter(idl.tables["Open_vSwitch"].rows.values()), None)
+            return row is not None and _or_empty(row, "other_config", {}).get(FLOW_RESTORE_WAIT) == "true"
+
+        return self._read(read)
+
+    def clear_flow_restore_wait(self) -> None:
+        """Remove `other_config:flow-restore-wait` and wait for ovs-vswitchd to apply it; raises OvsdbError."""
+        self._commit(_ClearFlowRestoreWait(self._api), f"clearing other_config:{FLOW_RESTORE_WAIT}")
 
     def ofport(self, name: str) -> int | None:
         """The OpenFlow port number OVS gave interface `name`; None if none (yet), failed or absent."""
@@ -376,6 +390,14 @@ class _AddPort(_Step):
         interface = _interface_of(port)
         self.set(interface, "ofport_request", [self.ofport])
         self.set(interface, "external_ids", self.external_ids)
+
+
+class _ClearFlowRestoreWait(_Step):
+    def apply(self) -> None:
+        for row in self.api.idl.tables["Open_vSwitch"].rows.values():
+            other_config = dict(_or_empty(row, "other_config", {}))
+            if other_config.pop(FLOW_RESTORE_WAIT, None) is not None:
+                self.set(row, "other_config", other_config)
 
 
 class _DelPort(_Step):

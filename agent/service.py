@@ -3,8 +3,8 @@
 ADD, step by step, each step undone if a later one fails: ask the controller for an endpoint (IP, MAC,
 port name and number), create the veth pair with the pod end born inside the pod's namespace, attach the
 host end to br-int with `external_ids` naming the endpoint, then wait until the controller says the port
-is on the switch and the endpoint's flows are installed. Only then does the plugin hear back, so a pod
-can talk as soon as its ADD returns.
+is on the switch and the endpoint's flows are installed, and send a gratuitous ARP from the pod. Only then
+does the plugin hear back, so a pod can talk as soon as its ADD returns.
 
 The endpoint id is derived from (container id, interface name), so DEL, CHECK and GC find everything again
 from the runtime's arguments alone, with no state file. OVSDB (ports with `external_ids`) and the
@@ -185,6 +185,7 @@ class AgentService:
             gateway=doc["gateway"],
             mtu=doc["mtu"],
             tx_checksum_off=self.settings.datapath_type == "netdev",
+            host_ingress_drop=self.settings.datapath_type == "netdev",
         )
         try:
             try:
@@ -226,6 +227,10 @@ class AgentService:
             self._unplumb(port, doc["id"])
             self._remove_leftover(doc["id"])  # the veth made above, if OVS never took it
             raise
+        try:  # the flows are in: peers holding an older MAC for this IP learn the new one now, not in seconds
+            self.netlink.announce(netns, ifname, doc["mac"], pod.address)
+        except NetlinkError as error:
+            log.warning("gratuitous ARP from %s in %s: %s", ifname, netns, error)
         return created
 
     def _wait_ready(self, doc: dict[str, Any]) -> None:

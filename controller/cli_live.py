@@ -3,7 +3,8 @@
   tenetctl tenant create|ls|show|rm     tenetctl tenant quota NAME [--networks N] [--endpoints N]   (admin)
   tenetctl network create TENANT/NAME --encap vxlan|vlan [--vni N|--vlan N] --subnet CIDR [--gateway IP] [--mtu N]
   tenetctl network ls [TENANT] | show TENANT/NAME | rm TENANT/NAME
-  tenetctl qos create NAME --rate-kbps N --burst-kb N | ls | show | rm | attach NAME TARGET | detach TARGET
+  tenetctl qos create NAME --rate-kbps N [--burst-kb N] [--direction egress|ingress|both] | ls | show | rm
+  tenetctl qos attach NAME TARGET | detach TARGET
   tenetctl node ls|show       tenetctl endpoint ls|show       tenetctl flows NODE [--no-verify]
   tenetctl namespace ...      tenetctl policy apply -f FILE | ls | show | rm      (see cli_netpol)
 
@@ -151,10 +152,31 @@ def _network(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
 
 def _qos(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     actions = _subcommands(commands, "qos", "QoS profiles (bandwidth caps) and what they apply to")
-    create = _leaf(actions, "create", common, create_qos, "create a QoS profile (admin)")
+    create = _leaf(
+        actions,
+        "create",
+        common,
+        create_qos,
+        "create a QoS profile (admin). A profile caps each endpoint it covers on its own: attached to a network,"
+        " every endpoint of the network gets its own meter with the full rate (it is not a cap on the network"
+        " or on a node as a whole)",
+    )
     create.add_argument("name", metavar="NAME")
-    create.add_argument("--rate-kbps", type=int, required=True, metavar="N")
-    create.add_argument("--burst-kb", type=int, required=True, metavar="N")
+    create.add_argument("--rate-kbps", type=int, required=True, metavar="N", help="the rate, in kbit/s")
+    create.add_argument(
+        "--burst-kb",
+        type=int,
+        metavar="N",
+        help="the meter's bucket, in kbit (kilobits, not kB); default: half a second of the rate, which TCP needs"
+        " to reach the rate (much less and TCP gets a fraction of it)",
+    )
+    create.add_argument(
+        "--direction",
+        choices=("egress", "ingress", "both"),
+        default="both",
+        help="egress: traffic the pod sends; ingress: traffic the pod receives; both (default): each capped"
+        " at the rate by a meter of its own",
+    )
     _leaf(actions, "ls", common, list_qos, "list QoS profiles")
     _leaf(actions, "show", common, show_qos, "show a QoS profile").add_argument("name", metavar="NAME")
     _leaf(actions, "rm", common, delete_qos, "delete a QoS profile (admin)").add_argument("name", metavar="NAME")
@@ -352,12 +374,16 @@ def delete_network(client: Client, args: argparse.Namespace) -> Output:
 
 # --- QoS -------------------------------------------------------------------------------------------------
 
-QOS_FIELDS = ("name", "rate_kbps", "burst_kb", "attachments")
+QOS_FIELDS = ("name", "rate_kbps", "burst_kb", "direction", "attachments")
 
 
 def create_qos(client: Client, args: argparse.Namespace) -> Output:
-    doc = client.post(path("v1", "qos"), {"name": args.name, "rate_kbps": args.rate_kbps, "burst_kb": args.burst_kb})
-    return Output(doc, f"created QoS profile {doc['name']} ({doc['rate_kbps']} kbps, burst {doc['burst_kb']} kb)")
+    body = {"name": args.name, "rate_kbps": args.rate_kbps, "direction": args.direction}
+    if args.burst_kb is not None:
+        body["burst_kb"] = args.burst_kb
+    doc = client.post(path("v1", "qos"), body)
+    summary = f"{doc['rate_kbps']} kbit/s, burst {doc['burst_kb']} kbit, {doc['direction']}, per endpoint"
+    return Output(doc, f"created QoS profile {doc['name']} ({summary})")
 
 
 def list_qos(client: Client, args: argparse.Namespace) -> Output:

@@ -70,7 +70,12 @@ def link_name(link: Link) -> str:
 
 
 def qos_doc(profile: QosProfile) -> Document:
-    return {"name": profile.name, "rate_kbps": profile.rate_kbps, "burst_kb": profile.burst_kb}
+    return {
+        "name": profile.name,
+        "rate_kbps": profile.rate_kbps,
+        "burst_kb": profile.burst_kb,
+        "direction": profile.direction,
+    }
 
 
 def attachment_doc(attachment: QosAttachment) -> Document:
@@ -162,7 +167,8 @@ def restore_one(model: Model, kind: str, doc: Document, *, path: str) -> None:
             path=path,
         )
     elif kind == "qos":
-        model.add_qos(doc["name"], rate_kbps=doc["rate_kbps"], burst_kb=doc["burst_kb"], path=path)
+        direction = doc.get("direction", "egress")  # stored before profiles had a direction: they metered egress
+        model.add_qos(doc["name"], rate_kbps=doc["rate_kbps"], burst_kb=doc["burst_kb"], direction=direction, path=path)
     elif kind == "endpoints":
         model.add_endpoint(
             doc["id"],

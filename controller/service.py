@@ -287,16 +287,18 @@ class Service(NetpolChanges):
                 log.info("node %s: fabric link port %s is %s", node, port, "up" if up else "down")
             return change.touched is not None
 
-    def create_qos(self, name: str, *, rate_kbps: int, burst_kb: int) -> None:
+    def create_qos(self, name: str, *, rate_kbps: int, burst_kb: int | None = None, direction: str = "both") -> None:
         with self._change(f"creating QoS profile {name!r}") as change:
-            touched = self.model.add_qos(name, rate_kbps=rate_kbps, burst_kb=burst_kb)
+            touched = self.model.add_qos(name, rate_kbps=rate_kbps, burst_kb=burst_kb, direction=direction)
             change.apply(touched, undo=lambda: self.model.remove_qos(name))
             change.store(Put(records.key("qos", name), records.qos_doc(self.model.qos_profiles[name])))
 
     def delete_qos(self, name: str) -> None:
         with self._change(f"deleting QoS profile {name!r}") as change:
             profile = self.model.qos_profiles.get(name)
-            undo = lambda: self.model.add_qos(name, rate_kbps=profile.rate_kbps, burst_kb=profile.burst_kb)  # noqa: E731
+            undo = lambda: self.model.add_qos(  # noqa: E731
+                name, rate_kbps=profile.rate_kbps, burst_kb=profile.burst_kb, direction=profile.direction
+            )
             change.apply(self.model.remove_qos(name), undo=undo)
             change.store(Delete(records.key("qos", name)))
 

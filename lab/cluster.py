@@ -201,7 +201,7 @@ class Lab:
                 client.post(path("v1", "tenants", tenant["name"], "networks"), network)
                 self.progress(f"network {tenant['name']}/{network['name']} ({network['encap']})")
         for profile in config.get("qos", []):
-            body = {"name": profile["name"], "rate_kbps": profile["rate_kbps"], "burst_kb": profile["burst_kb"]}
+            body = {k: profile[k] for k in ("name", "rate_kbps", "burst_kb", "direction") if k in profile}
             client.post("/v1/qos", body)
             targets = profile.get("applies_to") or []
             for target in [targets] if isinstance(targets, str) else targets:

@@ -45,7 +45,8 @@ class AddressPool:
         if ip not in self.subnet:
             raise ValidationError(path, f"{ip} is outside subnet {self.subnet} of network {self.label}")
         if not self._first <= value <= self._last:
-            raise ValidationError(path, f"{ip} is the network or broadcast address of {self.subnet}")
+            which = "network" if ip == self.subnet.network_address else "broadcast"
+            raise ValidationError(path, f"{ip} is the {which} address of {self.subnet}, not a host address")
         if value == self._gateway:
             raise ValidationError(path, f"{ip} is the gateway of network {self.label}", conflict=True)
         if value in self._used:

@@ -149,7 +149,7 @@ def parse_selector(path: str, data: object) -> Selector:
         return Selector()
     if not isinstance(data, Mapping):
         raise ValidationError(path, f"want a label selector object, got {type(data).__name__}")
-    unknown = sorted(set(data) - {"matchLabels", "matchExpressions"})
+    unknown = sorted(str(k) or '""' for k in set(data) - {"matchLabels", "matchExpressions"})
     if unknown:
         raise ValidationError(f"{path}.{unknown[0]}", "unknown field (known: matchExpressions, matchLabels)")
     match_labels = parse_labels(f"{path}.matchLabels", data.get("matchLabels"))
@@ -163,7 +163,7 @@ def parse_selector(path: str, data: object) -> Selector:
 def _requirement(path: str, data: Any) -> Requirement:
     if not isinstance(data, Mapping):
         raise ValidationError(path, "want an object with key, operator and values")
-    unknown = sorted(set(data) - {"key", "operator", "values"})
+    unknown = sorted(str(k) or '""' for k in set(data) - {"key", "operator", "values"})
     if unknown:
         raise ValidationError(f"{path}.{unknown[0]}", "unknown field (known: key, operator, values)")
     key = check_label_key(f"{path}.key", data.get("key"))

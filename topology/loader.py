@@ -43,7 +43,7 @@ LINK = Shape(("a", "a_port", "b", "b_port"))
 TENANT = Shape(("name",), ("networks",))
 # The segment key (vni or vlan) is required too, but which one depends on encap.
 NETWORK = Shape(("name", "encap", "subnet"), ("vni", "vlan", "gateway", "mtu"))
-QOS = Shape(("name", "rate_kbps", "burst_kb"), ("applies_to",))
+QOS = Shape(("name", "rate_kbps"), ("burst_kb", "direction", "applies_to"))  # burst_kb in kbit
 ENDPOINT = Shape(("id", "network", "node"), ("ip", "mac", "port_name", "namespace", "labels", "ports"))
 NAMESPACE = Shape(("name", "tenant"), ("labels",))
 SEGMENT_KEY = {Encap.VLAN.value: "vlan", Encap.VXLAN.value: "vni"}
@@ -303,7 +303,13 @@ class Attachment:
 def add_qos(model: Model, entry: Entry) -> list[Attachment]:
     name = entry.text("name")
     targets = qos_targets(entry)
-    model.add_qos(name, rate_kbps=entry.integer("rate_kbps"), burst_kb=entry.integer("burst_kb"), path=entry.path)
+    model.add_qos(
+        name,
+        rate_kbps=entry.integer("rate_kbps"),
+        burst_kb=entry.optional_integer("burst_kb"),
+        direction=entry.optional_text("direction") or "both",
+        path=entry.path,
+    )
     return [Attachment(path, name, target) for path, target in targets]
 
 
@@ -383,6 +389,7 @@ def dump_network(network: Network) -> dict[str, Any]:
 def dump_qos(model: Model, name: str) -> dict[str, Any]:
     profile = model.qos_profiles[name]
     out: dict[str, Any] = {"name": name, "rate_kbps": profile.rate_kbps, "burst_kb": profile.burst_kb}
+    out["direction"] = profile.direction
     targets = [a.target for a in model.qos_attachments.values() if a.profile == name]
     if targets:
         out["applies_to"] = targets[0] if len(targets) == 1 else targets

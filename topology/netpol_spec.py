@@ -141,7 +141,7 @@ def parse_policy(doc: object, *, namespace: str | None = None, path: str = "") -
 
 
 def _known(path: str, data: Mapping[str, Any], known: set[str]) -> None:
-    unknown = sorted(str(k) for k in set(data) - known)
+    unknown = sorted(str(k) or '""' for k in set(data) - known)  # an empty key is named too
     if unknown:
         where = f"{path}.{unknown[0]}" if path else unknown[0]
         raise ValidationError(where, f"unknown field (known: {', '.join(sorted(known))})")

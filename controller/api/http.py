@@ -84,13 +84,13 @@ class Request:
     def json(self) -> dict[str, Any]:
         """The body as a JSON object; anything else is the client's error (400)."""
         if not self.raw_body.strip():
-            raise HttpError(400, "the request wants a JSON object body")
+            raise HttpError(400, "the request body is empty; want a JSON object")
         try:
             value = json.loads(self.raw_body)
         except (ValueError, RecursionError) as error:
             raise HttpError(400, f"the request body is not valid JSON: {error}") from None
         if not isinstance(value, dict):
-            raise HttpError(400, f"the request body must be a JSON object, not {type(value).__name__}")
+            raise HttpError(400, f"the request body must be a JSON object, not {_json_kind(value)}")
         return value
 
 
@@ -100,7 +100,7 @@ class Body:
     def __init__(self, data: dict[str, Any], path: str, *, allowed: set[str]) -> None:
         unknown = sorted(set(data) - allowed)
         if unknown:
-            raise ValidationError(f"{path}.{unknown[0]}", f"unknown field (known: {', '.join(sorted(allowed))})")
+            raise ValidationError(f"{path}.{unknown[0]}", f"unknown field (allowed: {', '.join(sorted(allowed))})")
         self.data = data
         self.path = path
 
@@ -125,6 +125,13 @@ class Body:
         if not isinstance(value, kind):
             raise ValidationError(f"{self.path}.{name}", f"want {what}, got {json.dumps(value)[:60]}")
         return value
+
+
+def _json_kind(value: object) -> str:
+    """What JSON calls the type of a decoded value: "an array", "a string", "null"..."""
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    return {list: "an array", str: "a string", int: "a number", float: "a number"}.get(type(value), "a value")
 
 
 def _encodable(text: str) -> bool:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from topology.model import VLAN_RANGE, VNI_RANGE
+from topology.mtu import VXLAN_OVERHEAD
+from topology.values import MAX_NAME_LEN, MAX_PREFIX_LEN, MAX_SUBDOMAIN_LEN
 
 Json = dict[str, Any]
 
@@ -28,14 +30,51 @@ def _obj(properties: Json, *, required: tuple[str, ...] = (), closed: bool = Tru
 
 STRING = {"type": "string"}
 INTEGER = {"type": "integer"}
-NAME = {"type": "string", "minLength": 1, "pattern": r"^[^/\s]+$", "description": "no '/' and no whitespace"}
+# The rules `topology.model` checks, so generated requests that follow the schema get past the syntax.
+NAME = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_NAME_LEN,
+    "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+    "description": "a DNS-1123 label: lowercase letters, digits and '-', a letter or digit at each end, at most 63",
+}
+SUBDOMAIN = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_SUBDOMAIN_LEN,
+    "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+    "description": "a DNS-1123 subdomain: DNS-1123 labels joined by '.', at most 253 characters",
+}
+IFNAME = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 15,
+    "pattern": r"^[!-.0-9;-~]+$",
+    "description": "a Linux interface name: at most 15 characters, printable ASCII without '/', ':' or spaces",
+}
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+IPV4 = {"type": "string", "pattern": rf"^({_OCTET}\.){{3}}{_OCTET}$", "description": "IPv4, dotted decimal"}
+SUBNET = {
+    "type": "string",
+    "pattern": rf"^({_OCTET}\.){{3}}{_OCTET}/([1-9]|[12][0-9]|30)$",
+    "description": f"IPv4 CIDR like 10.1.0.0/24: no host bits set, a prefix length of at most /{MAX_PREFIX_LEN}, "
+    "unicast (not in 0.0.0.0/8, 127.0.0.0/8, 224.0.0.0/4 or 240.0.0.0/4)",
+}
+MAC = {
+    "type": "string",
+    "pattern": r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$",
+    "description": "unicast, like 02:00:00:00:00:0a",
+}
+QOS_RATE = "kbit/s; each endpoint the profile covers gets its own meter with this rate (per endpoint, per direction)"
+QOS_BURST = "kbit (kilobits, not kB): the meter's bucket; default: half a second of the rate"
+QOS_DIRECTION = "egress: traffic from the pod; ingress: traffic to the pod; both (default): each with its own meter"
 
 
 def _nullable(schema: Json) -> Json:
     return {**schema, "nullable": True}
 
 
-def _network_create(encap: str, segment: str, bounds: tuple[int, int], *, mtu: str) -> Json:
+def _network_create(encap: str, segment: str, bounds: tuple[int, int], *, mtu: str, max_mtu: int) -> Json:
     return _obj(
         {
             "name": NAME,
@@ -49,9 +88,17 @@ def _network_create(encap: str, segment: str, bounds: tuple[int, int], *, mtu: s
                     "default: the pool's lowest free one",
                 }
             ),
-            "subnet": {"type": "string", "description": "IPv4 CIDR, e.g. 10.0.0.0/24"},
-            "gateway": _nullable({"type": "string", "description": "default: the subnet's first host address"}),
-            "mtu": _nullable({"type": "integer", "description": f"default: {mtu}"}),
+            "subnet": SUBNET,
+            "gateway": _nullable({**IPV4, "description": "a host address of the subnet; default: its first"}),
+            "mtu": _nullable(
+                {
+                    "type": "integer",
+                    "minimum": 576,
+                    "maximum": max_mtu,
+                    "description": f"bytes; default: {mtu}, the tenant's other networks' MTU if it has any; at most "
+                    "what every node's underlay (VXLAN: minus 50) or uplink (VLAN) carries",
+                }
+            ),
         },
         required=("name", "encap", "subnet"),
     )
@@ -120,20 +167,26 @@ SCHEMAS: Json = {
     ),
     # One shape per encapsulation, so a generated or documented body is never half one and half the other.
     "NetworkCreate": {"oneOf": [_ref("VxlanNetworkCreate"), _ref("VlanNetworkCreate")]},
-    "VxlanNetworkCreate": _network_create("vxlan", "vni", VNI_RANGE, mtu="1450"),
-    "VlanNetworkCreate": _network_create("vlan", "vlan", VLAN_RANGE, mtu="1500"),
+    "VxlanNetworkCreate": _network_create("vxlan", "vni", VNI_RANGE, mtu="1450", max_mtu=9000 - VXLAN_OVERHEAD),
+    "VlanNetworkCreate": _network_create("vlan", "vlan", VLAN_RANGE, mtu="1450", max_mtu=9000),
     "QosProfile": _obj(
         {
             "name": STRING,
-            "rate_kbps": INTEGER,
-            "burst_kb": INTEGER,
+            "rate_kbps": {**INTEGER, "description": QOS_RATE},
+            "burst_kb": {**INTEGER, "description": QOS_BURST},
+            "direction": {"type": "string", "enum": ["egress", "ingress", "both"], "description": QOS_DIRECTION},
             "attachments": {"type": "array", "items": STRING, "description": "targets the caller may see"},
         },
-        required=("name", "rate_kbps", "burst_kb", "attachments"),
+        required=("name", "rate_kbps", "burst_kb", "direction", "attachments"),
     ),
     "QosCreate": _obj(
-        {"name": NAME, "rate_kbps": {"type": "integer", "minimum": 1}, "burst_kb": {"type": "integer", "minimum": 1}},
-        required=("name", "rate_kbps", "burst_kb"),
+        {
+            "name": NAME,
+            "rate_kbps": {"type": "integer", "minimum": 1, "maximum": 100_000_000, "description": QOS_RATE},
+            "burst_kb": {"type": "integer", "minimum": 1, "maximum": 10_000_000, "description": QOS_BURST},
+            "direction": {"type": "string", "enum": ["egress", "ingress", "both"], "description": QOS_DIRECTION},
+        },
+        required=("name", "rate_kbps"),
     ),
     "QosAttach": _obj(
         {"target": {"type": "string", "description": "a network TENANT/NAME or an endpoint id"}},
@@ -144,7 +197,11 @@ SCHEMAS: Json = {
             "profile": STRING,
             "target": STRING,
             "kind": {"type": "string", "enum": ["network", "endpoint"]},
-            "meter_id": INTEGER,
+            "meter_id": {
+                **INTEGER,
+                "description": "the attachment's own id; the switches' meters are per endpoint: its ofport"
+                " (egress) and ofport + 65536 (ingress)",
+            },
             "attached_by": {
                 "type": "string",
                 "enum": ["admin", "tenant"],
@@ -178,11 +235,13 @@ SCHEMAS: Json = {
     ),
     "NodeRegister": _obj(
         {
-            "tunnel_ip": {"type": "string", "description": "IPv4 address VXLAN tunnels reach the node at"},
+            "tunnel_ip": {**IPV4, "description": "unicast IPv4 address VXLAN tunnels reach the node at"},
             "uplink": _nullable(
-                {"type": "string", "description": "the port carrying VLAN networks; not tenet-*, br-int or br-phy"}
+                {**IFNAME, "description": "the port carrying VLAN networks; not tenet-*, br-int or br-phy"}
             ),
-            "datapath_id": _nullable({"type": "integer", "description": "default: derived from the name"}),
+            "datapath_id": _nullable(
+                {"type": "integer", "minimum": 1, "maximum": 2**64 - 1, "description": "default: derived from the name"}
+            ),
             "underlay_mtu": _nullable(
                 {"type": "integer", "description": "bytes, of the interface holding tunnel_ip (default 1500)"}
             ),
@@ -204,10 +263,10 @@ SCHEMAS: Json = {
     ),
     "LinkCreate": _obj(
         {
-            "a": {"type": "string", "description": "a node"},
-            "a_port": {**NAME, "description": "the port of node `a`'s br-int the link plugs into"},
-            "b": {"type": "string", "description": "another node"},
-            "b_port": {**NAME, "description": "the port of node `b`'s br-int"},
+            "a": {**SUBDOMAIN, "description": "a node"},
+            "a_port": {**IFNAME, "description": "the port of node `a`'s br-int the link plugs into"},
+            "b": {**SUBDOMAIN, "description": "another node"},
+            "b_port": {**IFNAME, "description": "the port of node `b`'s br-int"},
         },
         required=("a", "a_port", "b", "b_port"),
     ),
@@ -253,15 +312,14 @@ SCHEMAS: Json = {
     ),
     "EndpointCreate": _obj(
         {
-            "id": NAME,
-            "network": {"type": "string", "description": "TENANT/NAME"},
-            "node": STRING,
-            "ip": _nullable({"type": "string", "description": "default: the lowest free address (IPAM)"}),
-            "mac": _nullable({"type": "string", "description": "default: derived from network and IP"}),
+            "id": SUBDOMAIN,
+            "network": {"type": "string", "pattern": r"^[a-z0-9-]+/[a-z0-9-]+$", "description": "TENANT/NAME"},
+            "node": SUBDOMAIN,
+            "ip": _nullable({**IPV4, "description": "default: the lowest free address (IPAM)"}),
+            "mac": _nullable({**MAC, "description": "default: derived from network and IP"}),
             "port_name": _nullable(
                 {
-                    "type": "string",
-                    "maxLength": 15,
+                    **IFNAME,
                     "description": "node or admin token only (default: derived from the id); never an "
                     "infrastructure port's name (tenet-*, br-int, br-phy, the uplink, fabric link ports)",
                 }
@@ -311,6 +369,7 @@ def _list(name: str) -> Json:
 
 TENANT, NETWORK, PROFILE = _param("tenant"), _param("network"), _param("profile")
 NODE, ENDPOINT = _param("node"), _param("endpoint")
+NEW_NODE = {**NODE, "schema": SUBDOMAIN}
 
 PATHS: Json = {
     "/openapi.json": {"get": {**_op("this description", 200, {"type": "object"}), "security": []}},
@@ -377,7 +436,7 @@ PATHS: Json = {
             201,
             _ref("Node"),
             body="NodeRegister",
-            params=(NODE,),
+            params=(NEW_NODE,),
         ),
     },
     "/v1/nodes/{node}/flows": {

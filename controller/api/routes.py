@@ -96,8 +96,9 @@ NODE_HANDLERS = frozenset(
     }
 )
 
-# A quoted network key in a model message, e.g. "VNI 100 is already used by network 'red/web'".
-_NETWORK_NAME = re.compile(r"""network (['"])([^'"/]+)/[^'"]*\1""")
+# A quoted network key in a model message, e.g. "VNI 100 is already used by network 'red/web'". Not after
+# "unknown": that key is the caller's own words, and an unknown key must read like one that is hidden.
+_NETWORK_NAME = re.compile(r"""(?<!unknown )network (['"])([^'"/]+)/[^'"]*\1""")
 
 
 def default_switch_status(_node: str) -> dict[str, Any]:
@@ -310,10 +311,11 @@ class Api(NetpolRoutes):
     def create_qos(self, request: Request) -> Response:
         if not request.principal.admin:
             raise forbidden("creating a QoS profile")
-        body = Body(request.json(), "qos", allowed={"name", "rate_kbps", "burst_kb"})
-        name, rate, burst = body.text("name"), body.integer("rate_kbps"), body.integer("burst_kb")
+        body = Body(request.json(), "qos", allowed={"name", "rate_kbps", "burst_kb", "direction"})
+        name, rate, burst = body.text("name"), body.integer("rate_kbps"), body.integer("burst_kb", required=False)
+        direction = body.text("direction", required=False) or "both"
         with self.service.lock:
-            self.service.create_qos(name, rate_kbps=rate, burst_kb=burst)
+            self.service.create_qos(name, rate_kbps=rate, burst_kb=burst, direction=direction)
             return created(f"/v1/qos/{name}", views.qos_json(self.model.qos_profiles[name], []))
 
     def show_qos(self, request: Request) -> Response:
@@ -488,13 +490,14 @@ class Api(NetpolRoutes):
         if port is not None and not principal.admin and not principal.node_only:
             raise HttpError(
                 403,
-                "endpoint.port_name is set by the node agent: it needs a node or the cluster-admin token",
+                "endpoint.port_name: set by the node agent; it needs a node or the cluster-admin token",
                 field="endpoint.port_name",
             )
         with self.service.lock:
             found = self.model.networks.get(network)
             if found is None or not (principal.sees(found.tenant) or principal.node_only):
-                raise ValidationError("endpoint.network", f"unknown network {network!r} (want TENANT/NAME)")
+                hint = "" if "/" in network else " (want TENANT/NAME)"
+                raise ValidationError("endpoint.network", f"unknown network {network!r}{hint}")
             endpoint = self.service.create_endpoint(
                 endpoint_id,
                 network=network,

@@ -69,6 +69,7 @@ def qos_json(profile: QosProfile, attachments: list[QosAttachment]) -> Json:
         "name": profile.name,
         "rate_kbps": profile.rate_kbps,
         "burst_kb": profile.burst_kb,
+        "direction": profile.direction,
         "attachments": sorted(a.target for a in attachments),
     }
 

@@ -14,14 +14,20 @@ from os_ken.ofproto import nicira_ext, ofproto_v1_3, ofproto_v1_3_parser
 
 from controller.openflow.ofctl import IPV4_FIELDS, MAC_FIELDS
 from controller.pipeline import cookies
+from controller.pipeline.fields import field_at
 from controller.pipeline.ir import (
+    CT_FIELDS,
     Action,
+    Conjunction,
+    Ct,
+    CtClear,
     DecTtl,
     Flow,
     Group,
     Match,
     Meter,
     Move,
+    Nat,
     Output,
     OutputReg,
     PopVlan,
@@ -32,6 +38,9 @@ from controller.pipeline.ir import (
 from controller.pipeline.tables import PIPELINE
 
 parser = ofproto_v1_3_parser
+# NXAST_NAT flags (OVS include/openflow/nicira-ext.h): src, dst, persistent, proto_hash, proto_random.
+_NAT_SRC, _NAT_DST, _NAT_PERSISTENT, _NAT_RANDOM = 1, 2, 4, 16
+_NAT_KNOWN = _NAT_SRC | _NAT_DST | _NAT_PERSISTENT | _NAT_RANDOM
 
 
 class Foreign(ValueError):
@@ -75,7 +84,63 @@ def decode_action(action: Any) -> Action:
         return Move(action.src_field.removesuffix("_nxm"), action.dst_field.removesuffix("_nxm"))
     if isinstance(action, parser.NXActionOutputReg) and action.ofs_nbits == nicira_ext.ofs_nbits(0, 31):
         return OutputReg(action.src)
+    if isinstance(action, parser.NXActionRegLoad):
+        start, n_bits = action.ofs_nbits >> 6, (action.ofs_nbits & 0x3F) + 1
+        return SetField(action.dst, action.value << start, ((1 << n_bits) - 1) << start)
+    if isinstance(action, parser.NXActionCT):
+        return decode_ct(action)
+    if isinstance(action, parser.NXActionCTClear):
+        return CtClear()
+    if isinstance(action, parser.NXActionConjunction):
+        try:
+            return Conjunction(action.id, action.clause + 1, action.n_clauses)  # the wire's clause is 0-based
+        except ValueError as e:
+            raise Foreign(f"conjunction {action!r}: {e}") from None
     raise Foreign(f"action {action!r}")
+
+
+def decode_nat(nat: Any) -> Nat:
+    """An os-ken NXActionNAT as a Nat; Foreign for IPv6 ranges or flags Tenet never writes."""
+    if nat.flags & ~_NAT_KNOWN or nat.range_ipv6_min or nat.range_ipv6_max:
+        raise Foreign(f"nat {nat!r}")
+    kind = "src" if nat.flags & _NAT_SRC else "dst" if nat.flags & _NAT_DST else None
+    try:
+        return Nat(
+            kind,
+            int(ipaddress.IPv4Address(nat.range_ipv4_min)) if nat.range_ipv4_min else None,
+            int(ipaddress.IPv4Address(nat.range_ipv4_max)) if nat.range_ipv4_max else None,
+            nat.range_proto_min,
+            nat.range_proto_max,
+            persistent=bool(nat.flags & _NAT_PERSISTENT),
+            random=bool(nat.flags & _NAT_RANDOM),
+        )
+    except ValueError as e:
+        raise Foreign(f"nat {nat!r}: {e}") from None
+
+
+def decode_ct(ct: Any) -> Ct:
+    """An os-ken NXActionCT as a Ct; Foreign for force, ALGs, unknown tables or other nested actions."""
+    if ct.flags & ~nicira_ext.NX_CT_F_COMMIT or ct.alg:
+        raise Foreign(f"ct {ct!r}")
+    table = None
+    if ct.recirc_table != nicira_ext.NX_CT_RECIRC_NONE:
+        table = PIPELINE.names.get(ct.recirc_table)
+        if table is None:
+            raise Foreign(f"ct to table {ct.recirc_table}")
+    nested = list(ct.actions)
+    nat = decode_nat(nested.pop(0)) if nested and isinstance(nested[0], parser.NXActionNAT) else None
+    exec_ = tuple(decode_action(a) for a in nested)
+    if not all(isinstance(a, SetField) and a.field in CT_FIELDS for a in exec_):
+        raise Foreign(f"ct exec {exec_!r}")
+    if ct.zone_src:
+        start, end = ct.zone_ofs_nbits >> 6, (ct.zone_ofs_nbits >> 6) + (ct.zone_ofs_nbits & 0x3F)
+        zone: Any = field_at(ct.zone_src, start, end)
+    else:
+        zone = ct.zone_ofs_nbits
+    try:
+        return Ct(bool(ct.flags & nicira_ext.NX_CT_F_COMMIT), zone, table, nat, exec_)  # type: ignore[arg-type]
+    except ValueError as e:
+        raise Foreign(f"ct {ct!r}: {e}") from None
 
 
 def decode_flow(stats: Any) -> tuple[Flow, int]:

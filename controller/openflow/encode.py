@@ -3,7 +3,8 @@
 Building an os-ken OFPFlowMod converts every MAC and address through netaddr and costs ~115 us per flow,
 which caps a push at a few thousand flows per second. Here a match is encoded from the IR's integers with
 the OXM headers os-ken gives (each field/value TLV built once, cached); the common actions are packed
-directly and the rarer ones (Nicira moves, output_reg, push_vlan) encoded by os-ken once each. The result is checked
+directly (set-field, output, masked set-field as Nicira reg_load, conjunction), and the rarer ones (Nicira
+moves, output_reg, push_vlan, ct, ct_clear) encoded by os-ken once each. The result is checked
 against os-ken's parser and OVS's decoder in the tests: the same table, priority, cookie, match and
 instructions, and byte for byte what os-ken writes for the OXM fields and bundle wrappers.
 """
@@ -14,13 +15,14 @@ import struct
 from functools import lru_cache
 from typing import Any
 
+from os_ken.ofproto import nicira_ext
 from os_ken.ofproto import ofproto_common as ofp_common
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
 from controller.openflow import messages
-from controller.openflow.messages import OfflineDatapath
+from controller.openflow.messages import OfflineDatapath, mask_range
 from controller.pipeline import cookies
-from controller.pipeline.ir import Action, Flow, Output, SetField
+from controller.pipeline.ir import Action, Conjunction, Flow, Output, SetField
 from controller.pipeline.tables import PIPELINE
 
 _BYTES = {
@@ -32,8 +34,12 @@ _BYTES = {
     "ip_proto": 1,
     "ipv4_src": 4,
     "ipv4_dst": 4,
+    "tcp_src": 2,
     "tcp_dst": 2,
+    "udp_src": 2,
     "udp_dst": 2,
+    "sctp_src": 2,
+    "sctp_dst": 2,
     "arp_op": 2,
     "arp_spa": 4,
     "arp_tpa": 4,
@@ -42,6 +48,11 @@ _BYTES = {
     "tunnel_id": 8,
     "tun_ipv4_dst": 4,
     "metadata": 8,
+    "conj_id": 4,
+    "ct_state": 4,
+    "ct_zone": 2,
+    "ct_mark": 4,
+    "ct_label": 16,
 }
 _COMMANDS = {"add": ofp.OFPFC_ADD, "delete": ofp.OFPFC_DELETE_STRICT}
 _FLOW_MOD = struct.Struct("!BBHIQQBBHHHIIIH2x")  # header, then ofp_flow_mod up to the match
@@ -92,6 +103,23 @@ def _set_field(action: SetField) -> bytes:
     return struct.pack("!HH", ofp.OFPAT_SET_FIELD, padded) + tlv + b"\0" * (padded - length)
 
 
+_NX_HEAD = struct.Struct("!HHIH")  # OFPAT_EXPERIMENTER, length, Nicira id, subtype
+
+
+def _reg_load(action: SetField) -> bytes:
+    """A masked set-field as NXAST_REG_LOAD: ofs_nbits, the field's header, the value shifted down."""
+    assert action.mask is not None
+    start, end = mask_range(action.field, action.mask)
+    header = int.from_bytes(_oxm_header(action.field, False), "big")
+    head = _NX_HEAD.pack(ofp.OFPAT_EXPERIMENTER, 24, ofp_common.NX_EXPERIMENTER_ID, nicira_ext.NXAST_REG_LOAD)
+    return head + struct.pack("!HIQ", nicira_ext.ofs_nbits(start, end), header, action.value >> start)
+
+
+def _conjunction(action: Conjunction) -> bytes:
+    head = _NX_HEAD.pack(ofp.OFPAT_EXPERIMENTER, 16, ofp_common.NX_EXPERIMENTER_ID, nicira_ext.NXAST_CONJUNCTION)
+    return head + struct.pack("!BBI", action.clause - 1, action.n_clauses, action.conj_id)  # wire: 0-based
+
+
 @lru_cache(maxsize=1 << 12)
 def _osken_action(action: Action) -> bytes:
     """The rarer actions (Nicira moves and output_reg, VLAN push): encoded by os-ken, once each."""
@@ -102,9 +130,11 @@ def _osken_action(action: Action) -> bytes:
 
 def _action(action: Action) -> bytes:
     if isinstance(action, SetField):
-        return _set_field(action)
+        return _set_field(action) if action.mask is None else _reg_load(action)
     if isinstance(action, Output):
         return struct.pack("!HHIH6x", ofp.OFPAT_OUTPUT, 16, action.port, ofp.OFPCML_MAX)
+    if isinstance(action, Conjunction):
+        return _conjunction(action)
     return _osken_action(action)
 
 

@@ -21,6 +21,8 @@ from controller.openflow import decode
 from controller.pipeline import cookies
 from controller.pipeline.ir import (
     Action,
+    Conjunction,
+    CtClear,
     DecTtl,
     Flow,
     Group,
@@ -170,7 +172,10 @@ class FlowStatsReader:
             raw = buf[offset : offset + length]
             action = cache.get(raw)
             if action is None:
-                action = cache[raw] = _action(raw, 0, kind, length)
+                try:
+                    action = cache[raw] = _action(raw, 0, kind, length)
+                except ValueError as e:  # a value the IR refuses (conjunction 0/0, ...): not Tenet's
+                    raise _Unreadable(str(e)) from None
             actions.append(action)
             offset += length
         return tuple(actions)
@@ -226,6 +231,26 @@ def _nicira_action(buf: bytes, at: int, subtype: int) -> Action:
         if ofs_nbits != _OUTPUT_REG_NBITS or name is None:
             raise _Unreadable("output_reg")
         return OutputReg(name)
+    if subtype == nicira_ext.NXAST_REG_LOAD:
+        ofs_nbits, dst, value = struct.unpack_from("!HIQ", buf, at + 10)
+        name = _FIELDS.get(dst >> 9)
+        if name is None:
+            raise _Unreadable("reg_load")
+        start, n_bits = ofs_nbits >> 6, (ofs_nbits & 0x3F) + 1
+        return SetField(name, value << start, ((1 << n_bits) - 1) << start)
+    if subtype == nicira_ext.NXAST_CONJUNCTION:
+        clause, n_clauses, conj_id = struct.unpack_from("!BBI", buf, at + 10)
+        return Conjunction(conj_id, clause + 1, n_clauses)  # the wire's clause is 0-based
+    if subtype == nicira_ext.NXAST_CT_CLEAR:
+        return CtClear()
+    if subtype == nicira_ext.NXAST_CT:
+        # A ct nests NAT and set-field actions; a node has few distinct ones and the caller caches each by
+        # its bytes, so os-ken reads this one action and decode.py turns it into the IR, as the slow path does.
+        length = int.from_bytes(buf[at + 2 : at + 4], "big")
+        try:
+            return decode.decode_action(ofproto_v1_3_parser.OFPAction.parser(bytes(buf[at : at + length]), 0))
+        except decode.Foreign as e:
+            raise _Unreadable(str(e)) from None
     raise _Unreadable(f"Nicira action {subtype}")
 
 

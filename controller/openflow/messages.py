@@ -11,16 +11,20 @@ from typing import Any, Literal
 from os_ken.ofproto import nicira_ext, ofproto_v1_3, ofproto_v1_3_parser
 from os_ken.ofproto.ofproto_parser import MsgBase
 
-from controller.openflow.ofctl import move_bits, user_value
+from controller.openflow.ofctl import ipv4_text, move_bits, user_value
 from controller.pipeline import cookies
 from controller.pipeline.ir import (
     Action,
+    Conjunction,
+    Ct,
+    CtClear,
     DecTtl,
     Flow,
     Group,
     Match,
     Meter,
     Move,
+    Nat,
     Output,
     OutputReg,
     PopVlan,
@@ -31,6 +35,9 @@ from controller.pipeline.ir import (
 from controller.pipeline.tables import PIPELINE
 
 Command = Literal["add", "modify", "delete"]
+
+# NXAST_NAT flags (OVS include/openflow/nicira-ext.h, enum nx_nat_flags); os-ken has no names for them.
+NX_NAT_F_SRC, NX_NAT_F_DST, NX_NAT_F_PERSISTENT, NX_NAT_F_PROTO_HASH, NX_NAT_F_PROTO_RANDOM = 1, 2, 4, 8, 16
 
 _FLOW_COMMANDS = {
     "add": ofproto_v1_3.OFPFC_ADD,
@@ -102,8 +109,12 @@ def action(dp: Any, act: Action) -> Any:
             return parser.OFPActionOutput(port)
         case OutputReg(field=field):
             return parser.NXActionOutputReg(ofs_nbits=nicira_ext.ofs_nbits(0, 31), src=field, max_len=0)
-        case SetField(field=field, value=value):
+        case SetField(field=field, value=value, mask=None):
             return parser.OFPActionSetField(**{field: user_value(field, value)})
+        case SetField(field=field, value=value, mask=mask):
+            # OpenFlow 1.3 has no masked set-field; OVS takes (and reports back) Nicira reg_load of the bits.
+            start, end = mask_range(field, mask)
+            return parser.NXActionRegLoad(nicira_ext.ofs_nbits(start, end), field, value >> start)
         case PushVlan(ethertype=ethertype):
             return parser.OFPActionPushVlan(ethertype)
         case PopVlan():
@@ -114,7 +125,65 @@ def action(dp: Any, act: Action) -> Any:
             return parser.OFPActionDecNwTtl()
         case Move(src=src, dst=dst):
             return parser.NXActionRegMove(src_field=src, dst_field=dst, n_bits=move_bits(act), src_ofs=0, dst_ofs=0)
+        case Ct():
+            return _ct(dp, act)
+        case CtClear():
+            return parser.NXActionCTClear()
+        case Conjunction(conj_id=conj_id, clause=clause, n_clauses=n_clauses):
+            return parser.NXActionConjunction(clause=clause - 1, n_clauses=n_clauses, id_=conj_id)  # wire: 0-based
     raise TypeError(f"unknown action {act!r}")
+
+
+def mask_range(field: str, mask: int) -> tuple[int, int]:
+    """(start, end) bits of a contiguous mask; ValueError naming the field if the bits have a gap."""
+    start = (mask & -mask).bit_length() - 1
+    end = mask.bit_length() - 1
+    if mask <= 0 or mask != ((1 << (end - start + 1)) - 1) << start:
+        raise ValueError(f"set_field {field}: mask {mask:#x} is not one contiguous range of bits")
+    return start, end
+
+
+class PaddedNXActionNAT(ofproto_v1_3_parser.NXActionNAT):
+    """os-ken's NXActionNAT, padded to 8 bytes as OpenFlow requires.
+
+    os-ken 4.x sets the length of a NAT action with a port range (or any other 4-byte remainder) to the
+    next multiple of 8 but does not write the padding, so its bytes run 4 short and the next action is read
+    from the wrong place (OVS rejects it, os-ken's own parser misreads it). Same bytes otherwise.
+    """
+
+    def serialize_body(self) -> bytearray:
+        data = super().serialize_body()
+        header = ofproto_v1_3.OFP_ACTION_EXPERIMENTER_HEADER_SIZE + 2  # experimenter header, then subtype
+        return data + bytes(-(header + len(data)) % 8)
+
+
+def _nat(dp: Any, nat: Nat) -> Any:
+    flags = {"src": NX_NAT_F_SRC, "dst": NX_NAT_F_DST, None: 0}[nat.kind]
+    flags |= (NX_NAT_F_PERSISTENT if nat.persistent else 0) | (NX_NAT_F_PROTO_RANDOM if nat.random else 0)
+    return PaddedNXActionNAT(
+        flags,
+        range_ipv4_min="" if nat.addr_min is None else ipv4_text(nat.addr_min),
+        range_ipv4_max="" if nat.addr_max is None else ipv4_text(nat.addr_max),
+        range_proto_min=nat.port_min,
+        range_proto_max=nat.port_max,
+    )
+
+
+def _ct(dp: Any, ct: Ct) -> Any:
+    nested = [] if ct.nat is None else [_nat(dp, ct.nat)]
+    nested += [action(dp, a) for a in ct.exec_]
+    if isinstance(ct.zone, int):
+        zone_src, zone_ofs_nbits = "", ct.zone
+    else:
+        zone_src, zone_ofs_nbits = ct.zone.register, nicira_ext.ofs_nbits(ct.zone.start, ct.zone.end)
+    return dp.ofproto_parser.NXActionCT(
+        flags=nicira_ext.NX_CT_F_COMMIT if ct.commit else 0,
+        zone_src=zone_src,
+        zone_ofs_nbits=zone_ofs_nbits,
+        recirc_table=nicira_ext.NX_CT_RECIRC_NONE if ct.table is None else PIPELINE.table_id(ct.table),
+        alg=0,
+        actions=nested,
+    )
 
 
 def instructions(dp: Any, flow: Flow) -> list[Any]:

@@ -13,11 +13,15 @@ import re
 from collections.abc import Iterable
 
 from controller.pipeline import cookies
+from controller.pipeline.fields import RegField
 from controller.pipeline.ir import (
     OFPP_IN_PORT,
     OFPVID_NONE,
     OFPVID_PRESENT,
     Action,
+    Conjunction,
+    Ct,
+    CtClear,
     DecTtl,
     Flow,
     Group,
@@ -25,6 +29,7 @@ from controller.pipeline.ir import (
     MatchItem,
     Meter,
     Move,
+    Nat,
     Output,
     OutputReg,
     PopVlan,
@@ -75,7 +80,11 @@ _NXM_NAMES = {
     "tun_ipv4_dst": "NXM_NX_TUN_IPV4_DST",
 }
 # Small integers read better in decimal; everything else is hex.
-_DECIMAL_FIELDS = frozenset({"in_port", "ip_proto", "arp_op", "tcp_src", "tcp_dst", "udp_src", "udp_dst"})
+_DECIMAL_FIELDS = frozenset(
+    {"in_port", "ip_proto", "arp_op", "tcp_src", "tcp_dst", "udp_src", "udp_dst", "sctp_src", "sctp_dst"}
+    | {"ct_zone", "conj_id"}
+)
+_CT_STATE_NAMES = ("new", "est", "rel", "rpl", "inv", "trk", "snat", "dnat")  # bit 0 up, as OVS prints them
 # Matches print where the packet came in, then the registers ("regN"), then the packet from the outside in.
 _MATCH_ORDER_NAMES = (
     "in_port",
@@ -84,6 +93,11 @@ _MATCH_ORDER_NAMES = (
     "tun_ipv4_dst",
     "vlan_vid",
     "regN",
+    "conj_id",
+    "ct_state",
+    "ct_zone",
+    "ct_mark",
+    "ct_label",
     "eth_src",
     "eth_dst",
     "eth_type",
@@ -99,6 +113,8 @@ _MATCH_ORDER_NAMES = (
     "tcp_dst",
     "udp_src",
     "udp_dst",
+    "sctp_src",
+    "sctp_dst",
 )
 _MATCH_ORDER = {name: rank for rank, name in enumerate(_MATCH_ORDER_NAMES)}
 _VLAN_VID_MASK = OFPVID_PRESENT | 0x0FFF
@@ -176,6 +192,13 @@ def _vlan_match_text(value: int, mask: int | None) -> str:
     return f"vlan_tci=0x{value:04x}/0x{(_VLAN_VID_MASK if mask is None else mask):04x}"
 
 
+def _ct_state_text(value: int, mask: int) -> str:
+    """A masked ct_state as OVS flags (`+trk+new-est`); hex if the mask holds bits without a name."""
+    if mask >> len(_CT_STATE_NAMES):
+        return f"{value:#x}/{mask:#x}"
+    return "".join(("+" if value >> i & 1 else "-") + name for i, name in enumerate(_CT_STATE_NAMES) if mask >> i & 1)
+
+
 def _match_order(item: MatchItem) -> tuple[int, int, str]:
     field = item[0]
     reg = _REG.fullmatch(field)
@@ -190,6 +213,8 @@ def match_text(match: Match) -> str:
     for field, value, mask in sorted(match, key=_match_order):
         if field == "vlan_vid":
             parts.append(_vlan_match_text(value, mask))
+        elif field == "ct_state" and mask is not None:
+            parts.append(f"ct_state={_ct_state_text(value, mask)}")
         elif mask is None:
             parts.append(f"{_ovs_name(field)}={_value_text(field, value)}")
         else:
@@ -197,14 +222,57 @@ def match_text(match: Match) -> str:
     return ",".join(parts)
 
 
-def action_text(action: Action) -> str:
+def _zone_text(zone: int | RegField) -> str:
+    if isinstance(zone, int):
+        return str(zone)
+    return f"{nxm_name(zone.register)}[{zone.start}..{zone.end}]"
+
+
+def nat_text(nat: Nat) -> str:
+    """OVS's `nat(src=10.0.0.1-10.0.0.9:1024-2047,persistent,random)`; a bare `nat` un-NATs."""
+    if nat.kind is None:
+        return "nat"
+    assert nat.addr_min is not None  # Nat requires it with a kind
+    text = f"{nat.kind}={ipv4_text(nat.addr_min)}"
+    if nat.addr_max is not None:
+        text += f"-{ipv4_text(nat.addr_max)}"
+    if nat.port_min is not None:
+        text += f":{nat.port_min}" + ("" if nat.port_max is None else f"-{nat.port_max}")
+    flags = ["persistent"] * nat.persistent + ["random"] * nat.random
+    return f"nat({','.join([text, *flags])})"
+
+
+def ct_text(ct: Ct, *, names: bool = False) -> str:
+    """OVS's `ct(commit,table=5,zone=NXM_NX_REG0[0..15],nat(...),exec(set_field:0x1->ct_mark))`."""
+    parts = ["commit"] if ct.commit else []
+    if ct.table is not None:
+        parts.append(f"table={_table_text(ct.table, names)}")
+    if ct.zone != 0:
+        parts.append(f"zone={_zone_text(ct.zone)}")
+    if ct.nat is not None:
+        parts.append(nat_text(ct.nat))
+    if ct.exec_:
+        parts.append(f"exec({','.join(action_text(a) for a in ct.exec_)})")
+    return f"ct({','.join(parts)})"
+
+
+def action_text(action: Action, *, names: bool = False) -> str:
+    """One action in ovs-ofctl syntax; with `names` a ct(table=...) names its table (Tenet-only text)."""
     match action:
         case Output(port=port):
             return "output:in_port" if port == OFPP_IN_PORT else f"output:{port}"
         case OutputReg(field=field):
             return f"output:{nxm_name(field)}[]"
-        case SetField(field=field, value=value):
+        case SetField(field=field, value=value, mask=None):
             return f"set_field:{_value_text(field, value)}->{_ovs_name(field)}"
+        case SetField(field=field, value=value, mask=mask):
+            return f"set_field:{_value_text(field, value)}/{_value_text(field, mask)}->{_ovs_name(field)}"
+        case Ct():
+            return ct_text(action, names=names)
+        case CtClear():
+            return "ct_clear"
+        case Conjunction(conj_id=conj_id, clause=clause, n_clauses=n_clauses):
+            return f"conjunction({conj_id},{clause}/{n_clauses})"
         case PushVlan(ethertype=ethertype):
             return f"push_vlan:0x{ethertype:04x}"
         case PopVlan():
@@ -234,7 +302,7 @@ def flow_text(flow: Flow, *, names: bool = True, round_: int = 0) -> str:
     if flow.match:
         head.append(match_text(flow.match))
     steps = [] if flow.meter is None else [f"meter:{flow.meter}"]
-    steps.extend(action_text(a) for a in flow.actions)
+    steps.extend(action_text(a, names=names) for a in flow.actions)
     if flow.goto is not None:
         steps.append(f"goto_table:{_table_text(flow.goto, names)}")
     return f"{','.join(head)} actions={','.join(steps) or 'drop'}"

@@ -24,7 +24,7 @@ class Feature(IntEnum):
     GATEWAY = 5  # one network's gateway: ARP for it, traffic to its MAC goes to routing
     ROUTES = 6  # host routes to one network's endpoints, on every node of its tenant
     L2 = 7  # one network's unicast forwarding, per node
-    METER = 8  # one QoS attachment's meter
+    METER = 8  # one endpoint's QoS meters (by endpoint num)
     FABRIC = 9  # a node's transit forwarding on a VLAN fabric with links
 
 

@@ -251,16 +251,14 @@ class SectionBuilder:
         flows.extend(port_security.port_security(endpoint, cookie=c))
         attachment = self.model.qos_for(endpoint)
         if attachment is not None:
-            flows.append(qos.meter_port(endpoint, attachment, cookie=c))
+            flows.extend(qos.meter_flows(endpoint, self.model.qos_profiles[attachment.profile], cookie=c))
         return Section(c, tuple(flows))
 
     def meter_sections(self, name: str) -> dict[int, Section]:
         sections: dict[int, Section] = {}
         for endpoint in self.model.endpoints_by_node[name].values():
             attachment = self.model.qos_for(endpoint)
-            if attachment is not None:
-                c = cookie(Feature.METER, attachment.meter_id)
-                if c not in sections:
-                    profile = self.model.qos_profiles[attachment.profile]
-                    sections[c] = Section(c, meters=(qos.meter(attachment, profile),))
+            if attachment is not None:  # each endpoint its own meters: a profile caps endpoints, one by one
+                c = cookie(Feature.METER, endpoint.num)
+                sections[c] = Section(c, meters=qos.meters(endpoint, self.model.qos_profiles[attachment.profile]))
         return sections

@@ -6,6 +6,14 @@ table, a miss with no flow drops. Registers start at zero on every switch. A gro
 bucket on its own copy. Output to the port a packet came in on is suppressed unless it is OFPP_IN_PORT.
 Meters count packets (they never drop here).
 
+Conntrack follows OVS (see controller.pipeline.conntrack): each switch keeps its connections across packets,
+so a packet and then its reply can be sent through one SimNetwork. `ct(table=T)` continues at T with the
+packet's ct_state, ct_zone, ct_mark and ct_label filled in, and the rest of the flow's actions and its goto
+do not apply (recirculation); a `ct` without a table commits and NATs but leaves the ct fields the later
+tables see as they were, as OVS does. Conjunctive matches follow ovs-fields(7): a flow of `conjunction`
+actions never matches by itself; when, at one priority, some flow of every clause 1..n of id N matches,
+the highest-priority flow matching `conj_id=N` is taken, unless an ordinary flow of higher priority matches.
+
 The network joins the switches the way the lab does: a flow-based VXLAN port reaching the node whose
 tunnel IP is `tun_ipv4_dst`, uplinks on one physical L2 switch that floods (the worst case for loops),
 and fabric links between node ports (a link the model holds down carries nothing).
@@ -17,10 +25,15 @@ from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from controller.pipeline.conntrack import Conntrack
 from controller.pipeline.ir import (
+    CT_STATE_BITS,
     OFPP_IN_PORT,
     OFPVID_PRESENT,
     Action,
+    Conjunction,
+    Ct,
+    CtClear,
     DecTtl,
     Flow,
     Move,
@@ -38,6 +51,7 @@ from topology.model import TUNNEL_OFPORT, UPLINK_OFPORT, Model
 
 MAX_EVENTS = 10_000  # more switch visits than this for one packet is a forwarding loop
 TUNNEL_FIELDS = ("tunnel_id", "tun_ipv4_dst")
+CT_MATCH_FIELDS = ("ct_state", "ct_zone", "ct_mark", "ct_label")
 
 
 class SimulationError(RuntimeError):
@@ -98,9 +112,11 @@ class _Context:
     in_port: int
     regs: dict[str, int] = field(default_factory=dict)
     tunnel: dict[str, int] = field(default_factory=dict)
+    ct: dict[str, int] = field(default_factory=dict)  # ct_state, ct_zone, ct_mark, ct_label
+    conj_id: int = 0
 
     def copy(self) -> _Context:
-        return _Context(self.packet.copy(), self.in_port, dict(self.regs), dict(self.tunnel))
+        return _Context(self.packet.copy(), self.in_port, dict(self.regs), dict(self.tunnel), dict(self.ct))
 
     def value(self, name: str) -> int | None:
         if name == "in_port":
@@ -111,6 +127,10 @@ class _Context:
             return OFPVID_PRESENT | self.packet.vlans[0] if self.packet.vlans else 0
         if name in TUNNEL_FIELDS:
             return self.tunnel.get(name, 0)
+        if name in CT_MATCH_FIELDS:
+            return self.ct.get(name, 0)
+        if name == "conj_id":
+            return self.conj_id
         return self.packet.fields.get(name)
 
 
@@ -118,12 +138,19 @@ class SimSwitch:
     def __init__(self, name: str, state: NodeState) -> None:
         self.name = name
         self.tables: dict[str, list[Flow]] = {t.name: [] for t in PIPELINE.tables}
+        self.clauses: dict[str, list[Flow]] = {t.name: [] for t in PIPELINE.tables}  # conjunction flows
         for flow in state.flows():
-            self.tables[flow.table].append(flow)
-        for flows in self.tables.values():
+            if any(isinstance(a, Conjunction) for a in flow.actions):
+                if flow.goto is not None or not all(isinstance(a, Conjunction) for a in flow.actions):
+                    raise SimulationError(f"{name}: conjunction mixed with other actions: {describe(flow)}")
+                self.clauses[flow.table].append(flow)
+            else:
+                self.tables[flow.table].append(flow)
+        for flows in (*self.tables.values(), *self.clauses.values()):
             flows.sort(key=lambda f: -f.priority)
         self.groups = state.groups()
         self.meters = state.meters()
+        self.conntrack = Conntrack()
 
     def process(
         self, packet: Packet, in_port: int, tunnel: dict[str, int], trace: Trace
@@ -133,42 +160,88 @@ class SimSwitch:
         ctx = _Context(packet.copy(), in_port, {}, dict(tunnel))
         table: str | None = PIPELINE.tables[0].name
         while table is not None:
-            flow = self._lookup(table, ctx)
+            flow, via = self._lookup(table, ctx)
             if flow is None:
                 trace.hops.append(Hop(self.name, table, "miss: no flow"))
                 trace.drops.append(f"{self.name}: {PIPELINE.by_name[table].miss_reason or table + ': miss'}")
                 return outputs
-            trace.hops.append(Hop(self.name, table, describe(flow), flow))
+            trace.hops.append(Hop(self.name, table, describe(flow) + via, flow))
             if flow.meter is not None:
                 if flow.meter not in self.meters:
                     raise SimulationError(f"{self.name}: flow uses meter {flow.meter}, which does not exist")
                 trace.meters[(self.name, flow.meter)] += 1
-            if not self._run(flow.actions, ctx, outputs, trace):
+            went_on = self._run(flow.actions, ctx, outputs, trace)
+            if went_on is False:
                 return outputs
+            if isinstance(went_on, str):  # recirculated by ct(table=...)
+                table = went_on
+                continue
             if flow.goto is None and not flow.actions and flow.priority == 0:
                 trace.drops.append(f"{self.name}: {PIPELINE.by_name[table].miss_reason or table + ': dropped'}")
             table = flow.goto
         return outputs
 
-    def _lookup(self, table: str, ctx: _Context) -> Flow | None:
+    def _lookup(self, table: str, ctx: _Context) -> tuple[Flow | None, str]:
+        """The flow a packet takes in `table`, and how (the clauses of a conjunctive match) for the trace."""
+        hard = self._ordinary(table, ctx)
+        if not self.clauses[table]:
+            return hard, ""
+        floor = -1 if hard is None else hard.priority
+        matched: dict[tuple[int, int, int], dict[int, list[Flow]]] = {}  # (priority, id, n) -> clause -> flows
+        for flow in self.clauses[table]:
+            if flow.priority < floor:
+                break
+            if matches(flow, ctx):
+                for conj in flow.actions:
+                    assert isinstance(conj, Conjunction)
+                    key = (flow.priority, conj.conj_id, conj.n_clauses)
+                    matched.setdefault(key, {}).setdefault(conj.clause, []).append(flow)
+        for (priority, conj_id, n_clauses), by_clause in sorted(matched.items(), key=lambda kv: (-kv[0][0], kv[0][1:])):
+            if len(by_clause) != n_clauses:
+                continue
+            ctx.conj_id = conj_id
+            found = self._ordinary(table, ctx, conj_only=True)
+            ctx.conj_id = 0
+            if found is not None:
+                clauses = "; ".join(f"{k}/{n_clauses} {describe(f)}" for k in sorted(by_clause) for f in by_clause[k])
+                return found, f" (conjunction {conj_id} at priority {priority}: {clauses})"
+        return hard, ""
+
+    def _ordinary(self, table: str, ctx: _Context, *, conj_only: bool = False) -> Flow | None:
         best: Flow | None = None
         for flow in self.tables[table]:
             if best is not None and flow.priority < best.priority:
                 break
+            if conj_only and not any(name == "conj_id" for name, _v, _m in flow.match):
+                continue
             if matches(flow, ctx):
                 if best is not None:
                     raise SimulationError(f"{self.name}: table {table}: two flows of priority {flow.priority} match")
                 best = flow
         return best
 
-    def _run(self, actions: tuple[Action, ...], ctx: _Context, outputs: list, trace: Trace) -> bool:
-        """Apply actions in order; False when the packet was dropped on the way (TTL expired)."""
+    def _ct(self, ct: Ct, ctx: _Context, trace: Trace) -> str | None:
+        """Run a packet through conntrack; the table it continues in, if the ct recirculates."""
+        zone = (
+            ct.zone if isinstance(ct.zone, int) else (ctx.regs.get(ct.zone.register, 0) & ct.zone.mask) >> ct.zone.start
+        )
+        result = self.conntrack.run(ct, zone, ctx.packet.fields)
+        state = "".join(f"+{n}" for n, b in CT_STATE_BITS.items() if result.state & b)
+        trace.hops.append(Hop(self.name, "conntrack", f"zone {zone}: {state}" + (" commit" if ct.commit else "")))
+        if ct.table is None:
+            return None
+        ctx.ct = {"ct_state": result.state, "ct_zone": result.zone, "ct_mark": result.mark, "ct_label": result.label}
+        return ct.table
+
+    def _run(self, actions: tuple[Action, ...], ctx: _Context, outputs: list, trace: Trace) -> bool | str:
+        """Apply actions in order; False when the packet was dropped on the way (TTL expired), the table name
+        when a ct recirculates it there (the remaining actions do not apply)."""
         for action in actions:
             if isinstance(action, Output | OutputReg):
                 port = action.port if isinstance(action, Output) else ctx.regs.get(action.field, 0)
                 self._emit(port, ctx, outputs, trace)
             elif isinstance(action, SetField):
-                set_field(ctx, action.field, action.value)
+                set_field(ctx, action.field, action.value, action.mask)
             elif isinstance(action, Move):
                 set_field(ctx, action.dst, ctx.value(action.src) or 0)
             elif isinstance(action, PushVlan):
@@ -186,7 +259,14 @@ class SimSwitch:
                 if group is None:
                     raise SimulationError(f"{self.name}: flow uses group {action.group_id}, which does not exist")
                 for bucket in group.buckets:
-                    self._run(bucket, ctx.copy(), outputs, trace)
+                    if isinstance(self._run(bucket, ctx.copy(), outputs, trace), str):
+                        raise SimulationError(f"{self.name}: group {action.group_id}: ct(table=...) in a bucket")
+            elif isinstance(action, Ct):
+                recirculate = self._ct(action, ctx, trace)
+                if recirculate is not None:
+                    return recirculate
+            elif isinstance(action, CtClear):
+                ctx.ct = {}
         return True
 
     def _emit(self, port: int, ctx: _Context, outputs: list, trace: Trace) -> None:
@@ -210,7 +290,10 @@ def matches(flow: Flow, ctx: _Context) -> bool:
     return True
 
 
-def set_field(ctx: _Context, name: str, value: int) -> None:
+def set_field(ctx: _Context, name: str, value: int, mask: int | None = None) -> None:
+    if mask is not None:
+        old = ctx.value(name) or 0
+        value = (old & ~mask) | value
     if name.startswith("reg"):
         ctx.regs[name] = value
     elif name == "vlan_vid":
@@ -223,10 +306,18 @@ def set_field(ctx: _Context, name: str, value: int) -> None:
         ctx.packet.fields[name] = value
 
 
+def _action_name(action: Action) -> str:
+    if isinstance(action, Conjunction):
+        return f"conjunction({action.conj_id},{action.clause}/{action.n_clauses})"
+    if isinstance(action, Ct):
+        return "ct(" + ",".join(["commit"] * action.commit + [f"table={action.table}"] * bool(action.table)) + ")"
+    return type(action).__name__
+
+
 def describe(flow: Flow) -> str:
     """A short text of a flow for traces; the full text lives in controller.openflow.ofctl."""
     parts = [f"{name}={value:#x}" + (f"/{mask:#x}" if mask is not None else "") for name, value, mask in flow.match]
-    actions = [type(a).__name__ for a in flow.actions]
+    actions = [_action_name(a) for a in flow.actions]
     if flow.meter is not None:
         actions.insert(0, f"meter:{flow.meter}")
     if flow.goto:

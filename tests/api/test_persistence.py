@@ -88,6 +88,6 @@ def test_flows_are_the_compiled_state(cluster: Wsgi, service: Service) -> None:
     answer = cluster.ok("GET", "/v1/nodes/node1/flows")
     state = service.compiler.compile_node("node1")
     assert answer["flows"] == render_state(state.flows(), state.groups().values(), state.meters().values())
-    assert answer["counts"] == {"flows": state.flow_count(), "groups": len(state.groups()), "meters": 1}
+    assert answer["counts"] == {"flows": state.flow_count(), "groups": len(state.groups()), "meters": 2}
     assert "table=classify" in answer["flows"] and answer["flows"].startswith("meter=")
     assert cluster.get("/v1/nodes/node9/flows").status == 404

@@ -19,9 +19,9 @@ NETS = "/v1/tenants/blue/networks"
         (network("w", "10.0.0.0/24", vni=5, gateway="10.0.1.1"), "network.gateway", "not a host address"),
         (network("w", "10.0.0.0/24", vni=5, gateway="10.0.0.255"), "network.gateway", "not a host address"),
         (network("w", "10.0.0.0/24", vni=5, gateway="nope"), "network.gateway", "not an IPv4 address"),
-        (network("w", "10.0.0.1/24", vni=5), "network.subnet", "not an IPv4 subnet"),
+        (network("w", "10.0.0.1/24", vni=5), "network.subnet", "has host bits set; did you mean 10.0.0.0/24?"),
         (network("w", "10.0.0.0/24", vni=5, mtu=100), "network.mtu", "MTU 100 is outside"),
-        (network("w/x", "10.0.0.0/24", vni=5), "network.name", "may not contain '/'"),
+        (network("w/x", "10.0.0.0/24", vni=5), "network.name", "'w/x' is not a valid name"),
         ({"name": "w", "encap": "gre", "vni": 5, "subnet": "10.0.0.0/24"}, "network.encap", "not one of vlan, vxlan"),
         ({"name": "w", "encap": "vxlan", "vlan": 5, "subnet": "10.0.0.0/24"}, "network.vlan", "takes vni, not vlan"),
     ],
@@ -89,7 +89,7 @@ def endpoint(endpoint_id: str, **extra: str) -> dict:
         (endpoint("e1", ip="10.0.0.7"), 400, "endpoint.ip", "broadcast address"),
         (endpoint("e1", ip="10.0.0.1"), 409, "endpoint.ip", "is the gateway"),
         (endpoint("e1", ip="ten"), 400, "endpoint.ip", "not an IPv4 address"),
-        (endpoint("e1", mac="01:00:00:00:00:01"), 400, "endpoint.mac", "not a unicast MAC"),
+        (endpoint("e1", mac="01:00:00:00:00:01"), 400, "endpoint.mac", "is a multicast MAC address"),
         (endpoint("e1", port_name="a-very-long-port-name"), 400, "endpoint.port_name", "longer than 15"),
         ({"id": "e1", "network": "blue/nope", "node": "node1"}, 400, "endpoint.network", "unknown network"),
         ({"id": "e1", "network": "blue/web", "node": "node9"}, 400, "endpoint.node", "unknown node"),
@@ -165,3 +165,33 @@ def test_node_mtus_are_kept_and_checked_against_the_networks(cluster: Wsgi) -> N
     assert cluster.get("/v1/nodes/node4").status == 404
     bad = cluster.put("/v1/nodes/node4", {"tunnel_ip": "192.168.50.4", "uplink_mtu": "1500"})
     assert (bad.status, bad.error["field"]) == (400, "node.uplink_mtu"), bad
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        network("w", "10.0.0.0/24", vlan=1),
+        network("w", "10.0.0.0/24", vlan=4094),
+        network("w", "10.0.0.0/24", vni=1),
+        network("w", "10.0.0.0/24", vni=16_777_215),
+        network("w", "10.0.0.0/24", vlan=5, mtu=576),
+        network("w", "10.0.0.0/24", vlan=5, mtu=1500),  # the nodes' uplinks carry 1500
+        network("w", "10.0.0.0/24", vni=5, mtu=1450),  # their underlays 1500, less 50 for VXLAN
+        network("w", "10.0.0.4/30", vni=5),  # the longest prefix: gateway .5 and one endpoint .6
+        network("w", "10.0.0.4/30", vni=5, gateway="10.0.0.6"),
+        network("a" * 63, "10.0.0.0/24", vni=5),
+        network("0-a", "10.0.0.0/24", vni=5),
+        network("w", "128.0.0.0/2", vni=5),  # the shortest prefix clear of 0/8, 127/8, 224/4 and 240/4
+    ],
+)
+def test_values_at_the_edges_are_accepted(cluster: Wsgi, body: dict) -> None:
+    answer = cluster.post(NETS, body)
+    assert answer.status == 201, answer
+    assert answer.body["subnet"] == body["subnet"]
+
+
+def test_a_slash_30_network_has_room_for_one_endpoint(cluster: Wsgi) -> None:
+    cluster.ok("POST", NETS, network("w", "10.0.0.4/30", vni=5))
+    assert cluster.ok("POST", "/v1/endpoints", endpoint("e1", network="blue/w"))["ip"] == "10.0.0.6"
+    full = cluster.post("/v1/endpoints", endpoint("e2", network="blue/w"))
+    assert (full.status, full.error["field"]) == (409, "endpoint.ip")

@@ -103,7 +103,7 @@ def test_compile_prints_meters_groups_then_named_flows(capsys: pytest.CaptureFix
     lines = [line for line in out.splitlines() if line]
     kinds = ["meter" if x.startswith("meter=") else "group" if x.startswith("group_id=") else "flow" for x in lines]
     assert kinds == sorted(kinds, key=["meter", "group", "flow"].index), "meters, then groups, then flows"
-    assert kinds.count("meter") == 1  # the example's one QoS profile, on blue/web's node1 endpoint
+    assert kinds.count("meter") == 2  # the example's QoS profile on blue/web's node1 endpoint: egress and ingress
     assert kinds.count("group") > 0
     flows = [line for line, kind in zip(lines, kinds, strict=True) if kind == "flow"]
     state = Compiler(load_file(EXAMPLE)).compile_node("node1")

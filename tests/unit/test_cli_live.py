@@ -175,13 +175,20 @@ def test_qos(ctl: Ctl, service: Service) -> None:
     ctl.ok("tenant", "create", "blue")
     ctl.ok("network", "create", "blue/web", "--encap", "vxlan", "--vni", "1", "--subnet", "10.0.0.0/24")
     assert ctl.ok("qos", "create", "gold", "--rate-kbps", "10000", "--burst-kb", "1000") == (
-        "created QoS profile gold (10000 kbps, burst 1000 kb)\n"
+        "created QoS profile gold (10000 kbit/s, burst 1000 kbit, both, per endpoint)\n"
     )
+    assert ctl.ok("qos", "create", "plain", "--rate-kbps", "20000", "--direction", "ingress") == (
+        "created QoS profile plain (20000 kbit/s, burst 10000 kbit, ingress, per endpoint)\n"
+    )
+    ctl.ok("qos", "rm", "plain")
     assert ctl.ok("qos", "attach", "gold", "blue/web", token=BLUE) == "attached QoS profile gold to network blue/web\n"
     service.create_endpoint("pod-a", network="blue/web", node="node1")
     ctl.ok("qos", "attach", "gold", "pod-a")
     rows = columns(ctl.ok("qos", "ls"))
-    assert rows == [["NAME", "RATE-KBPS", "BURST-KB", "ATTACHMENTS"], ["gold", "10000", "1000", "blue/web,pod-a"]]
+    assert rows == [
+        ["NAME", "RATE-KBPS", "BURST-KB", "DIRECTION", "ATTACHMENTS"],
+        ["gold", "10000", "1000", "both", "blue/web,pod-a"],
+    ]
     assert ctl.json("qos", "show", "gold")["attachments"] == ["blue/web", "pod-a"]
     assert_one_line_error(ctl("qos", "rm", "gold"), "still attached")
     assert ctl.ok("qos", "detach", "pod-a") == "detached QoS from pod-a\n"

@@ -100,7 +100,7 @@ def test_one_endpoint_yields_only_that_endpoints_flows() -> None:
             assert values & {endpoint.mac, int(endpoint.ip), endpoint.ofport}, f"{name}: {flow} is not about b9"
         # The only groups touched are blue/web's floods, on the node whose ports or peers changed.
         assert {g.group_id >> 1 for g in change.group_mods} <= {network_id}
-    assert len(changes["node2"].flow_adds) == 7  # classify, 2 port security, meter, ARP, host route, local L2
+    assert len(changes["node2"].flow_adds) == 8  # classify, 2 port security, 2 meters, ARP, host route, local L2
     assert len(changes["node1"].flow_adds) == 3  # ARP, host route, L2 towards node2
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections import Counter, deque
 from collections.abc import Iterable
+from ipaddress import IPv4Address
 from pathlib import Path
 
 import networkx as nx
@@ -15,7 +16,7 @@ import pytest
 
 from topology.errors import ValidationError
 from topology.graph import FABRIC, Fabric, Unreachable, build_graph, fabric_key, network_hosts
-from topology.model import FIRST_LINK_OFPORT, UPLINK_OFPORT, Model
+from topology.model import FIRST_LINK_OFPORT, UPLINK_OFPORT, Model, Node
 
 ROOT = Path(__file__).resolve().parents[2]
 RING = [("s1", "s2"), ("s2", "s3"), ("s3", "s4"), ("s4", "s1")]
@@ -155,7 +156,9 @@ def test_parallel_links_keep_the_first_declared() -> None:
 
 def test_fabric_name_is_reserved() -> None:
     model = make_model([], [])
-    model.add_node(FABRIC, tunnel_ip="10.9.9.9")
+    with pytest.raises(ValidationError, match="is not a valid name"):  # the model refuses it: not DNS-1123
+        model.add_node(FABRIC, tunnel_ip="10.9.9.9")
+    model.nodes[FABRIC] = Node(FABRIC, IPv4Address("10.9.9.9"), None, 9)  # as a model without that check would
     with pytest.raises(ValidationError, match="reserved"):
         Fabric.from_model(model)
 

@@ -94,8 +94,8 @@ def test_slash_32_holds_only_the_gateway() -> None:
     ("ip", "message", "conflict"),
     [
         ("10.0.1.5", "10.0.1.5 is outside subnet 10.0.0.0/24 of network 't/n'", False),
-        ("10.0.0.0", "10.0.0.0 is the network or broadcast address of 10.0.0.0/24", False),
-        ("10.0.0.255", "10.0.0.255 is the network or broadcast address of 10.0.0.0/24", False),
+        ("10.0.0.0", "10.0.0.0 is the network address of 10.0.0.0/24, not a host address", False),
+        ("10.0.0.255", "10.0.0.255 is the broadcast address of 10.0.0.0/24, not a host address", False),
         ("10.0.0.1", "10.0.0.1 is the gateway of network 't/n'", True),
         ("10.0.0.2", "10.0.0.2 is already used in network 't/n'", True),
     ],

@@ -163,9 +163,9 @@ def test_link_port_state_is_validated() -> None:
     endpoint = next(iter(model.endpoints.values()))
     with pytest.raises(ValidationError, match="unknown node"):
         model.set_link_port("nope", "n0-p1", up=False)
-    with pytest.raises(ValidationError, match="no fabric link port"):
+    with pytest.raises(ValidationError, match="is not a fabric link port"):
         model.set_link_port("n0", "n1-p0", up=False)  # the other end's name
-    with pytest.raises(ValidationError, match="no fabric link port"):
+    with pytest.raises(ValidationError, match="is not a fabric link port"):
         model.set_link_port(endpoint.node, endpoint.port_name, up=False)
     assert not model.down_ports
 

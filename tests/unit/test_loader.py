@@ -180,7 +180,7 @@ REJECTIONS = [
         "qos[0].ceil_kbps",
         5,
         "qos[0].ceil_kbps",
-        "unknown key 'ceil_kbps' (allowed: name, rate_kbps, burst_kb, applies_to)",
+        "unknown key 'ceil_kbps' (allowed: name, rate_kbps, burst_kb, direction, applies_to)",
     ),
     ("endpoints[0].ipaddr", "10.1.0.9", "endpoints[0].ipaddr", "unknown key 'ipaddr' (allowed: id, network, node, ip,"),
     # missing required keys
@@ -190,7 +190,8 @@ REJECTIONS = [
     ("tenants[0].networks[0].subnet", DELETE, "tenants[0].networks[0].subnet", "missing required key 'subnet'"),
     ("tenants[0].networks[0].vni", DELETE, "tenants[0].networks[0].vni", "missing required key 'vni'"),
     ("tenants[0].networks[1].vlan", DELETE, "tenants[0].networks[1].vlan", "missing required key 'vlan'"),
-    ("qos[0].burst_kb", DELETE, "qos[0].burst_kb", "missing required key 'burst_kb'"),
+    ("qos[0].rate_kbps", DELETE, "qos[0].rate_kbps", "missing required key 'rate_kbps'"),
+    ("qos[0].direction", "sideways", "qos[0].direction", "'sideways': want one of egress, ingress, both"),
     ("endpoints[1].node", DELETE, "endpoints[1].node", "missing required key 'node'"),
     # wrong types
     ("nodes", {"node1": {}}, "nodes", "want a list"),
@@ -211,21 +212,31 @@ REJECTIONS = [
     ("qos[0].applies_to", ["blue/web", 7], "qos[0].applies_to[1]", "got 7"),
     # bad values
     ("nodes[0].tunnel_ip", "192.168.50", "nodes[0].tunnel_ip", "'192.168.50' is not an IPv4 address"),
-    ("nodes[0].name", "", "nodes[0].name", "want a non-empty name"),
-    ("tenants[0].name", "blue sky", "tenants[0].name", "may not contain '/' or whitespace"),
+    ("nodes[0].name", "", "nodes[0].name", "a name may not be empty"),
+    ("tenants[0].name", "blue sky", "tenants[0].name", "is not a valid name: use lowercase letters, digits and '-'"),
     ("tenants[0].networks[0].encap", "gre", "tenants[0].networks[0].encap", "'gre' is not one of vlan, vxlan"),
-    ("tenants[0].networks[0].subnet", "10.1.0.1/24", "tenants[0].networks[0].subnet", "is not an IPv4 subnet"),
+    (
+        "tenants[0].networks[0].subnet",
+        "10.1.0.1/24",
+        "tenants[0].networks[0].subnet",
+        "has host bits set; did you mean 10.1.0.0/24?",
+    ),
     ("tenants[0].networks[0].vlan", 7, "tenants[0].networks[0].vlan", "a vxlan network takes 'vni', not 'vlan'"),
     ("tenants[0].networks[1].vni", 7, "tenants[0].networks[1].vni", "a vlan network takes 'vlan', not 'vni'"),
     ("tenants[0].networks[1].vlan", 4095, "tenants[0].networks[1].vlan", "VLAN 4095 is outside 1..4094"),
     ("tenants[0].networks[1].vlan", 0, "tenants[0].networks[1].vlan", "VLAN 0 is outside 1..4094"),
     ("tenants[0].networks[0].vni", 2**24, "tenants[0].networks[0].vni", "VNI 16777216 is outside 1..16777215"),
     ("tenants[0].networks[0].mtu", 9000, "tenants[0].networks[0].mtu", "MTU 9000 is outside 576..1450"),
-    ("tenants[0].networks[0].gateway", "10.2.0.1", "tenants[0].networks[0].gateway", "not a host address of subnet"),
+    (
+        "tenants[0].networks[0].gateway",
+        "10.2.0.1",
+        "tenants[0].networks[0].gateway",
+        "not a host address of 10.1.0.0/24; want one in 10.1.0.1..10.1.0.254",
+    ),
     ("tenants[0].networks[0].gateway", "10.1.0.255", "tenants[0].networks[0].gateway", "not a host address of"),
-    ("qos[0].rate_kbps", 0, "qos[0].rate_kbps", "rate 0 is outside 1..100000000"),
+    ("qos[0].rate_kbps", 0, "qos[0].rate_kbps", "rate (kbit/s) 0 is outside 1..100000000"),
     ("endpoints[0].mac", "02:00:00:00:01", "endpoints[0].mac", "is not a MAC address"),
-    ("endpoints[0].mac", "01:00:5e:00:00:01", "endpoints[0].mac", "is not a unicast MAC address"),
+    ("endpoints[0].mac", "01:00:5e:00:00:01", "endpoints[0].mac", "is a multicast MAC address"),
     ("endpoints[0].port_name", "a-very-long-port-name", "endpoints[0].port_name", "longer than 15 characters"),
     # segments and subnets in use
     (
@@ -252,7 +263,7 @@ REJECTIONS = [
     # endpoints
     ("endpoints[0].ip", "10.1.1.10", "endpoints[0].ip", "10.1.1.10 is outside subnet 10.1.0.0/24"),
     ("endpoints[0].ip", "10.1.0.1", "endpoints[0].ip", "10.1.0.1 is the gateway of network 'blue/web'"),
-    ("endpoints[0].ip", "10.1.0.0", "endpoints[0].ip", "is the network or broadcast address"),
+    ("endpoints[0].ip", "10.1.0.0", "endpoints[0].ip", "is the network address of 10.1.0.0/24, not a host address"),
     ("endpoints[0].node", "node9", "endpoints[0].node", "unknown node 'node9'"),
     ("endpoints[0].network", "blue/nope", "endpoints[0].network", "unknown network 'blue/nope'"),
     ("endpoints[0].network", "blue", "endpoints[0].network", "unknown network 'blue' (want TENANT/NAME)"),
@@ -429,7 +440,9 @@ def test_dump_writes_allocated_addresses() -> None:
         "gateway": "10.1.0.1",
         "mtu": 1450,
     }
-    assert dumped["qos"] == [{"name": "gold", "rate_kbps": 100000, "burst_kb": 1000, "applies_to": "blue/web"}]
+    assert dumped["qos"] == [
+        {"name": "gold", "rate_kbps": 100000, "burst_kb": 50000, "direction": "both", "applies_to": "blue/web"}
+    ]
 
 
 def changed_model() -> Model:

@@ -30,6 +30,9 @@ from controller.pipeline.ir import (
     OFPP_IN_PORT,
     OFPVID_NONE,
     OFPVID_PRESENT,
+    Conjunction,
+    Ct,
+    CtClear,
     DecTtl,
     Flow,
     Group,
@@ -44,6 +47,7 @@ from controller.pipeline.ir import (
     match,
 )
 from controller.pipeline.tables import PIPELINE, TABLES
+from tests.unit.ct_flows import ct_flows
 
 NET, TEN, FLG, OUT = NETWORK.register, TENANT.register, FLAGS.register, OUT_PORT.register
 POD_PORT, TUNNEL_PORT, UPLINK_PORT = 1, 10, 11
@@ -212,7 +216,7 @@ def representative_flows() -> list[Flow]:
     return flows + PIPELINE.miss_flows(_c(Feature.PIPELINE, 0))
 
 
-FLOWS = representative_flows()
+FLOWS = representative_flows() + ct_flows()
 GROUPS = [
     Group(
         1,
@@ -282,9 +286,10 @@ def test_representative_flows_cover_every_declared_field_and_action() -> None:
     assert matched == set().union(*(t.matches for t in TABLES))
     written = {a.field for f in FLOWS for a in f.actions if isinstance(a, SetField)}
     written |= {a.dst for f in FLOWS for a in f.actions if isinstance(a, Move)}
+    written |= {e.field for f in FLOWS for a in f.actions if isinstance(a, Ct) for e in a.exec_}
     assert written == set().union(*(t.sets for t in TABLES))
     kinds = {type(a) for f in FLOWS for a in f.actions}
-    assert kinds == {Output, OutputReg, SetField, PushVlan, PopVlan, ToGroup, DecTtl, Move}
+    assert kinds == {Output, OutputReg, SetField, PushVlan, PopVlan, ToGroup, DecTtl, Move, Ct, CtClear, Conjunction}
     assert any(f.meter is not None for f in FLOWS)
     assert any(not f.actions and f.goto is None for f in FLOWS)  # an explicit drop
 

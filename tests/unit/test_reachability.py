@@ -14,6 +14,7 @@ from ipaddress import IPv4Address
 import pytest
 
 from controller.pipeline.compile import Compiler
+from controller.pipeline.features import qos
 from controller.pipeline.ir import ARP_REPLY
 from controller.pipeline.probes import Spoof, broadcast, to_endpoint
 from controller.pipeline.simulate import SimNetwork
@@ -144,6 +145,8 @@ def test_meters_count_the_metered_endpoint() -> None:
     model = example()  # gold is attached to blue/web
     network = SimNetwork(model, Compiler(model).compile_all())
     b1, b2, b4 = (model.endpoints[e] for e in ("b1", "b2", "b4"))
-    meter = model.qos_attachments["blue/web"].meter_id
-    assert network.send("b1", to_endpoint(model, b1, b2)).meters == {("node1", meter): 1}
-    assert not network.send("b4", to_endpoint(model, b4, b1)).meters  # blue/db is not metered
+    sent = network.send("b1", to_endpoint(model, b1, b2)).meters  # each endpoint's own meters: b1 sends, b2 receives
+    assert sent == {(b1.node, qos.egress_meter_id(b1)): 1, (b2.node, qos.ingress_meter_id(b2)): 1}
+    # blue/db is not metered: from b4 only b1's ingress meter counts, to b4 only b1's egress meter
+    assert network.send("b4", to_endpoint(model, b4, b1)).meters == {(b1.node, qos.ingress_meter_id(b1)): 1}
+    assert network.send("b1", to_endpoint(model, b1, b4)).meters == {(b1.node, qos.egress_meter_id(b1)): 1}

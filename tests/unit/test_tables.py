@@ -23,7 +23,7 @@ def test_table_ids_follow_declaration_order() -> None:
         (Flow("l2", 1, match(reg0=1), (DecTtl(),)), "does not allow DecTtl"),
         (Flow("qos", 1, match(in_port=1), goto="l2"), "may not go to 'l2'"),
         (Flow("port_security", 1, (), (PopVlan(),)), "does not allow PopVlan"),
-        (Flow("output", 1, match(reg3=1), (OutputReg("reg3"),)), "does not match on 'reg3'"),
+        (Flow("output", 1, match(eth_dst=1), (OutputReg("reg3"),)), "does not match on 'eth_dst'"),
         (Flow("nowhere", 1, ()), "unknown table"),
     ],
 )

@@ -34,7 +34,7 @@ def test_a_switch_holding_the_desired_state_is_in_sync() -> None:
     state = desired_state()
     result = compare(state, holding(state), round_=3)
     assert result.in_sync and (result.missing, result.extra, result.different) == ([], [], [])
-    assert result.counts == {"flows": state.flow_count(), "groups": len(state.groups()), "meters": 1}
+    assert result.counts == {"flows": state.flow_count(), "groups": len(state.groups()), "meters": len(state.meters())}
 
 
 def test_each_difference_is_named_once() -> None:
@@ -47,7 +47,7 @@ def test_each_difference_is_named_once() -> None:
     group = installed.groups[0]
     installed.groups[0] = Group(group.group_id, ((Output(9),),))
     installed.groups.append(Group(999, ()))
-    installed.meters = [Meter(installed.meters[0].meter_id, 5, 5)]
+    installed.meters = [Meter(installed.meters[0].meter_id, 5, 5), *installed.meters[1:]]
     result = compare(state, installed, round_=3)
     assert result.missing == [flow_text(gone, round_=3)]
     assert result.extra == [flow_text(stray, round_=3), flow_text(gone, round_=2), group_text(Group(999, ()))]
