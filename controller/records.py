@@ -93,6 +93,11 @@ def namespace_doc(namespace: Namespace) -> Document:
     return {"name": namespace.name, "tenant": namespace.tenant, "labels": labels}
 
 
+def policy_doc(model: Model, policy_key: str) -> Document:
+    """A NetworkPolicy as submitted, with the id its flows' cookies and conjunction ids derive from."""
+    return {"id": model.policy_ids[policy_key], "policy": model.policies[policy_key].doc}
+
+
 def endpoint_doc(endpoint: Endpoint) -> Document:
     """An endpoint; `namespace`, `labels` and `ports` are absent from records written before them."""
     return {
@@ -120,7 +125,7 @@ def all_records(model: Model) -> list[tuple[str, Document]]:
     records += [(key("qos", q.name), qos_doc(q)) for q in model.qos_profiles.values()]
     records += [(key("endpoints", e.id), endpoint_doc(e)) for e in model.endpoints.values()]
     records += [(key("qos-attachments", a.target), attachment_doc(a)) for a in model.qos_attachments.values()]
-    records += [(key("networkpolicies", p.key), p.doc) for p in model.policies.values()]
+    records += [(key("networkpolicies", p.key), policy_doc(model, p.key)) for p in model.policies.values()]
     return records
 
 
@@ -187,7 +192,8 @@ def restore_one(model: Model, kind: str, doc: Document, *, path: str) -> None:
     elif kind == "namespaces":
         model.add_namespace(doc["name"], tenant=doc["tenant"], labels=doc.get("labels"), path=path)
     elif kind == "networkpolicies":  # the document as submitted; its key names the namespace
-        model.apply_policy(doc, namespace=path[len(PREFIX) :].split("/")[1], path=path)
+        namespace = path[len(PREFIX) :].split("/")[1]
+        model.apply_policy(doc["policy"], namespace=namespace, policy_id=doc["id"], path=path)
     elif kind == "qos-attachments":
         by = doc.get("attached_by", "admin")  # records written before attachments had an owner: the admin's
         model.attach_qos(doc["profile"], doc["target"], meter_id=doc["meter_id"], attached_by=by, path=path)

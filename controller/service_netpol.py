@@ -86,15 +86,16 @@ class NetpolChanges:
                     self.model.apply_policy(previous.doc, namespace=previous.namespace)
 
             change.apply(touched, undo=undo)
-            change.store(Put(records.key("networkpolicies", policy.key), policy.doc))
+            change.store(Put(records.key("networkpolicies", policy.key), records.policy_doc(self.model, policy.key)))
             return policy, previous is None
 
     def delete_policy(self: Service, key: str) -> None:
         """Delete the NetworkPolicy "namespace/name" (ValidationError if there is none)."""
         with self._change(f"deleting NetworkPolicy {key!r}") as change:
             old = self.model.policies.get(key)
+            old_id = self.model.policy_ids.get(key)
             change.apply(
                 self.model.remove_policy(key),
-                undo=lambda: self.model.apply_policy(old.doc, namespace=old.namespace),
+                undo=lambda: self.model.apply_policy(old.doc, namespace=old.namespace, policy_id=old_id),
             )
             change.store(Delete(records.key("networkpolicies", key)))

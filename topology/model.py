@@ -31,6 +31,7 @@ from topology.netpol_spec import NetworkPolicy
 from topology.values import check_ifname, check_name, check_unicast, parse_ip, parse_subnet, show
 
 VLAN_RANGE = (1, 4094)
+MAX_POLICY_ID = 2**17 - 1  # a policy id, a rule's direction and index, a clause: one 32-bit conjunction id
 VNI_RANGE = (1, 16_777_215)
 
 # Planned OpenFlow port numbers on br-int. The agent asks OVS for them with `ofport_request`, so the
@@ -262,6 +263,8 @@ class Model(NamespacesMixin):
         self.qos_attachments: dict[str, QosAttachment] = {}  # by target
         self.namespaces: dict[str, Namespace] = {}
         self.policies: dict[str, NetworkPolicy] = {}  # by "namespace/name"
+        self.policy_ids: dict[str, int] = {}  # by "namespace/name": cookies and conjunction ids derive from it
+        self._policy_id_pool = IdAllocator(1, MAX_POLICY_ID)
         self.revision = 0
         self.networks_by_tenant: dict[str, dict[str, Network]] = {}
         self.endpoints_by_network: dict[str, dict[str, Endpoint]] = {}

@@ -165,15 +165,18 @@ class NamespacesMixin:
         return self._bump(Touched(labels={endpoint_id}))  # type: ignore[attr-defined]
 
     def apply_policy(
-        self, doc: object, *, namespace: str | None = None, path: str = ""
+        self, doc: object, *, namespace: str | None = None, policy_id: int | None = None, path: str = ""
     ) -> tuple[NetworkPolicy, Touched]:
         """Create or replace a NetworkPolicy (validated by `topology.netpol_spec.parse_policy`); its namespace
-        must exist. Returns the policy and what changed (Touched.policies holds "namespace/name")."""
-        from topology.model import Touched
+        must exist. A new policy gets the lowest free id (`policy_id`: the one it had, when restoring), a
+        replaced one keeps its own. Returns the policy and what changed (Touched.policies: "namespace/name")."""
+        from topology.model import Touched, take_or_claim
 
         policy = parse_policy(doc, namespace=namespace, path=path)
         self.namespace(policy.namespace, path=f"{path}.metadata.namespace" if path else "metadata.namespace")
         previous = self.policies.get(policy.key)
+        if previous is None:
+            self.policy_ids[policy.key] = take_or_claim(self._policy_id_pool, policy_id, path or "networkpolicy")  # type: ignore[attr-defined]
         self.policies[policy.key] = policy
         changed = previous is None or previous != policy
         return policy, self._bump(Touched(policies={policy.key} if changed else set()))  # type: ignore[attr-defined]
@@ -184,6 +187,7 @@ class NamespacesMixin:
         if key not in self.policies:
             raise ValidationError(path, f"unknown NetworkPolicy {key!r}")
         del self.policies[key]
+        self._policy_id_pool.give_back(self.policy_ids.pop(key))  # type: ignore[attr-defined]
         return self._bump(Touched(policies={key}))  # type: ignore[attr-defined]
 
     def policies_in(self, namespace: str) -> list[NetworkPolicy]:

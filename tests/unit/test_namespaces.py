@@ -120,7 +120,7 @@ def test_the_model_is_stored_and_restored_with_namespaces_labels_ports_and_polic
     submitted = copy.deepcopy(doc)
     model.apply_policy(doc)
     stored = records.all_records(model)
-    assert (records.key("networkpolicies", "shop/p"), submitted) in stored
+    assert (records.key("networkpolicies", "shop/p"), {"id": 1, "policy": submitted}) in stored
     restored = records.restore(Record(key, value, i + 1) for i, (key, value) in enumerate(stored))
     assert records.all_records(restored) == stored
     assert restored.policies["shop/p"] == model.policies["shop/p"]
@@ -137,3 +137,14 @@ def test_records_written_before_namespaces_still_restore() -> None:
     old = [(k, d) for k, d in old if "/namespaces/" not in k]
     restored = records.restore(Record(key, value, i + 1) for i, (key, value) in enumerate(old))
     assert restored.endpoints["e1"].namespace is None and restored.endpoints["e1"].labels == ()
+
+
+def test_a_policy_keeps_its_id_when_replaced_and_ids_are_reused_after_removal() -> None:
+    model = build()
+    model.apply_policy(policy("a", "shop", {}))
+    model.apply_policy(policy("b", "shop", {}))
+    model.apply_policy(policy("a", "shop", {"podSelector": {}, "ingress": [{}]}))
+    assert model.policy_ids == {"shop/a": 1, "shop/b": 2}
+    model.remove_policy("shop/a")
+    model.apply_policy(policy("c", "shop", {}))
+    assert model.policy_ids == {"shop/b": 2, "shop/c": 1}
