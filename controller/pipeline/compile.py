@@ -12,9 +12,11 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 from controller.pipeline.cookies import Feature, cookie
+from controller.pipeline.features import netpol
 from controller.pipeline.sections import SectionBuilder
 from controller.pipeline.state import ChangeSet, NodeState, Section, diff, diff_sections
 from topology.model import Encap, Model, Touched
+from topology.netpol import ResolvedPolicy, resolve
 
 Slots = dict[int, "Section | None"]  # section cookie -> its new content, None: remove it
 Replacements = dict[str, list[Slots]]  # node -> what to replace there
@@ -38,6 +40,9 @@ class Compiler:
         self._tenant_audience: dict[str, frozenset[str]] = {}
         self._ports: dict[str, tuple[str, int]] = {}  # endpoint id -> (node, port section cookie)
         self._meters: dict[str, set[int]] = {}  # node -> meter section cookies there
+        self._resolved: dict[str, ResolvedPolicy] = {}  # NetworkPolicy key -> what it selects and allows now
+        self._netpol: dict[str, set[int]] = {}  # node -> its NetworkPolicy section cookies
+        self._homes: dict[str, tuple[str, str]] = {}  # endpoint id -> (node, tenant), to find removed ones
 
     # --- full compile --------------------------------------------------------------------------
 
@@ -57,6 +62,12 @@ class Compiler:
                 states[name].sections.update(self.views.network_sections(network, name))
         for tenant, counter in self.model.tenant_nodes.items():
             self._tenant_audience[tenant] = frozenset(counter)
+        self._resolved = {key: resolve(self.model, policy) for key, policy in self.model.policies.items()}
+        self._homes = {e.id: (e.node, e.tenant) for e in self.model.endpoints.values()}
+        for name, state in states.items():
+            sections = netpol.node_sections(self.model, self._resolved.values(), self.model.policy_ids, name)
+            state.sections.update(sections)
+            self._netpol[name] = set(sections)
         self.states = states
         return states
 
@@ -66,6 +77,8 @@ class Compiler:
             state = self._node_base(name)
             for network in self.views.relevant_networks(name):
                 state.sections.update(self.views.network_sections(network, name))
+            resolved = [resolve(self.model, policy) for policy in self.model.policies.values()]
+            state.sections.update(netpol.node_sections(self.model, resolved, self.model.policy_ids, name))
             return state
         return self.states[name]
 
@@ -76,6 +89,9 @@ class Compiler:
         self._tenant_audience.clear()
         self._ports.clear()
         self._meters.clear()
+        self._resolved.clear()
+        self._netpol.clear()
+        self._homes.clear()
 
     def _node_base(self, name: str) -> NodeState:
         state = self.views.node_base(name)
@@ -107,7 +123,52 @@ class Compiler:
             self._replace_port(endpoint_id, replacements, meter_nodes)
         for name in meter_nodes:
             self._replace_meters(name, replacements)
+        self._replace_netpol(touched, replacements)
         return self._apply(replacements)
+
+    def _replace_netpol(self, touched: Touched, replacements: Replacements) -> None:
+        """Re-resolve the NetworkPolicies of the tenants the change touched; rebuild the policy sections of
+        the nodes holding an endpoint a changed policy selects (selected before or after)."""
+        endpoints = touched.endpoints | touched.labels
+        tenants = {self._resolved[k].tenant for k in touched.policies if k in self._resolved}
+        tenants |= {
+            self.model.namespaces[k.split("/", 1)[0]].tenant for k in touched.policies if k in self.model.policies
+        }
+        tenants |= {self.model.namespaces[n].tenant for n in touched.namespaces if n in self.model.namespaces}
+        tenants |= {self.model.endpoints[e].tenant for e in endpoints if e in self.model.endpoints}
+        tenants |= {self._homes[e][1] for e in endpoints if e in self._homes}
+        if not tenants:
+            return
+        old = {k: r for k, r in self._resolved.items() if r.tenant in tenants}
+        new = {
+            key: resolve(self.model, policy)
+            for key, policy in self.model.policies.items()
+            if self.model.namespaces[policy.namespace].tenant in tenants
+        }
+        nodes: set[str] = set()
+        for key in old.keys() | new.keys():
+            before, after = old.get(key), new.get(key)
+            if before == after and not (mentions(before, touched.endpoints) or mentions(after, touched.endpoints)):
+                continue
+            for resolved in (before, after):
+                for endpoint_id in resolved.selected if resolved is not None else ():
+                    home = self._homes.get(endpoint_id) or (self.model.endpoints[endpoint_id].node, "")
+                    nodes.add(home[0])
+        for key in old:
+            del self._resolved[key]
+        self._resolved.update(new)
+        for endpoint_id in touched.endpoints:
+            endpoint = self.model.endpoints.get(endpoint_id)
+            if endpoint is None:
+                self._homes.pop(endpoint_id, None)
+            else:
+                self._homes[endpoint_id] = (endpoint.node, endpoint.tenant)
+        for name in nodes & self.model.nodes.keys():
+            sections = netpol.node_sections(self.model, self._resolved.values(), self.model.policy_ids, name)
+            slots: Slots = dict.fromkeys(self._netpol.get(name, set()) - sections.keys())
+            slots.update(sections)
+            replacements.setdefault(name, []).append(slots)
+            self._netpol[name] = set(sections)
 
     def _expand_tenants(self, keys: Iterable[str]) -> set[str]:
         """Networks to recompute: the touched ones, plus all of a tenant's whose set of nodes changed."""
@@ -209,6 +270,15 @@ class Compiler:
         return changes
 
     # --- sections ------------------------------------------------------------------------------
+
+
+def mentions(resolved: ResolvedPolicy | None, endpoints: set[str]) -> bool:
+    """Whether a resolved policy selects or names any of `endpoints` (whose address may have changed)."""
+    if resolved is None or not endpoints:
+        return False
+    if resolved.selected & endpoints:
+        return True
+    return any(c.local & endpoints or c.peers & endpoints for r in resolved.rules for c in r.clauses)
 
 
 def pair_diff(memo: dict[tuple[int, int], ChangeSet], new: Section | None, old: Section | None) -> ChangeSet:

@@ -26,6 +26,8 @@ class Feature(IntEnum):
     L2 = 7  # one network's unicast forwarding, per node
     METER = 8  # one endpoint's QoS meters (by endpoint num)
     FABRIC = 9  # a node's transit forwarding on a VLAN fabric with links
+    NETPOL = 10  # a node's NetworkPolicy stage: conntrack, isolation and the rules' shared clause flows
+    NETPOL_RULE = 11  # one NetworkPolicy rule's allow flows (by policy id, direction and index): its counters
 
 
 def cookie(feature: Feature, object_id: int) -> int:
