@@ -7,7 +7,7 @@ ingress_policy (what l2 delivers to a local port), each table recirculating into
     300   ip, -trk                            ct(zone=network, table=this table): every IP packet tracked
     200   +trk+est / +trk+rel                 go on: established and related traffic skips the rules
     100   the rules' clauses                  conjunction(id, k/n), shared by every rule with the same match
-    100   conj_id=N (one per rule clause set)  mark rule and verdict, ct(commit), go on     (cookie NETPOL_RULE)
+    100   ip, conj_id=N (per rule clause set)   mark rule and verdict, ct(commit), go on     (cookie NETPOL_RULE)
      50   an isolated endpoint                mark the verdict deny, drop
      10   +trk+new                            ct(commit), go on: endpoints no policy isolates
 
@@ -127,7 +127,8 @@ def allow_flow(direction: str, conj: int, rule: int) -> Flow:
     """What a completed conjunction does: mark the rule and the verdict, commit the connection, go on."""
     rules, onward, allow, _deny, field = STAGES[direction]
     actions = (field.set(conj), allow.set(), Ct(commit=True, zone=CT_ZONE, table=onward))
-    return Flow(rules, P_CLAUSE, match(conj_id=conj), actions, cookie=cookie(Feature.NETPOL_RULE, rule))
+    # OVS wants `ip` in the match of a flow whose actions use conntrack.
+    return Flow(rules, P_CLAUSE, match(**IP, conj_id=conj), actions, cookie=cookie(Feature.NETPOL_RULE, rule))
 
 
 def node_sections(
