@@ -127,3 +127,14 @@ def test_namespaces_labels_and_policies_are_restored(shop: Wsgi, service: Servic
         assert {path: again.ok("GET", path) for path in views} == before
     finally:
         reopened.close()
+
+
+def test_a_policy_change_reaches_only_the_switch_it_concerns(shop: Wsgi, service: Service) -> None:
+    published: list[dict] = []
+    service.subscribe(published.append)
+    shop.ok("PUT", POLICY, netpol(SPEC), token=BLUE)
+    assert set(published[-1]) == {"node1"}  # only the node of the selected pod
+    flows = shop.ok("GET", "/v1/nodes/node1/flows")["flows"]
+    assert "table=ingress_policy" in flows and "conjunction(" in flows and "ct(commit" in flows
+    shop.ok("PATCH", "/v1/endpoints/b1", {"labels": {"app": "db"}}, token=BLUE)  # no longer selected
+    assert "conjunction(" not in shop.ok("GET", "/v1/nodes/node1/flows")["flows"]
