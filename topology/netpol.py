@@ -158,6 +158,43 @@ def peer_endpoints(model: Model, policy: NetworkPolicy, peer: Peer) -> frozenset
     )
 
 
+def peer_matches_endpoint(model: Model, policy: NetworkPolicy, peer: Peer, endpoint: Endpoint) -> bool:
+    """Whether a selector peer matches one endpoint (as `peer_endpoints` would include it)."""
+    if peer.ip_block is not None or endpoint.namespace is None:
+        return False
+    tenant = policy_tenant(model, policy)
+    if endpoint.tenant != tenant:
+        return False
+    if peer.namespace_selector is None:
+        if endpoint.namespace != policy.namespace:
+            return False
+    else:
+        space = model.namespaces[endpoint.namespace]
+        if space.tenant != tenant or not peer.namespace_selector.matches(space.label_map):
+            return False
+    return peer.pod_selector is None or peer.pod_selector.matches(endpoint.label_map)
+
+
+def may_concern(model: Model, policy: NetworkPolicy, endpoint: Endpoint) -> bool:
+    """Whether the policy, resolved now, may select or name `endpoint` (conservative: True when unsure).
+
+    It selects it, a selector peer matches it, or a rule with named ports may resolve them on it as an
+    egress destination (a rule without peers or with an ipBlock). What the policy allows by address alone
+    (CIDRs) does not depend on which endpoints exist.
+    """
+    if endpoint.tenant != policy_tenant(model, policy):
+        return False
+    if endpoint.namespace == policy.namespace and policy.pod_selector.matches(endpoint.label_map):
+        return True
+    for rule in (*policy.ingress, *policy.egress):
+        named = any(isinstance(p.port, str) for p in rule.ports)
+        if named and (not rule.peers or any(p.ip_block is not None for p in rule.peers)):
+            return True
+        if any(peer_matches_endpoint(model, policy, peer, endpoint) for peer in rule.peers):
+            return True
+    return False
+
+
 def peer_cidrs(peer: Peer) -> list[IPv4Network]:
     """An ipBlock peer's addresses as disjoint IPv4 prefixes (an IPv6 block holds none of Tenet's)."""
     block = peer.ip_block

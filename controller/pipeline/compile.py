@@ -16,7 +16,7 @@ from controller.pipeline.features import netpol
 from controller.pipeline.sections import SectionBuilder
 from controller.pipeline.state import ChangeSet, NodeState, Section, diff, diff_sections
 from topology.model import Encap, Model, Touched
-from topology.netpol import ResolvedPolicy, resolve
+from topology.netpol import ResolvedPolicy, may_concern, resolve
 
 Slots = dict[int, "Section | None"]  # section cookie -> its new content, None: remove it
 Replacements = dict[str, list[Slots]]  # node -> what to replace there
@@ -64,8 +64,9 @@ class Compiler:
             self._tenant_audience[tenant] = frozenset(counter)
         self._resolved = {key: resolve(self.model, policy) for key, policy in self.model.policies.items()}
         self._homes = {e.id: (e.node, e.tenant) for e in self.model.endpoints.values()}
+        memo: dict = {}
         for name, state in states.items():
-            sections = netpol.node_sections(self.model, self._resolved.values(), self.model.policy_ids, name)
+            sections = netpol.node_sections(self.model, self._resolved.values(), self.model.policy_ids, name, memo=memo)
             state.sections.update(sections)
             self._netpol[name] = set(sections)
         self.states = states
@@ -127,24 +128,22 @@ class Compiler:
         return self._apply(replacements)
 
     def _replace_netpol(self, touched: Touched, replacements: Replacements) -> None:
-        """Re-resolve the NetworkPolicies of the tenants the change touched; rebuild the policy sections of
-        the nodes holding an endpoint a changed policy selects (selected before or after)."""
-        endpoints = touched.endpoints | touched.labels
-        tenants = {self._resolved[k].tenant for k in touched.policies if k in self._resolved}
-        tenants |= {
-            self.model.namespaces[k.split("/", 1)[0]].tenant for k in touched.policies if k in self.model.policies
-        }
-        tenants |= {self.model.namespaces[n].tenant for n in touched.namespaces if n in self.model.namespaces}
-        tenants |= {self.model.endpoints[e].tenant for e in endpoints if e in self.model.endpoints}
-        tenants |= {self._homes[e][1] for e in endpoints if e in self._homes}
-        if not tenants:
+        """Re-resolve the NetworkPolicies the change may concern (changed ones; those selecting or naming a
+        changed endpoint, before or now; every policy of a tenant whose namespace labels changed); rebuild
+        the policy sections of the nodes holding an endpoint a changed policy selects (before or after)."""
+        keys = set(touched.policies)
+        tenants = {self.model.namespaces[n].tenant for n in touched.namespaces if n in self.model.namespaces}
+        keys |= {k for k, r in self._resolved.items() if r.tenant in tenants}
+        keys |= {k for k, p in self.model.policies.items() if self.model.namespaces[p.namespace].tenant in tenants}
+        for endpoint_id in touched.endpoints | touched.labels:
+            keys |= {k for k, r in self._resolved.items() if mentions(r, {endpoint_id})}
+            endpoint = self.model.endpoints.get(endpoint_id)
+            if endpoint is not None:
+                keys |= {k for k, p in self.model.policies.items() if may_concern(self.model, p, endpoint)}
+        if not keys and not touched.endpoints:
             return
-        old = {k: r for k, r in self._resolved.items() if r.tenant in tenants}
-        new = {
-            key: resolve(self.model, policy)
-            for key, policy in self.model.policies.items()
-            if self.model.namespaces[policy.namespace].tenant in tenants
-        }
+        old = {k: self._resolved[k] for k in keys if k in self._resolved}
+        new = {k: resolve(self.model, self.model.policies[k]) for k in keys if k in self.model.policies}
         nodes: set[str] = set()
         for key in old.keys() | new.keys():
             before, after = old.get(key), new.get(key)
@@ -163,8 +162,9 @@ class Compiler:
                 self._homes.pop(endpoint_id, None)
             else:
                 self._homes[endpoint_id] = (endpoint.node, endpoint.tenant)
+        memo: dict = {}
         for name in nodes & self.model.nodes.keys():
-            sections = netpol.node_sections(self.model, self._resolved.values(), self.model.policy_ids, name)
+            sections = netpol.node_sections(self.model, self._resolved.values(), self.model.policy_ids, name, memo=memo)
             slots: Slots = dict.fromkeys(self._netpol.get(name, set()) - sections.keys())
             slots.update(sections)
             replacements.setdefault(name, []).append(slots)

@@ -132,10 +132,19 @@ def allow_flow(direction: str, conj: int, rule: int) -> Flow:
 
 
 def node_sections(
-    model: Model, resolved: Iterable[ResolvedPolicy], policy_ids: Mapping[str, int], node: str
+    model: Model,
+    resolved: Iterable[ResolvedPolicy],
+    policy_ids: Mapping[str, int],
+    node: str,
+    *,
+    memo: dict | None = None,
 ) -> dict[int, Section]:
     """One node's NetworkPolicy sections: the node's (conntrack, isolation, shared clause flows) and one per
-    rule with a local endpoint (its allow flows). Empty when no local endpoint is isolated."""
+    rule with a local endpoint (its allow flows). Empty when no local endpoint is isolated.
+
+    `memo`: a dict shared by the calls for several nodes of one model state (never across changes), so a
+    clause's peer and port matches are built once for all of them."""
+    memo = {} if memo is None else memo
     local = model.endpoints_by_node.get(node, {})
     isolated: dict[str, set[str]] = {INGRESS: set(), EGRESS: set()}
     clauses: dict[tuple[str, Match], set[Conjunction]] = {}
@@ -151,13 +160,18 @@ def node_sections(
             number = rule_id(policy_ids[policy.key], rule.direction, rule.index)
             for index, clause in enumerate(rule.clauses):
                 mine = sorted(clause.local & local.keys())
-                peers = peer_matches(model, rule.direction, clause)
+                peers = memo.get((rule.direction, clause))
+                if peers is None:
+                    peers = memo[(rule.direction, clause)] = peer_matches(model, rule.direction, clause)
                 if not mine or not peers:
                     continue
                 conj = conj_id(number, index)
                 sets = [[local_match(model, rule.direction, local[e]) for e in mine], peers]
                 if clause.ports is not None:
-                    sets.append([port_match(p) for p in clause.ports])
+                    ports = memo.get(clause.ports)
+                    if ports is None:
+                        ports = memo[clause.ports] = [port_match(p) for p in clause.ports]
+                    sets.append(ports)
                 table = STAGES[rule.direction][0]
                 for k, matches in enumerate(sets, start=1):
                     for m in matches:
