@@ -25,8 +25,10 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from cni.protocol import DEFAULT_SOCKET
+from controller.pipes import until_the_reader_goes
 
 log = logging.getLogger("tenet.agent")
 DATAPATH_ID_BASE = 0x7E_0000_0000_0000  # default datapath ids: this, or'ed with the tunnel IP
@@ -96,7 +98,11 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--ovsdb", default=_env("ovsdb", "unix:/var/run/openvswitch/db.sock"), help="OVSDB connection string"
     )
-    run.add_argument("--bridge", default=_env("bridge", "br-int"))
+    run.add_argument(
+        "--bridge",
+        default=_env("bridge", "br-int"),
+        help="the integration bridge the agent makes and plugs pods into (default br-int)",
+    )
     run.add_argument(
         "--openflow-mgmt",
         default=_env("openflow_mgmt"),
@@ -110,8 +116,19 @@ def parser() -> argparse.ArgumentParser:
         help="auto: the kernel datapath where the openvswitch module is there, else userspace (netdev)",
     )
     run.add_argument("--datapath-id", default=_env("datapath_id"), help="default: derived from the tunnel IP")
-    run.add_argument("--ready-timeout", type=float, default=float(_env("ready_timeout", "10")))
-    run.add_argument("--log-level", default=_env("log_level", "info"))
+    run.add_argument(
+        "--ready-timeout",
+        type=float,
+        default=float(_env("ready_timeout", "10")),
+        metavar="SECONDS",
+        help="how long ADD waits for the controller to install a pod's flows before it fails with CNI code 11"
+        " (default 10)",
+    )
+    run.add_argument(
+        "--log-level",
+        default=_env("log_level", "info"),
+        help="debug, info, warning or error (default info); the log goes to stderr",
+    )
     install = verbs.add_parser("install-cni", parents=common, help="write the plugin and a conflist for the runtime")
     install.add_argument("--bin-dir", default="/opt/cni/bin", type=Path)
     install.add_argument("--conf-dir", default="/etc/cni/net.d", type=Path)
@@ -218,6 +235,7 @@ def run(args: argparse.Namespace) -> None:
         refused = error.status is not None and 400 <= error.status < 500
         code = EXIT_REFUSED if refused else 1
         raise StartupError(f"registering node {args.node} with {args.controller}: {error}", code=code) from None
+    setup_gateway(client, ovsdb, args.bridge, tunnel_ip)
     settings = AgentSettings(
         node=args.node, bridge=args.bridge, datapath_type=datapath_type, ready_timeout=args.ready_timeout
     )
@@ -229,7 +247,9 @@ def run(args: argparse.Namespace) -> None:
         removed = {}
     mgmt = args.openflow_mgmt or mgmt_socket_path(args.ovsdb, args.bridge)
     if args.openflow.startswith("tcp:"):
-        restore = FlowRestore(ovsdb, client, args.node, mgmt_socket=mgmt, openflow=args.openflow).start()
+        restore = FlowRestore(
+            ovsdb, client, args.node, mgmt_socket=mgmt, openflow=args.openflow, bridge=args.bridge
+        ).start()
     else:
         restore = None
         log.warning("--openflow %s is not tcp:HOST:PORT: flow-restore-wait will not be ended", args.openflow)
@@ -254,6 +274,28 @@ def run(args: argparse.Namespace) -> None:
     if restore is not None:
         restore.stop()
     ovsdb.close()
+
+
+def setup_gateway(client: Any, ovsdb: Any, bridge: str, tunnel_ip: ipaddress.IPv4Address) -> None:
+    """The node's gateway port (agent/gateway.py), when the controller has a cluster network."""
+    from agent.gateway import Gateway, GatewayError, plan_from
+    from agent.ovsdb import OvsdbError
+    from controller.client import ClientError, path
+
+    try:
+        plan = plan_from(client.get(path("v1", "gateway")), tunnel_ip)
+    except ClientError as error:
+        if error.status == 404:  # a controller from before gateway ports
+            log.warning("the controller has no GET /v1/gateway: no gateway port")
+            return
+        raise StartupError(f"reading the cluster network from the controller: {error}") from None
+    if plan is None:
+        log.info("no cluster network: no gateway port")
+        return
+    try:
+        Gateway(ovsdb, bridge).apply(plan)
+    except (GatewayError, OvsdbError, OSError) as error:
+        raise StartupError(f"setting up the gateway port: {error}") from None
 
 
 def install_cni(args: argparse.Namespace) -> None:
@@ -287,6 +329,11 @@ def install_cni(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point; output into a pipe closed early (`| head`) ends quietly."""
+    return until_the_reader_goes(lambda: _main(argv))
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = parser().parse_args(argv)
     try:
         if args.verb == "run":

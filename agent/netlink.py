@@ -52,13 +52,17 @@ from pyroute2.netlink import (
 from pyroute2.netlink.exceptions import NetlinkError as _KernelError
 from pyroute2.netlink.rtnl import (
     RTM_DELLINK,
+    RTM_DELRULE,
     RTM_GETADDR,
     RTM_GETLINK,
     RTM_GETROUTE,
+    RTM_GETRULE,
     RTM_NEWADDR,
     RTM_NEWLINK,
     RTM_NEWROUTE,
+    RTM_NEWRULE,
 )
+from pyroute2.netlink.rtnl.fibmsg import fibmsg
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import IFF_UP, ifinfmsg
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
@@ -72,6 +76,14 @@ CLONE_NEWNET = 0x40000000
 NS_GET_NSTYPE = 0xB703  # ioctl on an nsfs file: which kind of namespace it is
 LOOPBACK_INDEX = 1  # `lo` is ifindex 1 in every network namespace
 RT_TABLE_MAIN = 254
+RT_TABLE_COMPAT = 252  # rtmsg's 8-bit table field for a table above 255 (named in RTA_TABLE)
+RT_SCOPE_LINK = 253
+FR_ACT_TO_TBL = 1
+# An interface that does not own the pod's default route gets routing table SOURCE_TABLE_BASE + its ifindex in
+# the pod, and a rule at SOURCE_RULE_PRIORITY (before the main table's 32766) sending its address's traffic there.
+SOURCE_TABLE_BASE = 10000
+SOURCE_TABLE_END = SOURCE_TABLE_BASE + (1 << 24)
+SOURCE_RULE_PRIORITY = 10000
 RTPROT_BOOT = 3
 RTN_UNICAST = 1
 RT_SCOPE_UNIVERSE = 0
@@ -137,6 +149,7 @@ class PodView:
     gateway: str | None  # the default route's gateway through this interface (IPv4 first)
     mtu: int
     up: bool
+    source_gateway: str | None = None  # the default route's gateway in the table a rule from its address picks
 
 
 class Netlink:
@@ -159,8 +172,12 @@ class Netlink:
         """The veth pair, configured on both ends; everything made is removed again if a step fails.
 
         The pod's default route goes through this interface only if the pod has none of the address's family
-        yet: a container's first interface owns it, a second one (``net1``, another network or the same)
-        gets only the route to its subnet that comes with its address.
+        yet: a container's first interface owns it, a second one (``net1``, another network or the same) gets
+        only the route to its subnet. Each gets source-based routing besides: its own table (SOURCE_TABLE_BASE
+        + its ifindex) with its subnet and a default route via its gateway, and `ip rule from ADDRESS lookup
+        TABLE`; so what leaves from its address, replies to peers that reached it included, leaves through it,
+        not through the default route's interface or another interface's subnet route (where port security
+        would drop the foreign source address). `forget_source_routes` removes the rule once it is gone.
         """
         address, gateway = _check(pod)
         where = f"{pod.netns}:{pod.ifname}"
@@ -182,6 +199,7 @@ class Netlink:
                     route = _default_route_message(index, gateway)
                     doing = f"adding the default route via {pod.gateway} in {where}"
                     _call(inside, route, RTM_NEWROUTE, exclusive, doing)
+                _add_source_route(inside, index, address, gateway, where)
                 if ethtool is not None:
                     _tx_checksum_off(ethtool, where)
                 host_mac = str(_require_link(host, pod.host_name, pod.host_name).get_attr("IFLA_ADDRESS") or "")
@@ -254,6 +272,32 @@ class Netlink:
             log.warning("removing the ingress chain of %s: %s", host_name, error)
         return deleted
 
+    def forget_source_routes(self, netns: str) -> int:
+        """Remove the rules `create` made for interfaces no longer in the pod (their tables went with them);
+        returns how many. A missing namespace has none: 0. Raises NetlinkError."""
+        removed = 0
+        with self._session():
+            try:
+                with _netns_fd(netns) as nsfd, self._inside(nsfd, netns):
+                    inside = _Rtnl()
+            except NetnsMissing:
+                return 0
+            with inside:
+                links = ifinfmsg()
+                links["attrs"] = [("IFLA_EXT_MASK", RTEXT_FILTER_SKIP_STATS)]
+                present = {link["index"] for link in _call(inside, links, RTM_GETLINK, NLM_F_DUMP, "listing links")}
+                for rule in _source_rules(inside, netns):
+                    table = _rule_table(rule)
+                    if table - SOURCE_TABLE_BASE not in present:
+                        gone = fibmsg()
+                        gone["family"], gone["src_len"], gone["action"] = rule["family"], rule["src_len"], FR_ACT_TO_TBL
+                        gone["table"] = RT_TABLE_COMPAT
+                        gone["attrs"] = [("FRA_SRC", rule.get_attr("FRA_SRC")), ("FRA_TABLE", table)]
+                        gone["attrs"].append(("FRA_PRIORITY", rule.get_attr("FRA_PRIORITY") or SOURCE_RULE_PRIORITY))
+                        _call(inside, gone, RTM_DELRULE, 0, f"removing the rule to table {table} in {netns}")
+                        removed += 1
+        return removed
+
     def host_link_exists(self, host_name: str) -> bool:
         if not _valid_name(host_name):
             return False
@@ -290,6 +334,7 @@ class Netlink:
                     query = rtmsg()
                     query["family"] = family
                     routes += _call(inside, query, RTM_GETROUTE, NLM_F_DUMP, f"listing routes in {netns}")
+                rules = _source_rules(inside, netns)
         found = []
         for entry in addresses:
             if entry["index"] == index and entry["scope"] == RT_SCOPE_UNIVERSE:
@@ -302,11 +347,24 @@ class Netlink:
                 gateway = route.get_attr("RTA_GATEWAY")
                 if gateway:
                     break
+        ips = {address.split("/")[0] for address in found}
+        tables = {_rule_table(r) for r in rules if r.get_attr("FRA_SRC") in ips and r["src_len"] in (32, 128)}
+        source_gateway = next(
+            (
+                route.get_attr("RTA_GATEWAY")
+                for route in routes
+                if route["dst_len"] == 0
+                and (route.get_attr("RTA_TABLE") or route["table"]) in tables
+                and route.get_attr("RTA_OIF") == index
+            ),
+            None,
+        )
         return PodView(
             ifname=ifname,
             mac=str(link.get_attr("IFLA_ADDRESS") or ""),
             addresses=tuple(found),
             gateway=gateway or None,
+            source_gateway=source_gateway or None,
             mtu=int(link.get_attr("IFLA_MTU") or 0),
             up=bool(link["flags"] & IFF_UP),
         )
@@ -472,16 +530,54 @@ def _addr_message(index: int, address: _Interface) -> nlmsg:
     return message
 
 
-def _default_route_message(index: int, gateway: _Address) -> nlmsg:
+def _default_route_message(index: int, gateway: _Address, table: int = RT_TABLE_MAIN) -> nlmsg:
     message = rtmsg()
     message["family"] = socket.AF_INET if gateway.version == 4 else socket.AF_INET6
     message["dst_len"] = 0
-    message["table"] = RT_TABLE_MAIN
+    message["table"] = table if table < 256 else RT_TABLE_COMPAT
     message["proto"] = RTPROT_BOOT
     message["scope"] = RT_SCOPE_UNIVERSE
     message["type"] = RTN_UNICAST
-    message["attrs"] = [("RTA_GATEWAY", str(gateway)), ("RTA_OIF", index)]
+    message["attrs"] = [("RTA_GATEWAY", str(gateway)), ("RTA_OIF", index), ("RTA_TABLE", table)]
     return message
+
+
+def _add_source_route(rtnl: _Rtnl, index: int, address: _Interface, gateway: _Address, where: str) -> None:
+    """Table SOURCE_TABLE_BASE + `index`: the interface's subnet and a default route via `gateway`; and the rule
+    `from ADDRESS lookup TABLE` (see `Netlink.create`). A rule left identical by an earlier interface is kept."""
+    table = SOURCE_TABLE_BASE + index
+    family = socket.AF_INET if address.version == 4 else socket.AF_INET6
+    subnet = rtmsg()
+    subnet["family"], subnet["dst_len"], subnet["table"] = family, address.network.prefixlen, RT_TABLE_COMPAT
+    subnet["proto"], subnet["scope"], subnet["type"] = RTPROT_BOOT, RT_SCOPE_LINK, RTN_UNICAST
+    subnet["attrs"] = [("RTA_DST", str(address.network.network_address)), ("RTA_OIF", index), ("RTA_TABLE", table)]
+    exclusive = NLM_F_CREATE | NLM_F_EXCL
+    _call(rtnl, subnet, RTM_NEWROUTE, exclusive, f"adding the route to {address.network} in table {table} in {where}")
+    route = _default_route_message(index, gateway, table)
+    _call(rtnl, route, RTM_NEWROUTE, exclusive, f"adding the default route via {gateway} to table {table} in {where}")
+    rule = fibmsg()
+    rule["family"], rule["src_len"], rule["action"] = family, address.max_prefixlen, FR_ACT_TO_TBL
+    rule["table"] = RT_TABLE_COMPAT
+    rule["attrs"] = [("FRA_SRC", str(address.ip)), ("FRA_TABLE", table), ("FRA_PRIORITY", SOURCE_RULE_PRIORITY)]
+    try:
+        rtnl.request(rule, RTM_NEWRULE, exclusive)
+    except _KernelError as error:
+        if error.code != errno.EEXIST:
+            raise NetlinkError(f"adding rule from {address.ip} lookup {table} in {where}: {_reason(error)}") from None
+
+
+def _source_rules(rtnl: _Rtnl, netns: str) -> list[nlmsg]:
+    """The namespace's rules that pick a table of `_add_source_route` (IPv4 and IPv6)."""
+    rules = []
+    for family in (socket.AF_INET, socket.AF_INET6):
+        query = fibmsg()
+        query["family"] = family
+        rules += _call(rtnl, query, RTM_GETRULE, NLM_F_DUMP, f"listing rules in {netns}")
+    return [rule for rule in rules if SOURCE_TABLE_BASE <= _rule_table(rule) < SOURCE_TABLE_END]
+
+
+def _rule_table(rule: nlmsg) -> int:
+    return int(rule.get_attr("FRA_TABLE") or rule["table"])
 
 
 def _seal_host_end(host: _Rtnl, name: str, *, ingress_drop: bool) -> None:

@@ -31,9 +31,9 @@ COLUMNS = {
     "Open_vSwitch": ["bridges", "next_cfg", "cur_cfg", "ssl", "other_config"],
     "SSL": ["private_key", "certificate", "ca_cert", "bootstrap_ca_cert"],
     "Bridge": ["name", "datapath_type", "fail_mode", "protocols", "other_config", "controller", "ports"],
-    "Controller": ["target", "connection_mode"],
+    "Controller": ["target", "connection_mode", "is_connected"],
     "Port": ["name", "interfaces"],
-    "Interface": ["name", "type", "options", "ofport", "ofport_request", "external_ids", "error"],
+    "Interface": ["name", "type", "options", "ofport", "ofport_request", "external_ids", "error", "mtu_request", "mac"],
 }
 OPENFLOW = ["OpenFlow13"]
 FLOW_RESTORE_WAIT = "flow-restore-wait"
@@ -128,6 +128,15 @@ class Ovsdb:
                 self._commit(_DelPort(self._api, bridge, name), f"removing port {name} from {bridge}")
             raise OvsdbError(f"OVS could not add port {name} to {bridge}: {problem}")
 
+    def ensure_internal_port(self, bridge: str, name: str, *, ofport: int, mtu: int, mac: str) -> None:
+        """An internal port `name` of `bridge` (an interface of this host's stack) with `ofport_request`,
+        `mtu_request` (bytes; without it the port follows the bridge's smallest MTU) and MAC; idempotent.
+        Raises OvsdbError if OVS cannot open it."""
+        self._commit(_InternalPort(self._api, bridge, name, ofport=ofport, mtu=mtu, mac=mac), f"adding port {name}")
+        problem = self._failure(name)
+        if problem:
+            raise OvsdbError(f"OVS could not add port {name} to {bridge}: {problem}")
+
     def del_port(self, bridge: str, name: str, *, owned_by: dict[str, str] | None = None) -> bool:
         """Remove port `name` from `bridge`; nothing to do if it is not there. With `owned_by`, only if its
         interface's `external_ids` hold every one of those items (checked in the same transaction), so a
@@ -159,6 +168,17 @@ class Ovsdb:
         def read(idl: Any) -> bool:
             row = next(iter(idl.tables["Open_vSwitch"].rows.values()), None)
             return row is not None and _or_empty(row, "other_config", {}).get(FLOW_RESTORE_WAIT) == "true"
+
+        return self._read(read)
+
+    def controller_connected(self, bridge: str) -> bool:
+        """Whether ovs-vswitchd reports a connection of `bridge` to one of its controllers as up
+        (Controller.is_connected, ovs-vswitchd.conf.db(5)); False for an unknown bridge."""
+
+        def read(idl: Any) -> bool:
+            row = idlutils.row_by_value(idl, "Bridge", "name", bridge, None)
+            controllers = _or_empty(row, "controller", []) if row is not None else []
+            return any(_or_empty(controller, "is_connected", False) is True for controller in controllers)
 
         return self._read(read)
 
@@ -390,6 +410,20 @@ class _AddPort(_Step):
         interface = _interface_of(port)
         self.set(interface, "ofport_request", [self.ofport])
         self.set(interface, "external_ids", self.external_ids)
+
+
+class _InternalPort(_Step):
+    def __init__(self, api: Any, bridge: str, name: str, *, ofport: int, mtu: int, mac: str) -> None:
+        super().__init__(api)
+        self.bridge_name, self.name, self.ofport, self.mtu, self.mac = bridge, name, ofport, mtu, mac
+
+    def apply(self) -> None:
+        port, _ = self.port(self.bridge(self.bridge_name), self.name)
+        interface = _interface_of(port)
+        self.set(interface, "type", "internal")
+        self.set(interface, "ofport_request", [self.ofport])
+        self.set(interface, "mtu_request", [self.mtu])
+        self.set(interface, "mac", [self.mac])
 
 
 class _ClearFlowRestoreWait(_Step):

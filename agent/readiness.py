@@ -2,8 +2,9 @@
 
 CHECK (CNI spec, "CHECK"): plugins chained after this one may change the pod's interface, so only what breaks
 the attachment fails: the interface gone or with another MAC, down, without its address, without the default
-route it installed, or with an MTU above the network's (frames the overlay cannot carry). A lower MTU and more
-addresses or routes pass. STATUS (CNI spec 1.1, "STATUS"): code 50, "cannot serve ADD", when the controller
+route it installed (or, for an interface after the first, without its source route: agent/netlink.py), or
+with an MTU above the network's (frames the overlay cannot carry). A lower MTU and more addresses or routes
+pass. STATUS (CNI spec 1.1, "STATUS"): code 50, "cannot serve ADD", when the controller
 is unreachable, the node's switch is not connected, or the network has no free address; 51 is for existing
 pods losing connectivity, which none of these causes.
 """
@@ -35,8 +36,15 @@ def pod_problem(view: PodView | None, doc: dict[str, Any], ifname: str, *, owns_
         return f"interface {ifname} is down"
     if address not in view.addresses:
         return f"interface {ifname} lacks address {address} (has {', '.join(view.addresses) or 'none'})"
+    if owns_default_route and view.gateway is None:
+        return f"the pod has no default route through {ifname}, want one via {doc['gateway']}"
     if owns_default_route and view.gateway != doc["gateway"]:
-        return f"the pod's default route is via {view.gateway or 'nothing'}, want {doc['gateway']}"
+        return f"the pod's default route through {ifname} is via {view.gateway}, want {doc['gateway']}"
+    if not owns_default_route and view.source_gateway != doc["gateway"]:
+        return (
+            f"interface {ifname} lacks its source route (a rule from {doc['ip']} to a table with a default"
+            f" route via {doc['gateway']}): replies from {doc['ip']} would leave through another interface"
+        )
     if view.mtu > doc["mtu"]:
         return f"interface {ifname} has MTU {view.mtu}, above the network's {doc['mtu']}"
     return None

@@ -11,6 +11,14 @@ any connect (dump, diff, one bundle, barrier). When the controller reports the n
 connection (`GET /v1/nodes/{name}`: `switch.in_sync`, with a new `switch.connections` count), the agent closes
 the relay and clears the flag, and ovs-vswitchd connects to the controller itself.
 
+An operator may also set the flag on a running ovs-vswitchd, which keeps its controller connection then. The
+relay would claim the switch's datapath id a second time, and the controller refuses such a claim while the
+holder answers. So the relay is used only while the switch has no controller connection of its own
+(Controller.is_connected in OVSDB): when its own connection is up and the controller reports the switch in
+sync, its flows are in place and the agent clears the flag at once. After an attempt that did not end the
+flag, the agent waits RETRY_AFTER s, doubling up to MAX_RETRY_AFTER s, so a controller that refuses never
+sees a stream of connections.
+
 Not quite hitless: when the flag goes, ovs-vswitchd configures br-int's controller target, and going from no
 controller to one makes it flush its flow tables (OVS 3.1 ofproto/connmgr.c, connmgr_set_controllers), so the
 controller's own connection installs them again, tens of milliseconds later (~30 ms measured here). Antrea's
@@ -31,7 +39,8 @@ from agent.ovsdb import Ovsdb, OvsdbError
 from controller.client import Client, ClientError, path
 
 log = logging.getLogger(__name__)
-RETRY_AFTER = 2.0  # seconds after a failed attempt
+RETRY_AFTER = 2.0  # seconds after a failed attempt, doubled after each further one
+MAX_RETRY_AFTER = 30.0
 
 
 class FlowRestore:
@@ -45,12 +54,14 @@ class FlowRestore:
         *,
         mgmt_socket: str,
         openflow: str,
+        bridge: str = "br-int",
         interval: float = 0.5,
         timeout: float = 60.0,
     ) -> None:
         """`mgmt_socket`: path of the bridge's management socket; `openflow`: the controller's "tcp:HOST:PORT";
-        `timeout`: seconds to wait for the controller before trying again."""
-        self.ovsdb, self.client, self.node = ovsdb, client, node
+        `bridge`: the bridge whose controller connection counts; `timeout`: seconds to wait for the controller
+        before trying again."""
+        self.ovsdb, self.client, self.node, self.bridge = ovsdb, client, node, bridge
         self.mgmt_socket, self.openflow = mgmt_socket, openflow
         self.interval, self.timeout = interval, timeout
         self._stop = threading.Event()
@@ -65,21 +76,33 @@ class FlowRestore:
         self._thread.join(timeout=10)
 
     def _watch(self) -> None:
+        retry = RETRY_AFTER
         while not self._stop.is_set():
             pause = self.interval
             try:
-                if self.ovsdb.flow_restore_wait():
-                    self.restore()
+                if self.ovsdb.flow_restore_wait() and not self.restore():
+                    pause, retry = retry, min(retry * 2, MAX_RETRY_AFTER)
+                else:
+                    retry = RETRY_AFTER
             except (OvsdbError, ClientError, OSError, ValueError) as error:
-                log.warning("flow-restore-wait: %s; trying again in %g s", error, RETRY_AFTER)
-                pause = RETRY_AFTER  # ovs-vswitchd still starting, or the controller away: no hurry
+                log.warning("flow-restore-wait: %s; trying again in %g s", error, retry)
+                pause, retry = retry, min(retry * 2, MAX_RETRY_AFTER)  # ovs-vswitchd starting, or the controller away
             self._stop.wait(pause)
 
     def restore(self) -> bool:
-        """Relay the management socket to the controller until it reports the switch in sync, then clear the
-        flag. False if the controller did not get there within `timeout` (the flag stays); raises OvsdbError,
-        ClientError or OSError."""
-        before = self._switch().get("connections", 0)
+        """End the flag: at once when the switch's own controller connection is up and the controller reports
+        it in sync; else relay the management socket to the controller until it reports the switch in sync,
+        then clear the flag. False if the flag stays (the switch's own connection is up but not in sync yet,
+        or the controller did not get there within `timeout`); raises OvsdbError, ClientError or OSError."""
+        switch = self._switch()
+        if self.ovsdb.controller_connected(self.bridge):
+            if not (switch.get("connected") and switch.get("in_sync")):
+                log.info("flow-restore-wait is set; %s is connected to the controller, not in sync yet", self.bridge)
+                return False
+            self.ovsdb.clear_flow_restore_wait()
+            log.info("flow-restore-wait cleared: %s is connected to the controller and in sync", self.bridge)
+            return True
+        before = switch.get("connections", 0)
         started = time.monotonic()
         log.info("flow-restore-wait is set: relaying %s to the controller at %s", self.mgmt_socket, self.openflow)
         with _Relay(self.mgmt_socket, _tcp_address(self.openflow)) as relay:
@@ -106,8 +129,17 @@ class _Relay:
         self.switch = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         self.controller: socket.socket | None = None
         try:
-            self.switch.connect(mgmt_socket)
-            self.controller = socket.create_connection(controller, timeout=10)
+            try:
+                self.switch.connect(mgmt_socket)
+            except OSError as error:  # the message of a failed connect names no path: say which socket
+                raise OSError(error.errno, f"connecting to {mgmt_socket}: {error.strerror or error}") from None
+            try:
+                self.controller = socket.create_connection(controller, timeout=10)
+            except OSError as error:
+                where = f"{controller[0]}:{controller[1]}"
+                raise OSError(
+                    error.errno, f"connecting to the controller at {where}: {error.strerror or error}"
+                ) from None
             self.controller.settimeout(None)
         except BaseException:
             self.close()

@@ -112,7 +112,9 @@ class AgentService:
         if verb == "GC":
             return self.gc(str(request.get("cni_network") or ""), request.get("valid_attachments") or [])
         if verb not in ("ADD", "DEL", "CHECK"):
-            raise AgentError(protocol.INVALID_CONFIG, f"unknown verb {verb!r}", f"want one of {protocol.VERBS}")
+            raise AgentError(
+                protocol.INVALID_ENVIRONMENT, f"CNI_COMMAND: unknown verb {verb!r}", f"want one of {protocol.VERBS}"
+            )
         container_id, ifname = _text(request, "container_id", "CNI_CONTAINERID"), _text(request, "ifname", "CNI_IFNAME")
         problem = ifname_problem(ifname)
         if problem:
@@ -193,7 +195,7 @@ class AgentService:
             except HostLinkExists:  # left by an attempt that died before it could clean up: ours to remove
                 if not self._remove_leftover(doc["id"]):
                     raise AgentError(
-                        protocol.INVALID_ENVIRONMENT, f"{port} exists and is an OVS port Tenet did not make"
+                        protocol.GENERIC_FAILURE, f"{port} exists and is an OVS port Tenet did not make"
                     ) from None
                 log.info("port %s exists from an earlier attempt: removed it", port)
                 created = self.netlink.create(pod)
@@ -259,6 +261,10 @@ class AgentService:
             if ids.get(EXT_ENDPOINT) == eid:
                 self._unplumb(port, eid)
                 removed.add(port)
+                try:  # the rule of its source route, if it had one (agent/netlink.py)
+                    self.netlink.forget_source_routes(ids.get(EXT_NETNS) or "")
+                except NetlinkError as error:
+                    log.warning("removing the source route rule of %s: %s", port, error)
         try:
             doc = self.client.get(path("v1", "endpoints", eid))
         except ClientError as error:

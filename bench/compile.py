@@ -1,10 +1,14 @@
 """Compile benchmark: a synthetic cluster compiled in full, per node, and incrementally.
 
     python -m bench.compile --nodes 1000 --tenants 100 --networks 1000 --endpoints 50000 --json
+    python -m bench.compile --churn 100000 --json     # then N random changes, ids and VNIs reused
 
 Networks are spread evenly over tenants (every tenant reuses the same subnets, so they overlap across
 tenants), endpoints evenly over networks and uniformly at random over nodes with a fixed seed, so a
 network spans many nodes as it would in a real cluster.
+
+`--churn N` then makes N random changes, each timed with its incremental update (see `bench.churn`), and
+compares the memory the compiler holds afterwards with a fresh full compile of the final model.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import sys
 import time
 from ipaddress import IPv4Address
 
+from bench.churn import churn
 from controller.pipeline.compile import Compiler
 from topology.model import Model, touched_by
 
@@ -72,7 +77,7 @@ def measure(args: argparse.Namespace) -> dict:
         changes.append(sum(len(cs) for cs in result.values()))
         nodes_touched.append(len(result))
         hosts.append(len(model.hosts[key]))
-    return {
+    result = {
         "nodes": args.nodes,
         "tenants": args.tenants,
         "networks": args.networks,
@@ -88,6 +93,9 @@ def measure(args: argparse.Namespace) -> dict:
         "incremental_add_nodes": round(statistics.median(nodes_touched)),
         "network_hosts": round(statistics.median(hosts)),
     }
+    if args.churn:
+        result.update(churn(model, compiler, args.churn, seed=args.seed + 2))
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--sample", type=int, default=20, help="nodes compiled one by one for node_compile_ms")
     parser.add_argument("--adds", type=int, default=50, help="single-endpoint additions timed")
+    parser.add_argument(
+        "--churn", type=int, default=0, help="random changes (ids, names and VNIs reused) timed after the rest"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object (the default prints lines)")
     args = parser.parse_args(argv)
     result = measure(args)

@@ -46,7 +46,7 @@ import sys
 from cni import config as cniconfig
 from cni import fastjson, protocol
 from cni.config import LATEST_VERSION, SUPPORTED_VERSIONS, CniError, NetConf
-from cni.protocol import GENERIC_FAILURE, INVALID_CONFIG, INVALID_ENVIRONMENT, NOT_READY, AgentError
+from cni.protocol import GENERIC_FAILURE, INVALID_CONFIG, INVALID_ENVIRONMENT, IO_FAILURE, NOT_READY, AgentError
 from cni.result import add_result, check_prev_result
 
 TYPE_CHECKING = False
@@ -66,7 +66,10 @@ def run(env: Mapping[str, str], stdin: BinaryIO, stdout: TextIO) -> int:
     """Run one verb; print its result or error to `stdout`; return the exit status."""
     version = LATEST_VERSION
     try:
-        data = stdin.read()
+        try:
+            data = stdin.read()
+        except OSError as error:
+            raise CniError(IO_FAILURE, "cannot read the network configuration from stdin", str(error)) from None
         version = _declared_version(data)
         output = execute(env, data)
         status = 0

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 
 from cni.config import CniError, version_key
-from cni.protocol import GENERIC_FAILURE
+from cni.protocol import GENERIC_FAILURE, INVALID_CONFIG
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ def check_prev_result(prev: dict[str, Any] | None, *, ifname: str, netns: str) -
     ``/proc/PID/ns/net`` of a process inside name the same namespace (same st_dev and st_ino of the nsfs file).
     """
     if prev is None:
-        raise CniError(GENERIC_FAILURE, "CHECK needs prevResult: the result of the ADD it checks")
+        raise CniError(INVALID_CONFIG, "prevResult is required for CHECK: the result of the ADD it checks")
     interfaces = prev.get("interfaces", [])
     index = next(
         (
@@ -67,9 +67,9 @@ def check_prev_result(prev: dict[str, Any] | None, *, ifname: str, netns: str) -
         None,
     )
     if index is None:
-        raise CniError(GENERIC_FAILURE, f"prevResult lists no interface {ifname} in {netns}")
+        raise CniError(INVALID_CONFIG, f"prevResult lists no interface {ifname} in {netns}")
     if not any(item.get("interface") == index for item in prev.get("ips", [])):
-        raise CniError(GENERIC_FAILURE, f"prevResult lists no address on {ifname}")
+        raise CniError(INVALID_CONFIG, f"prevResult lists no address on {ifname}")
 
 
 def _same_namespace(sandbox: object, netns: str) -> bool:

@@ -23,6 +23,7 @@ from controller.pipeline.compile import Compiler
 from controller.pipeline.features import netpol
 from controller.pipeline.probes import PROTOCOLS, Spoof, to_endpoint
 from controller.pipeline.simulate import SimNetwork, Trace
+from controller.pipes import until_the_reader_goes
 from topology.errors import ValidationError
 from topology.loader import load_file
 from topology.model import Model, parse_ip, parse_mac
@@ -33,10 +34,17 @@ class CommandError(Exception):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point; output into a pipe closed early (`| head`) ends quietly."""
+    return until_the_reader_goes(lambda: _main(argv))
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.run(args)
+        status = args.run(args)
+        sys.stdout.flush()  # here, not at exit: a reader gone (`| head`) is the BrokenPipeError below
+        return status
     except BrokenPipeError:
         # The reader went away (`tenetctl compile ... | head`): say nothing, but do not claim success.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

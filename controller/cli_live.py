@@ -2,6 +2,7 @@
 
   tenetctl tenant create|ls|show|rm     tenetctl tenant quota NAME [--networks N] [--endpoints N]   (admin)
   tenetctl network create TENANT/NAME --encap vxlan|vlan [--vni N|--vlan N] --subnet CIDR [--gateway IP] [--mtu N]
+  tenetctl network create ... [--nat-outgoing]   tenetctl network set TENANT/NAME --nat-outgoing on|off
   tenetctl network ls [TENANT] | show TENANT/NAME | rm TENANT/NAME
   tenetctl qos create NAME --rate-kbps N [--burst-kb N] [--direction egress|ingress|both] | ls | show | rm
   tenetctl qos attach NAME TARGET | detach TARGET
@@ -143,6 +144,18 @@ def _network(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         metavar="N",
         help="bytes; default: the tenant's MTU (every network of a tenant has one), or for its first network the "
         "smallest node underlay MTU less 50; at most that (vxlan) or the smallest uplink MTU (vlan)",
+    )
+    create.add_argument(
+        "--nat-outgoing",
+        action="store_true",
+        default=None,
+        help="reach addresses outside the cluster with SNAT through the node's gateway port (default: on for the "
+        "cluster network only)",
+    )
+    set_ = _leaf(actions, "set", common, set_network, "change a network: its egress SNAT")
+    set_.add_argument("network", metavar="TENANT/NAME")
+    set_.add_argument(
+        "--nat-outgoing", required=True, choices=("on", "off"), help="egress beyond the cluster with SNAT, or none"
     )
     _leaf(actions, "ls", common, list_networks, "list networks").add_argument("tenant", metavar="TENANT", nargs="?")
     _leaf(actions, "show", common, show_network, "show a network").add_argument("network", metavar="TENANT/NAME")
@@ -338,6 +351,7 @@ NETWORK_FIELDS = (
     "endpoints",
     "free_addresses",
     "qos",
+    "nat_outgoing",
 )
 
 
@@ -349,9 +363,15 @@ def network_table(docs: list[dict[str, Any]]) -> str:
 def create_network(client: Client, args: argparse.Namespace) -> Output:
     tenant, name = split_network(args.network)
     body = {"name": name, "encap": args.encap, "subnet": args.subnet, "gateway": args.gateway, "mtu": args.mtu}
-    body.update({"vni": args.vni, "vlan": args.vlan})
+    body.update({"vni": args.vni, "vlan": args.vlan, "nat_outgoing": args.nat_outgoing})
     doc = client.post(path("v1", "tenants", tenant, "networks"), {k: v for k, v in body.items() if v is not None})
     return Output(doc, f"created network {doc['key']} ({doc['encap']} {doc['segment']}, {doc['subnet']})")
+
+
+def set_network(client: Client, args: argparse.Namespace) -> Output:
+    tenant, name = split_network(args.network)
+    doc = client.patch(path("v1", "tenants", tenant, "networks", name), {"nat_outgoing": args.nat_outgoing == "on"})
+    return Output(doc, f"network {doc['key']}: nat_outgoing {'on' if doc['nat_outgoing'] else 'off'}")
 
 
 def list_networks(client: Client, args: argparse.Namespace) -> Output:
@@ -464,14 +484,27 @@ def show_endpoint(client: Client, args: argparse.Namespace) -> Output:
 
 def show_flows(client: Client, args: argparse.Namespace) -> Output:
     doc = client.get(path("v1", "nodes", args.node, "flows"), verify="1" if args.verify else None)
-    counts = doc["counts"]
-    summary = f"{counts['flows']} flows, {counts['groups']} groups, {counts['meters']} meters"
+    summary = counts_text(doc["counts"])
     # Comment lines: ovs-ofctl skips them, so the text still reads as a flow file.
-    text = f"# node {doc['node']}: switch {switch_text(doc['switch'])}; desired: {summary}\n{doc['flows']}"
-    if "verify" not in doc:
+    verify = doc.get("verify")
+    switch = switch_text(doc["switch"])
+    if verify and verify.get("checked"):  # the dump made now is the verdict, not the last reconcile's
+        switch = "connected, " + ("in sync" if verify.get("in_sync") else "OUT OF SYNC (see below)")
+    text = f"# node {doc['node']}: switch {switch}; desired: {summary}\n{doc['flows']}"
+    if verify is None:
         return Output(doc, text)
-    lines = verify_lines(doc["verify"])
-    return Output(doc, text + "".join(f"{line}\n" for line in lines), 0 if doc["verify"].get("in_sync") else 1)
+    lines = verify_lines(verify)
+    text = f"{lines[0]}\n{text}" + "".join(f"{line}\n" for line in lines[1:])  # the verdict first
+    return Output(doc, text, 0 if verify.get("in_sync") else 1)
+
+
+def counts_text(counts: dict[str, int]) -> str:
+    """ "3 flows, 1 group, 0 meters": each count with its noun, singular for 1."""
+    parts = []
+    for noun in ("flows", "groups", "meters"):
+        number = counts.get(noun, 0)
+        parts.append(f"{number} {noun.removesuffix('s') if number == 1 else noun}")
+    return ", ".join(parts)
 
 
 def verify_lines(verify: dict[str, Any]) -> list[str]:
@@ -479,7 +512,7 @@ def verify_lines(verify: dict[str, Any]) -> list[str]:
     if not verify.get("checked"):
         return [f"# OVS not checked: {verify.get('reason', 'unknown reason')}"]
     held = verify.get("switch_counts") or {}
-    dumped = f"{held.get('flows', 0)} flows, {held.get('groups', 0)} groups, {held.get('meters', 0)} meters"
+    dumped = counts_text(held)
     if verify.get("in_sync"):
         return [f"# OVS holds exactly that (dumped now: {dumped})"]
     missing, extra, different = verify.get("missing", []), verify.get("extra", []), verify.get("different", [])

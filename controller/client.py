@@ -62,6 +62,9 @@ class Client:
     def put(self, url_path: str, body: dict[str, Any]) -> Any:
         return self.request("PUT", url_path, body=body)
 
+    def patch(self, url_path: str, body: dict[str, Any]) -> Any:
+        return self.request("PATCH", url_path, body=body)
+
     def delete(self, url_path: str, **query: str | None) -> Any:
         return self.request("DELETE", url_path, query=query)
 

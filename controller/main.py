@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import ipaddress
 import logging
 import os
 import signal
@@ -26,6 +27,7 @@ from controller.pipeline.compile import gc_paused
 from controller.policy import Policy
 from controller.store.base import Put, StoreError
 from topology.errors import ValidationError
+from topology.gateway import GatewayConfig
 
 if TYPE_CHECKING:
     from controller.api import Limits, TlsFiles
@@ -68,6 +70,14 @@ class Settings:
     vni_pool: str = "5000-9999"  # VNIs tenants may use, same syntax
     quota_networks: str = ""  # networks a tenant may hold unless the admin set its own; "": no limit
     quota_endpoints: str = ""  # endpoints a tenant may hold, likewise
+    cluster_network: str = field(
+        default="", metadata=_help("TENANT/NAME of the network the hosts route (pods, kubelet probes); made at start")
+    )
+    cluster_subnet: str = field(default="", metadata=_help("the cluster network's subnet, unique in the cluster"))
+    transit_subnet: str = field(
+        default="100.64.0.0/16",
+        metadata=_help("SNAT addresses of networks of other tenants with nat_outgoing (one per network id)"),
+    )
 
 
 def load_policy(settings: Settings) -> Policy:
@@ -92,6 +102,25 @@ def load_policy(settings: Settings) -> Policy:
 
 class StartupError(RuntimeError):
     """Something the operator must fix before the controller can start: printed as one line."""
+
+
+def load_gateway(settings: Settings) -> GatewayConfig | None:
+    """The cluster network settings, or None when `cluster_network` is empty; StartupError names the setting."""
+    if not settings.cluster_network:
+        return None
+    tenant, _, name = settings.cluster_network.partition("/")
+    if not tenant or not name or "/" in name:
+        raise StartupError(f"bad setting cluster_network: want TENANT/NAME, got {settings.cluster_network!r}")
+    subnets = {}
+    for setting in ("cluster_subnet", "transit_subnet"):
+        text = getattr(settings, setting)
+        try:
+            subnets[setting] = ipaddress.IPv4Network(text)
+        except ValueError as error:
+            raise StartupError(f"bad setting {setting}: want an IPv4 network like 10.244.0.0/16 ({error})") from None
+    if subnets["cluster_subnet"].overlaps(subnets["transit_subnet"]):
+        raise StartupError("bad setting transit_subnet: it overlaps cluster_subnet")
+    return GatewayConfig(settings.cluster_network, subnets["cluster_subnet"], subnets["transit_subnet"])
 
 
 def load_settings(argv: Sequence[str] | None) -> Settings:
@@ -228,11 +257,13 @@ def run(settings: Settings) -> None:
     except (OSError, ValueError) as error:
         raise StartupError(f"token file {settings.token_file}: {error}") from None
     policy = load_policy(settings)
+    gateway = load_gateway(settings)
     try:
         store = open_store(settings.store)
-        service = Service(store, policy=policy)
+        service = Service(store, policy=policy, gateway=gateway)
         with gc_paused():
             service.restore()
+        service.ensure_cluster_network()
         # The compiled state lives as long as the process: keep the collector from rescanning it.
         gc.collect()
         gc.freeze()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from controller.store.base import Document, Record
+from topology.gateway import GatewayConfig
 from topology.ipam import int_to_mac
 from topology.model import Endpoint, Link, Model, Network, Node, QosAttachment, QosProfile, Tenant
 from topology.namespaces import NAME_LABEL, Namespace, ports_json
@@ -47,6 +48,7 @@ def network_doc(network: Network) -> Document:
         "gateway": str(network.gateway),
         "mtu": network.mtu,
         "id": network.id,
+        "nat_outgoing": network.nat_outgoing,
     }
 
 
@@ -129,14 +131,16 @@ def all_records(model: Model) -> list[tuple[str, Document]]:
     return records
 
 
-def restore(records: Iterable[Record]) -> Model:
-    """Rebuild a model from its records, each object with the ids it had."""
+def restore(records: Iterable[Record], *, gateway: GatewayConfig | None = None) -> Model:
+    """Rebuild a model from its records, each object with the ids it had, under the gateway settings."""
     by_kind: dict[str, list[Record]] = {kind: [] for kind in KINDS}
     for record in records:
         kind = record.key[len(PREFIX) :].split("/", 1)[0]
         if kind in by_kind:
             by_kind[kind].append(record)
     model = Model()
+    if gateway is not None:
+        model.configure_gateway(gateway)
     for kind in KINDS:
         # In the order they were written; ids are explicit, so the order cannot change what they get.
         for record in sorted(by_kind[kind], key=lambda r: r.mod_revision):
@@ -169,6 +173,7 @@ def restore_one(model: Model, kind: str, doc: Document, *, path: str) -> None:
             gateway=doc["gateway"],
             mtu=doc["mtu"],
             network_id=doc["id"],
+            nat_outgoing=doc.get("nat_outgoing"),  # absent before networks had it: the default
             path=path,
         )
     elif kind == "qos":

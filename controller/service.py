@@ -24,6 +24,7 @@ from controller.policy import RESERVED_NAMES, RESERVED_PREFIX, Policy, Quota, re
 from controller.service_netpol import NetpolChanges
 from controller.store.base import Delete, Operation, Put, Store
 from topology.errors import ValidationError
+from topology.gateway import GatewayConfig
 from topology.model import (
     DEFAULT_UNDERLAY_MTU,
     Encap,
@@ -53,11 +54,21 @@ class ChangeFailed(RuntimeError):
 
 
 class Service(NetpolChanges):
-    def __init__(self, store: Store, *, publish: Publisher | None = None, policy: Policy | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        publish: Publisher | None = None,
+        policy: Policy | None = None,
+        gateway: GatewayConfig | None = None,
+    ) -> None:
         self.store = store
+        self.gateway = gateway  # the cluster network settings (topology.gateway), applied on restore
         self.policy = policy or Policy()
         self.quotas: dict[str, Quota] = {}  # tenant -> the admin's quota for it, where it has its own
         self.model = Model()
+        if gateway is not None:
+            self.model.configure_gateway(gateway)
         self.compiler = Compiler(self.model)
         self.lock = threading.RLock()  # one change at a time; readers take it too
         self.sequence = 0  # counts published changes: a state read at sequence N includes changes 1..N
@@ -69,7 +80,7 @@ class Service(NetpolChanges):
     def restore(self) -> None:
         """Load the whole model from the store and compile every node."""
         with self.lock:
-            self.model = records.restore(self.store.list(records.PREFIX))
+            self.model = records.restore(self.store.list(records.PREFIX), gateway=self.gateway)
             quotas = self.store.list(records.key(records.QUOTAS, ""))
             self.quotas = {r.value["tenant"]: Quota(r.value["networks"], r.value["endpoints"]) for r in quotas}
             self.compiler = Compiler(self.model)
@@ -168,6 +179,7 @@ class Service(NetpolChanges):
         gateway: str | None = None,
         mtu: int | None = None,
         restricted: bool = False,
+        nat_outgoing: bool | None = None,
     ) -> Network:
         """A network; `segment` None: the lowest free one of the pool. `restricted` (a tenant's token): the
         segment must be from the pool and the tenant within its network quota (ValidationError otherwise)."""
@@ -177,12 +189,43 @@ class Service(NetpolChanges):
             if restricted and tenant in self.model.tenants:
                 self._check_quota(tenant, "networks")
             touched = self.model.add_network(
-                tenant, name, encap=encap, segment=segment, subnet=subnet, gateway=gateway, mtu=mtu
+                tenant,
+                name,
+                encap=encap,
+                segment=segment,
+                subnet=subnet,
+                gateway=gateway,
+                mtu=mtu,
+                nat_outgoing=nat_outgoing,
             )
             change.apply(touched, undo=lambda: self.model.remove_network(key))
             network = self.model.networks[key]
             change.store(Put(records.key("networks", key), records.network_doc(network)))
             return network
+
+    def set_nat_outgoing(self, key: str, on: bool) -> Network:
+        """Turn a network's egress SNAT on or off (ValidationError naming `network.nat_outgoing` if it cannot)."""
+        with self._change(f"setting nat_outgoing of network {key!r}") as change:
+            before = self.model.network(key).nat_outgoing
+            change.apply(self.model.set_nat_outgoing(key, on), undo=lambda: self.model.set_nat_outgoing(key, before))
+            network = self.model.networks[key]
+            change.store(Put(records.key("networks", key), records.network_doc(network)))
+            return network
+
+    def ensure_cluster_network(self, *, encap: str = "vxlan") -> Network | None:
+        """Create the cluster network (and its tenant) named by the gateway settings if missing; None
+        without settings. Its segment is the lowest free of the pool; ValidationError if it cannot be made."""
+        if self.gateway is None:
+            return None
+        key = self.gateway.cluster_network
+        with self.lock:
+            if key in self.model.networks:
+                return self.model.networks[key]
+            tenant, name = key.split("/", 1)
+            if tenant not in self.model.tenants:
+                self.create_tenant(tenant)
+            subnet = str(self.gateway.cluster_subnet)
+            return self.create_network(tenant, name, encap=encap, segment=None, subnet=subnet)
 
     def delete_network(self, key: str) -> None:
         with self._change(f"deleting network {key!r}") as change:

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from controller.client import ClientError
+from controller.pipes import until_the_reader_goes
 from lab import matrix
 from lab.cluster import DEFAULT_STATE, Lab, LabError, load_config
 from lab.ovs import pid_alive
@@ -57,14 +58,14 @@ def parser() -> argparse.ArgumentParser:
     pod_verbs = pod.add_subparsers(dest="pod_verb", required=True, metavar="add|rm")
     add = pod_verbs.add_parser("add", parents=common, help="a pod through the node's real CNI plugin")
     add.add_argument("name")
-    add.add_argument("--node", required=True)
+    add.add_argument("--node", required=True, help="the lab node the pod runs on (node1, node2, ...)")
     add.add_argument("--network", required=True, help="TENANT/NETWORK")
     remove = pod_verbs.add_parser("rm", parents=common, help="CNI DEL, then the namespace goes")
     remove.add_argument("name")
     show = verbs.add_parser("matrix", parents=common, help="who reaches whom (exit 1 on any mismatch with the policy)")
-    show.add_argument("--json", action="store_true")
+    show.add_argument("--json", action="store_true", help="each probe as JSON instead of the table")
     status = verbs.add_parser("status", parents=common, help="nodes, switches, agents and pods")
-    status.add_argument("--json", action="store_true")
+    status.add_argument("--json", action="store_true", help="the same as JSON, pods with their namespaces")
     verbs.add_parser("down", parents=common, help="remove every namespace, veth, OVS instance and process of the lab")
     return top
 
@@ -125,15 +126,20 @@ def status(lab: Lab, *, as_json: bool) -> int:
         pods = {name: pod.__dict__ for name, pod in lab.state.pods.items()}
         print(json.dumps({"controller": controller, "nodes": nodes, "pods": pods}, indent=2))
         return 0
-    print(f"controller: {controller} (API :{lab.state.api_port}, OpenFlow :{lab.state.ofp_port})")
+    print(f"controller: {controller} (API {lab.state.server or lab.state.api_port}, OpenFlow :{lab.state.ofp_port})")
     for node in nodes:
         print(f"{node['node']}: switch {node['switch']}, agent {node['agent']}, pods {', '.join(node['pods']) or '-'}")
     for pod in lab.state.pods.values():
-        print(f"  {pod.name}: {pod.ip} on {pod.node}, {pod.network}")
+        print(f"  {pod.name}: {pod.ip} on {pod.node}, {pod.network}, namespace {pod.netns}")
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point; output into a pipe closed early (`| head`) ends quietly."""
+    return until_the_reader_goes(lambda: _main(argv))
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = parser().parse_args(argv)
     if os.geteuid() != 0:
         print("tenet-lab: needs root (namespaces, Open vSwitch)", file=sys.stderr)

@@ -78,6 +78,7 @@ class LabState:
     nodes: list[str] = field(default_factory=list)
     control_net: str = ""  # "10.X"
     api_port: int = 0
+    server: str = ""  # the API's URL, what `tenetctl` takes as --server (TENET_SERVER)
     ofp_port: int = 0
     token: str = ""
     controller_pid: int | None = None
@@ -161,6 +162,7 @@ class Lab:
 
     def _controller(self) -> None:
         self.state.api_port, self.state.ofp_port = _free_port(), _free_port()
+        self.state.server = f"http://127.0.0.1:{self.state.api_port}"
         self.state.token = secrets.token_hex(16)
         # Each agent gets a token of its own node only; the admin token stays with tenet-lab and tenetctl.
         node_tokens = {name: secrets.token_hex(16) for name in self.state.nodes}

@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from controller.cli_live import verify_lines
+from controller.cli_live import counts_text, verify_lines
 from lab import matrix
 from lab.cluster import Lab, LabError
 from lab.ovs import wait_for
@@ -110,7 +110,7 @@ class Demo:
         for node in self.lab.state.nodes:
             flows = self.lab.client.get(f"/v1/nodes/{node}/flows", verify="1")
             counts, verify = flows["counts"], flows["verify"]
-            summary = f"{counts['flows']} flows, {counts['groups']} groups, {counts['meters']} meters"
+            summary = counts_text(counts)
             print(f"      {node}: {summary}; {switch_verdict(verify)}", flush=True)
             for line in verify_lines(verify)[1:]:  # each difference, in ovs-ofctl text
                 print(f"        {line.removeprefix('# ')}", flush=True)

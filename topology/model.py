@@ -10,11 +10,12 @@ from __future__ import annotations
 import hashlib
 import heapq
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from ipaddress import IPv4Address, IPv4Network
 
 from topology.errors import ValidationError
+from topology.gateway import MAX_SNAT_NETWORK_ID, GatewayConfig
 from topology.ipam import (
     MAX_NETWORK_ID,
     AddressPool,
@@ -39,9 +40,11 @@ VNI_RANGE = (1, 16_777_215)
 TUNNEL_OFPORT = 1
 UPLINK_OFPORT = 2
 FIRST_LINK_OFPORT = 3
+GATEWAY_OFPORT = 999  # the node's gateway port (an OVS internal port in the host stack); links stay below it
 FIRST_ENDPOINT_OFPORT = 1000
 LAST_OFPORT = 65279  # OFPP_MAX
 TUNNEL_PORT_NAME = "tenet-tun"
+GATEWAY_PORT_NAME = "tenet-gw0"
 
 
 class Encap(str, Enum):  # noqa: UP042 - the mixin keeps str() and format() as they were
@@ -65,6 +68,7 @@ class Network:
     gateway: IPv4Address
     mtu: int
     id: int
+    nat_outgoing: bool = False  # egress to addresses outside the cluster, SNATed (see GatewayConfig)
     key: str = field(init=False, repr=False, compare=False)  # "tenant/name", looked up on every compile
 
     def __post_init__(self) -> None:
@@ -280,6 +284,7 @@ class Model(NamespacesMixin):
         self._network_ids = IdAllocator(1, MAX_NETWORK_ID)
         self._endpoint_nums = IdAllocator(1, 2**40 - 1)
         self._meter_ids = IdAllocator(1, 0xFFFF0000 - 1)
+        self.gateway: GatewayConfig | None = None  # set once, at controller start (configure_gateway)
 
     # --- queries -------------------------------------------------------------------------------
 
@@ -287,8 +292,10 @@ class Model(NamespacesMixin):
         try:
             return self.networks[key]
         except KeyError:
-            hint = "" if "/" in key else " (want TENANT/NAME)"
+            hint = "" if isinstance(key, str) and "/" in key else " (want TENANT/NAME)"
             raise ValidationError(path, f"unknown network {key!r}{hint}") from None
+        except TypeError:  # not a string at all (an unhashable value from a caller that skipped its checks)
+            raise ValidationError(path, f"unknown network {key!r} (want TENANT/NAME)") from None
 
     def free_addresses(self, key: str) -> int:
         """How many more endpoints network `key` can take before its address pool is exhausted."""
@@ -328,6 +335,8 @@ class Model(NamespacesMixin):
         if self.nodes[node].uplink is not None:
             ports[self.nodes[node].uplink] = UPLINK_OFPORT
         ports.update(self.link_ports(node))
+        if self.gateway is not None:
+            ports[GATEWAY_PORT_NAME] = GATEWAY_OFPORT
         ports.update((e.port_name, e.ofport) for e in self.endpoints_by_node[node].values())
         return ports
 
@@ -367,8 +376,10 @@ class Model(NamespacesMixin):
         gateway: str | None = None,
         mtu: int | None = None,
         network_id: int | None = None,
+        nat_outgoing: bool | None = None,
         path: str = "network",
     ) -> Touched:
+        """Add a network. `nat_outgoing` None: on for the cluster network, off for any other."""
         if tenant not in self.tenants:
             raise ValidationError(path, f"unknown tenant {tenant!r}")
         check_name(path + ".name", name)
@@ -398,6 +409,7 @@ class Model(NamespacesMixin):
                     f"{net} overlaps {other.subnet} of network {other.key!r} in the same tenant",
                     conflict=True,
                 )
+        self._check_cluster_subnet(path + ".subnet", key, net)
         if gateway is None:
             gw = next(iter(net.hosts()))  # hosts() of a /32 is a list
         else:
@@ -410,8 +422,12 @@ class Model(NamespacesMixin):
         check_network(path + ".mtu", kind.value, mtu, nodes=self.nodes.values(), tenant_networks=siblings)
         if network_id is not None and not self._network_ids.can_claim(network_id):
             raise ValidationError(path, f"network id {network_id} is taken", conflict=True)
+        if nat_outgoing is None:
+            nat_outgoing = self.gateway is not None and key == self.gateway.cluster_network
+        if nat_outgoing:
+            self._check_nat_outgoing(path + ".nat_outgoing", key, network_id)
         network_id = take_or_claim(self._network_ids, network_id, path)
-        network = Network(tenant, name, kind, segment, net, gw, mtu, network_id)
+        network = Network(tenant, name, kind, segment, net, gw, mtu, network_id, nat_outgoing)
         self.networks[key] = network
         self.networks_by_tenant[tenant][key] = network
         self._segments[(kind, segment)] = key
@@ -419,7 +435,86 @@ class Model(NamespacesMixin):
         self._macs[key] = set()
         self.endpoints_by_network[key] = {}
         self.hosts[key] = Counter()
+        if self.gateway is not None and key == self.gateway.cluster_network:
+            self._count_gateway_ports(list(self.nodes), +1)
         return self._bump(Touched(networks={key}))
+
+    def set_nat_outgoing(self, key: str, on: bool, *, path: str = "network") -> Touched:
+        """Turn a network's egress SNAT (`nat_outgoing`) on or off; ValidationError if it cannot be on."""
+        network = self.network(key, path=path)
+        if not isinstance(on, bool):
+            raise ValidationError(path + ".nat_outgoing", f"want true or false, got {on!r}")
+        if on:
+            self._check_nat_outgoing(path + ".nat_outgoing", key, network.id)
+        if on == network.nat_outgoing:
+            return Touched()
+        updated = replace(network, nat_outgoing=on)
+        self.networks[key] = self.networks_by_tenant[network.tenant][key] = updated
+        return self._bump(Touched(networks={key}))
+
+    def configure_gateway(self, config: GatewayConfig, *, path: str = "cluster_subnet") -> Touched:
+        """Name the cluster network and its subnet (once, before it exists or matching it); ValidationError
+        if another network overlaps the cluster subnet or the cluster network has another subnet."""
+        for other in self.networks.values():
+            if other.key == config.cluster_network:
+                if other.subnet != config.cluster_subnet:
+                    raise ValidationError(
+                        path, f"network {other.key!r} has subnet {other.subnet}, not {config.cluster_subnet}"
+                    )
+            elif other.subnet.overlaps(config.cluster_subnet):
+                raise ValidationError(
+                    path, f"{config.cluster_subnet} overlaps {other.subnet} of network {other.key!r}", conflict=True
+                )
+        if self.gateway is not None and config.cluster_network in self.networks:
+            self._count_gateway_ports(list(self.nodes), -1)
+        self.gateway = config
+        if config.cluster_network in self.networks:
+            self._count_gateway_ports(list(self.nodes), +1)
+        return self._bump(Touched(everything=True))
+
+    def _check_cluster_subnet(self, path: str, key: str, net: IPv4Network) -> None:
+        config = self.gateway
+        if config is None:
+            return
+        if key == config.cluster_network and net != config.cluster_subnet:
+            raise ValidationError(path, f"the cluster network's subnet is {config.cluster_subnet}, not {net}")
+        if key != config.cluster_network and net.overlaps(config.cluster_subnet):
+            raise ValidationError(
+                path,
+                f"{net} overlaps the cluster subnet {config.cluster_subnet}: it is unique in the cluster",
+                conflict=True,
+            )
+
+    def _check_nat_outgoing(self, path: str, key: str, network_id: int | None) -> None:
+        config = self.gateway
+        if config is None:
+            raise ValidationError(path, "no cluster network is set up (controller setting cluster_network)")
+        if key == config.cluster_network:
+            return
+        if key.split("/", 1)[0] == config.cluster_tenant:
+            raise ValidationError(
+                path,
+                f"networks of the cluster network's tenant {config.cluster_tenant!r} other "
+                "than the cluster network cannot SNAT",
+            )
+        if network_id is not None and (
+            network_id > MAX_SNAT_NETWORK_ID or network_id >= config.transit_subnet.num_addresses - 1
+        ):
+            raise ValidationError(
+                path, f"network id {network_id} has no transit address in {config.transit_subnet} (or zone)"
+            )
+
+    def _count_gateway_ports(self, nodes: list[str], delta: int) -> None:
+        """A node's gateway port attaches it to the cluster network: count it as one of its endpoints."""
+        config = self.gateway
+        if config is None or config.cluster_network not in self.networks:
+            return
+        for node in nodes:
+            for counter in (self.hosts[config.cluster_network], self.tenant_nodes[config.cluster_tenant]):
+                if delta > 0:
+                    counter[node] += 1
+                else:
+                    decrement(counter, node)
 
     def remove_network(self, key: str, *, path: str = "network") -> Touched:
         network = self.network(key, path=path)
@@ -428,6 +523,9 @@ class Model(NamespacesMixin):
             raise ValidationError(path, f"network {key!r} still has {count} endpoint(s)", conflict=True)
         if key in self.qos_attachments:
             self._meter_ids.give_back(self.qos_attachments.pop(key).meter_id)
+        if self.gateway is not None and key == self.gateway.cluster_network:
+            for node in self.nodes:
+                decrement(self.tenant_nodes[network.tenant], node)
         del self.networks[key], self.networks_by_tenant[network.tenant][key]
         del self._segments[(network.encap, network.segment)], self._pools[key], self._macs[key]
         del self.endpoints_by_network[key], self.hosts[key]
@@ -475,6 +573,7 @@ class Model(NamespacesMixin):
         self._node_by_tunnel_ip[ip] = name
         self.endpoints_by_node[name] = {}
         self._ofports[name] = IdAllocator(FIRST_ENDPOINT_OFPORT, LAST_OFPORT)
+        self._count_gateway_ports([name], +1)
         return self._bump(Touched(everything=True))  # every remote view and flood list may change
 
     def remove_node(self, name: str, *, path: str = "node") -> Touched:
@@ -485,6 +584,7 @@ class Model(NamespacesMixin):
             )
         if any(name in (link.a, link.b) for link in self.links):
             raise ValidationError(path, f"node {name!r} still has fabric links", conflict=True)
+        self._count_gateway_ports([name], -1)
         del self.nodes[name], self._node_by_tunnel_ip[node.tunnel_ip], self.endpoints_by_node[name]
         del self._ofports[name]
         return self._bump(Touched(everything=True))

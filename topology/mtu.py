@@ -77,6 +77,16 @@ def check_network(
     """
     vxlan_max, vlan_max = limits(nodes)
     high = vxlan_max if encap == "vxlan" else vlan_max
+    tenant_networks = list(tenant_networks)
+    first = tenant_networks[0] if tenant_networks else None
+    if first is not None and first.mtu == mtu and not MIN_MTU <= mtu <= high:  # the tenant's MTU, maybe not typed
+        raise ValidationError(
+            path,
+            f"the networks of a tenant share one MTU, {mtu}, set by its first network {first.key!r}; a {encap}"
+            f" network carries at most {high} (the smallest node "
+            + ("underlay MTU less 50 bytes of VXLAN)" if encap == "vxlan" else "uplink MTU)"),
+            conflict=True,
+        )
     if not MIN_MTU <= mtu <= high:
         why = (
             f"the smallest node underlay MTU is {high + VXLAN_OVERHEAD}, less {VXLAN_OVERHEAD} bytes of VXLAN"

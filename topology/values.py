@@ -94,6 +94,12 @@ def parse_subnet(path: str, text: object) -> IPv4Network:
             raise ValidationError(path, f"{text} is an IPv6 subnet; want an IPv4 subnet like 10.1.0.0/24") from None
         if not isinstance(error, AddressValueError | NetmaskValueError):  # host bits set
             loose = IPv4Network(text, strict=False)
+            try:  # suggest only a subnet that would be taken
+                parse_subnet(path, str(loose))
+            except ValidationError as unusable:
+                raise ValidationError(
+                    path, f"{text} has host bits set, and its network is refused too: {unusable.message}"
+                ) from None
             raise ValidationError(path, f"{text} has host bits set; did you mean {loose}?") from None
         why = str(error)[:1].lower() + str(error)[1:]
         raise ValidationError(path, f"{show(text)} is not an IPv4 subnet ({why}); want one like 10.1.0.0/24") from None

@@ -116,11 +116,15 @@ class Body:
             raise ValidationError(f"{self.path}.{name}", f"want an integer, got {json.dumps(value)}")
         return value
 
+    def boolean(self, name: str, *, required: bool = True) -> bool | None:
+        return self._typed(name, bool, "true or false", required=required)
+
     def _typed(self, name: str, kind: type, what: str, *, required: bool) -> Any:
         value = self.data.get(name)
         if value is None:
             if required:
-                raise ValidationError(f"{self.path}.{name}", "is required")
+                problem = f"is null; want {what}" if name in self.data else "is required"
+                raise ValidationError(f"{self.path}.{name}", problem)
             return None
         if not isinstance(value, kind):
             raise ValidationError(f"{self.path}.{name}", f"want {what}, got {json.dumps(value)[:60]}")

@@ -30,6 +30,7 @@ def _obj(properties: Json, *, required: tuple[str, ...] = (), closed: bool = Tru
 
 STRING = {"type": "string"}
 INTEGER = {"type": "integer"}
+BOOLEAN = {"type": "boolean"}
 # The rules `topology.model` checks, so generated requests that follow the schema get past the syntax.
 NAME = {
     "type": "string",
@@ -74,6 +75,13 @@ def _nullable(schema: Json) -> Json:
     return {**schema, "nullable": True}
 
 
+NAT_OUTGOING: Json = {
+    "type": "boolean",
+    "description": "egress beyond the cluster with SNAT through the node's gateway port; default: on "
+    "for the cluster network, off for any other",
+}
+
+
 def _network_create(encap: str, segment: str, bounds: tuple[int, int], *, mtu: str, max_mtu: int) -> Json:
     return _obj(
         {
@@ -99,6 +107,7 @@ def _network_create(encap: str, segment: str, bounds: tuple[int, int], *, mtu: s
                     "what every node's underlay (VXLAN: minus 50) or uplink (VLAN) carries",
                 }
             ),
+            "nat_outgoing": _nullable(NAT_OUTGOING),
         },
         required=("name", "encap", "subnet"),
     )
@@ -162,8 +171,20 @@ SCHEMAS: Json = {
             "endpoints": INTEGER,
             "free_addresses": {"type": "integer", "description": "addresses IPAM can still hand out"},
             "qos": _nullable(STRING),
+            "nat_outgoing": BOOLEAN,
         },
         required=("tenant", "name", "key", "encap", "segment", "vni", "vlan", "subnet", "gateway", "mtu", "id"),
+    ),
+    "NetworkUpdate": _obj({"nat_outgoing": NAT_OUTGOING}, required=("nat_outgoing",)),
+    "Gateway": _obj(
+        {
+            "cluster_network": _nullable({"type": "string", "description": "TENANT/NAME; null: none set up"}),
+            "cluster_subnet": _nullable(STRING),
+            "transit_subnet": _nullable(STRING),
+            "gateway": _nullable({"type": "string", "description": "the cluster network's gateway address"}),
+            "mtu": _nullable({"type": "integer", "description": "the cluster network's MTU, bytes"}),
+        },
+        required=("cluster_network", "cluster_subnet", "transit_subnet", "gateway", "mtu"),
     ),
     # One shape per encapsulation, so a generated or documented body is never half one and half the other.
     "NetworkCreate": {"oneOf": [_ref("VxlanNetworkCreate"), _ref("VlanNetworkCreate")]},
@@ -389,7 +410,11 @@ PATHS: Json = {
     "/v1/tenants/{tenant}/networks/{network}": {
         "get": _op("one network", 200, _ref("Network"), params=(TENANT, NETWORK)),
         "delete": _op("delete a network without endpoints", 204, params=(TENANT, NETWORK)),
+        "patch": _op(
+            "turn egress SNAT on or off", 200, _ref("Network"), body="NetworkUpdate", params=(TENANT, NETWORK)
+        ),
     },
+    "/v1/gateway": {"get": _op("the cluster network, as nodes' gateway ports need it", 200, _ref("Gateway"))},
     "/v1/networks": {
         "get": _op(
             "every network the caller may see",

@@ -56,6 +56,8 @@ ROUTES = (
     Route("POST", "/v1/tenants/{tenant}/networks", "create_network"),
     Route("GET", "/v1/tenants/{tenant}/networks/{network}", "show_network"),
     Route("DELETE", "/v1/tenants/{tenant}/networks/{network}", "delete_network"),
+    Route("PATCH", "/v1/tenants/{tenant}/networks/{network}", "update_network"),
+    Route("GET", "/v1/gateway", "show_gateway"),
     Route("GET", "/v1/networks", "list_networks"),
     Route("GET", "/v1/qos", "list_qos"),
     Route("POST", "/v1/qos", "create_qos"),
@@ -88,6 +90,7 @@ NODE_HANDLERS = frozenset(
         "register_node",
         "list_endpoints",
         "show_network",
+        "show_gateway",
         "create_endpoint",
         "show_endpoint",
         "delete_endpoint",
@@ -134,8 +137,9 @@ class Api(NetpolRoutes):
         return self.service.model  # asked each time: `Service.restore` replaces the model
 
     def redact(self, error: ValidationError, request: Request) -> ValidationError:
-        """A model message may name another tenant's network (a VNI in use); a tenant token must not learn it."""
-        if request.principal.admin:
+        """A model message may name another tenant's network (a VNI in use); a tenant token must not learn it.
+        The admin and node tokens (a node's agent reads any network it may host) see the names."""
+        if request.principal.admin or request.principal.node_only:
             return error
 
         def hide(match: re.Match[str]) -> str:
@@ -250,11 +254,12 @@ class Api(NetpolRoutes):
             return Response(200, [views.network_json(self.model, n) for n in networks])
 
     def create_network(self, request: Request) -> Response:
-        fields = {"name", "encap", "vni", "vlan", "subnet", "gateway", "mtu"}
+        fields = {"name", "encap", "vni", "vlan", "subnet", "gateway", "mtu", "nat_outgoing"}
         body = Body(request.json(), "network", allowed=fields)
         name, encap, subnet = body.text("name"), body.text("encap"), body.text("subnet")
         segment = network_segment(body, encap)
         gateway, mtu = body.text("gateway", required=False), body.integer("mtu", required=False)
+        nat_outgoing = body.boolean("nat_outgoing", required=False)
         with self.service.lock:
             tenant = self.tenant(request, request.params["tenant"])
             network = self.service.create_network(
@@ -266,6 +271,7 @@ class Api(NetpolRoutes):
                 gateway=gateway,
                 mtu=mtu,
                 restricted=not request.principal.admin,
+                nat_outgoing=nat_outgoing,
             )
             return created(f"/v1/tenants/{tenant.name}/networks/{name}", views.network_json(self.model, network))
 
@@ -280,6 +286,33 @@ class Api(NetpolRoutes):
             self.tenant(request, request.params["tenant"])
             network = self.network(request, key)
             return Response(200, views.network_json(self.model, network))
+
+    def update_network(self, request: Request) -> Response:
+        """Change what may change of a network: `{"nat_outgoing": true|false}` (egress SNAT, README "Egress
+        and the gateway port")."""
+        body = Body(request.json(), "network", allowed={"nat_outgoing"})
+        on = body.boolean("nat_outgoing")
+        with self.service.lock:
+            self.tenant(request, request.params["tenant"])
+            network = self.network(request, f"{request.params['tenant']}/{request.params['network']}")
+            network = self.service.set_nat_outgoing(network.key, bool(on))
+            return Response(200, views.network_json(self.model, network))
+
+    def show_gateway(self, request: Request) -> Response:
+        """The cluster network as nodes' gateway ports need it (null fields when none is set up)."""
+        with self.service.lock:
+            config = self.model.gateway
+            cluster = self.model.networks.get(config.cluster_network) if config else None
+            return Response(
+                200,
+                {
+                    "cluster_network": config.cluster_network if config else None,
+                    "cluster_subnet": str(config.cluster_subnet) if config else None,
+                    "transit_subnet": str(config.transit_subnet) if config else None,
+                    "gateway": str(cluster.gateway) if cluster else None,
+                    "mtu": cluster.mtu if cluster else None,
+                },
+            )
 
     def delete_network(self, request: Request) -> Response:
         with self.service.lock:

@@ -35,6 +35,7 @@ def network_json(model: Model, network: Network) -> Json:
         "gateway_mac": int_to_mac(network.gateway_mac),
         "mtu": network.mtu,
         "id": network.id,
+        "nat_outgoing": network.nat_outgoing,
         "endpoints": len(model.endpoints_by_network[network.key]),
         "free_addresses": model.free_addresses(network.key),
         "qos": attachment.profile if attachment else None,

@@ -20,6 +20,7 @@ from os_ken.controller.handler import CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_D
 from os_ken.ofproto import ofproto_v1_3
 
 from controller.app import osken_fixes, reconcile, verify
+from controller.app.claims import PROBE_TIMEOUT, PROBES, certificate_problem, holder_gone
 from controller.app.session import SwitchSession, port_live
 from controller.openflow import flow_stats
 from controller.openflow.ofctl import flow_text
@@ -27,7 +28,6 @@ from controller.pipeline.state import ChangeSet
 from controller.service import Service
 
 log = logging.getLogger(__name__)
-PROBE_TIMEOUT = 1.0  # s an echo request may take before a switch holding a datapath id counts as gone
 osken_fixes.apply()
 flow_stats.keep_stats_raw()
 
@@ -76,6 +76,15 @@ class TenetApp(app_manager.OSKenApp):
     def on_features(self, ev: Any) -> None:
         dp = ev.msg.datapath
         previous = self.sessions.get(dp.id)
+        node = self._node_for(dp.id)
+        problem = certificate_problem(dp, node) if node is not None else None
+        if problem is not None:
+            self._refuse(
+                previous,
+                dp,
+                f"refused a connection from {_address(dp)} claiming node {node}'s datapath id {dp.id:#x}: {problem}",
+            )
+            return
         if previous is not None and previous.dp is not dp and previous.alive():
             # A second connection claims a datapath id that has a session: probe the holder off this thread
             # (its echo reply comes through this app's event thread).
@@ -83,26 +92,33 @@ class TenetApp(app_manager.OSKenApp):
             return
         self._adopt(dp)
 
+    def _refuse(self, previous: SwitchSession | None, dp: Any, text: str) -> None:
+        """Close `dp`, log why at ERROR, and count it on the holder of its datapath id, if any."""
+        dp.close()
+        log.error("switch %#x: %s", dp.id, text)
+        if previous is not None:
+            previous.refused_connections += 1
+            if text not in list(previous.errors):  # a switch retrying every second is one problem, not many
+                previous.errors.append(text)
+        self._notify()
+
     def _arbitrate(self, previous: SwitchSession, dp: Any) -> None:
         """Keep the session of a switch that still answers and refuse (close) the newcomer claiming its
-        datapath id; a holder that does not answer an echo request within PROBE_TIMEOUT s is replaced."""
+        datapath id; a holder is replaced only once its connection is gone or it missed PROBES echo requests
+        in a row (`holder_gone`)."""
         try:
-            if previous.answers(PROBE_TIMEOUT):
+            if not holder_gone(previous):
                 text = (
                     f"refused a connection from {_address(dp, port=False)} claiming datapath id {dp.id:#x}: "
                     f"the switch at {_address(previous.dp, port=False)} holds it and answers"
                 )
-                dp.close()
-                log.error("switch %s: %s (connection from %s)", previous.node, text, _address(dp))
-                previous.refused_connections += 1
-                if text not in list(previous.errors):  # a switch retrying every second is one problem, not many
-                    previous.errors.append(text)
-                self._notify()
+                self._refuse(previous, dp, text)
                 return
             log.warning(
-                "switch %#x at %s did not answer an echo request within %s s: the connection from %s takes over",
+                "switch %#x at %s missed %d echo requests (%s s each): the connection from %s takes over",
                 dp.id,
                 _address(previous.dp),
+                PROBES,
                 PROBE_TIMEOUT,
                 _address(dp),
             )
@@ -226,7 +242,18 @@ class TenetApp(app_manager.OSKenApp):
             if session.node is None:
                 # A node registered after its switch connected: adopt the switch now.
                 session.node = self._node_for(session.dp.id)
-                if session.node is not None:
+                problem = certificate_problem(session.dp, session.node) if session.node is not None else None
+                if problem is not None:  # closing it ends the session (on_dead)
+                    log.error(
+                        "switch %#x: closing the connection from %s: node %s registered its datapath id, but %s",
+                        session.dp.id,
+                        _address(session.dp),
+                        session.node,
+                        problem,
+                    )
+                    session.node = None
+                    session.dp.close()
+                elif session.node is not None:
                     session.submit(lambda s=session: self._reconcile(s))
                 continue
             node_changes = changes.get(session.node)

@@ -20,6 +20,7 @@ from topology.netpol import ResolvedPolicy, may_concern, resolve
 
 Slots = dict[int, "Section | None"]  # section cookie -> its new content, None: remove it
 Replacements = dict[str, list[Slots]]  # node -> what to replace there
+PairMemo = dict[tuple[int, int], "tuple[Section | None, Section | None, ChangeSet]"]
 
 NETWORK_FEATURES = (Feature.SEGMENT, Feature.L2, Feature.ARP, Feature.GATEWAY, Feature.ROUTES)
 EMPTY_CHANGES = ChangeSet()
@@ -43,6 +44,7 @@ class Compiler:
         self._resolved: dict[str, ResolvedPolicy] = {}  # NetworkPolicy key -> what it selects and allows now
         self._netpol: dict[str, set[int]] = {}  # node -> its NetworkPolicy section cookies
         self._homes: dict[str, tuple[str, str]] = {}  # endpoint id -> (node, tenant), to find removed ones
+        self._gateway_inputs: tuple = ()  # what the nodes' gateway sections were built from
 
     # --- full compile --------------------------------------------------------------------------
 
@@ -61,7 +63,8 @@ class Compiler:
             for name in nodes:
                 states[name].sections.update(self.views.network_sections(network, name))
         for tenant, counter in self.model.tenant_nodes.items():
-            self._tenant_audience[tenant] = frozenset(counter)
+            if counter:  # only tenants with endpoints are remembered (see _expand_tenants)
+                self._tenant_audience[tenant] = frozenset(counter)
         self._resolved = {key: resolve(self.model, policy) for key, policy in self.model.policies.items()}
         self._homes = {e.id: (e.node, e.tenant) for e in self.model.endpoints.values()}
         memo: dict = {}
@@ -69,6 +72,7 @@ class Compiler:
             sections = netpol.node_sections(self.model, self._resolved.values(), self.model.policy_ids, name, memo=memo)
             state.sections.update(sections)
             self._netpol[name] = set(sections)
+        self._gateway_inputs = self._gateway_signature()
         self.states = states
         return states
 
@@ -112,15 +116,26 @@ class Compiler:
             changes.update({name: diff(NodeState(), state) for name, state in old.items() if name not in new})
             return {name: cs for name, cs in changes.items() if cs}
         replacements: Replacements = {}
+        for endpoint_id in touched.endpoints:
+            self.views.forget_endpoint(endpoint_id)
         networks = set(touched.networks)
         if touched.fabric:
             # Only VLAN networks ride the fabric links: their carriers, floods and next hops change.
             self.views.refresh_fabric()
             networks.update(key for key, network in self.model.networks.items() if network.encap is Encap.VLAN)
-        for key in self._expand_tenants(networks):
-            self._replace_network(key, replacements)
+        keys = sorted(self._expand_tenants(networks))
+        # Ids and numbers are reused: a network or endpoint deleted in this change may leave its id (and so
+        # its cookies) to one made in the same change. Every old cookie is cleared before any is filled again.
+        old = {key: self._retire_network(key, replacements) for key in keys}
+        for key in keys:
+            self._replace_network(key, *old[key], replacements)
+        if networks:
+            self._replace_gateways(replacements)
         meter_nodes = set(touched.nodes)
-        for endpoint_id in touched.endpoints:
+        endpoints = sorted(touched.endpoints)
+        for endpoint_id in endpoints:
+            self._retire_port(endpoint_id, replacements, meter_nodes)
+        for endpoint_id in endpoints:
             self._replace_port(endpoint_id, replacements, meter_nodes)
         for name in meter_nodes:
             self._replace_meters(name, replacements)
@@ -177,23 +192,40 @@ class Compiler:
             tenant = key.split("/", 1)[0]
             nodes = frozenset(self.model.tenant_nodes.get(tenant, ()))
             if nodes != self._tenant_audience.get(tenant, frozenset()):
-                self._tenant_audience[tenant] = nodes
+                if nodes:
+                    self._tenant_audience[tenant] = nodes
+                else:
+                    del self._tenant_audience[tenant]  # no endpoint left: nothing remembered of the tenant
                 result.update(self.model.networks_by_tenant.get(tenant, ()))
         return result
 
-    def _replace_network(self, key: str, replacements: Replacements) -> None:
+    def _retire_network(self, key: str, replacements: Replacements) -> tuple[int | None, set[str]]:
+        """Forget what was built for the network; if it is gone or has another id now, remove its old
+        sections from every node that held them. Returns the old id (None if retired) and nodes."""
         self.views.forget(key)
         network = self.model.networks.get(key)
         old_id = self._network_ids.pop(key, None)
         old_nodes = self._network_nodes.pop(key, set())
-        new_nodes = self.views.audience(network) if network else set()
+        if old_id is not None and (network is None or network.id != old_id):
+            cleared: Slots = {cookie(f, old_id): None for f in NETWORK_FEATURES}
+            for name in old_nodes:
+                replacements.setdefault(name, []).append(cleared)
+            return None, set()
+        return old_id, old_nodes
+
+    def _replace_network(self, key: str, old_id: int | None, old_nodes: set[str], replacements: Replacements) -> None:
+        network = self.model.networks.get(key)
+        if network is None:
+            return
+        new_nodes = self.views.audience(network)
         cleared: Slots = {cookie(f, old_id): None for f in NETWORK_FEATURES} if old_id is not None else {}
         router_slots: Slots | None = None  # one dict for every node that only routes into the network
-        router_view = None if network is None or self.views.per_node_views(network) else self.views.router_view(network)
-        hosts = self.model.hosts[key] if network is not None else {}
-        carriers = self.views.carriers(network) if network is not None else frozenset()
+        router_view = None if self.views.per_node_views(network) else self.views.router_view(network)
+        hosts = self.model.hosts[key]
+        carriers = self.views.carriers(network)
+        self.views.keep_segments(key, carriers)
         for name in old_nodes | new_nodes:
-            if network is None or name not in new_nodes:
+            if name not in new_nodes:
                 slots = cleared
             elif router_view is not None and name not in hosts and name not in carriers:
                 if router_slots is None:
@@ -202,15 +234,46 @@ class Compiler:
             else:
                 slots = {**cleared, **self.views.network_sections(network, name)}
             replacements.setdefault(name, []).append(slots)
-        if network is not None:
-            self._network_nodes[key] = new_nodes
-            self._network_ids[key] = network.id
+        self._network_nodes[key] = new_nodes
+        self._network_ids[key] = network.id
+
+    def _retire_port(self, endpoint_id: str, replacements: Replacements, meter_nodes: set[str]) -> None:
+        """Remove the endpoint's old port section, unless the same slot is filled again below."""
+        previous = self._ports.get(endpoint_id)
+        if previous is None:
+            return
+        endpoint = self.model.endpoints.get(endpoint_id)
+        if endpoint is not None and previous == (endpoint.node, cookie(Feature.PORT, endpoint.num)):
+            return  # replaced in place: one modify rather than a delete and an add
+        del self._ports[endpoint_id]
+        replacements.setdefault(previous[0], []).append({previous[1]: None})
+        meter_nodes.add(previous[0])
+
+    def _gateway_signature(self) -> tuple:
+        """What the gateway sections depend on besides the nodes (a node change recompiles everything): the
+        setting, the cluster network and every NATed network with its tenant's networks (immutable objects)."""
+        config = self.model.gateway
+        if config is None:
+            return ()
+        nats = tuple(
+            (n, self.model.tenants[n.tenant].id, tuple(self.model.networks_by_tenant[n.tenant].values()))
+            for n in self.model.networks.values()
+            if n.nat_outgoing
+        )
+        cluster = self.model.networks.get(config.cluster_network)
+        tenant = self.model.tenants.get(config.cluster_tenant)
+        return (config, cluster, tenant, nats)
+
+    def _replace_gateways(self, replacements: Replacements) -> None:
+        signature = self._gateway_signature()
+        if signature == self._gateway_inputs:
+            return
+        self._gateway_inputs = signature
+        c = cookie(Feature.NODE_GATEWAY, 0)
+        for name in self.model.nodes:
+            replacements.setdefault(name, []).append({c: self.views.gateway_section(name)})
 
     def _replace_port(self, endpoint_id: str, replacements: Replacements, meter_nodes: set[str]) -> None:
-        previous = self._ports.pop(endpoint_id, None)
-        if previous is not None:
-            replacements.setdefault(previous[0], []).append({previous[1]: None})
-            meter_nodes.add(previous[0])
         endpoint = self.model.endpoints.get(endpoint_id)
         if endpoint is not None:
             section = self.views.port_section(endpoint)
@@ -234,7 +297,7 @@ class Compiler:
         routes into a network): its change set is computed once and handed to all of them.
         """
         changes: dict[str, ChangeSet] = {}
-        pair_changes: dict[tuple[int, int], ChangeSet] = {}
+        pair_changes: PairMemo = {}
         slot_changes: dict[int, tuple[tuple[Section | None, ...], ChangeSet]] = {}
         combined: dict[tuple[int, ...], ChangeSet] = {}
         splits: dict[int, tuple[dict[int, Section], list[int]]] = {}
@@ -269,7 +332,19 @@ class Compiler:
                 changes[name] = combined[key]
         return changes
 
-    # --- sections ------------------------------------------------------------------------------
+    # --- memory ---------------------------------------------------------------------------------
+
+    def cache_sizes(self) -> dict[str, int]:
+        """Entries held per index and memo, beside the node states: each counts live objects only (networks
+        with sections somewhere, endpoints, tenants with endpoints, meters), never deleted ones."""
+        return {
+            "network_nodes": len(self._network_nodes),
+            "network_ids": len(self._network_ids),
+            "tenant_audience": len(self._tenant_audience),
+            "ports": len(self._ports),
+            "meters": sum(len(m) for m in self._meters.values()),
+            **self.views.cache_sizes(),
+        }
 
 
 def mentions(resolved: ResolvedPolicy | None, endpoints: set[str]) -> bool:
@@ -281,15 +356,18 @@ def mentions(resolved: ResolvedPolicy | None, endpoints: set[str]) -> bool:
     return any(c.local & endpoints or c.peers & endpoints for r in resolved.rules for c in r.clauses)
 
 
-def pair_diff(memo: dict[tuple[int, int], ChangeSet], new: Section | None, old: Section | None) -> ChangeSet:
-    """The change from one section to another, computed once per pair (sections are shared)."""
+def pair_diff(memo: PairMemo, new: Section | None, old: Section | None) -> ChangeSet:
+    """The change from one section to another, computed once per pair (sections are shared).
+
+    The memo holds the pair itself along with its change set, so an id is never reused while it is a key.
+    """
     if new is old:
         return EMPTY_CHANGES
     key = (id(new), id(old))
     found = memo.get(key)
     if found is None:
-        found = memo[key] = diff_sections(new, old)
-    return found
+        found = memo[key] = (new, old, diff_sections(new, old))
+    return found[2]
 
 
 @contextmanager

@@ -12,14 +12,21 @@ What a node needs:
 Sections identical on many nodes (the routes of a network, the view of a node that only routes into a
 VXLAN network) are built once; flows are built once per version of their endpoint. `forget(network)`
 drops what was built for a network after it changed.
+
+Every memo belongs to one network object or one endpoint object and is checked against it (by identity)
+before use: ids, names, VNIs and VLANs are reused once their object is deleted, so nothing may be looked up
+by them alone. What is compared beyond the object (hosts, carriers, local ports, tunnel IPs) is named where
+it is kept. A memo goes with its object (`forget`, `forget_endpoint`, `keep_segments`), so the memory held
+follows the live model, not its history.
 """
 
 from __future__ import annotations
 
+from ipaddress import IPv4Address
 from typing import Any
 
 from controller.pipeline.cookies import Feature, cookie
-from controller.pipeline.features import arp, base, l2, l3, port_security, qos, vlan, vxlan
+from controller.pipeline.features import arp, base, gateway, l2, l3, port_security, qos, vlan, vxlan
 from controller.pipeline.ir import Bucket, Flow
 from controller.pipeline.state import NodeState, Section
 from topology.graph import Fabric
@@ -28,28 +35,115 @@ from topology.model import TUNNEL_OFPORT, Encap, Endpoint, Model, Network
 BASE_SECTION = Section(base.PIPELINE_COOKIE, base.base_flows())
 
 
+class _NetworkCache:
+    """What was built for one network object. A network deleted and made again (even with the same key, id
+    or segment) is another object and starts from nothing, so nothing here outlives the object it came from.
+    """
+
+    __slots__ = ("buckets", "carriers", "network", "segments", "shared", "tenant_id")
+
+    def __init__(self, network: Network, tenant_id: int) -> None:
+        self.network = network
+        self.tenant_id = tenant_id
+        # Sections shared between nodes; cleared on any change of the network (its endpoints, hosts, QoS).
+        self.shared: dict[tuple[Feature, str | None], Any] = {}
+        self.carriers: frozenset[str] | None = None
+        # Tunnel buckets by target node, with the tunnel IP they were built for.
+        self.buckets: dict[str, tuple[IPv4Address, Bucket]] = {}
+        # Segment sections by node, with everything they were built from (see `segment_section`).
+        self.segments: dict[str, tuple[tuple, Section]] = {}
+
+
+class _EndpointCache:
+    """The flows built for one endpoint object in one network object: ARP answer, host route, local L2,
+    and remote L2 by the port it leaves by (with the bucket it was built with)."""
+
+    __slots__ = ("endpoint", "flows", "network", "remote", "tenant_id")
+
+    def __init__(self, endpoint: Endpoint, network: Network, tenant_id: int) -> None:
+        self.endpoint = endpoint
+        self.network = network
+        self.tenant_id = tenant_id
+        self.flows: dict[Feature, Flow] = {}
+        self.remote: dict[int, tuple[Bucket, Flow]] = {}
+
+
 class SectionBuilder:
+    """Builds sections and remembers them. Every memo is checked against the very objects (network,
+    endpoint, tenant id, tunnel IP, fabric) it was built from, and dropped with the object it belongs to:
+    the memory held follows the live model, not its history (`cache_sizes` counts it).
+    """
+
     def __init__(self, model: Model) -> None:
         self.model = model
         self._fabric = Fabric.from_model(model)
-        self._shared: dict[str, dict[tuple[Feature, str | None], Any]] = {}  # by network key
-        self._remote_flows: dict[tuple[str, int], tuple[Endpoint, Flow]] = {}
-        self._vxlan_buckets: dict[tuple[int, str], Bucket] = {}
-        self._endpoint_flows: dict[tuple[str, Feature], tuple[Endpoint, Flow]] = {}
-        self._local_flows: dict[str, tuple[Endpoint, Flow]] = {}
-        self._carrier_sets: dict[str, frozenset[str]] = {}
-        self._segments: dict[tuple[str, str], tuple[tuple, Section]] = {}
+        self._networks: dict[str, _NetworkCache] = {}  # by network key
+        self._endpoints: dict[str, _EndpointCache] = {}  # by endpoint id
 
     def refresh_fabric(self) -> None:
         """A fabric link went down or came up: new flood tree and paths; what was built from the old goes."""
         self._fabric = Fabric.from_model(self.model)
-        self._carrier_sets.clear()
-        self._segments.clear()
+        for cache in self._networks.values():
+            if cache.network.encap is Encap.VLAN:  # a VXLAN network's carriers and floods use no fabric link
+                cache.carriers = None
+                cache.segments.clear()
 
     def forget(self, key: str) -> None:
-        """The network changed (its endpoints, hosts or QoS): rebuild its sections when next asked."""
-        self._shared.pop(key, None)
-        self._carrier_sets.pop(key, None)
+        """The network changed (its endpoints, hosts or QoS): rebuild its sections when next asked.
+
+        A network that is gone takes everything built for it along.
+        """
+        cache = self._networks.get(key)
+        if cache is None:
+            return
+        if self.model.networks.get(key) is not cache.network:
+            del self._networks[key]
+            return
+        cache.shared.clear()
+        cache.carriers = None
+        hosts = self.model.hosts[key]
+        for name in [n for n in cache.buckets if n not in hosts]:
+            del cache.buckets[name]  # no endpoint there any more: nothing tunnels to it
+
+    def forget_endpoint(self, endpoint_id: str) -> None:
+        """The endpoint changed or went: its flows go when it is no longer the model's endpoint."""
+        cache = self._endpoints.get(endpoint_id)
+        if cache is not None and self.model.endpoints.get(endpoint_id) is not cache.endpoint:
+            del self._endpoints[endpoint_id]
+
+    def keep_segments(self, key: str, nodes: frozenset[str]) -> None:
+        """Drop the segment sections of a network on nodes that no longer carry it."""
+        cache = self._networks.get(key)
+        if cache is not None:
+            for name in [n for n in cache.segments if n not in nodes]:
+                del cache.segments[name]
+
+    def cache_sizes(self) -> dict[str, int]:
+        """Entries held per memo: networks, endpoints, and the sections and flows under them."""
+        networks = self._networks.values()
+        endpoints = self._endpoints.values()
+        return {
+            "networks": len(self._networks),
+            "network_sections": sum(len(c.shared) for c in networks),
+            "tunnel_buckets": sum(len(c.buckets) for c in networks),
+            "segments": sum(len(c.segments) for c in networks),
+            "endpoints": len(self._endpoints),
+            "endpoint_flows": sum(len(c.flows) + len(c.remote) for c in endpoints),
+        }
+
+    def _net(self, network: Network) -> _NetworkCache:
+        cache = self._networks.get(network.key)
+        if cache is None or cache.network is not network:
+            tenant_id = self.model.tenants[network.tenant].id
+            cache = self._networks[network.key] = _NetworkCache(network, tenant_id)
+        return cache
+
+    def _ep(self, endpoint: Endpoint, network: Network) -> _EndpointCache:
+        cache = self._endpoints.get(endpoint.id)
+        if cache is None or cache.endpoint is not endpoint or cache.network is not network:
+            tenant_id = self._net(network).tenant_id
+            cache = self._endpoints[endpoint.id] = _EndpointCache(endpoint, network, tenant_id)
+        return cache
 
     def node_base(self, name: str) -> NodeState:
         """A node's pipeline, its endpoints' ports and its meters: all but the network sections."""
@@ -58,7 +152,16 @@ class SectionBuilder:
             section = self.port_section(endpoint)
             state.sections[section.cookie] = section
         state.sections.update(self.meter_sections(name))
+        gateway_section = self.gateway_section(name)
+        if gateway_section is not None:
+            state.sections[gateway_section.cookie] = gateway_section
         return state
+
+    def gateway_section(self, name: str) -> Section | None:
+        """The node's gateway port flows (features/gateway.py), None while there is no cluster network."""
+        c = cookie(Feature.NODE_GATEWAY, 0)
+        flows = gateway.node_flows(self.model, name, cookie=c)
+        return Section(c, flows) if flows else None
 
     def relevant_networks(self, name: str) -> list[Network]:
         """Networks with a section on this node: its tenants' networks, and VLAN networks it carries."""
@@ -82,7 +185,8 @@ class SectionBuilder:
         return set(self.carriers(network)) | set(self.model.tenant_nodes[network.tenant])
 
     def carriers(self, network: Network) -> frozenset[str]:
-        carriers = self._carrier_sets.get(network.key)
+        cache = self._net(network)
+        carriers = cache.carriers
         if carriers is None:
             hosts = self.model.hosts[network.key]
             if network.encap is Encap.VXLAN or not self.model.links:
@@ -91,7 +195,7 @@ class SectionBuilder:
                 # Transit switches: on the flood tree between hosts, and on the paths routed traffic takes
                 # from any node of the tenant to the hosts.
                 carriers = self._fabric.carriers({*hosts, *self.model.tenant_nodes[network.tenant]})
-            self._carrier_sets[network.key] = carriers
+            cache.carriers = carriers
         return carriers
 
     def network_sections(self, network: Network, name: str) -> dict[int, Section]:
@@ -116,7 +220,7 @@ class SectionBuilder:
 
     def router_view(self, network: Network) -> dict[int, Section]:
         """What a node that only routes into the network holds (most nodes of a large tenant): built once."""
-        shared = self._shared.setdefault(network.key, {})
+        shared = self._net(network).shared
         view = shared.get((Feature.ROUTES, "router-view"))
         if view is None:
             sections = (self.l2_section(network, None), self._shared_section(network, Feature.ROUTES))
@@ -124,7 +228,7 @@ class SectionBuilder:
         return view
 
     def _shared_section(self, network: Network, feature: Feature) -> Section:
-        shared = self._shared.setdefault(network.key, {})
+        shared = self._net(network).shared
         section = shared.get((feature, None))
         if section is None:
             section = shared[(feature, None)] = self._build_shared(network, feature)
@@ -138,23 +242,23 @@ class SectionBuilder:
         return Section(c, tuple(self._endpoint_flow(e, network, feature) for e in endpoints))
 
     def _endpoint_flow(self, endpoint: Endpoint, network: Network, feature: Feature) -> Flow:
-        """An endpoint's ARP answer or host route, built once per version of the endpoint."""
-        cached = self._endpoint_flows.get((endpoint.id, feature))
-        if cached is not None and cached[0] is endpoint:
-            return cached[1]
-        c = cookie(feature, network.id)
-        if feature is Feature.ARP:
-            flow = arp.endpoint_answer(endpoint, network, cookie=c)
-        else:
-            flow = l3.host_route(endpoint, network, self.model.tenants[network.tenant].id, cookie=c)
-        self._endpoint_flows[(endpoint.id, feature)] = (endpoint, flow)
+        """An endpoint's ARP answer or host route, built once per version of the endpoint and its network."""
+        cache = self._ep(endpoint, network)
+        flow = cache.flows.get(feature)
+        if flow is None:
+            c = cookie(feature, network.id)
+            if feature is Feature.ARP:
+                flow = arp.endpoint_answer(endpoint, network, cookie=c)
+            else:
+                flow = l3.host_route(endpoint, network, cache.tenant_id, cookie=c)
+            cache.flows[feature] = flow
         return flow
 
     def l2_section(self, network: Network, name: str | None) -> Section:
         # A node with no endpoint of a VXLAN network sees every endpoint as remote, through the same
         # tunnel port: that view is built once and shared; a host's view swaps in its local endpoints.
         per_node = name is not None and (name in self.model.hosts[network.key] or self.per_node_views(network))
-        shared = self._shared.setdefault(network.key, {})
+        shared = self._net(network).shared
         key = (Feature.L2, name if per_node else None)
         section = shared.get(key)
         if section is None:
@@ -174,51 +278,64 @@ class SectionBuilder:
         return section
 
     def _local_flow(self, endpoint: Endpoint, network: Network) -> Flow:
-        cached = self._local_flows.get(endpoint.id)
-        if cached is None or cached[0] is not endpoint:
-            cached = self._local_flows[endpoint.id] = (
-                endpoint,
-                l2.local(endpoint, network, cookie=cookie(Feature.L2, network.id)),
-            )
-        return cached[1]
+        cache = self._ep(endpoint, network)
+        flow = cache.flows.get(Feature.L2)
+        if flow is None:
+            flow = cache.flows[Feature.L2] = l2.local(endpoint, network, cookie=cookie(Feature.L2, network.id))
+        return flow
 
-    def _remote_flow(self, endpoint: Endpoint, network: Network, name: str) -> Flow | None:
-        # The flow depends on the endpoint and on the port it leaves by: the tunnel, or a fabric port.
-        port = TUNNEL_OFPORT if network.encap is Encap.VXLAN else self._fabric.next_hop_port(name, endpoint.node)
+    def _remote_flow(self, endpoint: Endpoint, network: Network, name: str | None) -> Flow | None:
+        # The flow depends on the endpoint, its network and the bucket it leaves by: the tunnel to the
+        # endpoint's node (by tunnel IP), or a fabric port toward it.
+        if network.encap is Encap.VXLAN:
+            port: int | None = TUNNEL_OFPORT
+        elif name is None:
+            return None  # no node, no fabric port (VLAN views are always per node)
+        else:
+            port = self._fabric.next_hop_port(name, endpoint.node)
         if port is None:
             return None  # no path on the VLAN fabric
-        cached = self._remote_flows.get((endpoint.id, port))
-        if cached is not None and cached[0] is endpoint:
+        cache = self._ep(endpoint, network)
+        bucket = self._vxlan_bucket(network, endpoint.node) if port == TUNNEL_OFPORT else None
+        cached = cache.remote.get(port)
+        if cached is not None and (bucket is None or cached[0] is bucket):
             return cached[1]
-        bucket = self._vxlan_bucket(network, endpoint.node) if port == TUNNEL_OFPORT else vlan.to_port(network, port)
+        if bucket is None:
+            bucket = vlan.to_port(network, port)
         flow = l2.remote(endpoint, network, bucket, cookie=cookie(Feature.L2, network.id))
-        self._remote_flows[(endpoint.id, port)] = (endpoint, flow)
+        cache.remote[port] = (bucket, flow)
         return flow
 
     def _vxlan_bucket(self, network: Network, target: str) -> Bucket:
-        bucket = self._vxlan_buckets.get((network.id, target))
-        if bucket is None:
-            bucket = vxlan.to_node(network, self.model.nodes[target].tunnel_ip)
-            self._vxlan_buckets[(network.id, target)] = bucket
-        return bucket
+        """The tunnel bucket to `target` for this network: its VNI and the node's tunnel IP, built once."""
+        buckets = self._net(network).buckets
+        tunnel_ip = self.model.nodes[target].tunnel_ip
+        cached = buckets.get(target)
+        if cached is None or cached[0] != tunnel_ip:
+            cached = buckets[target] = (tunnel_ip, vxlan.to_node(network, tunnel_ip))
+        return cached[1]
 
     def segment_section(self, network: Network, name: str) -> Section:
-        # Only the network's hosts and carriers and this node's own ports of it shape the section.
+        # The network object (id, segment, subnet, gateway) and its tenant's id are fixed for the cache
+        # entry; the hosts, carriers, this node's own ports of it and the tunnel buckets to the other
+        # hosts (their tunnel IPs) are compared; a fabric change drops every segment.
+        cache = self._net(network)
         signature = (
             frozenset(self.model.hosts[network.key]),
             self.carriers(network),
             sorted(e.ofport for e in self.model.endpoints_by_node[name].values() if e.network == network.key),
+            tuple(b for _, b in self._flood_targets(network)) if network.encap is Encap.VXLAN else (),
         )
-        cached = self._segments.get((network.key, name))
+        cached = cache.segments.get(name)
         if cached is not None and cached[0] == signature:
             return cached[1]
         section = self._build_segment(network, name, signature[2])
-        self._segments[(network.key, name)] = (signature, section)
+        cache.segments[name] = (signature, section)
         return section
 
     def _build_segment(self, network: Network, name: str, local_ports: list[int]) -> Section:
         c = cookie(Feature.SEGMENT, network.id)
-        tenant_id = self.model.tenants[network.tenant].id
+        tenant_id = self._net(network).tenant_id
         hosts = self.model.hosts[network.key]
         if network.encap is Encap.VXLAN:
             classify = [vxlan.classify(network, tenant_id, cookie=c)]
@@ -236,7 +353,7 @@ class SectionBuilder:
 
     def _flood_targets(self, network: Network) -> list[tuple[str, Bucket]]:
         """Every host of a VXLAN network with the tunnel bucket reaching it, by tunnel IP: built once."""
-        shared = self._shared.setdefault(network.key, {})
+        shared = self._net(network).shared
         targets = shared.get((Feature.SEGMENT, "targets"))
         if targets is None:
             hosts = sorted(self.model.hosts[network.key], key=lambda h: int(self.model.nodes[h].tunnel_ip))

@@ -47,7 +47,7 @@ from controller.pipeline.ir import (
 from controller.pipeline.state import NodeState
 from controller.pipeline.tables import PIPELINE
 from topology.graph import FABRIC
-from topology.model import TUNNEL_OFPORT, UPLINK_OFPORT, Model
+from topology.model import GATEWAY_OFPORT, TUNNEL_OFPORT, UPLINK_OFPORT, Model
 
 MAX_EVENTS = 10_000  # more switch visits than this for one packet is a forwarding loop
 TUNNEL_FIELDS = ("tunnel_id", "tun_ipv4_dst")
@@ -347,8 +347,13 @@ class SimNetwork:
     def send(self, endpoint_id: str, packet: Packet) -> Trace:
         """Inject a packet as sent by an endpoint and follow every copy until it is delivered or dropped."""
         endpoint = self.model.endpoint(endpoint_id)
+        return self.send_from(endpoint.node, endpoint.ofport, packet)
+
+    def send_from(self, node: str, in_port: int, packet: Packet) -> Trace:
+        """Inject a packet arriving on a node's port (an endpoint's, or GATEWAY_OFPORT: from the host stack).
+        A packet leaving by a node's gateway port is delivered to `gateway_endpoint(node)`."""
         trace = Trace()
-        queue = deque([(endpoint.node, endpoint.ofport, packet, {})])
+        queue = deque([(node, in_port, packet, {})])
         events = 0
         while queue:
             node, in_port, pkt, tunnel = queue.popleft()
@@ -364,6 +369,9 @@ class SimNetwork:
         """Where a packet sent out of `node`'s `port` arrives: (node, in_port, packet, tunnel) list."""
         if (node, port) in self.endpoint_at:
             trace.delivered.append(Delivery(self.endpoint_at[(node, port)], node, packet))
+            return []
+        if port == GATEWAY_OFPORT:
+            trace.delivered.append(Delivery(gateway_endpoint(node), node, packet))
             return []
         if port == TUNNEL_OFPORT:
             remote = self.node_by_ip.get(tunnel.get("tun_ipv4_dst", -1))
@@ -384,3 +392,8 @@ class SimNetwork:
             return []
         trace.drops.append(f"{node}: output to port {port}, where nothing is attached")
         return []
+
+
+def gateway_endpoint(node: str) -> str:
+    """What the simulator calls a node's host stack, behind its gateway port, in `Trace.delivered_to`."""
+    return f"{node}:host"

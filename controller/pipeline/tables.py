@@ -109,11 +109,12 @@ TABLES: tuple[Table, ...] = (
     _table(
         "classify",
         "in_port (or tunnel VNI, or VLAN id on an uplink) -> network and tenant",
-        matches="in_port vlan_vid tunnel_id eth_dst",
-        sets="network tenant flags",
-        actions=(PopVlan,),
+        matches="in_port vlan_vid tunnel_id eth_dst eth_type ipv4_dst",
+        sets="network tenant flags eth_dst",
+        actions=(PopVlan, Ct),
         next_tables="port_security l2",
         miss_reason="classify: the port or segment belongs to no network here",
+        ct_tables="l3_gateway",  # a reply to a network's transit address, un-SNATed (features/gateway.py)
     ),
     _table(
         "port_security",
@@ -162,14 +163,14 @@ TABLES: tuple[Table, ...] = (
         matches="tenant eth_type ipv4_dst",
         sets="eth_src eth_dst network",
         actions=(DecTtl,),
-        next_tables="l2",
+        next_tables="l2 egress_gateway",
         miss_reason="l3: no route to that address in this tenant",
     ),
     _table(
         "l2",
         "(network, destination MAC) -> local port, remote node or uplink; broadcast to the network's group",
         matches="network from_remote eth_dst",
-        sets="out_port tunnel_id tun_ipv4_dst vlan_vid",
+        sets="out_port to_gateway tunnel_id tun_ipv4_dst vlan_vid",
         actions=(PushVlan, Output, ToGroup),
         next_tables="ingress_policy",
         miss_reason="l2: no such destination MAC in this network",
@@ -191,6 +192,31 @@ TABLES: tuple[Table, ...] = (
         matches="out_port",
         actions=(OutputReg,),
         miss_reason="output: no port",
+    ),
+    # Egress of networks with nat_outgoing through the node's gateway port (features/gateway.py).
+    _table(
+        "egress_gateway",
+        "a tenant's traffic for outside the cluster: refuse cluster, transit and node addresses, else SNAT",
+        matches="network eth_type ipv4_dst",
+        actions=(Ct,),
+        miss_reason="gateway: the network does not NAT outgoing traffic",
+        ct_tables="egress_snat",
+    ),
+    _table(
+        "egress_snat",
+        "a new connection is committed with SNAT to the network's transit address, in its own zone",
+        matches="network eth_type ct_state",
+        actions=(Ct,),
+        next_tables="egress_out",
+        miss_reason="gateway: neither a new nor an established connection",
+        ct_tables="egress_out",
+    ),
+    _table(
+        "egress_out",
+        "up the node's gateway port",
+        matches="",
+        actions=(Output,),
+        miss_reason="gateway: no gateway port on this node",
     ),
 )
 

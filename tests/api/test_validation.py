@@ -59,6 +59,21 @@ def test_vni_is_unique_across_tenants_but_subnets_may_repeat(cluster: Wsgi) -> N
     assert clash.status == 409 and clash.error["field"] == "network.vni"
 
 
+def test_host_bits_suggest_only_a_subnet_that_would_be_taken(cluster: Wsgi) -> None:
+    answer = cluster.post(NETS, network("w", "10.0.0.0/1", vni=5))
+    assert (answer.status, answer.error["field"]) == (400, "network.subnet")
+    message = answer.error["message"]
+    assert "did you mean" not in message and "0.0.0.0/1 overlaps 0.0.0.0/8" in message, message
+    assert "10.0.0.0/1 has host bits set" in message
+
+
+def test_a_null_field_is_called_null(cluster: Wsgi) -> None:
+    answer = cluster.post("/v1/tenants", {"name": None})
+    assert (answer.status, answer.error["field"]) == (400, "tenant.name")
+    assert answer.error["message"] == "tenant.name: is null; want a string", answer.error
+    assert "is required" in cluster.post("/v1/tenants", {}).error["message"]
+
+
 def test_vni_and_vlan_number_spaces_are_separate(cluster: Wsgi) -> None:
     cluster.ok("POST", NETS, network("a", "10.0.0.0/24", vni=7))
     assert cluster.post(NETS, network("b", "10.1.0.0/24", vlan=7)).status == 201

@@ -143,10 +143,19 @@ def test_create_gives_the_pod_its_configured_interface_and_delete_removes_both_e
     assert netlink.host_link_exists(pod.host_name)
     assert netlink.host_links(pod.host_name[:-2]) == [pod.host_name]
     assert netlink.inspect(pod.netns, "eth0") == PodView(
-        ifname="eth0", mac=pod.mac, addresses=("10.1.0.5/24",), gateway="10.1.0.1", mtu=1450, up=True
+        ifname="eth0",
+        mac=pod.mac,
+        addresses=("10.1.0.5/24",),
+        gateway="10.1.0.1",
+        mtu=1450,
+        up=True,
+        source_gateway="10.1.0.1",
     )
+    assert "from 10.1.0.5 lookup" in in_pod(netns, "ip", "rule", "show")
 
     assert netlink.delete(pod.host_name) is True
+    assert netlink.forget_source_routes(pod.netns) == 1
+    assert "from 10.1.0.5 lookup" not in in_pod(netns, "ip", "rule", "show")
     assert host_link(pod.host_name) is None
     assert pod_links(netns) == ["lo"]
     assert netlink.delete(pod.host_name) is False

@@ -67,19 +67,38 @@ def test_a_container_with_three_interfaces_on_two_networks(cluster: Cluster) -> 
     assert "routes" not in results["net1"].out and "routes" not in results["net2"].out
     assert [(r["gateway"], r["dev"]) for r in default_routes("m1")] == [("10.1.0.1", "eth0")]
     assert pings("m1", "eth0", peer_web.ip) and pings("m1", "net1", peer_db.ip) and pings("m1", "net2", peer_web.ip)
+    # Peers reach every interface, from their own network and through the gateway from the other: the replies
+    # of net1 and net2 leave through them (source routing), not through eth0's default route or net1's subnet.
+    ip = {ifname: result.out["ips"][0]["address"].split("/")[0] for ifname, result in results.items()}
+    for peer in (peer_web, peer_db):
+        for ifname in ("eth0", "net1", "net2"):
+            assert peer.ping(ip[ifname]), (peer.name, ifname, ip[ifname])
+    rules = in_pod("m1", "ip", "rule", "show").stdout
+    assert f"from {ip['net1']} lookup" in rules and f"from {ip['net2']} lookup" in rules, rules
+    assert f"from {ip['eth0']} lookup" in rules, rules
     for ifname, config in (("eth0", web), ("net1", db), ("net2", web)):
         prev = {**config, "prevResult": results[ifname].out}
         checked = runtime.call("CHECK", prev, container="c-m1", netns=netns, ifname=ifname)
         assert checked.code == 0, (ifname, checked)
+    # CHECK expects the source route of a second interface.
+    in_pod("m1", "ip", "rule", "del", "from", ip["net1"])
+    prev = {**db, "prevResult": results["net1"].out}
+    checked = runtime.call("CHECK", prev, container="c-m1", netns=netns, ifname="net1")
+    assert checked.code != 0 and "net1 lacks its source route" in checked.out["msg"], checked
+    in_pod(
+        "m1", "ip", "rule", "add", "from", ip["net1"], "lookup", rules.split(f"from {ip['net1']} lookup ")[1].split()[0]
+    )
     # DEL of eth0 takes its default route with it; net1 and net2 keep working and pass CHECK.
     assert runtime.call("DEL", web, container="c-m1", netns=netns, ifname="eth0").code == 0
     assert in_pod("m1", "ip", "link", "show", "eth0", check=False).returncode != 0
     assert pings("m1", "net1", peer_db.ip) and pings("m1", "net2", peer_web.ip)
+    assert peer_web.ping(ip["net1"]) and peer_db.ping(ip["net2"])
     for ifname, config in (("net1", db), ("net2", web)):
         prev = {**config, "prevResult": results[ifname].out}
         assert runtime.call("CHECK", prev, container="c-m1", netns=netns, ifname=ifname).code == 0, ifname
     for ifname, config in (("net1", db), ("net2", web)):
         assert runtime.call("DEL", config, container="c-m1", netns=netns, ifname=ifname).code == 0
+        assert f"from {ip[ifname]} " not in in_pod("m1", "ip", "rule", "show").stdout, ifname  # DEL took its rule
     for name, config in (("mw", web), ("md", db)):
         assert runtime.call("DEL", config, container=f"c-{name}", netns=f"/var/run/netns/{name}").code == 0
     assert cluster.leftovers() == EMPTY

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from agent.restore import _tcp_address, mgmt_socket_path
+from agent.restore import _Relay, _tcp_address, mgmt_socket_path
 from lab.cni import Network, TenetNode, exec_plugin
 from lab.ovs import Pod, pid_alive, sh, tcp_connects, wait_for
 
@@ -87,6 +87,38 @@ def test_the_agent_ends_flow_restore_wait_once_the_controller_replayed_the_flows
     )
     assert _flow_count(tenet) == flows
     assert a.ping(b.ip, count=2) and tcp_connects(a, b)
+
+
+def test_flow_restore_wait_set_on_a_running_switch_is_cleared_without_a_relay(
+    node: tuple[TenetNode, Pod, Pod],
+) -> None:
+    tenet, a, b = node
+    before = tenet.controller.node(tenet.node.name)["switch"]
+    flows = _flow_count(tenet)
+    assert before["in_sync"] and flows > 20
+    # A running switch: ovs-vswitchd reports its controller connection in OVSDB (it refreshes that every 5 s).
+    wait_for(
+        lambda: tenet.node.vsctl("--columns=is_connected", "--bare", "list", "controller").strip() == "true",
+        "ovs-vswitchd to report its controller connection",
+    )
+    tenet.agent.new_log()
+    tenet.node.vsctl("set", "open_vswitch", ".", "other_config:flow-restore-wait=true")
+    # The switch keeps its own controller connection and its flows: the agent clears the flag without relaying.
+    wait_for(lambda: _flag(tenet) == "", "the agent to clear flow-restore-wait", timeout=30)
+    log = tenet.agent.new_log()
+    assert "connected to the controller and in sync" in log, log
+    assert "relaying" not in log and "did not sync" not in log, log
+    after = tenet.controller.node(tenet.node.name)["switch"]
+    assert after.get("refused_connections", 0) == before.get("refused_connections", 0), after
+    assert after["errors"] == before["errors"] and after["in_sync"], after
+    assert _flow_count(tenet) == flows
+    assert a.ping(b.ip, count=2) and tcp_connects(a, b)
+
+
+def test_a_relay_that_cannot_connect_names_the_socket(tmp_path: pytest.TempPathFactory) -> None:
+    missing = f"{tmp_path}/br-int.mgmt"
+    with pytest.raises(OSError, match=f"connecting to {missing}: No such file or directory"):
+        _Relay(missing, ("127.0.0.1", 1))
 
 
 def test_where_the_relay_connects() -> None:

@@ -229,3 +229,29 @@ def test_a_switch_with_a_certificate_of_another_ca_is_refused(controller: Contro
         assert "cookie=" not in rogue.ofctl("dump-flows")
     finally:
         rogue.close()
+
+
+def test_a_switch_whose_certificate_names_another_node_is_refused(controller: Controller, tmp_path: Path) -> None:
+    """The switch CA signed it, but its subject CN ("admin id:...", as ovs-pki writes it) names no node
+    "rogue": it may not claim rogue's datapath id."""
+    tls = controller.tls
+    rogue = OvsNode("rogue", tmp_path / "ovs", index=2)
+    try:
+        rogue.start()
+        dpid = 0x7E00_0000_0000_0098
+        controller.client().put(path("v1", "nodes", "rogue"), {"tunnel_ip": "192.168.50.98", "datapath_id": dpid})
+        controller_ca = tls / "pki" / "controllerca" / "cacert.pem"
+        rogue.vsctl("set-ssl", str(tls / "admin-privkey.pem"), str(tls / "admin-cert.pem"), str(controller_ca))
+        rogue.vsctl(
+            "add-br", "br-int", "--", "set", "bridge", "br-int", "datapath_type=netdev", "protocols=OpenFlow13",
+            "fail_mode=secure", f"other-config:datapath-id={dpid:016x}",
+            "--", "set-controller", "br-int", f"ssl:{rogue.host_ip}:{controller.ofp_port}",
+            "--", "set", "controller", "br-int", "connection-mode=out-of-band",
+        )  # fmt: skip
+        log = tmp_path / "controller.log"
+        wait_for(lambda: "which does not name node rogue" in log.read_text(), "the controller to refuse it", timeout=30)
+        assert "subject CN 'admin id:" in log.read_text()
+        assert controller.client().get(path("v1", "nodes", "rogue"))["switch"] == {"connected": False}
+        assert "cookie=" not in rogue.ofctl("dump-flows")
+    finally:
+        rogue.close()

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from ipaddress import IPv4Network
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from controller.api import ApiServer, Tokens, make_app, serve
 from controller.cli import main
 from controller.service import Service
 from controller.store.sqlite import SqliteStore
+from topology.gateway import GatewayConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN, BLUE = "admin-token", "blue-token"
@@ -221,18 +223,23 @@ def test_nodes_endpoints_and_flows(ctl: Ctl, service: Service) -> None:
     assert first.startswith("# node node1: switch connected, out of sync, 1 error(s); desired: ")
     assert "table=classify" in rest and rest == ctl.json("flows", "node1", "--no-verify")["flows"]
     status, out, err = ctl("flows", "node1")
-    assert (status, err) == (1, "") and out.startswith(flows)
-    assert out[len(flows) :] == (
-        "# OVS DIFFERS (dumped now: 30 flows, 1 groups, 0 meters): 1 missing, 1 extra, 1 different\n"
-        "# missing: cookie=0x1,table=l2,priority=5 actions=drop\n"
+    # The dump made now is the verdict: first, and the header agrees with it.
+    verdict = "# OVS DIFFERS (dumped now: 30 flows, 1 group, 0 meters): 1 missing, 1 extra, 1 different\n"
+    assert (status, err) == (1, "") and out.startswith(
+        verdict + "# node node1: switch connected, OUT OF SYNC (see below);"
+    )
+    assert "in sync" not in out.split("\n")[1]
+    assert out.endswith(
+        rest + "# missing: cookie=0x1,table=l2,priority=5 actions=drop\n"
         "# extra:   cookie=0x0,table=classify,priority=9,in_port=7 actions=drop\n"
         "# want:    group_id=1,type=all\n"
         "# have:    group_id=1,type=all,bucket=actions=output:3\n"
     )
-    assert ctl.ok("flows", "node2").endswith("\n# OVS holds exactly that (dumped now: 28 flows, 1 groups, 0 meters)\n")
+    shown = ctl.ok("flows", "node2")
+    assert shown.startswith("# OVS holds exactly that (dumped now: 28 flows, 1 group, 0 meters)\n# node node2: switch ")
     service.register_node("node3", tunnel_ip="192.168.50.3")
     status, out, _ = ctl("flows", "node3")
-    assert status == 1 and out.endswith("\n# OVS not checked: the switch of node node3 is not connected\n")
+    assert status == 1 and out.startswith("# OVS not checked: the switch of node node3 is not connected\n")
     assert_one_line_error(ctl("flows", "node1", token=BLUE), "needs the cluster-admin token")
     assert_one_line_error(ctl("flows", "node9"), "unknown node 'node9'")
 
@@ -322,3 +329,15 @@ def test_trace_json_goes_before_or_after_the_command(capsys: pytest.CaptureFixtu
         assert main(argv) == 0
         documents.append(json.loads(capsys.readouterr().out))
     assert documents[0] == documents[1] and documents[0]["verdict"]
+
+
+def test_network_nat_outgoing(ctl: Ctl, service: Service) -> None:
+    config = GatewayConfig("default/pods", IPv4Network("10.244.0.0/16"), IPv4Network("100.64.0.0/16"))
+    service.gateway = config
+    service.model.configure_gateway(config)
+    ctl.ok("tenant", "create", "blue")
+    doc = ctl.json("network", "create", "blue/web", "--encap", "vxlan", "--subnet", "10.0.0.0/24", "--nat-outgoing")
+    assert doc["nat_outgoing"] is True
+    assert ctl.ok("network", "set", "blue/web", "--nat-outgoing", "off") == "network blue/web: nat_outgoing off\n"
+    assert "nat_outgoing:   False" in ctl.ok("network", "show", "blue/web")
+    assert ctl.json("network", "set", "blue/web", "--nat-outgoing", "on", token=BLUE)["nat_outgoing"] is True

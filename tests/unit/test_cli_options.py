@@ -61,3 +61,39 @@ def test_agent_run_takes_the_socket_on_either_side() -> None:
 
     for argv in (["--socket", "/s", "run"], ["run", "--socket", "/s"], ["--socket", "/t", "run", "--socket", "/s"]):
         assert parser().parse_args(argv).socket == "/s", argv
+
+
+def _into_a_closed_pipe(*args: str) -> subprocess.CompletedProcess:
+    """Run `python -m ARGS` with stdout a pipe whose reader is gone, as `| head` leaves it."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", *args], stdout=write, stderr=subprocess.PIPE, text=True, timeout=60, cwd=ROOT
+        )
+    finally:
+        os.close(write)
+
+
+def test_every_cli_ends_quietly_when_its_reader_goes(tmp_path: Path) -> None:  # root, as tenet-lab needs
+    pods = {
+        f"p{i}": {"name": f"p{i}", "node": "node1", "network": "blue/web", "netns": f"tl-x-p{i}", "container_id": "c"}
+        for i in range(50)
+    }
+    (tmp_path / "lab.json").write_text(json.dumps({"nodes": [], "pods": pods}))
+    for args in (
+        ("lab.cli", "--state-dir", str(tmp_path), "status"),
+        ("lab.cli", "--state-dir", str(tmp_path), "status", "--json"),
+        ("controller.cli", "compile", "examples/cluster.yaml", "--node", "node1"),
+        ("agent.main", "--help"),
+    ):
+        done = _into_a_closed_pipe(*args)
+        assert (done.returncode, done.stderr) == (1, ""), args
+
+
+def test_lab_status_names_each_pods_namespace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pod = {"name": "b1", "node": "node1", "network": "blue/web", "netns": "tl-ab12-b1", "container_id": "c"}
+    (tmp_path / "lab.json").write_text(json.dumps({"nodes": [], "pods": {"b1": pod}, "server": "http://x:1"}))
+    assert lab_cli.main(["--state-dir", str(tmp_path), "status"]) == 0
+    out = capsys.readouterr().out
+    assert "  b1: None on node1, blue/web, namespace tl-ab12-b1\n" in out and "API http://x:1" in out

@@ -371,7 +371,7 @@ def test_check_compares_namespaces_not_paths(launcher: Path, agent: FakeAgent, t
     _, result = run(launcher, "ADD", netconf(agent.path), CNI_NETNS=str(sandbox))
     assert run(launcher, "CHECK", netconf(agent.path, prevResult=result), CNI_NETNS=str(alias)) == (0, None)
     error = failure(launcher, "CHECK", netconf(agent.path, prevResult=result), CNI_NETNS=str(other))
-    assert error["code"] == 999 and "prevResult lists no interface eth0" in error["msg"]
+    assert error["code"] == 7 and "prevResult lists no interface eth0" in error["msg"]
 
 
 def test_check_consults_prev_result_then_asks_the_agent(launcher: Path, agent: FakeAgent) -> None:
@@ -384,7 +384,9 @@ def test_check_consults_prev_result_then_asks_the_agent(launcher: Path, agent: F
 @pytest.mark.parametrize("previous", [None, LOOPBACK_RESULT])
 def test_check_fails_when_prev_result_lacks_our_interface(launcher: Path, agent: FakeAgent, previous: Any) -> None:
     error = failure(launcher, "CHECK", netconf(agent.path, prevResult=previous))
-    assert error["code"] == 999 and ("prevResult" in error["msg"])
+    assert error["code"] == 7 and ("prevResult" in error["msg"])
+    if previous is None:
+        assert error["msg"].startswith("prevResult is required for CHECK"), error
     assert agent.requests == []
 
 
@@ -624,3 +626,18 @@ def test_fuzzed_documents(launcher: Path, fuzz_agent: FakeAgent, command: str, v
 @given(command=COMMANDS, stdin=st.binary(max_size=64))
 def test_fuzzed_bytes(launcher: Path, command: str, stdin: bytes) -> None:
     assert_well_formed(*run(launcher, command, stdin=stdin))
+
+
+def test_stdin_that_cannot_be_read_is_code_5() -> None:
+    import io
+
+    from cni import plugin
+
+    class Broken(io.RawIOBase):
+        def read(self, *_: object) -> bytes:
+            raise OSError(5, "Input/output error")
+
+    out = io.StringIO()
+    assert plugin.run({"CNI_COMMAND": "ADD"}, Broken(), out) == 1  # type: ignore[arg-type]
+    error = json.loads(out.getvalue())
+    assert error["code"] == 5 and "stdin" in error["msg"] and "Input/output error" in error["details"], error

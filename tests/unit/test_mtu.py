@@ -69,6 +69,20 @@ def test_an_explicit_mtu_must_equal_the_tenants() -> None:
     assert error.conflict and list(model.networks) == ["blue/web"]
 
 
+def test_a_tenants_mtu_too_large_for_vxlan_says_where_it_comes_from() -> None:
+    model = Model()
+    model.add_node("n1", tunnel_ip="192.168.0.1", underlay_mtu=1500)
+    model.add_tenant("blue")
+    model.add_network("blue", "web", encap="vlan", segment=5, subnet="10.1.0.0/24", mtu=1500)
+    error = refused(
+        lambda: model.add_network("blue", "db", encap="vxlan", segment=5, subnet="10.1.1.0/24"),
+        "network.mtu",
+        "the networks of a tenant share one MTU, 1500, set by its first network 'blue/web'; a vxlan network carries"
+        " at most 1450",
+    )
+    assert error.conflict and "outside" not in str(error) and list(model.networks) == ["blue/web"]
+
+
 @pytest.mark.parametrize(
     ("encap", "mtu", "words"),
     [

@@ -1,0 +1,165 @@
+"""The node's gateway port, `tenet-gw0`: an OVS internal port of br-int in the node's own IP stack.
+
+What the agent sets up (once at start, and the same again on every start; every step is idempotent):
+
+- the port, with `ofport_request` GATEWAY_OFPORT, `mtu_request` the cluster network's MTU (so it never
+  follows the smallest MTU on the bridge, and a host packet for a pod fits the tunnel) and the MAC the
+  pipeline sends to, `0e:00:<tunnel IP>`; TX checksum offload off (the userspace datapath does not fill in
+  checksums the host left partial, and conntrack in OVS would take such packets for invalid);
+- the node's tunnel IP as a /32 on it, and routes: the cluster subnet and the transit subnet via the cluster
+  network's gateway address, `onlink` (the pipeline answers ARP for it), with the tunnel IP as source;
+- IPv4 forwarding on;
+- iptables, in chains of its own (TENET-POSTROUTING in nat, TENET-FORWARD and TENET-INPUT in filter),
+  each jumped to from the built-in chain:
+  - MASQUERADE of the cluster subnet to non-cluster destinations, as the bridge plugin's `ipMasq` does;
+  - MASQUERADE of the transit subnet (tenant networks' egress, already SNATed in OVS to it);
+  - MASQUERADE of a pod's traffic the host DNATed back into the cluster (a Service with a backend pod,
+    kube-proxy's rules): the backend answers the node, whose conntrack then undoes the DNAT;
+  - transit addresses reach nothing of the cluster (FORWARD drop to the cluster subnet) and nothing of the
+    node (INPUT drop): an isolated tenant gets the outside and no node address.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import subprocess
+import time
+from collections.abc import Callable
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pyroute2 import IPRoute
+from pyroute2.ethtool.ioctl import IoctlEthtool, NotSupportedError
+
+from topology.gateway import node_gateway_mac
+from topology.ipam import int_to_mac
+from topology.model import GATEWAY_OFPORT, GATEWAY_PORT_NAME
+
+log = logging.getLogger(__name__)
+COMMENT = "tenet gateway"
+Rule = tuple[str, str, tuple[str, ...]]  # (table, chain, rule arguments)
+
+
+@dataclass(frozen=True)
+class GatewayPlan:
+    """What a node's gateway port needs: from the controller's GET /v1/gateway and the node's tunnel IP."""
+
+    node_ip: ipaddress.IPv4Address
+    cluster_subnet: ipaddress.IPv4Network
+    transit_subnet: ipaddress.IPv4Network
+    gateway: ipaddress.IPv4Address  # the cluster network's gateway address: the routes' next hop
+    mtu: int  # bytes
+
+    @property
+    def mac(self) -> str:
+        return int_to_mac(node_gateway_mac(self.node_ip))
+
+    def rules(self) -> list[Rule]:
+        """The iptables rules, in order, in Tenet's own chains."""
+        cluster, transit, port = str(self.cluster_subnet), str(self.transit_subnet), GATEWAY_PORT_NAME
+        hairpin = ("-m", "conntrack", "--ctstate", "DNAT", "-j", "MASQUERADE")
+        return [
+            ("nat", "TENET-POSTROUTING", ("-s", cluster, "!", "-d", cluster, "-j", "MASQUERADE")),
+            ("nat", "TENET-POSTROUTING", ("-s", transit, "!", "-d", cluster, "-j", "MASQUERADE")),
+            ("nat", "TENET-POSTROUTING", ("-s", cluster, "-d", cluster, "-o", port, *hairpin)),
+            ("filter", "TENET-FORWARD", ("-s", transit, "-d", cluster, "-j", "DROP")),
+            ("filter", "TENET-FORWARD", ("-i", port, "-j", "ACCEPT")),
+            ("filter", "TENET-FORWARD", ("-o", port, "-j", "ACCEPT")),
+            ("filter", "TENET-INPUT", ("-i", port, "-s", transit, "-j", "DROP")),
+        ]
+
+
+def plan_from(doc: dict[str, Any], node_ip: ipaddress.IPv4Address) -> GatewayPlan | None:
+    """The plan from the controller's answer, or None when no cluster network is set up (nothing to do)."""
+    if not doc.get("cluster_network") or not doc.get("gateway"):
+        return None
+    return GatewayPlan(
+        node_ip,
+        ipaddress.IPv4Network(doc["cluster_subnet"]),
+        ipaddress.IPv4Network(doc["transit_subnet"]),
+        ipaddress.IPv4Address(doc["gateway"]),
+        int(doc["mtu"]),
+    )
+
+
+class GatewayError(RuntimeError):
+    """The gateway port could not be set up; the message says which step."""
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(args, capture_output=True, text=True, timeout=30, check=False)
+
+
+class Gateway:
+    """Sets up the gateway port of `bridge` through `ovsdb` (agent.ovsdb.Ovsdb) and the node's stack."""
+
+    def __init__(self, ovsdb: Any, bridge: str, *, run: Callable[..., subprocess.CompletedProcess] = _run) -> None:
+        self.ovsdb, self.bridge, self.run = ovsdb, bridge, run
+
+    def apply(self, plan: GatewayPlan) -> None:
+        """Everything the module doc lists; raises GatewayError naming the step that failed."""
+        self.ovsdb.ensure_internal_port(
+            self.bridge, GATEWAY_PORT_NAME, ofport=GATEWAY_OFPORT, mtu=plan.mtu, mac=plan.mac
+        )
+        with IPRoute() as ipr:
+            index = self._wait_for_link(ipr)
+            ipr.link("set", index=index, address=plan.mac, mtu=plan.mtu, state="up")
+            have = {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=index, family=2)}
+            if str(plan.node_ip) not in have:
+                ipr.addr("add", index=index, address=str(plan.node_ip), prefixlen=32)
+            for subnet in (plan.cluster_subnet, plan.transit_subnet):
+                ipr.route(
+                    "replace",
+                    dst=str(subnet),
+                    gateway=str(plan.gateway),
+                    oif=index,
+                    prefsrc=str(plan.node_ip),
+                    flags=4,  # RTNH_F_ONLINK: the next hop is on the link although no address covers it
+                )
+        try:
+            with closing(IoctlEthtool(GATEWAY_PORT_NAME)) as ethtool:
+                ethtool.set_offload_flag("tx-checksumming", 0)
+        except (NotSupportedError, OSError) as error:
+            log.warning("%s: could not turn TX checksum offload off: %s", GATEWAY_PORT_NAME, error)
+        Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")
+        self._iptables(plan.rules())
+        log.info(
+            "gateway port %s: %s/32, routes to %s and %s via %s, MTU %d",
+            GATEWAY_PORT_NAME,
+            plan.node_ip,
+            plan.cluster_subnet,
+            plan.transit_subnet,
+            plan.gateway,
+            plan.mtu,
+        )
+
+    def _wait_for_link(self, ipr: IPRoute, timeout: float = 30.0) -> int:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = ipr.link_lookup(ifname=GATEWAY_PORT_NAME)
+            if found:
+                return found[0]
+            if time.monotonic() > deadline:
+                raise GatewayError(f"OVS made no interface {GATEWAY_PORT_NAME} within {timeout:.0f} s")
+            time.sleep(0.05)
+
+    def _iptables(self, rules: list[Rule]) -> None:
+        """Own chains, flushed and filled, each jumped to once from its built-in chain."""
+        chains = dict.fromkeys((table, chain) for table, chain, _ in rules)
+        for table, chain in chains:
+            self.run("iptables", "-w", "-t", table, "-N", chain)  # fails harmlessly when it exists
+            self._must("iptables", "-w", "-t", table, "-F", chain)
+            builtin = chain.removeprefix("TENET-")
+            jump = ("-m", "comment", "--comment", COMMENT, "-j", chain)
+            if self.run("iptables", "-w", "-t", table, "-C", builtin, *jump).returncode != 0:
+                self._must("iptables", "-w", "-t", table, "-I", builtin, "1", *jump)
+        for table, chain, rule in rules:
+            self._must("iptables", "-w", "-t", table, "-A", chain, *rule)
+
+    def _must(self, *args: str) -> None:
+        done = self.run(*args)
+        if done.returncode != 0:
+            raise GatewayError(f"{' '.join(args)}: {done.stderr.strip() or done.returncode}")

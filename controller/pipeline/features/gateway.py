@@ -1,0 +1,179 @@
+"""The node's gateway port (`tenet-gw0`, ofport GATEWAY_OFPORT): the pipeline's way to the host stack.
+
+The cluster network is routed by the hosts. Every node's gateway port is attached to it, with a MAC of its
+own (`0e:00:<tunnel IP>`), so a pod reaches any node's address through the overlay to that node's port,
+and anything outside its tenant's subnets up its own node's port, where the host's iptables (kube-proxy's
+rules, the masquerade of the cluster subnet) apply. The host reaches the cluster's pods by routing the
+cluster subnet into the port, toward the network's gateway MAC: classify puts its traffic into the cluster
+network and tenant, with `from_gateway` set, and l3 routes it like a pod's.
+
+A network of another tenant with `nat_outgoing` sends what it cannot route within its tenant to
+egress_gateway: cluster, transit and node addresses and its tenant's own subnets are refused; the rest is
+SNATed in conntrack zone `snat_zone(network)` to the network's transit address and goes up the gateway
+port. The host masquerades the transit subnet and routes the replies back down the port, where classify
+un-NATs them in the same zone and hands them to the network's gateway: two tenants' identical 5-tuples
+live in different zones and leave with different transit addresses, so replies find their own pod. A
+packet for a transit address with no connection is not un-NATed, finds no route and is dropped.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Network
+
+from controller.pipeline.features import vxlan
+from controller.pipeline.fields import FLAGS, FROM_GATEWAY, NETWORK, OUT_PORT, TENANT, TO_GATEWAY_MARK
+from controller.pipeline.ir import ETH_TYPE_IP, Ct, DecTtl, Flow, Nat, Output, SetField, ct_state, match
+from controller.pipeline.tables import PIPELINE
+from topology.gateway import node_gateway_mac, snat_zone
+from topology.model import GATEWAY_OFPORT, Encap, Model, Network
+
+PRIORITY = 100
+REFUSE_PRIORITY = 200
+DEFAULT_ROUTE_PRIORITY = 1  # below every host route (l3.PRIORITY)
+
+
+def _net(network: Network) -> dict[str, int]:
+    return {NETWORK.register: network.id}
+
+
+def _cidr(subnet: IPv4Network) -> tuple[int, int]:
+    return int(subnet.network_address), int(subnet.netmask)
+
+
+def node_flows(model: Model, name: str, *, cookie: int) -> tuple[Flow, ...]:
+    """Every gateway flow of node `name`; none until the cluster network exists."""
+    config = model.gateway
+    if config is None or config.cluster_network not in model.networks:
+        return ()
+    cluster = model.networks[config.cluster_network]
+    cluster_tenant = model.tenants[cluster.tenant].id
+    own_mac = node_gateway_mac(model.nodes[name].tunnel_ip)
+    from_gateway = SetField(FLAGS.register, FROM_GATEWAY.mask)
+    ip = {"eth_type": ETH_TYPE_IP}
+    to_cluster = (SetField("eth_src", cluster.gateway_mac), SetField(NETWORK.register, cluster.id))
+    flows = [
+        Flow(
+            "classify",
+            PRIORITY,
+            match(in_port=GATEWAY_OFPORT),
+            (SetField(NETWORK.register, cluster.id), SetField(TENANT.register, cluster_tenant), from_gateway),
+            goto="port_security",
+            cookie=cookie,
+        ),
+        Flow("port_security", PRIORITY, match(in_port=GATEWAY_OFPORT), goto="arp_responder", cookie=cookie),
+        Flow(
+            "l2",
+            PRIORITY,
+            match(**_net(cluster), eth_dst=own_mac),
+            (SetField(OUT_PORT.register, GATEWAY_OFPORT), TO_GATEWAY_MARK.set()),
+            goto="ingress_policy",
+            cookie=cookie,
+        ),
+        Flow(
+            "l3_route",
+            DEFAULT_ROUTE_PRIORITY,
+            match(**{TENANT.register: cluster_tenant}, **ip),
+            (*to_cluster, SetField("eth_dst", own_mac), DecTtl()),
+            goto="l2",
+            cookie=cookie,
+        ),
+        Flow("egress_out", PRIORITY, (), (Output(GATEWAY_OFPORT),), cookie=cookie),
+    ]
+    for node in model.nodes.values():
+        mac = node_gateway_mac(node.tunnel_ip)
+        flows.append(
+            Flow(
+                "l3_route",
+                PRIORITY,
+                match(**{TENANT.register: cluster_tenant}, **ip, ipv4_dst=int(node.tunnel_ip)),
+                (*to_cluster, SetField("eth_dst", mac), DecTtl()),
+                goto="l2",
+                cookie=cookie,
+            )
+        )
+        flows.append(Flow("egress_gateway", REFUSE_PRIORITY, match(**ip, ipv4_dst=int(node.tunnel_ip)), cookie=cookie))
+        if node.name != name and cluster.encap is Encap.VXLAN:
+            flows.append(
+                Flow(
+                    "l2",
+                    PRIORITY,
+                    match(**_net(cluster), eth_dst=mac),
+                    vxlan.to_node(cluster, node.tunnel_ip),
+                    cookie=cookie,
+                )
+            )
+    for subnet in (config.cluster_subnet, config.transit_subnet):
+        flows.append(Flow("egress_gateway", REFUSE_PRIORITY, match(**ip, ipv4_dst=_cidr(subnet)), cookie=cookie))
+    routed_tenants: set[str] = set()
+    for network in model.networks.values():
+        if network.nat_outgoing and network.tenant != cluster.tenant:
+            flows.extend(_snat_flows(model, network, cookie=cookie))
+            routed_tenants.add(network.tenant)
+    for tenant in sorted(routed_tenants):
+        flows.append(
+            Flow(
+                "l3_route",
+                DEFAULT_ROUTE_PRIORITY,
+                match(**{TENANT.register: model.tenants[tenant].id}, **ip),
+                (SetField("eth_dst", own_mac), DecTtl()),
+                goto="egress_gateway",
+                cookie=cookie,
+            )
+        )
+    return tuple(PIPELINE.verify(f) for f in flows)
+
+
+def _snat_flows(model: Model, network: Network, *, cookie: int) -> list[Flow]:
+    """A network's egress SNAT and the un-NAT of its replies."""
+    config = model.gateway
+    assert config is not None
+    zone = snat_zone(network)
+    transit = int(config.transit_ip(network))
+    net = _net(network)
+    ip = {"eth_type": ETH_TYPE_IP}
+    flows = [
+        Flow(
+            "egress_gateway",
+            REFUSE_PRIORITY,
+            match(**net, **ip, ipv4_dst=_cidr(sibling.subnet)),
+            cookie=cookie,
+        )
+        for sibling in model.networks_by_tenant[network.tenant].values()
+    ]
+    flows += [
+        Flow(
+            "egress_gateway",
+            PRIORITY,
+            match(**net, **ip),
+            (Ct(zone=zone, table="egress_snat", nat=Nat()),),
+            cookie=cookie,
+        ),
+        Flow(
+            "egress_snat",
+            PRIORITY,
+            match(**net, **ip, ct_state=ct_state(trk=True, new=True)),
+            (Ct(commit=True, zone=zone, table="egress_out", nat=Nat("src", transit)),),
+            cookie=cookie,
+        ),
+        Flow(
+            "egress_snat",
+            PRIORITY,
+            match(**net, **ip, ct_state=ct_state(trk=True, est=True)),
+            goto="egress_out",
+            cookie=cookie,
+        ),
+        Flow(
+            "classify",
+            REFUSE_PRIORITY,
+            match(in_port=GATEWAY_OFPORT, **ip, ipv4_dst=transit),
+            (
+                SetField(NETWORK.register, network.id),
+                SetField(TENANT.register, model.tenants[network.tenant].id),
+                SetField(FLAGS.register, FROM_GATEWAY.mask),
+                SetField("eth_dst", network.gateway_mac),
+                Ct(zone=zone, table="l3_gateway", nat=Nat()),
+            ),
+            cookie=cookie,
+        ),
+    ]
+    return flows

@@ -1,0 +1,70 @@
+"""A stand-in Kubernetes API server for tests and the lab, where no kube-apiserver can be installed.
+
+    python -m lab.apiserver --etcd http://127.0.0.1:2379 --port 6443 --kubeconfig-out /tmp/kubeconfig
+    kubectl --kubeconfig /tmp/kubeconfig apply -f deploy/
+
+    with StandInApiServer(etcd_url, cert_dir=...) as server:      # in-process, for tests
+        server.write_kubeconfig(path)                              # for kubectl and the `kubernetes` client
+
+What it serves, following the documented API (https://kubernetes.io/docs/reference/using-api/api-concepts/):
+- discovery: `/api`, `/api/v1`, `/apis`, `/apis/{group}`, `/apis/{group}/{version}` (the unaggregated forms;
+  kubectl asks for aggregated discovery first and falls back to them), `/version`, `/healthz`, `/livez`,
+  `/readyz`, and `/openapi/v3` documents just deep enough for kubectl to use server-side field validation;
+- core v1 Namespaces, Nodes, Pods and Services, networking.k8s.io/v1 NetworkPolicies,
+  apiextensions.k8s.io/v1 CustomResourceDefinitions, and the resources of every stored CRD (cluster or
+  namespaced scope, status subresource, additionalPrinterColumns, schema defaults, schema checks of types,
+  enums, bounds and required fields, unknown fields pruned or, with `fieldValidation=Strict`, refused);
+- get, list, create (POST), update (PUT), patch (merge, strategic merge, JSON patch), delete; the `status`
+  subresource; `dryRun=All`; `Table` answers for `kubectl get` (and `get -w`);
+- list and watch with `resourceVersion`, `resourceVersionMatch` (Exact, NotOlderThan), label selectors
+  (=, ==, !=, in, notin, key, !key), field selectors (`metadata.name`, `metadata.namespace`, and for pods
+  `spec.nodeName` and `status.phase`), `allowWatchBookmarks`, `sendInitialEvents`, `timeoutSeconds`, and
+  410 Gone (an ERROR watch event, or the answer to an Exact list) for a version etcd compacted away;
+- `uid`, `creationTimestamp`, `generation`, `resourceVersion`, `deletionTimestamp` held by finalizers,
+  409 Conflict on a stale `resourceVersion`, 409 AlreadyExists, 422 Invalid with field causes.
+
+Storage: the project's etcd, through etcd3gw (see `store`). etcd's revision is the resourceVersion, its
+compare-and-swap on `mod_revision` gives optimistic concurrency, its watch from a revision gives resumable
+watches, and compaction gives the 410 case, the same way kube-apiserver uses etcd; objects and revisions
+outlive a restart of the stand-in. SQLite would have needed our own revision counter, change log,
+compaction and change notification: the very machinery etcd has. There is no `--sqlite` option.
+
+HTTP: cheroot's WSGI server (as the project's own API), HTTPS only: client-go sends bearer tokens only
+over TLS, so the server makes a self-signed certificate with `openssl` and puts it in the kubeconfig as the
+certificate authority. A watch streams a generator (chunked) and holds one worker thread while it runs.
+
+Why not kmock (PyPI, by kopf's author): it is an aiohttp mock server for asserting what a client sent, with
+an in-memory object store; it has no resourceVersion history, no selectors, no 410, no bookmarks and no
+persistence, and serving kubectl would still need the discovery, Table and patch semantics written here.
+What this package took from it is the approach: a real server on a real socket, no monkey-patching.
+
+What it leaves out (honest limits):
+- authentication is one bearer token; no RBAC, no admission (mutating or validating, webhooks or built-in:
+  no service-account tokens, no LimitRanges, no pod defaults beyond `status.phase: Pending`), no
+  ValidatingAdmissionPolicy or CEL `x-kubernetes-validations`;
+- built-in kinds are not validated beyond metadata (name, namespace, label and annotation types); pods are
+  never scheduled or run; Services get no cluster IP; Nodes have no heartbeats;
+- server-side apply (`application/apply-patch+yaml`) is refused with 415, and there are no
+  `managedFields`; kubectl's client-side apply (last-applied annotation) is what works;
+- strategic merge patches follow the documented directives (`$patch`, `$setElementOrder`, `$retainKeys`,
+  `$deleteFromPrimitiveList`) and know which lists merge, and on which key, by field name (containers by
+  name, ports by containerPort or port, finalizers as a set, ...: `selectors.MERGE_KEYS`), not by each Go
+  type's path; JSON patch has no move or copy;
+- bodies must be JSON: protobuf (sent by kubectl's generator commands such as `kubectl create namespace`)
+  gets 415, so use `kubectl create -f`; CBOR and YAML bodies likewise;
+- no aggregated discovery, no `/openapi/v2`, and the v3 documents carry no object schemas (kubectl builds
+  strategic merge patches from its own compiled-in types); `fieldValidation=Strict` checks custom
+  resources only;
+- `limit`/`continue` are ignored (a list is always complete), `resourceVersion` on a NotOlderThan list is
+  served from the latest state, a watch from a future version simply waits; no `deletecollection`;
+- deletion is immediate (no grace periods, no orphan or foreground propagation, no owner references or
+  garbage collection); deleting a Namespace or a CRD deletes what it holds at once, finalizers of the
+  contents notwithstanding;
+- CRD versions share one storage with no conversion: an object keeps the apiVersion it was written with;
+- watches send a blank line after a few quiet seconds (clients skip it) to notice clients that left, and
+  bookmarks every `bookmark_interval` seconds (kube-apiserver's are about a minute apart).
+"""
+
+from lab.apiserver.server import StandInApiServer
+
+__all__ = ["StandInApiServer"]

@@ -1,0 +1,288 @@
+"""The resources served: the built-in ones, and those of every stored CustomResourceDefinition.
+
+Discovery documents follow the shapes of the Kubernetes API (`APIVersions`, `APIGroupList`, `APIResourceList`,
+https://kubernetes.io/docs/reference/using-api/api-concepts/#discovery-api); the unaggregated forms only,
+kubectl falls back to them when the aggregated `apidiscovery.k8s.io/v2` form is not offered.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from lab.apiserver.http import ApiError
+
+PRINTER_TYPES = ("integer", "number", "string", "boolean", "date")
+VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One served resource: `group` ("" for core), `version`, `plural`, `kind`, scope, and the CRD extras
+    (`columns`: additionalPrinterColumns, `schema`: openAPIV3Schema of the version, `status`: whether the
+    status subresource exists, `crd`: defined by a CustomResourceDefinition)."""
+
+    group: str
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool
+    singular: str = ""
+    short_names: tuple[str, ...] = ()
+    status: bool = False
+    columns: tuple[dict[str, Any], ...] = ()
+    schema: dict[str, Any] = field(default_factory=dict)
+    crd: bool = False
+
+    @property
+    def group_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def key_group(self) -> str:
+        return self.group or "core"
+
+    def discovery(self) -> list[dict[str, Any]]:
+        """The APIResource entries of this resource (and its status subresource)."""
+        entry = {
+            "name": self.plural,
+            "singularName": self.singular or self.kind.lower(),
+            "namespaced": self.namespaced,
+            "kind": self.kind,
+            "verbs": VERBS,
+        }
+        if self.short_names:
+            entry["shortNames"] = list(self.short_names)
+        if self.crd:
+            entry["categories"] = ["all"] if self.namespaced else []
+        out = [entry]
+        if self.status:
+            out.append(
+                {
+                    "name": f"{self.plural}/status",
+                    "singularName": "",
+                    "namespaced": self.namespaced,
+                    "kind": self.kind,
+                    "verbs": ["get", "patch", "update"],
+                }
+            )
+        return out
+
+
+BUILTIN = [
+    Resource("", "v1", "namespaces", "Namespace", False, short_names=("ns",), status=True),
+    Resource("", "v1", "nodes", "Node", False, short_names=("no",), status=True),
+    Resource("", "v1", "pods", "Pod", True, short_names=("po",), status=True),
+    Resource("", "v1", "services", "Service", True, short_names=("svc",), status=True),
+    Resource("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", True, short_names=("netpol",)),
+    Resource(
+        "apiextensions.k8s.io",
+        "v1",
+        "customresourcedefinitions",
+        "CustomResourceDefinition",
+        False,
+        short_names=("crd", "crds"),
+        status=True,
+    ),
+]
+
+
+def from_crd(crd: dict[str, Any]) -> list[Resource]:
+    """The served versions of a CustomResourceDefinition (apiextensions.k8s.io/v1), one Resource each."""
+    spec = crd.get("spec", {})
+    names = spec.get("names", {})
+    out = []
+    for version in spec.get("versions", []):
+        if not version.get("served", True):
+            continue
+        out.append(
+            Resource(
+                spec["group"],
+                version["name"],
+                names["plural"],
+                names["kind"],
+                spec.get("scope", "Namespaced") == "Namespaced",
+                singular=names.get("singular", names["kind"].lower()),
+                short_names=tuple(names.get("shortNames", [])),
+                status="status" in (version.get("subresources") or {}),
+                columns=tuple(version.get("additionalPrinterColumns", [])),
+                schema=(version.get("schema") or {}).get("openAPIV3Schema", {}),
+                crd=True,
+            )
+        )
+    return out
+
+
+def check_crd(crd: dict[str, Any]) -> str | None:
+    """What is wrong with a CustomResourceDefinition (the first problem, naming the field), or None."""
+    spec = crd.get("spec")
+    if not isinstance(spec, dict):
+        return "spec: Required value"
+    for name in ("group", "names", "scope", "versions"):
+        if not spec.get(name):
+            return f"spec.{name}: Required value"
+    names = spec["names"]
+    for name in ("plural", "kind"):
+        if not names.get(name):
+            return f"spec.names.{name}: Required value"
+    expected = f"{names['plural']}.{spec['group']}"
+    if crd.get("metadata", {}).get("name") != expected:
+        return f'metadata.name: Invalid value: must be spec.names.plural+"."+spec.group ({expected})'
+    if spec["scope"] not in ("Namespaced", "Cluster"):
+        return f'spec.scope: Unsupported value: "{spec["scope"]}": supported values: "Cluster", "Namespaced"'
+    storage = [v for v in spec["versions"] if v.get("storage")]
+    if len(storage) != 1:
+        return "spec.versions: Invalid value: must have exactly one version marked as storage version"
+    for n, version in enumerate(spec["versions"]):
+        where = f"spec.versions[{n}]"
+        if not version.get("name"):
+            return f"{where}.name: Required value"
+        schema = (version.get("schema") or {}).get("openAPIV3Schema")
+        if not isinstance(schema, dict):
+            return f"{where}.schema.openAPIV3Schema: Required value: schemas are required"
+        if schema.get("type") != "object":
+            return f'{where}.schema.openAPIV3Schema.type: Unsupported value: "{schema.get("type")}": must be object'
+        for c, column in enumerate(version.get("additionalPrinterColumns") or []):
+            if column.get("type") not in PRINTER_TYPES or not column.get("name") or not column.get("jsonPath"):
+                return (
+                    f"{where}.additionalPrinterColumns[{c}]: Invalid value: needs name, jsonPath and a type "
+                    f"of {', '.join(PRINTER_TYPES)}"
+                )
+    return None
+
+
+def apply_defaults(schema: dict[str, Any], value: Any) -> Any:
+    """Fill `default`s of an openAPIV3Schema into `value` (objects' properties only), in place; returns it.
+    Source: https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definitions/#defaulting
+    """
+    if not isinstance(value, dict):
+        return value
+    for name, sub in (schema.get("properties") or {}).items():
+        if name not in value and "default" in sub:
+            value[name] = sub["default"]
+        if name in value:
+            apply_defaults(sub, value[name])
+    return value
+
+
+def jsonpath(obj: Any, path: str) -> Any:
+    """The value at a simple JSONPath of printer columns (`.spec.a.b`, `.a[0].b`), or None."""
+    current = obj
+    for part in path.strip().lstrip("$").strip(".").replace("[", ".").replace("]", "").split("."):
+        if not part:
+            continue
+        if isinstance(current, dict):
+            current = current.get(part)
+        elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
+            current = current[int(part)]
+        else:
+            return None
+    return current
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "object": (dict,),
+    "array": (list,),
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+}
+
+
+def _type_name(value: Any) -> str:
+    for name in ("boolean", "integer", "number", "string", "array", "object"):
+        if isinstance(value, _TYPES[name]):
+            return name
+    return "null"
+
+
+def validate(schema: dict[str, Any], value: Any, path: str, errors: list[tuple[str, str]], unknown: list[str]) -> Any:
+    """Check `value` against a structural openAPIV3Schema as kube-apiserver does for custom resources: type,
+    enum, required, minimum/maximum, min/maxLength, min/maxItems, pattern; collect (field, message) errors and
+    the paths of fields the schema does not know, and return `value` with those fields pruned.
+    Source: https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definitions/#validation
+    """
+    if value is None or not schema:
+        return value
+    kind = schema.get("type")
+    int_or_string = schema.get("x-kubernetes-int-or-string")
+    allowed = (int, str) if int_or_string else _TYPES.get(kind or "", (object,))
+    if not isinstance(value, allowed) or (isinstance(value, bool) and kind in ("integer", "number")):
+        actual = _type_name(value)
+        errors.append((path, f'Invalid value: "{actual}": {path} in body must be of type {kind}: "{actual}"'))
+        return value
+    if "enum" in schema and value not in schema["enum"]:
+        supported = ", ".join(json.dumps(v) for v in schema["enum"])
+        errors.append((path, f"Unsupported value: {json.dumps(value)}: supported values: {supported}"))
+    for bound, test, words in (
+        ("minimum", lambda v, b: v >= b, "greater than or equal to"),
+        ("maximum", lambda v, b: v <= b, "less than or equal to"),
+    ):
+        if bound in schema and isinstance(value, int | float) and not test(value, schema[bound]):
+            errors.append((path, f"Invalid value: {value}: {path} in body should be {words} {schema[bound]}"))
+    if isinstance(value, str):
+        if len(value) < schema.get("minLength", 0) or len(value) > schema.get("maxLength", len(value)):
+            errors.append((path, f'Invalid value: "{value}": {path} in body has a length out of bounds'))
+        if "pattern" in schema and not re.search(schema["pattern"], value):
+            errors.append((path, f"Invalid value: \"{value}\": {path} in body should match '{schema['pattern']}'"))
+    if isinstance(value, list):
+        if len(value) < schema.get("minItems", 0) or len(value) > schema.get("maxItems", len(value)):
+            errors.append((path, f"Invalid value: {len(value)}: {path} in body has a number of items out of bounds"))
+        return [
+            validate(schema.get("items") or {}, item, f"{path}[{n}]", errors, unknown) for n, item in enumerate(value)
+        ]
+    if isinstance(value, dict):
+        for name in schema.get("required", []):
+            if name not in value:
+                errors.append((f"{path}.{name}".lstrip("."), "Required value"))
+        properties = schema.get("properties") or {}
+        extra = schema.get("additionalProperties")
+        keep = schema.get("x-kubernetes-preserve-unknown-fields") or extra is True
+        out = {}
+        for name, item in value.items():
+            where = f"{path}.{name}".lstrip(".")
+            if name in properties:
+                out[name] = validate(properties[name], item, where, errors, unknown)
+            elif isinstance(extra, dict):
+                out[name] = validate(extra, item, where, errors, unknown)
+            elif keep or (not path and name in ("apiVersion", "kind", "metadata")):
+                out[name] = item
+            else:
+                unknown.append(where)
+        return out
+    return value
+
+
+def schema_check(resource: Resource, obj: dict[str, Any], strict: bool) -> dict[str, Any]:
+    """A custom resource checked against its version's schema: 422 on invalid values; unknown fields
+    are 400 with fieldValidation=Strict, else pruned (returned without them)."""
+    if not resource.crd or not resource.schema:
+        return obj
+    errors: list[tuple[str, str]] = []
+    unknown: list[str] = []
+    pruned = validate(resource.schema, obj, "", errors, unknown)
+    name = obj.get("metadata", {}).get("name", "")
+    if unknown and strict:
+        fields = ", ".join(f'unknown field "{path}"' for path in unknown)
+        raise ApiError(
+            400,
+            f'{resource.kind} in version "{resource.version}" cannot be handled as a {resource.kind}: '
+            f"strict decoding error: {fields}",
+        )
+    if errors:
+        what = f"{resource.kind}.{resource.group}"
+        listed = [f"{field}: {message}" for field, message in errors]
+        text = listed[0] if len(listed) == 1 else "[" + ", ".join(listed) + "]"
+        raise ApiError(
+            422,
+            f'{what} "{name}" is invalid: {text}',
+            "Invalid",
+            name=name,
+            group=resource.group,
+            kind=resource.kind,
+            causes=[{"reason": "FieldValueInvalid", "message": m, "field": f} for f, m in errors],
+        )
+    return pruned

@@ -1,0 +1,127 @@
+"""`Table` answers (meta.k8s.io/v1), which kubectl asks for with `Accept: application/json;as=Table;...`.
+
+Columns: Name, then a custom resource's `additionalPrinterColumns` (Age when it names none), or for built-in
+kinds a short version of kube-apiserver's own columns. Source:
+https://kubernetes.io/docs/reference/using-api/api-concepts/#receiving-resources-as-tables
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from lab.apiserver.resources import Resource, jsonpath
+
+AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+BUILTIN_COLUMNS: dict[str, list[dict[str, Any]]] = {
+    "namespaces": [{"name": "Status", "type": "string", "jsonPath": ".status.phase"}, AGE],
+    "pods": [
+        {"name": "Status", "type": "string", "jsonPath": ".status.phase"},
+        AGE,
+        {"name": "IP", "type": "string", "jsonPath": ".status.podIP", "priority": 1},
+        {"name": "Node", "type": "string", "jsonPath": ".spec.nodeName", "priority": 1},
+    ],
+    "services": [
+        {"name": "Type", "type": "string", "jsonPath": ".spec.type"},
+        {"name": "Cluster-IP", "type": "string", "jsonPath": ".spec.clusterIP"},
+        AGE,
+    ],
+    "networkpolicies": [
+        {"name": "Pod-Selector", "type": "string", "jsonPath": ".spec.podSelector.matchLabels"},
+        AGE,
+    ],
+    "customresourcedefinitions": [{"name": "Created At", "type": "date", "jsonPath": ".metadata.creationTimestamp"}],
+}
+
+
+def wants_table(accept: str) -> bool:
+    """Whether the Accept header asks for a meta.k8s.io Table first (kubectl get does)."""
+    first = accept.split(",")[0].replace(" ", "")
+    return "as=Table" in first and "g=meta.k8s.io" in first
+
+
+def columns(resource: Resource) -> list[dict[str, Any]]:
+    if resource.crd:
+        return list(resource.columns) or [AGE]
+    return BUILTIN_COLUMNS.get(resource.plural, [AGE])
+
+
+def human_duration(seconds: float) -> str:
+    """A duration as kubectl prints ages (k8s.io/apimachinery/pkg/util/duration.HumanDuration)."""
+    s = int(max(seconds, 0))
+    if s < 120:
+        return f"{s}s"
+    minutes, hours, days = s // 60, s // 3600, s // 86400
+    if minutes < 10:
+        return f"{minutes}m{s % 60}s" if s % 60 else f"{minutes}m"
+    if hours < 3:
+        return f"{minutes}m"
+    if hours < 8:
+        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
+    if hours < 48:
+        return f"{hours}h"
+    if days < 8:
+        return f"{days}d{hours % 24}h" if hours % 24 else f"{days}d"
+    if days < 730:
+        return f"{days}d"
+    return f"{days // 365}y"
+
+
+def _date(value: Any) -> Any:
+    try:
+        then = datetime.datetime.strptime(str(value), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
+    except ValueError:
+        return value
+    return human_duration((datetime.datetime.now(datetime.UTC) - then).total_seconds())
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return "<none>"
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items()) or "<none>"
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    return value
+
+
+def table(resource: Resource, objects: list[dict[str, Any]], metadata: dict[str, Any], include: str) -> dict[str, Any]:
+    """A Table of `objects`; `include` is the includeObject parameter (None, Metadata (default), Object)."""
+    cols = columns(resource)
+    definitions = [{"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0}]
+    definitions += [
+        {
+            "name": c["name"],
+            "type": c.get("type", "string"),
+            "format": c.get("format", ""),
+            "description": c.get("description", ""),
+            "priority": c.get("priority", 0),
+        }
+        for c in cols
+    ]
+    rows = []
+    for obj in objects:
+        row: dict[str, Any] = {
+            "cells": [obj["metadata"]["name"]]
+            + [
+                _date(v) if c.get("type") == "date" and v is not None else _cell(v)
+                for c in cols
+                for v in [jsonpath(obj, c["jsonPath"])]
+            ]
+        }
+        if include == "Object":
+            row["object"] = obj
+        elif include != "None":
+            row["object"] = {
+                "kind": "PartialObjectMetadata",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": obj["metadata"],
+            }
+        rows.append(row)
+    return {
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": metadata,
+        "columnDefinitions": definitions,
+        "rows": rows,
+    }

@@ -1,0 +1,70 @@
+"""The cluster network made at start and nat_outgoing through the API: shown, set at create, changed, kept."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from ipaddress import IPv4Network
+from pathlib import Path
+
+import pytest
+
+from controller.api import Tokens, make_app
+from controller.service import Service
+from controller.store.sqlite import SqliteStore
+from tests.api.support import BLUE, TOKENS, Wsgi
+from topology.gateway import GatewayConfig
+
+CONFIG = GatewayConfig("default/pods", IPv4Network("10.244.0.0/16"), IPv4Network("100.64.0.0/16"))
+NETWORKS = "/v1/tenants/blue/networks"
+
+
+@pytest.fixture
+def gateway_service(tmp_path: Path) -> Iterator[Service]:
+    store = SqliteStore(tmp_path / "tenet.db")
+    service = Service(store, gateway=CONFIG)
+    service.ensure_cluster_network()
+    yield service
+    store.close()
+
+
+@pytest.fixture
+def api(gateway_service: Service) -> Wsgi:
+    api = Wsgi(make_app(gateway_service, Tokens.from_dict(TOKENS)))
+    api.ok("POST", "/v1/tenants", {"name": "blue"})
+    return api
+
+
+def test_the_cluster_network_is_made_at_start_with_nat_outgoing_on(api: Wsgi) -> None:
+    pods = api.ok("GET", "/v1/tenants/default/networks/pods")
+    assert (pods["subnet"], pods["nat_outgoing"]) == ("10.244.0.0/16", True)
+    gateway = api.ok("GET", "/v1/gateway")
+    assert gateway == {
+        "cluster_network": "default/pods",
+        "cluster_subnet": "10.244.0.0/16",
+        "transit_subnet": "100.64.0.0/16",
+        "gateway": "10.244.0.1",
+        "mtu": pods["mtu"],
+    }
+
+
+def test_nat_outgoing_at_create_and_by_patch_and_after_a_restart(api: Wsgi, gateway_service: Service) -> None:
+    made = api.ok("POST", NETWORKS, {"name": "a", "encap": "vxlan", "subnet": "10.1.0.0/24"}, token=BLUE)
+    assert made["nat_outgoing"] is False
+    on = {"name": "b", "encap": "vxlan", "subnet": "10.2.0.0/24", "nat_outgoing": True}
+    assert api.ok("POST", NETWORKS, on, token=BLUE)["nat_outgoing"] is True
+    assert api.ok("PATCH", f"{NETWORKS}/a", {"nat_outgoing": True}, token=BLUE)["nat_outgoing"] is True
+    assert api.ok("PATCH", f"{NETWORKS}/b", {"nat_outgoing": False})["nat_outgoing"] is False
+    gateway_service.restore()
+    assert gateway_service.model.networks["blue/a"].nat_outgoing is True
+    assert gateway_service.model.networks["blue/b"].nat_outgoing is False
+
+
+def test_bad_nat_outgoing_and_a_subnet_overlapping_the_cluster_are_refused(api: Wsgi) -> None:
+    answer = api.call("PATCH", "/v1/tenants/blue/networks/nowhere", {"nat_outgoing": True})
+    assert answer.status == 404
+    api.ok("POST", NETWORKS, {"name": "a", "encap": "vxlan", "subnet": "10.1.0.0/24"})
+    answer = api.call("PATCH", f"{NETWORKS}/a", {"nat_outgoing": "yes"})
+    assert answer.status == 400 and answer.error["field"] == "network.nat_outgoing"
+    answer = api.call("POST", NETWORKS, {"name": "c", "encap": "vxlan", "subnet": "10.244.3.0/24"})
+    assert answer.status == 409 and "cluster subnet" in answer.error["message"]
+    assert api.ok("GET", f"{NETWORKS}/a")["nat_outgoing"] is False

@@ -1,0 +1,241 @@
+"""The stand-in API server's answers through the official client: concurrency, status subresources,
+finalizers, schema checks of custom resources, authentication, discovery, and the command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client, config, watch
+from kubernetes.client.exceptions import ApiException
+
+from lab.apiserver import StandInApiServer
+from tests.apiserver.client import core_api, pod
+from tests.apiserver.kubectl import kubectl
+from tests.etcd_server import EtcdServer
+
+GROUP, VERSION, PLURAL = "lab.tenet.io", "v1", "gizmos"
+CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": f"{PLURAL}.{GROUP}"},
+    "spec": {
+        "group": GROUP,
+        "scope": "Cluster",
+        "names": {"plural": PLURAL, "singular": "gizmo", "kind": "Gizmo"},
+        "versions": [
+            {
+                "name": VERSION,
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {
+                            "spec": {
+                                "type": "object",
+                                "required": ["rate"],
+                                "properties": {
+                                    "rate": {"type": "integer", "minimum": 1},
+                                    "mode": {"type": "string", "enum": ["fast", "slow"], "default": "slow"},
+                                },
+                            },
+                            "status": {"type": "object", "properties": {"ready": {"type": "boolean"}}},
+                        },
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
+def gizmo(name: str, **spec: object) -> dict:
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Gizmo", "metadata": {"name": name}, "spec": spec}
+
+
+@pytest.fixture
+def custom(kubeconfig: Path) -> client.CustomObjectsApi:
+    """CustomObjectsApi with the cluster-scoped Gizmo CRD created (and deleted after the test)."""
+    api_client = config.new_client_from_config(config_file=str(kubeconfig))
+    extensions = client.ApiextensionsV1Api(api_client)
+    extensions.create_custom_resource_definition(CRD)
+    yield client.CustomObjectsApi(api_client)
+    extensions.delete_custom_resource_definition(CRD["metadata"]["name"])
+
+
+def test_stale_resource_version_is_a_conflict(kubeconfig: Path, namespace: str) -> None:
+    api = core_api(kubeconfig)
+    first = api.create_namespaced_pod(namespace, pod("p"))
+    api.patch_namespaced_pod("p", namespace, {"metadata": {"labels": {"a": "1"}}})
+    first.metadata.labels = {"a": "2"}
+    with pytest.raises(ApiException) as stale:
+        api.replace_namespaced_pod("p", namespace, first)
+    assert stale.value.status == 409 and '"reason":"Conflict"' in stale.value.body
+    with pytest.raises(ApiException) as pinned:
+        api.patch_namespaced_pod("p", namespace, {"metadata": {"resourceVersion": first.metadata.resource_version}})
+    assert pinned.value.status == 409
+    current = api.read_namespaced_pod("p", namespace)
+    current.metadata.labels = {"a": "3"}
+    assert api.replace_namespaced_pod("p", namespace, current).metadata.labels == {"a": "3"}
+    with pytest.raises(ApiException) as exists:
+        api.create_namespaced_pod(namespace, pod("p"))
+    assert exists.value.status == 409 and "AlreadyExists" in exists.value.body
+    with pytest.raises(ApiException) as missing:
+        api.create_namespaced_pod(f"{namespace}-none", pod("p"))
+    assert missing.value.status == 404
+
+
+def test_pod_status_subresource(kubeconfig: Path, namespace: str) -> None:
+    api = core_api(kubeconfig)
+    made = api.create_namespaced_pod(namespace, pod("p"))
+    assert made.status.phase == "Pending" and made.metadata.generation == 1
+    ran = api.patch_namespaced_pod_status("p", namespace, {"status": {"phase": "Running", "podIP": "10.0.0.5"}})
+    assert (ran.status.phase, ran.status.pod_ip, ran.metadata.generation) == ("Running", "10.0.0.5", 1)
+    ignored = api.patch_namespaced_pod(
+        "p", namespace, {"status": {"phase": "Failed"}, "metadata": {"labels": {"x": "y"}}}
+    )
+    assert ignored.status.phase == "Running" and ignored.metadata.labels == {"x": "y"}
+    unchanged = api.patch_namespaced_pod_status("p", namespace, {"metadata": {"labels": {"x": "z"}}})
+    assert unchanged.metadata.labels == {"x": "y"}
+
+
+def test_nodes_are_cluster_scoped_with_status(kubeconfig: Path, tmp_path: Path) -> None:
+    api = core_api(kubeconfig)
+    name = f"node-{tmp_path.name[-12:].lower().replace('_', '-')}".rstrip("-")
+    node = client.V1Node(metadata=client.V1ObjectMeta(name=name, labels={"tenet.io/node": "yes"}))
+    made = api.create_node(node)
+    assert made.metadata.namespace is None
+    try:
+        ready = {"status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+        assert api.patch_node_status(name, ready).status.conditions[0].type == "Ready"
+        listed = api.list_node(label_selector="tenet.io/node=yes")
+        assert [n.metadata.name for n in listed.items] == [name]
+        assert api.read_node(name).status.conditions[0].status == "True"
+    finally:
+        api.delete_node(name)
+    assert api.list_node(label_selector="tenet.io/node=yes").items == []
+
+
+def test_finalizers_hold_a_deleted_object(kubeconfig: Path, namespace: str) -> None:
+    api = core_api(kubeconfig)
+    body = pod("p")
+    body.metadata.finalizers = ["tenet.io/cleanup"]
+    api.create_namespaced_pod(namespace, body)
+    api.delete_namespaced_pod("p", namespace)
+    held = api.read_namespaced_pod("p", namespace)
+    assert held.metadata.deletion_timestamp is not None
+    api.patch_namespaced_pod("p", namespace, {"metadata": {"finalizers": None}})
+    with pytest.raises(ApiException) as gone:
+        api.read_namespaced_pod("p", namespace)
+    assert gone.value.status == 404
+
+
+def test_custom_resources_are_defaulted_checked_and_have_status(custom: client.CustomObjectsApi) -> None:
+    made = custom.create_cluster_custom_object(GROUP, VERSION, PLURAL, gizmo("g1", rate=2, extra="x"))
+    assert made["spec"] == {"rate": 2, "mode": "slow"}  # defaulted, the unknown field pruned
+    for bad, words in (
+        (gizmo("g2", rate="fast"), "spec.rate in body must be of type integer"),
+        (gizmo("g2", rate=0), "should be greater than or equal to 1"),
+        (gizmo("g2", rate=1, mode="medium"), 'Unsupported value: "medium"'),
+        (gizmo("g2", mode="fast"), "spec.rate: Required value"),
+    ):
+        with pytest.raises(ApiException) as invalid:
+            custom.create_cluster_custom_object(GROUP, VERSION, PLURAL, bad)
+        assert invalid.value.status == 422 and words in json.loads(invalid.value.body)["message"]
+    with pytest.raises(ApiException) as strict:
+        custom.create_cluster_custom_object(
+            GROUP, VERSION, PLURAL, gizmo("g3", rate=1, extra="x"), field_validation="Strict"
+        )
+    assert strict.value.status == 400 and 'unknown field "spec.extra"' in json.loads(strict.value.body)["message"]
+    ready = custom.patch_cluster_custom_object_status(GROUP, VERSION, PLURAL, "g1", {"status": {"ready": True}})
+    assert ready["status"] == {"ready": True} and ready["metadata"]["generation"] == 1
+    bumped = custom.patch_cluster_custom_object(GROUP, VERSION, PLURAL, "g1", {"spec": {"rate": 3}})
+    assert bumped["metadata"]["generation"] == 2 and bumped["status"] == {"ready": True}
+    listed = custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+    assert [item["metadata"]["name"] for item in listed["items"]] == ["g1"]
+    custom.delete_cluster_custom_object(GROUP, VERSION, PLURAL, "g1")
+    seen = watch.Watch().stream(
+        custom.list_cluster_custom_object, GROUP, VERSION, PLURAL, resource_version=made["metadata"]["resourceVersion"],
+        timeout_seconds=1,
+    )  # fmt: skip
+    assert [(e["type"], e["object"]["spec"]["rate"]) for e in seen] == [
+        ("MODIFIED", 2),
+        ("MODIFIED", 3),
+        ("DELETED", 3),
+    ]
+
+
+def test_requests_without_the_token_are_refused(apiserver: StandInApiServer, tmp_path: Path) -> None:
+    settings = apiserver.kubeconfig()
+    settings["users"][0]["user"]["token"] = "wrong"
+    path = tmp_path / "wrong"
+    path.write_text(yaml.safe_dump(settings))
+    with pytest.raises(ApiException) as refused:
+        core_api(path).list_namespace()
+    assert refused.value.status == 401
+
+
+def test_discovery_documents(kubeconfig: Path, custom: client.CustomObjectsApi) -> None:
+    api_client = config.new_client_from_config(config_file=str(kubeconfig))
+    groups = {g.name: g.preferred_version.group_version for g in client.ApisApi(api_client).get_api_versions().groups}
+    assert groups[GROUP] == f"{GROUP}/{VERSION}"
+    assert groups["networking.k8s.io"] == "networking.k8s.io/v1"
+    core = {r.name: r for r in client.CoreV1Api(api_client).get_api_resources().resources}
+    assert core["pods"].namespaced and not core["nodes"].namespaced and "pods/status" in core
+    assert {"watch", "list", "patch"} <= set(core["pods"].verbs)
+    resources = kubectl(kubeconfig, "api-resources", "--api-group", GROUP, "--no-headers").split()
+    assert resources[:4] == [PLURAL, f"{GROUP}/{VERSION}", "false", "Gizmo"]
+
+
+def test_command_line_serves_and_writes_a_kubeconfig(etcd: EtcdServer, tmp_path: Path) -> None:
+    out = tmp_path / "kubeconfig"
+    command = [sys.executable, "-m", "lab.apiserver", "--etcd", etcd.client_url, "--prefix", f"/cli-{os.getpid()}"]
+    log = (tmp_path / "log").open("w")
+    process = subprocess.Popen([*command, "--kubeconfig-out", str(out)], stdout=subprocess.PIPE, stderr=log, text=True)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()  # "serving on URL" once the kubeconfig is written
+        assert line.startswith("serving on https://127.0.0.1:"), (tmp_path / "log").read_text()
+        assert out.stat().st_mode & 0o777 == 0o600
+        names = kubectl(out, "get", "namespaces", "-o", "name").split()
+        assert names == ["namespace/default", "namespace/kube-public", "namespace/kube-system"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # poll interval, bounded by the deadline
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        log.close()
+    assert process.returncode == 0
+    bad = subprocess.run([*command, "--port", "70000"], capture_output=True, text=True, check=False)
+    assert bad.returncode == 2 and "--port: 70000 is outside 0..65535" in bad.stderr
+    bad = subprocess.run([*command[:3], "--etcd", "127.0.0.1:2379"], capture_output=True, text=True, check=False)
+    assert bad.returncode == 2 and "--etcd: etcd URL: '127.0.0.1:2379' is not http(s)://HOST[:PORT]" in bad.stderr
+
+
+def test_list_at_an_exact_version_and_beyond_the_newest(kubeconfig: Path, namespace: str) -> None:
+    api = core_api(kubeconfig)
+    api.create_namespaced_pod(namespace, pod("a"))
+    then = api.list_namespaced_pod(namespace).metadata.resource_version
+    api.create_namespaced_pod(namespace, pod("b"))
+    exact = api.list_namespaced_pod(namespace, resource_version=then, resource_version_match="Exact")
+    assert [p.metadata.name for p in exact.items] == ["a"] and exact.metadata.resource_version == then
+    newest = api.list_namespaced_pod(namespace, resource_version=then, resource_version_match="NotOlderThan")
+    assert [p.metadata.name for p in newest.items] == ["a", "b"]
+    with pytest.raises(ApiException) as future:
+        api.list_namespaced_pod(namespace, resource_version=str(int(then) + 10**6))
+    assert future.value.status == 504 and "Too large resource version" in future.value.body
+    with pytest.raises(ApiException) as unmatched:
+        api.list_namespaced_pod(namespace, resource_version_match="Exact")
+    assert unmatched.value.status == 400

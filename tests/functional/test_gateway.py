@@ -1,0 +1,313 @@
+"""The gateway port with real packets (root): two lab nodes with the cluster network `default/pods`, two
+isolated tenants with the very same subnet and `nat_outgoing`, and an "outside" host joined to node1.
+
+    outside (203.0.113.10) ── out0 203.0.113.1 (node1's stack) ── tenet-gw0 ── br-int ── pods
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from controller.client import ClientError
+from lab.cluster import Lab
+from lab.ovs import launch, sh, wait_for
+
+OUTSIDE_IP, NODE1_OUT = "203.0.113.10", "203.0.113.1"
+NODE_IPS = {"node1": "192.168.100.1", "node2": "192.168.100.2"}  # the lab's underlay (tunnel) addresses
+CLUSTER_IP = "10.96.0.10"
+SETTINGS = {
+    "TENET_CLUSTER_NETWORK": "default/pods",
+    "TENET_CLUSTER_SUBNET": "10.244.0.0/16",
+    "TENET_TRANSIT_SUBNET": "100.64.0.0/16",
+}
+TENANTS = [
+    {
+        "name": t,
+        "networks": [{"name": "net", "encap": "vxlan", "vni": vni, "subnet": "10.1.0.0/24", "nat_outgoing": True}],
+    }
+    for t, vni in (("red", 5101), ("blue", 5102))
+]
+CONFIG = {"tenants": TENANTS, "qos": [], "cni_default": "default/pods"}
+RESTARTED: list[subprocess.Popen] = []  # controllers this module started again: waited for after the lab is down
+
+# argv: tcp|udp PORT NAME. TCP: greets each connection with "NAME PEER-IP", then echoes; UDP answers the same.
+SERVER = r"""
+import socket, sys, threading
+kind, port, name = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+def serve(c, a):
+    with c:
+        c.sendall(f"{name} {a[0]}\n".encode())
+        while data := c.recv(100):
+            c.sendall(data)
+if kind == "tcp":
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port)); s.listen(16); print("ready", flush=True)
+    while True:
+        c, a = s.accept(); threading.Thread(target=serve, args=(c, a), daemon=True).start()
+else:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", port)); print("ready", flush=True)
+    while True:
+        data, a = s.recvfrom(100); s.sendto(f"{name} {a[0]}".encode(), a)
+"""
+# argv: tcp|udp HOST PORT [SOURCE-PORT [HOLD-S]]: prints the greeting (TCP: and checks an echo after HOLD-S).
+CLIENT = r"""
+import socket, sys, time
+kind, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+sport = int(sys.argv[4]) if len(sys.argv) > 4 else 0
+hold = sys.argv[5] if len(sys.argv) > 5 else "0"
+try:
+    if kind == "tcp":
+        c = socket.socket(); c.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); c.bind(("", sport))
+        c.settimeout(3); c.connect((host, port)); greeting = c.recv(100).decode().strip()
+        if hold == "stdin":  # a long-lived connection: echo once told to on stdin
+            print("connected", flush=True); sys.stdin.readline()
+        else:
+            time.sleep(float(hold))
+        c.sendall(b"echo"); assert c.recv(100) == b"echo"
+        print(greeting)
+    else:
+        c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); c.bind(("", sport)); c.settimeout(3)
+        c.sendto(b"x", (host, port)); print(c.recv(100).decode())
+except (OSError, AssertionError) as e:
+    print("failed", type(e).__name__, e)
+"""
+
+
+class Servers:
+    """Server processes in namespaces, stopped by pid."""
+
+    def __init__(self) -> None:
+        self.processes: list[subprocess.Popen] = []
+
+    def start(self, netns: str, kind: str, port: int, name: str) -> None:
+        process = subprocess.Popen(
+            ["ip", "netns", "exec", netns, sys.executable, "-c", SERVER, kind, str(port), name],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.processes.append(process)
+        assert process.stdout is not None and process.stdout.readline().strip() == "ready", process.stderr
+
+    def close(self) -> None:
+        for process in self.processes:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def client(netns: str, *args: object, timeout: float = 20) -> str:
+    argv = ["ip", "netns", "exec", netns, sys.executable, "-c", CLIENT, *map(str, args)]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False).stdout.strip()
+
+
+def client_popen(netns: str, *args: object) -> subprocess.Popen:
+    argv = ["ip", "netns", "exec", netns, sys.executable, "-c", CLIENT, *map(str, args)]
+    return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    saved = {k: os.environ.get(k) for k in SETTINGS}
+    os.environ.update(SETTINGS)  # the controller's settings, read from TENET_* (controller/main.py)
+    lab = Lab(Path(tmp_path_factory.mktemp("gateway")))
+    outside = f"tgo-{os.getpid()}"
+    servers = Servers()
+    try:
+        try:
+            lab.up(2, CONFIG)
+            for name, node in (("c1", "node1"), ("c2", "node2"), ("c3", "node1")):
+                lab.pod_add(name, node, "default/pods")
+            lab.pod_add("red-a", "node1", "red/net")
+            lab.pod_add("blue-a", "node1", "blue/net")
+            node1 = lab.node("node1")
+            sh("ip", "netns", "add", outside)
+            veth = f"tgo{os.getpid() % 100000}"
+            pair = (veth, "netns", node1.netns, "type", "veth", "peer", "name", "eth0", "netns", outside)
+            sh("ip", "link", "add", *pair)
+            node1.exec("ip", "addr", "add", f"{NODE1_OUT}/24", "dev", veth)
+            node1.exec("ip", "link", "set", veth, "up")
+            for args in (("addr", "add", f"{OUTSIDE_IP}/24", "dev", "eth0"), ("link", "set", "eth0", "up")):
+                sh("ip", "netns", "exec", outside, "ip", *args)
+            sh("ip", "netns", "exec", outside, "ip", "link", "set", "lo", "up")
+            servers.start(outside, "tcp", 8080, "outside")
+            servers.start(outside, "udp", 8081, "outside")
+            for pod in ("c1", "c2"):
+                servers.start(lab.state.pods[pod].netns, "tcp", 8080, pod)
+            for node in ("node1", "node2"):
+                servers.start(lab.node(node).netns, "tcp", 9090, node)
+            lab.outside = outside  # type: ignore[attr-defined]
+        except BaseException:
+            for log in sorted(lab.dir.glob("nodes/*/agent.log")):  # gone once the lab is down
+                print(f"--- {log}\n{log.read_text()[-2000:]}")
+            raise
+        yield lab
+    finally:
+        servers.close()
+        sh("ip", "netns", "del", outside, check=False)
+        lab.down()
+        for process in RESTARTED:
+            process.wait(timeout=30)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def pod_ip(lab: Lab, name: str) -> str:
+    ip = lab.state.pods[name].ip
+    assert ip is not None
+    return ip
+
+
+def netns(lab: Lab, pod: str) -> str:
+    return lab.state.pods[pod].netns
+
+
+def test_the_gateway_port_is_planned_with_its_mtu_and_routes(lab: Lab) -> None:
+    node1 = lab.node("node1")
+    assert node1.vsctl("get", "interface", "tenet-gw0", "ofport").strip() == "999"
+    assert node1.vsctl("get", "interface", "tenet-gw0", "mtu").strip() == "1450"
+    routes = node1.exec("ip", "route", "show", "dev", "tenet-gw0")
+    assert "10.244.0.0/16 via 10.244.0.1" in routes and "100.64.0.0/16 via 10.244.0.1" in routes
+
+
+def test_the_largest_packet_leaves_and_a_larger_one_fails_at_once_in_the_pod(lab: Lab) -> None:
+    payload = 1450 - 20 - 8  # the cluster network's MTU less the IPv4 and ICMP headers
+    argv = ["ip", "netns", "exec", netns(lab, "c1"), "ping", "-c", "1", "-W", "3", "-M", "do", "-s"]
+    fits = subprocess.run([*argv, str(payload), OUTSIDE_IP], capture_output=True, text=True, timeout=20)
+    assert fits.returncode == 0, fits.stdout + fits.stderr
+    too_big = subprocess.run([*argv, str(payload + 1), OUTSIDE_IP], capture_output=True, text=True, timeout=20)
+    assert "message too long" in too_big.stderr
+
+
+def test_the_host_reaches_a_local_pod_and_a_pod_on_another_node(lab: Lab) -> None:
+    node1 = lab.node("node1").netns
+    assert client(node1, "tcp", pod_ip(lab, "c1"), 8080) == f"c1 {NODE_IPS['node1']}"  # a kubelet probe
+    assert client(node1, "tcp", pod_ip(lab, "c2"), 8080) == f"c2 {NODE_IPS['node1']}"
+
+
+def test_a_pod_reaches_its_node_and_the_other_node(lab: Lab) -> None:
+    for node, ip in NODE_IPS.items():
+        assert client(netns(lab, "c2"), "tcp", ip, 9090) == f"{node} {pod_ip(lab, 'c2')}"
+
+
+def test_a_pod_reaches_the_outside_as_its_node(lab: Lab) -> None:
+    assert client(netns(lab, "c1"), "tcp", OUTSIDE_IP, 8080) == f"outside {NODE1_OUT}"
+    assert client(netns(lab, "c1"), "udp", OUTSIDE_IP, 8081) == f"outside {NODE1_OUT}"
+
+
+def test_two_tenants_same_address_and_port_reach_one_server_at_once(lab: Lab) -> None:
+    assert pod_ip(lab, "red-a") == pod_ip(lab, "blue-a")
+    running = [client_popen(netns(lab, pod), "tcp", OUTSIDE_IP, 8080, 40000, 1.0) for pod in ("red-a", "blue-a")]
+    answers = [process.communicate(timeout=20)[0].strip() for process in running]
+    assert answers == [f"outside {NODE1_OUT}"] * 2
+    assert client(netns(lab, "red-a"), "udp", OUTSIDE_IP, 8081, 40001) == f"outside {NODE1_OUT}"
+
+
+def test_a_cluster_ip_reaches_backends_on_two_nodes(lab: Lab) -> None:
+    node1 = lab.node("node1")
+    backends = [pod_ip(lab, "c1"), pod_ip(lab, "c2")]
+    rules = [
+        ("-N", "KUBE-SERVICES"),
+        ("-N", "KUBE-SVC-TEST"),
+        ("-N", "KUBE-SEP-ONE"),
+        ("-N", "KUBE-SEP-TWO"),
+        ("-I", "PREROUTING", "1", "-j", "KUBE-SERVICES"),
+        ("-A", "KUBE-SERVICES", "-d", f"{CLUSTER_IP}/32", "-p", "tcp", "--dport", "80", "-j", "KUBE-SVC-TEST"),
+        (
+            "-A",
+            "KUBE-SVC-TEST",
+            "-m",
+            "statistic",
+            "--mode",
+            "nth",
+            "--every",
+            "2",
+            "--packet",
+            "0",
+            "-j",
+            "KUBE-SEP-ONE",
+        ),
+        ("-A", "KUBE-SVC-TEST", "-j", "KUBE-SEP-TWO"),
+        ("-A", "KUBE-SEP-ONE", "-p", "tcp", "-j", "DNAT", "--to-destination", f"{backends[0]}:8080"),
+        ("-A", "KUBE-SEP-TWO", "-p", "tcp", "-j", "DNAT", "--to-destination", f"{backends[1]}:8080"),
+    ]
+    for rule in rules:
+        node1.exec("iptables", "-w", "-t", "nat", *rule)
+    try:
+        seen = {client(netns(lab, "c3"), "tcp", CLUSTER_IP, 80).split(" ")[0] for _ in range(4)}
+        assert seen == {"c1", "c2"}
+    finally:
+        node1.exec("iptables", "-w", "-t", "nat", "-D", "PREROUTING", "-j", "KUBE-SERVICES")
+        for chain in ("KUBE-SERVICES", "KUBE-SVC-TEST", "KUBE-SEP-ONE", "KUBE-SEP-TWO"):
+            node1.exec("iptables", "-w", "-t", "nat", "-F", chain)
+            node1.exec("iptables", "-w", "-t", "nat", "-X", chain)
+
+
+def test_an_isolated_tenant_reaches_no_cluster_pod_node_or_other_tenant(lab: Lab) -> None:
+    networks = {n["key"]: n for n in lab.client.get("/v1/networks")}
+    blue_transit = f"100.64.0.{networks['blue/net']['id']}"
+    probes = {}
+    for target, port in (
+        (pod_ip(lab, "c1"), 8080),
+        (pod_ip(lab, "c2"), 8080),
+        (NODE_IPS["node1"], 9090),
+        (NODE_IPS["node2"], 9090),
+        (NODE1_OUT, 9090),
+        (blue_transit, 8080),
+    ):
+        probes[target] = client_popen(netns(lab, "red-a"), "tcp", target, port)  # all at once: each waits 3 s
+    answers = {target: probe.communicate(timeout=20)[0].strip() for target, probe in probes.items()}
+    assert all(answer.startswith("failed") for answer in answers.values()), answers
+
+
+def test_nat_outgoing_off_means_no_egress(lab: Lab) -> None:
+    url = "/v1/tenants/red/networks/net"
+    red = netns(lab, "red-a")
+    lab.client.patch(url, {"nat_outgoing": False})
+    try:
+        wait_for(lambda: client(red, "tcp", OUTSIDE_IP, 8080).startswith("failed"), "no egress for red")
+        assert client(netns(lab, "blue-a"), "tcp", OUTSIDE_IP, 8080) == f"outside {NODE1_OUT}"
+    finally:
+        lab.client.patch(url, {"nat_outgoing": True})
+    wait_for(lambda: client(red, "tcp", OUTSIDE_IP, 8080) == f"outside {NODE1_OUT}", "egress for red again")
+
+
+def test_a_connection_through_snat_survives_a_controller_kill_and_restart(lab: Lab) -> None:
+    running = client_popen(netns(lab, "red-a"), "tcp", OUTSIDE_IP, 8080, 40100, "stdin")
+    assert running.stdout is not None and running.stdin is not None
+    assert running.stdout.readline().strip() == "connected"
+    assert "sport=40100" in lab.node("node1").appctl("dpctl/dump-conntrack")
+    pid = lab.state.controller_pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not _answers(lab), "the controller to be gone")
+    args = [
+        sys.executable, "-m", "controller.main",
+        "--ofp-host", "0.0.0.0", "--ofp-port", str(lab.state.ofp_port),
+        "--api-host", "0.0.0.0", "--api-port", str(lab.state.api_port),
+        "--store", f"sqlite:///{lab.dir}/tenet.db", "--token-file", str(lab.dir / "tokens.json"),
+    ]  # fmt: skip
+    restarted = launch(args, lab.dir / "controller.log", detach=True)
+    RESTARTED.append(restarted)
+    lab.state.controller_pid = restarted.pid
+    lab.save()
+    wait_for(lambda: _answers(lab), "the restarted controller", timeout=60)
+    wait_for(lambda: lab.switch("node1").get("in_sync"), "node1 in sync again", timeout=60)
+    assert running.communicate("go\n", timeout=30)[0].strip() == f"outside {NODE1_OUT}"
+
+
+def _answers(lab: Lab) -> bool:
+    try:
+        lab.client.get("/v1/health")
+    except ClientError:
+        return False
+    return True

@@ -1,0 +1,60 @@
+"""The cluster network and the node gateway ports: settings and the numbers derived from them. Pure.
+
+Every node has a gateway port, `tenet-gw0`, an OVS internal port in its host stack. The cluster network
+(controller setting `cluster_network`, `tenant/name`) is routed by the hosts: its subnet
+(`cluster_subnet`) overlaps no other network of any tenant. A network of another tenant with
+`nat_outgoing` on reaches the outside through the same port, SNATed in OVS to its own transit address, in
+a conntrack zone of its own (`snat_zone`), and the host masquerades the transit subnet (`transit_subnet`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
+from typing import Protocol
+
+# A node's gateway port MAC: 0e:00:<tunnel IP>; a first octet of its own, never an endpoint's or a gateway's.
+NODE_GATEWAY_MAC_BASE = 0x0E_00_00_00_00_00
+# Conntrack zones of egress SNAT: 0x8000 | network id, apart from the zone policy uses (the network id).
+SNAT_ZONE_BASE = 0x8000
+MAX_SNAT_NETWORK_ID = SNAT_ZONE_BASE - 1
+
+
+class HasId(Protocol):
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    """The cluster network and the node gateway ports (controller settings `cluster_network`,
+    `cluster_subnet`, `transit_subnet`).
+
+    The cluster network (`tenant/name`) is routed by the nodes' host stacks through each node's gateway
+    port; its subnet overlaps no other network of any tenant. A network of another tenant with
+    `nat_outgoing` is SNATed in OVS to its transit address, `transit_subnet`'s address number `network id`,
+    which the host then masquerades.
+    """
+
+    cluster_network: str
+    cluster_subnet: IPv4Network
+    transit_subnet: IPv4Network
+
+    @property
+    def cluster_tenant(self) -> str:
+        return self.cluster_network.split("/", 1)[0]
+
+    def transit_ip(self, network: HasId) -> IPv4Address:
+        """A network's own SNAT address; ValueError if its id does not fit the transit subnet."""
+        if network.id >= self.transit_subnet.num_addresses - 1:
+            raise ValueError(f"network id {network.id} does not fit transit subnet {self.transit_subnet}")
+        return self.transit_subnet.network_address + network.id
+
+
+def node_gateway_mac(tunnel_ip: IPv4Address) -> int:
+    """The MAC of a node's gateway port: 0e:00 and the node's tunnel IP."""
+    return NODE_GATEWAY_MAC_BASE | int(tunnel_ip)
+
+
+def snat_zone(network: HasId) -> int:
+    """The conntrack zone a network's egress SNAT uses (16 bits; network ids below 0x8000)."""
+    return SNAT_ZONE_BASE | network.id
