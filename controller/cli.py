@@ -18,7 +18,9 @@ from collections.abc import Sequence
 
 from controller import cli_live
 from controller.openflow.ofctl import flow_text, render_state
+from controller.pipeline import matrix
 from controller.pipeline.compile import Compiler
+from controller.pipeline.features import netpol
 from controller.pipeline.probes import PROTOCOLS, Spoof, to_endpoint
 from controller.pipeline.simulate import SimNetwork, Trace
 from controller.pipes import until_the_reader_goes
@@ -114,6 +116,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="print a JSON object: verdict, delivered_to, path",
     )
     trace.set_defaults(run=run_trace)
+    matrix = commands.add_parser(
+        "matrix",
+        help="which endpoints reach which, through the compiled pipeline",
+        description="Probe a new connection from every endpoint to every other on each protocol and port, "
+        "through every switch of the compiled topology (conntrack and NetworkPolicies included): allowed when "
+        "the request arrives and the answer comes back. Prints one grid per protocol and port (. allowed, "
+        "X blocked; rows from, columns to, numbered), or with --json "
+        '{"probes": [{from, to, protocol, port, allowed}]}.',
+    )
+    matrix.add_argument("file", metavar="FILE")
+    matrix.add_argument(
+        "--ports", type=port_list, default=[80], metavar="N[,N...]", help="destination ports (default 80)"
+    )
+    matrix.add_argument(
+        "--protocols", type=protocol_list, default=["tcp"], metavar="P[,P...]", help="tcp, udp, sctp (default tcp)"
+    )
+    matrix.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print the probes as JSON")
+    matrix.set_defaults(run=run_matrix)
     cli_live.add_commands(commands)
     return parser
 
@@ -123,6 +143,7 @@ def run_check(args: argparse.Namespace) -> int:
     print(
         f"{args.file}: ok: {len(model.nodes)} nodes, {len(model.tenants)} tenants, {len(model.networks)} networks, "
         f"{len(model.endpoints)} endpoints, {len(model.qos_profiles)} QoS profiles"
+        + (f", {len(model.namespaces)} namespaces, {len(model.policies)} NetworkPolicies" if model.namespaces else "")
     )
     return 0
 
@@ -152,10 +173,51 @@ def run_trace(args: argparse.Namespace) -> int:
     states = Compiler(model).compile_all()
     packet = to_endpoint(model, src, dst, proto=args.proto, dport=args.dport, spoof=spoof)
     trace = SimNetwork(model, states).send(src.id, packet)
+    decisions = netpol.explain(model, [(hop.node, hop.flow) for hop in trace.hops])
     if args.json:
-        print(json.dumps(trace_json(trace), indent=2))
+        print(json.dumps({**trace_json(trace), "policy": decisions}, indent=2))
     else:
-        print(trace_text(trace, args))
+        print(trace_text(trace, args) + "".join(f"\npolicy: {line}" for line in decisions))
+    return 0
+
+
+def port_list(text: str) -> list[int]:
+    try:
+        ports = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"want ports like 80,81, got {text!r}") from None
+    if not all(0 < port < 65536 for port in ports):
+        raise argparse.ArgumentTypeError(f"ports are 1..65535, got {text!r}")
+    return ports
+
+
+def protocol_list(text: str) -> list[str]:
+    protocols = [part.strip().lower() for part in text.split(",")]
+    if not all(p in ("tcp", "udp", "sctp") for p in protocols):
+        raise argparse.ArgumentTypeError(f"protocols are tcp, udp and sctp, got {text!r}")
+    return protocols
+
+
+def run_matrix(args: argparse.Namespace) -> int:
+    model = load_file(args.file)
+    states = Compiler(model).compile_all()
+    results = matrix.run(model, states, matrix.probes(model, args.ports, args.protocols))
+    if getattr(args, "json", False):
+        print(json.dumps({"probes": [probe.json(allowed) for probe, allowed in results]}, indent=1))
+        return 0
+    ids = sorted(model.endpoints)
+    verdict = {(p.source, p.destination, p.protocol, p.port): allowed for p, allowed in results}
+    width = max(len(i) for i in ids)
+    blocks = []
+    for protocol in args.protocols:
+        for port in args.ports:
+            lines = [f"{protocol}/{port}", " " * width + " " + " ".join(str(n % 10) for n in range(len(ids)))]
+            for src in ids:
+                cells = ["-" if src == dst else "." if verdict[(src, dst, protocol, port)] else "X" for dst in ids]
+                lines.append(f"{src:<{width}} " + " ".join(cells))
+            blocks.append("\n".join(lines))
+    print("\n\n".join(blocks))
+    print("columns: " + " ".join(f"{n % 10}={i}" for n, i in enumerate(ids)))
     return 0
 
 

@@ -7,6 +7,7 @@
   tenetctl qos create NAME --rate-kbps N [--burst-kb N] [--direction egress|ingress|both] | ls | show | rm
   tenetctl qos attach NAME TARGET | detach TARGET
   tenetctl node ls|show       tenetctl endpoint ls|show       tenetctl flows NODE [--no-verify]
+  tenetctl namespace ...      tenetctl policy apply -f FILE | ls | show | rm      (see cli_netpol)
 
 Every command takes --server (or TENET_SERVER), --token, --token-file (or TENET_TOKEN) and --json, before
 the command or after it: `tenetctl --json tenant ls` and `tenetctl tenant ls --json` are the same. For an
@@ -54,6 +55,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     _qos(commands, common)
     _node(commands, common)
     _endpoint(commands, common)
+    from controller import cli_netpol  # it builds on this module's helpers
+
+    cli_netpol.add_commands(commands, common)
     flows = commands.add_parser(
         "flows",
         parents=[common],

@@ -12,11 +12,22 @@ from controller.store.base import Document, Record
 from topology.gateway import GatewayConfig
 from topology.ipam import int_to_mac
 from topology.model import Endpoint, Link, Model, Network, Node, QosAttachment, QosProfile, Tenant
+from topology.namespaces import NAME_LABEL, Namespace, ports_json
 
 PREFIX = "/tenet/"
 QUOTAS = "quotas"  # per-tenant quotas: the admin's policy, not part of the model (see controller.policy)
 # Restore order: what each kind refers to comes first.
-KINDS = ("nodes", "links", "tenants", "networks", "qos", "endpoints", "qos-attachments")
+KINDS = (
+    "nodes",
+    "links",
+    "tenants",
+    "namespaces",
+    "networks",
+    "qos",
+    "endpoints",
+    "qos-attachments",
+    "networkpolicies",
+)
 
 
 def key(kind: str, name: str) -> str:
@@ -78,8 +89,23 @@ def attachment_doc(attachment: QosAttachment) -> Document:
     }
 
 
+def namespace_doc(namespace: Namespace) -> Document:
+    """A namespace with the labels it was given (the name label is set again on restore)."""
+    labels = {k: v for k, v in namespace.labels if k != NAME_LABEL}
+    return {"name": namespace.name, "tenant": namespace.tenant, "labels": labels}
+
+
+def policy_doc(model: Model, policy_key: str) -> Document:
+    """A NetworkPolicy as submitted, with the id its flows' cookies and conjunction ids derive from."""
+    return {"id": model.policy_ids[policy_key], "policy": model.policies[policy_key].doc}
+
+
 def endpoint_doc(endpoint: Endpoint) -> Document:
+    """An endpoint; `namespace`, `labels` and `ports` are absent from records written before them."""
     return {
+        "namespace": endpoint.namespace,
+        "labels": dict(endpoint.labels),
+        "ports": ports_json(endpoint.ports),
         "id": endpoint.id,
         "network": endpoint.network,
         "node": endpoint.node,
@@ -96,10 +122,12 @@ def all_records(model: Model) -> list[tuple[str, Document]]:
     records = [(key("nodes", n.name), node_doc(n)) for n in model.nodes.values()]
     records += [(key("links", link_name(link)), link_doc(link)) for link in model.links]
     records += [(key("tenants", t.name), tenant_doc(t)) for t in model.tenants.values()]
+    records += [(key("namespaces", n.name), namespace_doc(n)) for n in model.namespaces.values()]
     records += [(key("networks", n.key), network_doc(n)) for n in model.networks.values()]
     records += [(key("qos", q.name), qos_doc(q)) for q in model.qos_profiles.values()]
     records += [(key("endpoints", e.id), endpoint_doc(e)) for e in model.endpoints.values()]
     records += [(key("qos-attachments", a.target), attachment_doc(a)) for a in model.qos_attachments.values()]
+    records += [(key("networkpolicies", p.key), policy_doc(model, p.key)) for p in model.policies.values()]
     return records
 
 
@@ -161,8 +189,16 @@ def restore_one(model: Model, kind: str, doc: Document, *, path: str) -> None:
             port_name=doc["port_name"],
             ofport=doc["ofport"],
             num=doc["num"],
+            namespace=doc.get("namespace"),
+            labels=doc.get("labels"),
+            ports=doc.get("ports"),
             path=path,
         )
+    elif kind == "namespaces":
+        model.add_namespace(doc["name"], tenant=doc["tenant"], labels=doc.get("labels"), path=path)
+    elif kind == "networkpolicies":  # the document as submitted; its key names the namespace
+        namespace = path[len(PREFIX) :].split("/")[1]
+        model.apply_policy(doc["policy"], namespace=namespace, policy_id=doc["id"], path=path)
     elif kind == "qos-attachments":
         by = doc.get("attached_by", "admin")  # records written before attachments had an owner: the admin's
         model.attach_qos(doc["profile"], doc["target"], meter_id=doc["meter_id"], attached_by=by, path=path)

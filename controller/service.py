@@ -21,6 +21,7 @@ from controller import records
 from controller.pipeline.compile import Compiler
 from controller.pipeline.state import ChangeSet
 from controller.policy import RESERVED_NAMES, RESERVED_PREFIX, Policy, Quota, reserved_port
+from controller.service_netpol import NetpolChanges
 from controller.store.base import Delete, Operation, Put, Store
 from topology.errors import ValidationError
 from topology.gateway import GatewayConfig
@@ -52,7 +53,7 @@ class ChangeFailed(RuntimeError):
         self.what = what
 
 
-class Service:
+class Service(NetpolChanges):
     def __init__(
         self,
         store: Store,
@@ -371,10 +372,14 @@ class Service:
         mac: str | None = None,
         port_name: str | None = None,
         restricted: bool = False,
+        namespace: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        ports: list[dict] | None = None,
     ) -> Endpoint:
         """Allocate IP, MAC and ofport (IPAM) and store the endpoint, atomically. `port_name` may not be an
         infrastructure port's (`controller.policy.reserved_port`); `restricted` (tenant and node tokens):
-        within the tenant's endpoint quota. Raises ValidationError naming the field."""
+        within the tenant's endpoint quota. `namespace` (of the network's tenant), `labels` and `ports` (named
+        container ports) are the Kubernetes pod's. Raises ValidationError naming the field."""
         with self._change(f"creating endpoint {endpoint_id!r}") as change:
             if port_name is not None:
                 reason = reserved_port(self.model, node, port_name)
@@ -383,7 +388,15 @@ class Service:
             if restricted and network in self.model.networks:
                 self._check_quota(self.model.networks[network].tenant, "endpoints")
             endpoint = self.model.add_endpoint(
-                endpoint_id, network=network, node=node, ip=ip, mac=mac, port_name=port_name
+                endpoint_id,
+                network=network,
+                node=node,
+                ip=ip,
+                mac=mac,
+                port_name=port_name,
+                namespace=namespace,
+                labels=dict(labels) if labels is not None else None,
+                ports=ports,
             )
             change.apply(touched_by(endpoint), undo=lambda: self.model.remove_endpoint(endpoint_id))
             # Fails if the key exists already: two controllers must never allocate the same endpoint.

@@ -2,8 +2,9 @@
 
 Every problem (bad YAML, a wrong shape, a bad value, a conflict) is a `ValidationError` whose path is the
 YAML path of the offending field, such as `tenants[0].networks[1].vlan`, so an admin can find it in the
-file. Sections are applied in dependency order: nodes, links, tenants with their networks, QoS profiles,
-endpoints, and last the QoS attachments, so `applies_to` may name endpoints.
+file. Sections are applied in dependency order: nodes, links, tenants with their networks, Kubernetes
+namespaces, QoS profiles, endpoints, the QoS attachments (so `applies_to` may name endpoints), and last the
+NetworkPolicies (`policies`: Kubernetes `networking.k8s.io/v1` documents, checked as the API server does).
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import yaml
 
 from topology.errors import ValidationError
 from topology.model import Encap, Endpoint, Model, Network, Node, default_datapath_id, default_port_name
+from topology.namespaces import NAME_LABEL, ports_json
 
-SECTIONS = ("nodes", "links", "tenants", "qos", "endpoints")
+SECTIONS = ("nodes", "links", "tenants", "namespaces", "qos", "endpoints", "policies")
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,8 @@ TENANT = Shape(("name",), ("networks",))
 # The segment key (vni or vlan) is required too, but which one depends on encap.
 NETWORK = Shape(("name", "encap", "subnet"), ("vni", "vlan", "gateway", "mtu"))
 QOS = Shape(("name", "rate_kbps"), ("burst_kb", "direction", "applies_to"))  # burst_kb in kbit
-ENDPOINT = Shape(("id", "network", "node"), ("ip", "mac", "port_name"))
+ENDPOINT = Shape(("id", "network", "node"), ("ip", "mac", "port_name", "namespace", "labels", "ports"))
+NAMESPACE = Shape(("name", "tenant"), ("labels",))
 SEGMENT_KEY = {Encap.VLAN.value: "vlan", Encap.VXLAN.value: "vni"}
 
 # Values end up in messages; YAML aliases can make them huge or self-referencing, so show them bounded.
@@ -84,6 +87,9 @@ def load_data(data: object, *, source: str = "<data>") -> Model:
         add_link(model, Entry(item, path, LINK))
     for path, item in entries(document.get("tenants"), "tenants"):
         add_tenant(model, Entry(item, path, TENANT))
+    for path, item in entries(document.get("namespaces"), "namespaces"):
+        entry = Entry(item, path, NAMESPACE)
+        model.add_namespace(entry.text("name"), tenant=entry.text("tenant"), labels=entry.data.get("labels"), path=path)
     attachments: list[Attachment] = []
     for path, item in entries(document.get("qos"), "qos"):
         attachments += add_qos(model, Entry(item, path, QOS))
@@ -91,12 +97,23 @@ def load_data(data: object, *, source: str = "<data>") -> Model:
         add_endpoint(model, Entry(item, path, ENDPOINT))
     for attachment in attachments:
         attach_qos(model, attachment)
+    for path, item in entries(document.get("policies"), "policies"):
+        add_policy(model, item, path)
     return model
+
+
+def add_policy(model: Model, doc: object, path: str) -> None:
+    """One NetworkPolicy document; a second one of the same namespace and name is refused."""
+    metadata = doc.get("metadata") if isinstance(doc, Mapping) else None
+    key = f"{metadata.get('namespace')}/{metadata.get('name')}" if isinstance(metadata, Mapping) else None
+    if key in model.policies:
+        raise ValidationError(f"{path}.metadata.name", f"NetworkPolicy {key!r} is given twice", conflict=True)
+    model.apply_policy(doc, path=path)
 
 
 def dump_model(model: Model) -> dict[str, Any]:
     """The model in the file format, allocated IPs and MACs written out, so loading it gives the same model."""
-    return {
+    dumped = {
         "nodes": [dump_node(node) for node in model.nodes.values()],
         "links": [{"a": link.a, "a_port": link.a_port, "b": link.b, "b_port": link.b_port} for link in model.links],
         "tenants": [
@@ -104,8 +121,14 @@ def dump_model(model: Model) -> dict[str, Any]:
             for name, networks in model.networks_by_tenant.items()
         ],
         "qos": [dump_qos(model, name) for name in model.qos_profiles],
+        "namespaces": [
+            {"name": n.name, "tenant": n.tenant, "labels": {k: v for k, v in n.labels if k != NAME_LABEL}}
+            for n in model.namespaces.values()
+        ],
         "endpoints": [dump_endpoint(endpoint) for endpoint in model.endpoints.values()],
+        "policies": [policy.doc for policy in model.policies.values()],
     }
+    return {key: value for key, value in dumped.items() if value or key not in ("namespaces", "policies")}
 
 
 # --- parsing -----------------------------------------------------------------------------------------
@@ -325,6 +348,9 @@ def add_endpoint(model: Model, entry: Entry) -> None:
         ip=entry.optional_text("ip"),
         mac=endpoint_mac(entry),
         port_name=entry.optional_text("port_name"),
+        namespace=entry.optional_text("namespace"),
+        labels=entry.data.get("labels"),
+        ports=entry.data.get("ports"),
         path=entry.path,
     )
 
@@ -380,4 +406,10 @@ def dump_endpoint(endpoint: Endpoint) -> dict[str, Any]:
     }
     if endpoint.port_name != default_port_name(endpoint.id):
         out["port_name"] = endpoint.port_name
+    if endpoint.namespace is not None:
+        out["namespace"] = endpoint.namespace
+    if endpoint.labels:
+        out["labels"] = endpoint.label_map
+    if endpoint.ports:
+        out["ports"] = ports_json(endpoint.ports)
     return out

@@ -25,10 +25,14 @@ from topology.ipam import (
     is_unicast_mac,
     mac_to_int,
 )
+from topology.labels import Labels, parse_labels
 from topology.mtu import DEFAULT_UNDERLAY_MTU, check_network, check_node, default_mtu
+from topology.namespaces import ContainerPort, Namespace, NamespacesMixin, parse_ports
+from topology.netpol_spec import NetworkPolicy
 from topology.values import check_ifname, check_name, check_unicast, parse_ip, parse_subnet, show
 
 VLAN_RANGE = (1, 4094)
+MAX_POLICY_ID = 2**17 - 1  # a policy id, a rule's direction and index, a clause: one 32-bit conjunction id
 VNI_RANGE = (1, 16_777_215)
 
 # Planned OpenFlow port numbers on br-int. The agent asks OVS for them with `ofport_request`, so the
@@ -109,6 +113,13 @@ class Endpoint:
     port_name: str
     ofport: int
     num: int  # small integer id, for cookies
+    namespace: str | None = None  # a Kubernetes namespace of the network's tenant; None: in none
+    labels: Labels = ()  # sorted (key, value) pairs
+    ports: tuple[ContainerPort, ...] = ()  # named container ports
+
+    @property
+    def label_map(self) -> dict[str, str]:
+        return dict(self.labels)
 
     @property
     def mac_text(self) -> str:
@@ -162,6 +173,9 @@ class Touched:
     nodes: set[str] = field(default_factory=set)
     fabric: bool = False  # a fabric link went down or came up: the flood tree and the paths change
     everything: bool = False
+    namespaces: set[str] = field(default_factory=set)  # namespaces added, removed or relabelled
+    labels: set[str] = field(default_factory=set)  # endpoints whose labels changed
+    policies: set[str] = field(default_factory=set)  # NetworkPolicies ("namespace/name") applied or removed
 
     def merge(self, other: Touched) -> Touched:
         self.networks |= other.networks
@@ -169,6 +183,9 @@ class Touched:
         self.nodes |= other.nodes
         self.fabric |= other.fabric
         self.everything |= other.everything
+        self.namespaces |= other.namespaces
+        self.labels |= other.labels
+        self.policies |= other.policies
         return self
 
 
@@ -243,8 +260,9 @@ def check_range(path: str, what: str, value: int, bounds: tuple[int, int]) -> No
         raise ValidationError(path, f"{what} {show(value)} is outside {low}..{high}")
 
 
-class Model:
-    """Tenants, networks, nodes, links, endpoints and QoS, with the indexes the compiler needs."""
+class Model(NamespacesMixin):
+    """Tenants, networks, nodes, links, endpoints and QoS, with the indexes the compiler needs; Kubernetes
+    namespaces and NetworkPolicies (`topology.namespaces`)."""
 
     def __init__(self) -> None:
         self.tenants: dict[str, Tenant] = {}
@@ -258,6 +276,10 @@ class Model:
         self.endpoints: dict[str, Endpoint] = {}
         self.qos_profiles: dict[str, QosProfile] = {}
         self.qos_attachments: dict[str, QosAttachment] = {}  # by target
+        self.namespaces: dict[str, Namespace] = {}
+        self.policies: dict[str, NetworkPolicy] = {}  # by "namespace/name"
+        self.policy_ids: dict[str, int] = {}  # by "namespace/name": cookies and conjunction ids derive from it
+        self._policy_id_pool = IdAllocator(1, MAX_POLICY_ID)
         self.revision = 0
         self.networks_by_tenant: dict[str, dict[str, Network]] = {}
         self.endpoints_by_network: dict[str, dict[str, Endpoint]] = {}
@@ -353,6 +375,8 @@ class Model:
             names = ", ".join(sorted(n.name for n in self.networks_by_tenant[name].values()))
             message = f"tenant {name!r} still has networks ({names}): delete them first"
             raise ValidationError(path, message, conflict=True)
+        if self.tenant_has_namespaces(name):
+            raise ValidationError(path, f"tenant {name!r} still has namespaces: delete them first", conflict=True)
         del self.tenants[name], self.networks_by_tenant[name], self.tenant_nodes[name]
         self._tenant_ids.give_back(tenant.id)
         return self._bump(Touched())
@@ -716,17 +740,25 @@ class Model:
         port_name: str | None = None,
         ofport: int | None = None,
         num: int | None = None,
+        namespace: str | None = None,
+        labels: dict[str, str] | None = None,
+        ports: list[dict] | None = None,
         path: str = "endpoint",
     ) -> Endpoint:
         """Add an endpoint, allocating IP, MAC and ofport as needed. Validates all before changing any.
 
-        `ofport` and `num` are for restoring a stored model; they are allocated otherwise.
+        `ofport` and `num` are for restoring a stored model; they are allocated otherwise. `namespace` must
+        belong to the network's tenant; `labels` are Kubernetes labels, `ports` named container ports
+        (`[{name, port, protocol}]`, `topology.namespaces.parse_ports`).
         """
         check_name(path + ".id", endpoint_id, subdomain=True)
         if endpoint_id in self.endpoints:
             raise ValidationError(path + ".id", f"endpoint {endpoint_id!r} already exists", conflict=True)
         net = self.network(network, path=path + ".network")
         self.node(node, path=path + ".node")
+        self.check_endpoint_namespace(path + ".namespace", net.tenant, namespace)
+        label_pairs = parse_labels(path + ".labels", labels)
+        container_ports = parse_ports(path + ".ports", ports)
         port = default_port_name(endpoint_id) if port_name is None else port_name  # "" is refused, not defaulted
         check_ifname(path + ".port_name", port)
         infrastructure = port == self.nodes[node].uplink or port in self.link_ports(node)
@@ -766,6 +798,9 @@ class Model:
             port_name=port,
             ofport=take_or_claim(self._ofports[node], ofport, path),
             num=take_or_claim(self._endpoint_nums, num, path),
+            namespace=namespace,
+            labels=label_pairs,
+            ports=container_ports,
         )
         self.endpoints[endpoint_id] = endpoint
         self.endpoints_by_network[network][endpoint_id] = endpoint
@@ -775,6 +810,12 @@ class Model:
         self.tenant_nodes[net.tenant][node] += 1
         self.revision += 1
         return endpoint
+
+    def _replace_endpoint(self, endpoint: Endpoint) -> None:
+        """The same endpoint with other labels, in every index."""
+        self.endpoints[endpoint.id] = endpoint
+        self.endpoints_by_network[endpoint.network][endpoint.id] = endpoint
+        self.endpoints_by_node[endpoint.node][endpoint.id] = endpoint
 
     def remove_endpoint(self, endpoint_id: str, *, path: str = "endpoint") -> Touched:
         endpoint = self.endpoint(endpoint_id, path=path)

@@ -538,12 +538,115 @@ PATHS: Json = {
 }
 PATHS["/v1/nodes/{node}"]["put"]["responses"]["200"] = {"description": "already known", "content": _json(_ref("Node"))}
 
+# Kubernetes namespaces, pod labels and named ports, NetworkPolicies (controller/api/netpol_routes.py).
+LABELS = {
+    "type": "object",
+    "additionalProperties": STRING,
+    "description": "Kubernetes labels: qualified-name keys, values of at most 63 characters",
+}
+CONTAINER_PORT = _obj(
+    {
+        "name": {"type": "string", "description": "IANA_SVC_NAME: at most 15 of a-z, 0-9, '-'"},
+        "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+        "protocol": {"type": "string", "enum": ["TCP", "UDP", "SCTP"], "description": "default TCP"},
+    },
+    required=("name", "port"),
+)
+SCHEMAS["Endpoint"]["properties"].update(
+    {
+        "namespace": _nullable({"type": "string", "description": "its Kubernetes namespace, if any"}),
+        "labels": LABELS,
+        "ports": {"type": "array", "items": CONTAINER_PORT, "description": "named container ports"},
+    }
+)
+SCHEMAS["EndpointCreate"]["properties"].update(
+    {
+        "namespace": _nullable({"type": "string", "description": "a namespace of the network's tenant"}),
+        "labels": _nullable(LABELS),
+        "ports": _nullable({"type": "array", "items": CONTAINER_PORT, "description": "named container ports"}),
+    }
+)
+SCHEMAS["Namespace"] = _obj(
+    {
+        "name": STRING,
+        "tenant": STRING,
+        "labels": {**LABELS, "description": "kubernetes.io/metadata.name is always the namespace's name"},
+        "endpoints": INTEGER,
+        "networkpolicies": {"type": "array", "items": STRING},
+    },
+    required=("name", "tenant", "labels", "endpoints", "networkpolicies"),
+)
+SCHEMAS["NamespaceCreate"] = _obj(
+    {
+        "name": {"type": "string", "description": "an RFC 1123 label"},
+        "tenant": {"type": "string", "description": "a tenant the caller may see"},
+        "labels": _nullable(LABELS),
+    },
+    required=("name", "tenant"),
+)
+SCHEMAS["Labels"] = _obj({"labels": LABELS}, required=("labels",))
+SCHEMAS["NetworkPolicy"] = {
+    "type": "object",
+    "description": "a Kubernetes NetworkPolicy (networking.k8s.io/v1), validated as the Kubernetes API server "
+    "validates it and kept as submitted; errors name the field (spec.ingress[0].ports[1].endPort)",
+    "properties": {
+        "apiVersion": {"type": "string", "enum": ["networking.k8s.io/v1"]},
+        "kind": {"type": "string", "enum": ["NetworkPolicy"]},
+        "metadata": {"type": "object", "properties": {"name": STRING, "namespace": STRING}},
+        "spec": {"type": "object", "properties": {"podSelector": {"type": "object"}}},
+    },
+    "required": ["apiVersion", "kind", "metadata"],
+}
+NAMESPACE, POLICY_NAME = _param("namespace"), _param("name")
+PATHS.update(
+    {
+        "/v1/namespaces": {
+            "get": _op(
+                "the namespaces the caller may see",
+                200,
+                _list("Namespace"),
+                params=(_param("tenant", "query", "only this tenant's"),),
+            ),
+            "post": _op("create a namespace of a tenant", 201, _ref("Namespace"), body="NamespaceCreate"),
+        },
+        "/v1/namespaces/{namespace}": {
+            "get": _op("one namespace", 200, _ref("Namespace"), params=(NAMESPACE,)),
+            "patch": _op("replace the namespace's labels", 200, _ref("Namespace"), body="Labels", params=(NAMESPACE,)),
+            "delete": _op("delete a namespace without endpoints or NetworkPolicies", 204, params=(NAMESPACE,)),
+        },
+        "/v1/namespaces/{namespace}/networkpolicies": {
+            "get": _op(
+                "the namespace's NetworkPolicies, as submitted", 200, _list("NetworkPolicy"), params=(NAMESPACE,)
+            ),
+        },
+        "/v1/namespaces/{namespace}/networkpolicies/{name}": {
+            "get": _op("one NetworkPolicy, as submitted", 200, _ref("NetworkPolicy"), params=(NAMESPACE, POLICY_NAME)),
+            "put": _op(
+                "create (201) or replace (200) a NetworkPolicy",
+                201,
+                _ref("NetworkPolicy"),
+                body="NetworkPolicy",
+                params=(NAMESPACE, POLICY_NAME),
+            ),
+            "delete": _op("delete a NetworkPolicy", 204, params=(NAMESPACE, POLICY_NAME)),
+        },
+    }
+)
+PATHS["/v1/namespaces/{namespace}/networkpolicies/{name}"]["put"]["responses"]["200"] = {
+    "description": "replaced",
+    "content": _json(_ref("NetworkPolicy")),
+}
+PATHS["/v1/endpoints/{endpoint}"]["patch"] = _op(
+    "replace the endpoint's labels (admin or its tenant)", 200, _ref("Endpoint"), body="Labels", params=(ENDPOINT,)
+)
+
 SPEC: Json = {
     "openapi": "3.0.3",
     "info": {
         "title": "Tenet northbound API",
         "version": "1",
-        "description": "Tenants, networks, QoS, nodes and endpoints of a Tenet controller. Bearer tokens: the "
+        "description": "Tenants, networks, QoS, nodes, endpoints, namespaces and NetworkPolicies of a Tenet "
+        "controller. Bearer tokens: the "
         "cluster admin's see everything; a tenant's see only that tenant (other tenants' objects answer 404); a "
         "node's (the node agent's) register that node and manage the endpoints on it, nothing else (403).",
     },

@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 from controller.api import views
 from controller.api.http import Body, HttpError, Request, Response, forbidden, not_found
+from controller.api.netpol_routes import NETPOL_HANDLERS, NetpolRoutes
 from controller.api.openapi import SPEC
 from controller.openflow.ofctl import render_state
 from controller.policy import Quota
@@ -90,6 +91,7 @@ ROUTES = (
     Route("GET", "/v1/endpoints/{endpoint}/ready", "endpoint_ready"),
     Route("GET", "/v1/health", "health"),
     Route("GET", "/v1/policy", "show_policy"),
+    *(Route(method, template, handler) for method, template, handler in NETPOL_HANDLERS),
 )
 # What a node token (the node agent's) may call; each handler limits it to its own node.
 NODE_HANDLERS = frozenset(
@@ -127,7 +129,7 @@ def default_readiness(_node: str, _port: str, _ofport: int, _sequence: int, _wai
     return {"ready": False, "reason": "this controller runs without switches", "ofport": None}
 
 
-class Api:
+class Api(NetpolRoutes):
     def __init__(
         self,
         service: Service,
@@ -536,13 +538,15 @@ class Api:
             return Response(200, [views.endpoint_json(self.model, e) for e in found])
 
     def create_endpoint(self, request: Request) -> Response:
-        fields = {"id", "network", "node", "ip", "mac", "port_name", "k8s"}
+        fields = {"id", "network", "node", "ip", "mac", "port_name", "k8s", "namespace", "labels", "ports"}
         body = Body(request.json(), "endpoint", allowed=fields)
         pod = self.k8s_pod(request.json().get("k8s"), request.json().get("network"))
         endpoint_id, node = body.text("id"), body.text("node")
         network = pod[0] if pod is not None else body.text("network")
         ip, mac = body.text("ip", required=False), body.text("mac", required=False)
         port = body.text("port_name", required=False)
+        namespace = body.text("namespace", required=False)
+        attributes = {"labels": body.data.get("labels"), "ports": body.data.get("ports")}  # checked by the model
         principal = request.principal
         if principal.node_only and not principal.manages(node):
             raise HttpError(403, f"creating an endpoint on node {node!r}: {own_node(principal)}", field="endpoint.node")
@@ -564,7 +568,15 @@ class Api:
                     "endpoint.id", f"endpoint id {endpoint_id!r} is taken (ids are unique cluster-wide)", conflict=True
                 )
             endpoint = self.service.create_endpoint(
-                endpoint_id, network=network, node=node, ip=ip, mac=mac, port_name=port, restricted=not principal.admin
+                endpoint_id,
+                network=network,
+                node=node,
+                ip=ip,
+                mac=mac,
+                port_name=port,
+                restricted=not principal.admin,
+                namespace=namespace,
+                **attributes,
             )
             self.created_at[endpoint.id] = self.service.sequence
             if pod is not None and self.k8s is not None:

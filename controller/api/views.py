@@ -7,6 +7,7 @@ from typing import Any
 from controller.api.auth import Principal
 from topology.ipam import int_to_mac
 from topology.model import Encap, Endpoint, Link, Model, Network, Node, QosAttachment, QosProfile, Tenant
+from topology.namespaces import ports_json
 
 Json = dict[str, Any]
 
@@ -58,6 +59,9 @@ def endpoint_json(model: Model, endpoint: Endpoint) -> Json:
         "port_name": endpoint.port_name,
         "ofport": endpoint.ofport,
         "qos": attachment.profile if attachment else None,
+        "namespace": endpoint.namespace,
+        "labels": endpoint.label_map,
+        "ports": ports_json(endpoint.ports),
     }
 
 

@@ -27,6 +27,8 @@ class Feature(IntEnum):
     METER = 8  # one endpoint's QoS meters (by endpoint num)
     FABRIC = 9  # a node's transit forwarding on a VLAN fabric with links
     NODE_GATEWAY = 10  # a node's gateway port: the cluster network's way to the host, egress SNAT (object 0)
+    NETPOL = 11  # a node's NetworkPolicy stage: conntrack, isolation and the rules' shared clause flows
+    NETPOL_RULE = 12  # one NetworkPolicy rule's allow flows (by policy id, direction and index): its counters
 
 
 def cookie(feature: Feature, object_id: int) -> int:

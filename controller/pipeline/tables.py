@@ -141,13 +141,14 @@ TABLES: tuple[Table, ...] = (
     ),
     _table(
         "egress_policy",
-        "the sender's policy rules",
+        "the sender's policy rules: untracked IP through conntrack and back here; established and related "
+        "pass; a new connection is committed if allowed",
         matches=f"network tenant {_POLICY_MATCHES}",
         sets="egress_verdict egress_rule ct_mark ct_label",
         actions=(Ct, CtClear, Conjunction),
         next_tables="l3_gateway",
         miss_goto="l3_gateway",
-        ct_tables="l3_gateway",
+        ct_tables="egress_policy l3_gateway",
     ),
     _table(
         "l3_gateway",
@@ -176,13 +177,14 @@ TABLES: tuple[Table, ...] = (
     ),
     _table(
         "ingress_policy",
-        "the receiver's policy rules",
+        "the receiver's policy rules: untracked IP through conntrack and back here; established and related "
+        "pass; a new connection is committed if allowed",
         matches=f"network tenant out_port {_POLICY_MATCHES}",
         sets="ingress_verdict ingress_rule ct_mark ct_label",
         actions=(Ct, CtClear, Conjunction),
         next_tables="output",
         miss_goto="output",
-        ct_tables="output",
+        ct_tables="ingress_policy output",
     ),
     _table(
         "output",
@@ -227,7 +229,10 @@ class Pipeline:
         self.names = {i: t.name for i, t in enumerate(tables)}
         for table in tables:
             for target in (*table.next_tables, *table.ct_tables, *([table.miss_goto] if table.miss_goto else [])):
-                if self.ids.get(target, -1) <= self.ids[table.name]:
+                # A ct may recirculate into its own table: the packet comes back tracked (+trk), so the flow
+                # that sent it through conntrack (-trk) no longer matches; anything else only goes forward.
+                back = self.ids.get(target, -1) < self.ids[table.name]
+                if back or (target == table.name and target not in table.ct_tables):
                     raise PipelineError(f"table {table.name}: may only go forward, not to {target!r}")
 
     def table_id(self, name: str) -> int:

@@ -26,7 +26,15 @@ JSON_VALUES = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
     max_leaves=5,
 )
-KNOWN = {"tenant": "blue", "network": "web", "profile": "gold", "node": "node1", "endpoint": "b1"}
+KNOWN = {
+    "tenant": "blue",
+    "network": "web",
+    "profile": "gold",
+    "node": "node1",
+    "endpoint": "b1",
+    "namespace": "shop",
+    "name": "web-only",
+}
 
 
 def test_every_route_is_described_and_nothing_else() -> None:
@@ -59,6 +67,10 @@ def populated(cluster: Wsgi) -> Wsgi:
     cluster.ok("POST", "/v1/tenants/blue/networks", network("web", "10.0.0.0/24", vni=100))
     cluster.ok("POST", "/v1/endpoints", {"id": "b1", "network": "blue/web", "node": "node1"})
     cluster.ok("POST", "/v1/qos/gold/attachments", {"target": "blue/web"})
+    cluster.ok("POST", "/v1/namespaces", {"name": "shop", "tenant": "blue", "labels": {"team": "a"}})
+    spec = {"podSelector": {"matchLabels": {"app": "web"}}, "ingress": [{"ports": [{"port": 80}]}]}
+    policy = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "web-only"}}
+    cluster.ok("PUT", "/v1/namespaces/shop/networkpolicies/web-only", {**policy, "spec": spec})
     return cluster
 
 

@@ -161,7 +161,12 @@ def test_empty_sections_are_allowed() -> None:
 
 REJECTIONS = [
     # unknown keys, named with the allowed ones
-    ("policies", [], "policies", "unknown top-level key 'policies' (allowed: nodes, links, tenants, qos, endpoints)"),
+    (
+        "firewalls",
+        [],
+        "firewalls",
+        "unknown top-level key 'firewalls' (allowed: nodes, links, tenants, namespaces, qos, endpoints, policies)",
+    ),
     (
         "nodes[0].colour",
         "red",
@@ -310,7 +315,10 @@ def test_conflicts_are_marked(field: str, value: object, conflict: bool) -> None
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("- nodes\n- tenants\n", "want a mapping with keys nodes, links, tenants, qos, endpoints, got ['nodes',"),
+        (
+            "- nodes\n- tenants\n",
+            "want a mapping with keys nodes, links, tenants, namespaces, qos, endpoints, policies, got ['nodes',",
+        ),
         ("just words\n", "got 'just words'"),
         ("", "got an empty document"),
         ("# only a comment\n", "got an empty document"),

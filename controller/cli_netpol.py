@@ -1,0 +1,192 @@
+"""tenetctl's Kubernetes commands: namespaces and NetworkPolicies on a running controller.
+
+tenetctl namespace create NAME --tenant T [--label KEY=VALUE]... | ls [--tenant T] | show NAME | rm NAME
+tenetctl namespace label NAME KEY=VALUE... KEY-...        (set and remove labels, as kubectl label does)
+tenetctl policy apply -f FILE [-n NAMESPACE]              (Kubernetes YAML: one or many NetworkPolicies)
+tenetctl policy ls [NAMESPACE] | show NAMESPACE/NAME | rm NAMESPACE/NAME
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from controller import cli_live
+from controller.cli_live import Output, UsageError, fields, header, table
+from controller.client import Client, path
+from topology.errors import ValidationError
+from topology.namespaces import NAME_LABEL
+from topology.netpol_spec import KIND, parse_policy
+
+
+def add_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """Register `namespace` and `policy` on tenetctl's subcommand parser."""
+    leaf = cli_live._leaf
+    actions = cli_live._subcommands(commands, "namespace", "Kubernetes namespaces, each of one tenant, with labels")
+    create = leaf(actions, "create", common, create_namespace, "create a namespace of a tenant")
+    create.add_argument("name", metavar="NAME")
+    create.add_argument("--tenant", required=True, help="the tenant it belongs to")
+    create.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="a label (repeatable)")
+    ls = leaf(actions, "ls", common, list_namespaces, "list namespaces")
+    ls.add_argument("--tenant", help="only this tenant's")
+    leaf(actions, "show", common, show_namespace, "show a namespace").add_argument("name", metavar="NAME")
+    rm = leaf(actions, "rm", common, delete_namespace, "delete a namespace without endpoints and NetworkPolicies")
+    rm.add_argument("name", metavar="NAME")
+    label = leaf(actions, "label", common, label_namespace, "set (KEY=VALUE) and remove (KEY-) a namespace's labels")
+    label.add_argument("name", metavar="NAME")
+    label.add_argument("changes", nargs="+", metavar="KEY=VALUE|KEY-")
+
+    actions = cli_live._subcommands(commands, "policy", "Kubernetes NetworkPolicies (networking.k8s.io/v1)")
+    apply = leaf(
+        actions,
+        "apply",
+        common,
+        apply_policies,
+        "create or replace the NetworkPolicies of a Kubernetes YAML file (one or many documents, each of "
+        "kind NetworkPolicy); every document is checked before any is sent",
+    )
+    apply.add_argument("-f", "--filename", required=True, metavar="FILE", help="the YAML file ('-' for stdin)")
+    apply.add_argument("-n", "--namespace", help="for documents without metadata.namespace")
+    ls = leaf(actions, "ls", common, list_policies, "list NetworkPolicies")
+    ls.add_argument("namespace", nargs="?", metavar="NAMESPACE", help="only this namespace's")
+    show = leaf(actions, "show", common, show_policy, "print a NetworkPolicy as YAML, as submitted")
+    show.add_argument("policy", metavar="NAMESPACE/NAME")
+    rm = leaf(actions, "rm", common, delete_policy, "delete a NetworkPolicy")
+    rm.add_argument("policy", metavar="NAMESPACE/NAME")
+
+
+def split_policy(key: str) -> tuple[str, str]:
+    namespace, _, name = key.partition("/")
+    if not namespace or not name or "/" in name:
+        raise UsageError(f"want NAMESPACE/NAME, got {key!r}")
+    return namespace, name
+
+
+def parse_label_args(changes: list[str], *, removals: bool) -> tuple[dict[str, str], list[str]]:
+    """`KEY=VALUE` sets, `KEY-` removes (where `removals`); the values are checked by the controller."""
+    sets: dict[str, str] = {}
+    removed: list[str] = []
+    for change in changes:
+        if "=" in change:
+            key, _, value = change.partition("=")
+            sets[key] = value
+        elif removals and change.endswith("-") and len(change) > 1:
+            removed.append(change[:-1])
+        else:
+            raise UsageError(f"want KEY=VALUE{' or KEY-' if removals else ''}, got {change!r}")
+    return sets, removed
+
+
+# --- namespaces ------------------------------------------------------------------------------------------
+
+NAMESPACE_FIELDS = ("name", "tenant", "labels", "endpoints", "networkpolicies")
+
+
+def namespace_view(doc: dict[str, Any]) -> dict[str, Any]:
+    return {**doc, "labels": [f"{k}={v}" for k, v in sorted(doc["labels"].items())]}
+
+
+def create_namespace(client: Client, args: argparse.Namespace) -> Output:
+    labels, _ = parse_label_args(args.label, removals=False)
+    doc = client.post(path("v1", "namespaces"), {"name": args.name, "tenant": args.tenant, "labels": labels})
+    return Output(doc, f"created namespace {doc['name']} of tenant {doc['tenant']}")
+
+
+def list_namespaces(client: Client, args: argparse.Namespace) -> Output:
+    docs = client.get(path("v1", "namespaces"), tenant=args.tenant)
+    columns = ("name", "tenant", "endpoints", "networkpolicies", "labels")
+    rows = [[namespace_view(d)[c] for c in columns] for d in docs]
+    return Output(docs, table([header(c) for c in columns], rows))
+
+
+def show_namespace(client: Client, args: argparse.Namespace) -> Output:
+    doc = client.get(path("v1", "namespaces", args.name))
+    return Output(doc, fields(namespace_view(doc), NAMESPACE_FIELDS))
+
+
+def delete_namespace(client: Client, args: argparse.Namespace) -> Output:
+    client.delete(path("v1", "namespaces", args.name))
+    return Output({"deleted": args.name}, f"deleted namespace {args.name}")
+
+
+def label_namespace(client: Client, args: argparse.Namespace) -> Output:
+    sets, removed = parse_label_args(args.changes, removals=True)
+    current = client.get(path("v1", "namespaces", args.name))["labels"]
+    labels = {k: v for k, v in current.items() if k != NAME_LABEL and k not in removed}
+    labels.update(sets)
+    doc = client.request("PATCH", path("v1", "namespaces", args.name), body={"labels": labels})
+    return Output(doc, f"namespace {doc['name']}: {', '.join(namespace_view(doc)['labels'])}")
+
+
+# --- NetworkPolicies -------------------------------------------------------------------------------------
+
+
+def read_documents(filename: str, namespace: str | None) -> list[dict[str, Any]]:
+    """The file's documents, each a NetworkPolicy checked as the controller will check it (all before any is
+    sent); empty documents are skipped. Raises UsageError naming the document (1-based) and the field."""
+    try:
+        text = Path("/dev/stdin" if filename == "-" else filename).read_text(encoding="utf-8")
+        documents = list(yaml.safe_load_all(text))
+    except OSError as error:
+        raise UsageError(f"cannot read {filename}: {error.strerror or error}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise UsageError(f"{filename}: not YAML: {' '.join(str(error).split())}") from None
+    found: list[dict[str, Any]] = []
+    for number, doc in enumerate(documents, start=1):
+        if doc is None:
+            continue
+        kind = doc.get("kind") if isinstance(doc, dict) else None
+        if kind != KIND:
+            raise UsageError(
+                f"{filename}: document {number} is of kind {kind!r}, not NetworkPolicy; nothing was applied"
+            )
+        try:
+            parse_policy(doc, namespace=namespace)
+        except ValidationError as error:
+            raise UsageError(f"{filename}: document {number}: {error}; nothing was applied") from None
+        found.append(doc)
+    if not found:
+        raise UsageError(f"{filename}: no NetworkPolicy in the file")
+    return found
+
+
+def apply_policies(client: Client, args: argparse.Namespace) -> Output:
+    applied: list[dict[str, Any]] = []
+    for doc in read_documents(args.filename, args.namespace):
+        namespace = (doc.get("metadata") or {}).get("namespace") or args.namespace
+        name = doc["metadata"]["name"]
+        applied.append(client.put(path("v1", "namespaces", namespace, "networkpolicies", name), doc))
+    lines = [f"networkpolicy {d['metadata']['namespace']}/{d['metadata']['name']} applied" for d in applied]
+    return Output(applied, "\n".join(lines))
+
+
+def policy_row(doc: dict[str, Any]) -> list[object]:
+    policy = parse_policy(doc)
+    selector = (doc.get("spec") or {}).get("podSelector") or {}
+    match = selector.get("matchLabels") or {}
+    shown = ",".join(f"{k}={v}" for k, v in sorted(match.items()))
+    if selector.get("matchExpressions"):
+        shown += ("," if shown else "") + f"+{len(selector['matchExpressions'])} expression(s)"
+    return [policy.namespace, policy.name, shown or "<all>", ",".join(policy.policy_types)]
+
+
+def list_policies(client: Client, args: argparse.Namespace) -> Output:
+    spaces = [args.namespace] if args.namespace else [d["name"] for d in client.get(path("v1", "namespaces"))]
+    docs = [doc for space in spaces for doc in client.get(path("v1", "namespaces", space, "networkpolicies"))]
+    rows = [policy_row(doc) for doc in docs]
+    return Output(docs, table(["NAMESPACE", "NAME", "POD-SELECTOR", "POLICY-TYPES"], rows))
+
+
+def show_policy(client: Client, args: argparse.Namespace) -> Output:
+    namespace, name = split_policy(args.policy)
+    doc = client.get(path("v1", "namespaces", namespace, "networkpolicies", name))
+    return Output(doc, yaml.safe_dump(doc, sort_keys=False))
+
+
+def delete_policy(client: Client, args: argparse.Namespace) -> Output:
+    namespace, name = split_policy(args.policy)
+    client.delete(path("v1", "namespaces", namespace, "networkpolicies", name))
+    return Output({"deleted": args.policy}, f"deleted NetworkPolicy {args.policy}")

@@ -1,0 +1,140 @@
+"""Namespaces, endpoint labels and NetworkPolicies through the API: tenant scoping, validation errors
+naming the field, all or nothing, and persistence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller import records
+from controller.api import Tokens, make_app
+from controller.service import Service
+from controller.store.sqlite import SqliteStore
+from tests.api.support import BLUE, RED, TOKENS, Wsgi, network
+
+POLICY = "/v1/namespaces/shop/networkpolicies/web"
+
+
+def netpol(spec: dict[str, Any], name: str = "web") -> dict[str, Any]:
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": name}, "spec": spec}
+
+
+SPEC = {"podSelector": {"matchLabels": {"app": "web"}}, "ingress": [{"ports": [{"port": "http"}]}]}
+
+
+@pytest.fixture
+def shop(cluster: Wsgi) -> Wsgi:
+    cluster.ok("POST", "/v1/tenants/blue/networks", network("web", "10.0.0.0/24", vni=100))
+    cluster.ok("POST", "/v1/tenants/red/networks", network("web", "10.0.0.0/24", vni=200))
+    cluster.ok("POST", "/v1/namespaces", {"name": "shop", "tenant": "blue", "labels": {"team": "a"}}, token=BLUE)
+    cluster.ok("POST", "/v1/namespaces", {"name": "bank", "tenant": "red"}, token=RED)
+    pod = {"namespace": "shop", "labels": {"app": "web"}, "ports": [{"name": "http", "port": 80}]}
+    cluster.ok("POST", "/v1/endpoints", {"id": "b1", "network": "blue/web", "node": "node1", **pod}, token=BLUE)
+    return cluster
+
+
+def test_namespaces_are_scoped_to_their_tenant(shop: Wsgi) -> None:
+    assert [n["name"] for n in shop.ok("GET", "/v1/namespaces", token=BLUE)] == ["shop"]
+    assert [n["name"] for n in shop.ok("GET", "/v1/namespaces")] == ["bank", "shop"]
+    assert shop.ok("GET", "/v1/namespaces/shop", token=BLUE) == {
+        "name": "shop",
+        "tenant": "blue",
+        "labels": {"team": "a", "kubernetes.io/metadata.name": "shop"},
+        "endpoints": 1,
+        "networkpolicies": [],
+    }
+    for method, body in (("GET", None), ("PATCH", {"labels": {}}), ("DELETE", None)):
+        assert shop.call(method, "/v1/namespaces/shop", body, token=RED).status == 404
+    answer = shop.post("/v1/namespaces", {"name": "mine", "tenant": "blue"}, token=RED)
+    assert (answer.status, answer.error["field"]) == (400, "namespace.tenant")
+
+
+def test_an_endpoint_carries_namespace_labels_and_ports_and_its_labels_change(shop: Wsgi) -> None:
+    endpoint = shop.ok("GET", "/v1/endpoints/b1", token=BLUE)
+    assert endpoint["namespace"] == "shop" and endpoint["labels"] == {"app": "web"}
+    assert endpoint["ports"] == [{"name": "http", "port": 80, "protocol": "TCP"}]
+    assert shop.ok("PATCH", "/v1/endpoints/b1", {"labels": {"app": "db"}}, token=BLUE)["labels"] == {"app": "db"}
+    assert shop.call("PATCH", "/v1/endpoints/b1", {"labels": {}}, token=RED).status == 404
+    answer = shop.call("PATCH", "/v1/endpoints/b1", {"labels": {"app": "a b"}}, token=BLUE)
+    assert (answer.status, answer.error["field"]) == (400, "endpoint.labels.app")
+    wrong = {"id": "r1", "network": "red/web", "node": "node1", "namespace": "shop"}
+    answer = shop.post("/v1/endpoints", wrong, token=RED)
+    assert (answer.status, answer.error["field"]) == (400, "endpoint.namespace")
+
+
+def test_a_policy_is_put_shown_listed_replaced_and_deleted(shop: Wsgi) -> None:
+    created = shop.call("PUT", POLICY, netpol(SPEC), token=BLUE)
+    assert created.status == 201 and created.headers["Location"] == POLICY
+    assert created.body == {**netpol(SPEC), "metadata": {"name": "web", "namespace": "shop"}}
+    assert shop.ok("GET", POLICY, token=BLUE) == created.body
+    assert shop.ok("GET", "/v1/namespaces/shop/networkpolicies", token=BLUE) == [created.body]
+    assert shop.ok("GET", "/v1/namespaces/shop", token=BLUE)["networkpolicies"] == ["web"]
+    assert shop.call("PUT", POLICY, netpol({"podSelector": {}}), token=BLUE).status == 200
+    assert shop.ok("GET", POLICY)["spec"] == {"podSelector": {}}
+    assert shop.call("GET", POLICY, token=RED).status == 404
+    assert shop.call("PUT", POLICY, netpol(SPEC), token=RED).status == 404
+    assert shop.call("DELETE", POLICY, token=RED).status == 404
+    assert shop.call("DELETE", "/v1/namespaces/shop", token=BLUE).status == 409  # it still holds the policy
+    assert shop.call("DELETE", POLICY, token=BLUE).status == 204
+    assert shop.call("GET", POLICY, token=BLUE).status == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (
+            netpol({"podSelector": {}, "ingress": [{"ports": [{"port": 80}, {"port": 90, "endPort": 85}]}]}),
+            "spec.ingress[0].ports[1].endPort",
+        ),
+        (netpol({"podSelector": {}}, name="other"), "metadata.name"),
+        ({**netpol({}), "kind": "Pod"}, "kind"),
+        ({**netpol({}), "metadata": {"name": "web", "namespace": "bank"}}, "metadata.namespace"),
+        (
+            netpol(
+                {
+                    "podSelector": {},
+                    "egress": [{"to": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["11.0.0.0/16"]}}]}],
+                }
+            ),
+            "spec.egress[0].to[0].ipBlock.except[0]",
+        ),
+    ],
+)
+def test_a_bad_policy_is_refused_naming_the_field_and_nothing_is_stored(
+    shop: Wsgi, service: Service, body: dict[str, Any], field: str
+) -> None:
+    revision = service.store.revision()
+    answer = shop.put(POLICY, body, token=BLUE)
+    assert (answer.status, answer.error["field"]) == (400, field)
+    assert service.store.revision() == revision and not service.model.policies
+
+
+def test_namespaces_labels_and_policies_are_restored(shop: Wsgi, service: Service, db_path: Path) -> None:
+    shop.ok("PUT", POLICY, netpol(SPEC), token=BLUE)
+    shop.ok("PATCH", "/v1/namespaces/shop", {"labels": {"team": "b"}}, token=BLUE)
+    shop.ok("PATCH", "/v1/endpoints/b1", {"labels": {"app": "web", "tier": "front"}}, token=BLUE)
+    views = ["/v1/namespaces", "/v1/namespaces/shop/networkpolicies", "/v1/endpoints"]
+    before = {path: shop.ok("GET", path) for path in views}
+    reopened = SqliteStore(db_path)
+    try:
+        stored = reopened.list(records.PREFIX)
+        assert sorted((r.key, r.value) for r in stored) == sorted(records.all_records(service.model))
+        restored = Service(reopened)
+        restored.restore()
+        again = Wsgi(make_app(restored, Tokens.from_dict(TOKENS)))
+        assert {path: again.ok("GET", path) for path in views} == before
+    finally:
+        reopened.close()
+
+
+def test_a_policy_change_reaches_only_the_switch_it_concerns(shop: Wsgi, service: Service) -> None:
+    published: list[dict] = []
+    service.subscribe(published.append)
+    shop.ok("PUT", POLICY, netpol(SPEC), token=BLUE)
+    assert set(published[-1]) == {"node1"}  # only the node of the selected pod
+    flows = shop.ok("GET", "/v1/nodes/node1/flows")["flows"]
+    assert "table=ingress_policy" in flows and "conjunction(" in flows and "ct(commit" in flows
+    shop.ok("PATCH", "/v1/endpoints/b1", {"labels": {"app": "db"}}, token=BLUE)  # no longer selected
+    assert "conjunction(" not in shop.ok("GET", "/v1/nodes/node1/flows")["flows"]

@@ -1,0 +1,96 @@
+"""tenetctl namespace and tenetctl policy against a real API server: Kubernetes YAML in, tables out,
+one-line errors naming the document and the field, nothing applied on a bad file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from controller.service import Service
+from tests.unit import test_cli_live as live
+from tests.unit.test_cli_live import BLUE, Ctl, assert_one_line_error, columns
+
+service, server, ctl = live.service, live.server, live.ctl  # the same fixtures
+
+POLICIES = """\
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: deny-all
+  namespace: shop
+spec:
+  podSelector: {}
+  policyTypes: [Ingress, Egress]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: web
+spec:
+  podSelector:
+    matchLabels: {app: web}
+  ingress:
+    - ports: [{port: http}]
+"""
+
+
+def setup_blue(ctl: Ctl) -> None:
+    ctl.ok("tenant", "create", "blue")
+    ctl.ok("tenant", "create", "red")
+
+
+def test_namespaces(ctl: Ctl) -> None:
+    setup_blue(ctl)
+    assert ctl.ok("namespace", "create", "shop", "--tenant", "blue", "--label", "team=a") == (
+        "created namespace shop of tenant blue\n"
+    )
+    ctl.ok("namespace", "create", "bank", "--tenant", "red")
+    rows = columns(ctl.ok("namespace", "ls"))
+    assert rows[0] == ["NAME", "TENANT", "ENDPOINTS", "NETWORKPOLICIES", "LABELS"]
+    assert rows[2] == ["shop", "blue", "0", "-", "kubernetes.io/metadata.name=shop,team=a"]
+    assert [d["name"] for d in ctl.json("namespace", "ls", token=BLUE)] == ["shop"]
+    assert "labels:          kubernetes.io/metadata.name=shop,team=a" in ctl.ok("namespace", "show", "shop")
+    assert ctl.ok("namespace", "label", "shop", "env=prod", "team-") == (
+        "namespace shop: env=prod, kubernetes.io/metadata.name=shop\n"
+    )
+    assert_one_line_error(ctl("namespace", "show", "bank", token=BLUE), "unknown namespace 'bank'")
+    assert_one_line_error(ctl("namespace", "label", "shop", "a b"), "want KEY=VALUE or KEY-")
+    assert_one_line_error(ctl("namespace", "label", "shop", "a=b c"), "namespace.labels.a")
+    assert ctl.ok("namespace", "rm", "bank") == "deleted namespace bank\n"
+
+
+def test_policies_are_applied_from_kubernetes_yaml(ctl: Ctl, tmp_path: Path, service: Service) -> None:
+    setup_blue(ctl)
+    ctl.ok("namespace", "create", "shop", "--tenant", "blue")
+    file = tmp_path / "policies.yaml"
+    file.write_text(POLICIES)
+    out = ctl.ok("policy", "apply", "-f", str(file), "-n", "shop", token=BLUE)
+    assert out == "networkpolicy shop/deny-all applied\nnetworkpolicy shop/web applied\n"
+    assert columns(ctl.ok("policy", "ls", token=BLUE)) == [
+        ["NAMESPACE", "NAME", "POD-SELECTOR", "POLICY-TYPES"],
+        ["shop", "deny-all", "<all>", "Ingress,Egress"],
+        ["shop", "web", "app=web", "Ingress"],
+    ]
+    shown = yaml.safe_load(ctl.ok("policy", "show", "shop/web"))
+    assert shown == {**list(yaml.safe_load_all(POLICIES))[1], "metadata": {"name": "web", "namespace": "shop"}}
+    assert ctl.ok("policy", "rm", "shop/web") == "deleted NetworkPolicy shop/web\n"
+    assert sorted(service.model.policies) == ["shop/deny-all"]
+    assert_one_line_error(ctl("policy", "show", "shop"), "want NAMESPACE/NAME")
+
+
+def test_a_bad_file_names_the_document_and_applies_nothing(ctl: Ctl, tmp_path: Path, service: Service) -> None:
+    setup_blue(ctl)
+    ctl.ok("namespace", "create", "shop", "--tenant", "blue")
+    file = tmp_path / "mixed.yaml"
+    file.write_text(POLICIES + "---\napiVersion: v1\nkind: Pod\nmetadata: {name: p}\n")
+    assert_one_line_error(
+        ctl("policy", "apply", "-f", str(file), "-n", "shop"), "document 3 is of kind 'Pod', not NetworkPolicy"
+    )
+    file.write_text(POLICIES.replace("{port: http}", "{port: 90, endPort: 80}"))
+    assert_one_line_error(
+        ctl("policy", "apply", "-f", str(file), "-n", "shop"),
+        "document 2: spec.ingress[0].ports[0].endPort: must not be below port",
+    )
+    assert_one_line_error(ctl("policy", "apply", "-f", str(file)), "document 2: metadata.namespace: is required")
+    assert not service.model.policies
