@@ -117,7 +117,7 @@ def test_flows_compares_a_fresh_dump_with_the_desired_state(lab: Lab) -> None:
     # until the comparison has seen it; each step undoes itself before the next.
     node = lab.node("node1")
     status, out = tenetctl(lab, "flows", "node1")
-    assert status == 0 and "\n# OVS holds exactly that (dumped now: " in out, out
+    assert status == 0 and out.startswith("# OVS holds exactly that (dumped now: "), out
 
     node.ofctl("add-flow", "cookie=0x0,table=0,priority=1234,ip,nw_dst=10.99.99.99,actions=drop")
     node.ofctl("add-flow", "cookie=0x77,table=200,priority=5,in_port=9,actions=output:3")  # beyond the pipeline
