@@ -18,6 +18,7 @@ venv: $(VENV)/.installed
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 test: venv lint
 	$(PY) -m pytest

@@ -25,7 +25,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from cni.protocol import DEFAULT_SOCKET
 from controller.pipes import until_the_reader_goes
@@ -45,6 +45,10 @@ class StartupError(RuntimeError):
         self.code = code
 
 
+@overload
+def _env(name: str) -> str | None: ...
+@overload
+def _env(name: str, default: str) -> str: ...
 def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(f"TENET_{name.upper()}", default)
 

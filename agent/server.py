@@ -64,4 +64,5 @@ class AgentSocket(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
     def server_close(self) -> None:
         super().server_close()
+        assert isinstance(self.server_address, str)  # a unix socket's path
         Path(self.server_address).unlink(missing_ok=True)

@@ -161,7 +161,7 @@ class AgentService:
         }
 
     def _create_endpoint(self, eid: str, target: str | dict[str, str]) -> dict[str, Any]:
-        body = {"id": eid, "node": self.settings.node, "port_name": host_name(eid)}
+        body: dict[str, Any] = {"id": eid, "node": self.settings.node, "port_name": host_name(eid)}
         if isinstance(target, dict):  # a pod: the controller picks its network (README "Kubernetes")
             body["k8s"], network = target, f"the network of pod {target['namespace']}/{target['pod']}"
         else:
@@ -335,7 +335,9 @@ class AgentService:
         ports = self._ports()
         for port, ids in ports.items():
             eid = ids.get(EXT_ENDPOINT)
-            if ids.get(EXT_CNI_NETWORK, "") == cni_network and eid not in keep and not self._is_adding(eid):
+            if eid is None or ids.get(EXT_CNI_NETWORK, "") != cni_network:
+                continue
+            if eid not in keep and not self._is_adding(eid):
                 log.info("gc: releasing %s (%s)", eid, port)
                 self._unplumb(port, eid)
                 self._forget_endpoint(eid)

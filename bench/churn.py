@@ -105,18 +105,18 @@ def change(
         return touched_by(model.add_endpoint(endpoint_id, network=key, node=node))
     if kind == "network":
         index = rng.randrange(EXTRA_NETWORKS)
-        key = extra_networks.get(index)
-        if key is None:
+        extra = extra_networks.get(index)
+        if extra is None:
             tenant = rng.choice(sorted(model.tenants))
             name = f"churn{index}"
             extra_networks[index] = f"{tenant}/{name}"
             return model.add_network(
                 tenant, name, encap="vxlan", segment=900_000 + index, subnet=f"172.31.{index}.0/24"
             )
-        if model.endpoints_by_network[key]:
-            return model.remove_endpoint(next(iter(model.endpoints_by_network[key])))
+        if model.endpoints_by_network[extra]:
+            return model.remove_endpoint(next(iter(model.endpoints_by_network[extra])))
         del extra_networks[index]
-        return model.remove_network(key)
+        return model.remove_network(extra)
     if kind == "qos":
         for _ in range(10):  # an endpoint of the model's (it may be away just now), or a network
             target = rng.choice(originals) if rng.random() < 0.8 else rng.choice(list(model.networks))

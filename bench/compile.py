@@ -72,10 +72,10 @@ def measure(args: argparse.Namespace) -> dict:
         node = rng.choice(sorted(model.hosts[key]) or sorted(model.nodes))
         start = time.perf_counter()
         endpoint = model.add_endpoint(f"bench-add{i}", network=key, node=node)
-        result = compiler.update(touched_by(endpoint))
+        update = compiler.update(touched_by(endpoint))
         adds.append((time.perf_counter() - start) * 1000)
-        changes.append(sum(len(cs) for cs in result.values()))
-        nodes_touched.append(len(result))
+        changes.append(sum(len(cs) for cs in update.values()))
+        nodes_touched.append(len(update))
         hosts.append(len(model.hosts[key]))
     result = {
         "nodes": args.nodes,

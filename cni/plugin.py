@@ -116,7 +116,8 @@ def execute(env: Mapping[str, str], data: bytes) -> dict[str, Any] | None:
     if pod is not None:
         request["pod"] = pod
     if command == "STATUS":
-        return _status(conf, request)
+        _status(conf, request)
+        return None
     if command == "GC":
         request["valid_attachments"] = cniconfig.valid_attachments(raw)
     if command == "CHECK":

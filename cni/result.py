@@ -93,7 +93,9 @@ def _add_mtu(entry: dict[str, Any], source: dict[str, Any], with_mtu: bool) -> d
 
 
 def _parse_answer(answer: dict[str, Any], ifname: str) -> tuple[dict[str, Any], str, str | None]:
-    interface, address, gateway = answer.get("interface"), answer.get("ip"), answer.get("gateway")
+    interface: Any = answer.get("interface")  # decoded JSON: checked below
+    address: Any = answer.get("ip")
+    gateway: Any = answer.get("gateway")
     problem = None
     if not isinstance(interface, dict) or not isinstance(interface.get("mac"), str):
         problem = "no interface with a mac"

@@ -26,7 +26,7 @@ from controller.pipeline.simulate import SimNetwork, Trace
 from controller.pipes import until_the_reader_goes
 from topology.errors import ValidationError
 from topology.loader import load_file
-from topology.model import Model, parse_ip, parse_mac
+from topology.model import Endpoint, Model, parse_ip, parse_mac
 
 
 class CommandError(Exception):
@@ -221,7 +221,7 @@ def run_matrix(args: argparse.Namespace) -> int:
     return 0
 
 
-def find_endpoint(model: Model, endpoint_id: str, option: str) -> object:
+def find_endpoint(model: Model, endpoint_id: str, option: str) -> Endpoint:
     endpoint = model.endpoints.get(endpoint_id)
     if endpoint is None:
         raise CommandError(f"{option}: unknown endpoint {endpoint_id!r}")

@@ -19,18 +19,19 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from controller.pipeline.compile import gc_paused
 from controller.policy import Policy
-from controller.store.base import Put, StoreError
+from controller.store.base import Put, Store, StoreError
 from topology.errors import ValidationError
 from topology.gateway import GatewayConfig
 
 if TYPE_CHECKING:
     from controller.api import Limits, TlsFiles
+    from controller.service import Service
 
 log = logging.getLogger("tenet.controller")
 ROUND_KEY = "/tenet/controller/round"
@@ -107,7 +108,7 @@ def load_policy(settings: Settings) -> Policy:
     return Policy(vlan_pool=vlan, vni_pool=vni, quota=Quota(**limits))
 
 
-def _typed(default: object, value: object) -> object:
+def _typed(default: Any, value: object) -> Any:
     if isinstance(default, bool) and isinstance(value, str):
         if value.lower() not in ("1", "true", "yes", "0", "false", "no", ""):
             raise ValueError(f"want true or false, got {value!r}")
@@ -250,7 +251,7 @@ def ofp_tls(settings: Settings) -> bool:
     return True
 
 
-def next_round(store: object) -> int:
+def next_round(store: Store) -> int:
     """Each start works in a new cookie round (1..255), so its flows replace the last start's in place."""
     record = store.get(ROUND_KEY)
     previous = record.value["round"] if record else 0
@@ -259,7 +260,7 @@ def next_round(store: object) -> int:
     return round_
 
 
-def start_kubernetes(settings: Settings, service: object) -> object | None:
+def start_kubernetes(settings: Settings, service: Service) -> object | None:
     """The watchers of `controller.k8s` when --kubernetes or --kubeconfig is given, started; else None."""
     if not settings.kubernetes and not settings.kubeconfig:
         return None
@@ -329,6 +330,7 @@ def run(settings: Settings) -> None:
     manager.instantiate_apps(**manager.create_contexts())
     Runtime.ready.wait()
     app = Runtime.app
+    assert app is not None  # set before `ready`
     cluster = start_kubernetes(settings, service)
     api = make_app(
         service,

@@ -12,6 +12,7 @@ tokens): segments from the tenants' pools, per-tenant quotas. Quotas are stored 
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -129,11 +130,11 @@ class Service(NetpolChanges):
                 conflict=True,
             )
 
-    def _segment(self, encap: str, segment: int | None, *, restricted: bool) -> int | None:
+    def _segment(self, encap: str, segment: int | None, *, restricted: bool) -> int:
         """The segment a network gets: the one asked for (a restricted caller's from the pool), else the
         lowest free one of the pool. Invalid encaps and ranges are left to the model to report."""
         if encap not in (Encap.VLAN.value, Encap.VXLAN.value):
-            return segment
+            return segment if segment is not None else 0  # the model reports the encap before the segment
         pool, field = self.policy.pool(encap), "vlan" if encap == Encap.VLAN.value else "vni"
         if segment is not None:
             if restricted and segment not in pool:
@@ -161,7 +162,9 @@ class Service(NetpolChanges):
     def delete_tenant(self, name: str) -> None:
         with self._change(f"deleting tenant {name!r}") as change:
             tenant = self.model.tenants.get(name)
-            change.apply(self.model.remove_tenant(name), undo=lambda: self.model.add_tenant(name, tenant_id=tenant.id))
+            touched = self.model.remove_tenant(name)  # raises when there is no such tenant
+            assert tenant is not None
+            change.apply(touched, undo=lambda: self.model.add_tenant(name, tenant_id=tenant.id))
             change.store(Delete(records.key("tenants", name)))
             quota = self.quotas.pop(name, None)
             if quota is not None:  # a tenant made again later starts from the default
@@ -320,7 +323,7 @@ class Service(NetpolChanges):
                 if was == up:
                     continue
                 touched = self.model.set_link_port(node, port, up=up)
-                change.apply(touched, undo=lambda p=port, w=was: self.model.set_link_port(node, p, up=w))
+                change.apply(touched, undo=functools.partial(self.model.set_link_port, node, port, up=was))
                 log.info("node %s: fabric link port %s is %s", node, port, "up" if up else "down")
             return change.touched is not None
 
@@ -333,10 +336,12 @@ class Service(NetpolChanges):
     def delete_qos(self, name: str) -> None:
         with self._change(f"deleting QoS profile {name!r}") as change:
             profile = self.model.qos_profiles.get(name)
+            touched = self.model.remove_qos(name)  # raises when there is no such profile
+            assert profile is not None
             undo = lambda: self.model.add_qos(  # noqa: E731
                 name, rate_kbps=profile.rate_kbps, burst_kb=profile.burst_kb, direction=profile.direction
             )
-            change.apply(self.model.remove_qos(name), undo=undo)
+            change.apply(touched, undo=undo)
             change.store(Delete(records.key("qos", name)))
 
     def attach_qos(self, name: str, target: str, *, attached_by: str = "admin") -> None:
@@ -356,10 +361,12 @@ class Service(NetpolChanges):
     def detach_qos(self, target: str) -> None:
         with self._change(f"detaching the QoS profile of {target!r}") as change:
             previous = self.model.qos_attachments.get(target)
+            touched = self.model.detach_qos(target)  # raises when nothing is attached
+            assert previous is not None
             undo = lambda: self.model.attach_qos(  # noqa: E731
                 previous.profile, target, meter_id=previous.meter_id, attached_by=previous.attached_by
             )
-            change.apply(self.model.detach_qos(target), undo=undo)
+            change.apply(touched, undo=undo)
             change.store(Delete(records.key("qos-attachments", target)))
 
     def create_endpoint(

@@ -108,10 +108,10 @@ def run(args: argparse.Namespace) -> int:
             progress(f"pod {args.name} removed")
         return 0
     if args.verb == "exec":
-        pod, command = (None, args.words) if args.node else (args.words[0], args.words[1:])
+        pod_name, command = (None, args.words) if args.node else (args.words[0], args.words[1:])
         if not command:
             raise LabError("exec: no command: `tenet-lab exec POD -- CMD...`")
-        return execute(lab, pod, args.node, command)
+        return execute(lab, pod_name, args.node, command)
     if args.verb == "matrix":
         pods = {name: (pod.as_pod(), pod.network) for name, pod in lab.state.pods.items()}
         if len(pods) < 2:

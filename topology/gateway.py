@@ -21,7 +21,8 @@ MAX_SNAT_NETWORK_ID = SNAT_ZONE_BASE - 1
 
 
 class HasId(Protocol):
-    id: int
+    @property
+    def id(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,7 +65,7 @@ def build_graph(model: Model) -> nx.Graph:
             edges[pair] = _link_ports(link, link_ofports)
     for name in uplinked:
         edges[_pair(name, FABRIC)] = {name: UPLINK_OFPORT}
-    graph = nx.Graph()
+    graph: nx.Graph[str] = nx.Graph()
     graph.add_nodes_from(sorted([*names, FABRIC] if uplinked else names))
     for a, b in sorted(edges):
         graph.add_edge(a, b, ports=edges[a, b])
@@ -155,10 +155,10 @@ class Fabric:
             tree = self._tree_towards(destination)
             seen = {destination}
             for source in hosts:
-                vertex: str | None = source
-                while vertex is not None and vertex in tree and vertex not in seen:
-                    seen.add(vertex)
-                    vertex = tree[vertex]
+                hop: str | None = source
+                while hop is not None and hop in tree and hop not in seen:
+                    seen.add(hop)
+                    hop = tree[hop]
             result |= seen
         result.discard(FABRIC)
         return frozenset(result)
@@ -227,7 +227,7 @@ class Fabric:
 
     @cached_property
     def _tree_graph(self) -> nx.Graph:
-        tree = nx.Graph()
+        tree: nx.Graph[str] = nx.Graph()
         tree.add_nodes_from(self.graph)
         for vertex, parent in self._forest.parent.items():
             if parent is not None:

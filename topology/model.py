@@ -348,8 +348,9 @@ class Model(NamespacesMixin):
     def planned_ports(self, node: str) -> dict[str, int]:
         """Every port of a node's br-int the flows name, by port name: tunnel, uplink, links, endpoints."""
         ports = {TUNNEL_PORT_NAME: TUNNEL_OFPORT}
-        if self.nodes[node].uplink is not None:
-            ports[self.nodes[node].uplink] = UPLINK_OFPORT
+        uplink = self.nodes[node].uplink
+        if uplink is not None:
+            ports[uplink] = UPLINK_OFPORT
         ports.update(self.link_ports(node))
         if self.gateway is not None:
             ports[GATEWAY_PORT_NAME] = GATEWAY_OFPORT
@@ -418,11 +419,11 @@ class Model(NamespacesMixin):
                 conflict=True,
             )
         net = parse_subnet(path + ".subnet", subnet)
-        for other in self.networks_by_tenant[tenant].values():
-            if net.overlaps(other.subnet):
+        for sibling in self.networks_by_tenant[tenant].values():
+            if net.overlaps(sibling.subnet):
                 raise ValidationError(
                     path + ".subnet",
-                    f"{net} overlaps {other.subnet} of network {other.key!r} in the same tenant",
+                    f"{net} overlaps {sibling.subnet} of network {sibling.key!r} in the same tenant",
                     conflict=True,
                 )
         self._check_cluster_subnet(path + ".subnet", key, net)

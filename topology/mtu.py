@@ -41,15 +41,21 @@ MAX_NETWORK_MTU = 9000  # bytes: the jumbo-frame ceiling of a network (VXLAN: le
 
 
 class HasMtu(Protocol):
-    name: str
-    underlay_mtu: int
-    uplink_mtu: int | None
+    @property
+    def name(self) -> str: ...
+    @property
+    def underlay_mtu(self) -> int: ...
+    @property
+    def uplink_mtu(self) -> int | None: ...
 
 
 class NetworkMtu(Protocol):
-    key: str
-    encap: object  # topology.model.Encap; its value is "vlan" or "vxlan"
-    mtu: int
+    @property
+    def key(self) -> str: ...
+    @property
+    def encap(self) -> object: ...  # topology.model.Encap; its value is "vlan" or "vxlan"
+    @property
+    def mtu(self) -> int: ...
 
 
 def limits(nodes: Iterable[HasMtu]) -> tuple[int, int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, overload
 
 from controller.api.auth import Principal
 from topology.errors import ValidationError
@@ -104,18 +104,30 @@ class Body:
         self.data = data
         self.path = path
 
+    @overload
+    def text(self, name: str, *, required: Literal[True] = ...) -> str: ...
+    @overload
+    def text(self, name: str, *, required: bool) -> str | None: ...
     def text(self, name: str, *, required: bool = True) -> str | None:
         value = self._typed(name, str, "a string", required=required)
         if value is not None and not _encodable(value):  # JSON allows lone surrogates ("\ud800"); stores do not
             raise ValidationError(f"{self.path}.{name}", "is not valid Unicode text")
         return value
 
+    @overload
+    def integer(self, name: str, *, required: Literal[True] = ...) -> int: ...
+    @overload
+    def integer(self, name: str, *, required: bool) -> int | None: ...
     def integer(self, name: str, *, required: bool = True) -> int | None:
         value = self._typed(name, int, "an integer", required=required)
         if isinstance(value, bool):
             raise ValidationError(f"{self.path}.{name}", f"want an integer, got {json.dumps(value)}")
         return value
 
+    @overload
+    def boolean(self, name: str, *, required: Literal[True] = ...) -> bool: ...
+    @overload
+    def boolean(self, name: str, *, required: bool) -> bool | None: ...
     def boolean(self, name: str, *, required: bool = True) -> bool | None:
         return self._typed(name, bool, "true or false", required=required)
 

@@ -429,7 +429,7 @@ class Api(NetpolRoutes):
         network = self.model.qos_attachments.get(endpoint.network) if endpoint is not None else None
         if network is not None and network.attached_by == "admin":
             raise HttpError(
-                403, f"network {endpoint.network!r} has a QoS cap set by the cluster admin; only it may change it"
+                403, f"network {network.target!r} has a QoS cap set by the cluster admin; only it may change it"
             )
 
     # --- nodes ---------------------------------------------------------------------------------------

@@ -204,11 +204,11 @@ class _Server(wsgi.Server):
 
     def process_conn(self, conn: HTTPConnection) -> None:
         if not getattr(conn, "seen", False):
-            conn.seen = True
+            conn.seen = True  # type: ignore[attr-defined]  # our own mark on cheroot's connection
             poll = select.poll()  # not select.select: descriptors above 1023
             poll.register(conn.socket.fileno(), select.POLLIN)
             if not poll.poll(0) and self.ready:
-                self._connections.put(conn)
+                self._connections.put(conn)  # type: ignore[attr-defined]  # set in prepare(), not in the stubs
                 return
         super().process_conn(conn)
 
@@ -277,7 +277,7 @@ def serve(
         numthreads=limits.threads,
         max=limits.threads,
         request_queue_size=limits.queue,
-        timeout=limits.timeout,
+        timeout=limits.timeout,  # type: ignore[arg-type]  # a socket timeout: any float; the stubs say int
         shutdown_timeout=1,
         accepted_queue_size=limits.queue,
         accepted_queue_timeout=0,  # a full queue answers 503 at once instead of holding up the accept loop

@@ -165,6 +165,7 @@ class TenetApp(app_manager.OSKenApp):
                 log.info("switch %#x is no node's now: not reconciling it", session.dp.id)
                 session.park()
                 return
+            assert session.node is not None  # `known` is its node
             self._check_ports(session)
             self._sync_links(session)  # link ports down on this switch: the desired state avoids them
             desired = self.service.compiler.compile_node(session.node)
@@ -221,7 +222,7 @@ class TenetApp(app_manager.OSKenApp):
         flood tree and the paths, and the service publishes the change sets to every switch they touch."""
         with self.service.lock:
             changes = self._link_changes(session)
-            if changes:
+            if changes and session.node is not None:  # changes come only from a node's switch
                 self.service.set_link_ports(session.node, changes)
 
     def _node_for(self, dpid: int) -> str | None:
@@ -275,15 +276,15 @@ class TenetApp(app_manager.OSKenApp):
                     session.node = None
                     session.dp.close()
                 elif session.node is not None:
-                    session.submit(lambda s=session: self._reconcile(s))
+                    session.submit(functools.partial(self._reconcile, session))
                 continue
             node_changes = changes.get(session.node)
             if node_changes:
                 plan = reconcile.from_changes(node_changes)
                 sequence = self.service.sequence
-                session.submit(lambda s=session, p=plan, n=sequence: self._push(s, p, n))
+                session.submit(functools.partial(self._push, session, plan, sequence))
             if links_changed and self._link_changes(session):  # a link added after the switch reported its ports
-                session.submit(lambda s=session: self._sync_links(s))
+                session.submit(functools.partial(self._sync_links, session))
 
     def _push(self, session: SwitchSession, plan: reconcile.Plan, sequence: int) -> None:
         if sequence <= session.synced_sequence or session.resync_pending:

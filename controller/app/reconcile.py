@@ -12,6 +12,7 @@ new ones at once and nothing is flushed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from controller.pipeline.cookies import ROUND_MASK, ROUND_SHIFT
 from controller.pipeline.ir import Flow, Group, Meter
@@ -25,7 +26,7 @@ class Installed:
     flows: list[tuple[Flow, int]] = field(default_factory=list)
     groups: list[Group] = field(default_factory=list)
     meters: list[Meter] = field(default_factory=list)
-    foreign_flows: list[object] = field(default_factory=list)  # raw flow stats Tenet cannot read: delete
+    foreign_flows: list[Any] = field(default_factory=list)  # raw os-ken flow stats Tenet cannot read: delete
     foreign_groups: list[int] = field(default_factory=list)
     foreign_meters: list[int] = field(default_factory=list)
 
@@ -42,7 +43,7 @@ class Plan:
     group_adds: list[Group] = field(default_factory=list)
     group_mods: list[Group] = field(default_factory=list)
     flow_deletes: list[Flow] = field(default_factory=list)
-    foreign_flow_deletes: list[object] = field(default_factory=list)
+    foreign_flow_deletes: list[Any] = field(default_factory=list)
     flow_adds: list[Flow] = field(default_factory=list)  # adds and changed flows alike
     round_deletes: list[tuple[int, int]] = field(default_factory=list)  # (cookie, mask) of old rounds
     group_deletes: list[int] = field(default_factory=list)

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from os_ken.lib import ofctl_v1_3
 
@@ -27,6 +28,8 @@ from controller.pipeline.state import NodeState
 from controller.pipeline.tables import PIPELINE
 
 ATTEMPTS = 5  # dumps tried while the model keeps changing under them
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -73,23 +76,34 @@ def compare(desired: NodeState, installed: Installed, *, round_: int) -> Verific
             seen.add(flow.key)
     result.missing += [flow_text(flow, round_=round_) for key, flow in want.items() if key not in seen]
     result.extra += [foreign_flow_text(stats) for stats in installed.foreign_flows]
-    for kind, wanted, have, foreign, render in (
-        ("group", desired.groups(), {g.group_id: g for g in installed.groups}, installed.foreign_groups, group_text),
-        ("meter", desired.meters(), {m.meter_id: m for m in installed.meters}, installed.foreign_meters, meter_text),
-    ):
-        for item_id, item in sorted(wanted.items()):
-            if item_id not in have:
-                result.missing.append(render(item))
-            elif have[item_id] != item:
-                result.different.append((render(item), render(have[item_id])))
-        result.extra += [render(have[i]) for i in sorted(have.keys() - wanted.keys())]
-        result.extra += [f"{kind}_id={i} (a {kind} Tenet does not write)" for i in sorted(foreign)]
+    groups = {g.group_id: g for g in installed.groups}
+    _compare_items(result, "group", desired.groups(), groups, installed.foreign_groups, group_text)
+    meters = {m.meter_id: m for m in installed.meters}
+    _compare_items(result, "meter", desired.meters(), meters, installed.foreign_meters, meter_text)
     result.counts = {
         "flows": len(installed.flows) + len(installed.foreign_flows),
         "groups": len(installed.groups) + len(installed.foreign_groups),
         "meters": len(installed.meters) + len(installed.foreign_meters),
     }
     return result
+
+
+def _compare_items(
+    result: Verification,
+    kind: str,
+    wanted: Mapping[int, T],
+    have: Mapping[int, T],
+    foreign: Sequence[int],
+    render: Callable[[T], str],
+) -> None:
+    """Add the groups or meters (`kind`) missing, different and extra on the switch to `result`."""
+    for item_id, item in sorted(wanted.items()):
+        if item_id not in have:
+            result.missing.append(render(item))
+        elif have[item_id] != item:
+            result.different.append((render(item), render(have[item_id])))
+    result.extra += [render(have[i]) for i in sorted(have.keys() - wanted.keys())]
+    result.extra += [f"{kind}_id={i} (a {kind} Tenet does not write)" for i in sorted(foreign)]
 
 
 def foreign_flow_text(stats: Any) -> str:

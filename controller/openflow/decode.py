@@ -8,7 +8,7 @@ as `Foreign`, so reconcile deletes it rather than misreading it.
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
+from typing import Any, Literal
 
 from os_ken.ofproto import nicira_ext, ofproto_v1_3, ofproto_v1_3_parser
 
@@ -103,7 +103,7 @@ def decode_nat(nat: Any) -> Nat:
     """An os-ken NXActionNAT as a Nat; Foreign for IPv6 ranges or flags Tenet never writes."""
     if nat.flags & ~_NAT_KNOWN or nat.range_ipv6_min or nat.range_ipv6_max:
         raise Foreign(f"nat {nat!r}")
-    kind = "src" if nat.flags & _NAT_SRC else "dst" if nat.flags & _NAT_DST else None
+    kind: Literal["src", "dst"] | None = "src" if nat.flags & _NAT_SRC else "dst" if nat.flags & _NAT_DST else None
     try:
         return Nat(
             kind,

@@ -111,7 +111,7 @@ def action(dp: Any, act: Action) -> Any:
             return parser.NXActionOutputReg(ofs_nbits=nicira_ext.ofs_nbits(0, 31), src=field, max_len=0)
         case SetField(field=field, value=value, mask=None):
             return parser.OFPActionSetField(**{field: user_value(field, value)})
-        case SetField(field=field, value=value, mask=mask):
+        case SetField(field=field, value=value, mask=int(mask)):
             # OpenFlow 1.3 has no masked set-field; OVS takes (and reports back) Nicira reg_load of the bits.
             start, end = mask_range(field, mask)
             return parser.NXActionRegLoad(nicira_ext.ofs_nbits(start, end), field, value >> start)

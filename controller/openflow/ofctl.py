@@ -265,7 +265,7 @@ def action_text(action: Action, *, names: bool = False) -> str:
             return f"output:{nxm_name(field)}[]"
         case SetField(field=field, value=value, mask=None):
             return f"set_field:{_value_text(field, value)}->{_ovs_name(field)}"
-        case SetField(field=field, value=value, mask=mask):
+        case SetField(field=field, value=value, mask=int(mask)):
             return f"set_field:{_value_text(field, value)}/{_value_text(field, mask)}->{_ovs_name(field)}"
         case Ct():
             return ct_text(action, names=names)

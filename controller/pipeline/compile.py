@@ -126,9 +126,9 @@ class Compiler:
         keys = sorted(self._expand_tenants(networks))
         # Ids and numbers are reused: a network or endpoint deleted in this change may leave its id (and so
         # its cookies) to one made in the same change. Every old cookie is cleared before any is filled again.
-        old = {key: self._retire_network(key, replacements) for key in keys}
+        retired = {key: self._retire_network(key, replacements) for key in keys}
         for key in keys:
-            self._replace_network(key, *old[key], replacements)
+            self._replace_network(key, *retired[key], replacements)
         if networks:
             self._replace_gateways(replacements)
         meter_nodes = set(touched.nodes)

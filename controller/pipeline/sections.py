@@ -265,7 +265,7 @@ class SectionBuilder:
             endpoints = self.model.endpoints_by_network[network.key].values()
             if per_node and network.encap is Encap.VXLAN:
                 remote = self.l2_section(network, None).flows  # in the same endpoint order
-                flows = [
+                flows: list[Flow | None] = [
                     self._local_flow(e, network) if e.node == name else f
                     for e, f in zip(endpoints, remote, strict=True)
                 ]

@@ -353,7 +353,7 @@ class SimNetwork:
         """Inject a packet arriving on a node's port (an endpoint's, or GATEWAY_OFPORT: from the host stack).
         A packet leaving by a node's gateway port is delivered to `gateway_endpoint(node)`."""
         trace = Trace()
-        queue = deque([(node, in_port, packet, {})])
+        queue: deque[tuple[str, int, Packet, dict[str, int]]] = deque([(node, in_port, packet, {})])
         events = 0
         while queue:
             node, in_port, pkt, tunnel = queue.popleft()

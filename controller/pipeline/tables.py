@@ -57,7 +57,8 @@ class Table:
 
 def _names(declared: str) -> tuple[frozenset[str], tuple[tuple[str, int], ...]]:
     """Field names and register bits of a declaration: register fields by name, raw `regN` as all 32 bits."""
-    names, bits = set(), {}
+    names: set[str] = set()
+    bits: dict[str, int] = {}
     for name in declared.split():
         if name in BY_NAME:
             reg = BY_NAME[name]

@@ -212,7 +212,9 @@ class Registry:
         entry = current or self.store.get(key)
         if entry is None:
             raise not_found(resource, name)
-        meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+        meta = obj.get("metadata")
+        if not isinstance(meta, dict):
+            meta = {}
         if meta.get("name", name) != name:
             raise ApiError(
                 400, f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})"

@@ -43,7 +43,7 @@ def _split(text: str) -> list[str]:
 
 def label_selector(text: str) -> Matcher:
     """A predicate on an object's `metadata.labels`; raises SelectorError."""
-    tests: list[Matcher] = []
+    tests: list[Callable[..., bool]] = []
     for term in _split(text):
         eq = _EQ.match(term)
         if eq:
@@ -79,7 +79,7 @@ def field_value(obj: dict[str, Any], path: str) -> str:
 
 def field_selector(text: str, kind: str) -> Matcher:
     """A predicate on the supported fields of a `kind`; raises SelectorError naming an unsupported field."""
-    tests: list[Matcher] = []
+    tests: list[Callable[..., bool]] = []
     allowed = FIELDS | (POD_FIELDS if kind == "Pod" else set())
     for term in _split(text):
         eq = _EQ.match(term)

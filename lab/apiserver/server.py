@@ -13,6 +13,7 @@ import tempfile
 import threading
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import yaml
 from cheroot import wsgi
@@ -61,7 +62,7 @@ class _Server(wsgi.Server):
     restart binds its port again at once, though connections of the last run still linger in TIME_WAIT."""
 
     @classmethod
-    def prepare_socket(cls, *args: object, **kwargs: object) -> socket.socket:
+    def prepare_socket(cls, *args: Any, **kwargs: Any) -> socket.socket:
         sock = super().prepare_socket(*args, **kwargs)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         return sock
