@@ -17,6 +17,7 @@ import random
 import sys
 import time
 from ipaddress import IPv4Address
+from typing import Any
 
 from controller.pipeline.compile import Compiler
 from controller.pipeline.cookies import Feature, split
@@ -87,7 +88,7 @@ def measure(args: argparse.Namespace) -> dict:
     product = product_flows(model)
     rng = random.Random(args.pods)
     label = timed(compiler, model.set_endpoint_labels("p1", {"app": "a3"}))
-    pod = {"namespace": "ns0", "labels": {"app": "a1"}, "ports": [{"name": "http", "port": 80}]}
+    pod: dict[str, Any] = {"namespace": "ns0", "labels": {"app": "a1"}, "ports": [{"name": "http", "port": 80}]}
     added = timed(compiler, touched_by(model.add_endpoint("new", network="t/pods", node="node0", **pod)))
     replaced = timed(compiler, model.apply_policy(policy(0, "ns0", rng))[1])
     return {

@@ -94,8 +94,10 @@ class NetpolChanges:
         with self._change(f"deleting NetworkPolicy {key!r}") as change:
             old = self.model.policies.get(key)
             old_id = self.model.policy_ids.get(key)
+            touched = self.model.remove_policy(key)  # raises ValidationError when there is none
+            assert old is not None
             change.apply(
-                self.model.remove_policy(key),
+                touched,
                 undo=lambda: self.model.apply_policy(old.doc, namespace=old.namespace, policy_id=old_id),
             )
             change.store(Delete(records.key("networkpolicies", key)))
