@@ -49,6 +49,7 @@ class _Connection(socketserver.BaseRequestHandler):
 
 class AgentSocket(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
+    request_queue_size = 128  # listen backlog: many pods start at once (socketserver's default is 5)
 
     def __init__(self, path: str, handler: Handler) -> None:
         self.handler = handler

@@ -27,6 +27,7 @@ and on failure ``{"ok": false, "code": int, "msg": str, "details": str}`` with a
 from __future__ import annotations
 
 import _socket  # the C module: `socket` would import enum and selectors, ~4 ms of every plugin run
+import time as _time  # built in: no import cost
 
 from cni import fastjson
 
@@ -68,7 +69,7 @@ def call(path: str, request: dict[str, Any], *, timeout: float) -> dict[str, Any
         sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         try:
             sock.settimeout(timeout)
-            sock.connect(path)
+            _connect(sock, path, timeout)
             sock.sendall(encode(request))
             sock.shutdown(_socket.SHUT_WR)
             answer = decode(read_all(sock))
@@ -85,6 +86,20 @@ def call(path: str, request: dict[str, Any], *, timeout: float) -> dict[str, Any
             int(answer.get("code", GENERIC_FAILURE)), str(answer.get("msg")), str(answer.get("details", ""))
         )
     return answer
+
+
+def _connect(sock: Any, path: str, timeout: float) -> None:
+    """Connect, waiting while the agent's listen backlog is full: a unix socket with a timeout answers that
+    with EAGAIN at once rather than waiting (many plugins starting together). TimeoutError at `timeout` s."""
+    deadline = _time.monotonic() + timeout
+    while True:
+        try:
+            sock.connect(path)
+            return
+        except BlockingIOError:
+            if _time.monotonic() >= deadline:
+                raise TimeoutError(f"{path}: the agent's backlog stayed full for {timeout:g} s") from None
+            _time.sleep(0.005)
 
 
 def read_all(sock: Any) -> bytes:

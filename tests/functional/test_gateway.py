@@ -1,7 +1,7 @@
 """The gateway port with real packets (root): two lab nodes with the cluster network `default/pods`, two
 isolated tenants with the very same subnet and `nat_outgoing`, and an "outside" host joined to node1.
 
-    outside (203.0.113.10) ── out0 203.0.113.1 (node1's stack) ── tenet-gw0 ── br-int ── pods
+    outside (198.51.100.10) ── out0 198.51.100.1 (node1's stack) ── tenet-gw0 ── br-int ── pods
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from controller.client import ClientError
 from lab.cluster import Lab
 from lab.ovs import launch, sh, wait_for
 
-OUTSIDE_IP, NODE1_OUT = "203.0.113.10", "203.0.113.1"
+OUTSIDE_IP, NODE1_OUT = "198.51.100.10", "198.51.100.1"  # not the lab's own outside host (203.0.113.0/24)
 NODE_IPS = {"node1": "192.168.100.1", "node2": "192.168.100.2"}  # the lab's underlay (tunnel) addresses
 CLUSTER_IP = "10.96.0.10"
 SETTINGS = {
@@ -142,7 +142,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
                 servers.start(lab.state.pods[pod].netns, "tcp", 8080, pod)
             for node in ("node1", "node2"):
                 servers.start(lab.node(node).netns, "tcp", 9090, node)
-            lab.outside = outside  # type: ignore[attr-defined]
+            lab.gateway_outside = outside  # type: ignore[attr-defined]
         except BaseException:
             for log in sorted(lab.dir.glob("nodes/*/agent.log")):  # gone once the lab is down
                 print(f"--- {log}\n{log.read_text()[-2000:]}")
