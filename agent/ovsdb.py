@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +66,9 @@ class Ovsdb:
                 idl.close()
             raise OvsdbError(f"cannot connect to OVSDB at {connection}: {error}") from None
         self._closed = False
+        self._batch_lock = threading.Lock()
+        self._batch: list[_Waiting] = []
+        self._leading = False  # a caller is committing batches: others add their steps and wait
 
     # --- writes --------------------------------------------------------------------------------------
 
@@ -120,7 +125,7 @@ class Ovsdb:
         made it).
         """
         step = _AddPort(self._api, bridge, name, ofport=ofport, external_ids=dict(external_ids))
-        self._commit(step, f"adding port {name} to {bridge}")
+        self._commit_batched(step, f"adding port {name} to {bridge}")
         problem = self._failure(name)
         if problem:
             if step.created:
@@ -132,7 +137,7 @@ class Ovsdb:
         interface's `external_ids` hold every one of those items (checked in the same transaction), so a
         port someone else made under that name stays. Returns whether a port was removed."""
         step = _DelPort(self._api, bridge, name, owned_by=owned_by)
-        self._commit(step, f"removing port {name} from {bridge}")
+        self._commit_batched(step, f"removing port {name} from {bridge}")
         return step.changed
 
     # --- reads ---------------------------------------------------------------------------------------
@@ -176,6 +181,68 @@ class Ovsdb:
         try:
             with self._api.transaction(check_error=True, log_errors=False) as txn:
                 txn.add(step)
+        except OvsdbError as error:
+            raise OvsdbError(f"{doing}: {error}") from None
+        except Exception as error:  # ovsdbapp raises RuntimeError, TimeoutException, ...
+            raise OvsdbError(f"{doing} ({self.target}): {error}") from None
+
+    def _commit_batched(self, step: _Step, doing: str) -> None:
+        """Commit `step` together with the steps other threads are committing meanwhile: one transaction and
+        one wait for ovs-vswitchd for a whole batch, not one each, so concurrent ADDs do not queue on the
+        connection. The caller that finds no batch in progress commits (leads); the others wait for it. A
+        batch that fails is committed again step by step, so each step gets its own error."""
+        waiting = _Waiting(step, doing)
+        with self._batch_lock:
+            self._batch.append(waiting)
+            lead = not self._leading
+            self._leading = True
+        if not lead:
+            waiting.done.wait()
+            if waiting.error is not None:
+                raise waiting.error
+            return
+        try:
+            while True:
+                with self._batch_lock:
+                    batch, self._batch = self._batch, []
+                    if not batch:
+                        self._leading = False
+                        break
+                self._commit_all(batch)
+        except BaseException:  # never leave waiters behind
+            with self._batch_lock:
+                stranded, self._batch, self._leading = self._batch, [], False
+            for other in stranded:
+                other.error = OvsdbError(f"{other.doing}: the batch was abandoned")
+                other.done.set()
+            raise
+        if waiting.error is not None:
+            raise waiting.error
+
+    def _commit_all(self, batch: list[_Waiting]) -> None:
+        if len(batch) > 1:
+            try:
+                self._commit_steps([w.step for w in batch], f"{batch[0].doing} and {len(batch) - 1} more")
+            except OvsdbError:
+                pass  # one of them failed: commit them one by one, so each gets its own answer
+            else:
+                for waiting in batch:
+                    waiting.done.set()
+                return
+        for waiting in batch:
+            try:
+                self._commit(waiting.step, waiting.doing)
+            except OvsdbError as error:
+                waiting.error = error
+            waiting.done.set()
+
+    def _commit_steps(self, steps: list[_Step], doing: str) -> None:
+        if self._closed:
+            raise OvsdbError(f"{doing}: the OVSDB connection is closed")
+        try:
+            with self._api.transaction(check_error=True, log_errors=False) as txn:
+                for step in steps:
+                    txn.add(step)
         except OvsdbError as error:
             raise OvsdbError(f"{doing}: {error}") from None
         except Exception as error:  # ovsdbapp raises RuntimeError, TimeoutException, ...
@@ -399,6 +466,16 @@ class _DelPort(_Step):
             interface.delete()
         port.delete()
         self.changed = True
+
+
+@dataclass
+class _Waiting:
+    """A step waiting to be committed with others (`Ovsdb._commit_batched`)."""
+
+    step: _Step
+    doing: str
+    done: threading.Event = field(default_factory=threading.Event)
+    error: OvsdbError | None = None
 
 
 def _interface_of(port: Any) -> Any:
