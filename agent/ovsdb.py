@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +57,7 @@ class Ovsdb:
             helper = idlutils.get_schema_helper(connection, SCHEMA)
             for table, columns in COLUMNS.items():
                 helper.register_columns(table, columns)
-            idl = ovs_connection.OvsdbIdl(connection, helper)
+            idl = self._idl = _Idl(connection, helper)
             self._connection = ovs_connection.Connection(idl, timeout)
             # ovsdbapp keeps the connection on the API class, shared by all its instances: one class each.
             api_class = type("OvsApi", (_Api,), {})
@@ -118,19 +119,46 @@ class Ovsdb:
         differs is written."""
         self._commit(_EnsureSsl(self._api, private_key, certificate, ca_cert), "setting the SSL files")
 
-    def add_port(self, bridge: str, name: str, *, ofport: int, external_ids: dict[str, str]) -> None:
+    def add_port(
+        self, bridge: str, name: str, *, ofport: int, external_ids: dict[str, str], wait: bool = True
+    ) -> int | None:
         """The Linux interface `name` as a port of `bridge`, in one transaction; the same call again is a no-op.
 
         Raises OvsdbError if OVS cannot open the interface (the port is then removed again if this call
-        made it).
+        made it). `wait=False`: return once the database has the port, without waiting for ovs-vswitchd to
+        apply it (nor making the transactions of other callers queue behind that wait); the caller waits
+        later with `wait_applied(returned value)` and learns of a failure from `failure`. Returns the
+        configuration number that includes the change (None if it changed nothing).
         """
         step = _AddPort(self._api, bridge, name, ofport=ofport, external_ids=dict(external_ids))
+        step.wait = wait
         self._commit_batched(step, f"adding port {name} to {bridge}")
+        if not wait:
+            return step.next_cfg
         problem = self._failure(name)
         if problem:
             if step.created:
                 self._commit(_DelPort(self._api, bridge, name), f"removing port {name} from {bridge}")
             raise OvsdbError(f"OVS could not add port {name} to {bridge}: {problem}")
+        return step.next_cfg
+
+    def wait_applied(self, next_cfg: int | None) -> None:
+        """Until ovs-vswitchd has applied configuration `next_cfg` (see `add_port`); OvsdbError after the
+        adapter's timeout."""
+        if next_cfg is None:
+            return
+        deadline, applied = time.monotonic() + self.timeout, self._idl.applied
+        while True:
+            with applied:  # never held with the connection's lock: the connection thread takes them the other way
+                seen = self._idl.applied_changes
+            if self._read(lambda idl: self._api._ovs.cur_cfg) >= next_cfg:
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise OvsdbError(f"ovs-vswitchd has not applied the change within {self.timeout:g} s")
+            with applied:
+                if self._idl.applied_changes == seen:  # no news since the read above
+                    applied.wait(remaining)
 
     def del_port(self, bridge: str, name: str, *, owned_by: dict[str, str] | None = None) -> bool:
         """Remove port `name` from `bridge`; nothing to do if it is not there. With `owned_by`, only if its
@@ -167,6 +195,10 @@ class Ovsdb:
 
         return self._read(read)
 
+    def failure(self, name: str) -> str | None:
+        """Why OVS could not open interface `name` (its `error` column), if it tried and could not."""
+        return self._failure(name)
+
     def close(self) -> None:
         if self._closed:
             return
@@ -175,16 +207,8 @@ class Ovsdb:
 
     # --- plumbing ------------------------------------------------------------------------------------
 
-    def _commit(self, step: command.BaseCommand, doing: str) -> None:
-        if self._closed:
-            raise OvsdbError(f"{doing}: the OVSDB connection is closed")
-        try:
-            with self._api.transaction(check_error=True, log_errors=False) as txn:
-                txn.add(step)
-        except OvsdbError as error:
-            raise OvsdbError(f"{doing}: {error}") from None
-        except Exception as error:  # ovsdbapp raises RuntimeError, TimeoutException, ...
-            raise OvsdbError(f"{doing} ({self.target}): {error}") from None
+    def _commit(self, step: _Step, doing: str) -> None:
+        self._commit_steps([step], doing)
 
     def _commit_batched(self, step: _Step, doing: str) -> None:
         """Commit `step` together with the steps other threads are committing meanwhile: one transaction and
@@ -241,6 +265,7 @@ class Ovsdb:
             raise OvsdbError(f"{doing}: the OVSDB connection is closed")
         try:
             with self._api.transaction(check_error=True, log_errors=False) as txn:
+                txn.wait_applied = any(step.wait for step in steps)
                 for step in steps:
                     txn.add(step)
         except OvsdbError as error:
@@ -284,9 +309,32 @@ def kernel_datapath_available() -> bool:
 # --- ovsdbapp underneath ---------------------------------------------------------------------------------
 
 
+class _Idl(ovs_connection.OvsdbIdl):
+    """ovsdbapp's IDL without its per-row yield (time.sleep(0), for green threads: on native threads each one
+    can wait a whole GIL switch interval while other threads run), telling `applied` waiters when
+    ovs-vswitchd reports a configuration applied."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.applied = threading.Condition()
+        self.applied_changes = 0  # updates of the Open_vSwitch row seen
+
+    def cooperative_yield(self) -> None:
+        pass
+
+    def notify(self, event: Any, row: Any, updates: Any = None) -> None:
+        super().notify(event, row, updates)
+        if row._table.name == "Open_vSwitch":
+            with self.applied:
+                self.applied_changes += 1
+                self.applied.notify_all()
+
+
 class _Transaction(transaction.Transaction):
     """ovsdbapp's ovs-vsctl transaction, except that next_cfg is bumped (and ovs-vswitchd waited for) only
     when a step changed something, and that ovs-vswitchd not catching up in time is an error."""
+
+    wait_applied = True  # False: return once ovsdb-server has committed, not waiting for ovs-vswitchd
 
     def pre_commit(self, txn: Any) -> None:
         txn.expected_ifaces = set()
@@ -298,6 +346,10 @@ class _Transaction(transaction.Transaction):
         except AttributeError:  # the python IDL has no value to give when nothing was incremented
             return
         if next_cfg is None:
+            return
+        for step in self.commands:
+            step.next_cfg = next_cfg
+        if not self.wait_applied:
             return
         idl, poller = self.api.idl, self.ovsdb_connection.poller
         while True:
@@ -319,6 +371,9 @@ class _Api(impl_idl.OvsdbIdl):
 
 class _Step(command.BaseCommand):
     """One idempotent change, run by the connection thread: writes only columns that differ."""
+
+    wait = True  # the transaction waits for ovs-vswitchd to apply it (see _Transaction)
+    next_cfg: int | None = None  # the configuration number ovs-vswitchd reaches once it has applied the step
 
     def run_idl(self, txn: Any) -> None:
         self.txn = txn

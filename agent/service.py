@@ -70,6 +70,9 @@ class AgentSettings:
     ready_timeout: float = 10.0  # how long ADD waits for the controller to install the flows
 
 
+READY_SLICE = 1.0  # s: the longest single readiness wait, between checks that OVS could open the port
+
+
 class KeyedLocks:
     """One lock per key, dropped when nobody holds or waits for it: calls for one container are serialized."""
 
@@ -232,9 +235,17 @@ class AgentService:
             }
             if pod_name.get("name"):
                 external_ids[EXT_POD] = f"{pod_name.get('namespace', '')}/{pod_name['name']}"
-            self.ovsdb.add_port(self.settings.bridge, port, ofport=doc["ofport"], external_ids=external_ids)
+            # ovs-vswitchd applies the port while the controller is asked: the readiness wait ends once the
+            # switch has the port, and ovs-vswitchd has usually finished applying it by then.
+            applied = self.ovsdb.add_port(
+                self.settings.bridge, port, ofport=doc["ofport"], external_ids=external_ids, wait=False
+            )
             steps.mark("port")
             self._wait_ready(doc)
+            try:
+                self.ovsdb.wait_applied(applied)
+            except OvsdbError as error:
+                raise AgentError(protocol.IO_FAILURE, f"could not add port {port}", str(error)) from None
             steps.mark("ready")
         except BaseException:
             self._unplumb(port, doc["id"])
@@ -243,12 +254,26 @@ class AgentService:
         return created
 
     def _wait_ready(self, doc: dict[str, Any]) -> None:
-        try:
-            state = self.client.get(
-                path("v1", "endpoints", doc["id"], "ready"), wait=f"{self.settings.ready_timeout:g}"
-            )
-        except ClientError as error:
-            raise _controller_error(error, "waiting for the endpoint's flows") from None
+        """Until the controller says the port is on the switch and the endpoint's flows are installed, in
+        waits of at most READY_SLICE s: between them, a port OVS could not open fails the ADD at once."""
+        deadline = time.monotonic() + self.settings.ready_timeout
+        while True:
+            wait = min(READY_SLICE, max(0.0, deadline - time.monotonic()))
+            try:
+                state = self.client.get(path("v1", "endpoints", doc["id"], "ready"), wait=f"{wait:.3f}")
+            except ClientError as error:
+                raise _controller_error(error, "waiting for the endpoint's flows") from None
+            if state.get("ready") or time.monotonic() >= deadline:
+                break
+            try:
+                problem = self.ovsdb.failure(doc["port_name"])
+            except OvsdbError as error:
+                raise AgentError(protocol.IO_FAILURE, "cannot read OVSDB", str(error)) from None
+            if problem:
+                raise AgentError(
+                    protocol.IO_FAILURE,
+                    f"OVS could not add port {doc['port_name']} to {self.settings.bridge}: {problem}",
+                )
         if not state.get("ready"):
             raise AgentError(
                 protocol.TRY_AGAIN_LATER,

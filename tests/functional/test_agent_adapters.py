@@ -395,6 +395,21 @@ def test_concurrent_add_ports_all_land(ovs_node: OvsNode, ovsdb: Ovsdb) -> None:
     }
 
 
+def test_add_port_without_waiting_then_wait_applied(ovs_node: OvsNode, ovsdb: Ovsdb) -> None:
+    ensure(ovsdb)
+    ovs_node.exec("ip", "link", "add", "tnw0", "type", "veth", "peer", "name", "tnw0p")
+    applied = ovsdb.add_port("br-int", "tnw0", ofport=30, external_ids={}, wait=False)
+    assert isinstance(applied, int)
+    ovsdb.wait_applied(applied)
+    assert ovsdb.ofport("tnw0") == 30
+    assert ovsdb.add_port("br-int", "tnw0", ofport=30, external_ids={}, wait=False) is None  # nothing to change
+    missing = ovsdb.add_port("br-int", "tnw-missing", ofport=31, external_ids={}, wait=False)
+    ovsdb.wait_applied(missing)
+    assert "tnw-missing" in (ovsdb.failure("tnw-missing") or "")  # OVS says why it could not open it
+    assert ovsdb.failure("tnw0") is None
+    assert ovsdb.del_port("br-int", "tnw-missing") is True
+
+
 def test_concurrent_port_changes_are_batched_and_a_bad_one_fails_alone(ovs_node: OvsNode, ovsdb: Ovsdb) -> None:
     """Concurrent add_port/del_port calls share transactions; one that fails (no such bridge, no such device)
     fails alone, with its own error, and the others land."""
