@@ -16,6 +16,7 @@ rewrites every few seconds for every port).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -28,6 +29,8 @@ from typing import Any
 from ovsdbapp.backend.ovs_idl import command, idlutils, transaction
 from ovsdbapp.backend.ovs_idl import connection as ovs_connection
 from ovsdbapp.schema.open_vswitch import impl_idl
+
+log = logging.getLogger(__name__)
 
 SCHEMA = "Open_vSwitch"
 COLUMNS = {
@@ -247,8 +250,8 @@ class Ovsdb:
         if len(batch) > 1:
             try:
                 self._commit_steps([w.step for w in batch], f"{batch[0].doing} and {len(batch) - 1} more")
-            except OvsdbError:
-                pass  # one of them failed: commit them one by one, so each gets its own answer
+            except OvsdbError as error:  # one of them failed: commit them one by one, so each gets its own answer
+                log.info("%d OVSDB changes committed together failed (%s): one by one now", len(batch), error)
             else:
                 for waiting in batch:
                     waiting.done.set()
@@ -379,7 +382,8 @@ class _Step(command.BaseCommand):
         self.txn = txn
         self.changed = False
         self.apply()
-        if self.changed:
+        if self.changed and not getattr(txn, "next_cfg_incremented", False):  # once per transaction
+            txn.next_cfg_incremented = True
             self.api._ovs.increment("next_cfg")
 
     def apply(self) -> None:

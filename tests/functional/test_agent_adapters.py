@@ -420,7 +420,12 @@ def test_concurrent_port_changes_are_batched_and_a_bad_one_fails_alone(ovs_node:
     ovsdb.add_port("br-int", names[0], ofport=40, external_ids={"tenet-endpoint": names[0]})
     commits = []
     original = ovsdb._commit_steps
-    ovsdb._commit_steps = lambda steps, doing: (commits.append(len(steps)), original(steps, doing))[1]  # type: ignore[method-assign]
+
+    def counted(steps: list, doing: str) -> None:
+        original(steps, doing)
+        commits.append(len(steps))  # committed: steps that shared the transaction
+
+    ovsdb._commit_steps = counted  # type: ignore[method-assign]
 
     def change(number: int) -> str:
         name = names[number]
@@ -437,6 +442,14 @@ def test_concurrent_port_changes_are_batched_and_a_bad_one_fails_alone(ovs_node:
             return str(error)
         return "ok"
 
+    good = [f"tng{i}" for i in range(8)]
+    for name in good:
+        ovs_node.exec("ip", "link", "add", name, "type", "veth", "peer", "name", f"{name}p")
+    with ThreadPoolExecutor(max_workers=len(good)) as pool:  # while the first commits, the others gather
+        list(pool.map(lambda name: ovsdb.add_port("br-int", name, ofport=60 + good.index(name), external_ids={}), good))
+    assert max(commits, default=0) > 1, f"no two changes shared a committed transaction: {commits}"
+    assert {name: ovsdb.ofport(name) for name in good} == {name: 60 + i for i, name in enumerate(good)}
+
     with ThreadPoolExecutor(max_workers=len(names)) as pool:
         answers = list(pool.map(change, range(len(names))))
     assert "no bridge br-nope" in answers[5]
@@ -445,7 +458,6 @@ def test_concurrent_port_changes_are_batched_and_a_bad_one_fails_alone(ovs_node:
     landed = {n: 40 + i for i, n in enumerate(names) if i not in (0, 5, 7)}
     assert {n for n in ovsdb.ports("br-int") if n.startswith("tnb")} == set(landed)  # tnb-missing went again
     assert {n: ovsdb.ofport(n) for n in landed} == landed
-    assert max(commits, default=0) > 1, f"no two changes shared a transaction: {commits}"
 
 
 def test_two_adapters_each_talk_to_their_own_server(ovs_node: OvsNode, ovsdb: Ovsdb, tmp_path: Path) -> None:
