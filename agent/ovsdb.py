@@ -6,9 +6,12 @@ replica under the connection's lock, without a round trip.
 
 Writes are ovs-vsctl-like: a transaction that changed something bumps `next_cfg` and returns once
 ovs-vswitchd has applied it (`cur_cfg` caught up), so a port's `ofport` is known when `add_port` returns
-and an interface OVS could not open is reported as an error, not discovered later. A transaction that
-would change nothing writes nothing at all, so `ensure_bridge` on a bridge already as wanted is a no-op
-for the database and for ovs-vswitchd (the controller connection is not touched).
+and an interface OVS could not open is reported as an error, not discovered later. Port changes made by
+several threads at once share one transaction (and one such wait); `add_port(wait=False)` returns once the
+database has the port and leaves the wait to the caller (`wait_applied`), so an ADD can ask the controller
+meanwhile. A transaction that would change nothing writes nothing at all, so `ensure_bridge` on a bridge
+already as wanted is a no-op for the database and for ovs-vswitchd (the controller connection is not
+touched).
 
 Only the tables and columns used here are monitored (not, say, Interface statistics, which ovs-vswitchd
 rewrites every few seconds for every port).
@@ -216,33 +219,34 @@ class Ovsdb:
     def _commit_batched(self, step: _Step, doing: str) -> None:
         """Commit `step` together with the steps other threads are committing meanwhile: one transaction and
         one wait for ovs-vswitchd for a whole batch, not one each, so concurrent ADDs do not queue on the
-        connection. The caller that finds no batch in progress commits (leads); the others wait for it. A
-        batch that fails is committed again step by step, so each step gets its own error."""
+        connection. The caller that finds no batch in progress commits what has gathered (it leads), then
+        hands the lead to the first caller that gathered meanwhile; the others wait. A batch that fails is
+        committed again step by step, so each step gets its own error."""
         waiting = _Waiting(step, doing)
         with self._batch_lock:
             self._batch.append(waiting)
-            lead = not self._leading
-            self._leading = True
-        if not lead:
-            waiting.done.wait()
-            if waiting.error is not None:
-                raise waiting.error
-            return
-        try:
-            while True:
+            if not self._leading:
+                self._leading = waiting.lead = True
+        if not waiting.lead:
+            waiting.wake.wait()  # committed by a leader, or made the leader
+        if not waiting.committed:
+            try:
                 with self._batch_lock:
-                    batch, self._batch = self._batch, []
-                    if not batch:
+                    batch, self._batch = self._batch, []  # this caller's step is in it
+                try:
+                    self._commit_all(batch)
+                except BaseException:  # never leave a waiter behind
+                    for other in batch:
+                        if not other.committed:
+                            other.finish(OvsdbError(f"{other.doing}: the commit was interrupted"))
+                    raise
+            finally:
+                with self._batch_lock:
+                    if self._batch:
+                        self._batch[0].lead = True
+                        self._batch[0].wake.set()
+                    else:
                         self._leading = False
-                        break
-                self._commit_all(batch)
-        except BaseException:  # never leave waiters behind
-            with self._batch_lock:
-                stranded, self._batch, self._leading = self._batch, [], False
-            for other in stranded:
-                other.error = OvsdbError(f"{other.doing}: the batch was abandoned")
-                other.done.set()
-            raise
         if waiting.error is not None:
             raise waiting.error
 
@@ -254,14 +258,15 @@ class Ovsdb:
                 log.info("%d OVSDB changes committed together failed (%s): one by one now", len(batch), error)
             else:
                 for waiting in batch:
-                    waiting.done.set()
+                    waiting.finish(None)
                 return
         for waiting in batch:
             try:
                 self._commit(waiting.step, waiting.doing)
             except OvsdbError as error:
-                waiting.error = error
-            waiting.done.set()
+                waiting.finish(error)
+            else:
+                waiting.finish(None)
 
     def _commit_steps(self, steps: list[_Step], doing: str) -> None:
         if self._closed:
@@ -533,8 +538,14 @@ class _Waiting:
 
     step: _Step
     doing: str
-    done: threading.Event = field(default_factory=threading.Event)
+    wake: threading.Event = field(default_factory=threading.Event)  # committed, or made the leader
+    lead: bool = False
+    committed: bool = False
     error: OvsdbError | None = None
+
+    def finish(self, error: OvsdbError | None) -> None:
+        self.error, self.committed = error, True
+        self.wake.set()
 
 
 def _interface_of(port: Any) -> Any:
