@@ -12,6 +12,7 @@ session then resyncs (dump, diff, push: `resync`) after a delay that doubles fro
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import queue
 import threading
@@ -267,7 +268,7 @@ class SwitchSession:
     def dump(self, *, to_repair: bool = True, raw_flows: bool = False) -> Installed:
         """Every flow, group and meter on the switch, as IR where Tenet can read it; `to_repair=False` for a
         look only (no note that foreign flows are about to go). `raw_flows`: leave the flow-stats bodies
-        undecoded in `Installed.raw_flows`, for `Installed.resolve` to compare with the desired flows."""
+        undecoded in `Installed.raw_flows`, for `dump_compare.resolve` to compare with the desired flows."""
         parser, ofp = self.dp.ofproto_parser, self.dp.ofproto
         installed = Installed()
         ports: dict[str, int] = {}
@@ -377,6 +378,19 @@ class SwitchSession:
         bundle_id = (dp.id ^ int(time.monotonic() * 1000)) & 0xFFFFFFFF
         flags = ofp.ONF_BF_ATOMIC | ofp.ONF_BF_ORDERED
         self.request(parser.ONFBundleCtrlMsg(dp, bundle_id, ofp.ONF_BCT_OPEN_REQUEST, flags, []))
+        try:
+            self._bundle_adds(flow_mods, round_, bundle_id, flags)
+        except BaseException:  # a flow that cannot be encoded: the switch drops what it has of the bundle
+            with contextlib.suppress(Exception):
+                discard = parser.ONFBundleCtrlMsg(dp, bundle_id, ofp.ONF_BCT_DISCARD_REQUEST, flags, [])
+                self.send(discard, "bundle discard")
+            raise
+        self.request(parser.ONFBundleCtrlMsg(dp, bundle_id, ofp.ONF_BCT_COMMIT_REQUEST, flags, []))
+
+    def _bundle_adds(self, flow_mods: Iterable[tuple[Any, object]], round_: int, bundle_id: int, flags: int) -> None:
+        """Each flow-mod in a bundle-add message, encoded as it is sent: the switch starts on the first ones
+        while the last are encoded."""
+        dp, ofp = self.dp, self.dp.ofproto
         chunk: list[bytes] = []
         size = 0
         bundled = encode.bundled_flow_mod_bytes
@@ -399,7 +413,6 @@ class SwitchSession:
         if chunk:
             self._note_all(notes)
             dp.send(b"".join(chunk))
-        self.request(parser.ONFBundleCtrlMsg(dp, bundle_id, ofp.ONF_BCT_COMMIT_REQUEST, flags, []))
 
 
 def _flow_entries(body: Any, reader: flow_stats.FlowStatsReader) -> Iterable[tuple[Flow, int] | Any]:
