@@ -11,7 +11,9 @@ namespace, `--concurrency` at a time, into pod namespaces made before the clock 
 from spawn to exit. One pod per plugin is added first, untimed: it warms the path up and is the pod every
 new pod pings (`ping -c 1 -W 1`) as soon as its ADD returns. Prints p50/p99 of ADD and DEL for both, the
 tenet/bridge ratios of the ADD and DEL p50s, the share of Tenet ADDs after which the pod answered at once
-(target 100%), and the agent's own time per request from its log.
+(target 100%), and the agent's own time per request from its log, with the p50 of each step of its ADD
+(endpoint POST, veth pair, OVSDB port, readiness). `--repeat N`: N paired rounds, each with a node of its own;
+the medians of each figure and of the rounds' ratios.
 
 Target: Tenet's ADD p50 at most 3x the bridge plugin's, at concurrency 1 and at concurrency 8.
 Needs root. Everything made (namespaces, the bridge, OVS, processes) is removed at the end, on failure too.

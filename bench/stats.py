@@ -35,6 +35,8 @@ def median_of_rounds(rounds: Sequence[dict[str, Any]]) -> dict[str, Any]:
             merged[key] = value
         elif all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
             middle = statistics.median(values)
+            if all(isinstance(v, int) for v in values) and float(middle).is_integer():
+                middle = int(middle)  # counts stay counts
             merged[key] = round(middle, 3) if isinstance(middle, float) else middle
         else:
             merged[key] = value
