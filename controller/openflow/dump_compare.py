@@ -70,7 +70,7 @@ def compare(bodies: list[tuple[bytes, int, int]], desired: NodeState, *, round_:
         wanted.update(_expected(section))
     split = Split()
     verified, other = split.verified, split.other
-    unpack, round_bits = _ENTRY.unpack_from, round_ << ROUND_SHIFT
+    unpack, round_bits = _ENTRY.unpack_from, (round_ & 0xFF) << ROUND_SHIFT  # as cookies.with_round
     for buf, offset, end in bodies:
         while offset < end:
             length, table_id, _, _, priority, idle, hard, _, cookie = unpack(buf, offset)
