@@ -32,10 +32,10 @@ from controller.openflow.flow_stats import FlowStatsReader
 from controller.pipeline.cookies import ROUND_MASK, ROUND_SHIFT
 from controller.pipeline.ir import Flow, Move
 from controller.pipeline.state import NodeState, Section
+from controller.pipeline.tables import PIPELINE
 
 if TYPE_CHECKING:
     from controller.app.reconcile import Installed
-from controller.pipeline.tables import PIPELINE
 
 _ENTRY = struct.Struct("!HBxIIHHHH4xQ")  # ofp_flow_stats up to the cookie (counters after it are not read)
 _MATCH_AT = 48  # the match's offset in an ofp_flow_stats entry
