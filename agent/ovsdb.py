@@ -6,9 +6,12 @@ replica under the connection's lock, without a round trip.
 
 Writes are ovs-vsctl-like: a transaction that changed something bumps `next_cfg` and returns once
 ovs-vswitchd has applied it (`cur_cfg` caught up), so a port's `ofport` is known when `add_port` returns
-and an interface OVS could not open is reported as an error, not discovered later. A transaction that
-would change nothing writes nothing at all, so `ensure_bridge` on a bridge already as wanted is a no-op
-for the database and for ovs-vswitchd (the controller connection is not touched).
+and an interface OVS could not open is reported as an error, not discovered later. Port changes made by
+several threads at once share one transaction (and one such wait); `add_port(wait=False)` returns once the
+database has the port and leaves the wait to the caller (`wait_applied`), so an ADD can ask the controller
+meanwhile. A transaction that would change nothing writes nothing at all, so `ensure_bridge` on a bridge
+already as wanted is a no-op for the database and for ovs-vswitchd (the controller connection is not
+touched).
 
 Only the tables and columns used here are monitored (not, say, Interface statistics, which ovs-vswitchd
 rewrites every few seconds for every port).
@@ -16,15 +19,21 @@ rewrites every few seconds for every port).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ovsdbapp.backend.ovs_idl import command, idlutils, transaction
 from ovsdbapp.backend.ovs_idl import connection as ovs_connection
 from ovsdbapp.schema.open_vswitch import impl_idl
+
+log = logging.getLogger(__name__)
 
 SCHEMA = "Open_vSwitch"
 COLUMNS = {
@@ -55,7 +64,7 @@ class Ovsdb:
             helper = idlutils.get_schema_helper(connection, SCHEMA)
             for table, columns in COLUMNS.items():
                 helper.register_columns(table, columns)
-            idl = ovs_connection.OvsdbIdl(connection, helper)
+            idl = self._idl = _Idl(connection, helper)
             self._connection = ovs_connection.Connection(idl, timeout)
             # ovsdbapp keeps the connection on the API class, shared by all its instances: one class each.
             api_class = type("OvsApi", (_Api,), {})
@@ -65,6 +74,9 @@ class Ovsdb:
                 idl.close()
             raise OvsdbError(f"cannot connect to OVSDB at {connection}: {error}") from None
         self._closed = False
+        self._batch_lock = threading.Lock()
+        self._batch: list[_Waiting] = []
+        self._leading = False  # a caller is committing batches: others add their steps and wait
 
     # --- writes --------------------------------------------------------------------------------------
 
@@ -114,19 +126,46 @@ class Ovsdb:
         differs is written."""
         self._commit(_EnsureSsl(self._api, private_key, certificate, ca_cert), "setting the SSL files")
 
-    def add_port(self, bridge: str, name: str, *, ofport: int, external_ids: dict[str, str]) -> None:
+    def add_port(
+        self, bridge: str, name: str, *, ofport: int, external_ids: dict[str, str], wait: bool = True
+    ) -> int | None:
         """The Linux interface `name` as a port of `bridge`, in one transaction; the same call again is a no-op.
 
         Raises OvsdbError if OVS cannot open the interface (the port is then removed again if this call
-        made it).
+        made it). `wait=False`: return once the database has the port, without waiting for ovs-vswitchd to
+        apply it (nor making the transactions of other callers queue behind that wait); the caller waits
+        later with `wait_applied(returned value)` and learns of a failure from `failure`. Returns the
+        configuration number that includes the change (None if it changed nothing).
         """
         step = _AddPort(self._api, bridge, name, ofport=ofport, external_ids=dict(external_ids))
-        self._commit(step, f"adding port {name} to {bridge}")
+        step.wait = wait
+        self._commit_batched(step, f"adding port {name} to {bridge}")
+        if not wait:
+            return step.next_cfg
         problem = self._failure(name)
         if problem:
             if step.created:
                 self._commit(_DelPort(self._api, bridge, name), f"removing port {name} from {bridge}")
             raise OvsdbError(f"OVS could not add port {name} to {bridge}: {problem}")
+        return step.next_cfg
+
+    def wait_applied(self, next_cfg: int | None) -> None:
+        """Until ovs-vswitchd has applied configuration `next_cfg` (see `add_port`); OvsdbError after the
+        adapter's timeout."""
+        if next_cfg is None:
+            return
+        deadline, applied = time.monotonic() + self.timeout, self._idl.applied
+        while True:
+            with applied:  # never held with the connection's lock: the connection thread takes them the other way
+                seen = self._idl.applied_changes
+            if self._read(lambda idl: self._api._ovs.cur_cfg) >= next_cfg:
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise OvsdbError(f"ovs-vswitchd has not applied the change within {self.timeout:g} s")
+            with applied:
+                if self._idl.applied_changes == seen:  # no news since the read above
+                    applied.wait(remaining)
 
     def ensure_internal_port(self, bridge: str, name: str, *, ofport: int, mtu: int, mac: str) -> None:
         """An internal port `name` of `bridge` (an interface of this host's stack) with `ofport_request`,
@@ -142,7 +181,7 @@ class Ovsdb:
         interface's `external_ids` hold every one of those items (checked in the same transaction), so a
         port someone else made under that name stays. Returns whether a port was removed."""
         step = _DelPort(self._api, bridge, name, owned_by=owned_by)
-        self._commit(step, f"removing port {name} from {bridge}")
+        self._commit_batched(step, f"removing port {name} from {bridge}")
         return step.changed
 
     # --- reads ---------------------------------------------------------------------------------------
@@ -196,6 +235,10 @@ class Ovsdb:
 
         return self._read(read)
 
+    def failure(self, name: str) -> str | None:
+        """Why OVS could not open interface `name` (its `error` column), if it tried and could not."""
+        return self._failure(name)
+
     def close(self) -> None:
         if self._closed:
             return
@@ -204,12 +247,69 @@ class Ovsdb:
 
     # --- plumbing ------------------------------------------------------------------------------------
 
-    def _commit(self, step: command.BaseCommand, doing: str) -> None:
+    def _commit(self, step: _Step, doing: str) -> None:
+        self._commit_steps([step], doing)
+
+    def _commit_batched(self, step: _Step, doing: str) -> None:
+        """Commit `step` together with the steps other threads are committing meanwhile: one transaction and
+        one wait for ovs-vswitchd for a whole batch, not one each, so concurrent ADDs do not queue on the
+        connection. The caller that finds no batch in progress commits what has gathered (it leads), then
+        hands the lead to the first caller that gathered meanwhile; the others wait. A batch that fails is
+        committed again step by step, so each step gets its own error."""
+        waiting = _Waiting(step, doing)
+        with self._batch_lock:
+            self._batch.append(waiting)
+            if not self._leading:
+                self._leading = waiting.lead = True
+        if not waiting.lead:
+            waiting.wake.wait()  # committed by a leader, or made the leader
+        if not waiting.committed:
+            try:
+                with self._batch_lock:
+                    batch, self._batch = self._batch, []  # this caller's step is in it
+                try:
+                    self._commit_all(batch)
+                except BaseException:  # never leave a waiter behind
+                    for other in batch:
+                        if not other.committed:
+                            other.finish(OvsdbError(f"{other.doing}: the commit was interrupted"))
+                    raise
+            finally:
+                with self._batch_lock:
+                    if self._batch:
+                        self._batch[0].lead = True
+                        self._batch[0].wake.set()
+                    else:
+                        self._leading = False
+        if waiting.error is not None:
+            raise waiting.error
+
+    def _commit_all(self, batch: list[_Waiting]) -> None:
+        if len(batch) > 1:
+            try:
+                self._commit_steps([w.step for w in batch], f"{batch[0].doing} and {len(batch) - 1} more")
+            except OvsdbError as error:  # one of them failed: commit them one by one, so each gets its own answer
+                log.info("%d OVSDB changes committed together failed (%s): one by one now", len(batch), error)
+            else:
+                for waiting in batch:
+                    waiting.finish(None)
+                return
+        for waiting in batch:
+            try:
+                self._commit(waiting.step, waiting.doing)
+            except OvsdbError as error:
+                waiting.finish(error)
+            else:
+                waiting.finish(None)
+
+    def _commit_steps(self, steps: list[_Step], doing: str) -> None:
         if self._closed:
             raise OvsdbError(f"{doing}: the OVSDB connection is closed")
         try:
             with self._api.transaction(check_error=True, log_errors=False) as txn:
-                txn.add(step)
+                txn.wait_applied = any(step.wait for step in steps)
+                for step in steps:
+                    txn.add(step)
         except OvsdbError as error:
             raise OvsdbError(f"{doing}: {error}") from None
         except Exception as error:  # ovsdbapp raises RuntimeError, TimeoutException, ...
@@ -251,9 +351,32 @@ def kernel_datapath_available() -> bool:
 # --- ovsdbapp underneath ---------------------------------------------------------------------------------
 
 
+class _Idl(ovs_connection.OvsdbIdl):
+    """ovsdbapp's IDL without its per-row yield (time.sleep(0), for green threads: on native threads each one
+    can wait a whole GIL switch interval while other threads run), telling `applied` waiters when
+    ovs-vswitchd reports a configuration applied."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.applied = threading.Condition()
+        self.applied_changes = 0  # updates of the Open_vSwitch row seen
+
+    def cooperative_yield(self) -> None:
+        pass
+
+    def notify(self, event: Any, row: Any, updates: Any = None) -> None:
+        super().notify(event, row, updates)
+        if row._table.name == "Open_vSwitch":
+            with self.applied:
+                self.applied_changes += 1
+                self.applied.notify_all()
+
+
 class _Transaction(transaction.Transaction):
     """ovsdbapp's ovs-vsctl transaction, except that next_cfg is bumped (and ovs-vswitchd waited for) only
     when a step changed something, and that ovs-vswitchd not catching up in time is an error."""
+
+    wait_applied = True  # False: return once ovsdb-server has committed, not waiting for ovs-vswitchd
 
     def pre_commit(self, txn: Any) -> None:
         txn.expected_ifaces = set()
@@ -265,6 +388,10 @@ class _Transaction(transaction.Transaction):
         except AttributeError:  # the python IDL has no value to give when nothing was incremented
             return
         if next_cfg is None:
+            return
+        for step in self.commands:
+            step.next_cfg = next_cfg
+        if not self.wait_applied:
             return
         idl, poller = self.api.idl, self.ovsdb_connection.poller
         while True:
@@ -287,11 +414,15 @@ class _Api(impl_idl.OvsdbIdl):
 class _Step(command.BaseCommand):
     """One idempotent change, run by the connection thread: writes only columns that differ."""
 
+    wait = True  # the transaction waits for ovs-vswitchd to apply it (see _Transaction)
+    next_cfg: int | None = None  # the configuration number ovs-vswitchd reaches once it has applied the step
+
     def run_idl(self, txn: Any) -> None:
         self.txn = txn
         self.changed = False
         self.apply()
-        if self.changed:
+        if self.changed and not getattr(txn, "next_cfg_incremented", False):  # once per transaction
+            txn.next_cfg_incremented = True
             self.api._ovs.increment("next_cfg")
 
     def apply(self) -> None:
@@ -455,6 +586,22 @@ class _DelPort(_Step):
             interface.delete()
         port.delete()
         self.changed = True
+
+
+@dataclass
+class _Waiting:
+    """A step waiting to be committed with others (`Ovsdb._commit_batched`)."""
+
+    step: _Step
+    doing: str
+    wake: threading.Event = field(default_factory=threading.Event)  # committed, or made the leader
+    lead: bool = False
+    committed: bool = False
+    error: OvsdbError | None = None
+
+    def finish(self, error: OvsdbError | None) -> None:
+        self.error, self.committed = error, True
+        self.wake.set()
 
 
 def _interface_of(port: Any) -> Any:

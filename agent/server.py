@@ -49,7 +49,9 @@ class _Connection(socketserver.BaseRequestHandler):
 
 class AgentSocket(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
-    request_queue_size = 128  # listen backlog: many pods start at once (socketserver's default is 5)
+    # Connections the kernel queues before the agent accepts them. socketserver's default (5) is less than a
+    # node's runtime starts at once: a plugin whose connect finds the queue full fails at once (EAGAIN).
+    request_queue_size = 256
 
     def __init__(self, path: str, handler: Handler) -> None:
         self.handler = handler

@@ -24,6 +24,7 @@ import contextlib
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -67,6 +68,9 @@ class AgentSettings:
     bridge: str = "br-int"
     datapath_type: str = "netdev"
     ready_timeout: float = 10.0  # how long ADD waits for the controller to install the flows
+
+
+READY_SLICE = 1.0  # s: the longest single readiness wait, between checks that OVS could open the port
 
 
 class KeyedLocks:
@@ -139,16 +143,19 @@ class AgentService:
         eid = endpoint_id(container_id, ifname)
         with self._adding_lock:
             self._adding.add(eid)
+        steps = _Steps()
         try:
             doc = self._create_endpoint(eid, network)
+            steps.mark("endpoint")
             try:
-                created = self._plumb(doc, request, container_id, ifname, netns)
+                created = self._plumb(doc, request, container_id, ifname, netns, steps)
             except BaseException:
                 self._forget_endpoint(eid)
                 raise
         finally:
             with self._adding_lock:
                 self._adding.discard(eid)
+        log.info("ADD %s/%s steps: %s", container_id[:12], ifname, steps)
         interface = {"name": ifname, "mac": doc["mac"], "sandbox": netns, "mtu": doc["mtu"]}
         return {
             "ok": True,
@@ -180,8 +187,15 @@ class AgentService:
             raise _controller_error(error, f"creating the endpoint on {network}") from None
 
     def _plumb(
-        self, doc: dict[str, Any], request: dict[str, Any], container_id: str, ifname: str, netns: str
+        self,
+        doc: dict[str, Any],
+        request: dict[str, Any],
+        container_id: str,
+        ifname: str,
+        netns: str,
+        steps: _Steps | None = None,
     ) -> Created:
+        steps = steps or _Steps()
         port = host_name(doc["id"])
         if doc["port_name"] != port:
             raise AgentError(
@@ -218,6 +232,7 @@ class AgentService:
             ) from None
         except NetlinkError as error:
             raise AgentError(protocol.IO_FAILURE, "could not create the pod's interface", str(error)) from None
+        steps.mark("veth")
         try:
             pod_name = request.get("pod") or {}
             external_ids = {
@@ -232,8 +247,18 @@ class AgentService:
             }
             if pod_name.get("name"):
                 external_ids[EXT_POD] = f"{pod_name.get('namespace', '')}/{pod_name['name']}"
-            self.ovsdb.add_port(self.settings.bridge, port, ofport=doc["ofport"], external_ids=external_ids)
+            # ovs-vswitchd applies the port while the controller is asked: the readiness wait ends once the
+            # switch has the port, and ovs-vswitchd has usually finished applying it by then.
+            applied = self.ovsdb.add_port(
+                self.settings.bridge, port, ofport=doc["ofport"], external_ids=external_ids, wait=False
+            )
+            steps.mark("port")
             self._wait_ready(doc)
+            try:
+                self.ovsdb.wait_applied(applied)
+            except OvsdbError as error:
+                raise AgentError(protocol.IO_FAILURE, f"could not add port {port}", str(error)) from None
+            steps.mark("ready")
         except BaseException:
             self._unplumb(port, doc["id"])
             self._remove_leftover(doc["id"])  # the veth made above, if OVS never took it
@@ -245,12 +270,26 @@ class AgentService:
         return created
 
     def _wait_ready(self, doc: dict[str, Any]) -> None:
-        try:
-            state = self.client.get(
-                path("v1", "endpoints", doc["id"], "ready"), wait=f"{self.settings.ready_timeout:g}"
-            )
-        except ClientError as error:
-            raise _controller_error(error, "waiting for the endpoint's flows") from None
+        """Until the controller says the port is on the switch and the endpoint's flows are installed, in
+        waits of at most READY_SLICE s: between them, a port OVS could not open fails the ADD at once."""
+        deadline = time.monotonic() + self.settings.ready_timeout
+        while True:
+            wait = min(READY_SLICE, max(0.0, deadline - time.monotonic()))
+            try:
+                state = self.client.get(path("v1", "endpoints", doc["id"], "ready"), wait=f"{wait:.3f}")
+            except ClientError as error:
+                raise _controller_error(error, "waiting for the endpoint's flows") from None
+            if state.get("ready") or time.monotonic() >= deadline:
+                break
+            try:
+                problem = self.ovsdb.failure(doc["port_name"])
+            except OvsdbError as error:
+                raise AgentError(protocol.IO_FAILURE, "cannot read OVSDB", str(error)) from None
+            if problem:
+                raise AgentError(
+                    protocol.IO_FAILURE,
+                    f"OVS could not add port {doc['port_name']} to {self.settings.bridge}: {problem}",
+                )
         if not state.get("ready"):
             raise AgentError(
                 protocol.TRY_AGAIN_LATER,
@@ -430,6 +469,22 @@ class AgentService:
     def _is_adding(self, eid: str | None) -> bool:
         with self._adding_lock:
             return eid in self._adding
+
+
+class _Steps:
+    """How long each step of one request took, in ms, for the log: "endpoint 4, veth 3, port 12, ready 9 ms"."""
+
+    def __init__(self) -> None:
+        self._last = time.monotonic()
+        self._done: list[tuple[str, float]] = []
+
+    def mark(self, step: str) -> None:
+        now = time.monotonic()
+        self._done.append((step, (now - self._last) * 1000))
+        self._last = now
+
+    def __str__(self) -> str:
+        return ", ".join(f"{step} {ms:.0f}" for step, ms in self._done) + " ms"
 
 
 def _text(request: dict[str, Any], key: str, variable: str) -> str:

@@ -4,7 +4,7 @@
 
 Tenet sends them as the controller does (one ONF bundle of flow-mods, then a barrier); the peer is
 `ovs-ofctl --bundle add-flows` with the same flows as text, into the same bridge, in the same run.
-Needs root (a network namespace with its own Open vSwitch).
+Needs root (a network namespace with its own Open vSwitch). `--repeat N`: the median of N paired rounds.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@
 
 Prints the time from the reconnect to the switch being in sync and the messages sent (the target is no
 flow-mod at all), then the same with one flow changed behind the controller's back (exactly one), and,
-as the peer, how long `ovs-ofctl dump-flows` takes to read the same table. Needs root.
+as the peer, how long `ovs-ofctl dump-flows` takes to read the same table, with the ratio of the two.
+Needs root. `--repeat N`: the median of N rounds.
 """
 
 from __future__ import annotations
@@ -53,10 +54,13 @@ def measure(flows: int) -> dict:
         "reconnect_steps_ms": correct["reconcile_ms"],  # dump, compile, diff, push
         "reconnect_wall_s": round(correct_s, 3),  # with OVS's own reconnect delay
         "reconnect_flow_mods": correct["last_push"]["flow_mods"],
+        "reconnect_verified_flows": correct.get("verified_flows"),  # compared as bytes, not decoded
         "reconnect_messages": correct["last_push"]["messages"],
         "one_changed_converge_s": changed["converge_ms"] / 1000,
         "one_changed_flow_mods": changed["last_push"]["flow_mods"],
         "ovs_ofctl_dump_s": round(dump_s, 3),
+        # the reconnect of a correct switch over ovs-ofctl's dump of the same table (target: at most 1.25)
+        "converge_to_dump_ratio": round(correct["converge_ms"] / 1000 / dump_s, 3),
     }
 
 

@@ -18,13 +18,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.stats import median_of_rounds
 from controller import records
 from controller.app.osken_app import Runtime, TenetApp
 from controller.app.session import SwitchSession
 from controller.service import Service
 from controller.store.base import Put
 from controller.store.sqlite import SqliteStore
-from lab.ovs import OvsNode, wait_for
+from lab.ovs import OvsNode, sh, wait_for
 from topology.model import Model
 
 DPID = 0xBE4C
@@ -71,8 +72,7 @@ def running(endpoints: int) -> Iterator[Bench]:
     from os_ken.base.app_manager import AppManager
 
     state = Path(tempfile.mkdtemp(prefix="tenet-bench-"))
-    port = free_port()
-    node = OvsNode("bench", state, index=9)
+    node = OvsNode("bench", state, index=free_index(9))
     store = SqliteStore(state / "tenet.db")
     populate(store, endpoints)
     service = Service(store)
@@ -80,21 +80,34 @@ def running(endpoints: int) -> Iterator[Bench]:
     Runtime.service, Runtime.round_ = service, 1
     try:
         node.start()
-        if Runtime.app is None:
+        if Runtime.app is None:  # one app for every round of the process: it listens on all addresses
             cfg.CONF(args=[], project="os_ken")
-            cfg.CONF.ofp_listen_host = node.host_ip
-            cfg.CONF.ofp_tcp_listen_port = port
+            cfg.CONF.ofp_listen_host = "0.0.0.0"
+            cfg.CONF.ofp_tcp_listen_port = free_port()
             manager = AppManager.get_instance()
             manager.load_apps(["controller.app.osken_app"])
             manager.instantiate_apps(**manager.create_contexts())
             Runtime.ready.wait()
+        else:  # a later round: the running app serves this round's model
+            Runtime.app.service = service
+            service.subscribe(Runtime.app.publish)
         assert Runtime.app is not None
-        node.add_bridge(DPID, port)
+        node.add_bridge(DPID, cfg.CONF.ofp_tcp_listen_port)
         bench = Bench(node, service, Runtime.app)
         wait_for(lambda: bench.app.status("bench").get("in_sync"), "the first reconcile", timeout=600)
         yield bench
     finally:
         node.close()
+
+
+def free_index(preferred: int) -> int:
+    """An `OvsNode` index whose control /30 (10.254.INDEX.0) no interface of this host uses: two nodes on
+    one /30 (another run's, or one a killed run left) would take each other's traffic."""
+    used = sh("ip", "-o", "-4", "addr", "show")
+    for index in [preferred, *range(10, 250)]:
+        if f" 10.254.{index}." not in used:
+            return index
+    raise RuntimeError("every 10.254.X.0/30 control network is in use")
 
 
 def free_port() -> int:
@@ -110,12 +123,17 @@ def timed(action) -> float:
 
 
 def run_flows_benchmark(prog: str, doc: str, measure: Callable[[int], dict], *, flows_help: str) -> None:
-    """The command line both switch benchmarks share: --flows N [--json]; then leave at once."""
+    """The command line both switch benchmarks share: --flows N [--repeat N] [--json]; then leave at once."""
     parser = argparse.ArgumentParser(prog=f"python -m {prog}", description=doc.split("\n\n")[0])
     parser.add_argument("--flows", type=int, default=10000, help=flows_help)
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="paired rounds (Tenet and its peer each round); print the medians"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
-    result = measure(args.flows)
+    if args.flows < 1 or args.repeat < 1:
+        parser.error("--flows and --repeat must be at least 1")
+    result = median_of_rounds([measure(args.flows) for _ in range(args.repeat)])
     print(json.dumps(result) if args.json else "\n".join(f"{k:>22}: {v}" for k, v in result.items()))
     sys.stdout.flush()
     os._exit(0)  # os-ken's threads never stop by themselves

@@ -10,7 +10,7 @@ of a container gets it, later ones (``net1``...) only their subnet's route (see 
 
 from __future__ import annotations
 
-import os
+import posix  # not os: see cni.plugin
 
 from cni.config import CniError, version_key
 from cni.protocol import GENERIC_FAILURE, INVALID_CONFIG
@@ -79,7 +79,7 @@ def _same_namespace(sandbox: object, netns: str) -> bool:
     if sandbox == netns:
         return True
     try:
-        first, second = os.stat(sandbox), os.stat(netns)
+        first, second = posix.stat(sandbox), posix.stat(netns)
     except (OSError, ValueError):  # gone, or not a path at all: only the same text would do
         return False
     return (first.st_dev, first.st_ino) == (second.st_dev, second.st_ino)

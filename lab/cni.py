@@ -29,6 +29,7 @@ from lab.ovs import OvsNode, launch, sh, wait_for
 TOKEN = "lab-admin-token"
 CLONE_NEWNET = 0x40000000
 _AGENT_LINE = re.compile(r"\b(ADD|DEL|CHECK) \S+: ok in (\d+) ms")
+_AGENT_STEPS = re.compile(r"\b(ADD|DEL|CHECK) \S+ steps: (.*) ms$", re.MULTILINE)
 
 
 def free_port() -> int:
@@ -157,6 +158,17 @@ class AgentProcess:
     def request_ms(self, verb: str, since: int = 0) -> list[int]:
         """The agent's own time for each successful `verb` it logged after offset `since` of its log."""
         return [int(ms) for found, ms in _AGENT_LINE.findall(self.log_text()[since:]) if found == verb]
+
+    def step_ms(self, verb: str, since: int = 0, until: int | None = None) -> dict[str, list[float]]:
+        """The agent's time in each step of `verb` (e.g. ADD: endpoint, veth, port, ready), logged between
+        offsets `since` and `until` of its log: step -> ms of each request."""
+        steps: dict[str, list[float]] = {}
+        for found, text in _AGENT_STEPS.findall(self.log_text()[since:until]):
+            if found == verb:
+                for part in text.split(", "):
+                    step, _, value = part.rpartition(" ")
+                    steps.setdefault(step, []).append(float(value))
+        return steps
 
     def kill9(self) -> None:
         """SIGKILL, as a crash would: its socket file stays behind, as it would."""

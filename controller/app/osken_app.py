@@ -22,7 +22,7 @@ from os_ken.ofproto import ofproto_v1_3
 from controller.app import osken_fixes, reconcile, verify
 from controller.app.claims import PROBE_TIMEOUT, PROBES, certificate_problem, holder_gone
 from controller.app.session import SwitchSession, port_live
-from controller.openflow import flow_stats
+from controller.openflow import dump_compare, flow_stats
 from controller.openflow.ofctl import flow_text
 from controller.pipeline.state import ChangeSet
 from controller.service import Service
@@ -157,7 +157,7 @@ class TenetApp(app_manager.OSKenApp):
 
     def _reconcile(self, session: SwitchSession) -> None:
         started = time.monotonic()
-        installed = session.dump()
+        installed = session.dump(raw_flows=True)
         dumped = time.monotonic()
         with self.service.lock:  # the desired state and the change sets after it stay in order
             known = self.service.model.nodes.get(session.node) if session.node is not None else None
@@ -170,6 +170,8 @@ class TenetApp(app_manager.OSKenApp):
             self._sync_links(session)  # link ports down on this switch: the desired state avoids them
             desired = self.service.compiler.compile_node(session.node)
             compiled = time.monotonic()
+            for stats in dump_compare.resolve(installed, desired, round_=self.round_):
+                log.info("switch %s: a flow Tenet did not write (table %s): removing it", session.node, stats.table_id)
             plan = reconcile.reconcile(desired, installed, round_=self.round_)
             # Change sets queued before this point are part of `desired`: they must not be sent again (they
             # run after this task, on the session's thread, and see `synced_sequence`).
@@ -190,6 +192,7 @@ class TenetApp(app_manager.OSKenApp):
             "diff": round((planned - compiled) * 1000),
             "push": round((done - planned) * 1000),
         }
+        session.verified_flows = len(installed.verified)
         session.mark_in_sync()
         self._notify()
         log.info("switch %s reconciled: %s in %s ms", session.node, session.last_plan, session.reconcile_ms)
@@ -345,6 +348,7 @@ class TenetApp(app_manager.OSKenApp):
                     "last_push": session.last_plan,
                     "converge_ms": session.converge_ms,
                     "reconcile_ms": session.reconcile_ms,
+                    "verified_flows": session.verified_flows,  # found right byte for byte by the last reconcile
                     "resyncs": session.resyncs,
                     "refused_connections": session.refused_connections,
                     "errors": list(session.errors),

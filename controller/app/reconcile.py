@@ -29,6 +29,10 @@ class Installed:
     foreign_flows: list[Any] = field(default_factory=list)  # raw os-ken flow stats Tenet cannot read: delete
     foreign_groups: list[int] = field(default_factory=list)
     foreign_meters: list[int] = field(default_factory=list)
+    # Flow-stats bodies not decoded yet ((buffer, start, end) of each reply), and the desired flows
+    # `dump_compare.resolve` found on the switch byte for byte: installed as desired, in the current round.
+    raw_flows: list[tuple[bytes, int, int]] = field(default_factory=list)
+    verified: list[Flow] = field(default_factory=list)
 
     def rounds(self) -> set[int]:
         return {round_ for _, round_ in self.flows}
@@ -82,7 +86,14 @@ def reconcile(desired: NodeState, installed: Installed, *, round_: int) -> Plan:
     """The plan that turns what the switch reported into `desired`, sending nothing already right."""
     old_rounds = sorted(installed.rounds() - {round_})
     current = [flow for flow, r in installed.flows if r == round_]
-    changes = diff(desired, NodeState.flat(current, installed.groups, installed.meters))
+    wanted = desired
+    if installed.verified:  # installed as desired: the same on both sides, so out of the diff
+        rest: list[Flow] = []
+        if len(installed.verified) < desired.flow_count():
+            verified = set(map(id, installed.verified))
+            rest = [flow for flow in desired.flows() if id(flow) not in verified]
+        wanted = NodeState.flat(rest, desired.groups().values(), desired.meters().values())
+    changes = diff(wanted, NodeState.flat(current, installed.groups, installed.meters))
     plan = from_changes(changes)
     if old_rounds:
         # Re-add everything in the new round; the old rounds go by mask in the same bundle.

@@ -12,6 +12,7 @@ session then resyncs (dump, diff, push: `resync`) after a delay that doubles fro
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import queue
 import threading
@@ -69,6 +70,7 @@ class SwitchSession:
         self.connected_at = time.monotonic()
         self.converge_ms: int | None = None  # from connecting to the first reconcile's barrier
         self.reconcile_ms: dict[str, int] = {}  # the last reconcile's steps: dump, compile, diff, push
+        self.verified_flows = 0  # flows the last reconcile found installed byte for byte (dump_compare)
         self.last_plan: dict[str, int] = {}
         self.error_count = 0  # OpenFlow errors received on this connection
         self.resyncs = 0  # resyncs run after a failure
@@ -257,8 +259,11 @@ class SwitchSession:
 
     def _note(self, xid: int, what: object) -> None:
         """Remember what a message was, so an error answering its xid can name the flow."""
+        self._note_all(((xid, what),))
+
+    def _note_all(self, sent: Iterable[tuple[int, object]]) -> None:
         with self._lock:
-            self._sent[xid] = what
+            self._sent.update(sent)
             while len(self._sent) > 100_000:
                 self._sent.popitem(last=False)
 
@@ -267,9 +272,10 @@ class SwitchSession:
 
     # --- reading and writing state -------------------------------------------------------------
 
-    def dump(self, *, to_repair: bool = True) -> Installed:
+    def dump(self, *, to_repair: bool = True, raw_flows: bool = False) -> Installed:
         """Every flow, group and meter on the switch, as IR where Tenet can read it; `to_repair=False` for a
-        look only (no note that foreign flows are about to go)."""
+        look only (no note that foreign flows are about to go). `raw_flows`: leave the flow-stats bodies
+        undecoded in `Installed.raw_flows`, for `dump_compare.resolve` to compare with the desired flows."""
         parser, ofp = self.dp.ofproto_parser, self.dp.ofproto
         installed = Installed()
         ports: dict[str, int] = {}
@@ -298,6 +304,9 @@ class SwitchSession:
             self.ports, self.port_up = ports, port_up
         reader = flow_stats.FlowStatsReader()
         for reply in self.request(parser.OFPFlowStatsRequest(self.dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY)):
+            if raw_flows and isinstance(reply.body, flow_stats.RawBody):
+                installed.raw_flows.append((reply.body.buf, reply.body.offset, reply.body.end))
+                continue
             for entry in _flow_entries(reply.body, reader):
                 if isinstance(entry, tuple):
                     installed.flows.append(entry)
@@ -334,9 +343,8 @@ class SwitchSession:
             self.send(messages.group_mod(dp, group, command="add"), f"group {group.group_id}")
         for group in plan.group_mods:
             self.send(messages.group_mod(dp, group, command="modify"), f"group {group.group_id}")
-        flow_mods = list(self._flow_mods(plan, round_))
-        if flow_mods:
-            self._bundle(flow_mods)
+        if plan.flow_mod_count():
+            self._bundle(self._flow_mods(plan, round_), round_)  # encoded as sent: the switch starts at once
         for group_id in plan.group_deletes:
             self.send(messages.group_mod(dp, messages.Group(group_id, ()), command="delete"), f"group {group_id}")
         for meter_id in plan.meter_deletes:
@@ -352,9 +360,10 @@ class SwitchSession:
         }
 
     def _flow_mods(self, plan: Plan, round_: int) -> Iterable[tuple[Any, object]]:
+        """(command, flow) for each IR flow, (os-ken message, what it is) for the others, in sending order."""
         dp, parser, ofp = self.dp, self.dp.ofproto_parser, self.dp.ofproto
         for flow in plan.flow_deletes:
-            yield encode.raw_flow_mod(flow, command="delete", round_=round_), flow
+            yield "delete", flow
         for stats in plan.foreign_flow_deletes:
             yield (
                 parser.OFPFlowMod(
@@ -369,32 +378,51 @@ class SwitchSession:
                 f"foreign flow in table {stats.table_id}",
             )
         for flow in plan.flow_adds:
-            yield encode.raw_flow_mod(flow, command="add", round_=round_), flow
+            yield "add", flow
         for value, mask in plan.round_deletes:
             yield messages.delete_by_cookie(dp, value, mask), f"old round {value >> 56}"
 
-    def _bundle(self, flow_mods: list[tuple[Any, object]]) -> None:
+    def _bundle(self, flow_mods: Iterable[tuple[Any, object]], round_: int) -> None:
         """All flow-mods in one atomic ONF bundle (OpenFlow 1.3 + the ONF extension OVS implements)."""
         dp, parser, ofp = self.dp, self.dp.ofproto_parser, self.dp.ofproto
         bundle_id = (dp.id ^ int(time.monotonic() * 1000)) & 0xFFFFFFFF
         flags = ofp.ONF_BF_ATOMIC | ofp.ONF_BF_ORDERED
         self.request(parser.ONFBundleCtrlMsg(dp, bundle_id, ofp.ONF_BCT_OPEN_REQUEST, flags, []))
+        try:
+            self._bundle_adds(flow_mods, round_, bundle_id, flags)
+        except BaseException:  # a flow that cannot be encoded: the switch drops what it has of the bundle
+            with contextlib.suppress(Exception):
+                discard = parser.ONFBundleCtrlMsg(dp, bundle_id, ofp.ONF_BCT_DISCARD_REQUEST, flags, [])
+                self.send(discard, "bundle discard")
+            raise
+        self.request(parser.ONFBundleCtrlMsg(dp, bundle_id, ofp.ONF_BCT_COMMIT_REQUEST, flags, []))
+
+    def _bundle_adds(self, flow_mods: Iterable[tuple[Any, object]], round_: int, bundle_id: int, flags: int) -> None:
+        """Each flow-mod in a bundle-add message, encoded as it is sent: the switch starts on the first ones
+        while the last are encoded."""
+        dp, ofp = self.dp, self.dp.ofproto
         chunk: list[bytes] = []
         size = 0
+        bundled = encode.bundled_flow_mod_bytes
+        notes = []  # (xid, what): recorded under the lock once per chunk, not once per flow
         for msg, what in flow_mods:
-            xid = dp.set_xid(msg)
-            self._note(xid, what)
-            if not isinstance(msg, encode.RawMessage):
-                msg.serialize()  # the few flow-mods not built from IR (foreign flows, old rounds)
-            buf = encode.bundle_add_bytes(bundle_id, flags, msg.buf, xid)
+            if isinstance(msg, str):  # an IR flow: encoded straight into its bundle-add message
+                dp.xid = xid = (dp.xid + 1) & ofp.MAX_XID  # as os-ken's Datapath.set_xid counts
+                buf = bundled(what, command=msg, round_=round_, bundle_id=bundle_id, flags=flags, xid=xid)  # type: ignore[arg-type]
+            else:  # the few flow-mods not built from IR (foreign flows, old rounds)
+                xid = dp.set_xid(msg)
+                msg.serialize()
+                buf = encode.bundle_add_bytes(bundle_id, flags, msg.buf, xid)
+            notes.append((xid, what))
             chunk.append(buf)
             size += len(buf)
             if size >= SEND_CHUNK_BYTES:  # one socket write for many messages, not one each
+                self._note_all(notes)
                 dp.send(b"".join(chunk))
-                chunk, size = [], 0
+                chunk, size, notes = [], 0, []
         if chunk:
+            self._note_all(notes)
             dp.send(b"".join(chunk))
-        self.request(parser.ONFBundleCtrlMsg(dp, bundle_id, ofp.ONF_BCT_COMMIT_REQUEST, flags, []))
 
 
 def _flow_entries(body: Any, reader: flow_stats.FlowStatsReader) -> Iterable[tuple[Flow, int] | Any]:

@@ -74,11 +74,18 @@ def _oxm_header(field: str, masked: bool) -> bytes:
     return header.to_bytes(4, "big")
 
 
-@lru_cache(maxsize=1 << 16)
+_HEADERS: dict[tuple[str, bool], tuple[bytes, int]] = {}  # (field, masked) -> (OXM header, value width)
+
+
 def _tlv(field: str, value: int, mask: int | None) -> bytes:
-    width = _width(field)
-    tlv = _oxm_header(field, mask is not None) + value.to_bytes(width, "big")
-    return tlv if mask is None else tlv + mask.to_bytes(width, "big")
+    # Not cached: most values are unique to their flow (addresses, ports), so a cache would only churn.
+    known = _HEADERS.get((field, mask is not None))
+    if known is None:
+        known = _HEADERS[field, mask is not None] = (_oxm_header(field, mask is not None), _width(field))
+    header, width = known
+    if mask is None:
+        return header + value.to_bytes(width, "big")
+    return header + value.to_bytes(width, "big") + mask.to_bytes(width, "big")
 
 
 # OpenFlow wants a field's prerequisites before it (eth_type before arp_*, ip_proto before tcp_*): fields go
@@ -86,12 +93,18 @@ def _tlv(field: str, value: int, mask: int | None) -> bytes:
 _ORDER = {name: rank for rank, name in enumerate(_BYTES)}
 
 
+_RANKS: dict[str, tuple[int, str]] = {}
+
+
 def _rank(item: tuple) -> tuple[int, str]:
-    return (_ORDER.get(item[0], len(_ORDER)), item[0])
+    rank = _RANKS.get(item[0])
+    if rank is None:
+        rank = _RANKS[item[0]] = (_ORDER.get(item[0], len(_ORDER)), item[0])
+    return rank
 
 
 def match_bytes(match: tuple) -> bytes:
-    oxms = b"".join(_tlv(field, value, mask) for field, value, mask in sorted(match, key=_rank))
+    oxms = b"".join([_tlv(field, value, mask) for field, value, mask in sorted(match, key=_rank)])
     length = 4 + len(oxms)
     return struct.pack("!HH", ofp.OFPMT_OXM, length) + oxms + b"\0" * (-length % 8)
 
@@ -173,6 +186,46 @@ def flow_mod_bytes(flow: Flow, *, command: str, round_: int, xid: int = 0) -> by
         0,
     )
     return bytearray(head + body)
+
+
+_BUNDLED_FLOW_MOD = struct.Struct("!BBHIIII2xH" + _FLOW_MOD.format[1:])  # bundle-add, then the flow-mod header
+
+
+def bundled_flow_mod_bytes(flow: Flow, *, command: str, round_: int, bundle_id: int, flags: int, xid: int) -> bytes:
+    """`bundle_add_bytes(bundle_id, flags, flow_mod_bytes(flow, ...), xid)` in one step: the same bytes,
+    built without the intermediate message (the sending path of a large push)."""
+    body = match_bytes(flow.match)
+    if command == "add":
+        body += _instructions(flow.actions, flow.goto, flow.meter)
+    inner = _FLOW_MOD.size + len(body)
+    return (
+        _BUNDLED_FLOW_MOD.pack(
+            ofp.OFP_VERSION,
+            ofp.OFPT_EXPERIMENTER,
+            _BUNDLE_ADD.size + inner,
+            xid,
+            ofp_common.ONF_EXPERIMENTER_ID,
+            ofp.ONF_ET_BUNDLE_ADD_MESSAGE,
+            bundle_id,
+            flags,
+            ofp.OFP_VERSION,
+            ofp.OFPT_FLOW_MOD,
+            inner,
+            xid,
+            cookies.with_round(flow.cookie, round_),
+            0,
+            PIPELINE.table_id(flow.table),
+            _COMMANDS[command],
+            0,
+            0,
+            flow.priority,
+            ofp.OFP_NO_BUFFER,
+            ofp.OFPP_ANY,
+            ofp.OFPG_ANY,
+            0,
+        )
+        + body
+    )
 
 
 class RawMessage:

@@ -404,6 +404,71 @@ def test_concurrent_add_ports_all_land(ovs_node: OvsNode, ovsdb: Ovsdb) -> None:
     }
 
 
+def test_add_port_without_waiting_then_wait_applied(ovs_node: OvsNode, ovsdb: Ovsdb) -> None:
+    ensure(ovsdb)
+    ovs_node.exec("ip", "link", "add", "tnw0", "type", "veth", "peer", "name", "tnw0p")
+    applied = ovsdb.add_port("br-int", "tnw0", ofport=30, external_ids={}, wait=False)
+    assert isinstance(applied, int)
+    ovsdb.wait_applied(applied)
+    assert ovsdb.ofport("tnw0") == 30
+    assert ovsdb.add_port("br-int", "tnw0", ofport=30, external_ids={}, wait=False) is None  # nothing to change
+    missing = ovsdb.add_port("br-int", "tnw-missing", ofport=31, external_ids={}, wait=False)
+    ovsdb.wait_applied(missing)
+    assert "tnw-missing" in (ovsdb.failure("tnw-missing") or "")  # OVS says why it could not open it
+    assert ovsdb.failure("tnw0") is None
+    assert ovsdb.del_port("br-int", "tnw-missing") is True
+
+
+def test_concurrent_port_changes_are_batched_and_a_bad_one_fails_alone(ovs_node: OvsNode, ovsdb: Ovsdb) -> None:
+    """Concurrent add_port/del_port calls share transactions; one that fails (no such bridge, no such device)
+    fails alone, with its own error, and the others land."""
+    ensure(ovsdb)
+    names = [f"tnb{i:02d}" for i in range(12)]
+    for name in names:
+        ovs_node.exec("ip", "link", "add", name, "type", "veth", "peer", "name", f"{name}p")
+    ovsdb.add_port("br-int", names[0], ofport=40, external_ids={"tenet-endpoint": names[0]})
+    commits = []
+    original = ovsdb._commit_steps
+
+    def counted(steps: list, doing: str) -> None:
+        original(steps, doing)
+        commits.append(len(steps))  # committed: steps that shared the transaction
+
+    ovsdb._commit_steps = counted  # type: ignore[method-assign]
+
+    def change(number: int) -> str:
+        name = names[number]
+        try:
+            if number == 0:
+                ovsdb.del_port("br-int", name)
+            elif number == 5:
+                ovsdb.add_port("br-nope", name, ofport=40 + number, external_ids={})
+            elif number == 7:
+                ovsdb.add_port("br-int", "tnb-missing", ofport=40 + number, external_ids={})
+            else:
+                ovsdb.add_port("br-int", name, ofport=40 + number, external_ids={"tenet-endpoint": name})
+        except OvsdbError as error:
+            return str(error)
+        return "ok"
+
+    good = [f"tng{i}" for i in range(8)]
+    for name in good:
+        ovs_node.exec("ip", "link", "add", name, "type", "veth", "peer", "name", f"{name}p")
+    with ThreadPoolExecutor(max_workers=len(good)) as pool:  # while the first commits, the others gather
+        list(pool.map(lambda name: ovsdb.add_port("br-int", name, ofport=60 + good.index(name), external_ids={}), good))
+    assert max(commits, default=0) > 1, f"no two changes shared a committed transaction: {commits}"
+    assert {name: ovsdb.ofport(name) for name in good} == {name: 60 + i for i, name in enumerate(good)}
+
+    with ThreadPoolExecutor(max_workers=len(names)) as pool:
+        answers = list(pool.map(change, range(len(names))))
+    assert "no bridge br-nope" in answers[5]
+    assert "tnb-missing" in answers[7]
+    assert [a for i, a in enumerate(answers) if i not in (5, 7)] == ["ok"] * (len(names) - 2)
+    landed = {n: 40 + i for i, n in enumerate(names) if i not in (0, 5, 7)}
+    assert {n for n in ovsdb.ports("br-int") if n.startswith("tnb")} == set(landed)  # tnb-missing went again
+    assert {n: ovsdb.ofport(n) for n in landed} == landed
+
+
 def test_two_adapters_each_talk_to_their_own_server(ovs_node: OvsNode, ovsdb: Ovsdb, tmp_path: Path) -> None:
     """ovsdbapp keeps its connection on the API class: a second adapter must not reuse the first's."""
     other_node = OvsNode("n2", tmp_path / "ovs", index=2)

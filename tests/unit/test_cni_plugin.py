@@ -178,6 +178,29 @@ def failure(launcher: Path, command: str, config: Any = None, **kwargs: Any) -> 
     return output
 
 
+# start-up
+
+
+def test_the_plugin_imports_neither_os_nor_socket_nor_json() -> None:
+    """Each module costs milliseconds of every plugin run, which the runtime waits for."""
+    probe = "import sys; import cni.plugin; print(sorted({'os', 'socket', 'json', 're'} & set(sys.modules)))"
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([PYTHON, "-I", "-S", "-c", f"import sys; sys.path.insert(0, {str(root)!r}); {probe}"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    assert done.stdout.strip() == "[]"
+
+
+def test_the_environment_reads_as_os_environ_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cni import plugin
+
+    monkeypatch.setenv("CNI_ARGS", "K8S_POD_NAME=caf\u00e9")
+    os.environb[b"CNI_UNDECODABLE"] = b"\xff\xfe"
+    try:
+        assert plugin.environ() == dict(os.environ)
+    finally:
+        del os.environb[b"CNI_UNDECODABLE"]
+
+
 # VERSION
 
 

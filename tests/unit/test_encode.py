@@ -6,7 +6,14 @@ import pytest
 from os_ken.ofproto import ofproto_parser
 
 from controller.openflow import decode
-from controller.openflow.encode import RawMessage, _tlv, bundle_add_bytes, flow_mod_bytes, raw_flow_mod
+from controller.openflow.encode import (
+    RawMessage,
+    _tlv,
+    bundle_add_bytes,
+    bundled_flow_mod_bytes,
+    flow_mod_bytes,
+    raw_flow_mod,
+)
 from controller.openflow.messages import OfflineDatapath
 from controller.pipeline.compile import Compiler
 from controller.pipeline.tables import PIPELINE
@@ -77,6 +84,15 @@ def test_bundle_adds_are_byte_for_byte_os_kens() -> None:
             11, OFP.ONF_BF_ATOMIC | OFP.ONF_BF_ORDERED, flow_mod_bytes(flow, command="add", round_=3), add.xid
         )
         assert mine == bytes(add.buf)
+
+
+@pytest.mark.parametrize("command", ["add", "delete"])
+def test_a_bundled_flow_mod_is_the_bundle_add_of_the_flow_mod(command: str) -> None:
+    flags = OFP.ONF_BF_ATOMIC | OFP.ONF_BF_ORDERED
+    for xid, flow in enumerate(Compiler(example()).compile_all()["node1"].flows(), start=70000):
+        inner = flow_mod_bytes(flow, command=command, round_=5)
+        expected = bundle_add_bytes(12, flags, inner, xid)
+        assert bundled_flow_mod_bytes(flow, command=command, round_=5, bundle_id=12, flags=flags, xid=xid) == expected
 
 
 @pytest.mark.parametrize(

@@ -68,7 +68,8 @@ class Scripted:
     """A session and its switch; the switch answers barriers, bundle controls and empty dumps by default."""
 
     def __init__(self, special: Callable[[SwitchSession, Any], bool] = lambda s, m: False) -> None:
-        self.session = SwitchSession(ScriptedSwitch(self._answer), "n1")
+        self.datapath = ScriptedSwitch(self._answer)
+        self.session = SwitchSession(self.datapath, "n1")
         self.special = special
 
     def _answer(self, msg: Any) -> None:
@@ -114,6 +115,26 @@ def test_a_refused_bundle_commit_fails_at_once_naming_the_commit(scripted: Any) 
         switch.session.execute(Plan(flow_adds=[FLOW]), round_=1)
     assert time.monotonic() - started < session_module.REPLY_TIMEOUT / 10  # the error answered it, no timeout
     assert switch.session.in_sync is False
+
+
+def test_a_push_is_sent_as_it_is_encoded_and_a_flow_that_cannot_be_encoded_discards_the_bundle(scripted: Any) -> None:
+    controls: list[int] = []
+
+    def note(session: SwitchSession, msg: Any) -> bool:
+        if isinstance(msg, parser.ONFBundleCtrlMsg):
+            controls.append(msg.type)
+        return False
+
+    switch = scripted(note)
+    flows = [Flow("classify", 10, match(in_port=n), (Output(2),)) for n in range(1, 3001)]
+    switch.session.execute(Plan(flow_adds=flows), round_=1)
+    assert controls == [ofp.ONF_BCT_OPEN_REQUEST, ofp.ONF_BCT_COMMIT_REQUEST]
+    assert len(switch.datapath.raw) > 1  # several writes, each sent once encoded, not one after all are
+    controls.clear()
+    bad = Flow("no-such-table", 10, match(in_port=1), (Output(2),))
+    with pytest.raises(KeyError):
+        switch.session.execute(Plan(flow_adds=[*flows[:5], bad]), round_=1)
+    assert controls == [ofp.ONF_BCT_OPEN_REQUEST, ofp.ONF_BCT_DISCARD_REQUEST]
 
 
 @pytest.mark.parametrize(
