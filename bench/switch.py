@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -18,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.signals import clean_up_on_signals
 from bench.stats import median_of_rounds
 from controller import records
 from controller.app.osken_app import Runtime, TenetApp
@@ -98,6 +100,7 @@ def running(endpoints: int) -> Iterator[Bench]:
         yield bench
     finally:
         node.close()
+        shutil.rmtree(state, ignore_errors=True)
 
 
 def free_index(preferred: int) -> int:
@@ -133,7 +136,12 @@ def run_flows_benchmark(prog: str, doc: str, measure: Callable[[int], dict], *, 
     args = parser.parse_args()
     if args.flows < 1 or args.repeat < 1:
         parser.error("--flows and --repeat must be at least 1")
-    result = median_of_rounds([measure(args.flows) for _ in range(args.repeat)])
+    clean_up_on_signals()  # a killed run removes its OVS node too
+    try:
+        result = median_of_rounds([measure(args.flows) for _ in range(args.repeat)])
+    except KeyboardInterrupt:
+        sys.stdout.flush()
+        os._exit(130)  # the node is gone (running()'s finally); os-ken's threads never stop by themselves
     print(json.dumps(result) if args.json else "\n".join(f"{k:>22}: {v}" for k, v in result.items()))
     sys.stdout.flush()
     os._exit(0)  # os-ken's threads never stop by themselves
