@@ -9,8 +9,12 @@ Decisions (README "Kubernetes"):
   model's message when the model refuses the spec) and `QosApplied` when `spec.qos` is set;
 - a Node registers (or moves) the model node of that name with its tunnel IP; deleting it releases the
   endpoints on it (the model node stays: its switch may still be connected);
+- a pod's endpoint is made in its namespace with its labels and named container ports, in the change that
+  makes it; a pod's labels changed relabel its endpoints (`Service.label_endpoint`);
 - pods' endpoints are recorded under `/tenet/k8s/endpoints/ID` (namespace, pod, labels, named ports): a
-  deleted pod, or one missing from a relist (a dead node never sent CNI DEL), has its endpoints released.
+  deleted pod, or one missing from a relist (a dead node never sent CNI DEL), has its endpoints released;
+- Namespaces and NetworkPolicies: `controller.k8s.namespaces`. What the model refuses is logged and recorded
+  as a Kubernetes Event on the object (`controller.k8s.events`); no refusal ends a watch.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from controller.k8s import mapping
+from controller.k8s.events import Recorder
+from controller.k8s.namespaces import NamespacesSync, SwitchSequence
 from controller.policy import Quota
 from controller.store.base import Delete, Put
 from topology.errors import ValidationError
@@ -36,16 +42,31 @@ RECORDS = "/tenet/k8s/endpoints/"
 REQUEST_TIMEOUT_S = 5  # seconds a status write or a pod's GET may take (the Service's lock is held)
 
 
-class Sync:
+class Sync(NamespacesSync):
     """The handler of every informer (`controller.k8s.informer.Handler`). `custom`: a CustomObjectsApi
-    for status write-back (None: no write-back); `informers` is filled by `controller.k8s.cluster`."""
+    for status write-back (None: no write-back); `events`: where Events go (default: logged only);
+    `switch_sequence`: node -> the last change its switch holds (None: NetworkPolicies are never reported
+    realized); `informers` is filled by `controller.k8s.cluster`."""
 
-    def __init__(self, service: Service, custom: Any | None, *, cluster_network: str = "default/pods") -> None:
+    def __init__(
+        self,
+        service: Service,
+        custom: Any | None,
+        *,
+        cluster_network: str = "default/pods",
+        events: Recorder | None = None,
+        switch_sequence: SwitchSequence | None = None,
+    ) -> None:
         self.service = service
         self.custom = custom
         self.cluster_network = cluster_network
+        self.events = events if events is not None else Recorder(None)
+        self.switch_sequence = switch_sequence
         self.informers: dict[str, Informer] = {}
         self.lock = threading.RLock()
+        self.refused_moves: dict[str, str] = {}
+        self.realizing: dict[str, tuple[Object, int]] = {}
+        self.stale_networks: set[str] = set()  # networks whose free addresses changed since their status
         self.pods_of: dict[str, dict[str, Any]] = {}  # endpoint id -> its record
         for record in service.store.list(RECORDS):
             self.pods_of[record.key[len(RECORDS) :]] = dict(record.value)
@@ -85,6 +106,10 @@ class Sync:
             if kind == "networks":
                 for network in list(self.known("networks").values()):
                     self._write_status(network)
+            if kind == "networkpolicies":
+                self.drop_unlisted_policies()
+            if kind in ("networks", "namespaces", "networkpolicies"):
+                self.reconcile_namespaces()
 
     # --- tenants and QoS profiles ----------------------------------------------------------------
 
@@ -161,6 +186,7 @@ class Sync:
             log.warning("Network %s refused: %s", obj["metadata"]["name"], refused)
             error = refused
         self._write_status(obj, error)
+        self.reconcile_namespaces()  # its namespaces or namespaceSelector may map namespaces elsewhere
 
     def _attach(self, key: str, profile: str | None) -> None:
         model = self.service.model
@@ -178,6 +204,7 @@ class Sync:
                 self.service.delete_network(key)
             except ValidationError as error:
                 log.warning("Network %s deleted in Kubernetes, kept in the model: %s", key, error)
+        self.reconcile_namespaces()
 
     def _write_status(self, obj: Object, error: ValidationError | None = None) -> None:
         if self.custom is None:
@@ -261,11 +288,19 @@ class Sync:
     def _upsert_pods(self, obj: Object, old: Object | None) -> None:
         key = f"{obj['metadata']['namespace']}/{obj['metadata']['name']}"
         labels = obj["metadata"].get("labels") or {}
-        for eid, record in self.pods_of.items():
-            if f"{record['namespace']}/{record['pod']}" == key and record.get("labels") != labels:
+        for eid, record in sorted(self.pods_of.items()):
+            if f"{record['namespace']}/{record['pod']}" != key:
+                continue
+            endpoint = self.service.model.endpoints.get(eid)
+            if endpoint is not None and dict(endpoint.labels) != labels:
+                try:
+                    self.service.label_endpoint(eid, labels)
+                except ValidationError as error:
+                    self.events.record(obj, "Pod", "Warning", "Invalid", f"labels not applied to {eid}: {error}")
+                    continue
+            if record.get("labels") != labels:
                 record["labels"] = labels
                 self.service.store.commit([Put(RECORDS + eid, record)])
-                self._set_labels(eid, record)
 
     def _delete_pods(self, old: Object) -> None:
         key = f"{old['metadata']['namespace']}/{old['metadata']['name']}"
@@ -273,24 +308,6 @@ class Sync:
             if f"{record['namespace']}/{record['pod']}" == key:
                 log.info("pod %s deleted: releasing endpoint %s", key, eid)
                 self.release(eid)
-
-    # --- namespaces and NetworkPolicies: where the model has them ----------------------------------
-
-    def _upsert_namespaces(self, obj: Object, old: Object | None) -> None:
-        setter = getattr(self.service, "set_namespace_labels", None)
-        if setter is not None:
-            name = obj["metadata"]["name"]
-            setter(name, mapping.namespace_labels(name, obj))
-
-    def _upsert_networkpolicies(self, obj: Object, old: Object | None) -> None:
-        setter = getattr(self.service, "set_network_policy", None)
-        if setter is not None:
-            setter(obj)
-
-    def _delete_networkpolicies(self, old: Object) -> None:
-        remover = getattr(self.service, "delete_network_policy", None)
-        if remover is not None:
-            remover(old["metadata"]["namespace"], old["metadata"]["name"])
 
     # --- endpoints of pods -----------------------------------------------------------------------
 
@@ -328,26 +345,67 @@ class Sync:
         with self.service.lock, self.lock:
             self.service.store.commit([Put(RECORDS + eid, record)])
             self.pods_of[eid] = record
-            self._set_labels(eid, record)
+            endpoint = self.service.model.endpoints.get(eid)
+            if endpoint is not None:
+                self.stale_networks.add(endpoint.network)
 
-    def _set_labels(self, eid: str, record: dict[str, Any]) -> None:
-        setter = getattr(self.service, "set_endpoint_labels", None)  # where the model has endpoint labels
-        if setter is not None:
-            setter(eid, record["labels"])
+    def endpoint_attributes(self, network: str, pod: Object, core: Any | None = None) -> dict[str, Any]:
+        """`namespace`, `labels` and `ports` (named container ports) of `Service.create_endpoint` for pod
+        `pod`'s endpoint on `network`, its namespace made in the model first when the watch has not yet.
+        Raises ValidationError("endpoint.k8s", ...) when the namespace is not the network's tenant's."""
+        meta = pod["metadata"]
+        name = meta["namespace"]
+        with self.service.lock, self.lock:
+            model = self.service.model
+            if name not in model.namespaces:
+                obj = self.known("namespaces").get(name)
+                if obj is None and core is not None:
+                    try:
+                        read = core.read_namespace(name, _request_timeout=REQUEST_TIMEOUT_S)
+                        obj = core.api_client.sanitize_for_serialization(read)
+                    except Exception as error:
+                        raise ValidationError("endpoint.k8s", f"cannot read namespace {name}: {error}") from None
+                self.reconcile_namespace(name, obj)
+            found = model.namespaces.get(name)
+            tenant = model.networks[network].tenant
+            if found is None:
+                raise ValidationError("endpoint.k8s", f"namespace {name!r} is not in the model yet")
+            if found.tenant != tenant:
+                raise ValidationError(
+                    "endpoint.k8s",
+                    f"namespace {name!r} is of tenant {found.tenant!r} and network {network!r} of {tenant!r}",
+                )
+        ports = [{"name": port, **spec} for port, spec in sorted(mapping.named_ports(pod).items())]
+        return {"namespace": name, "labels": dict(meta.get("labels") or {}), "ports": ports}
 
     def release(self, eid: str) -> None:
         """Delete an endpoint and its pod record; an endpoint already gone just loses its record."""
         with self.service.lock, self.lock:
-            if eid in self.service.model.endpoints:
+            endpoint = self.service.model.endpoints.get(eid)
+            if endpoint is not None:
                 self.service.delete_endpoint(eid)
-            if self.pods_of.pop(eid, None) is not None:
+                self.stale_networks.add(endpoint.network)
+            record = self.pods_of.pop(eid, None)
+            if record is not None:
                 self.service.store.commit([Delete(RECORDS + eid)])
+            if endpoint is not None and endpoint.namespace is not None:
+                self.reconcile_namespace(endpoint.namespace)  # a deleted or moving namespace may go now
+
+    def refresh_statuses(self) -> None:
+        """Write the status of the Networks whose free addresses changed (endpoints made or released)."""
+        with self.service.lock, self.lock:
+            stale, self.stale_networks = self.stale_networks, set()
+            for network in list(self.known("networks").values()):
+                if mapping.network_key(network) in stale:
+                    self._write_status(network)
 
     def forget(self, eid: str) -> None:
         """An endpoint deleted through the API (CNI DEL): drop its pod record."""
         with self.service.lock, self.lock:
-            if self.pods_of.pop(eid, None) is not None:
+            record = self.pods_of.pop(eid, None)
+            if record is not None:
                 self.service.store.commit([Delete(RECORDS + eid)])
+                self.reconcile_namespace(record["namespace"])
 
 
 def _same(network: Any, args: dict[str, Any]) -> bool:
