@@ -291,16 +291,15 @@ class Sync(NamespacesSync):
         for eid, record in sorted(self.pods_of.items()):
             if f"{record['namespace']}/{record['pod']}" != key:
                 continue
+            if record.get("labels") != labels:
+                record["labels"] = labels
+                self.service.store.commit([Put(RECORDS + eid, record)])
             endpoint = self.service.model.endpoints.get(eid)
             if endpoint is not None and dict(endpoint.labels) != labels:
                 try:
                     self.service.label_endpoint(eid, labels)
                 except ValidationError as error:
                     self.events.record(obj, "Pod", "Warning", "Invalid", f"labels not applied to {eid}: {error}")
-                    continue
-            if record.get("labels") != labels:
-                record["labels"] = labels
-                self.service.store.commit([Put(RECORDS + eid, record)])
 
     def _delete_pods(self, old: Object) -> None:
         key = f"{old['metadata']['namespace']}/{old['metadata']['name']}"
