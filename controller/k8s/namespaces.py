@@ -5,8 +5,8 @@ Rules (README "Kubernetes"):
   Namespace is the model namespace of that name, with its labels (`kubernetes.io/metadata.name` included);
   its tenant is the tenant of the network its pods join (`controller.k8s.mapping.namespace_network`, else the
   cluster network's). A namespace no network maps is not made (nor its policies applied) until one does;
-- namespaces are reconciled only once the Networks have been listed, so a restart never moves them on a
-  partial view;
+- namespaces are reconciled only once the Networks and the Namespaces have been listed, so a restart never
+  moves or deletes them on a partial view (a CNI ADD may make its pod's namespace once the Networks are);
 - a namespace whose tenant changes (a Network's `namespaces`/`namespaceSelector`, or its labels, changed) is
   deleted and made again under the new tenant, its NetworkPolicies removed first and applied again after,
   while it has no endpoints; with endpoints it stays in its old tenant (an Event `TenantChangeRefused` on the
@@ -65,9 +65,9 @@ class NamespacesSync:
 
     # --- namespaces ------------------------------------------------------------------------------
 
-    def networks_listed(self) -> bool:
-        informer = self.informers.get("networks")
-        return informer is None or informer.relists > 0
+    def listed(self, *kinds: str) -> bool:
+        """Whether the informers of `kinds` have listed once (an absent informer counts as listed)."""
+        return all(self.informers[k].relists > 0 for k in kinds if k in self.informers)
 
     def namespace_tenant(self, name: str, obj: Object) -> str | None:
         """The tenant of the network namespace `name`'s pods join, or None when no network maps it."""
@@ -79,7 +79,7 @@ class NamespacesSync:
 
     def reconcile_namespaces(self) -> None:
         """Bring every model namespace to its Kubernetes Namespace (see the module docstring)."""
-        if not self.networks_listed():
+        if not self.listed("networks", "namespaces"):
             return
         for name in sorted(set(self.known("namespaces")) | set(self.service.model.namespaces)):
             self.reconcile_namespace(name)
@@ -87,7 +87,7 @@ class NamespacesSync:
     def reconcile_namespace(self, name: str, obj: Object | None = None) -> None:
         """One namespace; `obj` the Namespace when the watch has not delivered it yet. Logs and records an
         Event for what the model refuses; never raises ValidationError."""
-        if not self.networks_listed():
+        if not self.listed("networks") or (obj is None and not self.listed("namespaces")):
             return
         obj = obj if obj is not None else self.known("namespaces").get(name)
         try:
@@ -158,16 +158,18 @@ class NamespacesSync:
         doc = {k: obj[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in obj}
         doc.setdefault("apiVersion", "networking.k8s.io/v1")
         doc.setdefault("kind", "NetworkPolicy")
+        previous = self.service.model.policies.get(key)
         try:
-            self.service.apply_policy(doc, namespace=namespace)
+            policy, _created = self.service.apply_policy(doc, namespace=namespace)
         except ValidationError as error:
-            kept = " (its last accepted version stays applied)" if key in self.service.model.policies else ""
+            kept = " (its last accepted version stays applied)" if previous is not None else ""
             self.events.record(obj, "NetworkPolicy", "Warning", "Invalid", f"not applied{kept}: {error}")
             return
-        self.realizing[key] = (obj, self.service.sequence)
+        if previous is None or previous != policy:  # a new version to realize (not a metadata-only change)
+            self.realizing[key] = (obj, self.service.sequence)
 
     def _upsert_networkpolicies(self, obj: Object, old: Object | None) -> None:
-        if self.networks_listed() and obj["metadata"]["namespace"] not in self.service.model.namespaces:
+        if self.listed("networks", "namespaces") and obj["metadata"]["namespace"] not in self.service.model.namespaces:
             self.reconcile_namespace(obj["metadata"]["namespace"])  # applies its policies when it makes it
             return
         self.apply_networkpolicy(obj)

@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 from controller.k8s import mapping
 from controller.k8s.events import Recorder
-from controller.k8s.namespaces import NamespacesSync, SwitchSequence
+from controller.k8s.namespaces import SwitchSequence
+from controller.k8s.pods import RECORDS, PodsSync
 from controller.policy import Quota
-from controller.store.base import Delete, Put
 from topology.errors import ValidationError
 
 if TYPE_CHECKING:
@@ -38,11 +38,19 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 Object = dict[str, Any]
 GROUP, VERSION = "tenet.io", "v1alpha1"
-RECORDS = "/tenet/k8s/endpoints/"
-REQUEST_TIMEOUT_S = 5  # seconds a status write or a pod's GET may take (the Service's lock is held)
+KINDS = {
+    "tenants": "Tenant",
+    "qosprofiles": "QosProfile",
+    "networks": "Network",
+    "nodes": "Node",
+    "namespaces": "Namespace",
+    "pods": "Pod",
+    "networkpolicies": "NetworkPolicy",
+}
+REQUEST_TIMEOUT_S = 5  # seconds a status write may take (the Service's lock is held)
 
 
-class Sync(NamespacesSync):
+class Sync(PodsSync):
     """The handler of every informer (`controller.k8s.informer.Handler`). `custom`: a CustomObjectsApi
     for status write-back (None: no write-back); `events`: where Events go (default: logged only);
     `switch_sequence`: node -> the last change its switch holds (None: NetworkPolicies are never reported
@@ -87,13 +95,21 @@ class Sync(NamespacesSync):
         with self.service.lock, self.lock:
             method = getattr(self, f"_upsert_{kind}", None)
             if method is not None:
-                method(obj, old)
+                self._refusable(method, kind, obj, obj, old)
 
     def delete(self, kind: str, old: Object) -> None:
         with self.service.lock, self.lock:
             method = getattr(self, f"_delete_{kind}", None)
             if method is not None:
-                method(old)
+                self._refusable(method, kind, old, old)
+
+    def _refusable(self, method: Any, kind: str, obj: Object, *args: Any) -> None:
+        """Run a handler; what the Service refuses (ValidationError) is logged and recorded as a Warning
+        Event on the object, and the watch goes on."""
+        try:
+            method(*args)
+        except ValidationError as error:
+            self.events.record(obj, KINDS.get(kind, kind), "Warning", "Invalid", f"not applied to the model: {error}")
 
     def synced(self, kind: str) -> None:
         with self.service.lock, self.lock:
@@ -147,7 +163,7 @@ class Sync(NamespacesSync):
         try:
             self.service.create_qos(name, **wanted)
         except ValidationError as error:
-            log.warning("QosProfile %s refused: %s", name, error)
+            self.events.record(obj, "QosProfile", "Warning", "Invalid", f"not applied to the model: {error}")
             return
         for network in self.known("networks").values():
             if (network.get("spec") or {}).get("qos") == name:
@@ -183,7 +199,7 @@ class Sync(NamespacesSync):
                 self.service.create_network(obj["spec"]["tenant"], obj["metadata"]["name"], **args)
             self._attach(key, (obj.get("spec") or {}).get("qos"))
         except ValidationError as refused:
-            log.warning("Network %s refused: %s", obj["metadata"]["name"], refused)
+            self.events.record(obj, "Network", "Warning", "Invalid", f"not applied to the model: {refused}")
             error = refused
         self._write_status(obj, error)
         self.reconcile_namespaces()  # its namespaces or namespaceSelector may map namespaces elsewhere
@@ -283,113 +299,6 @@ class Sync(NamespacesSync):
                 log.info("Node %s deleted: releasing endpoint %s", name, eid)
                 self.release(eid)
 
-    # --- pods ------------------------------------------------------------------------------------
-
-    def _upsert_pods(self, obj: Object, old: Object | None) -> None:
-        key = f"{obj['metadata']['namespace']}/{obj['metadata']['name']}"
-        labels = obj["metadata"].get("labels") or {}
-        for eid, record in sorted(self.pods_of.items()):
-            if f"{record['namespace']}/{record['pod']}" != key:
-                continue
-            if record.get("labels") != labels:
-                record["labels"] = labels
-                self.service.store.commit([Put(RECORDS + eid, record)])
-            endpoint = self.service.model.endpoints.get(eid)
-            if endpoint is not None and dict(endpoint.labels) != labels:
-                try:
-                    self.service.label_endpoint(eid, labels)
-                except ValidationError as error:
-                    self.events.record(obj, "Pod", "Warning", "Invalid", f"labels not applied to {eid}: {error}")
-
-    def _delete_pods(self, old: Object) -> None:
-        key = f"{old['metadata']['namespace']}/{old['metadata']['name']}"
-        for eid, record in sorted(self.pods_of.items()):
-            if f"{record['namespace']}/{record['pod']}" == key:
-                log.info("pod %s deleted: releasing endpoint %s", key, eid)
-                self.release(eid)
-
-    # --- endpoints of pods -----------------------------------------------------------------------
-
-    def pod(self, namespace: str, name: str, core: Any | None) -> Object:
-        """The pod from the watch, else from the API server (a pod the watch has not delivered yet).
-        Raises ValidationError("endpoint.k8s", ...) when neither has it."""
-        found = self.known("pods").get(f"{namespace}/{name}")
-        if found is None and core is not None:
-            try:
-                read = core.read_namespaced_pod(name, namespace, _request_timeout=REQUEST_TIMEOUT_S)
-                found = core.api_client.sanitize_for_serialization(read)
-            except Exception as error:
-                raise ValidationError("endpoint.k8s", f"cannot find pod {namespace}/{name}: {error}") from None
-        if found is None:
-            raise ValidationError("endpoint.k8s", f"unknown pod {namespace}/{name}")
-        return found
-
-    def network_for(self, namespace: str, name: str, core: Any | None = None) -> tuple[str, Object]:
-        """(network key, pod) of a pod's endpoint by `controller.k8s.mapping`; raises ValidationError."""
-        with self.service.lock, self.lock:
-            pod = self.pod(namespace, name, core)
-            namespace_obj = self.known("namespaces").get(namespace)
-            known = set(self.service.model.networks)
-            return mapping.pod_network(pod, namespace_obj, self.networks(), self.cluster_network, known), pod
-
-    def record(self, eid: str, pod: Object) -> None:
-        """Remember that endpoint `eid` is pod `pod`'s (stored), with its labels and named ports."""
-        meta = pod["metadata"]
-        record = {
-            "namespace": meta["namespace"],
-            "pod": meta["name"],
-            "labels": meta.get("labels") or {},
-            "ports": mapping.named_ports(pod),
-        }
-        with self.service.lock, self.lock:
-            self.service.store.commit([Put(RECORDS + eid, record)])
-            self.pods_of[eid] = record
-            endpoint = self.service.model.endpoints.get(eid)
-            if endpoint is not None:
-                self.stale_networks.add(endpoint.network)
-
-    def endpoint_attributes(self, network: str, pod: Object, core: Any | None = None) -> dict[str, Any]:
-        """`namespace`, `labels` and `ports` (named container ports) of `Service.create_endpoint` for pod
-        `pod`'s endpoint on `network`, its namespace made in the model first when the watch has not yet.
-        Raises ValidationError("endpoint.k8s", ...) when the namespace is not the network's tenant's."""
-        meta = pod["metadata"]
-        name = meta["namespace"]
-        with self.service.lock, self.lock:
-            model = self.service.model
-            if name not in model.namespaces:
-                obj = self.known("namespaces").get(name)
-                if obj is None and core is not None:
-                    try:
-                        read = core.read_namespace(name, _request_timeout=REQUEST_TIMEOUT_S)
-                        obj = core.api_client.sanitize_for_serialization(read)
-                    except Exception as error:
-                        raise ValidationError("endpoint.k8s", f"cannot read namespace {name}: {error}") from None
-                self.reconcile_namespace(name, obj)
-            found = model.namespaces.get(name)
-            tenant = model.networks[network].tenant
-            if found is None:
-                raise ValidationError("endpoint.k8s", f"namespace {name!r} is not in the model yet")
-            if found.tenant != tenant:
-                raise ValidationError(
-                    "endpoint.k8s",
-                    f"namespace {name!r} is of tenant {found.tenant!r} and network {network!r} of {tenant!r}",
-                )
-        ports = [{"name": port, **spec} for port, spec in sorted(mapping.named_ports(pod).items())]
-        return {"namespace": name, "labels": dict(meta.get("labels") or {}), "ports": ports}
-
-    def release(self, eid: str) -> None:
-        """Delete an endpoint and its pod record; an endpoint already gone just loses its record."""
-        with self.service.lock, self.lock:
-            endpoint = self.service.model.endpoints.get(eid)
-            if endpoint is not None:
-                self.service.delete_endpoint(eid)
-                self.stale_networks.add(endpoint.network)
-            record = self.pods_of.pop(eid, None)
-            if record is not None:
-                self.service.store.commit([Delete(RECORDS + eid)])
-            if endpoint is not None and endpoint.namespace is not None:
-                self.reconcile_namespace(endpoint.namespace)  # a deleted or moving namespace may go now
-
     def refresh_statuses(self) -> None:
         """Write the status of the Networks whose free addresses changed (endpoints made or released)."""
         with self.service.lock, self.lock:
@@ -397,14 +306,6 @@ class Sync(NamespacesSync):
             for network in list(self.known("networks").values()):
                 if mapping.network_key(network) in stale:
                     self._write_status(network)
-
-    def forget(self, eid: str) -> None:
-        """An endpoint deleted through the API (CNI DEL): drop its pod record."""
-        with self.service.lock, self.lock:
-            record = self.pods_of.pop(eid, None)
-            if record is not None:
-                self.service.store.commit([Delete(RECORDS + eid)])
-                self.reconcile_namespace(record["namespace"])
 
 
 def _same(network: Any, args: dict[str, Any]) -> bool:
