@@ -403,13 +403,14 @@ class Lab:
             if namespace is not None or labels or serve or ip is not None:
                 describe(self, pod, serve or [], ip)
             if serve:
-                self._serve(pod, serve)
+                self.start_servers(pod, serve)
         except BaseException:
             self.pod_rm(name, check=False)  # as a runtime does after a failed ADD
             raise
         return pod
 
-    def _serve(self, pod: LabPod, serve: list[Served]) -> None:
+    def start_servers(self, pod: LabPod, serve: list[Served]) -> None:
+        """Start `pod`'s servers on `serve` (lab/servers.py) and wait until they listen; the pid is kept."""
         log = self.dir / "pods" / f"{pod.name}.log"
         log.unlink(missing_ok=True)
         process = launch(server_command(pod.netns, pod.name, serve), log, detach=True)

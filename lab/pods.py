@@ -28,7 +28,9 @@ READY_WAIT_S = "20"
 
 
 def ensure_namespace(client: Client, name: str, tenant: str) -> dict[str, Any]:
-    """The namespace `name`, made for `tenant` when it does not exist; RuntimeError when another tenant's."""
+    """The namespace `name`, made for `tenant` when it does not exist; LabError when another tenant's."""
+    from lab.cluster import LabError
+
     try:
         found = client.get(path("v1", "namespaces", name))
     except ClientError as error:
@@ -36,7 +38,7 @@ def ensure_namespace(client: Client, name: str, tenant: str) -> dict[str, Any]:
             raise
         found = client.post("/v1/namespaces", {"name": name, "tenant": tenant})
     if found["tenant"] != tenant:
-        raise RuntimeError(f"--namespace {name}: it belongs to tenant {found['tenant']}, the pod's network to {tenant}")
+        raise LabError(f"--namespace {name}: it belongs to tenant {found['tenant']}, the pod's network to {tenant}")
     return found
 
 
