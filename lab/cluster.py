@@ -97,6 +97,7 @@ class LabState:
     agent_pids: dict[str, int] = field(default_factory=dict)
     outside_pids: list[int] = field(default_factory=list)  # the outside host's servers
     pods: dict[str, LabPod] = field(default_factory=dict)
+    controller_settings: dict[str, str] = field(default_factory=dict)  # CONTROLLER_SETTINGS the config gave
 
     @classmethod
     def load(cls, file: Path) -> LabState:
@@ -219,6 +220,7 @@ class Lab:
         for setting in CONTROLLER_SETTINGS:  # the cluster network, when the config names one
             if config.get(setting):
                 args += [f"--{setting.replace('_', '-')}", str(config[setting])]
+                self.state.controller_settings[setting] = str(config[setting])
         self.progress(f"controller: API on :{self.state.api_port}, OpenFlow on :{self.state.ofp_port}")
         self.state.controller_pid = _spawn(args, self.dir / "controller.log")
         self.save()
@@ -409,6 +411,13 @@ class Lab:
             raise
         return pod
 
+    def stop_servers(self, pod: LabPod) -> None:
+        """End `pod`'s servers, if it has any running."""
+        if pod.server_pid:
+            _stop(pod.server_pid)
+            pod.server_pid = None
+            self.save()
+
     def start_servers(self, pod: LabPod, serve: list[Served]) -> None:
         """Start `pod`'s servers on `serve` (lab/servers.py) and wait until they listen; the pid is kept."""
         log = self.dir / "pods" / f"{pod.name}.log"
@@ -423,8 +432,7 @@ class Lab:
         pod = self.state.pods.get(name)
         if pod is None:
             raise LabError(f"no pod {name!r}")
-        if pod.server_pid:
-            _stop(pod.server_pid)
+        self.stop_servers(pod)
         try:
             self._cni("DEL", pod)
         except LabError:

@@ -6,8 +6,9 @@ find is what `tenetctl matrix` computes for the same pairs: the controller's mod
 store, compiled for every node and run through the simulated switches, conntrack included
 (`controller.pipeline.matrix`). Probes from one source run at once in one process in its namespace, several
 sources at a time; each waits `timeout` seconds at most. A probe whose answer is not what the model says is
-tried once more with a longer wait before it counts as a mismatch (a first packet lost while the underlay
-resolves a node's address is not a policy).
+tried again, up to twice, with a 2 s wait before it counts as a mismatch (a first packet lost while the
+underlay resolves a node's address is not a policy, nor is a new connection that happened to get the source
+port of an earlier one of the same pair, still in conntrack).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from controller import records
+from controller.main import Settings, load_gateway
 from controller.pipeline import matrix
 from controller.pipeline.compile import Compiler
 from controller.store.open import open_store
@@ -24,6 +26,7 @@ from lab.cluster import Lab, LabPod
 from lab.servers import probe_from
 
 RETRY_TIMEOUT_S = 2.0
+RETRIES = 2  # a lost first packet, a busy machine, a source port an earlier connection of the pair used
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,13 @@ def expected(lab: Lab, pods: Mapping[str, LabPod], keys: Sequence[Key]) -> dict[
     model in the lab's store. Raises RuntimeError when a pod has no endpoint there."""
     store = open_store(f"sqlite:///{lab.dir}/tenet.db")
     try:
-        model = records.restore(store.list(records.PREFIX))
+        default, chosen = Settings(), lab.state.controller_settings  # the cluster network's, as `up` gave them
+        settings = Settings(
+            cluster_network=chosen.get("cluster_network", default.cluster_network),
+            cluster_subnet=chosen.get("cluster_subnet", default.cluster_subnet),
+            transit_subnet=chosen.get("transit_subnet", default.transit_subnet),
+        )
+        model = records.restore(store.list(records.PREFIX), gateway=load_gateway(settings))
     finally:
         store.close()
     for name, pod in pods.items():
@@ -114,12 +123,15 @@ def measure(
     retry: bool = True,
 ) -> list[PortProbe]:
     """Probe every pair of `pods` (name -> pod) on `ports` and `protocols` against `verdicts` (default: the
-    controller's compiled view, `expected`). Mismatches are tried again once with a 2 s wait when `retry`."""
+        controller's compiled view, `expected`). Mismatches are tried again, up to twice with a 2 s wait, when
+    `retry`."""
     keys = wanted(pods, ports, protocols)
     truth = dict(verdicts) if verdicts is not None else expected(lab, pods, keys)
     answers = probe_all(pods, keys, timeout=timeout)
-    again = [k for k in keys if (answers[k] == k[1]) != truth[k]]
-    if retry and again:
+    for _ in range(RETRIES if retry else 0):
+        again = [k for k in keys if (answers[k] == k[1]) != truth[k]]
+        if not again:
+            break
         answers.update(probe_all(pods, again, timeout=max(timeout, RETRY_TIMEOUT_S)))
     return [
         PortProbe(*key, expected=truth[key], allowed=answers[key] == key[1], answered_by=answers[key]) for key in keys

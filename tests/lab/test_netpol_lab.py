@@ -5,8 +5,6 @@ connections and UDP exchanges between every pair of pods compared with each scen
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -24,6 +22,8 @@ from lab.servers import parse_serve, probe_from
 from tests.netpol_scenarios import SCENARIOS, Scenario
 
 CONFIG: dict[str, Any] = {
+    "cluster_network": "default/pods",  # the model the matrix compiles has the cluster network too
+    "cluster_subnet": "10.244.0.0/16",
     "tenants": [
         {
             "name": "shop",
@@ -189,7 +189,7 @@ def test_matrix_command_prints_the_probes_and_fails_on_a_mismatch(lab: Lab) -> N
         # A server gone: its pod no longer answers what the policy allows, and the command says so.
         pod = lab.state.pods["z-c"]
         assert pod.server_pid is not None
-        os.kill(pod.server_pid, signal.SIGTERM)
+        lab.stop_servers(pod)
         failed = subprocess.run(command[:-1], capture_output=True, text=True, timeout=60, check=False)
         assert failed.returncode == 1
         assert "MISMATCH x-a should reach z-c on tcp/80" in failed.stdout
