@@ -539,4 +539,7 @@ def load_config(file: Path) -> dict[str, Any]:
     for i, tenant in enumerate(config["tenants"]):
         if not isinstance(tenant, dict) or not tenant.get("networks"):
             raise LabError(f"--config {file}: tenants[{i}] needs a name and networks")
+    for i, namespace in enumerate(config.get("namespaces") or []):
+        if not isinstance(namespace, dict) or not namespace.get("name") or not namespace.get("tenant"):
+            raise LabError(f"--config {file}: namespaces[{i}] needs a name and a tenant (labels optional)")
     return config

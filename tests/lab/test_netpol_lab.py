@@ -16,7 +16,7 @@ import pytest
 
 from controller.client import ClientError, path
 from lab import ports
-from lab.cluster import Lab, LabError
+from lab.cluster import Lab, LabError, load_config
 from lab.ovs import pid_alive, sh
 from lab.servers import parse_serve, probe_from
 from tests.netpol_scenarios import SCENARIOS, Scenario
@@ -204,3 +204,16 @@ def test_pod_options_are_checked_before_anything_is_made(lab: Lab) -> None:
     with pytest.raises(LabError, match="--namespace x: it belongs to tenant shop"):
         lab.pod_add("w-a", "node1", "bank/pods", namespace="x")
     assert "w-a" not in lab.state.pods
+
+
+def test_served_ports_and_config_namespaces_are_checked(tmp_path: Path) -> None:
+    assert [s.container_port() for s in parse_serve("81/udp, 80")] == [
+        {"name": "serve-80-tcp", "port": 80, "protocol": "TCP"},
+        {"name": "serve-81-udp", "port": 81, "protocol": "UDP"},
+    ]
+    with pytest.raises(ValueError, match=r"--serve '0/tcp': the port is 1\.\.65535"):
+        parse_serve("80/tcp,0/tcp")
+    config = tmp_path / "lab.yaml"
+    config.write_text("tenants: [{name: shop, networks: [{name: pods, encap: vxlan}]}]\nnamespaces: [{name: x}]\n")
+    with pytest.raises(LabError, match=r"namespaces\[0\] needs a name and a tenant"):
+        load_config(config)
