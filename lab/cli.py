@@ -220,7 +220,10 @@ def status(lab: Lab, *, as_json: bool) -> int:
     for node in nodes:
         print(f"{node['node']}: switch {node['switch']}, agent {node['agent']}, pods {', '.join(node['pods']) or '-'}")
     for pod in lab.state.pods.values():
-        print(f"  {pod.name}: {pod.ip} on {pod.node}, {pod.network}, namespace {pod.netns}")
+        k8s = f", Kubernetes namespace {pod.namespace}" if pod.namespace else ""
+        k8s += "".join(f", {key}={value}" for key, value in sorted(pod.labels.items()))
+        k8s += f", serves {','.join(pod.serve)}" if pod.serve else ""
+        print(f"  {pod.name}: {pod.ip} on {pod.node}, {pod.network}, namespace {pod.netns}{k8s}")
     return 0
 
 
