@@ -2,8 +2,12 @@
 
     tenet-lab up --nodes 3 [--config FILE]     nodes, underlay, controller, agents; tenants and networks
     tenet-lab pod add NAME --node node1 --network blue/web
+    tenet-lab pod add NAME ... [--namespace NS] [--label K=V]... [--serve 80/tcp,81/udp] [--ip ADDRESS]
     tenet-lab pod rm NAME
     tenet-lab matrix                           ping and TCP between every pair of pods, against the policy
+    tenet-lab matrix --ports 80,81 --protocols tcp,udp [--json]
+                                               new connections between every pair of pods on those ports,
+                                               against the controller's compiled NetworkPolicy
     tenet-lab exec POD -- CMD...               a command in a pod's namespace (its exit code passed through)
     tenet-lab exec --node node1 -- CMD...      a command on a node's host stack
     tenet-lab status
@@ -26,12 +30,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from controller.cli import port_list, protocol_list
 from controller.client import ClientError
 from controller.pipes import until_the_reader_goes
-from lab import matrix
+from lab import matrix, ports
 from lab.cluster import DEFAULT_STATE, Lab, LabError, load_config
 from lab.outside import ADDRESS
 from lab.ovs import pid_alive
+from lab.servers import parse_serve
 
 
 def global_options(*, suppress: bool) -> argparse.ArgumentParser:
@@ -67,10 +73,38 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("name")
     add.add_argument("--node", required=True, help="the lab node the pod runs on (node1, node2, ...)")
     add.add_argument("--network", required=True, help="TENANT/NETWORK")
+    add.add_argument(
+        "--namespace",
+        help="the pod's Kubernetes namespace (made for the network's tenant if it has none; labels from the "
+        "config's namespaces:)",
+    )
+    add.add_argument(
+        "--label", action="append", default=[], metavar="KEY=VALUE", help="a label of the pod (repeat for more)"
+    )
+    add.add_argument(
+        "--serve",
+        metavar="PORT/PROTO,...",
+        help="ports the pod serves, e.g. 80/tcp,81/udp: TCP answers each connection, UDP each datagram, with the "
+        "pod's name; the endpoint names them as container ports serve-80-tcp, serve-81-udp",
+    )
+    add.add_argument("--ip", metavar="ADDRESS", help="the pod's address on its network instead of the next free one")
     remove = pod_verbs.add_parser("rm", parents=common, help="CNI DEL, then the namespace goes")
     remove.add_argument("name")
     show = verbs.add_parser("matrix", parents=common, help="who reaches whom (exit 1 on any mismatch with the policy)")
     show.add_argument("--json", action="store_true", help="each probe as JSON instead of the table")
+    show.add_argument(
+        "--ports",
+        type=port_list,
+        metavar="P,P",
+        help="probe new connections to these ports (pods started with --serve) instead of ping; expected: the "
+        "controller's compiled NetworkPolicy, as `tenetctl matrix` computes it",
+    )
+    show.add_argument(
+        "--protocols", type=protocol_list, default=["tcp"], metavar="tcp,udp", help="with --ports (default tcp)"
+    )
+    show.add_argument(
+        "--timeout", type=float, default=0.5, metavar="S", help="with --ports: seconds a probe waits (default 0.5)"
+    )
     run_in = verbs.add_parser(
         "exec", parents=common, help="run a command in a pod's namespace or on a node's host stack (exit code kept)"
     )
@@ -101,7 +135,11 @@ def run(args: argparse.Namespace) -> int:
         raise LabError(f"no lab in {args.state_dir}: `tenet-lab up` first")
     if args.verb == "pod":
         if args.pod_verb == "add":
-            pod = lab.pod_add(args.name, args.node, args.network)
+            labels = dict(label_pair(text) for text in args.label)
+            serve = parse_serve(args.serve) if args.serve is not None else None
+            pod = lab.pod_add(
+                args.name, args.node, args.network, namespace=args.namespace, labels=labels, serve=serve, ip=args.ip
+            )
             progress(f"pod {pod.name} on {pod.node}: {pod.ip} ({pod.network})")
         else:
             lab.pod_rm(args.name)
@@ -116,6 +154,8 @@ def run(args: argparse.Namespace) -> int:
         pods = {name: (pod.as_pod(), pod.network) for name, pod in lab.state.pods.items()}
         if len(pods) < 2:
             raise LabError("the matrix needs at least two pods")
+        if args.ports:
+            return port_matrix(lab, args)
         probes = matrix.measure(pods)
         if args.json:
             print(json.dumps([probe.__dict__ for probe in probes], indent=2))
@@ -123,6 +163,28 @@ def run(args: argparse.Namespace) -> int:
             print(matrix.render(pods, probes))
         return 0 if all(p.matches for p in probes) else 1
     return status(lab, as_json=args.json)
+
+
+def port_matrix(lab: Lab, args: argparse.Namespace) -> int:
+    """`matrix --ports`: every pod to every other on each port and protocol; 1 on any mismatch."""
+    pods = dict(lab.state.pods)
+    if not any(pod.serve for pod in pods.values()):
+        raise LabError("matrix --ports: no pod serves anything; add pods with --serve 80/tcp,...")
+    if "sctp" in args.protocols:
+        raise LabError("matrix --protocols: the lab probes tcp and udp")
+    probes = ports.measure(lab, pods, args.ports, args.protocols, timeout=args.timeout)
+    if args.json:
+        print(json.dumps({"probes": [p.json() for p in probes]}, indent=1))
+    else:
+        print(ports.render(list(pods), probes, args.ports, args.protocols))
+    return 0 if all(p.matches for p in probes) else 1
+
+
+def label_pair(text: str) -> tuple[str, str]:
+    key, equals, value = text.partition("=")
+    if not equals or not key:
+        raise LabError(f"--label {text!r}: want KEY=VALUE")
+    return key, value
 
 
 def execute(lab: Lab, pod: str | None, node: str | None, command: list[str]) -> int:
@@ -158,7 +220,10 @@ def status(lab: Lab, *, as_json: bool) -> int:
     for node in nodes:
         print(f"{node['node']}: switch {node['switch']}, agent {node['agent']}, pods {', '.join(node['pods']) or '-'}")
     for pod in lab.state.pods.values():
-        print(f"  {pod.name}: {pod.ip} on {pod.node}, {pod.network}, namespace {pod.netns}")
+        k8s = f", Kubernetes namespace {pod.namespace}" if pod.namespace else ""
+        k8s += "".join(f", {key}={value}" for key, value in sorted(pod.labels.items()))
+        k8s += f", serves {','.join(pod.serve)}" if pod.serve else ""
+        print(f"  {pod.name}: {pod.ip} on {pod.node}, {pod.network}, namespace {pod.netns}{k8s}")
     return 0
 
 
@@ -174,7 +239,7 @@ def _main(argv: Sequence[str] | None) -> int:
         return 1
     try:
         return run(args)
-    except (LabError, ClientError, TimeoutError, RuntimeError) as error:
+    except (LabError, ClientError, TimeoutError, RuntimeError, ValueError) as error:
         print(f"tenet-lab: {error}", file=sys.stderr)
         return 1
 

@@ -31,6 +31,8 @@ import yaml
 from controller.client import Client, ClientError, path
 from lab.outside import Outside
 from lab.ovs import ROOT, OvsNode, Pod, launch, pid_alive, sh, stop_pid, wait_for
+from lab.pods import describe, endpoint_of
+from lab.servers import Served, server_command
 
 NODE_SETUP = ROOT / "vagrant" / "provision" / "node-setup.sh"
 DEFAULT_STATE = Path("/var/lib/tenet-lab")
@@ -73,6 +75,11 @@ class LabPod:
     container_id: str
     ip: str | None = None
     mac: str | None = None
+    endpoint: str | None = None  # the endpoint's id, once the lab has described the pod to the controller
+    namespace: str | None = None  # the Kubernetes namespace (of the network's tenant)
+    labels: dict[str, str] = field(default_factory=dict)
+    serve: list[str] = field(default_factory=list)  # "80/tcp": served ports, named serve-80-tcp (lab/servers.py)
+    server_pid: int | None = None
 
     def as_pod(self) -> Pod:
         return Pod(self.name, self.netns, self.ip or "")
@@ -90,6 +97,7 @@ class LabState:
     agent_pids: dict[str, int] = field(default_factory=dict)
     outside_pids: list[int] = field(default_factory=list)  # the outside host's servers
     pods: dict[str, LabPod] = field(default_factory=dict)
+    controller_settings: dict[str, str] = field(default_factory=dict)  # CONTROLLER_SETTINGS the config gave
 
     @classmethod
     def load(cls, file: Path) -> LabState:
@@ -212,6 +220,7 @@ class Lab:
         for setting in CONTROLLER_SETTINGS:  # the cluster network, when the config names one
             if config.get(setting):
                 args += [f"--{setting.replace('_', '-')}", str(config[setting])]
+                self.state.controller_settings[setting] = str(config[setting])
         self.progress(f"controller: API on :{self.state.api_port}, OpenFlow on :{self.state.ofp_port}")
         self.state.controller_pid = _spawn(args, self.dir / "controller.log")
         self.save()
@@ -241,6 +250,9 @@ class Lab:
             for target in [targets] if isinstance(targets, str) else targets:
                 client.post(path("v1", "qos", profile["name"], "attachments"), {"target": target})
             self.progress(f"QoS profile {profile['name']}: {profile['rate_kbps']} kbit/s on {targets or 'nothing'}")
+        for namespace in config.get("namespaces", []):
+            client.post("/v1/namespaces", {k: namespace[k] for k in ("name", "tenant", "labels") if k in namespace})
+            self.progress(f"namespace {namespace['name']} of tenant {namespace['tenant']}")
 
     def _node(self, name: str, config: dict[str, Any]) -> None:
         node = self.node(name)
@@ -332,6 +344,8 @@ class Lab:
     def down(self) -> None:
         """Remove every pod, agent, OVS instance, namespace and veth of the lab, and the controller."""
         for pod in list(self.state.pods.values()):
+            if pod.server_pid:
+                _stop(pod.server_pid)
             sh("ip", "netns", "del", pod.netns, check=False)
         for name, pid in self.state.agent_pids.items():
             self.progress(f"{name}: stopping the agent")
@@ -356,7 +370,20 @@ class Lab:
 
     # --- pods ----------------------------------------------------------------------------------
 
-    def pod_add(self, name: str, node: str, network: str) -> LabPod:
+    def pod_add(
+        self,
+        name: str,
+        node: str,
+        network: str,
+        *,
+        namespace: str | None = None,
+        labels: dict[str, str] | None = None,
+        serve: list[Served] | None = None,
+        ip: str | None = None,
+    ) -> LabPod:
+        """A pod through `node`'s CNI plugin on `network` ("TENANT/NETWORK"). With `namespace`, `labels`,
+        `serve` or `ip`, the lab then describes the pod to the controller as a kubelet's cluster would (see
+        `describe`), and `serve` starts the pod's servers (lab/servers.py). Raises LabError naming the option."""
         if name in self.state.pods:
             raise LabError(f"pod {name} exists (on {self.state.pods[name].node})")
         if node not in self.state.nodes:
@@ -364,24 +391,48 @@ class Lab:
         if network.count("/") != 1:
             raise LabError(f"--network {network!r}: want TENANT/NETWORK")
         pod = LabPod(name, node, network, self.pod_netns(name), f"lab-{self.id}-{name}")
+        pod.namespace, pod.labels, pod.serve = namespace, dict(labels or {}), [str(s) for s in serve or []]
         sh("ip", "netns", "add", pod.netns)
         self.state.pods[name] = pod
         self.save()
         try:
             result = self._cni("ADD", pod)
+            ours = result["ips"][-1]
+            pod.ip = ours["address"].split("/")[0]
+            pod.mac = result["interfaces"][ours["interface"]]["mac"]
+            pod.endpoint = endpoint_of(self.client, pod)["id"]
+            self.save()
+            if namespace is not None or labels or serve or ip is not None:
+                describe(self, pod, serve or [], ip)
+            if serve:
+                self.start_servers(pod, serve)
         except BaseException:
             self.pod_rm(name, check=False)  # as a runtime does after a failed ADD
             raise
-        ours = result["ips"][-1]
-        pod.ip = ours["address"].split("/")[0]
-        pod.mac = result["interfaces"][ours["interface"]]["mac"]
-        self.save()
         return pod
+
+    def stop_servers(self, pod: LabPod) -> None:
+        """End `pod`'s servers, if it has any running."""
+        if pod.server_pid:
+            _stop(pod.server_pid)
+            pod.server_pid = None
+            self.save()
+
+    def start_servers(self, pod: LabPod, serve: list[Served]) -> None:
+        """Start `pod`'s servers on `serve` (lab/servers.py) and wait until they listen; the pid is kept."""
+        log = self.dir / "pods" / f"{pod.name}.log"
+        log.unlink(missing_ok=True)
+        process = launch(server_command(pod.netns, pod.name, serve), log, detach=True)
+        _CHILDREN[process.pid] = process
+        pod.server_pid = process.pid
+        self.save()
+        wait_for(lambda: _listening(process.pid, log), f"the servers of pod {pod.name} ({log})", timeout=20)
 
     def pod_rm(self, name: str, *, check: bool = True) -> None:
         pod = self.state.pods.get(name)
         if pod is None:
             raise LabError(f"no pod {name!r}")
+        self.stop_servers(pod)
         try:
             self._cni("DEL", pod)
         except LabError:
@@ -453,6 +504,12 @@ def _spawn(args: list[str], log: Path) -> int:
     return process.pid
 
 
+def _listening(pid: int, log: Path) -> bool:
+    if not _alive(pid):
+        raise LabError(f"a pod's servers exited: {log.read_text()[-300:] if log.exists() else 'no log'}")
+    return log.exists() and "listening" in log.read_text()
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("0.0.0.0", 0))
@@ -482,4 +539,7 @@ def load_config(file: Path) -> dict[str, Any]:
     for i, tenant in enumerate(config["tenants"]):
         if not isinstance(tenant, dict) or not tenant.get("networks"):
             raise LabError(f"--config {file}: tenants[{i}] needs a name and networks")
+    for i, namespace in enumerate(config.get("namespaces") or []):
+        if not isinstance(namespace, dict) or not namespace.get("name") or not namespace.get("tenant"):
+            raise LabError(f"--config {file}: namespaces[{i}] needs a name and a tenant (labels optional)")
     return config
