@@ -13,8 +13,9 @@ What the agent sets up (once at start, and the same again on every start; every 
   each jumped to from the built-in chain:
   - MASQUERADE of the cluster subnet to non-cluster destinations, as the bridge plugin's `ipMasq` does;
   - MASQUERADE of the transit subnet (tenant networks' egress, already SNATed in OVS to it);
-  - MASQUERADE of a pod's traffic the host DNATed back into the cluster (a Service with a backend pod,
-    kube-proxy's rules): the backend answers the node, whose conntrack then undoes the DNAT;
+  - MASQUERADE of whatever the host DNATs into the cluster subnet: a pod's connection to a Service with a
+    backend pod (kube-proxy's rules), or a connection to a hostPort (the `portmap` plugin's rules) from
+    another node, a pod or the outside: the backend answers the node, whose conntrack then undoes the DNAT;
   - transit addresses reach nothing of the cluster (FORWARD drop to the cluster subnet) and nothing of the
     node (INPUT drop): an isolated tenant gets the outside and no node address.
 """
@@ -64,7 +65,7 @@ class GatewayPlan:
         return [
             ("nat", "TENET-POSTROUTING", ("-s", cluster, "!", "-d", cluster, "-j", "MASQUERADE")),
             ("nat", "TENET-POSTROUTING", ("-s", transit, "!", "-d", cluster, "-j", "MASQUERADE")),
-            ("nat", "TENET-POSTROUTING", ("-s", cluster, "-d", cluster, "-o", port, *hairpin)),
+            ("nat", "TENET-POSTROUTING", ("-d", cluster, "-o", port, *hairpin)),
             ("filter", "TENET-FORWARD", ("-s", transit, "-d", cluster, "-j", "DROP")),
             ("filter", "TENET-FORWARD", ("-i", port, "-j", "ACCEPT")),
             ("filter", "TENET-FORWARD", ("-o", port, "-j", "ACCEPT")),

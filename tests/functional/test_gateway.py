@@ -6,6 +6,7 @@ isolated tenants with the very same subnet and `nat_outgoing`, and an "outside" 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -311,3 +312,66 @@ def _answers(lab: Lab) -> bool:
     except ClientError:
         return False
     return True
+
+
+HOST_PORT, CONTAINER_PORT = 30080, 8080
+
+
+def _chain(lab: Lab, command: str, netns_name: str, container: str, previous: dict | None = None) -> dict:
+    """node1's conflist, tenet then Debian's portmap, called as a runtime calls it (DEL in reverse), with the
+    pod's port mapping in `runtimeConfig`; each ADD step gets the result so far."""
+    node_dir = lab.dir / "nodes" / "node1" / "cni"
+    conflist = json.loads((node_dir / "net.d" / "10-tenet.conflist").read_text())
+    tenet = next(p for p in conflist["plugins"] if p["type"] == "tenet") | {"tenant": "default", "network": "pods"}
+    portmap = {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True}
+    mapping = {"hostPort": HOST_PORT, "containerPort": CONTAINER_PORT, "protocol": "tcp"}
+    plugins = [(str(node_dir / "bin" / "tenet"), tenet), ("/usr/lib/cni/portmap", portmap)]
+    environment = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "CNI_COMMAND": command,
+        "CNI_CONTAINERID": container,
+        "CNI_NETNS": f"/var/run/netns/{netns_name}",
+        "CNI_IFNAME": "eth0",
+        "CNI_PATH": f"{node_dir / 'bin'}:/usr/lib/cni",
+    }
+    result = previous
+    for program, plugin in plugins if command == "ADD" else reversed(plugins):
+        config = {**plugin, "cniVersion": conflist["cniVersion"], "name": conflist["name"]}
+        if plugin is portmap:  # what a runtime puts there for a capability the plugin declares
+            config["runtimeConfig"] = {"portMappings": [mapping]}
+        if result is not None:
+            config["prevResult"] = result
+        argv = ["ip", "netns", "exec", lab.node("node1").netns, program]
+        stdin = json.dumps(config)
+        done = subprocess.run(argv, input=stdin, env=environment, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, (program, command, done.stdout, done.stderr)
+        if command == "ADD":
+            result = json.loads(done.stdout)
+    assert result is not None
+    return result
+
+
+def test_a_host_port_through_portmap_reaches_the_pod_until_del(lab: Lab) -> None:
+    pod_netns, container = f"tgh-{os.getpid()}", f"hostport-{os.getpid()}"
+    sh("ip", "netns", "add", pod_netns)
+    servers = Servers()
+    result: dict | None = None
+    try:
+        result = _chain(lab, "ADD", pod_netns, container)
+        ip = result["ips"][-1]["address"].split("/")[0]
+        servers.start(pod_netns, "tcp", CONTAINER_PORT, "hostport")
+        assert "--dport 30080" in lab.node("node1").exec("iptables-save", "-t", "nat")
+        node1 = NODE_IPS["node1"]  # the pod sees its node's address: the node masquerades what it DNATs into a pod
+        assert client(lab.gateway_outside, "tcp", NODE1_OUT, HOST_PORT) == f"hostport {node1}"  # type: ignore[attr-defined]
+        assert client(lab.node("node2").netns, "tcp", node1, HOST_PORT) == f"hostport {node1}"
+        assert client(netns(lab, "c2"), "tcp", node1, HOST_PORT) == f"hostport {node1}"
+        assert client(netns(lab, "c2"), "tcp", ip, CONTAINER_PORT) == f"hostport {pod_ip(lab, 'c2')}"
+        _chain(lab, "DEL", pod_netns, container, result)
+        result = None
+        assert "--dport 30080" not in lab.node("node1").exec("iptables-save", "-t", "nat")
+        assert client(lab.gateway_outside, "tcp", NODE1_OUT, HOST_PORT).startswith("failed")  # type: ignore[attr-defined]
+    finally:
+        servers.close()
+        if result is not None:
+            _chain(lab, "DEL", pod_netns, container, result)
+        sh("ip", "netns", "del", pod_netns, check=False)
