@@ -287,7 +287,7 @@ def run(args: argparse.Namespace) -> None:
 
 def setup_gateway(client: Any, ovsdb: Any, bridge: str, tunnel_ip: ipaddress.IPv4Address) -> None:
     """The node's gateway port (agent/gateway.py), when the controller has a cluster network."""
-    from agent.gateway import Gateway, GatewayError, plan_from
+    from agent.gateway import Gateway, GatewayError, NodePortWatch, plan_from
     from agent.ovsdb import OvsdbError
     from controller.client import ClientError, path
 
@@ -302,9 +302,11 @@ def setup_gateway(client: Any, ovsdb: Any, bridge: str, tunnel_ip: ipaddress.IPv
         log.info("no cluster network: no gateway port")
         return
     try:
-        Gateway(ovsdb, bridge).apply(plan)
+        gateway = Gateway(ovsdb, bridge)
+        gateway.apply(plan)
     except (GatewayError, OvsdbError, OSError) as error:
         raise StartupError(f"setting up the gateway port: {error}") from None
+    NodePortWatch(gateway, client, plan).start()  # node ports opened or closed while the agent runs
 
 
 def install_cni(args: argparse.Namespace) -> None:

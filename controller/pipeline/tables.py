@@ -198,7 +198,7 @@ TABLES: tuple[Table, ...] = (
     _table(
         "egress_gateway",
         "a tenant's traffic for outside the cluster: refuse cluster, transit and node addresses, else SNAT",
-        matches="network eth_type ipv4_dst",
+        matches="network eth_type ipv4_dst ip_proto tcp_dst udp_dst",
         actions=(Ct,),
         miss_reason="gateway: the network does not NAT outgoing traffic",
         ct_tables="egress_snat",
