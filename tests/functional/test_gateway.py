@@ -143,6 +143,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
                 servers.start(lab.state.pods[pod].netns, "tcp", 8080, pod)
             for node in ("node1", "node2"):
                 servers.start(lab.node(node).netns, "tcp", 9090, node)
+            servers.start(lab.node("node1").netns, "tcp", 9091, "node1")
             lab.gateway_outside = outside  # type: ignore[attr-defined]
         except BaseException:
             for log in sorted(lab.dir.glob("nodes/*/agent.log")):  # gone once the lab is down
@@ -268,6 +269,31 @@ def test_an_isolated_tenant_reaches_no_cluster_pod_node_or_other_tenant(lab: Lab
         probes[target] = client_popen(netns(lab, "red-a"), "tcp", target, port)  # all at once: each waits 3 s
     answers = {target: probe.communicate(timeout=20)[0].strip() for target, probe in probes.items()}
     assert all(answer.startswith("failed") for answer in answers.values()), answers
+
+
+def test_an_opened_node_port_reaches_the_own_node_on_that_port_only(lab: Lab) -> None:
+    url = "/v1/tenants/red/networks/net"
+    red = netns(lab, "red-a")
+    transit = f"100.64.0.{lab.client.get(url)['id']}"
+    assert lab.client.patch(url, {"node_ports": ["tcp/9090"]})["node_ports"] == ["tcp/9090"]
+    try:
+        # the node sees the network's transit address; the agent opens INPUT within a few seconds
+        wait_for(lambda: client(red, "tcp", NODE_IPS["node1"], 9090) == f"node1 {transit}", "node port 9090 open")
+        probes = {
+            (pod, target, port): client_popen(netns(lab, pod), "tcp", target, port)
+            for pod, target, port in (
+                ("red-a", NODE_IPS["node1"], 9091),  # another port
+                ("red-a", NODE_IPS["node2"], 9090),  # another node
+                ("red-a", NODE1_OUT, 9090),  # another address of the node
+                ("blue-a", NODE_IPS["node1"], 9090),  # another tenant
+            )
+        }
+        answers = {probe: process.communicate(timeout=20)[0].strip() for probe, process in probes.items()}
+        assert all(answer.startswith("failed") for answer in answers.values()), answers
+        assert client(red, "tcp", OUTSIDE_IP, 8080) == f"outside {NODE1_OUT}"  # nat_outgoing as before
+    finally:
+        lab.client.patch(url, {"node_ports": "none"})
+    wait_for(lambda: client(red, "tcp", NODE_IPS["node1"], 9090).startswith("failed"), "node port 9090 closed")
 
 
 def test_nat_outgoing_off_means_no_egress(lab: Lab) -> None:
