@@ -22,6 +22,12 @@ What the agent sets up (once at start, and the same again on every start; every 
 
 The node ports change while the agent runs: NodePortWatch asks GET /v1/gateway every few seconds and
 replaces TENET-INPUT in one `iptables-restore --noflush` transaction when they changed.
+
+On the userspace datapath the agent turns the TCP sequence check of ovs-vswitchd's conntrack off
+(`dpctl/ct-disable-tcp-seq-chk`, liberal_tcp; again every minute, as ovs-vswitchd forgets it on restart):
+with it on, about 1 in 700 new connections through the SNAT zone failed, always on a source port an
+earlier connection had used, whose SYN the check took for an out-of-window segment of the old entry (README
+"Egress and the gateway port"). It is what Linux's `nf_conntrack_tcp_be_liberal=1` does for its conntrack.
 """
 
 from __future__ import annotations
@@ -204,13 +210,32 @@ class Gateway:
             raise GatewayError(f"{' '.join(args)}: {done.stderr.strip() or done.returncode}")
 
 
+def liberal_tcp(rundir: str, *, run: Callable[..., subprocess.CompletedProcess] = _run) -> bool:
+    """Turn the TCP sequence check of the userspace datapath's conntrack off (module doc), through the
+    ovs-vswitchd whose rundir is `rundir` (its unixctl socket `ovs-vswitchd.ctl` there, or the one its pidfile
+    names). False, with a warning logged, if ovs-vswitchd refused or did not answer."""
+    ctl = Path(rundir) / "ovs-vswitchd.ctl"
+    target = str(ctl) if ctl.exists() else "ovs-vswitchd"
+    done = run("env", f"OVS_RUNDIR={rundir}", "ovs-appctl", "-t", target, "dpctl/ct-disable-tcp-seq-chk")
+    if done.returncode != 0:
+        log.warning("could not turn conntrack's TCP sequence check off: %s", done.stderr.strip() or done.returncode)
+        return False
+    return True
+
+
 class NodePortWatch:
     """Keeps TENET-INPUT to the controller's node ports: GET /v1/gateway every `interval` seconds through
-    `client` (controller.client.Client), replacing the chain when they changed. Errors are logged and the
-    next round tries again."""
+    `client` (controller.client.Client), replacing the chain when they changed; and, given the userspace
+    datapath's `vswitchd` rundir, liberal_tcp every `LIBERAL_EVERY` rounds. Errors are logged and the next
+    round tries again."""
 
-    def __init__(self, gateway: Gateway, client: Any, plan: GatewayPlan, *, interval: float = 2.0) -> None:
+    LIBERAL_EVERY = 30
+
+    def __init__(
+        self, gateway: Gateway, client: Any, plan: GatewayPlan, *, interval: float = 2.0, vswitchd: str | None = None
+    ) -> None:
         self.gateway, self.client, self.plan, self.interval = gateway, client, plan, interval
+        self.vswitchd = vswitchd
         self.stopped = threading.Event()
 
     def start(self) -> NodePortWatch:
@@ -221,7 +246,11 @@ class NodePortWatch:
         self.stopped.set()
 
     def _run(self) -> None:
+        rounds = 0
         while not self.stopped.wait(self.interval):
+            rounds += 1
+            if self.vswitchd is not None and rounds % self.LIBERAL_EVERY == 0:
+                liberal_tcp(self.vswitchd)
             try:
                 self.check()
             except Exception as error:  # the controller away, iptables busy: next round

@@ -179,6 +179,7 @@ def test_the_gateway_port_is_planned_with_its_mtu_and_routes(lab: Lab) -> None:
     assert node1.vsctl("get", "interface", "tenet-gw0", "mtu").strip() == "1450"
     routes = node1.exec("ip", "route", "show", "dev", "tenet-gw0")
     assert "10.244.0.0/16 via 10.244.0.1" in routes and "100.64.0.0/16 via 10.244.0.1" in routes
+    assert "disabled" in node1.appctl("dpctl/ct-get-tcp-seq-chk")  # the agent's liberal_tcp
 
 
 def test_the_largest_packet_leaves_and_a_larger_one_fails_at_once_in_the_pod(lab: Lab) -> None:
