@@ -25,9 +25,11 @@ replaces TENET-INPUT in one `iptables-restore --noflush` transaction when they c
 
 On the userspace datapath the agent turns the TCP sequence check of ovs-vswitchd's conntrack off
 (`dpctl/ct-disable-tcp-seq-chk`, liberal_tcp; again every minute, as ovs-vswitchd forgets it on restart):
-with it on, about 1 in 700 new connections through the SNAT zone failed, always on a source port an
-earlier connection had used, whose SYN the check took for an out-of-window segment of the old entry (README
-"Egress and the gateway port"). It is what Linux's `nf_conntrack_tcp_be_liberal=1` does for its conntrack.
+with it on, about 1 in 700 new connections through the SNAT zone failed: a reused pod source port is SNATed
+to another transit port, which the server may still hold in TIME_WAIT; it answers with an ACK of the old
+connection, and the pod's RST, which would end that TIME_WAIT, is out of the window OVS tracks and dropped
+(README "Egress and the gateway port"). It is what Linux's `nf_conntrack_tcp_be_liberal=1` does for its
+conntrack.
 """
 
 from __future__ import annotations
