@@ -144,6 +144,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             for node in ("node1", "node2"):
                 servers.start(lab.node(node).netns, "tcp", 9090, node)
             servers.start(lab.node("node1").netns, "tcp", 9091, "node1")
+            servers.start(lab.node("node1").netns, "udp", 9092, "node1")
             lab.gateway_outside = outside  # type: ignore[attr-defined]
         except BaseException:
             for log in sorted(lab.dir.glob("nodes/*/agent.log")):  # gone once the lab is down
@@ -276,10 +277,11 @@ def test_an_opened_node_port_reaches_the_own_node_on_that_port_only(lab: Lab) ->
     url = "/v1/tenants/red/networks/net"
     red = netns(lab, "red-a")
     transit = f"100.64.0.{lab.client.get(url)['id']}"
-    assert lab.client.patch(url, {"node_ports": ["tcp/9090"]})["node_ports"] == ["tcp/9090"]
+    assert lab.client.patch(url, {"node_ports": ["tcp/9090", "udp/9092"]})["node_ports"] == ["tcp/9090", "udp/9092"]
     try:
         # the node sees the network's transit address; the agent opens INPUT within a few seconds
         wait_for(lambda: client(red, "tcp", NODE_IPS["node1"], 9090) == f"node1 {transit}", "node port 9090 open")
+        assert client(red, "udp", NODE_IPS["node1"], 9092) == f"node1 {transit}"
         probes = {
             (pod, target, port): client_popen(netns(lab, pod), "tcp", target, port)
             for pod, target, port in (
