@@ -81,15 +81,41 @@ except (OSError, AssertionError) as e:
 """
 
 
+# argv: tcp PORT NAME: greets each connection with its peer's port and closes it first (the server keeps TIME_WAIT).
+CLOSER = r"""
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[2]))); s.listen(16); print("ready", flush=True)
+while True:
+    c, a = s.accept(); c.sendall(f"{a[1]}\n".encode()); c.close()
+"""
+# argv: HOST PORT SOURCE-PORT...: one connection from each source port in turn, each read to the server's close.
+CLOSED = r"""
+import socket, sys, time
+host, port = sys.argv[1], int(sys.argv[2])
+for sport in map(int, sys.argv[3:]):
+    c = socket.socket(); c.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); c.bind(("", sport)); c.settimeout(5)
+    start = time.monotonic()
+    try:
+        c.connect((host, port)); data = c.recv(100)
+        while c.recv(100):
+            pass
+        print(sport, "ok", round(time.monotonic() - start, 1), data.decode().strip(), flush=True)
+    except OSError as e:
+        print(sport, "failed", type(e).__name__, flush=True)
+    c.close()
+"""
+
+
 class Servers:
     """Server processes in namespaces, stopped by pid."""
 
     def __init__(self) -> None:
         self.processes: list[subprocess.Popen] = []
 
-    def start(self, netns: str, kind: str, port: int, name: str) -> None:
+    def start(self, netns: str, kind: str, port: int, name: str, *, script: str = SERVER) -> None:
         process = subprocess.Popen(
-            ["ip", "netns", "exec", netns, sys.executable, "-c", SERVER, kind, str(port), name],
+            ["ip", "netns", "exec", netns, sys.executable, "-c", script, kind, str(port), name],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -139,6 +165,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             sh("ip", "netns", "exec", outside, "ip", "link", "set", "lo", "up")
             servers.start(outside, "tcp", 8080, "outside")
             servers.start(outside, "udp", 8081, "outside")
+            servers.start(outside, "tcp", 8082, "closer", script=CLOSER)
             for pod in ("c1", "c2"):
                 servers.start(lab.state.pods[pod].netns, "tcp", 8080, pod)
             for node in ("node1", "node2"):
@@ -297,6 +324,33 @@ def test_an_opened_node_port_reaches_the_own_node_on_that_port_only(lab: Lab) ->
     finally:
         lab.client.patch(url, {"node_ports": "none"})
     wait_for(lambda: client(red, "tcp", NODE_IPS["node1"], 9090).startswith("failed"), "node port 9090 closed")
+
+
+def test_a_reused_source_port_snated_onto_a_servers_time_wait_still_connects(lab: Lab) -> None:
+    """A pod reuses port P while OVS still holds P's last connection (TIME_WAIT): OVS SNATs the new one to
+    the next free transit port, here P + 1, which the server still holds in TIME_WAIT from the pod's own
+    earlier connection from P + 1 (OVS forgets a closed connection after 30 s, the server after 60 s; the
+    test flushes OVS's entry instead of waiting). The server answers the SYN with an ACK of that old
+    connection (its TCP timestamps are another connection's) about half the time; the pod's RST must pass OVS
+    to end that TIME_WAIT (the sequence check off, agent.gateway.liberal_tcp), and the SYN sent again
+    connects."""
+    red, node1 = netns(lab, "red-a"), lab.node("node1")
+    zone = 0x8000 | lab.client.get("/v1/tenants/red/networks/net")["id"]
+    ports = [41000 + 10 * i for i in range(10)]  # each fails half the time with the check on
+    argv = ["ip", "netns", "exec", red, sys.executable, "-c", CLOSED, OUTSIDE_IP, "8082"]
+    for port in ports:  # the server's TIME_WAIT of P + 1, then OVS's and the server's of P
+        done = subprocess.run([*argv, str(port + 1), str(port)], capture_output=True, text=True, timeout=30)
+        assert done.stdout.split("\n")[0].split()[:2] == [str(port + 1), "ok"], done.stdout + done.stderr
+        tuple_ = (
+            f"ct_nw_src={pod_ip(lab, 'red-a')},ct_nw_dst={OUTSIDE_IP},ct_nw_proto=6,ct_tp_src={port + 1},ct_tp_dst=8082"
+        )
+        node1.appctl("dpctl/flush-conntrack", f"zone={zone}", tuple_)
+    dump = node1.appctl("dpctl/dump-conntrack")
+    assert all(f"sport={p}," in dump and f"sport={p + 1}," not in dump for p in ports), dump
+    done = subprocess.run([*argv, *map(str, ports)], capture_output=True, text=True, timeout=60)
+    answers = done.stdout.strip().split("\n")
+    assert [a.split()[:2] for a in answers] == [[str(p), "ok"] for p in ports], done.stdout + done.stderr
+    assert any(a.split()[-1] != str(p) for a, p in zip(answers, ports, strict=True)), answers  # moved by OVS
 
 
 def test_nat_outgoing_off_means_no_egress(lab: Lab) -> None:
