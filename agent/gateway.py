@@ -13,17 +13,32 @@ What the agent sets up (once at start, and the same again on every start; every 
   each jumped to from the built-in chain:
   - MASQUERADE of the cluster subnet to non-cluster destinations, as the bridge plugin's `ipMasq` does;
   - MASQUERADE of the transit subnet (tenant networks' egress, already SNATed in OVS to it);
-  - MASQUERADE of a pod's traffic the host DNATed back into the cluster (a Service with a backend pod,
-    kube-proxy's rules): the backend answers the node, whose conntrack then undoes the DNAT;
+  - MASQUERADE of whatever the host DNATs into the cluster subnet: a pod's connection to a Service with a
+    backend pod (kube-proxy's rules), or a connection to a hostPort (the `portmap` plugin's rules) from
+    another node, a pod or the outside: the backend answers the node, whose conntrack then undoes the DNAT;
   - transit addresses reach nothing of the cluster (FORWARD drop to the cluster subnet) and nothing of the
-    node (INPUT drop): an isolated tenant gets the outside and no node address.
+    node (INPUT drop): an isolated tenant gets the outside and no node address, except the ports the admin
+    opened to its network (`node_ports`): INPUT accepts its transit address to the tunnel IP on those ports.
+
+The node ports change while the agent runs: NodePortWatch asks GET /v1/gateway every few seconds and
+replaces TENET-INPUT in one `iptables-restore --noflush` transaction when they changed.
+
+On the userspace datapath the agent turns the TCP sequence check of ovs-vswitchd's conntrack off
+(`dpctl/ct-disable-tcp-seq-chk`, liberal_tcp; again every minute, as ovs-vswitchd forgets it on restart):
+with it on, about 1 in 700 new connections through the SNAT zone failed: a reused pod source port is SNATed
+to another transit port, which the server may still hold in TIME_WAIT; it answers with an ACK of the old
+connection, and the pod's RST, which would end that TIME_WAIT, is out of the window OVS tracks and dropped
+(README "Egress and the gateway port"). It is what Linux's `nf_conntrack_tcp_be_liberal=1` does for its
+conntrack.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+import shlex
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from contextlib import closing
@@ -52,6 +67,8 @@ class GatewayPlan:
     transit_subnet: ipaddress.IPv4Network
     gateway: ipaddress.IPv4Address  # the cluster network's gateway address: the routes' next hop
     mtu: int  # bytes
+    # (a network's transit address, its node ports as ("tcp/53", ...)), from the controller's `node_ports`
+    node_ports: tuple[tuple[ipaddress.IPv4Address, tuple[str, ...]], ...] = ()
 
     @property
     def mac(self) -> str:
@@ -64,12 +81,24 @@ class GatewayPlan:
         return [
             ("nat", "TENET-POSTROUTING", ("-s", cluster, "!", "-d", cluster, "-j", "MASQUERADE")),
             ("nat", "TENET-POSTROUTING", ("-s", transit, "!", "-d", cluster, "-j", "MASQUERADE")),
-            ("nat", "TENET-POSTROUTING", ("-s", cluster, "-d", cluster, "-o", port, *hairpin)),
+            ("nat", "TENET-POSTROUTING", ("-d", cluster, "-o", port, *hairpin)),
             ("filter", "TENET-FORWARD", ("-s", transit, "-d", cluster, "-j", "DROP")),
             ("filter", "TENET-FORWARD", ("-i", port, "-j", "ACCEPT")),
             ("filter", "TENET-FORWARD", ("-o", port, "-j", "ACCEPT")),
-            ("filter", "TENET-INPUT", ("-i", port, "-s", transit, "-j", "DROP")),
+            *self.input_rules(),
         ]
+
+    def input_rules(self) -> list[Rule]:
+        """TENET-INPUT: each network's transit address to its node ports of the tunnel IP, then nothing."""
+        port, node = GATEWAY_PORT_NAME, f"{self.node_ip}/32"
+        rules: list[Rule] = []
+        for transit, ports in self.node_ports:
+            for item in ports:
+                protocol, number = item.split("/")
+                accept = ("-i", port, "-s", f"{transit}/32", "-d", node, "-p", protocol, "--dport", number)
+                rules.append(("filter", "TENET-INPUT", (*accept, "-j", "ACCEPT")))
+        rules.append(("filter", "TENET-INPUT", ("-i", port, "-s", str(self.transit_subnet), "-j", "DROP")))
+        return rules
 
 
 def plan_from(doc: dict[str, Any], node_ip: ipaddress.IPv4Address) -> GatewayPlan | None:
@@ -82,6 +111,9 @@ def plan_from(doc: dict[str, Any], node_ip: ipaddress.IPv4Address) -> GatewayPla
         ipaddress.IPv4Network(doc["transit_subnet"]),
         ipaddress.IPv4Address(doc["gateway"]),
         int(doc["mtu"]),
+        tuple(
+            (ipaddress.IPv4Address(item["transit_ip"]), tuple(item["ports"])) for item in doc.get("node_ports") or ()
+        ),
     )
 
 
@@ -159,7 +191,79 @@ class Gateway:
         for table, chain, rule in rules:
             self._must("iptables", "-w", "-t", table, "-A", chain, *rule)
 
+    def replace_input(self, plan: GatewayPlan) -> None:
+        """TENET-INPUT replaced by plan.input_rules() in one transaction (never empty in between); GatewayError."""
+        lines = ["*filter", ":TENET-INPUT - [0:0]"]
+        lines += [f"-A TENET-INPUT {shlex.join(rule)}" for _table, _chain, rule in plan.input_rules()]
+        done = subprocess.run(
+            ["iptables-restore", "-w", "--noflush"],
+            input="\n".join([*lines, "COMMIT", ""]),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise GatewayError(f"iptables-restore of TENET-INPUT: {done.stderr.strip() or done.returncode}")
+
     def _must(self, *args: str) -> None:
         done = self.run(*args)
         if done.returncode != 0:
             raise GatewayError(f"{' '.join(args)}: {done.stderr.strip() or done.returncode}")
+
+
+def liberal_tcp(rundir: str, *, run: Callable[..., subprocess.CompletedProcess] = _run) -> bool:
+    """Turn the TCP sequence check of the userspace datapath's conntrack off (module doc), through the
+    ovs-vswitchd whose rundir is `rundir` (its unixctl socket `ovs-vswitchd.ctl` there, or the one its pidfile
+    names). False, with a warning logged, if ovs-vswitchd refused or did not answer."""
+    ctl = Path(rundir) / "ovs-vswitchd.ctl"
+    target = str(ctl) if ctl.exists() else "ovs-vswitchd"
+    done = run("env", f"OVS_RUNDIR={rundir}", "ovs-appctl", "-t", target, "dpctl/ct-disable-tcp-seq-chk")
+    if done.returncode != 0:
+        log.warning("could not turn conntrack's TCP sequence check off: %s", done.stderr.strip() or done.returncode)
+        return False
+    return True
+
+
+class NodePortWatch:
+    """Keeps TENET-INPUT to the controller's node ports: GET /v1/gateway every `interval` seconds through
+    `client` (controller.client.Client), replacing the chain when they changed; and, given the userspace
+    datapath's `vswitchd` rundir, liberal_tcp every `LIBERAL_EVERY` rounds. Errors are logged and the next
+    round tries again."""
+
+    LIBERAL_EVERY = 30
+
+    def __init__(
+        self, gateway: Gateway, client: Any, plan: GatewayPlan, *, interval: float = 2.0, vswitchd: str | None = None
+    ) -> None:
+        self.gateway, self.client, self.plan, self.interval = gateway, client, plan, interval
+        self.vswitchd = vswitchd
+        self.stopped = threading.Event()
+
+    def start(self) -> NodePortWatch:
+        threading.Thread(target=self._run, name="node-ports", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+    def _run(self) -> None:
+        rounds = 0
+        while not self.stopped.wait(self.interval):
+            rounds += 1
+            if self.vswitchd is not None and rounds % self.LIBERAL_EVERY == 0:
+                liberal_tcp(self.vswitchd)
+            try:
+                self.check()
+            except Exception as error:  # the controller away, iptables busy: next round
+                log.warning("node ports: %s", error)
+
+    def check(self) -> bool:
+        """One round: True when the node ports changed and TENET-INPUT was replaced."""
+        plan = plan_from(self.client.get("/v1/gateway"), self.plan.node_ip)
+        if plan is None or plan.node_ports == self.plan.node_ports:
+            return False
+        self.gateway.replace_input(plan)
+        log.info("node ports now %s", [(str(ip), list(ports)) for ip, ports in plan.node_ports] or "none")
+        self.plan = plan
+        return True

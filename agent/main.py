@@ -244,7 +244,7 @@ def run(args: argparse.Namespace) -> None:
         refused = error.status is not None and 400 <= error.status < 500
         code = EXIT_REFUSED if refused else 1
         raise StartupError(f"registering node {args.node} with {args.controller}: {error}", code=code) from None
-    setup_gateway(client, ovsdb, args.bridge, tunnel_ip)
+    setup_gateway(client, ovsdb, args.bridge, tunnel_ip, vswitchd=vswitchd_of(args.ovsdb, datapath_type))
     settings = AgentSettings(
         node=args.node, bridge=args.bridge, datapath_type=datapath_type, ready_timeout=args.ready_timeout
     )
@@ -285,9 +285,20 @@ def run(args: argparse.Namespace) -> None:
     ovsdb.close()
 
 
-def setup_gateway(client: Any, ovsdb: Any, bridge: str, tunnel_ip: ipaddress.IPv4Address) -> None:
-    """The node's gateway port (agent/gateway.py), when the controller has a cluster network."""
-    from agent.gateway import Gateway, GatewayError, plan_from
+def vswitchd_of(ovsdb: str, datapath_type: str) -> str | None:
+    """ovs-vswitchd's rundir on the userspace datapath (where its conntrack needs agent.gateway.liberal_tcp),
+    None on the kernel datapath: the OVSDB socket's directory, as mgmt_socket_path finds it."""
+    from agent.restore import mgmt_socket_path
+
+    return mgmt_socket_path(ovsdb, "x").rsplit("/", 1)[0] if datapath_type == "netdev" else None
+
+
+def setup_gateway(
+    client: Any, ovsdb: Any, bridge: str, tunnel_ip: ipaddress.IPv4Address, *, vswitchd: str | None = None
+) -> None:
+    """The node's gateway port (agent/gateway.py), when the controller has a cluster network; `vswitchd`:
+    the userspace datapath's rundir (vswitchd_of), whose conntrack then tracks TCP liberally."""
+    from agent.gateway import Gateway, GatewayError, NodePortWatch, liberal_tcp, plan_from
     from agent.ovsdb import OvsdbError
     from controller.client import ClientError, path
 
@@ -302,9 +313,13 @@ def setup_gateway(client: Any, ovsdb: Any, bridge: str, tunnel_ip: ipaddress.IPv
         log.info("no cluster network: no gateway port")
         return
     try:
-        Gateway(ovsdb, bridge).apply(plan)
+        gateway = Gateway(ovsdb, bridge)
+        gateway.apply(plan)
     except (GatewayError, OvsdbError, OSError) as error:
         raise StartupError(f"setting up the gateway port: {error}") from None
+    if vswitchd is not None:
+        liberal_tcp(vswitchd)
+    NodePortWatch(gateway, client, plan, vswitchd=vswitchd).start()  # node ports changed while the agent runs
 
 
 def install_cni(args: argparse.Namespace) -> None:

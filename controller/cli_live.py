@@ -2,7 +2,8 @@
 
   tenetctl tenant create|ls|show|rm     tenetctl tenant quota NAME [--networks N] [--endpoints N]   (admin)
   tenetctl network create TENANT/NAME --encap vxlan|vlan [--vni N|--vlan N] --subnet CIDR [--gateway IP] [--mtu N]
-  tenetctl network create ... [--nat-outgoing]   tenetctl network set TENANT/NAME --nat-outgoing on|off
+  tenetctl network create ... [--nat-outgoing] [--node-ports tcp/53,udp/53]
+  tenetctl network set TENANT/NAME [--nat-outgoing on|off] [--node-ports tcp/53,udp/53|none]
   tenetctl network ls [TENANT] | show TENANT/NAME | rm TENANT/NAME
   tenetctl qos create NAME --rate-kbps N [--burst-kb N] [--direction egress|ingress|both] | ls | show | rm
   tenetctl qos attach NAME TARGET | detach TARGET
@@ -152,11 +153,11 @@ def _network(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         help="reach addresses outside the cluster with SNAT through the node's gateway port (default: on for the "
         "cluster network only)",
     )
-    set_ = _leaf(actions, "set", common, set_network, "change a network: its egress SNAT")
+    create.add_argument("--node-ports", metavar="PORTS", help=NODE_PORTS_HELP + " (default: none)")
+    set_ = _leaf(actions, "set", common, set_network, "change a network: its egress SNAT, its node ports")
     set_.add_argument("network", metavar="TENANT/NAME")
-    set_.add_argument(
-        "--nat-outgoing", required=True, choices=("on", "off"), help="egress beyond the cluster with SNAT, or none"
-    )
+    set_.add_argument("--nat-outgoing", choices=("on", "off"), help="egress beyond the cluster with SNAT, or none")
+    set_.add_argument("--node-ports", metavar="PORTS", help=NODE_PORTS_HELP + "; none closes them all")
     _leaf(actions, "ls", common, list_networks, "list networks").add_argument("tenant", metavar="TENANT", nargs="?")
     _leaf(actions, "show", common, show_network, "show a network").add_argument("network", metavar="TENANT/NAME")
     rm = _leaf(actions, "rm", common, delete_network, "delete a network without endpoints")
@@ -352,7 +353,19 @@ NETWORK_FIELDS = (
     "free_addresses",
     "qos",
     "nat_outgoing",
+    "node_ports",
 )
+NODE_PORTS_HELP = (
+    "ports of its node's own address the network's pods may reach, comma-separated PROTOCOL/PORT (tcp or udp), "
+    "e.g. tcp/53,udp/53; the cluster admin's token only"
+)
+
+
+def node_ports_arg(text: str | None) -> list[str] | str | None:
+    """--node-ports as the API takes it: None (not given), "none", or the list."""
+    if text is None or text == "none":
+        return text
+    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 def network_table(docs: list[dict[str, Any]]) -> str:
@@ -364,14 +377,27 @@ def create_network(client: Client, args: argparse.Namespace) -> Output:
     tenant, name = split_network(args.network)
     body = {"name": name, "encap": args.encap, "subnet": args.subnet, "gateway": args.gateway, "mtu": args.mtu}
     body.update({"vni": args.vni, "vlan": args.vlan, "nat_outgoing": args.nat_outgoing})
+    body["node_ports"] = node_ports_arg(args.node_ports)
     doc = client.post(path("v1", "tenants", tenant, "networks"), {k: v for k, v in body.items() if v is not None})
     return Output(doc, f"created network {doc['key']} ({doc['encap']} {doc['segment']}, {doc['subnet']})")
 
 
 def set_network(client: Client, args: argparse.Namespace) -> Output:
     tenant, name = split_network(args.network)
-    doc = client.patch(path("v1", "tenants", tenant, "networks", name), {"nat_outgoing": args.nat_outgoing == "on"})
-    return Output(doc, f"network {doc['key']}: nat_outgoing {'on' if doc['nat_outgoing'] else 'off'}")
+    body: dict[str, Any] = {}
+    if args.nat_outgoing is not None:
+        body["nat_outgoing"] = args.nat_outgoing == "on"
+    if args.node_ports is not None:
+        body["node_ports"] = node_ports_arg(args.node_ports)
+    if not body:
+        raise UsageError("network set: give --nat-outgoing, --node-ports or both")
+    doc = client.patch(path("v1", "tenants", tenant, "networks", name), body)
+    said = []
+    if "nat_outgoing" in body:
+        said.append(f"nat_outgoing {'on' if doc['nat_outgoing'] else 'off'}")
+    if "node_ports" in body:
+        said.append(f"node_ports {','.join(doc['node_ports']) or 'none'}")
+    return Output(doc, f"network {doc['key']}: {', '.join(said)}")
 
 
 def list_networks(client: Client, args: argparse.Namespace) -> Output:

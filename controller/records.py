@@ -49,6 +49,7 @@ def network_doc(network: Network) -> Document:
         "mtu": network.mtu,
         "id": network.id,
         "nat_outgoing": network.nat_outgoing,
+        "node_ports": list(network.node_ports),
     }
 
 
@@ -174,6 +175,7 @@ def restore_one(model: Model, kind: str, doc: Document, *, path: str) -> None:
             mtu=doc["mtu"],
             network_id=doc["id"],
             nat_outgoing=doc.get("nat_outgoing"),  # absent before networks had it: the default
+            node_ports=doc.get("node_ports"),  # the same
             path=path,
         )
     elif kind == "qos":

@@ -183,6 +183,7 @@ class Service(NetpolChanges):
         mtu: int | None = None,
         restricted: bool = False,
         nat_outgoing: bool | None = None,
+        node_ports: list[str] | None = None,
     ) -> Network:
         """A network; `segment` None: the lowest free one of the pool. `restricted` (a tenant's token): the
         segment must be from the pool and the tenant within its network quota (ValidationError otherwise)."""
@@ -200,6 +201,7 @@ class Service(NetpolChanges):
                 gateway=gateway,
                 mtu=mtu,
                 nat_outgoing=nat_outgoing,
+                node_ports=node_ports,
             )
             change.apply(touched, undo=lambda: self.model.remove_network(key))
             network = self.model.networks[key]
@@ -211,6 +213,25 @@ class Service(NetpolChanges):
         with self._change(f"setting nat_outgoing of network {key!r}") as change:
             before = self.model.network(key).nat_outgoing
             change.apply(self.model.set_nat_outgoing(key, on), undo=lambda: self.model.set_nat_outgoing(key, before))
+            network = self.model.networks[key]
+            change.store(Put(records.key("networks", key), records.network_doc(network)))
+            return network
+
+    def update_network(self, key: str, *, nat_outgoing: bool | None = None, node_ports: object = None) -> Network:
+        """Change a network's `nat_outgoing` and/or `node_ports` (None: unchanged), all or nothing;
+        ValidationError naming `network.nat_outgoing` or `network.node_ports` if either cannot be set."""
+        with self._change(f"changing network {key!r}") as change:
+            before = self.model.network(key)
+            if nat_outgoing is not None:
+                change.apply(
+                    self.model.set_nat_outgoing(key, nat_outgoing),
+                    undo=lambda: self.model.set_nat_outgoing(key, before.nat_outgoing),
+                )
+            if node_ports is not None:
+                change.apply(
+                    self.model.set_node_ports(key, node_ports),
+                    undo=lambda: self.model.set_node_ports(key, list(before.node_ports)),
+                )
             network = self.model.networks[key]
             change.store(Put(records.key("networks", key), records.network_doc(network)))
             return network

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
-from typing import Protocol
+from typing import Any, Protocol
+
+from topology.errors import ValidationError
 
 # A node's gateway port MAC: 0e:00:<tunnel IP>; a first octet of its own, never an endpoint's or a gateway's.
 NODE_GATEWAY_MAC_BASE = 0x0E_00_00_00_00_00
 # Conntrack zones of egress SNAT: 0x8000 | network id, apart from the zone policy uses (the network id).
 SNAT_ZONE_BASE = 0x8000
 MAX_SNAT_NETWORK_ID = SNAT_ZONE_BASE - 1
+NODE_PORT_PROTOCOLS = {"tcp": 6, "udp": 17}  # IANA protocol numbers
 
 
 class HasId(Protocol):
@@ -59,3 +62,29 @@ def node_gateway_mac(tunnel_ip: IPv4Address) -> int:
 def snat_zone(network: HasId) -> int:
     """The conntrack zone a network's egress SNAT uses (16 bits; network ids below 0x8000)."""
     return SNAT_ZONE_BASE | network.id
+
+
+def parse_node_ports(path: str, value: Any) -> tuple[str, ...]:
+    """A network's `node_ports`: a list of `"tcp/PORT"` or `"udp/PORT"` (port 1..65535), or `"none"`
+    (the same as `[]`), returned sorted and without repeats as `("tcp/53", "udp/53")`. ValidationError
+    naming `path` (and the item) otherwise."""
+    if value == "none":
+        return ()
+    if not isinstance(value, list):
+        raise ValidationError(path, f'want a list like ["tcp/53", "udp/53"], got {value!r:.60}')
+    ports: set[tuple[str, int]] = set()
+    for index, item in enumerate(value):
+        where = f"{path}[{index}]"
+        protocol, _, number = item.partition("/") if isinstance(item, str) else ("", "", "")
+        if protocol not in NODE_PORT_PROTOCOLS or not number.isascii() or not number.isdigit():
+            raise ValidationError(where, f"want PROTOCOL/PORT with PROTOCOL tcp or udp, like tcp/53; got {item!r:.60}")
+        if not 1 <= int(number) <= 65535:
+            raise ValidationError(where, f"port {int(number)} is not in 1..65535")
+        ports.add((protocol, int(number)))
+    return tuple(f"{protocol}/{number}" for protocol, number in sorted(ports))
+
+
+def node_port(text: str) -> tuple[int, int]:
+    """`"tcp/53"` (as parse_node_ports returns it) → (IP protocol number, port)."""
+    protocol, number = text.split("/")
+    return NODE_PORT_PROTOCOLS[protocol], int(number)

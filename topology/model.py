@@ -15,7 +15,7 @@ from enum import Enum
 from ipaddress import IPv4Address, IPv4Network
 
 from topology.errors import ValidationError
-from topology.gateway import MAX_SNAT_NETWORK_ID, GatewayConfig
+from topology.gateway import MAX_SNAT_NETWORK_ID, GatewayConfig, parse_node_ports
 from topology.ipam import (
     MAX_NETWORK_ID,
     AddressPool,
@@ -72,6 +72,7 @@ class Network:
     mtu: int
     id: int
     nat_outgoing: bool = False  # egress to addresses outside the cluster, SNATed (see GatewayConfig)
+    node_ports: tuple[str, ...] = ()  # ports of its node's address it may reach, SNATed: ("tcp/53", "udp/53")
     key: str = field(init=False, repr=False, compare=False)  # "tenant/name", looked up on every compile
 
     def __post_init__(self) -> None:
@@ -394,9 +395,11 @@ class Model(NamespacesMixin):
         mtu: int | None = None,
         network_id: int | None = None,
         nat_outgoing: bool | None = None,
+        node_ports: list[str] | tuple[str, ...] | None = None,
         path: str = "network",
     ) -> Touched:
-        """Add a network. `nat_outgoing` None: on for the cluster network, off for any other."""
+        """Add a network. `nat_outgoing` None: on for the cluster network, off for any other. `node_ports`
+        (topology.gateway.parse_node_ports) None: none open."""
         if tenant not in self.tenants:
             raise ValidationError(path, f"unknown tenant {tenant!r}")
         check_name(path + ".name", name)
@@ -443,8 +446,11 @@ class Model(NamespacesMixin):
             nat_outgoing = self.gateway is not None and key == self.gateway.cluster_network
         if nat_outgoing:
             self._check_nat_outgoing(path + ".nat_outgoing", key, network_id)
+        ports = parse_node_ports(path + ".node_ports", list(node_ports or ()))
+        if ports:
+            self._check_node_ports(path + ".node_ports", key, network_id)
         network_id = take_or_claim(self._network_ids, network_id, path)
-        network = Network(tenant, name, kind, segment, net, gw, mtu, network_id, nat_outgoing)
+        network = Network(tenant, name, kind, segment, net, gw, mtu, network_id, nat_outgoing, ports)
         self.networks[key] = network
         self.networks_by_tenant[tenant][key] = network
         self._segments[(kind, segment)] = key
@@ -468,6 +474,25 @@ class Model(NamespacesMixin):
         updated = replace(network, nat_outgoing=on)
         self.networks[key] = self.networks_by_tenant[network.tenant][key] = updated
         return self._bump(Touched(networks={key}))
+
+    def set_node_ports(self, key: str, node_ports: object, *, path: str = "network") -> Touched:
+        """Open exactly `node_ports` of the node's address to a network (a list as parse_node_ports takes,
+        `[]` or `"none"` to close them all); ValidationError naming `path.node_ports`, nothing changed."""
+        network = self.network(key, path=path)
+        ports = parse_node_ports(path + ".node_ports", node_ports)
+        if ports:
+            self._check_node_ports(path + ".node_ports", key, network.id)
+        if ports == network.node_ports:
+            return Touched()
+        updated = replace(network, node_ports=ports)
+        self.networks[key] = self.networks_by_tenant[network.tenant][key] = updated
+        return self._bump(Touched(networks={key}))
+
+    def _check_node_ports(self, path: str, key: str, network_id: int | None) -> None:
+        """Node ports are SNATed like nat_outgoing: the same conditions, and never for the cluster network."""
+        if self.gateway is not None and key == self.gateway.cluster_network:
+            raise ValidationError(path, "the cluster network's pods reach every node address already")
+        self._check_nat_outgoing(path, key, network_id)
 
     def configure_gateway(self, config: GatewayConfig, *, path: str = "cluster_subnet") -> Touched:
         """Name the cluster network and its subnet (once, before it exists or matching it); ValidationError

@@ -82,6 +82,14 @@ NAT_OUTGOING: Json = {
 }
 
 
+NODE_PORT: Json = {"type": "string", "pattern": "^(tcp|udp)/[0-9]+$", "description": "PROTOCOL/PORT, port 1..65535"}
+NODE_PORTS: Json = {
+    "oneOf": [{"type": "array", "items": NODE_PORT}, {"type": "string", "enum": ["none"]}],
+    "description": "ports of its node's address the network's pods may reach, SNATed to its transit address "
+    "(the cluster admin's token only); [] or none: none (the default)",
+}
+
+
 def _network_create(encap: str, segment: str, bounds: tuple[int, int], *, mtu: str, max_mtu: int) -> Json:
     return _obj(
         {
@@ -108,6 +116,7 @@ def _network_create(encap: str, segment: str, bounds: tuple[int, int], *, mtu: s
                 }
             ),
             "nat_outgoing": _nullable(NAT_OUTGOING),
+            "node_ports": _nullable(NODE_PORTS),
         },
         required=("name", "encap", "subnet"),
     )
@@ -172,10 +181,11 @@ SCHEMAS: Json = {
             "free_addresses": {"type": "integer", "description": "addresses IPAM can still hand out"},
             "qos": _nullable(STRING),
             "nat_outgoing": BOOLEAN,
+            "node_ports": {"type": "array", "items": NODE_PORT},
         },
         required=("tenant", "name", "key", "encap", "segment", "vni", "vlan", "subnet", "gateway", "mtu", "id"),
     ),
-    "NetworkUpdate": _obj({"nat_outgoing": NAT_OUTGOING}, required=("nat_outgoing",)),
+    "NetworkUpdate": _obj({"nat_outgoing": NAT_OUTGOING, "node_ports": NODE_PORTS}),
     "Gateway": _obj(
         {
             "cluster_network": _nullable({"type": "string", "description": "TENANT/NAME; null: none set up"}),
@@ -183,6 +193,14 @@ SCHEMAS: Json = {
             "transit_subnet": _nullable(STRING),
             "gateway": _nullable({"type": "string", "description": "the cluster network's gateway address"}),
             "mtu": _nullable({"type": "integer", "description": "the cluster network's MTU, bytes"}),
+            "node_ports": {
+                "type": "array",
+                "items": _obj(
+                    {"network": STRING, "transit_ip": STRING, "ports": {"type": "array", "items": NODE_PORT}},
+                    required=("network", "transit_ip", "ports"),
+                ),
+                "description": "the networks with node ports open, their transit addresses and ports",
+            },
         },
         required=("cluster_network", "cluster_subnet", "transit_subnet", "gateway", "mtu"),
     ),

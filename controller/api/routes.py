@@ -268,14 +268,17 @@ class Api(NetpolRoutes):
             return Response(200, [views.network_json(self.model, n) for n in networks])
 
     def create_network(self, request: Request) -> Response:
-        fields = {"name", "encap", "vni", "vlan", "subnet", "gateway", "mtu", "nat_outgoing"}
+        fields = {"name", "encap", "vni", "vlan", "subnet", "gateway", "mtu", "nat_outgoing", "node_ports"}
         body = Body(request.json(), "network", allowed=fields)
         name, encap, subnet = body.text("name"), body.text("encap"), body.text("subnet")
         segment = network_segment(body, encap)
         gateway, mtu = body.text("gateway", required=False), body.integer("mtu", required=False)
         nat_outgoing = body.boolean("nat_outgoing", required=False)
+        node_ports = body.data.get("node_ports")
         with self.service.lock:
             tenant = self.tenant(request, request.params["tenant"])
+            if node_ports is not None and not request.principal.admin:
+                raise forbidden("network.node_ports (opening node ports to a network)")
             network = self.service.create_network(
                 tenant.name,
                 name,
@@ -286,6 +289,7 @@ class Api(NetpolRoutes):
                 mtu=mtu,
                 restricted=not request.principal.admin,
                 nat_outgoing=nat_outgoing,
+                node_ports=node_ports,
             )
             return created(f"/v1/tenants/{tenant.name}/networks/{name}", views.network_json(self.model, network))
 
@@ -302,14 +306,20 @@ class Api(NetpolRoutes):
             return Response(200, views.network_json(self.model, network))
 
     def update_network(self, request: Request) -> Response:
-        """Change what may change of a network: `{"nat_outgoing": true|false}` (egress SNAT, README "Egress
-        and the gateway port")."""
-        body = Body(request.json(), "network", allowed={"nat_outgoing"})
-        on = body.boolean("nat_outgoing")
+        """Change what may change of a network, one field or both: `{"nat_outgoing": true|false}` (egress
+        SNAT) and `{"node_ports": ["tcp/53", ...]}` (ports of its node's address opened to it, `[]` or
+        `"none"` for none; the cluster admin's token only); README "Egress and the gateway port"."""
+        body = Body(request.json(), "network", allowed={"nat_outgoing", "node_ports"})
+        on = body.boolean("nat_outgoing", required=False)
+        node_ports = body.data.get("node_ports")
+        if on is None and node_ports is None:
+            raise ValidationError("network", "want nat_outgoing or node_ports (or both)")
         with self.service.lock:
             self.tenant(request, request.params["tenant"])
             network = self.network(request, f"{request.params['tenant']}/{request.params['network']}")
-            network = self.service.set_nat_outgoing(network.key, bool(on))
+            if node_ports is not None and not request.principal.admin:
+                raise forbidden("network.node_ports (opening node ports to a network)")
+            network = self.service.update_network(network.key, nat_outgoing=on, node_ports=node_ports)
             return Response(200, views.network_json(self.model, network))
 
     def show_gateway(self, request: Request) -> Response:
@@ -325,6 +335,11 @@ class Api(NetpolRoutes):
                     "transit_subnet": str(config.transit_subnet) if config else None,
                     "gateway": str(cluster.gateway) if cluster else None,
                     "mtu": cluster.mtu if cluster else None,
+                    "node_ports": [
+                        {"network": n.key, "transit_ip": str(config.transit_ip(n)), "ports": list(n.node_ports)}
+                        for _key, n in sorted(self.model.networks.items())
+                        if config is not None and n.node_ports
+                    ],
                 },
             )
 

@@ -36,6 +36,7 @@ def network_json(model: Model, network: Network) -> Json:
         "mtu": network.mtu,
         "id": network.id,
         "nat_outgoing": network.nat_outgoing,
+        "node_ports": list(network.node_ports),
         "endpoints": len(model.endpoints_by_network[network.key]),
         "free_addresses": model.free_addresses(network.key),
         "qos": attachment.profile if attachment else None,

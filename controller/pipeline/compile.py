@@ -258,7 +258,7 @@ class Compiler:
         nats = tuple(
             (n, self.model.tenants[n.tenant].id, tuple(self.model.networks_by_tenant[n.tenant].values()))
             for n in self.model.networks.values()
-            if n.nat_outgoing
+            if n.nat_outgoing or n.node_ports
         )
         cluster = self.model.networks.get(config.cluster_network)
         tenant = self.model.tenants.get(config.cluster_tenant)

@@ -197,8 +197,9 @@ TABLES: tuple[Table, ...] = (
     # Egress of networks with nat_outgoing through the node's gateway port (features/gateway.py).
     _table(
         "egress_gateway",
-        "a tenant's traffic for outside the cluster: refuse cluster, transit and node addresses, else SNAT",
-        matches="network eth_type ipv4_dst",
+        "a tenant's traffic for outside the cluster: its node ports in; cluster, transit and node addresses "
+        "refused; else SNAT",
+        matches="network eth_type ipv4_dst ip_proto tcp_dst udp_dst",
         actions=(Ct,),
         miss_reason="gateway: the network does not NAT outgoing traffic",
         ct_tables="egress_snat",

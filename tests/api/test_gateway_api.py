@@ -1,4 +1,5 @@
-"""The cluster network made at start and nat_outgoing through the API: shown, set at create, changed, kept."""
+"""The cluster network made at start, nat_outgoing and node_ports through the API: shown, set at create, changed,
+kept."""
 
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ def test_the_cluster_network_is_made_at_start_with_nat_outgoing_on(api: Wsgi) ->
         "transit_subnet": "100.64.0.0/16",
         "gateway": "10.244.0.1",
         "mtu": pods["mtu"],
+        "node_ports": [],
     }
 
 
@@ -68,3 +70,42 @@ def test_bad_nat_outgoing_and_a_subnet_overlapping_the_cluster_are_refused(api: 
     answer = api.call("POST", NETWORKS, {"name": "c", "encap": "vxlan", "subnet": "10.244.3.0/24"})
     assert answer.status == 409 and "cluster subnet" in answer.error["message"]
     assert api.ok("GET", f"{NETWORKS}/a")["nat_outgoing"] is False
+
+
+def test_node_ports_by_the_admin_at_create_and_by_patch_shown_and_kept(api: Wsgi, gateway_service: Service) -> None:
+    body = {"name": "a", "encap": "vxlan", "subnet": "10.1.0.0/24", "node_ports": ["udp/53", "tcp/53", "tcp/53"]}
+    made = api.ok("POST", NETWORKS, body)
+    assert made["node_ports"] == ["tcp/53", "udp/53"]
+    transit = f"100.64.0.{made['id']}"
+    assert api.ok("GET", "/v1/gateway")["node_ports"] == [
+        {"network": "blue/a", "transit_ip": transit, "ports": ["tcp/53", "udp/53"]}
+    ]
+    changed = api.ok("PATCH", f"{NETWORKS}/a", {"node_ports": ["tcp/10250"], "nat_outgoing": True})
+    assert (changed["node_ports"], changed["nat_outgoing"]) == (["tcp/10250"], True)
+    gateway_service.restore()
+    assert gateway_service.model.networks["blue/a"].node_ports == ("tcp/10250",)
+    assert api.ok("PATCH", f"{NETWORKS}/a", {"node_ports": "none"})["node_ports"] == []
+    assert api.ok("GET", "/v1/gateway")["node_ports"] == []
+    assert api.ok("GET", f"{NETWORKS}/a")["node_ports"] == []
+
+
+def test_node_ports_need_the_admin_and_bad_ones_change_nothing(api: Wsgi) -> None:
+    api.ok("POST", NETWORKS, {"name": "a", "encap": "vxlan", "subnet": "10.1.0.0/24", "node_ports": ["tcp/53"]})
+    answer = api.call("PATCH", f"{NETWORKS}/a", {"node_ports": ["tcp/22"]}, token=BLUE)
+    assert answer.status == 403 and "node_ports" in answer.error["message"]
+    body = {"name": "b", "encap": "vxlan", "subnet": "10.2.0.0/24", "node_ports": ["tcp/22"]}
+    assert api.call("POST", NETWORKS, body, token=BLUE).status == 403
+    for bad, field in (
+        (["tcp/70000"], "network.node_ports[0]"),
+        (["sctp/9"], "network.node_ports[0]"),
+        ("tcp/53", "network.node_ports"),
+    ):
+        answer = api.call("PATCH", f"{NETWORKS}/a", {"node_ports": bad, "nat_outgoing": True})
+        assert answer.status == 400 and answer.error["field"] == field, answer.error
+    answer = api.call("PATCH", "/v1/tenants/default/networks/pods", {"node_ports": ["tcp/53"]})
+    assert answer.status == 400 and answer.error["field"] == "network.node_ports"
+    assert api.call("PATCH", f"{NETWORKS}/a", {}).status == 400
+    assert api.call("POST", NETWORKS, {**body, "node_ports": ["tcp/0"]}).status == 400
+    assert api.call("GET", f"{NETWORKS}/b").status == 404
+    after = api.ok("GET", f"{NETWORKS}/a")
+    assert (after["node_ports"], after["nat_outgoing"]) == (["tcp/53"], False)  # all or nothing

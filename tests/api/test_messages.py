@@ -88,7 +88,8 @@ CASES: list[tuple[str, str, Any, str | None, int, str | None, str]] = [
     ("POST", NETS, network("web", "10.7.0.0/24", vni=9), None,
      409, "network.name", "network 'blue/web' already exists"),
     ("POST", NETS, {**network("s", "10.7.0.0/24", vni=9), "color": "red"}, None,
-     400, "network.color", "unknown field (allowed: encap, gateway, mtu, name, nat_outgoing, subnet, vlan, vni)"),
+     400, "network.color",
+     "unknown field (allowed: encap, gateway, mtu, name, nat_outgoing, node_ports, subnet, vlan, vni)"),
     # endpoints
     ("POST", EPS, ep(network="red/web"), BLUE, 400, "endpoint.network", "unknown network 'red/web'"),
     ("POST", EPS, ep(network="web"), BLUE, 400, "endpoint.network", "unknown network 'web' (want TENANT/NAME)"),

@@ -6,6 +6,7 @@ isolated tenants with the very same subnet and `nat_outgoing`, and an "outside" 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ import pytest
 from controller.client import ClientError
 from lab.cluster import Lab
 from lab.ovs import launch, sh, wait_for
+from tests.functional.gateway_support import CLOSED, CLOSER, Servers, client, client_popen
 
 OUTSIDE_IP, NODE1_OUT = "198.51.100.10", "198.51.100.1"  # not the lab's own outside host (203.0.113.0/24)
 NODE_IPS = {"node1": "192.168.100.1", "node2": "192.168.100.2"}  # the lab's underlay (tunnel) addresses
@@ -36,80 +38,6 @@ TENANTS = [
 ]
 CONFIG = {"tenants": TENANTS, "qos": [], "cni_default": "default/pods"}
 RESTARTED: list[subprocess.Popen] = []  # controllers this module started again: waited for after the lab is down
-
-# argv: tcp|udp PORT NAME. TCP: greets each connection with "NAME PEER-IP", then echoes; UDP answers the same.
-SERVER = r"""
-import socket, sys, threading
-kind, port, name = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-def serve(c, a):
-    with c:
-        c.sendall(f"{name} {a[0]}\n".encode())
-        while data := c.recv(100):
-            c.sendall(data)
-if kind == "tcp":
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", port)); s.listen(16); print("ready", flush=True)
-    while True:
-        c, a = s.accept(); threading.Thread(target=serve, args=(c, a), daemon=True).start()
-else:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", port)); print("ready", flush=True)
-    while True:
-        data, a = s.recvfrom(100); s.sendto(f"{name} {a[0]}".encode(), a)
-"""
-# argv: tcp|udp HOST PORT [SOURCE-PORT [HOLD-S]]: prints the greeting (TCP: and checks an echo after HOLD-S).
-CLIENT = r"""
-import socket, sys, time
-kind, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
-sport = int(sys.argv[4]) if len(sys.argv) > 4 else 0
-hold = sys.argv[5] if len(sys.argv) > 5 else "0"
-try:
-    if kind == "tcp":
-        c = socket.socket(); c.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); c.bind(("", sport))
-        c.settimeout(3); c.connect((host, port)); greeting = c.recv(100).decode().strip()
-        if hold == "stdin":  # a long-lived connection: echo once told to on stdin
-            print("connected", flush=True); sys.stdin.readline()
-        else:
-            time.sleep(float(hold))
-        c.sendall(b"echo"); assert c.recv(100) == b"echo"
-        print(greeting)
-    else:
-        c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); c.bind(("", sport)); c.settimeout(3)
-        c.sendto(b"x", (host, port)); print(c.recv(100).decode())
-except (OSError, AssertionError) as e:
-    print("failed", type(e).__name__, e)
-"""
-
-
-class Servers:
-    """Server processes in namespaces, stopped by pid."""
-
-    def __init__(self) -> None:
-        self.processes: list[subprocess.Popen] = []
-
-    def start(self, netns: str, kind: str, port: int, name: str) -> None:
-        process = subprocess.Popen(
-            ["ip", "netns", "exec", netns, sys.executable, "-c", SERVER, kind, str(port), name],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.processes.append(process)
-        assert process.stdout is not None and process.stdout.readline().strip() == "ready", process.stderr
-
-    def close(self) -> None:
-        for process in self.processes:
-            process.kill()
-            process.wait(timeout=10)
-
-
-def client(netns: str, *args: object, timeout: float = 20) -> str:
-    argv = ["ip", "netns", "exec", netns, sys.executable, "-c", CLIENT, *map(str, args)]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False).stdout.strip()
-
-
-def client_popen(netns: str, *args: object) -> subprocess.Popen:
-    argv = ["ip", "netns", "exec", netns, sys.executable, "-c", CLIENT, *map(str, args)]
-    return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
 
 @pytest.fixture(scope="module")
@@ -138,10 +66,13 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             sh("ip", "netns", "exec", outside, "ip", "link", "set", "lo", "up")
             servers.start(outside, "tcp", 8080, "outside")
             servers.start(outside, "udp", 8081, "outside")
+            servers.start(outside, "tcp", 8082, "closer", script=CLOSER)
             for pod in ("c1", "c2"):
                 servers.start(lab.state.pods[pod].netns, "tcp", 8080, pod)
             for node in ("node1", "node2"):
                 servers.start(lab.node(node).netns, "tcp", 9090, node)
+            servers.start(lab.node("node1").netns, "tcp", 9091, "node1")
+            servers.start(lab.node("node1").netns, "udp", 9092, "node1")
             lab.gateway_outside = outside  # type: ignore[attr-defined]
         except BaseException:
             for log in sorted(lab.dir.glob("nodes/*/agent.log")):  # gone once the lab is down
@@ -177,6 +108,7 @@ def test_the_gateway_port_is_planned_with_its_mtu_and_routes(lab: Lab) -> None:
     assert node1.vsctl("get", "interface", "tenet-gw0", "mtu").strip() == "1450"
     routes = node1.exec("ip", "route", "show", "dev", "tenet-gw0")
     assert "10.244.0.0/16 via 10.244.0.1" in routes and "100.64.0.0/16 via 10.244.0.1" in routes
+    assert "disabled" in node1.appctl("dpctl/ct-get-tcp-seq-chk")  # the agent's liberal_tcp
 
 
 def test_the_largest_packet_leaves_and_a_larger_one_fails_at_once_in_the_pod(lab: Lab) -> None:
@@ -269,6 +201,59 @@ def test_an_isolated_tenant_reaches_no_cluster_pod_node_or_other_tenant(lab: Lab
     assert all(answer.startswith("failed") for answer in answers.values()), answers
 
 
+def test_an_opened_node_port_reaches_the_own_node_on_that_port_only(lab: Lab) -> None:
+    url = "/v1/tenants/red/networks/net"
+    red = netns(lab, "red-a")
+    transit = f"100.64.0.{lab.client.get(url)['id']}"
+    assert lab.client.patch(url, {"node_ports": ["tcp/9090", "udp/9092"]})["node_ports"] == ["tcp/9090", "udp/9092"]
+    try:
+        # the node sees the network's transit address; the agent opens INPUT within a few seconds
+        wait_for(lambda: client(red, "tcp", NODE_IPS["node1"], 9090) == f"node1 {transit}", "node port 9090 open")
+        assert client(red, "udp", NODE_IPS["node1"], 9092) == f"node1 {transit}"
+        probes = {
+            (pod, target, port): client_popen(netns(lab, pod), "tcp", target, port)
+            for pod, target, port in (
+                ("red-a", NODE_IPS["node1"], 9091),  # another port
+                ("red-a", NODE_IPS["node2"], 9090),  # another node
+                ("red-a", NODE1_OUT, 9090),  # another address of the node
+                ("blue-a", NODE_IPS["node1"], 9090),  # another tenant
+            )
+        }
+        answers = {probe: process.communicate(timeout=20)[0].strip() for probe, process in probes.items()}
+        assert all(answer.startswith("failed") for answer in answers.values()), answers
+        assert client(red, "tcp", OUTSIDE_IP, 8080) == f"outside {NODE1_OUT}"  # nat_outgoing as before
+    finally:
+        lab.client.patch(url, {"node_ports": "none"})
+    wait_for(lambda: client(red, "tcp", NODE_IPS["node1"], 9090).startswith("failed"), "node port 9090 closed")
+
+
+def test_a_reused_source_port_snated_onto_a_servers_time_wait_still_connects(lab: Lab) -> None:
+    """A pod reuses port P while OVS still holds P's last connection (TIME_WAIT): OVS SNATs the new one to
+    the next free transit port, here P + 1, which the server still holds in TIME_WAIT from the pod's own
+    earlier connection from P + 1 (OVS forgets a closed connection after 30 s, the server after 60 s; the
+    test flushes OVS's entry instead of waiting). The server answers the SYN with an ACK of that old
+    connection (its TCP timestamps are another connection's) about half the time; the pod's RST must pass OVS
+    to end that TIME_WAIT (the sequence check off, agent.gateway.liberal_tcp), and the SYN sent again
+    connects."""
+    red, node1 = netns(lab, "red-a"), lab.node("node1")
+    zone = 0x8000 | lab.client.get("/v1/tenants/red/networks/net")["id"]
+    ports = [41000 + 10 * i for i in range(10)]  # each fails half the time with the check on
+    argv = ["ip", "netns", "exec", red, sys.executable, "-c", CLOSED, OUTSIDE_IP, "8082"]
+    for port in ports:  # the server's TIME_WAIT of P + 1, then OVS's and the server's of P
+        done = subprocess.run([*argv, str(port + 1), str(port)], capture_output=True, text=True, timeout=30)
+        assert done.stdout.split("\n")[0].split()[:2] == [str(port + 1), "ok"], done.stdout + done.stderr
+        tuple_ = (
+            f"ct_nw_src={pod_ip(lab, 'red-a')},ct_nw_dst={OUTSIDE_IP},ct_nw_proto=6,ct_tp_src={port + 1},ct_tp_dst=8082"
+        )
+        node1.appctl("dpctl/flush-conntrack", f"zone={zone}", tuple_)
+    dump = node1.appctl("dpctl/dump-conntrack")
+    assert all(f"sport={p}," in dump and f"sport={p + 1}," not in dump for p in ports), dump
+    done = subprocess.run([*argv, *map(str, ports)], capture_output=True, text=True, timeout=60)
+    answers = done.stdout.strip().split("\n")
+    assert [a.split()[:2] for a in answers] == [[str(p), "ok"] for p in ports], done.stdout + done.stderr
+    assert any(a.split()[-1] != str(p) for a, p in zip(answers, ports, strict=True)), answers  # moved by OVS
+
+
 def test_nat_outgoing_off_means_no_egress(lab: Lab) -> None:
     url = "/v1/tenants/red/networks/net"
     red = netns(lab, "red-a")
@@ -311,3 +296,66 @@ def _answers(lab: Lab) -> bool:
     except ClientError:
         return False
     return True
+
+
+HOST_PORT, CONTAINER_PORT = 30080, 8080
+
+
+def _chain(lab: Lab, command: str, netns_name: str, container: str, previous: dict | None = None) -> dict:
+    """node1's conflist, tenet then Debian's portmap, called as a runtime calls it (DEL in reverse), with the
+    pod's port mapping in `runtimeConfig`; each ADD step gets the result so far."""
+    node_dir = lab.dir / "nodes" / "node1" / "cni"
+    conflist = json.loads((node_dir / "net.d" / "10-tenet.conflist").read_text())
+    tenet = next(p for p in conflist["plugins"] if p["type"] == "tenet") | {"tenant": "default", "network": "pods"}
+    portmap = {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True}
+    mapping = {"hostPort": HOST_PORT, "containerPort": CONTAINER_PORT, "protocol": "tcp"}
+    plugins = [(str(node_dir / "bin" / "tenet"), tenet), ("/usr/lib/cni/portmap", portmap)]
+    environment = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "CNI_COMMAND": command,
+        "CNI_CONTAINERID": container,
+        "CNI_NETNS": f"/var/run/netns/{netns_name}",
+        "CNI_IFNAME": "eth0",
+        "CNI_PATH": f"{node_dir / 'bin'}:/usr/lib/cni",
+    }
+    result = previous
+    for program, plugin in plugins if command == "ADD" else reversed(plugins):
+        config = {**plugin, "cniVersion": conflist["cniVersion"], "name": conflist["name"]}
+        if plugin is portmap:  # what a runtime puts there for a capability the plugin declares
+            config["runtimeConfig"] = {"portMappings": [mapping]}
+        if result is not None:
+            config["prevResult"] = result
+        argv = ["ip", "netns", "exec", lab.node("node1").netns, program]
+        stdin = json.dumps(config)
+        done = subprocess.run(argv, input=stdin, env=environment, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, (program, command, done.stdout, done.stderr)
+        if command == "ADD":
+            result = json.loads(done.stdout)
+    assert result is not None
+    return result
+
+
+def test_a_host_port_through_portmap_reaches_the_pod_until_del(lab: Lab) -> None:
+    pod_netns, container = f"tgh-{os.getpid()}", f"hostport-{os.getpid()}"
+    sh("ip", "netns", "add", pod_netns)
+    servers = Servers()
+    result: dict | None = None
+    try:
+        result = _chain(lab, "ADD", pod_netns, container)
+        ip = result["ips"][-1]["address"].split("/")[0]
+        servers.start(pod_netns, "tcp", CONTAINER_PORT, "hostport")
+        assert "--dport 30080" in lab.node("node1").exec("iptables-save", "-t", "nat")
+        node1 = NODE_IPS["node1"]  # the pod sees its node's address: the node masquerades what it DNATs into a pod
+        assert client(lab.gateway_outside, "tcp", NODE1_OUT, HOST_PORT) == f"hostport {node1}"  # type: ignore[attr-defined]
+        assert client(lab.node("node2").netns, "tcp", node1, HOST_PORT) == f"hostport {node1}"
+        assert client(netns(lab, "c2"), "tcp", node1, HOST_PORT) == f"hostport {node1}"
+        assert client(netns(lab, "c2"), "tcp", ip, CONTAINER_PORT) == f"hostport {pod_ip(lab, 'c2')}"
+        _chain(lab, "DEL", pod_netns, container, result)
+        result = None
+        assert "--dport 30080" not in lab.node("node1").exec("iptables-save", "-t", "nat")
+        assert client(lab.gateway_outside, "tcp", NODE1_OUT, HOST_PORT).startswith("failed")  # type: ignore[attr-defined]
+    finally:
+        servers.close()
+        if result is not None:
+            _chain(lab, "DEL", pod_netns, container, result)
+        sh("ip", "netns", "del", pod_netns, check=False)

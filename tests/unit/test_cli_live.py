@@ -341,3 +341,21 @@ def test_network_nat_outgoing(ctl: Ctl, service: Service) -> None:
     assert ctl.ok("network", "set", "blue/web", "--nat-outgoing", "off") == "network blue/web: nat_outgoing off\n"
     assert "nat_outgoing:   False" in ctl.ok("network", "show", "blue/web")
     assert ctl.json("network", "set", "blue/web", "--nat-outgoing", "on", token=BLUE)["nat_outgoing"] is True
+
+
+def test_network_node_ports(ctl: Ctl, service: Service) -> None:
+    config = GatewayConfig("default/pods", IPv4Network("10.244.0.0/16"), IPv4Network("100.64.0.0/16"))
+    service.gateway = config
+    service.model.configure_gateway(config)
+    ctl.ok("tenant", "create", "blue")
+    create = ("network", "create", "blue/web", "--encap", "vxlan", "--subnet", "10.0.0.0/24")
+    assert ctl.json(*create, "--node-ports", "udp/53,tcp/53")["node_ports"] == ["tcp/53", "udp/53"]
+    said = ctl.ok("network", "set", "blue/web", "--node-ports", "tcp/10250")
+    assert said == "network blue/web: node_ports tcp/10250\n"
+    assert "node_ports:     tcp/10250" in ctl.ok("network", "show", "blue/web")
+    assert_one_line_error(ctl("network", "set", "blue/web", "--node-ports", "tcp/53", token=BLUE), "node_ports")
+    assert_one_line_error(ctl("network", "set", "blue/web", "--node-ports", "tcp/x"), "node_ports[0]")
+    assert_one_line_error(ctl("network", "set", "blue/web"), "--nat-outgoing, --node-ports")
+    said = ctl.ok("network", "set", "blue/web", "--node-ports", "none", "--nat-outgoing", "on")
+    assert said == "network blue/web: nat_outgoing on, node_ports none\n"
+    assert service.model.networks["blue/web"].node_ports == ()

@@ -19,7 +19,7 @@ from tests.unit.test_diff import assert_same, random_change
 from tests.unit.topologies import SHAPES
 from topology.errors import ValidationError
 from topology.gateway import GatewayConfig, node_gateway_mac
-from topology.model import GATEWAY_OFPORT, GATEWAY_PORT_NAME, Model, Touched, touched_by
+from topology.model import GATEWAY_OFPORT, GATEWAY_PORT_NAME, Model, Network, Touched, touched_by
 
 OUTSIDE = int(IPv4Address("203.0.113.10"))
 CONFIG = GatewayConfig("default/pods", IPv4Network("10.244.0.0/16"), IPv4Network("100.64.0.0/16"))
@@ -157,13 +157,59 @@ def test_nat_outgoing_needs_a_cluster_network_setting() -> None:
         model.add_network("t", "n", encap="vxlan", segment=7, subnet="10.0.0.0/24", nat_outgoing=True)
 
 
+def test_node_ports_open_only_those_ports_of_the_own_node_and_incremental_equals_full(model: Model) -> None:
+    compiler = Compiler(model)
+    compiler.compile_all()
+    compiler.update(model.set_nat_outgoing("red/net", False))
+    compiler.update(model.set_node_ports("red/net", ["tcp/53", "udp/53"]))
+    full = Compiler(model).compile_all()
+    for name, state in full.items():
+        assert set(state.flows()) == set(compiler.states[name].flows()), name
+    sim = SimNetwork(model, compiler.states)
+    red, blue = model.networks["red/net"], model.networks["blue/net"]
+
+    def reaches(pod: str, network: Network, dst: str, dport: int) -> bool:
+        packet = tcp(ip("10.1.0.5"), ip(dst), 40000, dport, network.gateway_mac, pod_mac(model, pod))
+        return sim.send(pod, packet).delivered_to == [gateway_endpoint("n1")]
+
+    assert reaches("red-a", red, "192.168.50.1", 53)  # its own node (n1), the opened port
+    assert not reaches("red-a", red, "192.168.50.1", 54)
+    assert not reaches("red-a", red, "192.168.50.2", 53)  # another node's address
+    assert not reaches("red-a", red, "203.0.113.10", 80)  # nat_outgoing is off
+    assert not reaches("blue-a", blue, "192.168.50.1", 53)  # nothing opened to blue
+    compiler.update(model.set_node_ports("red/net", "none"))
+    sim = SimNetwork(model, compiler.states)
+    assert not reaches("red-a", red, "192.168.50.1", 53)
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("tcp/53", "want a list"),
+        (["tcp/0"], r"node_ports\[0\]: port 0"),
+        (["icmp/1"], r"node_ports\[0\]: want PROTOCOL/PORT"),
+        (["tcp/53", 53], r"node_ports\[1\]"),
+    ],
+)
+def test_bad_node_ports_name_the_field_and_change_nothing(model: Model, value: object, problem: str) -> None:
+    model.set_node_ports("red/net", ["udp/53"])
+    with pytest.raises(ValidationError, match=problem):
+        model.set_node_ports("red/net", value)
+    with pytest.raises(ValidationError, match="reach every node address"):
+        model.set_node_ports("default/pods", ["tcp/53"])
+    assert model.networks["red/net"].node_ports == ("udp/53",)
+
+
 def gateway_change(model: Model, rng: random.Random, step: int) -> Touched | None:
     """A random change of what the gateway sections depend on, or any other model change."""
-    kind = rng.choice(["nat", "nat", "cluster-pod", "other", "other"])
+    kind = rng.choice(["nat", "nat", "ports", "ports", "cluster-pod", "other", "other"])
     nat_able = [k for k in sorted(model.networks) if not k.startswith("default/")]
     if kind == "nat" and nat_able:
         key = rng.choice(nat_able)
         return model.set_nat_outgoing(key, not model.networks[key].nat_outgoing)
+    if kind == "ports" and nat_able:
+        ports = rng.sample(["tcp/53", "udp/53", "tcp/10250", "udp/123"], rng.randint(0, 3))
+        return model.set_node_ports(rng.choice(nat_able), ports)
     if kind == "cluster-pod" and "default/pods" in model.networks:  # a random change may remove it
         return touched_by(model.add_endpoint(f"g{step}", network="default/pods", node=rng.choice(sorted(model.nodes))))
     return random_change(model, rng, step)

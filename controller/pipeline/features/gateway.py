@@ -14,6 +14,10 @@ port. The host masquerades the transit subnet and routes the replies back down t
 un-NATs them in the same zone and hands them to the network's gateway: two tenants' identical 5-tuples
 live in different zones and leave with different transit addresses, so replies find their own pod. A
 packet for a transit address with no connection is not un-NATed, finds no route and is dropped.
+
+A network's `node_ports` (`tcp/53`, ...) open those ports of this node's own tunnel address to it, SNATed the
+same way (with `nat_outgoing` off too: then only they); the host's INPUT accepts the network's transit address
+to those ports only (agent/gateway.py). Other nodes' addresses stay refused.
 """
 
 from __future__ import annotations
@@ -24,11 +28,12 @@ from controller.pipeline.features import vxlan
 from controller.pipeline.fields import FLAGS, FROM_GATEWAY, NETWORK, OUT_PORT, TENANT, TO_GATEWAY_MARK
 from controller.pipeline.ir import ETH_TYPE_IP, Ct, DecTtl, Flow, Nat, Output, SetField, ct_state, match
 from controller.pipeline.tables import PIPELINE
-from topology.gateway import node_gateway_mac, snat_zone
+from topology.gateway import node_gateway_mac, node_port, snat_zone
 from topology.model import GATEWAY_OFPORT, Encap, Model, Network
 
 PRIORITY = 100
 REFUSE_PRIORITY = 200
+NODE_PORT_PRIORITY = 300  # above the refusal of node addresses
 DEFAULT_ROUTE_PRIORITY = 1  # below every host route (l3.PRIORITY)
 
 
@@ -105,9 +110,10 @@ def node_flows(model: Model, name: str, *, cookie: int) -> tuple[Flow, ...]:
     for subnet in (config.cluster_subnet, config.transit_subnet):
         flows.append(Flow("egress_gateway", REFUSE_PRIORITY, match(**ip, ipv4_dst=_cidr(subnet)), cookie=cookie))
     routed_tenants: set[str] = set()
+    node_ip = int(model.nodes[name].tunnel_ip)
     for network in model.networks.values():
-        if network.nat_outgoing and network.tenant != cluster.tenant:
-            flows.extend(_snat_flows(model, network, cookie=cookie))
+        if (network.nat_outgoing or network.node_ports) and network.tenant != cluster.tenant:
+            flows.extend(_snat_flows(model, network, node_ip, cookie=cookie))
             routed_tenants.add(network.tenant)
     for tenant in sorted(routed_tenants):
         flows.append(
@@ -123,8 +129,9 @@ def node_flows(model: Model, name: str, *, cookie: int) -> tuple[Flow, ...]:
     return tuple(PIPELINE.verify(f) for f in flows)
 
 
-def _snat_flows(model: Model, network: Network, *, cookie: int) -> list[Flow]:
-    """A network's egress SNAT and the un-NAT of its replies."""
+def _snat_flows(model: Model, network: Network, node_ip: int, *, cookie: int) -> list[Flow]:
+    """A network's egress SNAT (everything outside with `nat_outgoing`, and its node ports of `node_ip`)
+    and the un-NAT of its replies."""
     config = model.gateway
     assert config is not None
     zone = snat_zone(network)
@@ -140,14 +147,22 @@ def _snat_flows(model: Model, network: Network, *, cookie: int) -> list[Flow]:
         )
         for sibling in model.networks_by_tenant[network.tenant].values()
     ]
+    into_ct = (Ct(zone=zone, table="egress_snat", nat=Nat()),)
+    if network.nat_outgoing:
+        flows.append(Flow("egress_gateway", PRIORITY, match(**net, **ip), into_ct, cookie=cookie))
+    for text in network.node_ports:
+        protocol, port = node_port(text)
+        to_port = {"ip_proto": protocol, "tcp_dst" if protocol == 6 else "udp_dst": port}
+        flows.append(
+            Flow(
+                "egress_gateway",
+                NODE_PORT_PRIORITY,
+                match(**net, **ip, ipv4_dst=node_ip, **to_port),
+                into_ct,
+                cookie=cookie,
+            )
+        )
     flows += [
-        Flow(
-            "egress_gateway",
-            PRIORITY,
-            match(**net, **ip),
-            (Ct(zone=zone, table="egress_snat", nat=Nat()),),
-            cookie=cookie,
-        ),
         Flow(
             "egress_snat",
             PRIORITY,

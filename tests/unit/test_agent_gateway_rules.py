@@ -1,0 +1,81 @@
+"""The gateway port's iptables rules from the controller's GET /v1/gateway answer (agent/gateway.py)."""
+
+from __future__ import annotations
+
+import subprocess
+from ipaddress import IPv4Address
+from pathlib import Path
+
+from agent.gateway import NodePortWatch, liberal_tcp, plan_from
+
+DOC = {
+    "cluster_network": "default/pods",
+    "cluster_subnet": "10.244.0.0/16",
+    "transit_subnet": "100.64.0.0/16",
+    "gateway": "10.244.0.1",
+    "mtu": 1450,
+    "node_ports": [{"network": "red/net", "transit_ip": "100.64.0.3", "ports": ["tcp/53", "udp/53"]}],
+}
+
+
+def test_input_accepts_a_networks_transit_address_to_its_node_ports_only_then_drops() -> None:
+    plan = plan_from(DOC, IPv4Address("192.168.100.1"))
+    assert plan is not None
+    accept = "-i tenet-gw0 -s 100.64.0.3/32 -d 192.168.100.1/32 -p {} --dport 53 -j ACCEPT"
+    assert [" ".join(rule) for _table, _chain, rule in plan.input_rules()] == [
+        accept.format("tcp"),
+        accept.format("udp"),
+        "-i tenet-gw0 -s 100.64.0.0/16 -j DROP",
+    ]
+    assert plan.rules()[-3:] == plan.input_rules()
+
+
+def test_no_node_ports_means_input_drops_the_transit_subnet() -> None:
+    plan = plan_from({**DOC, "node_ports": []}, IPv4Address("192.168.100.1"))
+    older = plan_from({k: v for k, v in DOC.items() if k != "node_ports"}, IPv4Address("192.168.100.1"))
+    assert plan is not None and older is not None
+    assert (
+        plan.input_rules()
+        == older.input_rules()
+        == [("filter", "TENET-INPUT", ("-i", "tenet-gw0", "-s", "100.64.0.0/16", "-j", "DROP"))]
+    )
+
+
+def test_the_watch_replaces_input_only_when_the_node_ports_changed() -> None:
+    class Client:
+        def __init__(self) -> None:
+            self.doc: dict = {**DOC, "node_ports": []}
+
+        def get(self, url: str) -> dict:
+            assert url == "/v1/gateway"
+            return self.doc
+
+    class Gateway:
+        def __init__(self) -> None:
+            self.replaced: list = []
+
+        def replace_input(self, plan: object) -> None:
+            self.replaced.append(plan)
+
+    client, gateway = Client(), Gateway()
+    plan = plan_from(client.doc, IPv4Address("192.168.100.1"))
+    assert plan is not None
+    watch = NodePortWatch(gateway, client, plan)  # type: ignore[arg-type]
+    assert watch.check() is False and gateway.replaced == []
+    client.doc = DOC
+    assert watch.check() is True and watch.check() is False
+    assert [p.node_ports for p in gateway.replaced] == [((IPv4Address("100.64.0.3"), ("tcp/53", "udp/53")),)]
+
+
+def test_liberal_tcp_asks_the_nodes_vswitchd_and_reports_a_refusal(tmp_path: Path) -> None:
+    calls: list[tuple[str, ...]] = []
+
+    def run(*args: str, code: int = 0) -> subprocess.CompletedProcess:
+        calls.append(args)
+        return subprocess.CompletedProcess(args, code, "", "no such command" if code else "")
+
+    (tmp_path / "ovs-vswitchd.ctl").touch()
+    assert liberal_tcp(str(tmp_path), run=run) is True
+    assert calls[-1][-3:] == ("-t", str(tmp_path / "ovs-vswitchd.ctl"), "dpctl/ct-disable-tcp-seq-chk")
+    assert liberal_tcp("/nowhere", run=lambda *a: run(*a, code=1)) is False
+    assert calls[-1][1:] == ("OVS_RUNDIR=/nowhere", "ovs-appctl", "-t", "ovs-vswitchd", "dpctl/ct-disable-tcp-seq-chk")
