@@ -12,17 +12,18 @@ from __future__ import annotations
 import copy
 import datetime
 import re
+import time
 import uuid
 from typing import Any
 
+from lab.apiserver.builtin import BUILTIN, CRDS, NAMESPACES
 from lab.apiserver.http import ApiError
-from lab.apiserver.resources import BUILTIN, Resource, apply_defaults, check_crd, from_crd, schema_check
+from lab.apiserver.resources import Resource, apply_defaults, check_crd, from_crd, schema_check
 from lab.apiserver.selectors import json_patch, merge_patch, strategic_merge_patch
 from lab.apiserver.store import Conflict, Entry, EtcdStore
 
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-CRDS = BUILTIN[-1]
 PATCH_TYPES = (
     "application/merge-patch+json",
     "application/strategic-merge-patch+json",
@@ -39,14 +40,22 @@ def now() -> str:
 
 def invalid(resource: Resource, name: str, field: str, detail: str) -> ApiError:
     """422 Invalid, with the `causes` kubectl prints under "The Kind "name" is invalid"."""
+    return invalid_all(resource, name, [(field, detail)])
+
+
+def invalid_all(resource: Resource, name: str, errors: list[tuple[str, str]]) -> ApiError:
+    """422 Invalid for one or more (field, detail) pairs, worded as kube-apiserver does:
+    `Deployment.apps "x" is invalid: [spec.selector: Required value, ...]`."""
+    listed = [f"{field}: {detail}" for field, detail in errors]
+    text = listed[0] if len(listed) == 1 else "[" + ", ".join(listed) + "]"
     return ApiError(
         422,
-        f'{resource.kind} "{name}" is invalid: {field}: {detail}',
+        f'{resource.qualified_kind} "{name}" is invalid: {text}',
         "Invalid",
         name=name,
         group=resource.group,
         kind=resource.kind,
-        causes=[{"reason": "FieldValueInvalid", "message": detail, "field": field}],
+        causes=[{"reason": "FieldValueInvalid", "message": detail, "field": field} for field, detail in errors],
     )
 
 
@@ -60,6 +69,7 @@ class Registry:
 
     def __init__(self, store: EtcdStore) -> None:
         self.store = store
+        self._terminating: dict[str, float] = {}  # namespace -> time.monotonic() when it is emptied
 
     # -- resources -------------------------------------------------------------------------------------
 
@@ -118,7 +128,9 @@ class Registry:
             raise ApiError(422, "metadata: Required value", "Invalid")
         name = meta.get("name", "")
         pattern = DNS_LABEL if resource.plural == "namespaces" else DNS_SUBDOMAIN
-        if not name or len(name) > 253 or not pattern.match(name):
+        if not name:
+            raise invalid(resource, name, "metadata.name", "Required value: name or generateName is required")
+        if len(name) > 253 or not pattern.match(name):
             kind = "label" if pattern is DNS_LABEL else "subdomain"
             raise invalid(
                 resource, name, "metadata.name", f'Invalid value: "{name}": must be a lowercase RFC 1123 {kind}'
@@ -140,6 +152,14 @@ class Registry:
             if problem:
                 raise invalid(resource, name, *problem.split(": ", 1))
 
+    @staticmethod
+    def _check_kind(resource: Resource, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+        """The built-in kind's own checks (`builtin`, `validation`); they may normalise `obj` in place."""
+        if resource.check is not None:
+            errors = resource.check(obj, old)
+            if errors:
+                raise invalid_all(resource, obj["metadata"]["name"], errors)
+
     def create(
         self, resource: Resource, namespace: str | None, obj: dict[str, Any], dry_run: bool, strict: bool = False
     ) -> dict[str, Any]:
@@ -148,12 +168,24 @@ class Registry:
         if isinstance(meta, dict) and not meta.get("name") and meta.get("generateName"):
             meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
         self._check(resource, namespace, obj)
-        if resource.namespaced and self.store.get(self.key(NAMESPACES, None, namespace or "")) is None:
-            raise ApiError(404, f'namespaces "{namespace}" not found', kind="namespaces", name=namespace)
+        if resource.namespaced:
+            home = self.store.get(self.key(NAMESPACES, None, namespace or ""))
+            if home is None:
+                raise ApiError(404, f'namespaces "{namespace}" not found', kind="namespaces", name=namespace)
+            if home.obj["metadata"].get("deletionTimestamp"):
+                raise ApiError(
+                    403,
+                    f'{resource.plural} "{meta["name"]}" is forbidden: unable to create new content in namespace '
+                    f"{namespace} because it is being terminated",
+                    "Forbidden",
+                    name=meta["name"],
+                    kind=resource.plural,
+                )
         for field in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields"):
             meta.pop(field, None)
         meta.update(uid=str(uuid.uuid4()), creationTimestamp=now(), generation=1)
         self._on_create(resource, obj)
+        self._check_kind(resource, obj, None)
         obj = schema_check(resource, obj, strict)
         key = self.key(resource, namespace, meta["name"])
         if dry_run:
@@ -178,6 +210,7 @@ class Registry:
                 obj.pop("status", None)
             apply_defaults(resource.schema, obj)
         elif resource.plural == "namespaces":
+            obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
             obj["status"] = {"phase": "Active"}
         elif resource.plural == "pods":
             obj["status"] = {"phase": "Pending", "qosClass": "BestEffort"}
@@ -245,6 +278,7 @@ class Registry:
                 new["metadata"].pop(field, None)
         new["metadata"].pop("resourceVersion", None)
         new["metadata"]["generation"] = old["metadata"].get("generation", 1)
+        self._check_kind(resource, new, old)
         if resource.crd:
             apply_defaults(resource.schema, new)
         new = schema_check(resource, new, strict)
@@ -257,7 +291,8 @@ class Registry:
         if dry_run:
             new["metadata"]["resourceVersion"] = str(entry.revision)
             return new
-        if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
+        held = resource.plural == "namespaces"  # a Terminating namespace goes when it is empty (`sweep`)
+        if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers") and not held:
             revision = self._delete(key, entry.revision, resource, name)
             return self.present(Entry(key, new, revision))
         try:
@@ -343,11 +378,13 @@ class Registry:
         if pre.get("uid") and pre["uid"] != entry.obj["metadata"].get("uid"):
             raise self._conflict(resource, name)
         obj = copy.deepcopy(entry.obj)
-        if obj["metadata"].get("finalizers"):
+        if resource.plural == "namespaces" or obj["metadata"].get("finalizers"):
             if obj["metadata"].get("deletionTimestamp"):
                 return self.present(entry)
             obj["metadata"]["deletionTimestamp"] = now()
             obj["metadata"]["deletionGracePeriodSeconds"] = 0
+            if resource.plural == "namespaces":
+                obj["status"] = {"phase": "Terminating"}
             if dry_run:
                 return self.present(Entry(key, obj, entry.revision))
             try:
@@ -358,9 +395,7 @@ class Registry:
         if dry_run:
             return self.present(entry)
         revision = self._delete(key, entry.revision, resource, name)
-        if resource.plural == "namespaces":
-            self._empty_namespace(name)
-        elif resource.plural == "customresourcedefinitions":
+        if resource.plural == "customresourcedefinitions":
             for served in from_crd(obj)[:1]:  # every version shares the storage of group and plural
                 self._drop_all(self.prefix(served))
         return self.present(Entry(key, obj, revision))
@@ -370,6 +405,27 @@ class Registry:
             return self.store.delete(key, revision)
         except Conflict:
             raise self._conflict(resource, name) from None
+
+    def sweep(self, delay: float) -> None:
+        """The namespace controller's part: empty and remove every Terminating namespace (one deleted, and
+        without `metadata.finalizers`) `delay` seconds after this registry first saw it terminating."""
+        entries, _ = self.store.list(self.prefix(NAMESPACES))
+        moment = time.monotonic()
+        terminating = set()
+        for entry in entries:
+            meta = entry.obj["metadata"]
+            if not meta.get("deletionTimestamp") or meta.get("finalizers"):
+                continue
+            terminating.add(meta["name"])
+            if moment < self._terminating.setdefault(meta["name"], moment + delay):
+                continue
+            self._empty_namespace(meta["name"])
+            try:
+                self.store.delete(entry.key, entry.revision)
+            except Conflict:
+                continue  # changed meanwhile: the next sweep looks again
+            terminating.discard(meta["name"])
+        self._terminating = {name: due for name, due in self._terminating.items() if name in terminating}
 
     def _empty_namespace(self, namespace: str) -> None:
         for resource in self.resources():
@@ -387,4 +443,4 @@ class Registry:
                 continue
 
 
-NAMESPACES = BUILTIN[0]
+__all__ = ["NAMESPACES", "Registry", "invalid", "not_found"]

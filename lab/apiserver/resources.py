@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,13 +17,18 @@ from lab.apiserver.http import ApiError
 
 PRINTER_TYPES = ("integer", "number", "string", "boolean", "date")
 VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
+# What a built-in kind's check answers for a new object and the stored one (None on create): (field, message)
+# pairs, each message as kube-apiserver words it ("Required value", "Unsupported value: ...", ...).
+Check = Callable[[dict[str, Any], dict[str, Any] | None], list[tuple[str, str]]]
 
 
 @dataclass(frozen=True)
 class Resource:
-    """One served resource: `group` ("" for core), `version`, `plural`, `kind`, scope, and the CRD extras
-    (`columns`: additionalPrinterColumns, `schema`: openAPIV3Schema of the version, `status`: whether the
-    status subresource exists, `crd`: defined by a CustomResourceDefinition)."""
+    """One served resource: `group` ("" for core), `version`, `plural`, `kind`, scope, `status`: whether the
+    status subresource exists, `columns`: its Table columns (a CRD's additionalPrinterColumns; a built-in
+    column may compute its cell with a `value` callable instead of a `jsonPath`), `categories` (as
+    `kubectl get all` uses them), `check`: the shallow validation of a built-in kind (see `builtin`), and the
+    CRD extras (`schema`: openAPIV3Schema of the version, `crd`: defined by a CustomResourceDefinition)."""
 
     group: str
     version: str
@@ -35,6 +41,8 @@ class Resource:
     columns: tuple[dict[str, Any], ...] = ()
     schema: dict[str, Any] = field(default_factory=dict)
     crd: bool = False
+    categories: tuple[str, ...] = ()
+    check: Check | None = field(default=None, compare=False)
 
     @property
     def group_version(self) -> str:
@@ -43,6 +51,11 @@ class Resource:
     @property
     def key_group(self) -> str:
         return self.group or "core"
+
+    @property
+    def qualified_kind(self) -> str:
+        """`Kind.group` as kube-apiserver names the kind in errors (`Deployment.apps`), `Kind` for core."""
+        return f"{self.kind}.{self.group}" if self.group else self.kind
 
     def discovery(self) -> list[dict[str, Any]]:
         """The APIResource entries of this resource (and its status subresource)."""
@@ -55,8 +68,8 @@ class Resource:
         }
         if self.short_names:
             entry["shortNames"] = list(self.short_names)
-        if self.crd:
-            entry["categories"] = ["all"] if self.namespaced else []
+        if self.categories:
+            entry["categories"] = list(self.categories)
         out = [entry]
         if self.status:
             out.append(
@@ -69,24 +82,6 @@ class Resource:
                 }
             )
         return out
-
-
-BUILTIN = [
-    Resource("", "v1", "namespaces", "Namespace", False, short_names=("ns",), status=True),
-    Resource("", "v1", "nodes", "Node", False, short_names=("no",), status=True),
-    Resource("", "v1", "pods", "Pod", True, short_names=("po",), status=True),
-    Resource("", "v1", "services", "Service", True, short_names=("svc",), status=True),
-    Resource("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", True, short_names=("netpol",)),
-    Resource(
-        "apiextensions.k8s.io",
-        "v1",
-        "customresourcedefinitions",
-        "CustomResourceDefinition",
-        False,
-        short_names=("crd", "crds"),
-        status=True,
-    ),
-]
 
 
 def from_crd(crd: dict[str, Any]) -> list[Resource]:
@@ -110,6 +105,7 @@ def from_crd(crd: dict[str, Any]) -> list[Resource]:
                 columns=tuple(version.get("additionalPrinterColumns", [])),
                 schema=(version.get("schema") or {}).get("openAPIV3Schema", {}),
                 crd=True,
+                categories=tuple(names.get("categories", [])),
             )
         )
     return out

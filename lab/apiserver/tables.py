@@ -1,7 +1,7 @@
 """`Table` answers (meta.k8s.io/v1), which kubectl asks for with `Accept: application/json;as=Table;...`.
 
 Columns: Name, then a custom resource's `additionalPrinterColumns` (Age when it names none), or for built-in
-kinds a short version of kube-apiserver's own columns. Source:
+kinds a short version of kube-apiserver's own columns (`builtin`). Source:
 https://kubernetes.io/docs/reference/using-api/api-concepts/#receiving-resources-as-tables
 """
 
@@ -13,25 +13,6 @@ from typing import Any
 from lab.apiserver.resources import Resource, jsonpath
 
 AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
-BUILTIN_COLUMNS: dict[str, list[dict[str, Any]]] = {
-    "namespaces": [{"name": "Status", "type": "string", "jsonPath": ".status.phase"}, AGE],
-    "pods": [
-        {"name": "Status", "type": "string", "jsonPath": ".status.phase"},
-        AGE,
-        {"name": "IP", "type": "string", "jsonPath": ".status.podIP", "priority": 1},
-        {"name": "Node", "type": "string", "jsonPath": ".spec.nodeName", "priority": 1},
-    ],
-    "services": [
-        {"name": "Type", "type": "string", "jsonPath": ".spec.type"},
-        {"name": "Cluster-IP", "type": "string", "jsonPath": ".spec.clusterIP"},
-        AGE,
-    ],
-    "networkpolicies": [
-        {"name": "Pod-Selector", "type": "string", "jsonPath": ".spec.podSelector.matchLabels"},
-        AGE,
-    ],
-    "customresourcedefinitions": [{"name": "Created At", "type": "date", "jsonPath": ".metadata.creationTimestamp"}],
-}
 
 
 def wants_table(accept: str) -> bool:
@@ -41,9 +22,13 @@ def wants_table(accept: str) -> bool:
 
 
 def columns(resource: Resource) -> list[dict[str, Any]]:
-    if resource.crd:
-        return list(resource.columns) or [AGE]
-    return BUILTIN_COLUMNS.get(resource.plural, [AGE])
+    """The resource's columns after Name: its own (`Resource.columns`), else Age."""
+    return list(resource.columns) or [AGE]
+
+
+def _value(obj: dict[str, Any], column: dict[str, Any]) -> Any:
+    value = column["value"](obj) if "value" in column else jsonpath(obj, column["jsonPath"])
+    return _date(value) if column.get("type") == "date" and value is not None else _cell(value)
 
 
 def human_duration(seconds: float) -> str:
@@ -101,14 +86,7 @@ def table(resource: Resource, objects: list[dict[str, Any]], metadata: dict[str,
     ]
     rows = []
     for obj in objects:
-        row: dict[str, Any] = {
-            "cells": [obj["metadata"]["name"]]
-            + [
-                _date(v) if c.get("type") == "date" and v is not None else _cell(v)
-                for c in cols
-                for v in [jsonpath(obj, c["jsonPath"])]
-            ]
-        }
+        row: dict[str, Any] = {"cells": [obj["metadata"]["name"]] + [_value(obj, c) for c in cols]}
         if include == "Object":
             row["object"] = obj
         elif include != "None":
