@@ -19,7 +19,7 @@ from typing import Any
 from lab.apiserver import openapi
 from lab.apiserver.http import ApiError, Request, encode, phrase
 from lab.apiserver.objects import Registry
-from lab.apiserver.resources import Resource
+from lab.apiserver.resources import Resource, from_storage
 from lab.apiserver.selectors import SelectorError, field_selector, label_selector
 from lab.apiserver.store import Expired
 from lab.apiserver.tables import table, wants_table
@@ -211,7 +211,7 @@ class Application:
         self, resource: Resource, namespace: str | None, matches: Callable[[dict[str, Any]], bool], revision: int
     ) -> tuple[list[dict[str, Any]], int]:
         entries, revision = self.registry.store.list(self.registry.prefix(resource, namespace), revision)
-        objects = [self.registry.present(entry) for entry in entries]
+        objects = [self.registry.present(entry, resource) for entry in entries]
         return [obj for obj in objects if matches(obj)], revision
 
     def _list(self, request: Request, resource: Resource, namespace: str | None) -> dict[str, Any]:
@@ -243,7 +243,8 @@ class Application:
         matches = self._matcher(request, resource)
         include = request.query.get("includeObject", "Metadata")
 
-        def render(obj: dict[str, Any]) -> dict[str, Any]:
+        def render(stored: dict[str, Any]) -> dict[str, Any]:
+            obj = from_storage(resource, stored)
             if not wants_table(request.accept):
                 return obj
             return table(resource, [obj], {"resourceVersion": obj["metadata"]["resourceVersion"]}, include)

@@ -4,8 +4,9 @@ subresource, categories, `Table` columns (a short version of kube-apiserver's pr
 create-time status of Namespaces and Pods (`objects`) and the pod field selectors (`selectors`).
 
 Discovery names, short names and scopes follow kube-apiserver 1.36 (`kubectl api-resources` of a real
-cluster). Events are served in both groups, core v1 and events.k8s.io/v1, each from a storage of its own:
-unlike kube-apiserver, an Event written through one group is not seen through the other.
+cluster). Events are served in both groups from one storage, as kube-apiserver does: an events.k8s.io/v1
+Event is stored as the core v1 Event it converts to (`EVENT_RENAMES`), so `kubectl get events` lists the
+events a controller records through events.k8s.io/v1, and either group reads and watches both.
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ def _event_columns(regarding: str, message: str) -> tuple[Column, ...]:
         {"name": "Reason", "type": "string", "jsonPath": ".reason"},
         {"name": "Object", "type": "string", "value": _object(regarding)},
         {"name": "Message", "type": "string", "jsonPath": f".{message}"},
+        {"name": "Name", "type": "string", "format": "name", "priority": 1, "jsonPath": ".metadata.name"},
     )
 
 
@@ -94,6 +96,18 @@ WORKLOAD_WIDE: tuple[Column, ...] = (
     {"name": "Selector", "type": "string", "priority": 1, "jsonPath": ".spec.selector.matchLabels"},
 )  # fmt: skip
 APPS, RBAC = "apps", "rbac.authorization.k8s.io"
+EVENTS = Resource("", "v1", "events", "Event", True, short_names=("ev",), check=validation.event("v1"),
+                  columns=_event_columns("involvedObject", "message"))  # fmt: skip
+# events.k8s.io/v1 fields and the core v1 ones they are stored as (k8s.io/kubernetes pkg/apis/events/v1).
+EVENT_RENAMES = (
+    ("regarding", "involvedObject"),
+    ("note", "message"),
+    ("reportingController", "reportingComponent"),
+    ("deprecatedSource", "source"),
+    ("deprecatedFirstTimestamp", "firstTimestamp"),
+    ("deprecatedLastTimestamp", "lastTimestamp"),
+    ("deprecatedCount", "count"),
+)
 
 BUILTIN: list[Resource] = [
     Resource("", "v1", "namespaces", "Namespace", False, short_names=("ns",), status=True,
@@ -112,10 +126,10 @@ BUILTIN: list[Resource] = [
     Resource("", "v1", "serviceaccounts", "ServiceAccount", True, short_names=("sa",),
              columns=({"name": "Secrets", "type": "integer", "value": lambda o: len(o.get("secrets") or [])}, AGE)),
     Resource("", "v1", "resourcequotas", "ResourceQuota", True, short_names=("quota",), status=True),
-    Resource("", "v1", "events", "Event", True, short_names=("ev",), check=validation.event("v1"),
-             columns=_event_columns("involvedObject", "message")),
-    Resource("events.k8s.io", "v1", "events", "Event", True, short_names=("ev",),
-             check=validation.event("events.k8s.io/v1"), columns=_event_columns("regarding", "note")),
+    EVENTS,
+    Resource("events.k8s.io", "v1", "events", "Event", True, short_names=("ev",), stored_as=EVENTS,
+             renames=EVENT_RENAMES, check=validation.event("events.k8s.io/v1"),
+             columns=_event_columns("regarding", "note")),
     Resource(APPS, "v1", "deployments", "Deployment", True, short_names=("deploy",), status=True,
              categories=("all",), check=validation.workload("strategy", ("Recreate", "RollingUpdate")),
              columns=({"name": "Ready", "type": "string", "value": _ready},

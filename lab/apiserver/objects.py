@@ -18,7 +18,15 @@ from typing import Any
 
 from lab.apiserver.builtin import BUILTIN, CRDS, NAMESPACES
 from lab.apiserver.http import ApiError
-from lab.apiserver.resources import Resource, apply_defaults, check_crd, from_crd, schema_check
+from lab.apiserver.resources import (
+    Resource,
+    apply_defaults,
+    check_crd,
+    from_crd,
+    from_storage,
+    schema_check,
+    to_storage,
+)
 from lab.apiserver.selectors import json_patch, merge_patch, strategic_merge_patch
 from lab.apiserver.store import Conflict, Entry, EtcdStore
 
@@ -91,6 +99,7 @@ class Registry:
         raise ApiError(404, f"the server could not find the requested resource ({plural} in {gv})")
 
     def prefix(self, resource: Resource, namespace: str | None = None) -> str:
+        resource = resource.stored_as or resource
         base = f"{self.store.prefix}/{resource.key_group}/{resource.plural}/"
         return f"{base}{namespace}/" if namespace else base
 
@@ -98,10 +107,11 @@ class Registry:
         return self.prefix(resource, namespace if resource.namespaced else None) + name
 
     @staticmethod
-    def present(entry: Entry) -> dict[str, Any]:
+    def present(entry: Entry, resource: Resource | None = None) -> dict[str, Any]:
+        """The stored object with its resourceVersion, in the shape of `resource` (`from_storage`)."""
         obj = copy.deepcopy(entry.obj)
         obj.setdefault("metadata", {})["resourceVersion"] = str(entry.revision)
-        return obj
+        return from_storage(resource, obj) if resource is not None else obj
 
     # -- reads ---------------------------------------------------------------------------------------
 
@@ -109,7 +119,7 @@ class Registry:
         entry = self.store.get(self.key(resource, namespace, name))
         if entry is None:
             raise not_found(resource, name)
-        return self.present(entry)
+        return self.present(entry, resource)
 
     # -- writes --------------------------------------------------------------------------------------
 
@@ -193,10 +203,10 @@ class Registry:
                 raise self._exists(resource, meta["name"])
             return obj
         try:
-            revision = self.store.put(key, obj, expect=0)
+            revision = self.store.put(key, to_storage(resource, obj), expect=0)
         except Conflict:
             raise self._exists(resource, meta["name"]) from None
-        return self.present(Entry(key, obj, revision))
+        return self.present(Entry(key, to_storage(resource, obj), revision), resource)
 
     @staticmethod
     def _exists(resource: Resource, name: str) -> ApiError:
@@ -255,7 +265,7 @@ class Registry:
         wanted = meta.get("resourceVersion")
         if wanted and str(wanted) != str(entry.revision):
             raise self._conflict(resource, name)
-        old = entry.obj
+        old = from_storage(resource, entry.obj)
         new = copy.deepcopy(obj)
         new.setdefault("metadata", {})["name"] = name
         self._check(resource, namespace, new)
@@ -294,12 +304,12 @@ class Registry:
         held = resource.plural == "namespaces"  # a Terminating namespace goes when it is empty (`sweep`)
         if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers") and not held:
             revision = self._delete(key, entry.revision, resource, name)
-            return self.present(Entry(key, new, revision))
+            return self.present(Entry(key, to_storage(resource, new), revision), resource)
         try:
-            revision = self.store.put(key, new, expect=entry.revision)
+            revision = self.store.put(key, to_storage(resource, new), expect=entry.revision)
         except Conflict:
             raise self._conflict(resource, name) from None
-        return self.present(Entry(key, new, revision))
+        return self.present(Entry(key, to_storage(resource, new), revision), resource)
 
     @staticmethod
     def _conflict(resource: Resource, name: str) -> ApiError:
@@ -336,7 +346,7 @@ class Registry:
             entry = self.store.get(self.key(resource, namespace, name))
             if entry is None:
                 raise not_found(resource, name)
-            current = self.present(entry)
+            current = self.present(entry, resource)
             if content_type == "application/json-patch+json":
                 new = json_patch(current, patch)
             elif not isinstance(patch, dict):
@@ -380,25 +390,25 @@ class Registry:
         obj = copy.deepcopy(entry.obj)
         if resource.plural == "namespaces" or obj["metadata"].get("finalizers"):
             if obj["metadata"].get("deletionTimestamp"):
-                return self.present(entry)
+                return self.present(entry, resource)
             obj["metadata"]["deletionTimestamp"] = now()
             obj["metadata"]["deletionGracePeriodSeconds"] = 0
             if resource.plural == "namespaces":
                 obj["status"] = {"phase": "Terminating"}
             if dry_run:
-                return self.present(Entry(key, obj, entry.revision))
+                return self.present(Entry(key, obj, entry.revision), resource)
             try:
                 revision = self.store.put(key, obj, expect=entry.revision)
             except Conflict:
                 raise self._conflict(resource, name) from None
-            return self.present(Entry(key, obj, revision))
+            return self.present(Entry(key, obj, revision), resource)
         if dry_run:
-            return self.present(entry)
+            return self.present(entry, resource)
         revision = self._delete(key, entry.revision, resource, name)
         if resource.plural == "customresourcedefinitions":
             for served in from_crd(obj)[:1]:  # every version shares the storage of group and plural
                 self._drop_all(self.prefix(served))
-        return self.present(Entry(key, obj, revision))
+        return self.present(Entry(key, obj, revision), resource)
 
     def _delete(self, key: str, revision: int, resource: Resource, name: str) -> int:
         try:

@@ -27,8 +27,10 @@ class Resource:
     """One served resource: `group` ("" for core), `version`, `plural`, `kind`, scope, `status`: whether the
     status subresource exists, `columns`: its Table columns (a CRD's additionalPrinterColumns; a built-in
     column may compute its cell with a `value` callable instead of a `jsonPath`), `categories` (as
-    `kubectl get all` uses them), `check`: the shallow validation of a built-in kind (see `builtin`), and the
-    CRD extras (`schema`: openAPIV3Schema of the version, `crd`: defined by a CustomResourceDefinition)."""
+    `kubectl get all` uses them), `check`: the shallow validation of a built-in kind (see `builtin`),
+    `stored_as`: another resource whose storage this one shares (events.k8s.io/v1 Events are core v1 Events),
+    with `renames` of top-level fields (this version's name, the stored one's), and the CRD extras (`schema`:
+    openAPIV3Schema of the version, `crd`: defined by a CustomResourceDefinition)."""
 
     group: str
     version: str
@@ -43,6 +45,8 @@ class Resource:
     crd: bool = False
     categories: tuple[str, ...] = ()
     check: Check | None = field(default=None, compare=False)
+    stored_as: Resource | None = field(default=None, compare=False)
+    renames: tuple[tuple[str, str], ...] = ()
 
     @property
     def group_version(self) -> str:
@@ -82,6 +86,26 @@ class Resource:
                 }
             )
         return out
+
+
+def to_storage(resource: Resource, obj: dict[str, Any]) -> dict[str, Any]:
+    """`obj` of `resource` in the shape its storage holds (a copy with fields renamed, when `stored_as`)."""
+    if resource.stored_as is None:
+        return obj
+    names = dict(resource.renames)
+    out = {names.get(key, key): value for key, value in obj.items()}
+    out.update(apiVersion=resource.stored_as.group_version, kind=resource.stored_as.kind)
+    return out
+
+
+def from_storage(resource: Resource, obj: dict[str, Any]) -> dict[str, Any]:
+    """A stored object in the shape of `resource` (the inverse of `to_storage`)."""
+    if resource.stored_as is None:
+        return obj
+    names = {stored: mine for mine, stored in resource.renames}
+    out = {names.get(key, key): value for key, value in obj.items()}
+    out.update(apiVersion=resource.group_version, kind=resource.kind)
+    return out
 
 
 def from_crd(crd: dict[str, Any]) -> list[Resource]:

@@ -13,6 +13,7 @@ from typing import Any
 from lab.apiserver.resources import Resource, jsonpath
 
 AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+NAME = {"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0}
 
 
 def wants_table(accept: str) -> bool:
@@ -73,7 +74,9 @@ def _cell(value: Any) -> Any:
 def table(resource: Resource, objects: list[dict[str, Any]], metadata: dict[str, Any], include: str) -> dict[str, Any]:
     """A Table of `objects`; `include` is the includeObject parameter (None, Metadata (default), Object)."""
     cols = columns(resource)
-    definitions = [{"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0}]
+    # A built-in kind may place Name itself (Events: last, and only with -o wide); CRDs' columns follow it.
+    named = not resource.crd and any(c.get("format") == "name" for c in cols)
+    definitions: list[dict[str, Any]] = [] if named else [NAME]
     definitions += [
         {
             "name": c["name"],
@@ -86,7 +89,8 @@ def table(resource: Resource, objects: list[dict[str, Any]], metadata: dict[str,
     ]
     rows = []
     for obj in objects:
-        row: dict[str, Any] = {"cells": [obj["metadata"]["name"]] + [_value(obj, c) for c in cols]}
+        first = [] if named else [obj["metadata"]["name"]]
+        row: dict[str, Any] = {"cells": first + [_value(obj, c) for c in cols]}
         if include == "Object":
             row["object"] = obj
         elif include != "None":
