@@ -56,8 +56,8 @@ What it leaves out (honest limits):
   `replicas`, `strategy` or pod-spec fields; only a Secret's `type` is defaulted); no controllers run:
   Deployments and DaemonSets make no pods and their status stays empty, ServiceAccounts get no token
   Secrets, pods are never scheduled or run, Services get no cluster IP, Nodes have no heartbeats;
-- Events of core v1 and of events.k8s.io/v1 are stored apart, with no conversion between the two: an
-  Event written through one group is not listed through the other;
+- events.k8s.io/v1 Events are core v1 Events with renamed top-level fields (one storage, as in
+  kube-apiserver), but nothing is converted below the top level, and no event is ever aggregated or expired;
 - server-side apply (`application/apply-patch+yaml`) is refused with 415, and there are no
   `managedFields`; kubectl's client-side apply (last-applied annotation) is what works;
 - strategic merge patches follow the documented directives (`$patch`, `$setElementOrder`, `$retainKeys`,

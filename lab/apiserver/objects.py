@@ -17,6 +17,7 @@ import uuid
 from typing import Any
 
 from lab.apiserver.builtin import BUILTIN, CRDS, NAMESPACES
+from lab.apiserver.errors import conflict, exists, invalid, invalid_all, not_found
 from lab.apiserver.http import ApiError
 from lab.apiserver.resources import (
     Resource,
@@ -44,32 +45,6 @@ UNKNOWN_PATCH = "the body of the request was in an unknown format - accepted med
 
 def now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def invalid(resource: Resource, name: str, field: str, detail: str) -> ApiError:
-    """422 Invalid, with the `causes` kubectl prints under "The Kind "name" is invalid"."""
-    return invalid_all(resource, name, [(field, detail)])
-
-
-def invalid_all(resource: Resource, name: str, errors: list[tuple[str, str]]) -> ApiError:
-    """422 Invalid for one or more (field, detail) pairs, worded as kube-apiserver does:
-    `Deployment.apps "x" is invalid: [spec.selector: Required value, ...]`."""
-    listed = [f"{field}: {detail}" for field, detail in errors]
-    text = listed[0] if len(listed) == 1 else "[" + ", ".join(listed) + "]"
-    return ApiError(
-        422,
-        f'{resource.qualified_kind} "{name}" is invalid: {text}',
-        "Invalid",
-        name=name,
-        group=resource.group,
-        kind=resource.kind,
-        causes=[{"reason": "FieldValueInvalid", "message": detail, "field": field} for field, detail in errors],
-    )
-
-
-def not_found(resource: Resource, name: str) -> ApiError:
-    what = f"{resource.plural}.{resource.group}" if resource.group else resource.plural
-    return ApiError(404, f'{what} "{name}" not found', group=resource.group, kind=resource.plural, name=name)
 
 
 class Registry:
@@ -200,18 +175,13 @@ class Registry:
         key = self.key(resource, namespace, meta["name"])
         if dry_run:
             if self.store.get(key) is not None:
-                raise self._exists(resource, meta["name"])
+                raise exists(resource, meta["name"])
             return obj
         try:
             revision = self.store.put(key, to_storage(resource, obj), expect=0)
         except Conflict:
-            raise self._exists(resource, meta["name"]) from None
+            raise exists(resource, meta["name"]) from None
         return self.present(Entry(key, to_storage(resource, obj), revision), resource)
-
-    @staticmethod
-    def _exists(resource: Resource, name: str) -> ApiError:
-        what = f"{resource.plural}.{resource.group}" if resource.group else resource.plural
-        return ApiError(409, f'{what} "{name}" already exists', "AlreadyExists", name=name, kind=resource.plural)
 
     @staticmethod
     def _on_create(resource: Resource, obj: dict[str, Any]) -> None:
@@ -264,7 +234,7 @@ class Registry:
             )
         wanted = meta.get("resourceVersion")
         if wanted and str(wanted) != str(entry.revision):
-            raise self._conflict(resource, name)
+            raise conflict(resource, name)
         old = from_storage(resource, entry.obj)
         new = copy.deepcopy(obj)
         new.setdefault("metadata", {})["name"] = name
@@ -308,21 +278,8 @@ class Registry:
         try:
             revision = self.store.put(key, to_storage(resource, new), expect=entry.revision)
         except Conflict:
-            raise self._conflict(resource, name) from None
+            raise conflict(resource, name) from None
         return self.present(Entry(key, to_storage(resource, new), revision), resource)
-
-    @staticmethod
-    def _conflict(resource: Resource, name: str) -> ApiError:
-        what = f"{resource.plural}.{resource.group}" if resource.group else resource.plural
-        return ApiError(
-            409,
-            f'Operation cannot be fulfilled on {what} "{name}": the object has been modified; '
-            "please apply your changes to the latest version and try again",
-            "Conflict",
-            name=name,
-            kind=resource.plural,
-            group=resource.group,
-        )
 
     def patch(
         self,
@@ -372,7 +329,7 @@ class Registry:
             except ApiError as error:
                 if error.reason != "Conflict" or pinned:
                     raise
-        raise self._conflict(resource, name)
+        raise conflict(resource, name)
 
     def delete(
         self, resource: Resource, namespace: str | None, name: str, options: dict[str, Any], dry_run: bool
@@ -384,9 +341,9 @@ class Registry:
             raise not_found(resource, name)
         pre = options.get("preconditions") or {}
         if pre.get("resourceVersion") and str(pre["resourceVersion"]) != str(entry.revision):
-            raise self._conflict(resource, name)
+            raise conflict(resource, name)
         if pre.get("uid") and pre["uid"] != entry.obj["metadata"].get("uid"):
-            raise self._conflict(resource, name)
+            raise conflict(resource, name)
         obj = copy.deepcopy(entry.obj)
         if resource.plural == "namespaces" or obj["metadata"].get("finalizers"):
             if obj["metadata"].get("deletionTimestamp"):
@@ -400,7 +357,7 @@ class Registry:
             try:
                 revision = self.store.put(key, obj, expect=entry.revision)
             except Conflict:
-                raise self._conflict(resource, name) from None
+                raise conflict(resource, name) from None
             return self.present(Entry(key, obj, revision), resource)
         if dry_run:
             return self.present(entry, resource)
@@ -414,7 +371,7 @@ class Registry:
         try:
             return self.store.delete(key, revision)
         except Conflict:
-            raise self._conflict(resource, name) from None
+            raise conflict(resource, name) from None
 
     def sweep(self, delay: float) -> None:
         """The namespace controller's part: empty and remove every Terminating namespace (one deleted, and

@@ -50,6 +50,9 @@ def test_events_k8s_io_events_are_core_events(kubeconfig: Path) -> None:
         seen = core.read_namespaced_event("web.1", "default")
         assert (seen.involved_object.kind, seen.involved_object.name) == ("Network", "web")
         assert (seen.message, seen.reporting_component, seen.type) == (made.note, "tenet.io/controller", "Warning")
+        about = core.list_namespaced_event("default", field_selector="involvedObject.kind=Network,reason=PoolExhausted")
+        assert [e.metadata.name for e in about.items] == ["web.1"]
+        assert core.list_namespaced_event("default", field_selector="involvedObject.name=other").items == []
         series = {"series": {"count": 2, "lastObservedTime": WHEN}}
         patched = events.patch_namespaced_event("web.1", "default", series)
         assert patched.series.count == 2 and patched.note == made.note
