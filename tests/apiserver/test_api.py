@@ -220,6 +220,8 @@ def test_command_line_serves_and_writes_a_kubeconfig(etcd: EtcdServer, tmp_path:
     assert process.returncode == 0
     bad = subprocess.run([*command, "--port", "70000"], capture_output=True, text=True, check=False)
     assert bad.returncode == 2 and "--port: 70000 is outside 0..65535" in bad.stderr
+    bad = subprocess.run([*command, "--namespace-cleanup", "-1"], capture_output=True, text=True, check=False)
+    assert bad.returncode == 2 and "--namespace-cleanup: want 0 or more seconds, got -1" in bad.stderr
     bad = subprocess.run([*command[:3], "--etcd", "127.0.0.1:2379"], capture_output=True, text=True, check=False)
     assert bad.returncode == 2 and "--etcd: etcd URL: '127.0.0.1:2379' is not http(s)://HOST[:PORT]" in bad.stderr
 
@@ -239,3 +241,24 @@ def test_list_at_an_exact_version_and_beyond_the_newest(kubeconfig: Path, namesp
     with pytest.raises(ApiException) as unmatched:
         api.list_namespaced_pod(namespace, resource_version_match="Exact")
     assert unmatched.value.status == 400
+
+
+def test_a_deleted_namespace_is_terminating_until_emptied(kubeconfig: Path, namespace: str) -> None:
+    api = core_api(kubeconfig)
+    name = f"{namespace}-doomed"
+    api.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    assert api.read_namespace(name).spec.finalizers == ["kubernetes"]
+    api.create_namespaced_pod(name, pod("p"))
+    api.delete_namespace(name)
+    terminating = api.read_namespace(name)
+    assert terminating.status.phase == "Terminating" and terminating.metadata.deletion_timestamp is not None
+    assert [p.metadata.name for p in api.list_namespaced_pod(name).items] == ["p"], "still there, for a moment"
+    with pytest.raises(ApiException) as refused:
+        api.create_namespaced_pod(name, pod("q"))
+    assert refused.value.status == 403 and "because it is being terminated" in refused.value.body
+    api.patch_namespace(name, {"metadata": {"labels": {"still": "terminating"}}})  # an update does not end it
+    deadline = time.monotonic() + 10
+    while any(n.metadata.name == name for n in api.list_namespace().items):
+        assert time.monotonic() < deadline, "the namespace was not removed"
+        time.sleep(0.05)  # poll interval, bounded by the deadline
+    assert api.list_namespaced_pod(name).items == []
