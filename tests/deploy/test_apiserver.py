@@ -128,11 +128,21 @@ def test_apply_lists_round_trips_and_deletes_every_object(kubeconfig: Path) -> N
         got = fetch(kubeconfig, obj)
         assert without_server_fields(got, obj) == obj, resource_name(obj)
 
+    kubectl(kubeconfig, "label", "-n", NAMESPACE, "deploy,ds,sa,cm", "--all", "tier=tenet")
+    kubectl(kubeconfig, "label", "clusterrole,clusterrolebinding", "tenet-controller", "tier=tenet")
+    labelled = set(kubectl(kubeconfig, "get", KINDS, "-A", "-l", "tier=tenet", "-o", "name").split())
+    assert labelled == names
+    assert fetch(kubeconfig, one_of(applied, "Deployment"))["metadata"]["generation"] == 1, "labels are metadata"
+
     deleted = kubectl(kubeconfig, "delete", "-f", str(DEPLOY))
     assert len(deleted.splitlines()) == len(applied)
     wait_gone(kubeconfig, f"namespace/{NAMESPACE}")
     assert listed(kubeconfig) == set()
     assert kubectl(kubeconfig, "get", "crd", "-o", "name") == ""
+
+
+def one_of(applied: list[Obj], kind: str) -> Obj:
+    return next(obj for obj in applied if obj["kind"] == kind)
 
 
 def bad(kind: str, change: Any) -> Obj:
