@@ -5,6 +5,9 @@ status changes) and `resourceVersion` (the etcd revision). An update naming a `r
 the stored one is 409 Conflict. A delete of an object with finalizers sets `deletionTimestamp` and keeps it
 until an update empties `metadata.finalizers`. With a status subresource the main resource ignores changes
 to `status` and `/status` changes nothing else (https://kubernetes.io/docs/reference/using-api/api-concepts/).
+A built-in kind's `check` (`validation`) runs on every create and update. A deleted Namespace is Terminating
+(new objects in it are 403 Forbidden) until `sweep` empties and removes it. An object of a resource with
+`stored_as` (events.k8s.io/v1 Events) is kept in the shape of that other resource (core v1 Events).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The resources served: the built-in ones, and those of every stored CustomResourceDefinition.
+"""The resources served: `Resource` (the built-in ones are listed in `builtin`), those of every stored
+CustomResourceDefinition, and the schema checks and defaults of custom resources.
 
 Discovery documents follow the shapes of the Kubernetes API (`APIVersions`, `APIGroupList`, `APIResourceList`,
 https://kubernetes.io/docs/reference/using-api/api-concepts/#discovery-api); the unaggregated forms only,
