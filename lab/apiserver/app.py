@@ -196,7 +196,10 @@ class Application:
             )
         if method == "DELETE" and not subresource:
             options = request.json() if request.body.strip() else {}
-            return 200, registry.delete(resource, namespace, name, options, request.dry_run)
+            in_body = options.get("dryRun") or []  # DeleteOptions may carry it, as kubectl delete sends it
+            if in_body not in ([], ["All"]):
+                raise ApiError(400, f'dryRun: Unsupported value: {json.dumps(in_body)}: supported values: "All"')
+            return 200, registry.delete(resource, namespace, name, options, request.dry_run or bool(in_body))
         raise ApiError(405, f"{method} is not allowed on {request.path}")
 
     def _matcher(self, request: Request, resource: Resource) -> Callable[[dict[str, Any]], bool]:

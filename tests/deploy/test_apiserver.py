@@ -201,8 +201,13 @@ def test_selectors_and_role_refs_are_immutable(kubeconfig: Path) -> None:
                 kubectl(kubeconfig, "apply", "-f", "-", stdin=json.dumps(obj))
             assert fetch(kubeconfig, obj)["metadata"]["generation"] == 1, kind
         changed = bad("Deployment", lambda o: o["spec"].update(replicas=2))
+        said = kubectl(kubeconfig, "apply", "--dry-run=server", "-f", "-", stdin=json.dumps(changed))
+        assert said == "deployment.apps/tenet-controller configured (server dry run)\n"
+        assert fetch(kubeconfig, changed)["spec"]["replicas"] == 1
+        kubectl(kubeconfig, "delete", "--dry-run=server", "-n", NAMESPACE, "deploy", "tenet-controller")
         kubectl(kubeconfig, "apply", "-f", "-", stdin=json.dumps(changed))
         assert fetch(kubeconfig, changed)["metadata"]["generation"] == 2
+        assert fetch(kubeconfig, changed)["spec"]["replicas"] == 2
     finally:
         kubectl(kubeconfig, "delete", "-f", str(DEPLOY))
         wait_gone(kubeconfig, f"namespace/{NAMESPACE}")
