@@ -62,6 +62,26 @@ def _last_seen(obj: dict[str, Any]) -> Any:
     return obj.get("metadata", {}).get("creationTimestamp")
 
 
+def _node_status(obj: dict[str, Any]) -> str:
+    ready = [c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"]
+    state = "Ready" if ready and ready[0].get("status") == "True" else "NotReady" if ready else "Unknown"
+    return state + (",SchedulingDisabled" if (obj.get("spec") or {}).get("unschedulable") else "")
+
+
+def _node_roles(obj: dict[str, Any]) -> str:
+    prefix = "node-role.kubernetes.io/"
+    roles = sorted(k[len(prefix) :] for k in obj.get("metadata", {}).get("labels") or {} if k.startswith(prefix))
+    return ",".join(roles) or "<none>"
+
+
+def _node_address(kind: str) -> Any:
+    def address(obj: dict[str, Any]) -> str:
+        found = [a.get("address") for a in (obj.get("status") or {}).get("addresses") or [] if a.get("type") == kind]
+        return str(found[0]) if found else "<none>"
+
+    return address
+
+
 def _images(obj: dict[str, Any]) -> str:
     containers = ((obj.get("spec") or {}).get("template") or {}).get("spec", {}).get("containers") or []
     return ",".join(str(c.get("image", "")) for c in containers)
@@ -112,7 +132,13 @@ EVENT_RENAMES = (
 BUILTIN: list[Resource] = [
     Resource("", "v1", "namespaces", "Namespace", False, short_names=("ns",), status=True,
              columns=({"name": "Status", "type": "string", "jsonPath": ".status.phase"}, AGE)),
-    Resource("", "v1", "nodes", "Node", False, short_names=("no",), status=True),
+    Resource("", "v1", "nodes", "Node", False, short_names=("no",), status=True,
+             columns=({"name": "Status", "type": "string", "value": _node_status},
+                      {"name": "Roles", "type": "string", "value": _node_roles}, AGE,
+                      {"name": "Version", "type": "string", "jsonPath": ".status.nodeInfo.kubeletVersion"},
+                      {"name": "Internal-IP", "type": "string", "priority": 1, "value": _node_address("InternalIP")},
+                      {"name": "External-IP", "type": "string", "priority": 1,
+                       "value": _node_address("ExternalIP")})),
     Resource("", "v1", "pods", "Pod", True, short_names=("po",), status=True, categories=("all",),
              columns=POD_COLUMNS),
     Resource("", "v1", "services", "Service", True, short_names=("svc",), status=True, categories=("all",),

@@ -129,6 +129,7 @@ MERGE_KEYS = {
     "imagePullSecrets": ("name",),
     "hostAliases": ("ip",),
     "conditions": ("type",),
+    "addresses": ("type",),
     "taints": ("key",),
     "ownerReferences": ("uid",),
     "ports": ("containerPort", "port"),

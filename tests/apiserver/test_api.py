@@ -120,6 +120,11 @@ def test_nodes_are_cluster_scoped_with_status(kubeconfig: Path, tmp_path: Path) 
         listed = api.list_node(label_selector="tenet.io/node=yes")
         assert [n.metadata.name for n in listed.items] == [name]
         assert api.read_node(name).status.conditions[0].status == "True"
+        api.patch_node_status(name, {"status": {"addresses": [{"type": "InternalIP", "address": "192.168.50.1"}]}})
+        api.patch_node(name, {"metadata": {"labels": {"node-role.kubernetes.io/control-plane": ""}}})
+        rows = [row.split() for row in kubectl(kubeconfig, "get", "node", name, "-o", "wide").splitlines()]
+        assert rows[0] == ["NAME", "STATUS", "ROLES", "AGE", "VERSION", "INTERNAL-IP", "EXTERNAL-IP"]
+        assert rows[1][:3] == [name, "Ready", "control-plane"] and rows[1][-2:] == ["192.168.50.1", "<none>"]
     finally:
         api.delete_node(name)
     assert api.list_node(label_selector="tenet.io/node=yes").items == []
