@@ -267,3 +267,39 @@ def test_a_deleted_namespace_is_terminating_until_emptied(kubeconfig: Path, name
         assert time.monotonic() < deadline, "the namespace was not removed"
         time.sleep(0.05)  # poll interval, bounded by the deadline
     assert api.list_namespaced_pod(name).items == []
+
+
+def test_server_side_dry_run_validates_and_stores_nothing(kubeconfig: Path, namespace: str) -> None:
+    api_client = config.new_client_from_config(config_file=str(kubeconfig))
+    apps, rbac = client.AppsV1Api(api_client), client.RbacAuthorizationV1Api(api_client)
+    labels = {"app": "web"}
+    deployment = client.V1Deployment(
+        metadata=client.V1ObjectMeta(name="web"),
+        spec=client.V1DeploymentSpec(
+            selector=client.V1LabelSelector(match_labels=labels),
+            template=client.V1PodTemplateSpec(
+                metadata=client.V1ObjectMeta(labels=labels),
+                spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="busybox")]),
+            ),
+        ),
+    )
+    answer = apps.create_namespaced_deployment(namespace, deployment, dry_run="All")
+    assert answer.metadata.uid and answer.metadata.generation == 1 and answer.metadata.namespace == namespace
+    with pytest.raises(ApiException) as missing:
+        apps.read_namespaced_deployment("web", namespace)
+    assert missing.value.status == 404
+    deployment.spec.template.metadata.labels = {"app": "other"}
+    with pytest.raises(ApiException) as invalid:
+        apps.create_namespaced_deployment(namespace, deployment, dry_run="All")
+    assert invalid.value.status == 422 and "`selector` does not match template `labels`" in invalid.value.body
+    deployment.spec.template.metadata.labels = labels
+    apps.create_namespaced_deployment(namespace, deployment)
+    scaled = apps.patch_namespaced_deployment("web", namespace, {"spec": {"replicas": 3}}, dry_run="All")
+    assert scaled.spec.replicas == 3 and apps.read_namespaced_deployment("web", namespace).spec.replicas is None
+    apps.delete_namespaced_deployment("web", namespace, dry_run="All")
+    assert apps.read_namespaced_deployment("web", namespace).metadata.generation == 1
+    role = client.V1ClusterRole(metadata=client.V1ObjectMeta(name=f"{namespace}-reader"), rules=[
+        client.V1PolicyRule(api_groups=[""], resources=["pods"], verbs=["get"])
+    ])  # fmt: skip
+    assert rbac.create_cluster_role(role, dry_run="All").metadata.name == f"{namespace}-reader"
+    assert f"{namespace}-reader" not in [r.metadata.name for r in rbac.list_cluster_role().items]
