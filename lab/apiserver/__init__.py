@@ -19,7 +19,8 @@ What it serves, following the documented API (https://kubernetes.io/docs/referen
   of types, enums, bounds and required fields, unknown fields pruned or, with `fieldValidation=Strict`,
   refused);
 - get, list, create (POST), update (PUT), patch (merge, strategic merge, JSON patch), delete; the `status`
-  subresource; `dryRun=All`; `Table` answers for `kubectl get` (and `get -w`);
+  subresource, and Deployments' `scale` (autoscaling/v1, for `kubectl scale`); `dryRun=All` (as a query
+  parameter, or in DeleteOptions); `Table` answers for `kubectl get` (and `get -w`);
 - list and watch with `resourceVersion`, `resourceVersionMatch` (Exact, NotOlderThan), label selectors
   (=, ==, !=, in, notin, key, !key), field selectors (`metadata.name`, `metadata.namespace`, and for pods
   `spec.nodeName` and `status.phase`), `allowWatchBookmarks`, `sendInitialEvents`, `timeoutSeconds`, and

@@ -1,7 +1,7 @@
 """The WSGI application: REST paths of the Kubernetes API, discovery, and the bearer token check.
 
 Paths (https://kubernetes.io/docs/reference/using-api/api-concepts/#resource-uris):
-`/api/v1/{plural}[/{name}[/status]]`, `/api/v1/namespaces/{ns}/{plural}[/{name}[/status]]` and the same under
+`/api/v1/{plural}[/{name}[/status]]`, `/api/v1/namespaces/{ns}/{plural}[/{name}[/status|scale]]` and the same under
 `/apis/{group}/{version}`; `?watch=true` on a collection watches it. Discovery: `/api`, `/api/v1`, `/apis`,
 `/apis/{group}`, `/apis/{group}/{version}`; `/version`; `/healthz`, `/livez`, `/readyz`; and `/openapi/v3`
 with one document per group-version that tells kubectl the server validates fields itself.
@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from lab.apiserver import openapi
+from lab.apiserver import openapi, scale
 from lab.apiserver.http import ApiError, Request, encode, phrase
 from lab.apiserver.objects import Registry
 from lab.apiserver.resources import Resource, from_storage
@@ -141,7 +141,8 @@ class Application:
             raise ApiError(404, f"{resource.plural} is not namespaced")
         name = rest[1] if len(rest) > 1 else None
         subresource = rest[2] if len(rest) > 2 else ""
-        if len(rest) > 3 or (subresource and not (subresource == "status" and resource.status)):
+        known = (subresource == "status" and resource.status) or (subresource == "scale" and resource.scale)
+        if len(rest) > 3 or (subresource and not known):
             raise ApiError(404, f"the server could not find the requested resource ({request.path})")
         if resource.namespaced and name is not None and namespace is None:
             raise ApiError(404, f"{resource.plural} is namespaced: use /namespaces/{{namespace}}/{resource.plural}")
@@ -163,6 +164,8 @@ class Application:
                     raise ApiError(404, f"{resource.plural} is namespaced: POST to /namespaces/{{namespace}}/...")
                 return 201, registry.create(resource, namespace, request.json(), request.dry_run, request.strict)
             raise ApiError(405, f"{method} is not allowed on a collection of {resource.plural}")
+        if subresource == "scale":
+            return 200, scale.handle(registry, request, resource, namespace, name)
         if method == "GET":
             obj = registry.get(resource, namespace, name)
             if wants_table(request.accept):

@@ -156,7 +156,7 @@ BUILTIN: list[Resource] = [
     Resource("events.k8s.io", "v1", "events", "Event", True, short_names=("ev",), stored_as=EVENTS,
              renames=EVENT_RENAMES, check=validation.event("events.k8s.io/v1"),
              columns=_event_columns("regarding", "note")),
-    Resource(APPS, "v1", "deployments", "Deployment", True, short_names=("deploy",), status=True,
+    Resource(APPS, "v1", "deployments", "Deployment", True, short_names=("deploy",), status=True, scale=True,
              categories=("all",), check=validation.workload("strategy", ("Recreate", "RollingUpdate")),
              columns=({"name": "Ready", "type": "string", "value": _ready},
                       _status("Up-to-date", "updatedReplicas"), _status("Available", "availableReplicas"),

@@ -29,9 +29,10 @@ class Resource:
     status subresource exists, `columns`: its Table columns (a CRD's additionalPrinterColumns; a built-in
     column may compute its cell with a `value` callable instead of a `jsonPath`), `categories` (as
     `kubectl get all` uses them), `check`: the shallow validation of a built-in kind (see `builtin`),
-    `stored_as`: another resource whose storage this one shares (events.k8s.io/v1 Events are core v1 Events),
-    with `renames` of top-level fields (this version's name, the stored one's), and the CRD extras (`schema`:
-    openAPIV3Schema of the version, `crd`: defined by a CustomResourceDefinition)."""
+    `scale`: whether the `scale` subresource exists (module `scale`), `stored_as`: another resource whose
+    storage this one shares (events.k8s.io/v1 Events are core v1 Events), with `renames` of top-level
+    fields (this version's name, the stored one's), and the CRD extras (`schema`: openAPIV3Schema of the
+    version, `crd`: defined by a CustomResourceDefinition)."""
 
     group: str
     version: str
@@ -47,6 +48,7 @@ class Resource:
     categories: tuple[str, ...] = ()
     check: Check | None = field(default=None, compare=False)
     stored_as: Resource | None = field(default=None, compare=False)
+    scale: bool = False
     renames: tuple[tuple[str, str], ...] = ()
 
     @property
@@ -83,6 +85,18 @@ class Resource:
                     "singularName": "",
                     "namespaced": self.namespaced,
                     "kind": self.kind,
+                    "verbs": ["get", "patch", "update"],
+                }
+            )
+        if self.scale:
+            out.append(
+                {
+                    "name": f"{self.plural}/scale",
+                    "singularName": "",
+                    "namespaced": self.namespaced,
+                    "group": "autoscaling",
+                    "version": "v1",
+                    "kind": "Scale",
                     "verbs": ["get", "patch", "update"],
                 }
             )

@@ -303,3 +303,32 @@ def test_server_side_dry_run_validates_and_stores_nothing(kubeconfig: Path, name
     ])  # fmt: skip
     assert rbac.create_cluster_role(role, dry_run="All").metadata.name == f"{namespace}-reader"
     assert f"{namespace}-reader" not in [r.metadata.name for r in rbac.list_cluster_role().items]
+
+
+def test_deployment_scale_subresource(kubeconfig: Path, namespace: str, tmp_path: Path) -> None:
+    manifest = tmp_path / "web.yaml"
+    manifest.write_text(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n"
+        "  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n"
+        "    spec: {containers: [{name: c, image: busybox}]}\n"
+    )
+    kubectl(kubeconfig, "apply", "-n", namespace, "-f", str(manifest))
+    apps = client.AppsV1Api(config.new_client_from_config(config_file=str(kubeconfig)))
+    scale = apps.read_namespaced_deployment_scale("web", namespace)
+    assert (scale.spec.replicas, scale.status.selector) == (1, "app=web")
+    assert "deployment.apps/web scaled" in kubectl(kubeconfig, "scale", "-n", namespace, "deploy/web", "--replicas=3")
+    web = apps.read_namespaced_deployment("web", namespace)
+    assert web.spec.replicas == 3 and web.metadata.generation == 2
+    patched = apps.patch_namespaced_deployment_scale("web", namespace, {"spec": {"replicas": 0}})
+    assert patched.spec.replicas == 0 and apps.read_namespaced_deployment("web", namespace).spec.replicas == 0
+    with pytest.raises(ApiException) as negative:
+        apps.patch_namespaced_deployment_scale("web", namespace, {"spec": {"replicas": -1}})
+    assert negative.value.status == 422 and "spec.replicas" in negative.value.body
+    stale = apps.read_namespaced_deployment_scale("web", namespace)
+    apps.patch_namespaced_deployment("web", namespace, {"metadata": {"labels": {"x": "y"}}})
+    stale.spec.replicas = 5
+    with pytest.raises(ApiException) as conflict:
+        apps.replace_namespaced_deployment_scale("web", namespace, stale)
+    assert conflict.value.status == 409
+    resources = {r.name: r for r in apps.get_api_resources().resources}
+    assert (resources["deployments/scale"].group, resources["deployments/scale"].kind) == ("autoscaling", "Scale")
