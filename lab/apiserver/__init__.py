@@ -65,8 +65,10 @@ What it leaves out (honest limits):
   `$deleteFromPrimitiveList`) and know which lists merge, and on which key, by field name (containers by
   name, ports by containerPort or port, finalizers as a set, ...: `selectors.MERGE_KEYS`), not by each Go
   type's path; JSON patch has no move or copy;
-- bodies must be JSON: protobuf (sent by kubectl's generator commands such as `kubectl create namespace`)
-  gets 415, so use `kubectl create -f`; CBOR and YAML bodies likewise;
+- bodies must be JSON: protobuf, which kubectl's generator commands send (`kubectl create namespace`,
+  `create secret generic`, `create configmap`, `create deployment`, ...), gets 415; pipe them instead:
+  `kubectl create secret generic NAME --from-file=F --dry-run=client -o json | kubectl create -f -`;
+  CBOR and YAML bodies likewise;
 - no aggregated discovery, no `/openapi/v2`, and the v3 documents carry no object schemas (kubectl builds
   strategic merge patches from its own compiled-in types); `fieldValidation=Strict` checks custom
   resources only;
