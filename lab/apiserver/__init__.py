@@ -10,18 +10,28 @@ What it serves, following the documented API (https://kubernetes.io/docs/referen
 - discovery: `/api`, `/api/v1`, `/apis`, `/apis/{group}`, `/apis/{group}/{version}` (the unaggregated forms;
   kubectl asks for aggregated discovery first and falls back to them), `/version`, `/healthz`, `/livez`,
   `/readyz`, and `/openapi/v3` documents just deep enough for kubectl to use server-side field validation;
-- core v1 Namespaces, Nodes, Pods and Services, networking.k8s.io/v1 NetworkPolicies,
+- the built-in kinds Tenet and its manifests (deploy/) use, one table entry each (`builtin`): core v1
+  Namespaces, Nodes, Pods, Services, ConfigMaps, Secrets, ServiceAccounts, ResourceQuotas and Events;
+  events.k8s.io/v1 Events; apps/v1 Deployments and DaemonSets; rbac.authorization.k8s.io/v1 ClusterRoles,
+  ClusterRoleBindings, Roles and RoleBindings; networking.k8s.io/v1 NetworkPolicies;
   apiextensions.k8s.io/v1 CustomResourceDefinitions, and the resources of every stored CRD (cluster or
-  namespaced scope, status subresource, additionalPrinterColumns, schema defaults, schema checks of types,
-  enums, bounds and required fields, unknown fields pruned or, with `fieldValidation=Strict`, refused);
+  namespaced scope, status subresource, additionalPrinterColumns, categories, schema defaults, schema checks
+  of types, enums, bounds and required fields, unknown fields pruned or, with `fieldValidation=Strict`,
+  refused);
 - get, list, create (POST), update (PUT), patch (merge, strategic merge, JSON patch), delete; the `status`
-  subresource; `dryRun=All`; `Table` answers for `kubectl get` (and `get -w`);
+  subresource, and Deployments' `scale` (autoscaling/v1, for `kubectl scale`); `dryRun=All` (as a query
+  parameter, or in DeleteOptions); `Table` answers for `kubectl get` (and `get -w`);
 - list and watch with `resourceVersion`, `resourceVersionMatch` (Exact, NotOlderThan), label selectors
   (=, ==, !=, in, notin, key, !key), field selectors (`metadata.name`, `metadata.namespace`, and for pods
   `spec.nodeName` and `status.phase`), `allowWatchBookmarks`, `sendInitialEvents`, `timeoutSeconds`, and
   410 Gone (an ERROR watch event, or the answer to an Exact list) for a version etcd compacted away;
 - `uid`, `creationTimestamp`, `generation`, `resourceVersion`, `deletionTimestamp` held by finalizers,
-  409 Conflict on a stale `resourceVersion`, 409 AlreadyExists, 422 Invalid with field causes.
+  409 Conflict on a stale `resourceVersion`, 409 AlreadyExists, 422 Invalid with field causes;
+- shallow checks of the built-in kinds (`validation` lists them: selectors matching templates and
+  immutable, containers with names and images, RBAC rules, role references and subjects, config keys,
+  Secrets' base64 and `stringData`, Events' reporting fields and namespaces);
+- a deleted Namespace is Terminating (no new objects in it: 403) for `namespace_cleanup` seconds (1), then
+  what it holds and itself are removed, as kube-apiserver's namespace controller does.
 
 Storage: the project's etcd, through etcd3gw (see `store`). etcd's revision is the resourceVersion, its
 compare-and-swap on `mod_revision` gives optimistic concurrency, its watch from a revision gives resumable
@@ -42,24 +52,31 @@ What it leaves out (honest limits):
 - authentication is one bearer token; no RBAC, no admission (mutating or validating, webhooks or built-in:
   no service-account tokens, no LimitRanges, no pod defaults beyond `status.phase: Pending`), no
   ValidatingAdmissionPolicy or CEL `x-kubernetes-validations`;
-- built-in kinds are not validated beyond metadata (name, namespace, label and annotation types); pods are
-  never scheduled or run; Services get no cluster IP; Nodes have no heartbeats;
+- built-in kinds are validated no further than `validation` says (Pods, Services, Nodes, NetworkPolicies
+  and ResourceQuotas beyond metadata not at all), and get no defaults (a Deployment has no default
+  `replicas`, `strategy` or pod-spec fields; only a Secret's `type` is defaulted); no controllers run:
+  Deployments and DaemonSets make no pods and their status stays empty, ServiceAccounts get no token
+  Secrets, pods are never scheduled or run, Services get no cluster IP, Nodes have no heartbeats;
+- events.k8s.io/v1 Events are core v1 Events with renamed top-level fields (one storage, as in
+  kube-apiserver), but nothing is converted below the top level, and no event is ever aggregated or expired;
 - server-side apply (`application/apply-patch+yaml`) is refused with 415, and there are no
   `managedFields`; kubectl's client-side apply (last-applied annotation) is what works;
 - strategic merge patches follow the documented directives (`$patch`, `$setElementOrder`, `$retainKeys`,
   `$deleteFromPrimitiveList`) and know which lists merge, and on which key, by field name (containers by
   name, ports by containerPort or port, finalizers as a set, ...: `selectors.MERGE_KEYS`), not by each Go
   type's path; JSON patch has no move or copy;
-- bodies must be JSON: protobuf (sent by kubectl's generator commands such as `kubectl create namespace`)
-  gets 415, so use `kubectl create -f`; CBOR and YAML bodies likewise;
+- bodies must be JSON: protobuf, which kubectl's generator commands send (`kubectl create namespace`,
+  `create secret generic`, `create configmap`, `create deployment`, ...), gets 415; pipe them instead:
+  `kubectl create secret generic NAME --from-file=F --dry-run=client -o json | kubectl create -f -`;
+  CBOR and YAML bodies likewise;
 - no aggregated discovery, no `/openapi/v2`, and the v3 documents carry no object schemas (kubectl builds
   strategic merge patches from its own compiled-in types); `fieldValidation=Strict` checks custom
   resources only;
 - `limit`/`continue` are ignored (a list is always complete), `resourceVersion` on a NotOlderThan list is
   served from the latest state, a watch from a future version simply waits; no `deletecollection`;
 - deletion is immediate (no grace periods, no orphan or foreground propagation, no owner references or
-  garbage collection); deleting a Namespace or a CRD deletes what it holds at once, finalizers of the
-  contents notwithstanding;
+  garbage collection); deleting a CRD deletes its objects at once, and a Terminating Namespace's contents
+  go when it does, finalizers of the contents notwithstanding;
 - CRD versions share one storage with no conversion: an object keeps the apiVersion it was written with;
 - watches send a blank line after a few quiet seconds (clients skip it) to notice clients that left, and
   bookmarks every `bookmark_interval` seconds (kube-apiserver's are about a minute apart).

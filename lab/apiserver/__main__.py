@@ -38,9 +38,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--bookmark-interval", type=float, default=60.0, help="seconds between watch bookmarks (default 60)"
     )
+    parser.add_argument(
+        "--namespace-cleanup",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="seconds a deleted namespace stays Terminating before it and its contents go (default 1)",
+    )
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error(f"--port: {args.port} is outside 0..65535")
+    if args.namespace_cleanup < 0:
+        parser.error(f"--namespace-cleanup: want 0 or more seconds, got {args.namespace_cleanup:g}")
     if args.bookmark_interval <= 0:
         parser.error(f"--bookmark-interval: want a positive number of seconds, got {args.bookmark_interval:g}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -53,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             prefix=args.prefix,
             bookmark_interval=args.bookmark_interval,
             cert_dir=args.cert_dir,
+            namespace_cleanup=args.namespace_cleanup,
         )
     except ValueError as error:
         parser.error(f"--etcd: {error}")

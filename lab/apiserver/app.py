@@ -1,7 +1,7 @@
 """The WSGI application: REST paths of the Kubernetes API, discovery, and the bearer token check.
 
 Paths (https://kubernetes.io/docs/reference/using-api/api-concepts/#resource-uris):
-`/api/v1/{plural}[/{name}[/status]]`, `/api/v1/namespaces/{ns}/{plural}[/{name}[/status]]` and the same under
+`/api/v1/{plural}[/{name}[/status]]`, `/api/v1/namespaces/{ns}/{plural}[/{name}[/status|scale]]` and the same under
 `/apis/{group}/{version}`; `?watch=true` on a collection watches it. Discovery: `/api`, `/api/v1`, `/apis`,
 `/apis/{group}`, `/apis/{group}/{version}`; `/version`; `/healthz`, `/livez`, `/readyz`; and `/openapi/v3`
 with one document per group-version that tells kubectl the server validates fields itself.
@@ -16,10 +16,10 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from lab.apiserver import openapi
+from lab.apiserver import openapi, scale
 from lab.apiserver.http import ApiError, Request, encode, phrase
 from lab.apiserver.objects import Registry
-from lab.apiserver.resources import Resource
+from lab.apiserver.resources import Resource, from_storage
 from lab.apiserver.selectors import SelectorError, field_selector, label_selector
 from lab.apiserver.store import Expired
 from lab.apiserver.tables import table, wants_table
@@ -141,7 +141,8 @@ class Application:
             raise ApiError(404, f"{resource.plural} is not namespaced")
         name = rest[1] if len(rest) > 1 else None
         subresource = rest[2] if len(rest) > 2 else ""
-        if len(rest) > 3 or (subresource and not (subresource == "status" and resource.status)):
+        known = (subresource == "status" and resource.status) or (subresource == "scale" and resource.scale)
+        if len(rest) > 3 or (subresource and not known):
             raise ApiError(404, f"the server could not find the requested resource ({request.path})")
         if resource.namespaced and name is not None and namespace is None:
             raise ApiError(404, f"{resource.plural} is namespaced: use /namespaces/{{namespace}}/{resource.plural}")
@@ -163,6 +164,8 @@ class Application:
                     raise ApiError(404, f"{resource.plural} is namespaced: POST to /namespaces/{{namespace}}/...")
                 return 201, registry.create(resource, namespace, request.json(), request.dry_run, request.strict)
             raise ApiError(405, f"{method} is not allowed on a collection of {resource.plural}")
+        if subresource == "scale":
+            return 200, scale.handle(registry, request, resource, namespace, name)
         if method == "GET":
             obj = registry.get(resource, namespace, name)
             if wants_table(request.accept):
@@ -196,7 +199,10 @@ class Application:
             )
         if method == "DELETE" and not subresource:
             options = request.json() if request.body.strip() else {}
-            return 200, registry.delete(resource, namespace, name, options, request.dry_run)
+            in_body = options.get("dryRun") or []  # DeleteOptions may carry it, as kubectl delete sends it
+            if in_body not in ([], ["All"]):
+                raise ApiError(400, f'dryRun: Unsupported value: {json.dumps(in_body)}: supported values: "All"')
+            return 200, registry.delete(resource, namespace, name, options, request.dry_run or bool(in_body))
         raise ApiError(405, f"{method} is not allowed on {request.path}")
 
     def _matcher(self, request: Request, resource: Resource) -> Callable[[dict[str, Any]], bool]:
@@ -211,7 +217,7 @@ class Application:
         self, resource: Resource, namespace: str | None, matches: Callable[[dict[str, Any]], bool], revision: int
     ) -> tuple[list[dict[str, Any]], int]:
         entries, revision = self.registry.store.list(self.registry.prefix(resource, namespace), revision)
-        objects = [self.registry.present(entry) for entry in entries]
+        objects = [self.registry.present(entry, resource) for entry in entries]
         return [obj for obj in objects if matches(obj)], revision
 
     def _list(self, request: Request, resource: Resource, namespace: str | None) -> dict[str, Any]:
@@ -243,7 +249,8 @@ class Application:
         matches = self._matcher(request, resource)
         include = request.query.get("includeObject", "Metadata")
 
-        def render(obj: dict[str, Any]) -> dict[str, Any]:
+        def render(stored: dict[str, Any]) -> dict[str, Any]:
+            obj = from_storage(resource, stored)
             if not wants_table(request.accept):
                 return obj
             return table(resource, [obj], {"resourceVersion": obj["metadata"]["resourceVersion"]}, include)

@@ -10,6 +10,7 @@ from urllib.parse import parse_qs
 REASONS = {
     400: ("Bad Request", "BadRequest"),
     401: ("Unauthorized", "Unauthorized"),
+    403: ("Forbidden", "Forbidden"),
     404: ("Not Found", "NotFound"),
     405: ("Method Not Allowed", "MethodNotAllowed"),
     406: ("Not Acceptable", "NotAcceptable"),

@@ -5,6 +5,9 @@ status changes) and `resourceVersion` (the etcd revision). An update naming a `r
 the stored one is 409 Conflict. A delete of an object with finalizers sets `deletionTimestamp` and keeps it
 until an update empties `metadata.finalizers`. With a status subresource the main resource ignores changes
 to `status` and `/status` changes nothing else (https://kubernetes.io/docs/reference/using-api/api-concepts/).
+A built-in kind's `check` (`validation`) runs on every create and update. A deleted Namespace is Terminating
+(new objects in it are 403 Forbidden) until `sweep` empties and removes it. An object of a resource with
+`stored_as` (events.k8s.io/v1 Events) is kept in the shape of that other resource (core v1 Events).
 """
 
 from __future__ import annotations
@@ -12,17 +15,27 @@ from __future__ import annotations
 import copy
 import datetime
 import re
+import time
 import uuid
 from typing import Any
 
+from lab.apiserver.builtin import BUILTIN, CRDS, NAMESPACES
+from lab.apiserver.errors import conflict, exists, invalid, invalid_all, not_found
 from lab.apiserver.http import ApiError
-from lab.apiserver.resources import BUILTIN, Resource, apply_defaults, check_crd, from_crd, schema_check
+from lab.apiserver.resources import (
+    Resource,
+    apply_defaults,
+    check_crd,
+    from_crd,
+    from_storage,
+    schema_check,
+    to_storage,
+)
 from lab.apiserver.selectors import json_patch, merge_patch, strategic_merge_patch
 from lab.apiserver.store import Conflict, Entry, EtcdStore
 
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-CRDS = BUILTIN[-1]
 PATCH_TYPES = (
     "application/merge-patch+json",
     "application/strategic-merge-patch+json",
@@ -37,29 +50,12 @@ def now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def invalid(resource: Resource, name: str, field: str, detail: str) -> ApiError:
-    """422 Invalid, with the `causes` kubectl prints under "The Kind "name" is invalid"."""
-    return ApiError(
-        422,
-        f'{resource.kind} "{name}" is invalid: {field}: {detail}',
-        "Invalid",
-        name=name,
-        group=resource.group,
-        kind=resource.kind,
-        causes=[{"reason": "FieldValueInvalid", "message": detail, "field": field}],
-    )
-
-
-def not_found(resource: Resource, name: str) -> ApiError:
-    what = f"{resource.plural}.{resource.group}" if resource.group else resource.plural
-    return ApiError(404, f'{what} "{name}" not found', group=resource.group, kind=resource.plural, name=name)
-
-
 class Registry:
     """The objects of every served resource in `store`; methods raise ApiError with Kubernetes' codes."""
 
     def __init__(self, store: EtcdStore) -> None:
         self.store = store
+        self._terminating: dict[str, float] = {}  # namespace -> time.monotonic() when it is emptied
 
     # -- resources -------------------------------------------------------------------------------------
 
@@ -81,6 +77,7 @@ class Registry:
         raise ApiError(404, f"the server could not find the requested resource ({plural} in {gv})")
 
     def prefix(self, resource: Resource, namespace: str | None = None) -> str:
+        resource = resource.stored_as or resource
         base = f"{self.store.prefix}/{resource.key_group}/{resource.plural}/"
         return f"{base}{namespace}/" if namespace else base
 
@@ -88,10 +85,11 @@ class Registry:
         return self.prefix(resource, namespace if resource.namespaced else None) + name
 
     @staticmethod
-    def present(entry: Entry) -> dict[str, Any]:
+    def present(entry: Entry, resource: Resource | None = None) -> dict[str, Any]:
+        """The stored object with its resourceVersion, in the shape of `resource` (`from_storage`)."""
         obj = copy.deepcopy(entry.obj)
         obj.setdefault("metadata", {})["resourceVersion"] = str(entry.revision)
-        return obj
+        return from_storage(resource, obj) if resource is not None else obj
 
     # -- reads ---------------------------------------------------------------------------------------
 
@@ -99,7 +97,7 @@ class Registry:
         entry = self.store.get(self.key(resource, namespace, name))
         if entry is None:
             raise not_found(resource, name)
-        return self.present(entry)
+        return self.present(entry, resource)
 
     # -- writes --------------------------------------------------------------------------------------
 
@@ -118,7 +116,9 @@ class Registry:
             raise ApiError(422, "metadata: Required value", "Invalid")
         name = meta.get("name", "")
         pattern = DNS_LABEL if resource.plural == "namespaces" else DNS_SUBDOMAIN
-        if not name or len(name) > 253 or not pattern.match(name):
+        if not name:
+            raise invalid(resource, name, "metadata.name", "Required value: name or generateName is required")
+        if len(name) > 253 or not pattern.match(name):
             kind = "label" if pattern is DNS_LABEL else "subdomain"
             raise invalid(
                 resource, name, "metadata.name", f'Invalid value: "{name}": must be a lowercase RFC 1123 {kind}'
@@ -140,6 +140,14 @@ class Registry:
             if problem:
                 raise invalid(resource, name, *problem.split(": ", 1))
 
+    @staticmethod
+    def _check_kind(resource: Resource, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+        """The built-in kind's own checks (`builtin`, `validation`); they may normalise `obj` in place."""
+        if resource.check is not None:
+            errors = resource.check(obj, old)
+            if errors:
+                raise invalid_all(resource, obj["metadata"]["name"], errors)
+
     def create(
         self, resource: Resource, namespace: str | None, obj: dict[str, Any], dry_run: bool, strict: bool = False
     ) -> dict[str, Any]:
@@ -148,28 +156,35 @@ class Registry:
         if isinstance(meta, dict) and not meta.get("name") and meta.get("generateName"):
             meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
         self._check(resource, namespace, obj)
-        if resource.namespaced and self.store.get(self.key(NAMESPACES, None, namespace or "")) is None:
-            raise ApiError(404, f'namespaces "{namespace}" not found', kind="namespaces", name=namespace)
+        if resource.namespaced:
+            home = self.store.get(self.key(NAMESPACES, None, namespace or ""))
+            if home is None:
+                raise ApiError(404, f'namespaces "{namespace}" not found', kind="namespaces", name=namespace)
+            if home.obj["metadata"].get("deletionTimestamp"):
+                raise ApiError(
+                    403,
+                    f'{resource.plural} "{meta["name"]}" is forbidden: unable to create new content in namespace '
+                    f"{namespace} because it is being terminated",
+                    "Forbidden",
+                    name=meta["name"],
+                    kind=resource.plural,
+                )
         for field in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields"):
             meta.pop(field, None)
         meta.update(uid=str(uuid.uuid4()), creationTimestamp=now(), generation=1)
         self._on_create(resource, obj)
+        self._check_kind(resource, obj, None)
         obj = schema_check(resource, obj, strict)
         key = self.key(resource, namespace, meta["name"])
         if dry_run:
             if self.store.get(key) is not None:
-                raise self._exists(resource, meta["name"])
+                raise exists(resource, meta["name"])
             return obj
         try:
-            revision = self.store.put(key, obj, expect=0)
+            revision = self.store.put(key, to_storage(resource, obj), expect=0)
         except Conflict:
-            raise self._exists(resource, meta["name"]) from None
-        return self.present(Entry(key, obj, revision))
-
-    @staticmethod
-    def _exists(resource: Resource, name: str) -> ApiError:
-        what = f"{resource.plural}.{resource.group}" if resource.group else resource.plural
-        return ApiError(409, f'{what} "{name}" already exists', "AlreadyExists", name=name, kind=resource.plural)
+            raise exists(resource, meta["name"]) from None
+        return self.present(Entry(key, to_storage(resource, obj), revision), resource)
 
     @staticmethod
     def _on_create(resource: Resource, obj: dict[str, Any]) -> None:
@@ -178,6 +193,7 @@ class Registry:
                 obj.pop("status", None)
             apply_defaults(resource.schema, obj)
         elif resource.plural == "namespaces":
+            obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
             obj["status"] = {"phase": "Active"}
         elif resource.plural == "pods":
             obj["status"] = {"phase": "Pending", "qosClass": "BestEffort"}
@@ -221,8 +237,8 @@ class Registry:
             )
         wanted = meta.get("resourceVersion")
         if wanted and str(wanted) != str(entry.revision):
-            raise self._conflict(resource, name)
-        old = entry.obj
+            raise conflict(resource, name)
+        old = from_storage(resource, entry.obj)
         new = copy.deepcopy(obj)
         new.setdefault("metadata", {})["name"] = name
         self._check(resource, namespace, new)
@@ -245,6 +261,7 @@ class Registry:
                 new["metadata"].pop(field, None)
         new["metadata"].pop("resourceVersion", None)
         new["metadata"]["generation"] = old["metadata"].get("generation", 1)
+        self._check_kind(resource, new, old)
         if resource.crd:
             apply_defaults(resource.schema, new)
         new = schema_check(resource, new, strict)
@@ -257,27 +274,15 @@ class Registry:
         if dry_run:
             new["metadata"]["resourceVersion"] = str(entry.revision)
             return new
-        if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
+        held = resource.plural == "namespaces"  # a Terminating namespace goes when it is empty (`sweep`)
+        if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers") and not held:
             revision = self._delete(key, entry.revision, resource, name)
-            return self.present(Entry(key, new, revision))
+            return self.present(Entry(key, to_storage(resource, new), revision), resource)
         try:
-            revision = self.store.put(key, new, expect=entry.revision)
+            revision = self.store.put(key, to_storage(resource, new), expect=entry.revision)
         except Conflict:
-            raise self._conflict(resource, name) from None
-        return self.present(Entry(key, new, revision))
-
-    @staticmethod
-    def _conflict(resource: Resource, name: str) -> ApiError:
-        what = f"{resource.plural}.{resource.group}" if resource.group else resource.plural
-        return ApiError(
-            409,
-            f'Operation cannot be fulfilled on {what} "{name}": the object has been modified; '
-            "please apply your changes to the latest version and try again",
-            "Conflict",
-            name=name,
-            kind=resource.plural,
-            group=resource.group,
-        )
+            raise conflict(resource, name) from None
+        return self.present(Entry(key, to_storage(resource, new), revision), resource)
 
     def patch(
         self,
@@ -301,7 +306,7 @@ class Registry:
             entry = self.store.get(self.key(resource, namespace, name))
             if entry is None:
                 raise not_found(resource, name)
-            current = self.present(entry)
+            current = self.present(entry, resource)
             if content_type == "application/json-patch+json":
                 new = json_patch(current, patch)
             elif not isinstance(patch, dict):
@@ -327,7 +332,7 @@ class Registry:
             except ApiError as error:
                 if error.reason != "Conflict" or pinned:
                     raise
-        raise self._conflict(resource, name)
+        raise conflict(resource, name)
 
     def delete(
         self, resource: Resource, namespace: str | None, name: str, options: dict[str, Any], dry_run: bool
@@ -339,37 +344,58 @@ class Registry:
             raise not_found(resource, name)
         pre = options.get("preconditions") or {}
         if pre.get("resourceVersion") and str(pre["resourceVersion"]) != str(entry.revision):
-            raise self._conflict(resource, name)
+            raise conflict(resource, name)
         if pre.get("uid") and pre["uid"] != entry.obj["metadata"].get("uid"):
-            raise self._conflict(resource, name)
+            raise conflict(resource, name)
         obj = copy.deepcopy(entry.obj)
-        if obj["metadata"].get("finalizers"):
+        if resource.plural == "namespaces" or obj["metadata"].get("finalizers"):
             if obj["metadata"].get("deletionTimestamp"):
-                return self.present(entry)
+                return self.present(entry, resource)
             obj["metadata"]["deletionTimestamp"] = now()
             obj["metadata"]["deletionGracePeriodSeconds"] = 0
+            if resource.plural == "namespaces":
+                obj["status"] = {"phase": "Terminating"}
             if dry_run:
-                return self.present(Entry(key, obj, entry.revision))
+                return self.present(Entry(key, obj, entry.revision), resource)
             try:
                 revision = self.store.put(key, obj, expect=entry.revision)
             except Conflict:
-                raise self._conflict(resource, name) from None
-            return self.present(Entry(key, obj, revision))
+                raise conflict(resource, name) from None
+            return self.present(Entry(key, obj, revision), resource)
         if dry_run:
-            return self.present(entry)
+            return self.present(entry, resource)
         revision = self._delete(key, entry.revision, resource, name)
-        if resource.plural == "namespaces":
-            self._empty_namespace(name)
-        elif resource.plural == "customresourcedefinitions":
+        if resource.plural == "customresourcedefinitions":
             for served in from_crd(obj)[:1]:  # every version shares the storage of group and plural
                 self._drop_all(self.prefix(served))
-        return self.present(Entry(key, obj, revision))
+        return self.present(Entry(key, obj, revision), resource)
 
     def _delete(self, key: str, revision: int, resource: Resource, name: str) -> int:
         try:
             return self.store.delete(key, revision)
         except Conflict:
-            raise self._conflict(resource, name) from None
+            raise conflict(resource, name) from None
+
+    def sweep(self, delay: float) -> None:
+        """The namespace controller's part: empty and remove every Terminating namespace (one deleted, and
+        without `metadata.finalizers`) `delay` seconds after this registry first saw it terminating."""
+        entries, _ = self.store.list(self.prefix(NAMESPACES))
+        moment = time.monotonic()
+        terminating = set()
+        for entry in entries:
+            meta = entry.obj["metadata"]
+            if not meta.get("deletionTimestamp") or meta.get("finalizers"):
+                continue
+            terminating.add(meta["name"])
+            if moment < self._terminating.setdefault(meta["name"], moment + delay):
+                continue
+            self._empty_namespace(meta["name"])
+            try:
+                self.store.delete(entry.key, entry.revision)
+            except Conflict:
+                continue  # changed meanwhile: the next sweep looks again
+            terminating.discard(meta["name"])
+        self._terminating = {name: due for name, due in self._terminating.items() if name in terminating}
 
     def _empty_namespace(self, namespace: str) -> None:
         for resource in self.resources():
@@ -387,4 +413,4 @@ class Registry:
                 continue
 
 
-NAMESPACES = BUILTIN[0]
+__all__ = ["NAMESPACES", "Registry", "invalid", "not_found"]

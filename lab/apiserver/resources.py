@@ -1,4 +1,5 @@
-"""The resources served: the built-in ones, and those of every stored CustomResourceDefinition.
+"""The resources served: `Resource` (the built-in ones are listed in `builtin`), those of every stored
+CustomResourceDefinition, and the schema checks and defaults of custom resources.
 
 Discovery documents follow the shapes of the Kubernetes API (`APIVersions`, `APIGroupList`, `APIResourceList`,
 https://kubernetes.io/docs/reference/using-api/api-concepts/#discovery-api); the unaggregated forms only,
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,13 +18,21 @@ from lab.apiserver.http import ApiError
 
 PRINTER_TYPES = ("integer", "number", "string", "boolean", "date")
 VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
+# What a built-in kind's check answers for a new object and the stored one (None on create): (field, message)
+# pairs, each message as kube-apiserver words it ("Required value", "Unsupported value: ...", ...).
+Check = Callable[[dict[str, Any], dict[str, Any] | None], list[tuple[str, str]]]
 
 
 @dataclass(frozen=True)
 class Resource:
-    """One served resource: `group` ("" for core), `version`, `plural`, `kind`, scope, and the CRD extras
-    (`columns`: additionalPrinterColumns, `schema`: openAPIV3Schema of the version, `status`: whether the
-    status subresource exists, `crd`: defined by a CustomResourceDefinition)."""
+    """One served resource: `group` ("" for core), `version`, `plural`, `kind`, scope, `status`: whether the
+    status subresource exists, `columns`: its Table columns (a CRD's additionalPrinterColumns; a built-in
+    column may compute its cell with a `value` callable instead of a `jsonPath`), `categories` (as
+    `kubectl get all` uses them), `check`: the shallow validation of a built-in kind (see `builtin`),
+    `scale`: whether the `scale` subresource exists (module `scale`), `stored_as`: another resource whose
+    storage this one shares (events.k8s.io/v1 Events are core v1 Events), with `renames` of top-level
+    fields (this version's name, the stored one's), and the CRD extras (`schema`: openAPIV3Schema of the
+    version, `crd`: defined by a CustomResourceDefinition)."""
 
     group: str
     version: str
@@ -35,6 +45,11 @@ class Resource:
     columns: tuple[dict[str, Any], ...] = ()
     schema: dict[str, Any] = field(default_factory=dict)
     crd: bool = False
+    categories: tuple[str, ...] = ()
+    check: Check | None = field(default=None, compare=False)
+    stored_as: Resource | None = field(default=None, compare=False)
+    scale: bool = False
+    renames: tuple[tuple[str, str], ...] = ()
 
     @property
     def group_version(self) -> str:
@@ -43,6 +58,11 @@ class Resource:
     @property
     def key_group(self) -> str:
         return self.group or "core"
+
+    @property
+    def qualified_kind(self) -> str:
+        """`Kind.group` as kube-apiserver names the kind in errors (`Deployment.apps`), `Kind` for core."""
+        return f"{self.kind}.{self.group}" if self.group else self.kind
 
     def discovery(self) -> list[dict[str, Any]]:
         """The APIResource entries of this resource (and its status subresource)."""
@@ -55,8 +75,8 @@ class Resource:
         }
         if self.short_names:
             entry["shortNames"] = list(self.short_names)
-        if self.crd:
-            entry["categories"] = ["all"] if self.namespaced else []
+        if self.categories:
+            entry["categories"] = list(self.categories)
         out = [entry]
         if self.status:
             out.append(
@@ -68,25 +88,39 @@ class Resource:
                     "verbs": ["get", "patch", "update"],
                 }
             )
+        if self.scale:
+            out.append(
+                {
+                    "name": f"{self.plural}/scale",
+                    "singularName": "",
+                    "namespaced": self.namespaced,
+                    "group": "autoscaling",
+                    "version": "v1",
+                    "kind": "Scale",
+                    "verbs": ["get", "patch", "update"],
+                }
+            )
         return out
 
 
-BUILTIN = [
-    Resource("", "v1", "namespaces", "Namespace", False, short_names=("ns",), status=True),
-    Resource("", "v1", "nodes", "Node", False, short_names=("no",), status=True),
-    Resource("", "v1", "pods", "Pod", True, short_names=("po",), status=True),
-    Resource("", "v1", "services", "Service", True, short_names=("svc",), status=True),
-    Resource("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", True, short_names=("netpol",)),
-    Resource(
-        "apiextensions.k8s.io",
-        "v1",
-        "customresourcedefinitions",
-        "CustomResourceDefinition",
-        False,
-        short_names=("crd", "crds"),
-        status=True,
-    ),
-]
+def to_storage(resource: Resource, obj: dict[str, Any]) -> dict[str, Any]:
+    """`obj` of `resource` in the shape its storage holds (a copy with fields renamed, when `stored_as`)."""
+    if resource.stored_as is None:
+        return obj
+    names = dict(resource.renames)
+    out = {names.get(key, key): value for key, value in obj.items()}
+    out.update(apiVersion=resource.stored_as.group_version, kind=resource.stored_as.kind)
+    return out
+
+
+def from_storage(resource: Resource, obj: dict[str, Any]) -> dict[str, Any]:
+    """A stored object in the shape of `resource` (the inverse of `to_storage`)."""
+    if resource.stored_as is None:
+        return obj
+    names = {stored: mine for mine, stored in resource.renames}
+    out = {names.get(key, key): value for key, value in obj.items()}
+    out.update(apiVersion=resource.group_version, kind=resource.kind)
+    return out
 
 
 def from_crd(crd: dict[str, Any]) -> list[Resource]:
@@ -110,6 +144,7 @@ def from_crd(crd: dict[str, Any]) -> list[Resource]:
                 columns=tuple(version.get("additionalPrinterColumns", [])),
                 schema=(version.get("schema") or {}).get("openAPIV3Schema", {}),
                 crd=True,
+                categories=tuple(names.get("categories", [])),
             )
         )
     return out

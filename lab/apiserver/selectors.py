@@ -2,8 +2,9 @@
 
 Label selector grammar (https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/):
 `key=value`, `key==value`, `key!=value`, `key in (a,b)`, `key notin (a,b)`, `key`, `!key`, joined by commas.
-Field selectors: `metadata.name`, `metadata.namespace`, and `spec.nodeName` / `status.phase` for pods, with
-`=`, `==`, `!=`.
+Field selectors: `metadata.name`, `metadata.namespace`, and `spec.nodeName` / `status.phase` for pods,
+`involvedObject.*`, `reason`, `type`, ... for Events (of either group: they match the stored core v1 Event),
+`type` for Secrets, with `=`, `==`, `!=`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,12 @@ _SET = re.compile(r"^\s*(!?)\s*([A-Za-z0-9_./-]+)\s*(?:(notin|in)\s*\(([^)]*)\))
 _EQ = re.compile(r"^\s*([A-Za-z0-9_./-]+)\s*(==|=|!=)\s*([A-Za-z0-9_.-]*)\s*$")
 FIELDS = {"metadata.name", "metadata.namespace"}
 POD_FIELDS = {"spec.nodeName", "status.phase", "spec.restartPolicy", "spec.schedulerName"}
+# kube-apiserver's field labels of core v1 Events (pkg/registry/core/event/strategy.go) and Secrets
+EVENT_FIELDS = {
+    f"involvedObject.{name}"
+    for name in ("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath")
+} | {"reason", "reportingComponent", "type"}
+KIND_FIELDS = {"Pod": POD_FIELDS, "Event": EVENT_FIELDS, "Secret": {"type"}}
 
 
 class SelectorError(ValueError):
@@ -80,7 +87,7 @@ def field_value(obj: dict[str, Any], path: str) -> str:
 def field_selector(text: str, kind: str) -> Matcher:
     """A predicate on the supported fields of a `kind`; raises SelectorError naming an unsupported field."""
     tests: list[Callable[..., bool]] = []
-    allowed = FIELDS | (POD_FIELDS if kind == "Pod" else set())
+    allowed = FIELDS | KIND_FIELDS.get(kind, set())
     for term in _split(text):
         eq = _EQ.match(term)
         if not eq:
@@ -122,6 +129,7 @@ MERGE_KEYS = {
     "imagePullSecrets": ("name",),
     "hostAliases": ("ip",),
     "conditions": ("type",),
+    "addresses": ("type",),
     "taints": ("key",),
     "ownerReferences": ("uid",),
     "ports": ("containerPort", "port"),

@@ -26,6 +26,7 @@ from lab.apiserver.store import EtcdStore
 log = logging.getLogger(__name__)
 INITIAL_NAMESPACES = ("default", "kube-system", "kube-public")
 CERT_DAYS = 365
+SWEEP_INTERVAL = 0.2  # seconds between looks for Terminating namespaces
 
 
 def make_certificate(directory: Path, host: str) -> tuple[Path, Path]:
@@ -79,7 +80,10 @@ class StandInApiServer:
     `threads`: cheroot worker threads, each serving one request (a watch holds one for its lifetime).
     `cert_dir`: where the self-signed serving certificate and key live (made there when missing, so a
     restart keeps them and the kubeconfigs written before it); None: a temporary directory removed by
-    `stop()`. Clients send bearer tokens only over TLS, so the server speaks HTTPS only.
+    `stop()`. `namespace_cleanup`: seconds a deleted namespace stays Terminating before what it holds and
+    itself are removed (kube-apiserver's namespace controller takes a moment too; `kubectl delete -f DIR`
+    deletes a namespace before the objects in it, and would find them gone were it emptied at once).
+    Clients send bearer tokens only over TLS, so the server speaks HTTPS only.
     `start()` raises OSError when the port cannot be had and etcd3gw's errors when etcd cannot be reached.
     """
 
@@ -94,6 +98,7 @@ class StandInApiServer:
         bookmark_interval: float = 60.0,
         threads: int = 32,
         cert_dir: str | Path | None = None,
+        namespace_cleanup: float = 1.0,
     ) -> None:
         self.store = EtcdStore(etcd_url, prefix)
         self.registry = Registry(self.store)
@@ -111,6 +116,8 @@ class StandInApiServer:
         self._server.ssl_adapter = BuiltinSSLAdapter(str(self.cert), str(key))
         self._server.shutdown_timeout = 2
         self._thread: threading.Thread | None = None
+        self._sweeper: threading.Thread | None = None
+        self.namespace_cleanup = namespace_cleanup
 
     @property
     def url(self) -> str:
@@ -135,16 +142,27 @@ class StandInApiServer:
             raise
         self._thread = threading.Thread(target=self._server.serve, name="tenet-apiserver", daemon=True)
         self._thread.start()
+        self._sweeper = threading.Thread(target=self._sweep, name="tenet-apiserver namespaces", daemon=True)
+        self._sweeper.start()
         log.info("stand-in API server listening on %s", self.url)
         return self
 
+    def _sweep(self) -> None:
+        """Remove Terminating namespaces (`Registry.sweep`) until the server stops."""
+        while not self.app.stopping.wait(SWEEP_INTERVAL):
+            try:
+                self.registry.sweep(self.namespace_cleanup)
+            except Exception:  # etcd away for a moment: the next round tries again
+                log.exception("removing terminating namespaces failed")
+
     def stop(self) -> None:
-        """End open watches, stop serving and wait for the serving thread."""
+        """End open watches, stop serving and wait for the serving and namespace threads."""
         self.app.stopping.set()
         self._server.stop()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        for thread in (self._thread, self._sweeper):
+            if thread is not None:
+                thread.join(timeout=10)
+        self._thread = self._sweeper = None
         if self._temporary:
             shutil.rmtree(self.cert_dir, ignore_errors=True)
 

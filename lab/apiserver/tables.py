@@ -1,7 +1,7 @@
 """`Table` answers (meta.k8s.io/v1), which kubectl asks for with `Accept: application/json;as=Table;...`.
 
 Columns: Name, then a custom resource's `additionalPrinterColumns` (Age when it names none), or for built-in
-kinds a short version of kube-apiserver's own columns. Source:
+kinds a short version of kube-apiserver's own columns (`builtin`). Source:
 https://kubernetes.io/docs/reference/using-api/api-concepts/#receiving-resources-as-tables
 """
 
@@ -13,25 +13,7 @@ from typing import Any
 from lab.apiserver.resources import Resource, jsonpath
 
 AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
-BUILTIN_COLUMNS: dict[str, list[dict[str, Any]]] = {
-    "namespaces": [{"name": "Status", "type": "string", "jsonPath": ".status.phase"}, AGE],
-    "pods": [
-        {"name": "Status", "type": "string", "jsonPath": ".status.phase"},
-        AGE,
-        {"name": "IP", "type": "string", "jsonPath": ".status.podIP", "priority": 1},
-        {"name": "Node", "type": "string", "jsonPath": ".spec.nodeName", "priority": 1},
-    ],
-    "services": [
-        {"name": "Type", "type": "string", "jsonPath": ".spec.type"},
-        {"name": "Cluster-IP", "type": "string", "jsonPath": ".spec.clusterIP"},
-        AGE,
-    ],
-    "networkpolicies": [
-        {"name": "Pod-Selector", "type": "string", "jsonPath": ".spec.podSelector.matchLabels"},
-        AGE,
-    ],
-    "customresourcedefinitions": [{"name": "Created At", "type": "date", "jsonPath": ".metadata.creationTimestamp"}],
-}
+NAME = {"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0}
 
 
 def wants_table(accept: str) -> bool:
@@ -41,9 +23,13 @@ def wants_table(accept: str) -> bool:
 
 
 def columns(resource: Resource) -> list[dict[str, Any]]:
-    if resource.crd:
-        return list(resource.columns) or [AGE]
-    return BUILTIN_COLUMNS.get(resource.plural, [AGE])
+    """The resource's columns after Name: its own (`Resource.columns`), else Age."""
+    return list(resource.columns) or [AGE]
+
+
+def _value(obj: dict[str, Any], column: dict[str, Any]) -> Any:
+    value = column["value"](obj) if "value" in column else jsonpath(obj, column["jsonPath"])
+    return _date(value) if column.get("type") == "date" and value is not None else _cell(value)
 
 
 def human_duration(seconds: float) -> str:
@@ -88,7 +74,9 @@ def _cell(value: Any) -> Any:
 def table(resource: Resource, objects: list[dict[str, Any]], metadata: dict[str, Any], include: str) -> dict[str, Any]:
     """A Table of `objects`; `include` is the includeObject parameter (None, Metadata (default), Object)."""
     cols = columns(resource)
-    definitions = [{"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0}]
+    # A built-in kind may place Name itself (Events: last, and only with -o wide); CRDs' columns follow it.
+    named = not resource.crd and any(c.get("format") == "name" for c in cols)
+    definitions: list[dict[str, Any]] = [] if named else [NAME]
     definitions += [
         {
             "name": c["name"],
@@ -101,14 +89,8 @@ def table(resource: Resource, objects: list[dict[str, Any]], metadata: dict[str,
     ]
     rows = []
     for obj in objects:
-        row: dict[str, Any] = {
-            "cells": [obj["metadata"]["name"]]
-            + [
-                _date(v) if c.get("type") == "date" and v is not None else _cell(v)
-                for c in cols
-                for v in [jsonpath(obj, c["jsonPath"])]
-            ]
-        }
+        first = [] if named else [obj["metadata"]["name"]]
+        row: dict[str, Any] = {"cells": first + [_value(obj, c) for c in cols]}
         if include == "Object":
             row["object"] = obj
         elif include != "None":

@@ -120,6 +120,11 @@ def test_nodes_are_cluster_scoped_with_status(kubeconfig: Path, tmp_path: Path) 
         listed = api.list_node(label_selector="tenet.io/node=yes")
         assert [n.metadata.name for n in listed.items] == [name]
         assert api.read_node(name).status.conditions[0].status == "True"
+        api.patch_node_status(name, {"status": {"addresses": [{"type": "InternalIP", "address": "192.168.50.1"}]}})
+        api.patch_node(name, {"metadata": {"labels": {"node-role.kubernetes.io/control-plane": ""}}})
+        rows = [row.split() for row in kubectl(kubeconfig, "get", "node", name, "-o", "wide").splitlines()]
+        assert rows[0] == ["NAME", "STATUS", "ROLES", "AGE", "VERSION", "INTERNAL-IP", "EXTERNAL-IP"]
+        assert rows[1][:3] == [name, "Ready", "control-plane"] and rows[1][-2:] == ["192.168.50.1", "<none>"]
     finally:
         api.delete_node(name)
     assert api.list_node(label_selector="tenet.io/node=yes").items == []
@@ -220,6 +225,8 @@ def test_command_line_serves_and_writes_a_kubeconfig(etcd: EtcdServer, tmp_path:
     assert process.returncode == 0
     bad = subprocess.run([*command, "--port", "70000"], capture_output=True, text=True, check=False)
     assert bad.returncode == 2 and "--port: 70000 is outside 0..65535" in bad.stderr
+    bad = subprocess.run([*command, "--namespace-cleanup", "-1"], capture_output=True, text=True, check=False)
+    assert bad.returncode == 2 and "--namespace-cleanup: want 0 or more seconds, got -1" in bad.stderr
     bad = subprocess.run([*command[:3], "--etcd", "127.0.0.1:2379"], capture_output=True, text=True, check=False)
     assert bad.returncode == 2 and "--etcd: etcd URL: '127.0.0.1:2379' is not http(s)://HOST[:PORT]" in bad.stderr
 
@@ -239,3 +246,89 @@ def test_list_at_an_exact_version_and_beyond_the_newest(kubeconfig: Path, namesp
     with pytest.raises(ApiException) as unmatched:
         api.list_namespaced_pod(namespace, resource_version_match="Exact")
     assert unmatched.value.status == 400
+
+
+def test_a_deleted_namespace_is_terminating_until_emptied(kubeconfig: Path, namespace: str) -> None:
+    api = core_api(kubeconfig)
+    name = f"{namespace}-doomed"
+    api.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    assert api.read_namespace(name).spec.finalizers == ["kubernetes"]
+    api.create_namespaced_pod(name, pod("p"))
+    api.delete_namespace(name)
+    terminating = api.read_namespace(name)
+    assert terminating.status.phase == "Terminating" and terminating.metadata.deletion_timestamp is not None
+    assert [p.metadata.name for p in api.list_namespaced_pod(name).items] == ["p"], "still there, for a moment"
+    with pytest.raises(ApiException) as refused:
+        api.create_namespaced_pod(name, pod("q"))
+    assert refused.value.status == 403 and "because it is being terminated" in refused.value.body
+    api.patch_namespace(name, {"metadata": {"labels": {"still": "terminating"}}})  # an update does not end it
+    deadline = time.monotonic() + 10
+    while any(n.metadata.name == name for n in api.list_namespace().items):
+        assert time.monotonic() < deadline, "the namespace was not removed"
+        time.sleep(0.05)  # poll interval, bounded by the deadline
+    assert api.list_namespaced_pod(name).items == []
+
+
+def test_server_side_dry_run_validates_and_stores_nothing(kubeconfig: Path, namespace: str) -> None:
+    api_client = config.new_client_from_config(config_file=str(kubeconfig))
+    apps, rbac = client.AppsV1Api(api_client), client.RbacAuthorizationV1Api(api_client)
+    labels = {"app": "web"}
+    deployment = client.V1Deployment(
+        metadata=client.V1ObjectMeta(name="web"),
+        spec=client.V1DeploymentSpec(
+            selector=client.V1LabelSelector(match_labels=labels),
+            template=client.V1PodTemplateSpec(
+                metadata=client.V1ObjectMeta(labels=labels),
+                spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="busybox")]),
+            ),
+        ),
+    )
+    answer = apps.create_namespaced_deployment(namespace, deployment, dry_run="All")
+    assert answer.metadata.uid and answer.metadata.generation == 1 and answer.metadata.namespace == namespace
+    with pytest.raises(ApiException) as missing:
+        apps.read_namespaced_deployment("web", namespace)
+    assert missing.value.status == 404
+    deployment.spec.template.metadata.labels = {"app": "other"}
+    with pytest.raises(ApiException) as invalid:
+        apps.create_namespaced_deployment(namespace, deployment, dry_run="All")
+    assert invalid.value.status == 422 and "`selector` does not match template `labels`" in invalid.value.body
+    deployment.spec.template.metadata.labels = labels
+    apps.create_namespaced_deployment(namespace, deployment)
+    scaled = apps.patch_namespaced_deployment("web", namespace, {"spec": {"replicas": 3}}, dry_run="All")
+    assert scaled.spec.replicas == 3 and apps.read_namespaced_deployment("web", namespace).spec.replicas is None
+    apps.delete_namespaced_deployment("web", namespace, dry_run="All")
+    assert apps.read_namespaced_deployment("web", namespace).metadata.generation == 1
+    role = client.V1ClusterRole(metadata=client.V1ObjectMeta(name=f"{namespace}-reader"), rules=[
+        client.V1PolicyRule(api_groups=[""], resources=["pods"], verbs=["get"])
+    ])  # fmt: skip
+    assert rbac.create_cluster_role(role, dry_run="All").metadata.name == f"{namespace}-reader"
+    assert f"{namespace}-reader" not in [r.metadata.name for r in rbac.list_cluster_role().items]
+
+
+def test_deployment_scale_subresource(kubeconfig: Path, namespace: str, tmp_path: Path) -> None:
+    manifest = tmp_path / "web.yaml"
+    manifest.write_text(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n"
+        "  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n"
+        "    spec: {containers: [{name: c, image: busybox}]}\n"
+    )
+    kubectl(kubeconfig, "apply", "-n", namespace, "-f", str(manifest))
+    apps = client.AppsV1Api(config.new_client_from_config(config_file=str(kubeconfig)))
+    scale = apps.read_namespaced_deployment_scale("web", namespace)
+    assert (scale.spec.replicas, scale.status.selector) == (1, "app=web")
+    assert "deployment.apps/web scaled" in kubectl(kubeconfig, "scale", "-n", namespace, "deploy/web", "--replicas=3")
+    web = apps.read_namespaced_deployment("web", namespace)
+    assert web.spec.replicas == 3 and web.metadata.generation == 2
+    patched = apps.patch_namespaced_deployment_scale("web", namespace, {"spec": {"replicas": 0}})
+    assert patched.spec.replicas == 0 and apps.read_namespaced_deployment("web", namespace).spec.replicas == 0
+    with pytest.raises(ApiException) as negative:
+        apps.patch_namespaced_deployment_scale("web", namespace, {"spec": {"replicas": -1}})
+    assert negative.value.status == 422 and "spec.replicas" in negative.value.body
+    stale = apps.read_namespaced_deployment_scale("web", namespace)
+    apps.patch_namespaced_deployment("web", namespace, {"metadata": {"labels": {"x": "y"}}})
+    stale.spec.replicas = 5
+    with pytest.raises(ApiException) as conflict:
+        apps.replace_namespaced_deployment_scale("web", namespace, stale)
+    assert conflict.value.status == 409
+    resources = {r.name: r for r in apps.get_api_resources().resources}
+    assert (resources["deployments/scale"].group, resources["deployments/scale"].kind) == ("autoscaling", "Scale")

@@ -221,3 +221,15 @@ def test_get_watch_prints_table_rows_of_events(kubeconfig: Path, namespace: str,
         deadline.cancel()
         watcher.kill()
         watcher.wait()
+
+
+def test_generator_commands_go_through_a_json_pipe(kubeconfig: Path, namespace: str, tmp_path: Path) -> None:
+    """kubectl's generators send protobuf, which the stand-in refuses (415); their JSON, piped, is created."""
+    tokens = write(tmp_path / "tokens.json", '{"admin": ["t"]}')
+    generate = ["create", "secret", "generic", "tokens", "-n", namespace, f"--from-file={tokens}"]
+    with pytest.raises(AssertionError, match=r"application/vnd\.kubernetes\.protobuf"):
+        kubectl(kubeconfig, *generate)
+    body = kubectl(kubeconfig, *generate, "--dry-run=client", "-o", "json")
+    assert "secret/tokens created" in kubectl(kubeconfig, "create", "-f", "-", stdin=body)
+    secret = get_json(kubeconfig, "-n", namespace, "secret", "tokens")
+    assert secret["type"] == "Opaque" and set(secret["data"]) == {"tokens.json"}

@@ -2,8 +2,8 @@
 
 `kubectl apply --dry-run=client` and `kubectl create --dry-run=client --validate=false` still ask an API server
 for its resource list, so they cannot run here without one; `kubectl annotate --local` decodes every manifest
-of a directory with kubectl's own YAML reader and no server. What the API server itself would say (defaults,
-CEL rules, field validation) is for a test against an API server.
+of a directory with kubectl's own YAML reader and no server. What an API server says of them is in
+test_apiserver.py (the stand-in API server; it checks no CEL rules and applies no built-in defaults).
 """
 
 from __future__ import annotations
