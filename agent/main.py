@@ -308,7 +308,7 @@ def setup_gateway(client: Any, ovsdb: Any, bridge: str, tunnel_ip: ipaddress.IPv
 
 
 def install_cni(args: argparse.Namespace) -> None:
-    from cni.install import install
+    from cni.install import compiler, describe, install
 
     namespaces = None
     if args.namespace_map:
@@ -335,7 +335,10 @@ def install_cni(args: argparse.Namespace) -> None:
         )
     except ValueError as error:
         raise StartupError(str(error)) from None
-    print(f"installed {plugin} and {conflist}")
+    kind = describe(plugin)
+    if kind != "compiled":  # it works the same, only each run starts an interpreter (15 ms or more)
+        kind += ", not compiled: " + ("no C compiler (cc, gcc) on PATH" if compiler() is None else "see the log")
+    print(f"installed {plugin} ({kind}) and {conflist}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,7 +3,9 @@
 The runtime runs it once per verb with ``CNI_*`` environment variables and the network configuration on stdin;
 it forwards the request over the agent's unix socket (cni.protocol) and prints the CNI result or error on
 stdout. Standard library only, so it starts in milliseconds; `tenet-agent install-cni` writes a launcher
-(cni.install) that runs it with ``python3 -I -S``.
+(cni.install) that runs it with ``python3 -I -S``, or, with a C compiler, the compiled plugin (cni/plugin.c),
+which hands the runtime's environment and stdin to the agent, where this code runs on them (`forwarded`)
+and talks to the agent's handler directly; either way the checks, results and errors are this module's.
 
 Verbs: ADD, DEL, CHECK (cniVersion 0.4.0+), STATUS and GC (1.1.0+), VERSION. Environment: CNI_COMMAND always;
 CNI_CONTAINERID and CNI_IFNAME for ADD, DEL and CHECK; CNI_NETNS for ADD and CHECK (DEL accepts it empty: the
