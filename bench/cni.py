@@ -157,6 +157,7 @@ def measure(pods: int, concurrency: int) -> dict[str, Any]:
         tenet = TenetNode(state / "tenet", [TENET_NETWORK], name="bench", index=free_index(7))
         tenet.start()
         cleanup.callback(tenet.close)
+        plugin_kind = describe(tenet.plugin)
 
         # The bridge plugin's node: a namespace of its own, so its bridge, its forwarding sysctl and any
         # rule it writes live and die there; the bridge is deleted explicitly too.
@@ -240,7 +241,7 @@ def measure(pods: int, concurrency: int) -> dict[str, Any]:
         "tenet_agent_del_p50_ms": percentile(agent_del, 0.5) if agent_del else None,
         # the agent's ADD step by step (endpoint POST, veth, OVS port, readiness wait, gratuitous ARP), p50 of each
         **{f"tenet_agent_add_{step}_p50_ms": percentile(values, 0.5) for step, values in add_steps.items()},
-        "tenet_plugin": describe(tenet.plugin),  # "compiled", or "Python launcher" where no C compiler is
+        "tenet_plugin": plugin_kind,  # "compiled", or "Python launcher" where no C compiler is
         "bridge_iptables_rules": bridge_rules,  # in its node namespace after the DELs (ipMasq false: 0)
     }
 
