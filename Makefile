@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # Debian's interpreter: the suite and the tools run on the system Python the packages target.
 SYSTEM_PYTHON ?= /usr/bin/python3
 
-.PHONY: venv test lint demo demo-down offline-demo bench clean
+.PHONY: venv test lint demo demo-down offline-demo bench cni-plugin clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(SYSTEM_PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ offline-demo: venv
 	$(VENV)/bin/tenetctl compile examples/cluster.yaml --node node1
 	$(VENV)/bin/tenetctl trace examples/cluster.yaml --src b1 --dst b2 --proto tcp --dport 80
 	$(VENV)/bin/tenetctl trace examples/cluster.yaml --src b1 --dst r1
+
+# The compiled CNI plugin (cni/plugin.c), as `tenet-agent install-cni` builds it into the CNI bin directory.
+cni-plugin: venv
+	$(PY) -c 'import sys; from cni.install import build; build(sys.argv[1], python="$(SYSTEM_PYTHON)")' build/tenet
 
 bench: venv
 	$(PY) -m bench.compile --nodes 100 --tenants 10 --networks 100 --endpoints 5000 --json

@@ -8,7 +8,8 @@ interface holding the tunnel IP and of the uplink, which network MTUs must fit; 
 node is updated in place, its pods kept), makes sure br-int is
 there (userspace datapath where the kernel module is missing), `fail_mode=secure`, the controller target
 and the flow-based VXLAN port, cleans up what a crash left half-made, then serves the socket. It ends
-`flow-restore-wait` once the controller has replayed the node's flows (agent/restore.py).
+`flow-restore-wait` once the controller has replayed the node's flows (agent/restore.py). `install-cni`
+writes the plugin, compiled from cni/plugin.c when a C compiler is found (cni.install), and says which.
 Settings for `run` come from flags, else environment variables TENET_<NAME> (e.g. TENET_TUNNEL_IP).
 """
 
@@ -133,7 +134,11 @@ def parser() -> argparse.ArgumentParser:
         default=_env("log_level", "info"),
         help="debug, info, warning or error (default info); the log goes to stderr",
     )
-    install = verbs.add_parser("install-cni", parents=common, help="write the plugin and a conflist for the runtime")
+    install = verbs.add_parser(
+        "install-cni",
+        parents=common,
+        help="write the plugin (compiled with cc or gcc if there is one, else a Python launcher) and a conflist",
+    )
     install.add_argument("--bin-dir", default="/opt/cni/bin", type=Path)
     install.add_argument("--conf-dir", default="/etc/cni/net.d", type=Path)
     install.add_argument("--tenant", help="the tenant pods join unless --namespace-map says otherwise")
@@ -323,7 +328,7 @@ def setup_gateway(
 
 
 def install_cni(args: argparse.Namespace) -> None:
-    from cni.install import install
+    from cni.install import compiler, describe, install
 
     namespaces = None
     if args.namespace_map:
@@ -350,7 +355,10 @@ def install_cni(args: argparse.Namespace) -> None:
         )
     except ValueError as error:
         raise StartupError(str(error)) from None
-    print(f"installed {plugin} and {conflist}")
+    kind = describe(plugin)
+    if kind != "compiled":  # it works the same, only each run starts an interpreter (15 ms or more)
+        kind += ", not compiled: " + ("no C compiler (cc, gcc) on PATH" if compiler() is None else "see the log")
+    print(f"installed {plugin} ({kind}) and {conflist}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

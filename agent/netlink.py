@@ -28,8 +28,10 @@ import fcntl
 import ipaddress
 import logging
 import os
+import queue
 import re
 import socket
+import struct
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, closing, contextmanager, suppress
@@ -91,6 +93,11 @@ IFA_F_NODAD = 0x02
 RTEXT_FILTER_SKIP_STATS = 1 << 3
 IFNAMSIZ = 16
 RECV_SIZE = 1 << 16  # the kernel fills a dump's datagram up to 32 KiB
+NLMSG_HEADER = struct.Struct("=IHHII")  # struct nlmsghdr: length, type, flags, sequence, port id
+IFINFOMSG = struct.Struct("=BxHiII")  # struct ifinfomsg: family, type, index, flags, change
+NLA_HEADER = struct.Struct("=HH")  # struct nlattr: length, type
+NLA_TYPE_MASK = 0x3FFF  # without NLA_F_NESTED and NLA_F_NET_BYTEORDER
+IFLA_ADDRESS = 1
 
 _MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
 _Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -189,7 +196,7 @@ class Netlink:
             self._add_veth(host, inside, pod, nsfd, where)
             try:
                 _seal_host_end(host, pod.host_name, ingress_drop=pod.host_ingress_drop)
-                index = _require_link(inside, pod.ifname, where)["index"]
+                index = _require_brief(inside, pod.ifname, where)[0]
                 exclusive = NLM_F_CREATE | NLM_F_EXCL
                 _call(inside, _addr_message(index, address), RTM_NEWADDR, exclusive, f"adding {pod.address} to {where}")
                 _call(inside, _up_message(index), RTM_NEWLINK, 0, f"setting {where} up")
@@ -202,7 +209,7 @@ class Netlink:
                 _add_source_route(inside, index, address, gateway, where)
                 if ethtool is not None:
                     _tx_checksum_off(ethtool, where)
-                host_mac = str(_require_link(host, pod.host_name, pod.host_name).get_attr("IFLA_ADDRESS") or "")
+                host_mac = _require_brief(host, pod.host_name, pod.host_name)[1]
             except BaseException:
                 with suppress(NetlinkError, nft.NftError):  # the pod end goes with the host end
                     _delete_link(host, pod.host_name)
@@ -227,12 +234,13 @@ class Netlink:
         with self._session(), _netns_fd(netns) as nsfd:
             with self._inside(nsfd, netns):
                 sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)  # 0: send only
-            with sock:
-                try:
-                    sock.bind((ifname, 0))  # the name is looked up in the socket's namespace, the pod's
-                    sock.send(hostend.garp_frame(bytes.fromhex(mac.replace(":", "")), ip.packed))
-                except OSError as error:
-                    raise NetlinkError(f"sending a gratuitous ARP on {where}: {error.strerror or error}") from None
+            try:
+                sock.bind((ifname, 0))  # the name is looked up in the socket's namespace, the pod's
+                sock.send(hostend.garp_frame(bytes.fromhex(mac.replace(":", "")), ip.packed))
+            except OSError as error:
+                raise NetlinkError(f"sending a gratuitous ARP on {where}: {error.strerror or error}") from None
+            finally:
+                _close_later(sock)
 
     def _add_veth(self, host: _Rtnl, inside: _Rtnl, pod: PodInterface, nsfd: int, where: str) -> None:
         """Host end (down: `_seal_host_end` brings it up) in the agent's namespace, pod end (name, MAC, MTU)
@@ -415,6 +423,27 @@ class Netlink:
                 raise SystemExit(f"tenet: could not return to the agent's network namespace: {os.strerror(code)}")
 
 
+_closing: queue.SimpleQueue[socket.socket] = queue.SimpleQueue()
+_closer_lock = threading.Lock()
+_closer: list[threading.Thread] = []
+
+
+def _close_later(sock: socket.socket) -> None:
+    """Close packet socket `sock` on a thread of its own, off the caller's path: the kernel's packet_release
+    waits out an RCU grace period (synchronize_net), 10-20 ms measured here, which an ADD need not wait for.
+    The frames it sent are gone by then; until it is closed the socket only keeps its namespace alive."""
+    with _closer_lock:
+        if not _closer:
+            _closer.append(threading.Thread(target=_close_queued, name="packet-socket-closer", daemon=True))
+            _closer[0].start()
+    _closing.put(sock)
+
+
+def _close_queued() -> None:
+    while True:
+        _closing.get().close()
+
+
 class _Rtnl:
     """One rtnetlink socket, in the namespace of the thread that opens it; used by one thread, then closed."""
 
@@ -458,6 +487,34 @@ class _Rtnl:
                     return replies
                 replies.append(reply)
 
+    def request_raw(self, message: nlmsg, kind: int, flags: int = 0) -> list[bytes]:
+        """As `request`, but the replies come back undecoded, each a whole netlink message: for lookups whose
+        reply pyroute2 would take a millisecond or more to decode in full (a link: dozens of attributes)."""
+        self._seq += 1
+        header = message["header"]
+        header["type"], header["flags"] = kind, NLM_F_REQUEST | NLM_F_ACK | flags
+        header["sequence_number"], header["pid"] = self._seq, 0
+        message.encode()
+        self._sock.send(message.data)
+        replies: list[bytes] = []
+        while True:
+            data, offset = self._sock.recv(RECV_SIZE), 0
+            while offset + NLMSG_HEADER.size <= len(data):
+                length, reply_kind, _, sequence, _ = NLMSG_HEADER.unpack_from(data, offset)
+                if length < NLMSG_HEADER.size:
+                    break
+                reply, offset = data[offset : offset + length], offset + ((length + 3) & ~3)
+                if sequence != self._seq:
+                    continue
+                if reply_kind == NLMSG_ERROR:  # struct nlmsgerr: a negative errno, 0 for the ack
+                    code = -struct.unpack_from("=i", reply, NLMSG_HEADER.size)[0]
+                    if code:
+                        raise _KernelError(code)
+                    return replies
+                if reply_kind == NLMSG_DONE:
+                    return replies
+                replies.append(reply)
+
 
 # --- requests ------------------------------------------------------------------------------------------
 
@@ -471,6 +528,33 @@ def _call(rtnl: _Rtnl, message: nlmsg, kind: int, flags: int, doing: str) -> lis
         raise NetlinkError(f"{doing}: {error.strerror or error}") from None
 
 
+def _link_brief(rtnl: _Rtnl, name: str) -> tuple[int, str] | None:
+    """Link `name`'s index and MAC ("" if it has none), or None if there is no such link; read from the raw
+    reply (struct ifinfomsg, then IFLA_ADDRESS among its attributes: linux/rtnetlink.h, linux/if_link.h)."""
+    message = ifinfmsg()
+    message["attrs"] = [("IFLA_IFNAME", name), ("IFLA_EXT_MASK", RTEXT_FILTER_SKIP_STATS)]
+    try:
+        replies = rtnl.request_raw(message, RTM_GETLINK)
+    except _KernelError as error:
+        if error.code == errno.ENODEV:
+            return None
+        raise NetlinkError(f"looking up link {name}: {_reason(error)}") from None
+    if not replies:
+        raise NetlinkError(f"looking up link {name}: the kernel sent no link")
+    reply = replies[0]
+    _, _, index, _, _ = IFINFOMSG.unpack_from(reply, NLMSG_HEADER.size)
+    offset, mac = NLMSG_HEADER.size + IFINFOMSG.size, ""
+    while offset + NLA_HEADER.size <= len(reply):
+        length, kind = NLA_HEADER.unpack_from(reply, offset)
+        if length < NLA_HEADER.size:
+            break
+        if kind & NLA_TYPE_MASK == IFLA_ADDRESS:
+            mac = reply[offset + NLA_HEADER.size : offset + length].hex(":")
+            break
+        offset += (length + 3) & ~3
+    return index, mac
+
+
 def _link(rtnl: _Rtnl, name: str) -> nlmsg | None:
     message = ifinfmsg()
     message["attrs"] = [("IFLA_IFNAME", name), ("IFLA_EXT_MASK", RTEXT_FILTER_SKIP_STATS)]
@@ -482,8 +566,8 @@ def _link(rtnl: _Rtnl, name: str) -> nlmsg | None:
         raise NetlinkError(f"looking up link {name}: {_reason(error)}") from None
 
 
-def _require_link(rtnl: _Rtnl, name: str, where: str) -> nlmsg:
-    link = _link(rtnl, name)
+def _require_brief(rtnl: _Rtnl, name: str, where: str) -> tuple[int, str]:
+    link = _link_brief(rtnl, name)
     if link is None:
         raise NetlinkError(f"{where} vanished right after it was created")
     return link
@@ -590,7 +674,7 @@ def _seal_host_end(host: _Rtnl, name: str, *, ingress_drop: bool) -> None:
         hostend.isolate(name, ingress_drop=ingress_drop)
     except hostend.HostEndError as error:
         raise NetlinkError(str(error)) from None
-    index = _require_link(host, name, f"host link {name}")["index"]
+    index = _require_brief(host, name, f"host link {name}")[0]
     _call(host, _up_message(index), RTM_NEWLINK, 0, f"setting host link {name} up")
 
 

@@ -1,4 +1,8 @@
-"""The agent's unix socket: one JSON request per connection (see `cni.protocol`), each on its own thread."""
+"""The agent's unix socket: one JSON request per connection (see `cni.protocol`), each on its own thread.
+
+A request from the compiled plugin (verb EXEC: the runtime's CNI_* environment and stdin) runs cni.plugin here,
+in the agent, whose requests to the agent then go straight to the handler rather than through the socket.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cni import protocol
+from cni import plugin, protocol
 from cni.protocol import AgentError
 
 log = logging.getLogger(__name__)
@@ -21,26 +25,20 @@ class _Connection(socketserver.BaseRequestHandler):
     server: AgentSocket
 
     def handle(self) -> None:
-        started = time.monotonic()
-        request: dict[str, Any] = {}
         try:
             request = protocol.decode(protocol.read_all(self.request))
-            answer = self.server.handler(request)
-        except AgentError as error:
-            answer = error.answer()
+        except OSError as error:  # the plugin went away before it finished asking
+            log.warning("could not read a request: %s", error)
+            return
         except ValueError as error:
+            request = {}
             answer = AgentError(protocol.DECODE_FAILURE, "the request is not a JSON object", str(error)).answer()
-        except Exception as error:  # a bug must reach the runtime as an error, and the log with its trace
-            log.exception("%s failed", request.get("verb"))
-            answer = AgentError(protocol.GENERIC_FAILURE, f"the agent failed: {error}").answer()
-        log.info(
-            "%s %s/%s: %s in %.0f ms",
-            request.get("verb"),
-            str(request.get("container_id", ""))[:12],
-            request.get("ifname", ""),
-            "ok" if answer.get("ok") else f"error {answer.get('code')}: {answer.get('msg')}",
-            (time.monotonic() - started) * 1000,
-        )
+            log.info("a request that is not a JSON object: %s", error)
+        else:
+            if request.get("verb") == "EXEC":
+                answer = plugin.forwarded(request, self.server.call)
+            else:
+                answer = self.server.answer(request)
         try:
             self.request.sendall(protocol.encode(answer))
         except OSError as error:  # the plugin went away (killed by its runtime): nothing to tell
@@ -64,6 +62,32 @@ class AgentSocket(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         finally:
             os.umask(old_mask)
         os.chmod(path, 0o600)
+
+    def answer(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The handler's answer to one request (an error answer if it raised), logged with its time."""
+        started = time.monotonic()
+        try:
+            answer = self.handler(request)
+        except AgentError as error:
+            answer = error.answer()
+        except Exception as error:  # a bug must reach the runtime as an error, and the log with its trace
+            log.exception("%s failed", request.get("verb"))
+            answer = AgentError(protocol.GENERIC_FAILURE, f"the agent failed: {error}").answer()
+        log.info(
+            "%s %s/%s: %s in %.0f ms",
+            request.get("verb"),
+            str(request.get("container_id", ""))[:12],
+            request.get("ifname", ""),
+            "ok" if answer.get("ok") else f"error {answer.get('code')}: {answer.get('msg')}",
+            (time.monotonic() - started) * 1000,
+        )
+        return answer
+
+    def call(self, _path: str, request: dict[str, Any], *, timeout: float) -> dict[str, Any]:
+        """`cni.protocol.call` for cni.plugin run in the agent: the handler's answer, AgentError if not ok.
+        The socket path is this one (the compiled plugin found it in the same configuration); the runtime's
+        plugin process keeps the timeout."""
+        return protocol.checked(self.answer(request))
 
     def server_close(self) -> None:
         super().server_close()

@@ -269,6 +269,7 @@ class AgentService:
             self.netlink.announce(netns, ifname, doc["mac"], pod.address)
         except NetlinkError as error:
             log.warning("gratuitous ARP from %s in %s: %s", ifname, netns, error)
+        steps.mark("announce")
         return created
 
     def _wait_ready(self, doc: dict[str, Any]) -> None:

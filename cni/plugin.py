@@ -3,7 +3,9 @@
 The runtime runs it once per verb with ``CNI_*`` environment variables and the network configuration on stdin;
 it forwards the request over the agent's unix socket (cni.protocol) and prints the CNI result or error on
 stdout. Standard library only, so it starts in milliseconds; `tenet-agent install-cni` writes a launcher
-(cni.install) that runs it with ``python3 -I -S``.
+(cni.install) that runs it with ``python3 -I -S``, or, with a C compiler, the compiled plugin (cni/plugin.c),
+which hands the runtime's environment and stdin to the agent, where this code runs on them (`forwarded`)
+and talks to the agent's handler directly; either way the checks, results and errors are this module's.
 
 Verbs: ADD, DEL, CHECK (cniVersion 0.4.0+), STATUS and GC (1.1.0+), VERSION. Environment: CNI_COMMAND always;
 CNI_CONTAINERID and CNI_IFNAME for ADD, DEL and CHECK; CNI_NETNS for ADD and CHECK (DEL accepts it empty: the
@@ -51,8 +53,10 @@ from cni.result import add_result, check_prev_result
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
     from typing import Any, BinaryIO, TextIO
+
+    Call = Callable[..., dict[str, Any]]  # cni.protocol.call's shape: (socket path, request, *, timeout)
 
 NOT_READY_EXISTING = 51  # STATUS: not ready, and existing pods may have lost connectivity too
 
@@ -70,21 +74,17 @@ def environ() -> dict[str, str]:
     }
 
 
-def run(env: Mapping[str, str], stdin: BinaryIO, stdout: TextIO) -> int:
+def run(env: Mapping[str, str], stdin: BinaryIO, stdout: TextIO, call: Call = protocol.call) -> int:
     """Run one verb; print its result or error to `stdout`; return the exit status."""
-    version = LATEST_VERSION
     try:
-        try:
-            data = stdin.read()
-        except OSError as error:
-            raise CniError(IO_FAILURE, "cannot read the network configuration from stdin", str(error)) from None
-        version = _declared_version(data)
-        output = execute(env, data)
-        status = 0
-    except (CniError, AgentError) as error:
-        output, status = _error(version, error.code, error.msg, error.details), 1
-    except Exception as error:  # the runtime must get the spec's error object, whatever happened
-        output, status = _error(version, GENERIC_FAILURE, f"{type(error).__name__}: {error}"), 1
+        data = stdin.read()
+    except OSError as error:
+        output: dict[str, Any] | None = _error(
+            LATEST_VERSION, IO_FAILURE, "cannot read the network configuration from stdin", str(error)
+        )
+        status = 1
+    else:
+        output, status = outcome(env, data, call)
     if output is not None:
         try:
             stdout.write(fastjson.dumps(output) + "\n")
@@ -94,7 +94,33 @@ def run(env: Mapping[str, str], stdin: BinaryIO, stdout: TextIO) -> int:
     return status
 
 
-def execute(env: Mapping[str, str], data: bytes) -> dict[str, Any] | None:
+def outcome(env: Mapping[str, str], data: bytes, call: Call = protocol.call) -> tuple[dict[str, Any] | None, int]:
+    """What one verb prints (None: nothing) and its exit status, from the environment and stdin's bytes.
+    `call(socket_path, request, timeout=s)` asks the agent: cni.protocol.call, or the agent's own handler."""
+    version = LATEST_VERSION
+    try:
+        version = _declared_version(data)
+        return execute(env, data, call), 0
+    except (CniError, AgentError) as error:
+        return _error(version, error.code, error.msg, error.details), 1
+    except Exception as error:  # the runtime must get the spec's error object, whatever happened
+        return _error(version, GENERIC_FAILURE, f"{type(error).__name__}: {error}"), 1
+
+
+def forwarded(request: Mapping[str, Any], call: Call) -> dict[str, Any]:
+    """The agent's answer to the compiled plugin's EXEC request (cni.protocol): this plugin run in the agent on
+    the runtime's CNI_* environment and stdin, as ``{"exit": status, "stdout": output or None}``, so the
+    compiled plugin behaves exactly as this one. `call` is the agent's handler (see `outcome`)."""
+    env, stdin = request.get("env"), request.get("stdin")
+    output: dict[str, Any] | None
+    if not (isinstance(env, dict) and all(isinstance(v, str) for v in env.values()) and isinstance(stdin, str)):
+        output = _error(LATEST_VERSION, GENERIC_FAILURE, "EXEC: want env, an object of strings, and stdin, a string")
+        return {"exit": 1, "stdout": output}
+    output, status = outcome(env, stdin.encode("utf-8", "surrogateescape"), call)
+    return {"exit": status, "stdout": output}  # this order: cni/plugin.c reads the answer as text
+
+
+def execute(env: Mapping[str, str], data: bytes, call: Call = protocol.call) -> dict[str, Any] | None:
     """The output of one verb (None when the spec wants none); raises CniError or AgentError."""
     command = env.get("CNI_COMMAND", "")
     if command not in cniconfig.COMMANDS:
@@ -124,13 +150,13 @@ def execute(env: Mapping[str, str], data: bytes) -> dict[str, Any] | None:
     if pod is not None:
         request["pod"] = pod
     if command == "STATUS":
-        _status(conf, request)
+        _status(conf, request, call)
         return None
     if command == "GC":
         request["valid_attachments"] = cniconfig.valid_attachments(raw)
     if command == "CHECK":
         check_prev_result(conf.prev_result, ifname=attachment["ifname"], netns=attachment["netns"])
-    answer = protocol.call(conf.socket, request, timeout=conf.timeout)
+    answer = call(conf.socket, request, timeout=conf.timeout)
     if command != "ADD":
         return None
     return add_result(
@@ -138,10 +164,10 @@ def execute(env: Mapping[str, str], data: bytes) -> dict[str, Any] | None:
     )
 
 
-def _status(conf: NetConf, request: dict[str, Any]) -> None:
+def _status(conf: NetConf, request: dict[str, Any], call: Call) -> None:
     """STATUS succeeds with no output; an absent or unready agent is code 50 (51 if the agent says so)."""
     try:
-        protocol.call(conf.socket, request, timeout=min(conf.timeout, cniconfig.STATUS_TIMEOUT))
+        call(conf.socket, request, timeout=min(conf.timeout, cniconfig.STATUS_TIMEOUT))
     except AgentError as error:
         code = error.code if error.code in (NOT_READY, NOT_READY_EXISTING) else NOT_READY
         raise CniError(code, f"Tenet is not ready: {error.msg}", error.details) from None

@@ -14,6 +14,13 @@ Request::
      "valid_attachments": [{"containerID": str, "ifname": str}, ...]   # GC only
     }
 
+The compiled plugin (cni/plugin.c) sends instead the runtime's call itself, and the agent runs cni.plugin
+on it in its own process (`cni.plugin.forwarded`), answering what that plugin would print and its exit
+status, in exactly this layout (the C side reads it as text; OUTPUT is the printed JSON, or null)::
+
+    {"verb": "EXEC", "env": {"CNI_COMMAND": str, ...every CNI_* variable}, "stdin": str}
+    -> {"exit": int, "stdout": OUTPUT}
+
 Answer, on success::
 
     {"ok": true, "interface": {"name", "mac", "sandbox", "mtu"}, "ip": "10.1.0.5/24", "gateway": "10.1.0.1",
@@ -81,6 +88,11 @@ def call(path: str, request: dict[str, Any], *, timeout: float) -> dict[str, Any
         raise AgentError(TRY_AGAIN_LATER, f"the Tenet agent did not answer within {timeout:g} s", path) from error
     except (OSError, ValueError) as error:
         raise AgentError(TRY_AGAIN_LATER, "the Tenet agent could not be reached", f"{path}: {error}") from error
+    return checked(answer)
+
+
+def checked(answer: dict[str, Any]) -> dict[str, Any]:
+    """`answer` if it says ok; else the AgentError it carries."""
     if not answer.get("ok"):
         raise AgentError(
             int(answer.get("code", GENERIC_FAILURE)), str(answer.get("msg")), str(answer.get("details", ""))
@@ -113,7 +125,9 @@ def read_all(sock: Any) -> bytes:
 
 
 def decode(data: bytes) -> dict[str, Any]:
-    message = fastjson.loads(data)
+    """One message. Bytes that are not UTF-8 decode as surrogates (surrogateescape, as `os.environ` does):
+    the compiled plugin forwards the runtime's environment and stdin byte for byte (EXEC, below)."""
+    message = fastjson.loads(data.decode("utf-8", "surrogateescape"))
     if not isinstance(message, dict):
         raise ValueError("a message must be a JSON object")
     return message

@@ -1,17 +1,27 @@
-"""A small client of the northbound API over HTTP or HTTPS (standard library only), for tenetctl and agents."""
+"""A small client of the northbound API over HTTP or HTTPS, for tenetctl and agents.
+
+Requests go through a urllib3 connection pool: a connection is kept open and used again by the next request
+(HTTP/1.1 keep-alive), so an agent's calls on the ADD path (create the endpoint, wait for its flows) pay for
+no TCP connect or TLS handshake of their own. A pooled connection the controller closed in the meantime is
+noticed before it is used, and an idempotent request (GET, PUT, DELETE) that finds it dropped mid-way is
+sent once more on a new one; a POST is not (it may have been done).
+"""
 
 from __future__ import annotations
 
 import json
-import socket
 import ssl
 import time
-import urllib.error
-import urllib.request
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import urllib3
+from urllib3.exceptions import HTTPError as TransportError
+from urllib3.exceptions import LocationValueError, MaxRetryError, NewConnectionError, ReadTimeoutError
+from urllib3.exceptions import TimeoutError as TransportTimeout
+
 DEFAULT_SERVER = "http://127.0.0.1:8780"
+POOL_SIZE = 16  # connections kept open to the controller; more requests at once open (and close) more
 
 
 class ClientError(Exception):
@@ -52,6 +62,26 @@ class Client:
         self.token = token
         self.timeout = timeout
         self.context = tls_context(ca_file, cert_file, key_file) if self.server.startswith("https:") else None
+        self._pool = urllib3.PoolManager(
+            num_pools=2,
+            maxsize=POOL_SIZE,
+            ssl_context=self.context,
+            retries=_Retry(
+                total=1,
+                connect=0,
+                read=1,
+                redirect=0,
+                status=0,
+                other=0,
+                raise_on_redirect=False,
+                respect_retry_after_header=False,  # a 503's Retry-After is `request`'s to honour, for GETs only
+            ),
+            timeout=urllib3.Timeout(connect=timeout, read=timeout),
+        )
+
+    def close(self) -> None:
+        """Close the pooled connections (a later request opens new ones)."""
+        self._pool.clear()
 
     def get(self, url_path: str, **query: str | None) -> Any:
         return self.request("GET", url_path, query=query)
@@ -91,27 +121,37 @@ class Client:
         deadline = time.monotonic() + self.timeout
         while True:
             try:
-                return self._send(urllib.request.Request(url, data=data, headers=headers, method=method))
+                return self._send(method, url, data, headers)
             except _RetryAfter as busy:
                 if time.monotonic() + busy.seconds >= deadline:
                     raise busy.error from None
                 time.sleep(busy.seconds)
 
-    def _send(self, request: urllib.request.Request) -> Any:
+    def _send(self, method: str, url: str, data: bytes | None, headers: dict[str, str]) -> Any:
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout, context=self.context) as answer:
-                return _decode(answer.read(), answer.status)
-        except urllib.error.HTTPError as error:
-            retry = _retry_after(error) if request.get_method() == "GET" else None
-            api_error = _api_error(error)
-            if retry is not None:
-                raise _RetryAfter(retry, api_error) from None
-            raise api_error from None
-        except (urllib.error.URLError, OSError) as error:
-            reason = getattr(error, "reason", error)
-            raise ClientError(f"cannot reach the controller at {self.server}: {_reason(reason)}") from None
-        except ValueError as error:  # a malformed server URL
+            answer = self._pool.request(method, url, body=data, headers=headers, redirect=False)
+        except LocationValueError as error:  # a malformed server URL
             raise ClientError(f"bad controller URL {self.server!r}: {error}") from None
+        except (TransportError, OSError) as error:
+            raise ClientError(f"cannot reach the controller at {self.server}: {_reason(error)}") from None
+        if answer.status >= 400:
+            api_error = _api_error(answer.status, answer.reason, answer.data)
+            retry = _retry_after(answer.status, answer.headers.get("Retry-After")) if method == "GET" else None
+            if retry is not None:
+                raise _RetryAfter(retry, api_error)
+            raise api_error
+        return _decode(answer.data, answer.status)
+
+
+class _Retry(urllib3.Retry):
+    """urllib3's Retry, except that a read that timed out is never retried: the controller was there and
+    took too long, and asking again would double the wait."""
+
+    def increment(self, *args: Any, **kwargs: Any) -> Any:
+        error = kwargs.get("error")
+        if isinstance(error, ReadTimeoutError):
+            raise error  # `_send` reports it as "timed out"
+        return super().increment(*args, **kwargs)
 
 
 def tls_context(ca_file: str | None, cert_file: str | None = None, key_file: str | None = None) -> ssl.SSLContext:
@@ -135,18 +175,35 @@ class _RetryAfter(Exception):
         self.seconds, self.error = seconds, error
 
 
-def _retry_after(error: urllib.error.HTTPError) -> float | None:
+def _retry_after(status: int, text: str | None) -> float | None:
     """Seconds to wait before asking again, when a 503 says so (delta-seconds only, capped at 10)."""
-    text = error.headers.get("Retry-After") if error.code == 503 and error.headers else None
-    if text is None or not text.strip().isdigit():
+    if status != 503 or text is None or not text.strip().isdigit():
         return None
     return min(float(text), 10.0)
 
 
-def _reason(reason: object) -> str:
-    if isinstance(reason, socket.timeout | TimeoutError):
-        return "timed out"
-    return getattr(reason, "strerror", None) or str(reason)
+def _reason(error: BaseException) -> str:
+    """What went wrong underneath urllib3's wrapping: "timed out", the OS's words ("Connection refused"), or
+    the TLS library's."""
+    if isinstance(error, MaxRetryError) and error.reason is not None:
+        error = error.reason
+    seen: BaseException | None = error
+    while seen is not None:  # NewConnectionError and friends are raised from the OSError underneath
+        if isinstance(seen, TimeoutError) or (isinstance(seen, TransportTimeout) and not _refused(seen)):
+            return "timed out"
+        if isinstance(seen, ssl.SSLError):
+            return str(seen)
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror
+        seen = seen.__cause__ or seen.__context__
+    if isinstance(error, TransportError) and len(error.args) > 1:  # ProtocolError("Connection aborted.", cause)
+        return str(error.args[1]) or str(error)
+    return str(error)
+
+
+def _refused(error: BaseException) -> bool:
+    """urllib3's NewConnectionError is a ConnectTimeoutError by descent, though most are refusals."""
+    return isinstance(error, NewConnectionError) and not isinstance(error.__cause__, TimeoutError)
 
 
 def _decode(raw: bytes, status: int) -> Any:
@@ -158,13 +215,13 @@ def _decode(raw: bytes, status: int) -> Any:
         raise ClientError(f"the controller answered {status} with a body that is not JSON", status=status) from None
 
 
-def _api_error(error: urllib.error.HTTPError) -> ClientError:
+def _api_error(status: int, reason: str | None, body: bytes) -> ClientError:
     """The API's `{"error": {"message", "field"}}`, or the bare HTTP status when the body is not that."""
     try:
-        detail = json.loads(error.read() or b"{}").get("error") or {}
+        detail = json.loads(body or b"{}").get("error") or {}
         message, field = detail.get("message"), detail.get("field")
-    except (ValueError, AttributeError, OSError):
+    except (ValueError, AttributeError):
         message, field = None, None
     if not isinstance(message, str) or not message:
-        message = f"HTTP {error.code} {error.reason}"
-    return ClientError(message, status=error.code, field=field if isinstance(field, str) else None)
+        message = f"HTTP {status} {reason or ''}".rstrip()
+    return ClientError(message, status=status, field=field if isinstance(field, str) else None)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from cni.config import SUPPORTED_VERSIONS
-from cni.install import conflist_version, install
+from cni.install import CFLAGS, PLUGIN_SOURCE, c_string, compiler, conflist_version, describe, install
 
 PYTHON = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
 DEBIAN_LOOPBACK = Path("/usr/lib/cni/loopback")
@@ -53,12 +53,53 @@ def fake_loopback(bin_dir: Path, script: str) -> None:
 
 
 def test_install_writes_a_launcher_that_runs_the_plugin(tmp_path: Path) -> None:
-    launcher, _ = install(tmp_path / "bin", tmp_path / "net.d", **settings())
-    assert launcher == tmp_path / "bin" / "tenet"
+    launcher, _ = install(tmp_path / "bin", tmp_path / "net.d", **settings(), compiled=False)
+    assert launcher == tmp_path / "bin" / "tenet" and describe(launcher) == "Python launcher"
     assert stat.S_IMODE(launcher.stat().st_mode) == 0o755
     assert launcher.read_text().splitlines()[0] == f"#!{PYTHON} -IS"  # one argument: the kernel passes one
     status, output = execute(launcher, "VERSION", {"cniVersion": "1.0.0"})
     assert (status, output) == (0, {"cniVersion": "1.0.0", "supportedVersions": list(SUPPORTED_VERSIONS)})
+
+
+def test_install_compiles_the_plugin_when_a_compiler_is_there(tmp_path: Path) -> None:
+    assert compiler(), "gcc is missing: ./dev installs it"
+    plugin, _ = install(tmp_path / "bin", tmp_path / "net.d", **settings())
+    assert describe(plugin) == "compiled" and stat.S_IMODE(plugin.stat().st_mode) == 0o755
+    # VERSION needs no agent: the compiled plugin hands it to cni.plugin, which answers as the launcher does
+    status, output = execute(plugin, "VERSION", {"cniVersion": "0.4.0"})
+    assert (status, output) == (0, {"cniVersion": "0.4.0", "supportedVersions": list(SUPPORTED_VERSIONS)})
+    assert sorted(p.name for p in (tmp_path / "bin").iterdir()) == ["tenet"]  # no temporary left
+
+
+def test_without_a_compiler_install_writes_the_launcher(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no cc, no gcc
+    plugin, _ = install(tmp_path / "bin", tmp_path / "net.d", **settings())
+    assert describe(plugin) == "Python launcher"
+    assert execute(plugin, "VERSION", {})[0] == 0
+    with pytest.raises(ValueError, match="no C compiler"):
+        install(tmp_path / "bin2", tmp_path / "net.d", **settings(), compiled=True)
+
+
+def test_the_plugin_source_compiles_without_a_warning(tmp_path: Path) -> None:
+    cc = compiler()
+    assert cc, "gcc is missing: ./dev installs it"
+    defines = [f"-DTENET_PYTHON={c_string(PYTHON)}", f"-DTENET_FALLBACK={c_string('import sys')}"]
+    done = subprocess.run(
+        [cc, *CFLAGS, "-Wpedantic", "-Werror", *defines, "-o", str(tmp_path / "tenet"), str(PLUGIN_SOURCE)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0 and not done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("text", ['/opt/a "b"\\c', "/tmp/??/x", "/tmp/é\n\t"])
+def test_paths_are_built_into_the_plugin_byte_for_byte(tmp_path: Path, text: str) -> None:
+    cc = compiler()
+    assert cc, "gcc is missing: ./dev installs it"
+    source = tmp_path / "show.c"
+    source.write_text(f"#include <stdio.h>\nint main(void) {{ fputs({c_string(text)}, stdout); return 0; }}\n")
+    subprocess.run([cc, *CFLAGS, "-o", str(tmp_path / "show"), str(source)], check=True)
+    assert subprocess.run([str(tmp_path / "show")], capture_output=True, check=True).stdout == text.encode()
 
 
 def test_install_writes_a_conflist_of_loopback_then_tenet(tmp_path: Path) -> None:

@@ -1,7 +1,9 @@
 """tenet-cni run the way a container runtime runs it: its own process, CNI_* variables, the config on stdin.
 
-The plugin is the launcher cni.install writes (``python3 -I -S``), talking to a fake agent: a unix socket
-server in a thread that records each request and answers per cni.protocol.
+Every case runs against both plugins cni.install writes: the Python launcher (``python3 -I -S``) and the
+compiled one (cni/plugin.c), talking to a fake agent: a unix socket server in a thread that records each
+request and answers per cni.protocol. The compiled plugin's EXEC requests are answered as the agent answers
+them (cni.plugin.forwarded), so the fake agent records the same requests from both.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cni import protocol
+from cni import plugin, protocol
 from cni.config import SUPPORTED_VERSIONS
 from cni.install import install
 
@@ -76,10 +78,17 @@ class FakeAgent:
             with connection:
                 try:
                     request = protocol.decode(protocol.read_all(connection))
+                    if request.get("verb") == "EXEC":  # the compiled plugin: run cni.plugin as the agent does
+                        connection.sendall(protocol.encode(plugin.forwarded(request, self._call)))
+                        continue
                     self.requests.append(request)
                     connection.sendall(json.dumps(self.answer(request)).encode())
                 except Exception as error:
                     self.failures.append(error)
+
+    def _call(self, _path: str, request: dict[str, Any], *, timeout: float) -> dict[str, Any]:
+        self.requests.append(request)
+        return protocol.checked(json.loads(json.dumps(self.answer(request))))  # as if through the socket
 
     def close(self) -> None:
         self._server.shutdown(socket.SHUT_RDWR)  # wakes the accept() in the thread
@@ -89,8 +98,9 @@ class FakeAgent:
         assert not self.failures, self.failures
 
 
-@pytest.fixture(scope="session")
-def launcher(tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture(scope="session", params=["python", "compiled"])
+def launcher(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The plugin as installed: the Python launcher, then the compiled plugin (built here: gcc is needed)."""
     root = tmp_path_factory.mktemp("cni")
     path, _ = install(
         root / "bin",
@@ -100,6 +110,7 @@ def launcher(tmp_path_factory: pytest.TempPathFactory) -> Path:
         network="web",
         namespaces=None,
         python=PYTHON,
+        compiled=request.param == "compiled",
     )
     return path
 
