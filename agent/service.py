@@ -145,7 +145,7 @@ class AgentService:
             self._adding.add(eid)
         steps = _Steps()
         try:
-            doc = self._create_endpoint(eid, network)
+            doc = self._create_endpoint(eid, network, request.get("pod"))
             steps.mark("endpoint")
             try:
                 created = self._plumb(doc, request, container_id, ifname, netns, steps)
@@ -167,12 +167,14 @@ class AgentService:
             "default_route": created.default_route,
         }
 
-    def _create_endpoint(self, eid: str, target: str | dict[str, str]) -> dict[str, Any]:
+    def _create_endpoint(self, eid: str, target: str | dict[str, str], pod: object = None) -> dict[str, Any]:
         body: dict[str, Any] = {"id": eid, "node": self.settings.node, "port_name": host_name(eid)}
         if isinstance(target, dict):  # a pod: the controller picks its network (README "Kubernetes")
             body["k8s"], network = target, f"the network of pod {target['namespace']}/{target['pod']}"
         else:
             body["network"], network = target, target
+            if isinstance(pod, dict) and pod.get("namespace") and pod.get("name"):  # its namespace, if the model has it
+                body["k8s"] = {"namespace": str(pod["namespace"]), "pod": str(pod["name"])}
         try:
             return self.client.post("/v1/endpoints", body)
         except ClientError as error:

@@ -260,13 +260,14 @@ def next_round(store: Store) -> int:
     return round_
 
 
-def start_kubernetes(settings: Settings, service: Service) -> object | None:
-    """The watchers of `controller.k8s` when --kubernetes or --kubeconfig is given, started; else None."""
+def start_kubernetes(settings: Settings, service: Service, app: object = None) -> object | None:
+    """The watchers of `controller.k8s` when --kubernetes or --kubeconfig is given, started; else None.
+    `app`: the OpenFlow app, whose switches tell when a NetworkPolicy is realized."""
     if not settings.kubernetes and not settings.kubeconfig:
         return None
     from kubernetes.config import ConfigException
 
-    from controller.k8s.cluster import Kubernetes
+    from controller.k8s.cluster import Kubernetes, switches
 
     try:
         cluster = Kubernetes.connect(
@@ -276,6 +277,7 @@ def start_kubernetes(settings: Settings, service: Service) -> object | None:
             resync_s=settings.k8s_resync_s,
             # the cluster network's setting, where the controller has it, else its default name
             cluster_network=settings.cluster_network or "default/pods",
+            switch_sequence=switches(app) if app is not None else None,
         )
     except (ConfigException, OSError) as error:
         what = "--kubernetes (in-cluster config)" if settings.kubernetes else f"kubeconfig {settings.kubeconfig}"
@@ -331,7 +333,7 @@ def run(settings: Settings) -> None:
     Runtime.ready.wait()
     app = Runtime.app
     assert app is not None  # set before `ready`
-    cluster = start_kubernetes(settings, service)
+    cluster = start_kubernetes(settings, service, app)
     api = make_app(
         service,
         tokens,

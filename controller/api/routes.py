@@ -561,6 +561,11 @@ class Api(NetpolRoutes):
             if found is None or not (principal.sees(found.tenant) or principal.node_only):
                 hint = "" if "/" in network else " (want TENANT/NAME)"
                 raise ValidationError("endpoint.network", f"unknown network {network!r}{hint}")
+            if pod is not None and self.k8s is not None:  # the pod's namespace, labels and named ports
+                attributes = self.k8s.endpoint_attributes(network, pod[1])
+                namespace = attributes.pop("namespace")
+            elif namespace is None:
+                namespace = k8s_namespace(self.model, request.json().get("k8s"), found.tenant)
             taken = self.model.endpoints.get(endpoint_id)
             if taken is not None and not (principal.sees(taken.tenant) or principal.manages(taken.node)):
                 # Endpoint ids are one space for the whole cluster: say it is taken, never by whom.
@@ -641,6 +646,14 @@ class Api(NetpolRoutes):
         with self.service.lock:
             nodes = list(self.model.nodes)
         return sum(1 for node in nodes if self.switch_status(node).get("connected"))
+
+
+def k8s_namespace(model: Model, k8s: object, tenant: str) -> str | None:
+    """An endpoint POSTed with a network and `"k8s": {"namespace": NS, ...}` (K8S_POD_NAMESPACE of a CNI
+    ADD) is in namespace NS when the model has NS in the network's tenant; else in none."""
+    name = k8s.get("namespace") if isinstance(k8s, dict) else None
+    found = model.namespaces.get(name) if isinstance(name, str) else None
+    return found.name if found is not None and found.tenant == tenant else None
 
 
 def foreign_datapath_id(model: Model, name: str, tunnel_ip: str, datapath_id: int) -> str | None:

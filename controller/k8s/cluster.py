@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 from typing import TYPE_CHECKING, Any
 
 from kubernetes import client, config
 
+from controller.k8s.events import Recorder
 from controller.k8s.informer import Informer
+from controller.k8s.namespaces import SwitchSequence
 from controller.k8s.sync import GROUP, VERSION, Object, Sync
 
 if TYPE_CHECKING:
@@ -25,6 +28,7 @@ log = logging.getLogger(__name__)
 # Applied in this order at start: what later kinds refer to first.
 CUSTOM = ("tenants", "qosprofiles", "networks")
 CORE = ("nodes", "namespaces", "pods")
+BACKGROUND_S = 0.2  # seconds between rounds of Events, realized NetworkPolicies and Network statuses
 
 
 class Kubernetes:
@@ -32,7 +36,9 @@ class Kubernetes:
 
     `api`: a `kubernetes.client.ApiClient`. `resync_s`: seconds between full relists (deletions missed
     while disconnected are applied then); `backoff_s`, `max_backoff_s`: reconnect waits in seconds.
-    `cluster_network`: the TENANT/NAME of namespaces no Network claims."""
+    `cluster_network`: the TENANT/NAME of namespaces no Network claims. `switch_sequence(node)`: the last
+    change (`Service.sequence`) the node's switch holds, None without a switch in sync (see `switches`);
+    without it no NetworkPolicy is reported realized."""
 
     def __init__(
         self,
@@ -43,11 +49,17 @@ class Kubernetes:
         backoff_s: float = 0.2,
         max_backoff_s: float = 30.0,
         cluster_network: str = "default/pods",
+        switch_sequence: SwitchSequence | None = None,
     ) -> None:
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
         self.networking = client.NetworkingV1Api(api)
-        self.sync = Sync(service, self.custom, cluster_network=cluster_network)
+        self.events = Recorder(self.core)
+        self.sync = Sync(
+            service, self.custom, cluster_network=cluster_network, events=self.events, switch_sequence=switch_sequence
+        )
+        self.stopping = threading.Event()
+        self._background: threading.Thread | None = None
         calls: dict[str, Any] = {
             name: functools.partial(self.custom.list_cluster_custom_object, GROUP, VERSION, name) for name in CUSTOM
         }
@@ -79,13 +91,30 @@ class Kubernetes:
     def start(self) -> Kubernetes:
         for informer in self.sync.informers.values():
             informer.start()
+        self.stopping = threading.Event()
+        self._background = threading.Thread(target=self._run, args=(self.stopping,), name="k8s-events", daemon=True)
+        self._background.start()
         return self
 
     def stop(self) -> None:
+        self.stopping.set()
         for informer in self.sync.informers.values():
             informer.stopping.set()
         for informer in self.sync.informers.values():
             informer.stop()
+        if self._background is not None:
+            self._background.join(10)
+        self.events.flush()
+
+    def _run(self, stopping: threading.Event) -> None:
+        """Off the watchers' threads: realized NetworkPolicies, Network statuses, then queued Events."""
+        while not stopping.wait(BACKGROUND_S):
+            try:
+                self.sync.check_realized()
+                self.sync.refresh_statuses()
+            except Exception:
+                log.exception("checking realized NetworkPolicies and Network statuses failed")
+            self.events.flush()
 
     # --- CNI ADD in a cluster (the endpoint route) ------------------------------------------------
 
@@ -94,8 +123,25 @@ class Kubernetes:
         missing (`endpoint.k8s`, or the pod's `tenet.io/network` annotation)."""
         return self.sync.network_for(namespace, pod, self.core)
 
+    def endpoint_attributes(self, network: str, pod: Object) -> dict[str, Any]:
+        """`namespace`, `labels`, `ports` of the pod's endpoint on `network` (`Sync.endpoint_attributes`)."""
+        return self.sync.endpoint_attributes(network, pod, self.core)
+
     def record(self, endpoint_id: str, pod: Object) -> None:
         self.sync.record(endpoint_id, pod)
 
     def forget(self, endpoint_id: str) -> None:
         self.sync.forget(endpoint_id)
+
+
+def switches(app: Any) -> SwitchSequence:
+    """`switch_sequence` over the OpenFlow app's sessions (`controller.app.osken_app`): the change a node's
+    switch holds, None when it is not connected or reported errors (the rule of endpoint readiness)."""
+
+    def sequence(node: str) -> int | None:
+        for session in list(app.sessions.values()):
+            if session.node == node and session.in_sync is not False:
+                return int(session.synced_sequence)
+        return None
+
+    return sequence

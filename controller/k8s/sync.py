@@ -9,8 +9,12 @@ Decisions (README "Kubernetes"):
   model's message when the model refuses the spec) and `QosApplied` when `spec.qos` is set;
 - a Node registers (or moves) the model node of that name with its tunnel IP; deleting it releases the
   endpoints on it (the model node stays: its switch may still be connected);
+- a pod's endpoint is made in its namespace with its labels and named container ports, in the change that
+  makes it; a pod's labels changed relabel its endpoints (`Service.label_endpoint`);
 - pods' endpoints are recorded under `/tenet/k8s/endpoints/ID` (namespace, pod, labels, named ports): a
-  deleted pod, or one missing from a relist (a dead node never sent CNI DEL), has its endpoints released.
+  deleted pod, or one missing from a relist (a dead node never sent CNI DEL), has its endpoints released;
+- Namespaces and NetworkPolicies: `controller.k8s.namespaces`. What the model refuses is logged and recorded
+  as a Kubernetes Event on the object (`controller.k8s.events`); no refusal ends a watch.
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from controller.k8s import mapping
+from controller.k8s.events import Recorder
+from controller.k8s.namespaces import SwitchSequence
+from controller.k8s.pods import RECORDS, PodsSync
 from controller.policy import Quota
-from controller.store.base import Delete, Put
 from topology.errors import ValidationError
 
 if TYPE_CHECKING:
@@ -32,20 +38,43 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 Object = dict[str, Any]
 GROUP, VERSION = "tenet.io", "v1alpha1"
-RECORDS = "/tenet/k8s/endpoints/"
-REQUEST_TIMEOUT_S = 5  # seconds a status write or a pod's GET may take (the Service's lock is held)
+KINDS = {
+    "tenants": "Tenant",
+    "qosprofiles": "QosProfile",
+    "networks": "Network",
+    "nodes": "Node",
+    "namespaces": "Namespace",
+    "pods": "Pod",
+    "networkpolicies": "NetworkPolicy",
+}
+REQUEST_TIMEOUT_S = 5  # seconds a status write may take (the Service's lock is held)
 
 
-class Sync:
+class Sync(PodsSync):
     """The handler of every informer (`controller.k8s.informer.Handler`). `custom`: a CustomObjectsApi
-    for status write-back (None: no write-back); `informers` is filled by `controller.k8s.cluster`."""
+    for status write-back (None: no write-back); `events`: where Events go (default: logged only);
+    `switch_sequence`: node -> the last change its switch holds (None: NetworkPolicies are never reported
+    realized); `informers` is filled by `controller.k8s.cluster`."""
 
-    def __init__(self, service: Service, custom: Any | None, *, cluster_network: str = "default/pods") -> None:
+    def __init__(
+        self,
+        service: Service,
+        custom: Any | None,
+        *,
+        cluster_network: str = "default/pods",
+        events: Recorder | None = None,
+        switch_sequence: SwitchSequence | None = None,
+    ) -> None:
         self.service = service
         self.custom = custom
         self.cluster_network = cluster_network
+        self.events = events if events is not None else Recorder(None)
+        self.switch_sequence = switch_sequence
         self.informers: dict[str, Informer] = {}
         self.lock = threading.RLock()
+        self.refused_moves: dict[str, str] = {}
+        self.realizing: dict[str, tuple[Object, int]] = {}
+        self.stale_networks: set[str] = set()  # networks whose free addresses changed since their status
         self.pods_of: dict[str, dict[str, Any]] = {}  # endpoint id -> its record
         for record in service.store.list(RECORDS):
             self.pods_of[record.key[len(RECORDS) :]] = dict(record.value)
@@ -66,13 +95,21 @@ class Sync:
         with self.service.lock, self.lock:
             method = getattr(self, f"_upsert_{kind}", None)
             if method is not None:
-                method(obj, old)
+                self._refusable(method, kind, obj, obj, old)
 
     def delete(self, kind: str, old: Object) -> None:
         with self.service.lock, self.lock:
             method = getattr(self, f"_delete_{kind}", None)
             if method is not None:
-                method(old)
+                self._refusable(method, kind, old, old)
+
+    def _refusable(self, method: Any, kind: str, obj: Object, *args: Any) -> None:
+        """Run a handler; what the Service refuses (ValidationError) is logged and recorded as a Warning
+        Event on the object, and the watch goes on."""
+        try:
+            method(*args)
+        except ValidationError as error:
+            self.events.record(obj, KINDS.get(kind, kind), "Warning", "Invalid", f"not applied to the model: {error}")
 
     def synced(self, kind: str) -> None:
         with self.service.lock, self.lock:
@@ -85,6 +122,10 @@ class Sync:
             if kind == "networks":
                 for network in list(self.known("networks").values()):
                     self._write_status(network)
+            if kind == "networkpolicies":
+                self.drop_unlisted_policies()
+            if kind in ("networks", "namespaces", "networkpolicies"):
+                self.reconcile_namespaces()
 
     # --- tenants and QoS profiles ----------------------------------------------------------------
 
@@ -122,7 +163,7 @@ class Sync:
         try:
             self.service.create_qos(name, **wanted)
         except ValidationError as error:
-            log.warning("QosProfile %s refused: %s", name, error)
+            self.events.record(obj, "QosProfile", "Warning", "Invalid", f"not applied to the model: {error}")
             return
         for network in self.known("networks").values():
             if (network.get("spec") or {}).get("qos") == name:
@@ -158,9 +199,10 @@ class Sync:
                 self.service.create_network(obj["spec"]["tenant"], obj["metadata"]["name"], **args)
             self._attach(key, (obj.get("spec") or {}).get("qos"))
         except ValidationError as refused:
-            log.warning("Network %s refused: %s", obj["metadata"]["name"], refused)
+            self.events.record(obj, "Network", "Warning", "Invalid", f"not applied to the model: {refused}")
             error = refused
         self._write_status(obj, error)
+        self.reconcile_namespaces()  # its namespaces or namespaceSelector may map namespaces elsewhere
 
     def _attach(self, key: str, profile: str | None) -> None:
         model = self.service.model
@@ -178,6 +220,7 @@ class Sync:
                 self.service.delete_network(key)
             except ValidationError as error:
                 log.warning("Network %s deleted in Kubernetes, kept in the model: %s", key, error)
+        self.reconcile_namespaces()
 
     def _write_status(self, obj: Object, error: ValidationError | None = None) -> None:
         if self.custom is None:
@@ -256,98 +299,13 @@ class Sync:
                 log.info("Node %s deleted: releasing endpoint %s", name, eid)
                 self.release(eid)
 
-    # --- pods ------------------------------------------------------------------------------------
-
-    def _upsert_pods(self, obj: Object, old: Object | None) -> None:
-        key = f"{obj['metadata']['namespace']}/{obj['metadata']['name']}"
-        labels = obj["metadata"].get("labels") or {}
-        for eid, record in self.pods_of.items():
-            if f"{record['namespace']}/{record['pod']}" == key and record.get("labels") != labels:
-                record["labels"] = labels
-                self.service.store.commit([Put(RECORDS + eid, record)])
-                self._set_labels(eid, record)
-
-    def _delete_pods(self, old: Object) -> None:
-        key = f"{old['metadata']['namespace']}/{old['metadata']['name']}"
-        for eid, record in sorted(self.pods_of.items()):
-            if f"{record['namespace']}/{record['pod']}" == key:
-                log.info("pod %s deleted: releasing endpoint %s", key, eid)
-                self.release(eid)
-
-    # --- namespaces and NetworkPolicies: where the model has them ----------------------------------
-
-    def _upsert_namespaces(self, obj: Object, old: Object | None) -> None:
-        setter = getattr(self.service, "set_namespace_labels", None)
-        if setter is not None:
-            name = obj["metadata"]["name"]
-            setter(name, mapping.namespace_labels(name, obj))
-
-    def _upsert_networkpolicies(self, obj: Object, old: Object | None) -> None:
-        setter = getattr(self.service, "set_network_policy", None)
-        if setter is not None:
-            setter(obj)
-
-    def _delete_networkpolicies(self, old: Object) -> None:
-        remover = getattr(self.service, "delete_network_policy", None)
-        if remover is not None:
-            remover(old["metadata"]["namespace"], old["metadata"]["name"])
-
-    # --- endpoints of pods -----------------------------------------------------------------------
-
-    def pod(self, namespace: str, name: str, core: Any | None) -> Object:
-        """The pod from the watch, else from the API server (a pod the watch has not delivered yet).
-        Raises ValidationError("endpoint.k8s", ...) when neither has it."""
-        found = self.known("pods").get(f"{namespace}/{name}")
-        if found is None and core is not None:
-            try:
-                read = core.read_namespaced_pod(name, namespace, _request_timeout=REQUEST_TIMEOUT_S)
-                found = core.api_client.sanitize_for_serialization(read)
-            except Exception as error:
-                raise ValidationError("endpoint.k8s", f"cannot find pod {namespace}/{name}: {error}") from None
-        if found is None:
-            raise ValidationError("endpoint.k8s", f"unknown pod {namespace}/{name}")
-        return found
-
-    def network_for(self, namespace: str, name: str, core: Any | None = None) -> tuple[str, Object]:
-        """(network key, pod) of a pod's endpoint by `controller.k8s.mapping`; raises ValidationError."""
+    def refresh_statuses(self) -> None:
+        """Write the status of the Networks whose free addresses changed (endpoints made or released)."""
         with self.service.lock, self.lock:
-            pod = self.pod(namespace, name, core)
-            namespace_obj = self.known("namespaces").get(namespace)
-            known = set(self.service.model.networks)
-            return mapping.pod_network(pod, namespace_obj, self.networks(), self.cluster_network, known), pod
-
-    def record(self, eid: str, pod: Object) -> None:
-        """Remember that endpoint `eid` is pod `pod`'s (stored), with its labels and named ports."""
-        meta = pod["metadata"]
-        record = {
-            "namespace": meta["namespace"],
-            "pod": meta["name"],
-            "labels": meta.get("labels") or {},
-            "ports": mapping.named_ports(pod),
-        }
-        with self.service.lock, self.lock:
-            self.service.store.commit([Put(RECORDS + eid, record)])
-            self.pods_of[eid] = record
-            self._set_labels(eid, record)
-
-    def _set_labels(self, eid: str, record: dict[str, Any]) -> None:
-        setter = getattr(self.service, "set_endpoint_labels", None)  # where the model has endpoint labels
-        if setter is not None:
-            setter(eid, record["labels"])
-
-    def release(self, eid: str) -> None:
-        """Delete an endpoint and its pod record; an endpoint already gone just loses its record."""
-        with self.service.lock, self.lock:
-            if eid in self.service.model.endpoints:
-                self.service.delete_endpoint(eid)
-            if self.pods_of.pop(eid, None) is not None:
-                self.service.store.commit([Delete(RECORDS + eid)])
-
-    def forget(self, eid: str) -> None:
-        """An endpoint deleted through the API (CNI DEL): drop its pod record."""
-        with self.service.lock, self.lock:
-            if self.pods_of.pop(eid, None) is not None:
-                self.service.store.commit([Delete(RECORDS + eid)])
+            stale, self.stale_networks = self.stale_networks, set()
+            for network in list(self.known("networks").values()):
+                if mapping.network_key(network) in stale:
+                    self._write_status(network)
 
 
 def _same(network: Any, args: dict[str, Any]) -> bool:

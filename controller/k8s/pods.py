@@ -1,0 +1,142 @@
+"""Pods' endpoints (part of `controller.k8s.sync.Sync`, a mixin): the network, namespace, labels and named
+ports of a pod's endpoint for a CNI ADD, its record under `/tenet/k8s/endpoints/ID`, its labels following
+the pod's, and its release when the pod is gone (README "Kubernetes")."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from controller.k8s import mapping
+from controller.k8s.events import Recorder
+from controller.k8s.namespaces import NamespacesSync
+from controller.store.base import Delete, Put
+from topology.errors import ValidationError
+
+log = logging.getLogger(__name__)
+Object = dict[str, Any]
+RECORDS = "/tenet/k8s/endpoints/"
+REQUEST_TIMEOUT_S = 5  # seconds a pod's or a namespace's GET may take (the Service's lock is held)
+
+
+class PodsSync(NamespacesSync):
+    """Pods and their endpoints: the methods `Sync` gains from this mixin."""
+
+    events: Recorder
+    pods_of: dict[str, dict[str, Any]]  # endpoint id -> its record
+    stale_networks: set[str]  # networks whose free addresses changed since their status was written
+
+    # --- pods ------------------------------------------------------------------------------------
+
+    def _upsert_pods(self, obj: Object, old: Object | None) -> None:
+        key = f"{obj['metadata']['namespace']}/{obj['metadata']['name']}"
+        labels = obj["metadata"].get("labels") or {}
+        for eid, record in sorted(self.pods_of.items()):
+            if f"{record['namespace']}/{record['pod']}" != key:
+                continue
+            if record.get("labels") != labels:
+                record["labels"] = labels
+                self.service.store.commit([Put(RECORDS + eid, record)])
+            endpoint = self.service.model.endpoints.get(eid)
+            if endpoint is not None and dict(endpoint.labels) != labels:
+                try:
+                    self.service.label_endpoint(eid, labels)
+                except ValidationError as error:
+                    self.events.record(obj, "Pod", "Warning", "Invalid", f"labels not applied to {eid}: {error}")
+
+    def _delete_pods(self, old: Object) -> None:
+        key = f"{old['metadata']['namespace']}/{old['metadata']['name']}"
+        for eid, record in sorted(self.pods_of.items()):
+            if f"{record['namespace']}/{record['pod']}" == key:
+                log.info("pod %s deleted: releasing endpoint %s", key, eid)
+                self.release(eid)
+
+    # --- endpoints of pods -----------------------------------------------------------------------
+
+    def pod(self, namespace: str, name: str, core: Any | None) -> Object:
+        """The pod from the watch, else from the API server (a pod the watch has not delivered yet).
+        Raises ValidationError("endpoint.k8s", ...) when neither has it."""
+        found = self.known("pods").get(f"{namespace}/{name}")
+        if found is None and core is not None:
+            try:
+                read = core.read_namespaced_pod(name, namespace, _request_timeout=REQUEST_TIMEOUT_S)
+                found = core.api_client.sanitize_for_serialization(read)
+            except Exception as error:
+                raise ValidationError("endpoint.k8s", f"cannot find pod {namespace}/{name}: {error}") from None
+        if found is None:
+            raise ValidationError("endpoint.k8s", f"unknown pod {namespace}/{name}")
+        return found
+
+    def network_for(self, namespace: str, name: str, core: Any | None = None) -> tuple[str, Object]:
+        """(network key, pod) of a pod's endpoint by `controller.k8s.mapping`; raises ValidationError."""
+        with self.service.lock, self.lock:
+            pod = self.pod(namespace, name, core)
+            namespace_obj = self.known("namespaces").get(namespace)
+            known = set(self.service.model.networks)
+            return mapping.pod_network(pod, namespace_obj, self.networks(), self.cluster_network, known), pod
+
+    def record(self, eid: str, pod: Object) -> None:
+        """Remember that endpoint `eid` is pod `pod`'s (stored), with its labels and named ports."""
+        meta = pod["metadata"]
+        record = {
+            "namespace": meta["namespace"],
+            "pod": meta["name"],
+            "labels": meta.get("labels") or {},
+            "ports": mapping.named_ports(pod),
+        }
+        with self.service.lock, self.lock:
+            self.service.store.commit([Put(RECORDS + eid, record)])
+            self.pods_of[eid] = record
+            endpoint = self.service.model.endpoints.get(eid)
+            if endpoint is not None:
+                self.stale_networks.add(endpoint.network)
+
+    def endpoint_attributes(self, network: str, pod: Object, core: Any | None = None) -> dict[str, Any]:
+        """`namespace`, `labels` and `ports` (named container ports) of `Service.create_endpoint` for pod
+        `pod`'s endpoint on `network`, its namespace made in the model first when the watch has not yet.
+        Raises ValidationError("endpoint.k8s", ...) when the namespace is not the network's tenant's."""
+        meta = pod["metadata"]
+        name = meta["namespace"]
+        with self.service.lock, self.lock:
+            model = self.service.model
+            if name not in model.namespaces:
+                obj = self.known("namespaces").get(name)
+                if obj is None and core is not None:
+                    try:
+                        read = core.read_namespace(name, _request_timeout=REQUEST_TIMEOUT_S)
+                        obj = core.api_client.sanitize_for_serialization(read)
+                    except Exception as error:
+                        raise ValidationError("endpoint.k8s", f"cannot read namespace {name}: {error}") from None
+                self.reconcile_namespace(name, obj)
+            found = model.namespaces.get(name)
+            tenant = model.networks[network].tenant
+            if found is None:
+                raise ValidationError("endpoint.k8s", f"namespace {name!r} is not in the model yet")
+            if found.tenant != tenant:
+                raise ValidationError(
+                    "endpoint.k8s",
+                    f"namespace {name!r} is of tenant {found.tenant!r} and network {network!r} of {tenant!r}",
+                )
+        ports = [{"name": port, **spec} for port, spec in sorted(mapping.named_ports(pod).items())]
+        return {"namespace": name, "labels": dict(meta.get("labels") or {}), "ports": ports}
+
+    def release(self, eid: str) -> None:
+        """Delete an endpoint and its pod record; an endpoint already gone just loses its record."""
+        with self.service.lock, self.lock:
+            endpoint = self.service.model.endpoints.get(eid)
+            if endpoint is not None:
+                self.service.delete_endpoint(eid)
+                self.stale_networks.add(endpoint.network)
+            record = self.pods_of.pop(eid, None)
+            if record is not None:
+                self.service.store.commit([Delete(RECORDS + eid)])
+            if endpoint is not None and endpoint.namespace is not None:
+                self.reconcile_namespace(endpoint.namespace)  # a deleted or moving namespace may go now
+
+    def forget(self, eid: str) -> None:
+        """An endpoint deleted through the API (CNI DEL): drop its pod record."""
+        with self.service.lock, self.lock:
+            record = self.pods_of.pop(eid, None)
+            if record is not None:
+                self.service.store.commit([Delete(RECORDS + eid)])
+                self.reconcile_namespace(record["namespace"])
