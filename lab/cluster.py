@@ -332,7 +332,8 @@ class Lab:
 
         def serving() -> bool:
             if not _alive(self.state.agent_pids[name]):
-                raise LabError(f"the agent of {name} exited; see {log}")
+                last = log.read_text()[mark:].strip().splitlines()[-5:]  # `down` removes the log
+                raise LabError(f"the agent of {name} exited; its log ended: {' | '.join(last)}")
             return socket_path.exists() and "socket " in log.read_text()[mark:]
 
         wait_for(serving, f"the agent of {name}", timeout=60)
