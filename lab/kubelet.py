@@ -56,7 +56,7 @@ from typing import Any
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
-from controller.client import ClientError, path
+from controller.client import ClientError
 from lab.cluster import UNDERLAY, Lab, LabError, LabPod
 from lab.ovs import sh, stop_pid
 
@@ -176,6 +176,8 @@ class Kubelet:
             self.wake.notify_all()
         for thread in self.threads[1:]:
             thread.join(timeout=30)
+            if thread.is_alive():
+                log.warning("%s still busy after 30 s", thread.name)
 
     # --- the watch -----------------------------------------------------------------------------
 
@@ -372,15 +374,15 @@ class Kubelet:
         )
 
     def _network_of(self, box: Sandbox) -> str:
-        """The network the controller chose for the pod's endpoint (TENANT/NAME), for the lab's matrix."""
-        from agent.service import endpoint_id  # the agent's name of the endpoint (it imports OVS's library)
-
+        """The network the controller chose for the pod's endpoint (TENANT/NAME), for the lab's matrix: the
+        endpoint of this node with the pod's address and MAC."""
         try:
-            endpoint = self.lab.client.get(path("v1", "endpoints", endpoint_id(box.container_id, "eth0")))
+            endpoints = self.lab.client.get("/v1/endpoints", node=self.node)
         except ClientError as error:
             log.warning("pod %s: its endpoint: %s", box.key, error)
             return ""
-        return str(endpoint.get("network", ""))
+        mine = [e for e in endpoints if e.get("ip") == box.ip and e.get("mac") == box.mac]
+        return str(mine[0].get("network", "")) if mine else ""
 
     def _serve(self, box: Sandbox, ports: list[str]) -> int:
         args = ["ip", "netns", "exec", box.netns, PYTHON, "-I", "-S", "-c", _SERVER, box.key, *ports]
@@ -539,7 +541,9 @@ def main(argv: list[str] | None = None) -> int:
     if kubelet.synced.is_set():
         print(f"kubelet of {args.node}: watching pods", flush=True)
     done.wait()
+    log.info("stopping")
     kubelet.stop()
+    log.info("stopped")
     return 0
 
 
