@@ -159,7 +159,8 @@ class Kubelet:
         self.busy: set[str] = set()
         self.again: set[str] = set()  # changed while a worker had it
         self.retries: list[tuple[float, str]] = []  # (monotonic time, key): failed ADDs to try again
-        self.backoff: dict[str, float] = {}
+        self.backoff: dict[str, float] = {}  # the next wait after a failed ADD, seconds
+        self.not_before: dict[str, float] = {}  # no ADD of this key before this monotonic time
         self.synced = threading.Event()  # the first list is applied
         self.stopping = threading.Event()
         self.threads = [threading.Thread(target=self._watch, name="watch", daemon=True)]
@@ -288,7 +289,8 @@ class Kubelet:
         with self.wake:
             delay = self.backoff.get(key, BACKOFF_S)
             self.backoff[key] = min(delay * 2, MAX_BACKOFF_S)
-            heapq.heappush(self.retries, (time.monotonic() + delay, key))
+            self.not_before[key] = time.monotonic() + delay
+            heapq.heappush(self.retries, (self.not_before[key], key))
             self.wake.notify()
         return delay
 
@@ -304,12 +306,13 @@ class Kubelet:
             self._teardown(box)
         if pod is None:
             self.backoff.pop(key, None)
+            self.not_before.pop(key, None)
             return
         if deleting:
             self._delete_pod(pod)
             return
-        if key not in self.sandboxes:
-            self._setup(pod)
+        if key not in self.sandboxes and time.monotonic() >= self.not_before.get(key, 0):
+            self._setup(pod)  # else a failed ADD waits for its retry, whatever events come meanwhile
 
     def _setup(self, pod: dict[str, Any]) -> None:
         meta, spec = pod["metadata"], pod.get("spec", {})
@@ -341,6 +344,7 @@ class Kubelet:
         self._record(box)
         self._running(pod, box)
         self.backoff.pop(key, None)
+        self.not_before.pop(key, None)
         log.info("pod %s: %s (%s) in %.0f ms", key, box.ip, box.network, (time.monotonic() - started) * 1000)
 
     def _teardown(self, box: Sandbox) -> None:

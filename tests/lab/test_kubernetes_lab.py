@@ -5,6 +5,7 @@ TENET_LAB_K8S_PODS (default 100) sets how many Pods the churn test creates and d
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
@@ -155,6 +156,12 @@ def test_a_failed_add_keeps_the_pod_pending_with_the_error_then_retries(lab: Lab
     log = lab.dir / "nodes" / "node1" / "kubelet.log"
     wait_for(lambda: log.read_text().count("sandbox failed") >= 2, "a retry (1 s later) to fail too", timeout=30)
     assert len(leftovers(lab)["netns"]) <= 1  # each failed sandbox's namespace went (a retry may be under way)
+    stamps = [
+        datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+        for line in log.read_text().splitlines()
+        if "sandbox failed" in line
+    ]
+    assert (stamps[1] - stamps[0]).total_seconds() >= 0.9  # backoff: 1 s, whatever the Pod's own updates
     network = {
         "apiVersion": "tenet.io/v1alpha1",
         "kind": "Network",
