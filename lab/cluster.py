@@ -417,6 +417,8 @@ class Lab:
     def pod_rm(self, name: str, *, check: bool = True) -> None:
         pod = self.state.pods.get(name)
         if pod is None:
+            if name in self.pods():  # a kubelet's: its Pod is the API server's
+                raise LabError(f"pod {name} runs from the API server: `kubectl delete pod` removes it")
             raise LabError(f"no pod {name!r}")
         try:
             self._cni("DEL", pod)

@@ -133,23 +133,39 @@ def apply_crds(extensions: client.ApiextensionsV1Api) -> None:
 
 
 def start_kubelets(lab: Lab, spawn: Any, alive: Any) -> None:
-    """One `python -m lab.kubelet` per node, waited for until its first list of Pods is applied."""
-    from lab.cluster import LabError
-
+    """One `python -m lab.kubelet` per node, each waited for until its first list of Pods is applied."""
     for name in lab.state.nodes:
-        log = lab.dir / "nodes" / name / "kubelet.log"
-        mark = log.stat().st_size if log.exists() else 0
-        args = [sys.executable, "-m", "lab.kubelet", "--state-dir", str(lab.dir), "--node", name]
-        lab.state.kubelet_pids[name] = spawn(args, log)
-        lab.save()
+        start_kubelet(lab, name, spawn, alive)
 
-        def watching(pid: int = lab.state.kubelet_pids[name], log: Path = log, mark: int = mark) -> bool:
-            if not alive(pid):
-                raise LabError(f"a kubelet exited; see {log}")
-            return "watching pods" in log.read_text()[mark:]
 
-        wait_for(watching, f"the kubelet of {name}", timeout=60)
-        lab.progress(f"{name}: kubelet stand-in watching Pods with spec.nodeName={name}")
+def start_kubelet(lab: Lab, name: str, spawn: Any = None, alive: Any = None) -> None:
+    """The kubelet stand-in of node `name`, waited for until its first list of Pods is applied (it picks up
+    the sandboxes a previous one recorded and removes those whose Pod is gone). Raises LabError (from
+    lab.cluster) when it exits, TimeoutError when it does not list within 60 s. `spawn`, `alive`: the lab's."""
+    from lab.cluster import LabError, _alive, _spawn
+
+    spawn, alive = spawn or _spawn, alive or _alive
+    log = lab.dir / "nodes" / name / "kubelet.log"
+    mark = log.stat().st_size if log.exists() else 0
+    args = [sys.executable, "-m", "lab.kubelet", "--state-dir", str(lab.dir), "--node", name]
+    pid = lab.state.kubelet_pids[name] = spawn(args, log)
+    lab.save()
+
+    def watching() -> bool:
+        if not alive(pid):
+            raise LabError(f"the kubelet of {name} exited; see {log}")
+        return "watching pods" in log.read_text()[mark:]
+
+    wait_for(watching, f"the kubelet of {name}", timeout=60)
+    lab.progress(f"{name}: kubelet stand-in watching Pods with spec.nodeName={name}")
+
+
+def stop_kubelet(lab: Lab, name: str) -> None:
+    """Stop the kubelet stand-in of node `name`; its pods keep running (`start_kubelet` takes them up again)."""
+    from lab.cluster import _stop
+
+    _stop(lab.state.kubelet_pids.pop(name))
+    lab.save()
 
 
 def stop_kubelets(lab: Lab, stop: Any) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+from lab import k8s
 from lab.cluster import Lab
 from lab.kubelet import load_sandboxes, state_file
 from lab.ovs import pid_alive, sh, wait_for
@@ -200,3 +201,25 @@ def test_pods_created_and_deleted_in_batches_leave_nothing(lab: Lab) -> None:
     print(f"{CHURN_PODS} pods: running in {running:.1f} s, all gone {time.monotonic() - started:.1f} s after start")
     assert free_addresses(lab) == free
     kubectl(lab.dir / "kubeconfig", "delete", "namespace", "churn")
+
+
+def test_a_restarted_kubelet_removes_what_was_deleted_meanwhile_and_runs_what_was_added(lab: Lab) -> None:
+    apply(lab, pod("default", "stays", "node2"), pod("default", "goes", "node2"))
+    wait_for(lambda: all_running(lab, "default", 2), "both pods to run", timeout=60)
+    kept = lab.pods()["default/stays"]
+    gone = lab.pods()["default/goes"]
+    k8s.stop_kubelet(lab, "node2")  # the kubelet of node2 is away: its pods run on
+    kubectl(lab.dir / "kubeconfig", "delete", "pod", "goes")
+    apply(lab, pod("default", "new", "node2"))
+    assert "default/goes" in lab.pods() and gone.netns in sh("ip", "netns", "list")  # no kubelet removed it yet
+    k8s.start_kubelet(lab, "node2")
+    try:
+        wait_for(lambda: all_running(lab, "default", 2), "stays and new to run", timeout=60)
+        wait_for(lambda: "default/goes" not in lab.pods(), "the deleted pod's sandbox to go", timeout=60)
+        assert lab.pods()["default/stays"].container_id == kept.container_id  # kept, not made again
+        assert gone.netns not in sh("ip", "netns", "list")
+        new = lab.pods()["default/new"]
+        assert new.as_pod().ping(kept.ip or "")
+    finally:
+        kubectl(lab.dir / "kubeconfig", "delete", "pod", "stays", "new", "--ignore-not-found")
+        wait_for(lambda: not any(leftovers(lab).values()), "nothing left of the pods", timeout=60)
