@@ -81,6 +81,19 @@ def all_running(lab: Lab, namespace: str, count: int) -> dict[str, dict] | None:
     return pods if len(running) == count == len(pods) else None
 
 
+def running(lab: Lab, namespace: str, count: int, *, timeout: float) -> dict[str, dict]:
+    """`count` Pods of `namespace`, all Running with an IP, waited for; else the Pods' phases and the tail of
+    each kubelet's log in the failure."""
+    try:
+        return wait_for(
+            lambda: all_running(lab, namespace, count), f"{count} pods of {namespace} to run", timeout=timeout
+        )
+    except TimeoutError as error:
+        phases = {name: p["status"].get("phase") for name, p in pods_in(lab, namespace).items()}
+        logs = {n: (lab.dir / "nodes" / n / "kubelet.log").read_text()[-1500:] for n in lab.state.nodes}
+        raise AssertionError(f"{error}: {phases}\n{logs}") from None
+
+
 def leftovers(lab: Lab) -> dict[str, Any]:
     """What the kubelets' pods could leave: endpoints, pod ports on br-int, pod veths, pod namespaces, sandboxes."""
     ports, links = [], []
@@ -109,7 +122,7 @@ def test_kubectl_pods_run_on_both_nodes_and_ping_across(lab: Lab) -> None:
         pod("shop", "front", "node1", labels={"app": "front"}),
         pod("shop", "back", "node2", labels={"app": "back"}),
     )
-    pods = wait_for(lambda: all_running(lab, "shop", 2), "shop's pods to run", timeout=60)
+    pods = running(lab, "shop", 2, timeout=60)
     for name, node in (("front", "node1"), ("back", "node2")):
         status = pods[name]["status"]
         assert pods[name]["spec"]["nodeName"] == node and status["podIPs"] == [{"ip": status["podIP"]}]
@@ -171,7 +184,7 @@ def test_a_failed_add_keeps_the_pod_pending_with_the_error_then_retries(lab: Lab
     }
     apply(lab, network)
     try:
-        pods = wait_for(lambda: all_running(lab, "default", 1), "the retried pod to run", timeout=90)
+        pods = running(lab, "default", 1, timeout=90)
         assert pods["early"]["status"]["podIP"].startswith("10.77.0.")
         assert lab.pods()["default/early"].network == "default/late"
     finally:
@@ -187,8 +200,8 @@ def test_pods_created_and_deleted_in_batches_leave_nothing(lab: Lab) -> None:
     for first in range(0, CHURN_PODS, BATCH):
         names = range(first, min(first + BATCH, CHURN_PODS))
         apply(lab, *(pod("churn", f"p{i}", f"node{i % 2 + 1}", labels={"batch": str(first)}) for i in names))
-    pods = wait_for(lambda: all_running(lab, "churn", CHURN_PODS), f"{CHURN_PODS} pods to run", timeout=30 + CHURN_PODS)
-    running = time.monotonic() - started
+    pods = running(lab, "churn", CHURN_PODS, timeout=30 + CHURN_PODS)
+    up_s = time.monotonic() - started
     addresses = [p["status"]["podIP"] for p in pods.values()]
     assert len(set(addresses)) == CHURN_PODS
     assert free_addresses(lab) == free - CHURN_PODS
@@ -198,14 +211,14 @@ def test_pods_created_and_deleted_in_batches_leave_nothing(lab: Lab) -> None:
     wait_for(lambda: not pods_in(lab, "churn"), "the churn pods to go", timeout=60)
     empty = {"endpoints": [], "ports": [], "veths": [], "netns": [], "sandboxes": []}
     wait_for(lambda: leftovers(lab) == empty, "nothing left of the churn pods", timeout=30 + CHURN_PODS)
-    print(f"{CHURN_PODS} pods: running in {running:.1f} s, all gone {time.monotonic() - started:.1f} s after start")
+    print(f"{CHURN_PODS} pods: running in {up_s:.1f} s, all gone {time.monotonic() - started:.1f} s after start")
     assert free_addresses(lab) == free
     kubectl(lab.dir / "kubeconfig", "delete", "namespace", "churn")
 
 
 def test_a_restarted_kubelet_removes_what_was_deleted_meanwhile_and_runs_what_was_added(lab: Lab) -> None:
     apply(lab, pod("default", "stays", "node2"), pod("default", "goes", "node2"))
-    wait_for(lambda: all_running(lab, "default", 2), "both pods to run", timeout=60)
+    running(lab, "default", 2, timeout=60)
     kept = lab.pods()["default/stays"]
     gone = lab.pods()["default/goes"]
     k8s.stop_kubelet(lab, "node2")  # the kubelet of node2 is away: its pods run on
@@ -214,7 +227,7 @@ def test_a_restarted_kubelet_removes_what_was_deleted_meanwhile_and_runs_what_wa
     assert "default/goes" in lab.pods() and gone.netns in sh("ip", "netns", "list")  # no kubelet removed it yet
     k8s.start_kubelet(lab, "node2")
     try:
-        wait_for(lambda: all_running(lab, "default", 2), "stays and new to run", timeout=60)
+        running(lab, "default", 2, timeout=60)
         wait_for(lambda: "default/goes" not in lab.pods(), "the deleted pod's sandbox to go", timeout=60)
         assert lab.pods()["default/stays"].container_id == kept.container_id  # kept, not made again
         assert gone.netns not in sh("ip", "netns", "list")
