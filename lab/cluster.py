@@ -144,7 +144,7 @@ class Lab:
         """The pods added with `pod add`, and with --kubernetes those the kubelets run (named NAMESPACE/NAME)."""
         if not self.state.kubernetes:
             return dict(self.state.pods)
-        from lab.kubelet import lab_pods
+        from lab.sandbox import lab_pods
 
         return {**self.state.pods, **lab_pods(self)}
 
@@ -184,6 +184,10 @@ class Lab:
 
                 k8s.start_api(self, _spawn, _alive)
             self._controller(config)
+            if kubernetes:  # the agents start once the controller's watches have the Nodes
+                from lab import k8s
+
+                k8s.wait_for_nodes(self)
             self._apply(config)
             for name in self.state.nodes:
                 self._node(name, config)

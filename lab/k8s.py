@@ -96,6 +96,21 @@ def start_api(lab: Lab, spawn: Any, alive: Any) -> None:
     lab.progress(f"Kubernetes: nodes {', '.join(lab.state.nodes)} registered, CRDs from {CRDS.name} applied")
 
 
+def wait_for_nodes(lab: Lab) -> None:
+    """Wait until the controller's Node watch has put every lab node in its model (its first list applied)."""
+    from controller.client import ClientError
+
+    def listed() -> bool:
+        try:
+            names = {node["name"] for node in lab.client.get("/v1/nodes")}
+        except ClientError:
+            return False
+        return names >= set(lab.state.nodes)
+
+    wait_for(listed, "the controller to list the Nodes", timeout=60, interval=0.1)
+    lab.progress("controller: watching the API server, the Nodes in its model")
+
+
 def register_nodes(lab: Lab, core: client.CoreV1Api) -> None:
     """Each lab node as a Node, its InternalIP the node's tunnel address, Ready (no heartbeats follow)."""
     from lab.cluster import UNDERLAY
@@ -171,8 +186,8 @@ def stop_kubelet(lab: Lab, name: str) -> None:
 def stop_kubelets(lab: Lab, stop: Any) -> None:
     """Stop the kubelets, then remove what they ran: their pods' port servers and namespaces (no CNI DEL:
     the nodes' switches and the controller go next)."""
-    from lab.kubelet import load_sandboxes, state_file
     from lab.ovs import stop_pid
+    from lab.sandbox import load_sandboxes, state_file
 
     for name, pid in lab.state.kubelet_pids.items():
         lab.progress(f"{name}: stopping the kubelet")

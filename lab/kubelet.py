@@ -38,7 +38,6 @@ is gone. SIGTERM ends it and leaves the pods running (`tenet-lab down` removes t
 from __future__ import annotations
 
 import argparse
-import datetime
 import heapq
 import json
 import logging
@@ -49,7 +48,7 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -59,81 +58,23 @@ from kubernetes.client.rest import ApiException
 from controller.client import ClientError
 from lab.cluster import UNDERLAY, Lab, LabError, LabPod
 from lab.ovs import sh, stop_pid
+from lab.sandbox import (
+    PYTHON,
+    SERVER,
+    Sandbox,
+    failed_condition,
+    failure_event,
+    key_of,
+    load_sandboxes,
+    pod_ports,
+    running_status,
+    state_file,
+)
 
 log = logging.getLogger("tenet-kubelet")
 WORKERS = 4  # pods set up or torn down at once
 BACKOFF_S, MAX_BACKOFF_S = 1.0, 30.0  # retry of a failed ADD, and reconnect of a broken watch
 WATCH_TIMEOUT_S = 300  # a watch request's timeoutSeconds; it is renewed from the last resourceVersion
-PYTHON = "/usr/bin/python3"
-_SERVER = (
-    "import socket,sys,threading\n"
-    "name=sys.argv[1].encode()+b'\\n'\n"
-    "def tcp(s):\n"
-    " while True:\n"
-    "  c,_=s.accept()\n"
-    "  try:c.sendall(name)\n"
-    "  except OSError:pass\n"
-    "  c.close()\n"
-    "def udp(s):\n"
-    " while True:\n"
-    "  d,a=s.recvfrom(65535);s.sendto(d,a)\n"
-    "for spec in sys.argv[2:]:\n"
-    " kind,port=spec.split(':');port=int(port)\n"
-    " if kind=='TCP':\n"
-    "  s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('0.0.0.0',port));s.listen(64)\n"
-    "  threading.Thread(target=tcp,args=(s,),daemon=True).start()\n"
-    " else:\n"
-    "  s=socket.socket(type=socket.SOCK_DGRAM);s.bind(('0.0.0.0',port))\n"
-    "  threading.Thread(target=udp,args=(s,),daemon=True).start()\n"
-    "print('listening',flush=True)\n"
-    "threading.Event().wait()\n"
-)
-
-
-@dataclass
-class Sandbox:
-    """A running pod: its network namespace, CNI sandbox id, address, network and its ports' server."""
-
-    namespace: str
-    name: str
-    uid: str
-    netns: str
-    container_id: str
-    ip: str = ""
-    mac: str = ""
-    network: str = ""  # TENANT/NAME, as the controller chose it
-    server_pid: int | None = None  # the process serving the containers' ports
-
-    @property
-    def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
-
-
-def now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def load_sandboxes(file: Path) -> dict[str, Sandbox]:
-    """The sandboxes recorded in a kubelet's state file (`NAMESPACE/NAME` -> Sandbox); none if it is absent."""
-    try:
-        data = json.loads(file.read_text())
-    except (OSError, ValueError):
-        return {}
-    return {key: Sandbox(**value) for key, value in data.items()}
-
-
-def lab_pods(lab: Lab) -> dict[str, LabPod]:
-    """The pods the lab's kubelets run, as `tenet-lab` shows them: `NAMESPACE/NAME` -> LabPod."""
-    pods = {}
-    for node in lab.state.nodes:
-        for key, box in load_sandboxes(state_file(lab.dir, node)).items():
-            if box.ip:
-                pods[key] = LabPod(key, node, box.network, box.netns, box.container_id, box.ip, box.mac or None)
-    return pods
-
-
-def state_file(state_dir: Path, node: str) -> Path:
-    return state_dir / "nodes" / node / "kubelet.json"
 
 
 class Kubelet:
@@ -227,7 +168,7 @@ class Kubelet:
             field_selector=selector, _preload_content=False, _request_timeout=30
         )
         listed = json.loads(response.data)
-        pods = {_key(pod): pod for pod in listed.get("items", [])}
+        pods = {key_of(pod): pod for pod in listed.get("items", [])}
         with self.lock:
             gone = (set(self.known) | set(self.sandboxes)) - set(pods)
             self.known = pods
@@ -238,7 +179,7 @@ class Kubelet:
         return str(listed.get("metadata", {}).get("resourceVersion", ""))
 
     def _saw(self, pod: dict[str, Any], *, gone: bool = False) -> None:
-        key = _key(pod)
+        key = key_of(pod)
         with self.lock:
             if gone:
                 self.known.pop(key, None)
@@ -316,7 +257,7 @@ class Kubelet:
 
     def _setup(self, pod: dict[str, Any]) -> None:
         meta, spec = pod["metadata"], pod.get("spec", {})
-        key = _key(pod)
+        key = key_of(pod)
         if spec.get("hostNetwork"):
             netns = self.lab.node(self.node).netns
             box = Sandbox(meta["namespace"], meta["name"], meta["uid"], netns, "", self.host_ip)
@@ -338,7 +279,7 @@ class Kubelet:
         box.ip = ours["address"].split("/")[0]
         box.mac = result.get("interfaces", [{}])[ours.get("interface", 0)].get("mac", "")
         box.network = self._network_of(box)
-        ports = _ports(spec)
+        ports = pod_ports(spec)
         if ports:
             box.server_pid = self._serve(box, ports)
         self._record(box)
@@ -389,7 +330,7 @@ class Kubelet:
         return str(mine[0].get("network", "")) if mine else ""
 
     def _serve(self, box: Sandbox, ports: list[str]) -> int:
-        args = ["ip", "netns", "exec", box.netns, PYTHON, "-I", "-S", "-c", _SERVER, box.key, *ports]
+        args = ["ip", "netns", "exec", box.netns, PYTHON, "-I", "-S", "-c", SERVER, box.key, *ports]
         server = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
         assert server.stdout is not None
         if server.stdout.readline().strip() != b"listening":
@@ -413,68 +354,17 @@ class Kubelet:
     # --- what the API server is told -----------------------------------------------------------
 
     def _running(self, pod: dict[str, Any], box: Sandbox) -> None:
-        stamp = now()
-        conditions = [
-            {"type": kind, "status": "True", "lastTransitionTime": stamp}
-            for kind in ("PodScheduled", "PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready")
-        ]
-        containers = [
-            {
-                "name": container.get("name", ""),
-                "image": container.get("image", ""),
-                "imageID": "",
-                "ready": True,
-                "started": True,
-                "restartCount": 0,
-                "state": {"running": {"startedAt": stamp}},
-            }
-            for container in pod.get("spec", {}).get("containers", [])
-        ]
-        status = {
-            "phase": "Running",
-            "podIP": box.ip,
-            "podIPs": [{"ip": box.ip}],
-            "hostIP": self.host_ip,
-            "hostIPs": [{"ip": self.host_ip}],
-            "startTime": stamp,
-            "conditions": conditions,
-            "containerStatuses": containers,
-        }
-        self._patch_status(pod, status)
+        self._patch_status(pod, running_status(pod, box, self.host_ip))
 
     def _failed(self, pod: dict[str, Any], message: str) -> None:
-        delay = self._retry(_key(pod))
-        log.warning("pod %s: sandbox failed (again in %.0f s): %s", _key(pod), delay, message)
-        condition = {
-            "type": "PodReadyToStartContainers",
-            "status": "False",
-            "reason": "FailedCreatePodSandBox",
-            "message": message,
-            "lastTransitionTime": now(),
-        }
-        self._patch_status(pod, {"phase": "Pending", "conditions": [condition]})
-        meta = pod["metadata"]
-        event: Any = {
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-            "involvedObject": {
-                "kind": "Pod",
-                "apiVersion": "v1",
-                "namespace": meta["namespace"],
-                "name": meta["name"],
-                "uid": meta["uid"],
-            },
-            "reason": "FailedCreatePodSandBox",
-            "message": message,
-            "type": "Warning",
-            "source": {"component": "kubelet", "host": self.node},
-            "firstTimestamp": now(),
-            "lastTimestamp": now(),
-            "count": 1,
-        }
+        delay = self._retry(key_of(pod))
+        log.warning("pod %s: sandbox failed (again in %.0f s): %s", key_of(pod), delay, message)
+        self._patch_status(pod, {"phase": "Pending", "conditions": [failed_condition(message)]})
         try:
-            self.core.create_namespaced_event(meta["namespace"], event, _request_timeout=10)
+            event: Any = failure_event(pod, message, self.node)
+            self.core.create_namespaced_event(pod["metadata"]["namespace"], event, _request_timeout=10)
         except Exception as error:  # an API server without Events: the condition carries the error
-            log.debug("pod %s: no Event: %s", _key(pod), error)
+            log.debug("pod %s: no Event: %s", key_of(pod), error)
 
     def _patch_status(self, pod: dict[str, Any], status: dict[str, Any]) -> None:
         meta = pod["metadata"]
@@ -506,21 +396,6 @@ class _RawWatch(watch.Watch):
 
     def get_return_type(self, func: Any) -> None:
         return None
-
-
-def _key(pod: dict[str, Any]) -> str:
-    return f"{pod['metadata'].get('namespace', '')}/{pod['metadata']['name']}"
-
-
-def _ports(spec: dict[str, Any]) -> list[str]:
-    """`PROTOCOL:PORT` of every port the containers declare (TCP and UDP; SCTP is not served), each once."""
-    found = []
-    for container in spec.get("containers", []):
-        for port in container.get("ports") or []:
-            protocol = port.get("protocol", "TCP")
-            if protocol in ("TCP", "UDP") and isinstance(port.get("containerPort"), int):
-                found.append(f"{protocol}:{port['containerPort']}")
-    return list(dict.fromkeys(found))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,8 +21,8 @@ import yaml
 
 from lab import k8s
 from lab.cluster import Lab
-from lab.kubelet import load_sandboxes, state_file
 from lab.ovs import pid_alive, sh, wait_for
+from lab.sandbox import load_sandboxes, state_file
 from tests.apiserver.kubectl import kubectl
 
 CHURN_PODS = int(os.environ.get("TENET_LAB_K8S_PODS", "100"))
