@@ -1,6 +1,7 @@
 """tenet-lab: Tenet on N nodes emulated on one machine (network namespaces, userspace OVS), for trying it out.
 
     tenet-lab up --nodes 3 [--config FILE]     nodes, underlay, controller, agents; tenants and networks
+    tenet-lab up --kubernetes                  also an API server (STATE_DIR/kubeconfig) and a kubelet per node
     tenet-lab pod add NAME --node node1 --network blue/web
     tenet-lab pod add NAME ... [--namespace NS] [--label K=V]... [--serve 80/tcp,81/udp] [--ip ADDRESS]
     tenet-lab pod rm NAME
@@ -14,7 +15,10 @@
     tenet-lab down                             removes everything the lab made
 
 `up` also starts an outside host beyond the fabric (203.0.113.10: HTTP on port 80, TCP and UDP echo on 7),
-which every node's host stack reaches; `status --json` names it.
+which every node's host stack reaches; `status --json` names it. With `--kubernetes` the lab also runs etcd,
+a stand-in Kubernetes API server (lab/apiserver/) and a kubelet stand-in per node (lab/kubelet.py): Pods
+applied with `kubectl --kubeconfig STATE_DIR/kubeconfig` and `spec.nodeName: nodeN` run as the lab's pods,
+named NAMESPACE/NAME in `status`, `matrix` and `exec`.
 
 Needs root. The state lives in --state-dir (env TENET_LAB_STATE, default /var/lib/tenet-lab), given before
 or after the verb: `tenet-lab --state-dir DIR up` and `tenet-lab up --state-dir DIR` are the same.
@@ -67,6 +71,12 @@ def parser() -> argparse.ArgumentParser:
     up = verbs.add_parser("up", parents=common, help="build the lab")
     up.add_argument("--nodes", type=int, default=2, help="how many nodes (default 2)")
     up.add_argument("--config", type=Path, help="YAML with tenants, their networks and qos (default: two tenants)")
+    up.add_argument(
+        "--kubernetes",
+        action="store_true",
+        help="also etcd, a stand-in API server (kubeconfig in STATE_DIR/kubeconfig), the nodes as Node objects, "
+        "Tenet's CRDs, the controller watching it, and a kubelet stand-in per node running the Pods bound to it",
+    )
     pod = verbs.add_parser("pod", parents=common, help="add or remove a pod")
     pod_verbs = pod.add_subparsers(dest="pod_verb", required=True, metavar="add|rm")
     add = pod_verbs.add_parser("add", parents=common, help="a pod through the node's real CNI plugin")
@@ -124,8 +134,10 @@ def run(args: argparse.Namespace) -> int:
     lab = Lab(args.state_dir, progress=progress)
     if args.verb == "up":
         config = load_config(args.config) if args.config else None
-        lab.up(args.nodes, config)
+        lab.up(args.nodes, config, kubernetes=args.kubernetes)
         progress(f"up: {args.nodes} node(s); add pods with `tenet-lab pod add NAME --node node1 --network T/N`")
+        if args.kubernetes:
+            progress(f"kubeconfig: {args.state_dir / 'kubeconfig'} (Pods need spec.nodeName: node1, ...)")
         return 0
     if args.verb == "down":
         lab.down()
@@ -151,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
             raise LabError("exec: no command: `tenet-lab exec POD -- CMD...`")
         return execute(lab, pod_name, args.node, command)
     if args.verb == "matrix":
-        pods = {name: (pod.as_pod(), pod.network) for name, pod in lab.state.pods.items()}
+        pods = {name: (pod.as_pod(), pod.network) for name, pod in lab.pods().items()}
         if len(pods) < 2:
             raise LabError("the matrix needs at least two pods")
         if args.ports:
@@ -197,6 +209,7 @@ def execute(lab: Lab, pod: str | None, node: str | None, command: list[str]) -> 
 
 
 def status(lab: Lab, *, as_json: bool) -> int:
+    every_pod = lab.pods()
     nodes = []
     for name in lab.state.nodes:
         switch = lab.switch(name)
@@ -206,25 +219,38 @@ def status(lab: Lab, *, as_json: bool) -> int:
                 "node": name,
                 "switch": "in sync" if switch.get("in_sync") else ("connected" if switch.get("connected") else "down"),
                 "agent": "running" if agent and pid_alive(agent) else "down",
-                "pods": sorted(p.name for p in lab.state.pods.values() if p.node == name),
+                "pods": sorted(p.name for p in every_pod.values() if p.node == name),
             }
         )
     controller = "running" if lab.state.controller_pid and pid_alive(lab.state.controller_pid) else "down"
     if as_json:
-        pods = {name: pod.__dict__ for name, pod in lab.state.pods.items()}
+        pods = {name: pod.__dict__ for name, pod in every_pod.items()}
         outside = {"netns": lab.outside.netns, "address": ADDRESS}
-        print(json.dumps({"controller": controller, "nodes": nodes, "pods": pods, "outside": outside}, indent=2))
+        document = {"controller": controller, "nodes": nodes, "pods": pods, "outside": outside}
+        if lab.state.kubernetes:
+            document["kubernetes"] = k8s_summary(lab)
+        print(json.dumps(document, indent=2))
         return 0
     print(f"controller: {controller} (API {lab.state.server or lab.state.api_port}, OpenFlow :{lab.state.ofp_port})")
     print(f"outside host: {ADDRESS} (namespace {lab.outside.netns}; HTTP :80, TCP and UDP echo :7)")
     for node in nodes:
         print(f"{node['node']}: switch {node['switch']}, agent {node['agent']}, pods {', '.join(node['pods']) or '-'}")
-    for pod in lab.state.pods.values():
+    if lab.state.kubernetes:
+        print(f"kubernetes: kubeconfig {lab.dir / 'kubeconfig'}, kubelets {', '.join(lab.state.kubelet_pids) or '-'}")
+    for pod in every_pod.values():
         k8s = f", Kubernetes namespace {pod.namespace}" if pod.namespace else ""
         k8s += "".join(f", {key}={value}" for key, value in sorted(pod.labels.items()))
         k8s += f", serves {','.join(pod.serve)}" if pod.serve else ""
         print(f"  {pod.name}: {pod.ip} on {pod.node}, {pod.network}, namespace {pod.netns}{k8s}")
     return 0
+
+
+def k8s_summary(lab: Lab) -> dict:
+    """The Kubernetes side for `status --json`: kubeconfig, and each process with whether it runs."""
+    running = {"apiserver": lab.state.apiserver_pid, "etcd": lab.state.etcd_pid}
+    kubelets = {name: "running" if pid_alive(pid) else "down" for name, pid in lab.state.kubelet_pids.items()}
+    processes = {name: "running" if pid and pid_alive(pid) else "down" for name, pid in running.items()}
+    return {"kubeconfig": str(lab.dir / "kubeconfig"), **processes, "kubelets": kubelets}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

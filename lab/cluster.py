@@ -98,6 +98,10 @@ class LabState:
     outside_pids: list[int] = field(default_factory=list)  # the outside host's servers
     pods: dict[str, LabPod] = field(default_factory=dict)
     controller_settings: dict[str, str] = field(default_factory=dict)  # CONTROLLER_SETTINGS the config gave
+    kubernetes: bool = False  # up --kubernetes: etcd, the API server and the kubelets (lab/k8s.py)
+    etcd_pid: int | None = None
+    apiserver_pid: int | None = None
+    kubelet_pids: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def load(cls, file: Path) -> LabState:
@@ -136,12 +140,21 @@ class Lab:
     def netns_of(self, *, pod: str | None = None, node: str | None = None) -> str:
         """The network namespace of a pod, or of a node's host stack; LabError names an unknown one."""
         if pod is not None:
-            if pod not in self.state.pods:
-                raise LabError(f"no pod {pod!r}: the lab has {', '.join(self.state.pods) or 'no pods'}")
-            return self.state.pods[pod].netns
+            pods = self.pods()
+            if pod not in pods:
+                raise LabError(f"no pod {pod!r}: the lab has {', '.join(pods) or 'no pods'}")
+            return pods[pod].netns
         if node not in self.state.nodes:
             raise LabError(f"unknown node {node!r}: the lab has {', '.join(self.state.nodes)}")
         return self.node(node).netns
+
+    def pods(self) -> dict[str, LabPod]:
+        """The pods added with `pod add`, and with --kubernetes those the kubelets run (named NAMESPACE/NAME)."""
+        if not self.state.kubernetes:
+            return dict(self.state.pods)
+        from lab.sandbox import lab_pods
+
+        return {**self.state.pods, **lab_pods(self)}
 
     def pod_netns(self, pod: str) -> str:
         return f"tl-{self.id}-{pod}"
@@ -161,22 +174,36 @@ class Lab:
 
     # --- up and down ---------------------------------------------------------------------------
 
-    def up(self, nodes: int, config: dict[str, Any] | None = None) -> None:
+    def up(self, nodes: int, config: dict[str, Any] | None = None, *, kubernetes: bool = False) -> None:
+        """Build the lab; `kubernetes`: with the Kubernetes side of lab/k8s.py (API server, kubelets)."""
         if self.file.exists():
             raise LabError(f"a lab is already up in {self.dir}: `tenet-lab down` first")
         if not 1 <= nodes <= 200:
             raise LabError(f"--nodes {nodes}: want 1..200")
         config = config or DEFAULT_CONFIG
         self.state = LabState(nodes=[f"node{i}" for i in range(1, nodes + 1)], control_net=_free_control_net())
+        self.state.kubernetes = kubernetes
         self.save()
         try:
             self._fabric()
             self._outside()
+            if kubernetes:
+                from lab import k8s
+
+                k8s.start_api(self, _spawn, _alive)
             self._controller(config)
+            if kubernetes:  # the agents start once the controller's watches have the Nodes
+                from lab import k8s
+
+                k8s.wait_for_nodes(self)
             self._apply(config)
             for name in self.state.nodes:
                 self._node(name, config)
             self._warm_underlay()
+            if kubernetes:
+                from lab import k8s
+
+                k8s.start_kubelets(self, _spawn, _alive)
         except BaseException:
             self.progress("up failed: taking down what was made")
             self.down()
@@ -221,6 +248,8 @@ class Lab:
             if config.get(setting):
                 args += [f"--{setting.replace('_', '-')}", str(config[setting])]
                 self.state.controller_settings[setting] = str(config[setting])
+        if self.state.kubernetes:
+            args += ["--kubeconfig", str(self.dir / "kubeconfig")]
         self.progress(f"controller: API on :{self.state.api_port}, OpenFlow on :{self.state.ofp_port}")
         self.state.controller_pid = _spawn(args, self.dir / "controller.log")
         self.save()
@@ -282,6 +311,8 @@ class Lab:
             "CNI_TENANT": default_tenant,
             "CNI_NETWORK": default_network,
         }
+        if self.state.kubernetes:  # the controller picks each pod's network (README "Kubernetes")
+            environment["CNI_KUBERNETES"] = "1"
         env_args = [f"{key}={value}" for key, value in environment.items()]
         self.progress(f"{name}: node set-up (vagrant/provision/node-setup.sh): underlay {UNDERLAY}.{index}")
         node.exec("env", *env_args, "sh", str(NODE_SETUP))
@@ -317,7 +348,8 @@ class Lab:
 
         def serving() -> bool:
             if not _alive(self.state.agent_pids[name]):
-                raise LabError(f"the agent of {name} exited; see {log}")
+                last = log.read_text()[mark:].strip().splitlines()[-5:]  # `down` removes the log
+                raise LabError(f"the agent of {name} exited; its log ended: {' | '.join(last)}")
             return socket_path.exists() and "socket " in log.read_text()[mark:]
 
         wait_for(serving, f"the agent of {name}", timeout=60)
@@ -343,6 +375,10 @@ class Lab:
 
     def down(self) -> None:
         """Remove every pod, agent, OVS instance, namespace and veth of the lab, and the controller."""
+        if self.state.kubelet_pids or self.state.kubernetes:
+            from lab import k8s
+
+            k8s.stop_kubelets(self, _stop)
         for pod in list(self.state.pods.values()):
             if pod.server_pid:
                 _stop(pod.server_pid)
@@ -358,6 +394,10 @@ class Lab:
         if self.state.controller_pid:
             self.progress("stopping the controller")
             _stop(self.state.controller_pid)
+        if self.state.apiserver_pid or self.state.etcd_pid:
+            from lab import k8s
+
+            k8s.stop_api(self, _stop)
         for pid in self.state.outside_pids:
             _stop(pid)
         self.outside.close()
@@ -431,6 +471,8 @@ class Lab:
     def pod_rm(self, name: str, *, check: bool = True) -> None:
         pod = self.state.pods.get(name)
         if pod is None:
+            if name in self.pods():  # a kubelet's: its Pod is the API server's
+                raise LabError(f"pod {name} runs from the API server: `kubectl delete pod` removes it")
             raise LabError(f"no pod {name!r}")
         self.stop_servers(pod)
         try:
@@ -442,11 +484,18 @@ class Lab:
         del self.state.pods[name]
         self.save()
 
-    def _cni(self, command: str, pod: LabPod) -> dict[str, Any]:
+    def run_cni(self, command: str, pod: LabPod, *, cni_args: str | None = None) -> dict[str, Any]:
+        """Run the node's installed plugins as a runtime does: loopback, then tenet with its prevResult; the
+        ADD's result. `cni_args`: the CNI_ARGS a kubelet passes (K8S_POD_NAMESPACE, ...): then the plugin's
+        config is the conflist's, else the lab names the pod's network. Raises LabError with the plugin's
+        error."""
+        return self._cni(command, pod, cni_args=cni_args)
+
+    def _cni(self, command: str, pod: LabPod, *, cni_args: str | None = None) -> dict[str, Any]:
         """Run the node's installed plugins as a runtime does: loopback, then tenet with its prevResult."""
         node_dir = self.dir / "nodes" / pod.node / "cni"
         conflist = json.loads((node_dir / "net.d" / "10-tenet.conflist").read_text())
-        tenant, network = pod.network.split("/")
+        tenant, network = pod.network.split("/") if cni_args is None else ("", "")
         tenet = next(p for p in conflist["plugins"] if p["type"] == "tenet")
         environment = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -456,13 +505,15 @@ class Lab:
             "CNI_IFNAME": "eth0",
             "CNI_PATH": f"{node_dir / 'bin'}:/usr/lib/cni",
         }
+        if cni_args is not None:
+            environment["CNI_ARGS"] = cni_args
         result: dict[str, Any] | None = None
         plugins = [(str(node_dir / "bin" / p["type"]), p) for p in conflist["plugins"]]
         if command == "DEL":
             plugins.reverse()
         for program, plugin in plugins:
             config = {**plugin, "cniVersion": conflist["cniVersion"], "name": conflist["name"]}
-            if plugin is tenet:  # the lab names each pod's network; a runtime would use the config's
+            if plugin is tenet and cni_args is None:  # the lab names each pod's network; a kubelet's pods do not
                 config |= {"tenant": tenant, "network": network}
             if result is not None and command == "ADD":
                 config["prevResult"] = result

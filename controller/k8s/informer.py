@@ -153,6 +153,8 @@ class Informer:
             if stopping.is_set():
                 current.stop()
                 break
+            if event is None:  # a blank keep-alive line (the client yields None for it): not an event
+                continue
             self.failures = 0  # the API server answers: the next failure backs off from the start
             raw = event.get("raw_object") or {}
             kind = event.get("type")

@@ -35,13 +35,16 @@ def test_the_demo_runs_twice_and_goes_down_cleanly(tmp_path: Path) -> None:
         assert first.stdout.count("meters; OVS holds exactly that") == 2, first.stdout
         assert "every switch holds exactly its flows" in first.stdout
         assert [line.split(" ")[0] for line in first.stdout.splitlines() if line.startswith("[")] == [
-            f"[{i}/10]" for i in range(1, 11)
+            f"[{i}/11]" for i in range(1, 12)
         ]
         # Each tenant's pod reached the outside host, which saw its node's address, not the pod's.
         assert "each tenant reaches the outside" in first.stdout
         logged = [line for line in first.stdout.splitlines() if "outside host's log: " in line]
         assert [line.split("log: ")[1].split()[0] for line in logged] == ["192.168.100.1", "192.168.100.1"], logged
         assert "the ClusterIP reaches both backends" in first.stdout
+        # Pods applied with kubectl ran on both nodes through the kubelet stand-ins and pinged each other.
+        assert "kubectl's pods ping each other" in first.stdout
+        assert "shop/front -> shop/back" in first.stdout and "NODE" in first.stdout  # kubectl get -o wide
         svg = (state / "topology.svg").read_text()
         assert svg.startswith("<svg") and all(f">{pod}<" in svg for pod in ("b1", "b2", "b3", "r1", "r2", "r3"))
         second = demo(state)
@@ -51,6 +54,7 @@ def test_the_demo_runs_twice_and_goes_down_cleanly(tmp_path: Path) -> None:
         recorded = LabState.load(state / "lab" / "lab.json") if (state / "lab" / "lab.json").exists() else LabState()
         down = demo(state, "--down")
     assert down.returncode == 0, down.stderr
-    assert not any(pid_alive(pid) for pid in [recorded.controller_pid or 0, *recorded.agent_pids.values()])
+    kubernetes = [recorded.apiserver_pid or 0, recorded.etcd_pid or 0, *recorded.kubelet_pids.values()]
+    assert not any(pid_alive(pid) for pid in [recorded.controller_pid or 0, *recorded.agent_pids.values(), *kubernetes])
     assert lab_id not in sh("ip", "netns", "list")
     assert f"tnc{lab_id}" not in sh("ip", "-o", "link")

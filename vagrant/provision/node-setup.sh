@@ -13,6 +13,7 @@
 #   CNI_BIN_DIR [/opt/cni/bin], CNI_CONF_DIR [/etc/cni/net.d], AGENT_SOCKET [/run/tenet/agent.sock]
 #   CNI_TENANT, CNI_NETWORK        the network pods join by default (optional: CNI_NAMESPACE_MAP instead)
 #   CNI_NAMESPACE_MAP              JSON {"k8s-namespace": "TENANT/NETWORK"} (optional)
+#   CNI_KUBERNETES                 non-empty: the controller picks each pod's network (install-cni --kubernetes)
 set -eu
 
 : "${TUNNEL_IP:?set TUNNEL_IP}" "${UNDERLAY_IF:?set UNDERLAY_IF}"
@@ -55,6 +56,9 @@ if [ -n "${CNI_NAMESPACE_MAP:-}" ]; then
 fi
 if [ -n "${CNI_TENANT:-}" ]; then
     set -- "$@" --tenant "$CNI_TENANT" --network "${CNI_NETWORK:?set CNI_NETWORK with CNI_TENANT}"
+fi
+if [ -n "${CNI_KUBERNETES:-}" ]; then
+    set -- "$@" --kubernetes
 fi
 "$TENET_AGENT" install-cni "$@"
 echo "node-setup: $TUNNEL_IP/$TUNNEL_PREFIX on ${UNDERLAY_IF} ($DATAPATH_TYPE datapath)${UPLINK_IF:+, uplink $UPLINK_IF}"
