@@ -335,6 +335,7 @@ class Api(NetpolRoutes):
                     "transit_subnet": str(config.transit_subnet) if config else None,
                     "gateway": str(cluster.gateway) if cluster else None,
                     "mtu": cluster.mtu if cluster else None,
+                    "nat_outgoing": cluster.nat_outgoing if cluster else None,  # the host's masquerade of it
                     "node_ports": [
                         {"network": n.key, "transit_ip": str(config.transit_ip(n)), "ports": list(n.node_ports)}
                         for _key, n in sorted(self.model.networks.items())

@@ -266,6 +266,29 @@ def test_nat_outgoing_off_means_no_egress(lab: Lab) -> None:
     wait_for(lambda: client(red, "tcp", OUTSIDE_IP, 8080) == f"outside {NODE1_OUT}", "egress for red again")
 
 
+def test_the_cluster_networks_nat_outgoing_off_lets_pods_leave_with_their_own_address(lab: Lab) -> None:
+    """Like the bridge plugin's `ipMasq: false`: node1 no longer masquerades the cluster network to the outside.
+    The outside has no route back to the cluster subnet (no answer) until it routes it via node1 (a routed
+    fabric); pods still reach nodes, pods and a host port; on again, they leave as the node."""
+    url, c1, outside = "/v1/tenants/default/networks/pods", netns(lab, "c1"), lab.gateway_outside  # type: ignore[attr-defined]
+    route = ("ip", "netns", "exec", outside, "ip", "route")
+    assert lab.client.patch(url, {"nat_outgoing": False})["nat_outgoing"] is False
+    try:
+        wait_for(lambda: client(c1, "tcp", OUTSIDE_IP, 8080).startswith("failed"), "node1 not masquerading c1")
+        assert "-s 10.244.0.0/16 ! -d 10.244.0.0/16 -j MASQUERADE" not in lab.node("node1").exec("iptables-save")
+        sh(*route, "add", "10.244.0.0/16", "via", NODE1_OUT)
+        assert client(c1, "tcp", OUTSIDE_IP, 8080) == f"outside {pod_ip(lab, 'c1')}"
+        assert client(c1, "udp", OUTSIDE_IP, 8081, 40200) == f"outside {pod_ip(lab, 'c1')}"
+        assert client(c1, "tcp", NODE_IPS["node2"], 9090) == f"node2 {pod_ip(lab, 'c1')}"
+        assert client(c1, "tcp", pod_ip(lab, "c2"), 8080) == f"c2 {pod_ip(lab, 'c1')}"
+        # the transit masquerade stays: isolated tenants still leave as the node
+        assert client(netns(lab, "red-a"), "tcp", OUTSIDE_IP, 8080) == f"outside {NODE1_OUT}"
+    finally:
+        sh(*route, "del", "10.244.0.0/16", check=False)
+        lab.client.patch(url, {"nat_outgoing": True})
+    wait_for(lambda: client(c1, "tcp", OUTSIDE_IP, 8080) == f"outside {NODE1_OUT}", "node1 masquerading c1 again")
+
+
 def test_a_connection_through_snat_survives_a_controller_kill_and_restart(lab: Lab) -> None:
     running = client_popen(netns(lab, "red-a"), "tcp", OUTSIDE_IP, 8080, 40100, "stdin")
     assert running.stdout is not None and running.stdin is not None
