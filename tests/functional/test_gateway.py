@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.client import ClientError
+from controller.client import Client, ClientError
 from lab.cluster import Lab
 from lab.ovs import launch, sh, wait_for
 from tests.functional.gateway_support import CLOSED, CLOSER, Servers, client, client_popen
@@ -225,6 +225,14 @@ def test_an_opened_node_port_reaches_the_own_node_on_that_port_only(lab: Lab) ->
     finally:
         lab.client.patch(url, {"node_ports": "none"})
     wait_for(lambda: client(red, "tcp", NODE_IPS["node1"], 9090).startswith("failed"), "node port 9090 closed")
+
+
+def test_the_labs_tenant_token_sees_its_own_tenant_and_may_not_change_node_ports(lab: Lab) -> None:
+    red = Client(lab.state.server, lab.state.tenant_tokens["red"])
+    assert [n["key"] for n in red.get("/v1/networks")] == ["red/net"]
+    with pytest.raises(ClientError) as refused:
+        red.patch("/v1/tenants/red/networks/net", {"node_ports": "none"})
+    assert refused.value.status == 403 and "changing node ports" in str(refused.value)
 
 
 def test_a_reused_source_port_snated_onto_a_servers_time_wait_still_connects(lab: Lab) -> None:
