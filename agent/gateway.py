@@ -12,7 +12,8 @@ What the agent sets up (once at start, and the same again on every start; every 
 - iptables, in chains of its own (TENET-POSTROUTING in nat, TENET-FORWARD and TENET-INPUT in filter),
   each jumped to from the built-in chain:
   - MASQUERADE of the cluster subnet to non-cluster destinations, as the bridge plugin's `ipMasq` does,
-    while the cluster network's `nat_outgoing` is on (off: its pods leave with their own addresses);
+    while the cluster network's `nat_outgoing` is on; off, only of what the host DNATed (a Service whose
+    backend is outside the cluster subnet), and the rest leaves with the pods' own addresses;
   - MASQUERADE of the transit subnet (tenant networks' egress, already SNATed in OVS to it);
   - MASQUERADE of whatever the host DNATs into the cluster subnet: a pod's connection to a Service with a
     backend pod (kube-proxy's rules), or a connection to a hostPort (the `portmap` plugin's rules) from
@@ -81,9 +82,11 @@ class GatewayPlan:
         """The iptables rules, in order, in Tenet's own chains."""
         cluster, transit, port = str(self.cluster_subnet), str(self.transit_subnet), GATEWAY_PORT_NAME
         hairpin = ("-m", "conntrack", "--ctstate", "DNAT", "-j", "MASQUERADE")
-        masquerade = [("nat", "TENET-POSTROUTING", ("-s", cluster, "!", "-d", cluster, "-j", "MASQUERADE"))]
+        # the cluster network's `nat_outgoing` (ipMasq) off: only what the host DNATs (a Service, a backend
+        # outside the cluster subnet), whose answer must come back through this node's conntrack
+        dnat_only = () if self.nat_outgoing else ("-m", "conntrack", "--ctstate", "DNAT")
         return [
-            *(masquerade if self.nat_outgoing else []),  # the cluster network's `nat_outgoing` (ipMasq)
+            ("nat", "TENET-POSTROUTING", ("-s", cluster, "!", "-d", cluster, *dnat_only, "-j", "MASQUERADE")),
             ("nat", "TENET-POSTROUTING", ("-s", transit, "!", "-d", cluster, "-j", "MASQUERADE")),
             ("nat", "TENET-POSTROUTING", ("-d", cluster, "-o", port, *hairpin)),
             ("filter", "TENET-FORWARD", ("-s", transit, "-d", cluster, "-j", "DROP")),

@@ -279,16 +279,26 @@ def test_the_cluster_networks_nat_outgoing_off_lets_pods_leave_with_their_own_ad
     The outside has no route back to the cluster subnet (no answer) until it routes it via node1 (a routed
     fabric); pods still reach nodes, pods and a host port; on again, they leave as the node."""
     url, c1, outside = "/v1/tenants/default/networks/pods", netns(lab, "c1"), lab.gateway_outside  # type: ignore[attr-defined]
-    route = ("ip", "netns", "exec", outside, "ip", "route")
+    route, node1 = ("ip", "netns", "exec", outside, "ip", "route"), lab.node("node1")
     assert lab.client.patch(url, {"nat_outgoing": False})["nat_outgoing"] is False
     try:
         wait_for(lambda: client(c1, "tcp", OUTSIDE_IP, 8080).startswith("failed"), "node1 not masquerading c1")
-        assert "-s 10.244.0.0/16 ! -d 10.244.0.0/16 -j MASQUERADE" not in lab.node("node1").exec("iptables-save")
+        rules = node1.exec("iptables-save", "-t", "nat")
+        assert "-A TENET-POSTROUTING -s 10.244.0.0/16 ! -d 10.244.0.0/16 -j MASQUERADE" not in rules
+        assert "-s 10.244.0.0/16 ! -d 10.244.0.0/16 -m conntrack --ctstate DNAT -j MASQUERADE" in rules
         sh(*route, "add", "10.244.0.0/16", "via", NODE1_OUT)
         assert client(c1, "tcp", OUTSIDE_IP, 8080) == f"outside {pod_ip(lab, 'c1')}"
         assert client(c1, "udp", OUTSIDE_IP, 8081, 40200) == f"outside {pod_ip(lab, 'c1')}"
         assert client(c1, "tcp", NODE_IPS["node2"], 9090) == f"node2 {pod_ip(lab, 'c1')}"
         assert client(c1, "tcp", pod_ip(lab, "c2"), 8080) == f"c2 {pod_ip(lab, 'c1')}"
+        # a Service whose backend is outside the cluster subnet (the API server on node2): still masqueraded,
+        # or node2 would answer the pod straight through the overlay, past node1's DNAT
+        service = ("PREROUTING", "-d", "10.96.0.11/32", "-p", "tcp", "--dport", "80", "-j", "DNAT")
+        node1.exec("iptables", "-w", "-t", "nat", "-I", *service, "--to-destination", f"{NODE_IPS['node2']}:9090")
+        try:
+            assert client(c1, "tcp", "10.96.0.11", 80) == f"node2 {NODE_IPS['node1']}"
+        finally:
+            node1.exec("iptables", "-w", "-t", "nat", "-D", *service, "--to-destination", f"{NODE_IPS['node2']}:9090")
         # the transit masquerade stays: isolated tenants still leave as the node
         assert client(netns(lab, "red-a"), "tcp", OUTSIDE_IP, 8080) == f"outside {NODE1_OUT}"
     finally:
