@@ -277,7 +277,7 @@ def test_nat_outgoing_off_means_no_egress(lab: Lab) -> None:
 def test_the_cluster_networks_nat_outgoing_off_lets_pods_leave_with_their_own_address(lab: Lab) -> None:
     """Like the bridge plugin's `ipMasq: false`: node1 no longer masquerades the cluster network to the outside.
     The outside has no route back to the cluster subnet (no answer) until it routes it via node1 (a routed
-    fabric); pods still reach nodes, pods and a host port; on again, they leave as the node."""
+    fabric); pods still reach nodes, pods and a Service; on again, they leave as the node."""
     url, c1, outside = "/v1/tenants/default/networks/pods", netns(lab, "c1"), lab.gateway_outside  # type: ignore[attr-defined]
     route, node1 = ("ip", "netns", "exec", outside, "ip", "route"), lab.node("node1")
     assert lab.client.patch(url, {"nat_outgoing": False})["nat_outgoing"] is False
