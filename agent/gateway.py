@@ -253,7 +253,8 @@ def liberal_tcp(rundir: str, *, run: Callable[..., subprocess.CompletedProcess] 
 
 class NodePortWatch:
     """Keeps TENET-INPUT to the controller's node ports: GET /v1/gateway every `interval` seconds through
-    `client` (controller.client.Client), replacing the chain when they changed; and, given the userspace
+    `client` (controller.client.Client), replacing the chain when they changed (TENET-POSTROUTING when the
+    cluster network's `nat_outgoing` changed); and, given the userspace
     datapath's `vswitchd` rundir, liberal_tcp every `LIBERAL_EVERY` rounds. Errors are logged and the next
     round tries again."""
 
