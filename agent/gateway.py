@@ -11,7 +11,9 @@ What the agent sets up (once at start, and the same again on every start; every 
 - IPv4 forwarding on;
 - iptables, in chains of its own (TENET-POSTROUTING in nat, TENET-FORWARD and TENET-INPUT in filter),
   each jumped to from the built-in chain:
-  - MASQUERADE of the cluster subnet to non-cluster destinations, as the bridge plugin's `ipMasq` does;
+  - MASQUERADE of the cluster subnet to non-cluster destinations, as the bridge plugin's `ipMasq` does,
+    while the cluster network's `nat_outgoing` is on; off, only of what the host DNATed (a Service whose
+    backend is outside the cluster subnet), and the rest leaves with the pods' own addresses;
   - MASQUERADE of the transit subnet (tenant networks' egress, already SNATed in OVS to it);
   - MASQUERADE of whatever the host DNATs into the cluster subnet: a pod's connection to a Service with a
     backend pod (kube-proxy's rules), or a connection to a hostPort (the `portmap` plugin's rules) from
@@ -21,7 +23,8 @@ What the agent sets up (once at start, and the same again on every start; every 
     opened to its network (`node_ports`): INPUT accepts its transit address to the tunnel IP on those ports.
 
 The node ports change while the agent runs: NodePortWatch asks GET /v1/gateway every few seconds and
-replaces TENET-INPUT in one `iptables-restore --noflush` transaction when they changed.
+replaces TENET-INPUT in one `iptables-restore --noflush` transaction when they changed; the same for
+TENET-POSTROUTING when the cluster network's `nat_outgoing` changed.
 
 On the userspace datapath the agent turns the TCP sequence check of ovs-vswitchd's conntrack off
 (`dpctl/ct-disable-tcp-seq-chk`, liberal_tcp; again every minute, as ovs-vswitchd forgets it on restart):
@@ -42,7 +45,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +72,7 @@ class GatewayPlan:
     mtu: int  # bytes
     # (a network's transit address, its node ports as ("tcp/53", ...)), from the controller's `node_ports`
     node_ports: tuple[tuple[ipaddress.IPv4Address, tuple[str, ...]], ...] = ()
+    nat_outgoing: bool = True  # the cluster network's: the host masquerades its traffic to the outside
 
     @property
     def mac(self) -> str:
@@ -78,8 +82,11 @@ class GatewayPlan:
         """The iptables rules, in order, in Tenet's own chains."""
         cluster, transit, port = str(self.cluster_subnet), str(self.transit_subnet), GATEWAY_PORT_NAME
         hairpin = ("-m", "conntrack", "--ctstate", "DNAT", "-j", "MASQUERADE")
+        # the cluster network's `nat_outgoing` (ipMasq) off: only what the host DNATs (a Service, a backend
+        # outside the cluster subnet), whose answer must come back through this node's conntrack
+        dnat_only = () if self.nat_outgoing else ("-m", "conntrack", "--ctstate", "DNAT")
         return [
-            ("nat", "TENET-POSTROUTING", ("-s", cluster, "!", "-d", cluster, "-j", "MASQUERADE")),
+            ("nat", "TENET-POSTROUTING", ("-s", cluster, "!", "-d", cluster, *dnat_only, "-j", "MASQUERADE")),
             ("nat", "TENET-POSTROUTING", ("-s", transit, "!", "-d", cluster, "-j", "MASQUERADE")),
             ("nat", "TENET-POSTROUTING", ("-d", cluster, "-o", port, *hairpin)),
             ("filter", "TENET-FORWARD", ("-s", transit, "-d", cluster, "-j", "DROP")),
@@ -114,6 +121,7 @@ def plan_from(doc: dict[str, Any], node_ip: ipaddress.IPv4Address) -> GatewayPla
         tuple(
             (ipaddress.IPv4Address(item["transit_ip"]), tuple(item["ports"])) for item in doc.get("node_ports") or ()
         ),
+        doc.get("nat_outgoing") is not False,  # absent from controllers before it: on, as it was
     )
 
 
@@ -206,6 +214,24 @@ class Gateway:
         if done.returncode != 0:
             raise GatewayError(f"iptables-restore of TENET-INPUT: {done.stderr.strip() or done.returncode}")
 
+    def replace_nat(self, plan: GatewayPlan) -> None:
+        """TENET-POSTROUTING replaced by plan's nat rules in one transaction (with or without the cluster
+        network's masquerade, `plan.nat_outgoing`); GatewayError. Connections already open keep the
+        translation conntrack holds for them."""
+        lines = ["*nat", ":TENET-POSTROUTING - [0:0]"]
+        # joined as they are: iptables-restore takes `!` bare, not quoted (and no argument has a space)
+        lines += [f"-A {chain} {' '.join(rule)}" for table, chain, rule in plan.rules() if table == "nat"]
+        done = subprocess.run(
+            ["iptables-restore", "-w", "--noflush"],
+            input="\n".join([*lines, "COMMIT", ""]),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise GatewayError(f"iptables-restore of TENET-POSTROUTING: {done.stderr.strip() or done.returncode}")
+
     def _must(self, *args: str) -> None:
         done = self.run(*args)
         if done.returncode != 0:
@@ -227,7 +253,8 @@ def liberal_tcp(rundir: str, *, run: Callable[..., subprocess.CompletedProcess] 
 
 class NodePortWatch:
     """Keeps TENET-INPUT to the controller's node ports: GET /v1/gateway every `interval` seconds through
-    `client` (controller.client.Client), replacing the chain when they changed; and, given the userspace
+    `client` (controller.client.Client), replacing the chain when they changed (TENET-POSTROUTING when the
+    cluster network's `nat_outgoing` changed); and, given the userspace
     datapath's `vswitchd` rundir, liberal_tcp every `LIBERAL_EVERY` rounds. Errors are logged and the next
     round tries again."""
 
@@ -258,9 +285,17 @@ class NodePortWatch:
             except Exception as error:  # the controller away, iptables busy: next round
                 log.warning("node ports: %s", error)
 
+    def set_nat_outgoing(self, plan: GatewayPlan) -> None:
+        """The cluster network's masquerade added or removed (Gateway.replace_nat) as `plan` says."""
+        self.gateway.replace_nat(plan)
+        log.info("cluster network nat_outgoing now %s", "on" if plan.nat_outgoing else "off")
+        self.plan = replace(self.plan, nat_outgoing=plan.nat_outgoing)
+
     def check(self) -> bool:
         """One round: True when the node ports changed and TENET-INPUT was replaced."""
         plan = plan_from(self.client.get("/v1/gateway"), self.plan.node_ip)
+        if plan is not None and plan.nat_outgoing != self.plan.nat_outgoing:
+            self.set_nat_outgoing(plan)
         if plan is None or plan.node_ports == self.plan.node_ports:
             return False
         self.gateway.replace_input(plan)

@@ -156,7 +156,12 @@ def _network(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     create.add_argument("--node-ports", metavar="PORTS", help=NODE_PORTS_HELP + " (default: none)")
     set_ = _leaf(actions, "set", common, set_network, "change a network: its egress SNAT, its node ports")
     set_.add_argument("network", metavar="TENANT/NAME")
-    set_.add_argument("--nat-outgoing", choices=("on", "off"), help="egress beyond the cluster with SNAT, or none")
+    set_.add_argument(
+        "--nat-outgoing",
+        choices=("on", "off"),
+        help="on: egress beyond the cluster with SNAT; off: none (for the cluster network: without the nodes' "
+        "masquerade, with the pods' own addresses)",
+    )
     set_.add_argument("--node-ports", metavar="PORTS", help=NODE_PORTS_HELP + "; none closes them all")
     _leaf(actions, "ls", common, list_networks, "list networks").add_argument("tenant", metavar="TENANT", nargs="?")
     _leaf(actions, "show", common, show_network, "show a network").add_argument("network", metavar="TENANT/NAME")
@@ -339,7 +344,18 @@ def delete_tenant(client: Client, args: argparse.Namespace) -> Output:
 
 # --- networks --------------------------------------------------------------------------------------------
 
-NETWORK_COLUMNS = ("key", "encap", "segment", "subnet", "gateway", "mtu", "endpoints", "qos")
+NETWORK_COLUMNS = (
+    "key",
+    "encap",
+    "segment",
+    "subnet",
+    "gateway",
+    "mtu",
+    "endpoints",
+    "qos",
+    "nat_outgoing",
+    "node_ports",
+)
 NETWORK_FIELDS = (
     "key",
     "encap",
@@ -362,15 +378,28 @@ NODE_PORTS_HELP = (
 
 
 def node_ports_arg(text: str | None) -> list[str] | str | None:
-    """--node-ports as the API takes it: None (not given), "none", or the list."""
-    if text is None or text == "none":
-        return text
-    return [item.strip() for item in text.split(",") if item.strip()]
+    """--node-ports as the API takes it: None (not given), "none", or the list; UsageError for an empty value
+    or an empty item (`tcp/53,`): only `none` closes every port."""
+    if text is None or text.strip() == "none":
+        return None if text is None else "none"
+    items = [item.strip() for item in text.split(",")]
+    if not all(items):
+        raise UsageError(
+            f"--node-ports: want PROTOCOL/PORT[,PROTOCOL/PORT...] like tcp/53,udp/53, or none to close them all; "
+            f"got {text!r}" + (" (an empty item)" if text.strip() else "")
+        )
+    return items
+
+
+def on_off(doc: dict[str, Any]) -> dict[str, Any]:
+    """The network document with `nat_outgoing` as `network set --nat-outgoing` takes it: on or off."""
+    value = doc.get("nat_outgoing")
+    return doc if not isinstance(value, bool) else {**doc, "nat_outgoing": "on" if value else "off"}
 
 
 def network_table(docs: list[dict[str, Any]]) -> str:
     headers = ["NETWORK" if c == "key" else header(c) for c in NETWORK_COLUMNS]
-    return table(headers, [[d.get(c) for c in NETWORK_COLUMNS] for d in docs])
+    return table(headers, [[on_off(d).get(c) for c in NETWORK_COLUMNS] for d in docs])
 
 
 def create_network(client: Client, args: argparse.Namespace) -> Output:
@@ -409,7 +438,7 @@ def list_networks(client: Client, args: argparse.Namespace) -> Output:
 def show_network(client: Client, args: argparse.Namespace) -> Output:
     tenant, name = split_network(args.network)
     doc = client.get(path("v1", "tenants", tenant, "networks", name))
-    return Output(doc, fields(doc, NETWORK_FIELDS))
+    return Output(doc, fields(on_off(doc), NETWORK_FIELDS))
 
 
 def delete_network(client: Client, args: argparse.Namespace) -> Output:

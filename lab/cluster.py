@@ -102,6 +102,7 @@ class LabState:
     etcd_pid: int | None = None
     apiserver_pid: int | None = None
     kubelet_pids: dict[str, int] = field(default_factory=dict)
+    tenant_tokens: dict[str, str] = field(default_factory=dict)  # a token per tenant of the config: its own only
 
     @classmethod
     def load(cls, file: Path) -> LabState:
@@ -235,7 +236,9 @@ class Lab:
             file.write_text(token)
             os.chmod(file, 0o600)
         tokens = self.dir / "tokens.json"
-        document = {"admin": [self.state.token], "tenants": {}, "nodes": {n: [t] for n, t in node_tokens.items()}}
+        self.state.tenant_tokens = {t["name"]: secrets.token_hex(16) for t in config.get("tenants", [])}
+        tenants = {name: [token] for name, token in self.state.tenant_tokens.items()}
+        document = {"admin": [self.state.token], "tenants": tenants, "nodes": {n: [t] for n, t in node_tokens.items()}}
         tokens.write_text(json.dumps(document))
         os.chmod(tokens, 0o600)
         args = [

@@ -193,6 +193,9 @@ SCHEMAS: Json = {
             "transit_subnet": _nullable(STRING),
             "gateway": _nullable({"type": "string", "description": "the cluster network's gateway address"}),
             "mtu": _nullable({"type": "integer", "description": "the cluster network's MTU, bytes"}),
+            "nat_outgoing": _nullable(
+                {"type": "boolean", "description": "the cluster network's: nodes masquerade its pods to the outside"}
+            ),
             "node_ports": {
                 "type": "array",
                 "items": _obj(

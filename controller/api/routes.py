@@ -312,13 +312,17 @@ class Api(NetpolRoutes):
         body = Body(request.json(), "network", allowed={"nat_outgoing", "node_ports"})
         on = body.boolean("nat_outgoing", required=False)
         node_ports = body.data.get("node_ports")
+        if "nat_outgoing" in body.data and on is None:  # given as null: not the same as leaving it out
+            raise ValidationError("network.nat_outgoing", "want true or false, got null")
+        if "node_ports" in body.data and node_ports is None:
+            raise ValidationError("network.node_ports", 'want a list like ["tcp/53", "udp/53"] or "none", got null')
         if on is None and node_ports is None:
             raise ValidationError("network", "want nat_outgoing or node_ports (or both)")
         with self.service.lock:
             self.tenant(request, request.params["tenant"])
             network = self.network(request, f"{request.params['tenant']}/{request.params['network']}")
             if node_ports is not None and not request.principal.admin:
-                raise forbidden("network.node_ports (opening node ports to a network)")
+                raise forbidden("network.node_ports (changing node ports of a network)")
             network = self.service.update_network(network.key, nat_outgoing=on, node_ports=node_ports)
             return Response(200, views.network_json(self.model, network))
 
@@ -335,6 +339,7 @@ class Api(NetpolRoutes):
                     "transit_subnet": str(config.transit_subnet) if config else None,
                     "gateway": str(cluster.gateway) if cluster else None,
                     "mtu": cluster.mtu if cluster else None,
+                    "nat_outgoing": cluster.nat_outgoing if cluster else None,  # the host's masquerade of it
                     "node_ports": [
                         {"network": n.key, "transit_ip": str(config.transit_ip(n)), "ports": list(n.node_ports)}
                         for _key, n in sorted(self.model.networks.items())

@@ -45,8 +45,11 @@ def test_the_cluster_network_is_made_at_start_with_nat_outgoing_on(api: Wsgi) ->
         "transit_subnet": "100.64.0.0/16",
         "gateway": "10.244.0.1",
         "mtu": pods["mtu"],
+        "nat_outgoing": True,
         "node_ports": [],
     }
+    assert api.ok("PATCH", "/v1/tenants/default/networks/pods", {"nat_outgoing": False})["nat_outgoing"] is False
+    assert api.ok("GET", "/v1/gateway")["nat_outgoing"] is False  # the nodes stop masquerading it
 
 
 def test_nat_outgoing_at_create_and_by_patch_and_after_a_restart(api: Wsgi, gateway_service: Service) -> None:

@@ -90,6 +90,13 @@ CASES: list[tuple[str, str, Any, str | None, int, str | None, str]] = [
     ("POST", NETS, {**network("s", "10.7.0.0/24", vni=9), "color": "red"}, None,
      400, "network.color",
      "unknown field (allowed: encap, gateway, mtu, name, nat_outgoing, node_ports, subnet, vlan, vni)"),
+    ("PATCH", f"{NETS}/web", {"nat_outgoing": None}, None,
+     400, "network.nat_outgoing", "want true or false, got null"),
+    ("PATCH", f"{NETS}/web", {"node_ports": None}, None,
+     400, "network.node_ports", 'want a list like ["tcp/53", "udp/53"] or "none", got null'),
+    ("PATCH", f"{NETS}/web", {}, None, 400, "network", "want nat_outgoing or node_ports (or both)"),
+    ("PATCH", f"{NETS}/web", {"node_ports": "none"}, BLUE,
+     403, None, "network.node_ports (changing node ports of a network) needs the cluster-admin token"),
     # endpoints
     ("POST", EPS, ep(network="red/web"), BLUE, 400, "endpoint.network", "unknown network 'red/web'"),
     ("POST", EPS, ep(network="web"), BLUE, 400, "endpoint.network", "unknown network 'web' (want TENANT/NAME)"),

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.client import ClientError
+from controller.client import Client, ClientError
 from lab.cluster import Lab
 from lab.ovs import launch, sh, wait_for
 from tests.functional.gateway_support import CLOSED, CLOSER, Servers, client, client_popen
@@ -227,6 +227,14 @@ def test_an_opened_node_port_reaches_the_own_node_on_that_port_only(lab: Lab) ->
     wait_for(lambda: client(red, "tcp", NODE_IPS["node1"], 9090).startswith("failed"), "node port 9090 closed")
 
 
+def test_the_labs_tenant_token_sees_its_own_tenant_and_may_not_change_node_ports(lab: Lab) -> None:
+    red = Client(lab.state.server, lab.state.tenant_tokens["red"])
+    assert [n["key"] for n in red.get("/v1/networks")] == ["red/net"]
+    with pytest.raises(ClientError) as refused:
+        red.patch("/v1/tenants/red/networks/net", {"node_ports": "none"})
+    assert refused.value.status == 403 and "changing node ports" in str(refused.value)
+
+
 def test_a_reused_source_port_snated_onto_a_servers_time_wait_still_connects(lab: Lab) -> None:
     """A pod reuses port P while OVS still holds P's last connection (TIME_WAIT): OVS SNATs the new one to
     the next free transit port, here P + 1, which the server still holds in TIME_WAIT from the pod's own
@@ -264,6 +272,39 @@ def test_nat_outgoing_off_means_no_egress(lab: Lab) -> None:
     finally:
         lab.client.patch(url, {"nat_outgoing": True})
     wait_for(lambda: client(red, "tcp", OUTSIDE_IP, 8080) == f"outside {NODE1_OUT}", "egress for red again")
+
+
+def test_the_cluster_networks_nat_outgoing_off_lets_pods_leave_with_their_own_address(lab: Lab) -> None:
+    """Like the bridge plugin's `ipMasq: false`: node1 no longer masquerades the cluster network to the outside.
+    The outside has no route back to the cluster subnet (no answer) until it routes it via node1 (a routed
+    fabric); pods still reach nodes, pods and a Service; on again, they leave as the node."""
+    url, c1, outside = "/v1/tenants/default/networks/pods", netns(lab, "c1"), lab.gateway_outside  # type: ignore[attr-defined]
+    route, node1 = ("ip", "netns", "exec", outside, "ip", "route"), lab.node("node1")
+    assert lab.client.patch(url, {"nat_outgoing": False})["nat_outgoing"] is False
+    try:
+        wait_for(lambda: client(c1, "tcp", OUTSIDE_IP, 8080).startswith("failed"), "node1 not masquerading c1")
+        rules = node1.exec("iptables-save", "-t", "nat")
+        assert "-A TENET-POSTROUTING -s 10.244.0.0/16 ! -d 10.244.0.0/16 -j MASQUERADE" not in rules
+        assert "-s 10.244.0.0/16 ! -d 10.244.0.0/16 -m conntrack --ctstate DNAT -j MASQUERADE" in rules
+        sh(*route, "add", "10.244.0.0/16", "via", NODE1_OUT)
+        assert client(c1, "tcp", OUTSIDE_IP, 8080) == f"outside {pod_ip(lab, 'c1')}"
+        assert client(c1, "udp", OUTSIDE_IP, 8081, 40200) == f"outside {pod_ip(lab, 'c1')}"
+        assert client(c1, "tcp", NODE_IPS["node2"], 9090) == f"node2 {pod_ip(lab, 'c1')}"
+        assert client(c1, "tcp", pod_ip(lab, "c2"), 8080) == f"c2 {pod_ip(lab, 'c1')}"
+        # a Service whose backend is outside the cluster subnet (the API server on node2): still masqueraded,
+        # or node2 would answer the pod straight through the overlay, past node1's DNAT
+        service = ("PREROUTING", "-d", "10.96.0.11/32", "-p", "tcp", "--dport", "80", "-j", "DNAT")
+        node1.exec("iptables", "-w", "-t", "nat", "-I", *service, "--to-destination", f"{NODE_IPS['node2']}:9090")
+        try:
+            assert client(c1, "tcp", "10.96.0.11", 80) == f"node2 {NODE_IPS['node1']}"
+        finally:
+            node1.exec("iptables", "-w", "-t", "nat", "-D", *service, "--to-destination", f"{NODE_IPS['node2']}:9090")
+        # the transit masquerade stays: isolated tenants still leave as the node
+        assert client(netns(lab, "red-a"), "tcp", OUTSIDE_IP, 8080) == f"outside {NODE1_OUT}"
+    finally:
+        sh(*route, "del", "10.244.0.0/16", check=False)
+        lab.client.patch(url, {"nat_outgoing": True})
+    wait_for(lambda: client(c1, "tcp", OUTSIDE_IP, 8080) == f"outside {NODE1_OUT}", "node1 masquerading c1 again")
 
 
 def test_a_connection_through_snat_survives_a_controller_kill_and_restart(lab: Lab) -> None:

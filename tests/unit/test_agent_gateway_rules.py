@@ -79,3 +79,45 @@ def test_liberal_tcp_asks_the_nodes_vswitchd_and_reports_a_refusal(tmp_path: Pat
     assert calls[-1][-3:] == ("-t", str(tmp_path / "ovs-vswitchd.ctl"), "dpctl/ct-disable-tcp-seq-chk")
     assert liberal_tcp("/nowhere", run=lambda *a: run(*a, code=1)) is False
     assert calls[-1][1:] == ("OVS_RUNDIR=/nowhere", "ovs-appctl", "-t", "ovs-vswitchd", "dpctl/ct-disable-tcp-seq-chk")
+
+
+def test_the_cluster_networks_masquerade_follows_its_nat_outgoing() -> None:
+    masquerade = ("nat", "TENET-POSTROUTING", ("-s", "10.244.0.0/16", "!", "-d", "10.244.0.0/16", "-j", "MASQUERADE"))
+    on = plan_from({**DOC, "nat_outgoing": True}, IPv4Address("192.168.100.1"))
+    older = plan_from(DOC, IPv4Address("192.168.100.1"))
+    off = plan_from({**DOC, "nat_outgoing": False}, IPv4Address("192.168.100.1"))
+    assert on is not None and older is not None and off is not None
+    assert masquerade in on.rules() and masquerade in older.rules()  # a controller without the field: on
+    dnat_only = ("-s", "10.244.0.0/16", "!", "-d", "10.244.0.0/16", "-m", "conntrack", "--ctstate", "DNAT")
+    assert off.rules() == [("nat", "TENET-POSTROUTING", (*dnat_only, "-j", "MASQUERADE")), *on.rules()[1:]]
+    assert on.rules()[0] == masquerade  # the rest, the transit and DNAT masquerades, stays
+
+
+def test_the_watch_replaces_the_nat_chain_only_when_nat_outgoing_changed() -> None:
+    class Client:
+        def __init__(self) -> None:
+            self.doc: dict = {**DOC, "nat_outgoing": True}
+
+        def get(self, url: str) -> dict:
+            return self.doc
+
+    class Gateway:
+        def __init__(self) -> None:
+            self.replaced: list = []
+
+        def replace_nat(self, plan: object) -> None:
+            self.replaced.append(plan)
+
+    client, gateway = Client(), Gateway()
+    plan = plan_from(client.doc, IPv4Address("192.168.100.1"))
+    assert plan is not None
+    watch = NodePortWatch(gateway, client, plan)  # type: ignore[arg-type]
+    watch.check()
+    assert gateway.replaced == []
+    client.doc = {**DOC, "nat_outgoing": False}
+    watch.check()
+    watch.check()
+    assert [p.nat_outgoing for p in gateway.replaced] == [False] and watch.plan.nat_outgoing is False
+    client.doc = {**DOC, "nat_outgoing": True}
+    watch.check()
+    assert [p.nat_outgoing for p in gateway.replaced] == [False, True]

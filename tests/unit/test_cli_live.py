@@ -145,10 +145,12 @@ def test_networks(ctl: Ctl) -> None:
     doc = ctl.json("network", "create", "blue/db", *vlan, token=BLUE)
     assert (doc["gateway"], doc["mtu"], doc["vlan"]) == ("10.1.0.254", 1450, 20)
     rows = columns(ctl.ok("network", "ls", "blue"))
-    assert rows[0] == ["NETWORK", "ENCAP", "SEGMENT", "SUBNET", "GATEWAY", "MTU", "ENDPOINTS", "QOS"]
+    assert rows[0] == [
+        "NETWORK", "ENCAP", "SEGMENT", "SUBNET", "GATEWAY", "MTU", "ENDPOINTS", "QOS", "NAT-OUTGOING", "NODE-PORTS"
+    ]  # fmt: skip
     assert rows[1:] == [
-        ["blue/db", "vlan", "20", "10.1.0.0/24", "10.1.0.254", "1450", "0", "-"],
-        ["blue/web", "vxlan", "100", "10.0.0.0/24", "10.0.0.1", "1450", "0", "-"],
+        ["blue/db", "vlan", "20", "10.1.0.0/24", "10.1.0.254", "1450", "0", "-", "off", "-"],
+        ["blue/web", "vxlan", "100", "10.0.0.0/24", "10.0.0.1", "1450", "0", "-", "off", "-"],
     ]
     assert ctl.ok("network", "ls") == ctl.ok("network", "ls", "blue")
     shown = ctl.ok("network", "show", "blue/web")
@@ -339,7 +341,8 @@ def test_network_nat_outgoing(ctl: Ctl, service: Service) -> None:
     doc = ctl.json("network", "create", "blue/web", "--encap", "vxlan", "--subnet", "10.0.0.0/24", "--nat-outgoing")
     assert doc["nat_outgoing"] is True
     assert ctl.ok("network", "set", "blue/web", "--nat-outgoing", "off") == "network blue/web: nat_outgoing off\n"
-    assert "nat_outgoing:   False" in ctl.ok("network", "show", "blue/web")
+    assert "nat_outgoing:   off" in ctl.ok("network", "show", "blue/web")
+    assert ctl.json("network", "show", "blue/web")["nat_outgoing"] is False  # --json: the API's document
     assert ctl.json("network", "set", "blue/web", "--nat-outgoing", "on", token=BLUE)["nat_outgoing"] is True
 
 
@@ -356,6 +359,11 @@ def test_network_node_ports(ctl: Ctl, service: Service) -> None:
     assert_one_line_error(ctl("network", "set", "blue/web", "--node-ports", "tcp/53", token=BLUE), "node_ports")
     assert_one_line_error(ctl("network", "set", "blue/web", "--node-ports", "tcp/x"), "node_ports[0]")
     assert_one_line_error(ctl("network", "set", "blue/web"), "--nat-outgoing, --node-ports")
+    for empty in ("", " ", "tcp/53,", "tcp/53,,udp/53"):  # never read as "close them all"
+        assert_one_line_error(ctl("network", "set", "blue/web", "--node-ports", empty), "--node-ports")
+    assert service.model.networks["blue/web"].node_ports == ("tcp/10250",)
+    rows = columns(ctl.ok("network", "ls", "blue"))
+    assert rows[1][-2:] == ["off", "tcp/10250"] and rows[0].index("NODE-PORTS") == len(rows[1]) - 1
     said = ctl.ok("network", "set", "blue/web", "--node-ports", "none", "--nat-outgoing", "on")
     assert said == "network blue/web: nat_outgoing on, node_ports none\n"
     assert service.model.networks["blue/web"].node_ports == ()
