@@ -106,7 +106,8 @@ def parser() -> argparse.ArgumentParser:
         "--ports",
         type=port_list,
         metavar="P,P",
-        help="probe new connections to these ports (pods started with --serve) instead of ping; expected: the "
+        help="probe new connections to these ports (pods started with --serve, kubectl Pods' declared "
+        "TCP and UDP container ports) instead of ping; expected: the "
         "controller's compiled NetworkPolicy, as `tenetctl matrix` computes it",
     )
     show.add_argument(
@@ -178,8 +179,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def port_matrix(lab: Lab, args: argparse.Namespace) -> int:
-    """`matrix --ports`: every pod to every other on each port and protocol; 1 on any mismatch."""
-    pods = dict(lab.state.pods)
+    """`matrix --ports`: every pod to every other on each port and protocol, `pod add` pods and the kubelets'
+    (NAMESPACE/NAME); 1 on any mismatch. A pod without an endpoint (hostNetwork) is left out, and said so."""
+    pods = {name: pod for name, pod in lab.pods().items() if pod.endpoint}
+    outside = sorted(set(lab.pods()) - set(pods))
+    if outside:
+        print(f"matrix --ports: left out (no endpoint of their own): {', '.join(outside)}", file=sys.stderr)
     if not any(pod.serve for pod in pods.values()):
         raise LabError("matrix --ports: no pod serves anything; add pods with --serve 80/tcp,...")
     if "sctp" in args.protocols:

@@ -21,7 +21,8 @@ What it does, as the kubelet and a CRI runtime do together:
   the namespace removed; a Pod with a `deletionTimestamp` is then deleted with grace period 0, as the kubelet
   does once its containers are gone;
 - ports: the containers' declared `ports` are served inside the pod by one small process (TCP: accept, send
-  the pod's `NAMESPACE/NAME` and a newline, close; UDP: echo), so probes and policies can be checked with
+  the pod's `NAMESPACE/NAME` and a newline, close; UDP: answer each datagram with the same, as the servers of
+  `tenet-lab pod add --serve` do), so probes and policies can be checked with
   real packets; pods with `hostNetwork: true` get the node's address and no CNI call.
 
 What it leaves out (honest limits): no containers, images, commands or restarts (a "container" is its ports'
@@ -68,6 +69,7 @@ from lab.sandbox import (
     load_sandboxes,
     pod_ports,
     running_status,
+    served,
     state_file,
 )
 
@@ -245,6 +247,9 @@ class Kubelet:
         deleting = pod is not None and bool(pod["metadata"].get("deletionTimestamp"))
         if box is not None and (pod is None or deleting or pod["metadata"].get("uid") != box.uid):
             self._teardown(box)
+        elif box is not None and pod is not None and (pod["metadata"].get("labels") or {}) != box.labels:
+            box.labels = dict(pod["metadata"].get("labels") or {})  # `kubectl label`: the record follows
+            self._record(box)
         if pod is None:
             self.backoff.pop(key, None)
             self.not_before.pop(key, None)
@@ -266,6 +271,7 @@ class Kubelet:
             return
         sandbox_id = uuid.uuid4().hex
         box = Sandbox(meta["namespace"], meta["name"], meta["uid"], f"tl-{self.lab.id}-k{meta['uid'][:13]}", sandbox_id)
+        box.labels = dict(meta.get("labels") or {})
         sh("ip", "netns", "add", box.netns)
         self._record(box)  # first: a crash after this must not leak the namespace
         started = time.monotonic()
@@ -278,10 +284,11 @@ class Kubelet:
         ours = result["ips"][-1]
         box.ip = ours["address"].split("/")[0]
         box.mac = result.get("interfaces", [{}])[ours.get("interface", 0)].get("mac", "")
-        box.network = self._network_of(box)
+        box.network, box.endpoint = self._endpoint_of(box)
         ports = pod_ports(spec)
         if ports:
             box.server_pid = self._serve(box, ports)
+            box.serve = served(ports)
         self._record(box)
         self._running(pod, box)
         self.backoff.pop(key, None)
@@ -318,16 +325,16 @@ class Kubelet:
             f"K8S_POD_INFRA_CONTAINER_ID={box.container_id};K8S_POD_UID={box.uid}"
         )
 
-    def _network_of(self, box: Sandbox) -> str:
-        """The network the controller chose for the pod's endpoint (TENANT/NAME), for the lab's matrix: the
-        endpoint of this node with the pod's address and MAC."""
+    def _endpoint_of(self, box: Sandbox) -> tuple[str, str]:
+        """(network TENANT/NAME, endpoint id) the controller gave the pod, for the lab's matrix: the endpoint
+        of this node with the pod's address and MAC; ("", "") when the controller does not say."""
         try:
             endpoints = self.lab.client.get("/v1/endpoints", node=self.node)
         except ClientError as error:
             log.warning("pod %s: its endpoint: %s", box.key, error)
-            return ""
+            return "", ""
         mine = [e for e in endpoints if e.get("ip") == box.ip and e.get("mac") == box.mac]
-        return str(mine[0].get("network", "")) if mine else ""
+        return (str(mine[0].get("network", "")), str(mine[0].get("id", ""))) if mine else ("", "")
 
     def _serve(self, box: Sandbox, ports: list[str]) -> int:
         args = ["ip", "netns", "exec", box.netns, PYTHON, "-I", "-S", "-c", SERVER, box.key, *ports]

@@ -1,7 +1,9 @@
 """`tenet-lab matrix --ports`: new connections with real packets between the lab's pods, against the policy.
 
-Every pod started with `--serve` is a destination for each protocol and port it serves; every pod is a
-source. A probe is allowed when the destination pod itself answered (lab/servers.py). What the probes should
+Every pod started with `--serve`, and with `up --kubernetes` every Pod the kubelets run (named NAMESPACE/NAME,
+serving its containers' declared TCP and UDP ports; SCTP ones are not served), is a destination for each
+protocol and port it serves; every pod with an endpoint of its own is a source.
+A probe is allowed when the destination pod itself answered (lab/servers.py). What the probes should
 find is what `tenetctl matrix` computes for the same pairs: the controller's model, read from the lab's
 store, compiled for every node and run through the simulated switches, conntrack included
 (`controller.pipeline.matrix`). Probes from one source run at once in one process in its namespace, several

@@ -1,12 +1,13 @@
 """What the lab's kubelet stand-in (lab/kubelet.py) records of a pod and tells the API server of it: the
 sandbox record in `STATE_DIR/nodes/NODE/kubelet.json` (read by `tenet-lab status`, `matrix`, `exec`), the
-pod's status documents, and the small server of its containers' ports."""
+pod's status documents, and the small server of its containers' ports (TCP: accept, send `NAMESPACE/NAME` and a
+newline, close; UDP: answer every datagram with the same, as `tenet-lab pod add --serve` does, lab/servers.py)."""
 
 from __future__ import annotations
 
 import datetime
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,7 @@ SERVER = (
     "  c.close()\n"
     "def udp(s):\n"
     " while True:\n"
-    "  d,a=s.recvfrom(65535);s.sendto(d,a)\n"
+    "  d,a=s.recvfrom(65535);s.sendto(name,a)\n"
     "for spec in sys.argv[2:]:\n"
     " kind,port=spec.split(':');port=int(port)\n"
     " if kind=='TCP':\n"
@@ -52,6 +53,9 @@ class Sandbox:
     mac: str = ""
     network: str = ""  # TENANT/NAME, as the controller chose it
     server_pid: int | None = None  # the process serving the containers' ports
+    endpoint: str = ""  # the id of the pod's endpoint, as the controller gave it
+    labels: dict[str, str] = field(default_factory=dict)  # the Pod's, as last seen
+    serve: list[str] = field(default_factory=list)  # "80/tcp": the served container ports (`tenet-lab matrix`)
 
     @property
     def key(self) -> str:
@@ -79,7 +83,20 @@ def lab_pods(lab: Lab) -> dict[str, LabPod]:
     for node in lab.state.nodes:
         for key, box in load_sandboxes(state_file(lab.dir, node)).items():
             if box.ip:
-                pods[key] = LabPod(key, node, box.network, box.netns, box.container_id, box.ip, box.mac or None)
+                pods[key] = LabPod(
+                    key,
+                    node,
+                    box.network,
+                    box.netns,
+                    box.container_id,
+                    box.ip,
+                    box.mac or None,
+                    endpoint=box.endpoint or None,
+                    namespace=box.namespace,
+                    labels=dict(box.labels),
+                    serve=list(box.serve),
+                    server_pid=box.server_pid,
+                )
     return pods
 
 
@@ -155,6 +172,11 @@ def failure_event(pod: dict[str, Any], message: str, node: str) -> dict[str, Any
 
 def key_of(pod: dict[str, Any]) -> str:
     return f"{pod['metadata'].get('namespace', '')}/{pod['metadata']['name']}"
+
+
+def served(ports: list[str]) -> list[str]:
+    """`PORT/protocol` (as `tenet-lab pod add --serve` names them, "80/tcp") of `pod_ports`' `PROTOCOL:PORT`."""
+    return [f"{port}/{protocol.lower()}" for protocol, _, port in (p.partition(":") for p in ports)]
 
 
 def pod_ports(spec: dict[str, Any]) -> list[str]:

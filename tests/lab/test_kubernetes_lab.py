@@ -132,14 +132,14 @@ def test_kubectl_pods_run_on_both_nodes_and_ping_across(lab: Lab) -> None:
     assert front.ip == pods["front"]["status"]["podIP"] and back.node == "node2"
     assert front.network == back.network == "default/pods"  # no Network claims shop: the cluster network
     assert front.as_pod().ping(back.ip, count=2) and back.as_pod().ping(front.ip, count=2)
-    # the containers' declared ports are served in the pod: TCP answers with the pod's name, UDP echoes
+    # the containers' declared ports are served in the pod: TCP and UDP answer with the pod's name
     tcp = "import socket,sys;c=socket.create_connection((sys.argv[1],80),timeout=3);print(c.recv(64).decode())"
     assert front.as_pod().run(sys.executable, "-c", tcp, back.ip).strip() == "shop/back"
     udp = (
         "import socket,sys;s=socket.socket(type=socket.SOCK_DGRAM);s.settimeout(3)\n"
         "s.sendto(b'ping',(sys.argv[1],53));print(s.recv(64).decode())"
     )
-    assert back.as_pod().run(sys.executable, "-c", udp, front.ip).strip() == "ping"
+    assert back.as_pod().run(sys.executable, "-c", udp, front.ip).strip() == "shop/front"
     shown = subprocess.run(
         [sys.executable, "-m", "lab.cli", "--state-dir", str(lab.dir), "status", "--json"],
         capture_output=True,
