@@ -3,8 +3,8 @@
 ADD, step by step, each step undone if a later one fails: ask the controller for an endpoint (IP, MAC,
 port name and number) while the veth pair is created with the pod end born inside the pod's namespace
 (its names come from the endpoint id alone); then attach the host end to br-int with `external_ids` naming
-the endpoint and wait until the controller says the port is on the switch and the endpoint's flows are
-installed, while the pod end gets its MAC, MTU, address and routes; then send a gratuitous ARP from the
+the endpoint, already waiting until the controller says the port is on the switch and the endpoint's flows
+are installed, while the pod end gets its MAC, MTU, address and routes; then send a gratuitous ARP from the
 pod. Only then does the plugin hear back, so a pod can talk as soon as its ADD returns. The steps run
 alongside the ADD's own thread take threads of a small pool the service owns (ADD_WORKERS).
 
@@ -75,7 +75,7 @@ class AgentSettings:
     ready_timeout: float = 10.0  # how long ADD waits for the controller to install the flows
 
 
-ADD_WORKERS = 8  # threads for the steps ADDs run alongside their own (veth pair, pod addressing)
+ADD_WORKERS = 16  # threads for the steps ADDs run alongside their own (veth pair, pod end, readiness wait)
 READY_SLICE = 1.0  # s: the longest single readiness wait, between checks that OVS could open the port
 
 
@@ -304,13 +304,16 @@ class AgentService:
                 }
                 if pod_name.get("name"):
                     external_ids[EXT_POD] = f"{pod_name.get('namespace', '')}/{pod_name['name']}"
-                # ovs-vswitchd applies the port while the controller is asked: the readiness wait ends once the
-                # switch has the port, and ovs-vswitchd has usually finished applying it by then.
+                # The readiness wait is under way while the port is added, and ovs-vswitchd applies the port
+                # while the controller is asked: the wait ends once the switch has the port and the flows, and
+                # ovs-vswitchd has usually finished applying it by then. A wait left behind by a failed step
+                # ends by itself, at the latest when the endpoint is gone (its next check finds none).
+                readiness = self._pool.submit(self._wait_ready, doc)
                 applied = self.ovsdb.add_port(
                     self.settings.bridge, port, ofport=doc["ofport"], external_ids=external_ids, wait=False
                 )
                 steps.mark("port")
-                self._wait_ready(doc)
+                readiness.result()
                 try:
                     self.ovsdb.wait_applied(applied)
                 except OvsdbError as error:
