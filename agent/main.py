@@ -285,6 +285,7 @@ def run(args: argparse.Namespace) -> None:
     log.info("stopping")
     server.shutdown()
     server.server_close()
+    service.close()
     if restore is not None:
         restore.stop()
     ovsdb.close()

@@ -13,7 +13,9 @@ keeps per-thread state, so requests are built and parsed with pyroute2's message
 plain rtnetlink socket instead (a request and its ack take ~0.1-0.3 ms).
 
 The veth pair is created from the agent's namespace with the pod end's IFLA_NET_NS_FD set to the pod, so
-the pod end appears in the pod with its final name, MAC and MTU: no temporary name, no move, no rename.
+the pod end appears in the pod with its final name: no temporary name, no move, no rename. That needs only
+names (`make_pair`), so an ADD makes the pair while it asks the controller for the pod's MAC, MTU and
+addresses, which `finish` sets (the pod end is down until then).
 The host end is born down and is shut out of the node's own IP stack before it comes up: on the userspace
 datapath an nftables ingress chain drops every frame the pod sends before the stack sees it (agent/nft.py;
 OVS has read it by then), and no IPv6, no ARP answers and strict reverse-path filtering on it besides, so
@@ -176,7 +178,40 @@ class Netlink:
     # --- pods --------------------------------------------------------------------------------------
 
     def create(self, pod: PodInterface) -> Created:
-        """The veth pair, configured on both ends; everything made is removed again if a step fails.
+        """The veth pair, configured on both ends (`make_pair`, then `finish`); everything made is removed
+        again if a step fails."""
+        _check(pod)
+        self.make_pair(pod.netns, pod.ifname, pod.host_name, host_ingress_drop=pod.host_ingress_drop)
+        try:
+            return self.finish(pod)
+        except BaseException:
+            with suppress(NetlinkError):
+                self.delete(pod.host_name, ingress_chain=pod.host_ingress_drop)
+            raise
+
+    def make_pair(self, netns: str, ifname: str, host_name: str, *, host_ingress_drop: bool = False) -> frozenset[int]:
+        """The veth pair before its addresses are known: the pod end `ifname` born down inside `netns` (with
+        a MAC and MTU of the kernel's, until `finish`), the host end `host_name` shut out of the node's stack
+        and up (`_seal_host_end`). Returns the IP versions (4, 6) of the default routes the pod has already
+        (`finish`'s `default_route`). Nothing is left behind if a step fails. Raises NetnsMissing,
+        InterfaceExists, HostLinkExists, NetlinkError."""
+        _check_name(ifname, "ifname")
+        _check_name(host_name, "host_name")
+        where = f"{netns}:{ifname}"
+        with self._session(), _netns_fd(netns) as nsfd, ExitStack() as sockets:
+            with self._inside(nsfd, netns):  # sockets opened here belong to the pod's namespace
+                inside = sockets.enter_context(_Rtnl())
+            host = sockets.enter_context(_Rtnl())
+            self._add_veth(host, inside, ifname, host_name, nsfd, where)
+            try:
+                _seal_host_end(host, host_name, ingress_drop=host_ingress_drop)
+                return frozenset(version for version in (4, 6) if _has_default_route(inside, version, netns))
+            except BaseException:
+                _discard(host, host_name, ingress_drop=host_ingress_drop)
+                raise
+
+    def finish(self, pod: PodInterface, *, default_route: bool | None = None) -> Created:
+        """Configure the pair `make_pair` made: MTU of both ends, the pod end's MAC, address and default route.
 
         The pod's default route goes through this interface only if the pod has none of the address's family
         yet: a container's first interface owns it, a second one (``net1``, another network or the same) gets
@@ -185,37 +220,33 @@ class Netlink:
         TABLE`; so what leaves from its address, replies to peers that reached it included, leaves through it,
         not through the default route's interface or another interface's subnet route (where port security
         would drop the foreign source address). `forget_source_routes` removes the rule once it is gone.
+        `default_route`: whether it gets the default route, as the caller decided from `make_pair`'s answer
+        (None: decided here). Removes nothing if a step fails: the caller deletes the pair. Raises
+        NetnsMissing, NetlinkError.
         """
         address, gateway = _check(pod)
         where = f"{pod.netns}:{pod.ifname}"
         with self._session(), _netns_fd(pod.netns) as nsfd, ExitStack() as sockets:
-            with self._inside(nsfd, pod.netns):  # sockets opened here belong to the pod's namespace
+            with self._inside(nsfd, pod.netns):
                 inside = sockets.enter_context(_Rtnl())
                 ethtool = sockets.enter_context(closing(IoctlEthtool(pod.ifname))) if pod.tx_checksum_off else None
             host = sockets.enter_context(_Rtnl())
-            self._add_veth(host, inside, pod, nsfd, where)
-            try:
-                _seal_host_end(host, pod.host_name, ingress_drop=pod.host_ingress_drop)
-                index = _require_brief(inside, pod.ifname, where)[0]
-                exclusive = NLM_F_CREATE | NLM_F_EXCL
-                _call(inside, _addr_message(index, address), RTM_NEWADDR, exclusive, f"adding {pod.address} to {where}")
-                _call(inside, _up_message(index), RTM_NEWLINK, 0, f"setting {where} up")
-                _call(inside, _up_message(LOOPBACK_INDEX), RTM_NEWLINK, 0, f"setting lo up in {pod.netns}")
+            host_index, host_mac = _require_brief(host, pod.host_name, pod.host_name)
+            _call(host, _link_message(host_index, mtu=pod.mtu), RTM_NEWLINK, 0, f"setting the MTU of {pod.host_name}")
+            index = _require_brief(inside, pod.ifname, where)[0]
+            exclusive = NLM_F_CREATE | NLM_F_EXCL
+            _call(inside, _addr_message(index, address), RTM_NEWADDR, exclusive, f"adding {pod.address} to {where}")
+            up = _link_message(index, mtu=pod.mtu, mac=pod.mac.lower(), up=True)
+            _call(inside, up, RTM_NEWLINK, 0, f"setting the MAC and MTU of {where} and setting it up")
+            _call(inside, _up_message(LOOPBACK_INDEX), RTM_NEWLINK, 0, f"setting lo up in {pod.netns}")
+            if default_route is None:
                 default_route = not _has_default_route(inside, gateway.version, pod.netns)
-                if default_route:
-                    route = _default_route_message(index, gateway)
-                    doing = f"adding the default route via {pod.gateway} in {where}"
-                    _call(inside, route, RTM_NEWROUTE, exclusive, doing)
-                _add_source_route(inside, index, address, gateway, where)
-                if ethtool is not None:
-                    _tx_checksum_off(ethtool, where)
-                host_mac = _require_brief(host, pod.host_name, pod.host_name)[1]
-            except BaseException:
-                with suppress(NetlinkError, nft.NftError):  # the pod end goes with the host end
-                    _delete_link(host, pod.host_name)
-                    if pod.host_ingress_drop:  # only then was a chain made
-                        nft.forget(pod.host_name)
-                raise
+            if default_route:
+                route = _default_route_message(index, gateway)
+                _call(inside, route, RTM_NEWROUTE, exclusive, f"adding the default route via {pod.gateway} in {where}")
+            _add_source_route(inside, index, address, gateway, where)
+            if ethtool is not None:
+                _tx_checksum_off(ethtool, where)
         return Created(host_mac=host_mac, default_route=default_route)
 
     def announce(self, netns: str, ifname: str, mac: str, address: str) -> None:
@@ -242,29 +273,28 @@ class Netlink:
             finally:
                 _close_later(sock)
 
-    def _add_veth(self, host: _Rtnl, inside: _Rtnl, pod: PodInterface, nsfd: int, where: str) -> None:
-        """Host end (down: `_seal_host_end` brings it up) in the agent's namespace, pod end (name, MAC, MTU)
-        born inside the pod.
+    def _add_veth(self, host: _Rtnl, inside: _Rtnl, ifname: str, host_name: str, nsfd: int, where: str) -> None:
+        """Host end `host_name` (down: `_seal_host_end` brings it up) in the agent's namespace, pod end
+        `ifname` born inside the pod (`finish` sets its MAC and MTU).
 
         The kernel makes both ends or neither, so an existing name on either side leaves nothing behind.
         """
         message = ifinfmsg()
         message["index"] = 0
-        peer = [("IFLA_IFNAME", pod.ifname), ("IFLA_NET_NS_FD", nsfd), ("IFLA_ADDRESS", pod.mac.lower())]
-        peer.append(("IFLA_MTU", pod.mtu))
+        peer = [("IFLA_IFNAME", ifname), ("IFLA_NET_NS_FD", nsfd)]
         data = {"attrs": [("VETH_INFO_PEER", {"attrs": peer})]}
         info = {"attrs": [("IFLA_INFO_KIND", "veth"), ("IFLA_INFO_DATA", data)]}
-        message["attrs"] = [("IFLA_IFNAME", pod.host_name), ("IFLA_MTU", pod.mtu), ("IFLA_LINKINFO", info)]
+        message["attrs"] = [("IFLA_IFNAME", host_name), ("IFLA_LINKINFO", info)]
         try:
             host.request(message, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL)
         except _KernelError as error:
             if error.code == errno.EEXIST:
-                if _link(inside, pod.ifname) is not None:
+                if _link(inside, ifname) is not None:
                     raise InterfaceExists(f"{where} already exists") from None
-                raise HostLinkExists(f"host link {pod.host_name} already exists") from None
-            raise NetlinkError(f"creating veth {pod.host_name} <-> {where}: {_reason(error)}") from None
+                raise HostLinkExists(f"host link {host_name} already exists") from None
+            raise NetlinkError(f"creating veth {host_name} <-> {where}: {_reason(error)}") from None
         except OSError as error:
-            raise NetlinkError(f"creating veth {pod.host_name} <-> {where}: {error.strerror or error}") from None
+            raise NetlinkError(f"creating veth {host_name} <-> {where}: {error.strerror or error}") from None
 
     def delete(self, host_name: str, *, ingress_chain: bool = True) -> bool:
         """Delete the host end (the pod end goes with it); False if there was no such link. `ingress_chain`:
@@ -594,6 +624,23 @@ def _has_default_route(rtnl: _Rtnl, version: int, netns: str) -> bool:
         if route["dst_len"] == 0 and table == RT_TABLE_MAIN and route["type"] == RTN_UNICAST:
             return True
     return False
+
+
+def _discard(host: _Rtnl, name: str, *, ingress_drop: bool) -> None:
+    """Delete host end `name` (the pod end goes with it) and its ingress chain, after a failed step."""
+    with suppress(NetlinkError, nft.NftError):
+        _delete_link(host, name)
+        if ingress_drop:  # only then was a chain made
+            nft.forget(name)
+
+
+def _link_message(index: int, *, mtu: int, mac: str | None = None, up: bool = False) -> nlmsg:
+    message = ifinfmsg()
+    message["index"] = index
+    message["attrs"] = [("IFLA_MTU", mtu)] + ([("IFLA_ADDRESS", mac)] if mac else [])
+    if up:
+        message["flags"] = message["change"] = IFF_UP
+    return message
 
 
 def _up_message(index: int) -> nlmsg:

@@ -1,10 +1,12 @@
 """What the agent does for each CNI verb, and how it recovers after a crash.
 
 ADD, step by step, each step undone if a later one fails: ask the controller for an endpoint (IP, MAC,
-port name and number), create the veth pair with the pod end born inside the pod's namespace, attach the
-host end to br-int with `external_ids` naming the endpoint, then wait until the controller says the port
-is on the switch and the endpoint's flows are installed, and send a gratuitous ARP from the pod. Only then
-does the plugin hear back, so a pod can talk as soon as its ADD returns.
+port name and number) while the veth pair is created with the pod end born inside the pod's namespace
+(its names come from the endpoint id alone); then attach the host end to br-int with `external_ids` naming
+the endpoint, already waiting until the controller says the port is on the switch and the endpoint's flows
+are installed, while the pod end gets its MAC, MTU, address and routes; then send a gratuitous ARP from the
+pod. Only then does the plugin hear back, so a pod can talk as soon as its ADD returns. The steps run
+alongside the ADD's own thread take threads of a small pool the service owns (ADD_WORKERS).
 
 The endpoint id is derived from (container id, interface name), so DEL, CHECK and GC find everything again
 from the runtime's arguments alone, with no state file. OVSDB (ports with `external_ids`) and the
@@ -22,10 +24,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import ipaddress
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +75,7 @@ class AgentSettings:
     ready_timeout: float = 10.0  # how long ADD waits for the controller to install the flows
 
 
+ADD_WORKERS = 16  # threads for the steps ADDs run alongside their own (veth pair, pod end, readiness wait)
 READY_SLICE = 1.0  # s: the longest single readiness wait, between checks that OVS could open the port
 
 
@@ -106,6 +112,12 @@ class AgentService:
         self.locks = KeyedLocks()
         self._adding: set[str] = set()  # endpoints an ADD is building: GC and recovery keep off them
         self._adding_lock = threading.Lock()
+        # An ADD's steps that need not wait for each other run here, the ADD's own thread doing the rest.
+        self._pool = ThreadPoolExecutor(max_workers=ADD_WORKERS, thread_name_prefix="add-step")
+
+    def close(self) -> None:
+        """Wait for the steps under way, then stop the threads they run on."""
+        self._pool.shutdown(wait=True)
 
     # --- the verbs -------------------------------------------------------------------------------
 
@@ -145,10 +157,24 @@ class AgentService:
             self._adding.add(eid)
         steps = _Steps()
         try:
-            doc = self._create_endpoint(eid, network, request.get("pod"))
+            # The veth pair needs only names, not the controller's answer: it is made meanwhile.
+            pair = self._pool.submit(self._make_pair, eid, netns, ifname)
+            retried = []
+
+            def before_retry() -> None:  # the last attempt's leftovers go first, under the pair's name too
+                retried.append(self._drop_pair(pair, eid))
+
+            try:
+                doc = self._create_endpoint(eid, network, request.get("pod"), before_retry=before_retry)
+            except BaseException:
+                if not retried:
+                    self._drop_pair(pair, eid)
+                raise
             steps.mark("endpoint")
             try:
-                created = self._plumb(doc, request, container_id, ifname, netns, steps)
+                defaults = self._make_pair(eid, netns, ifname) if retried else pair.result()
+                steps.mark("veth")
+                created = self._plumb(doc, request, container_id, ifname, netns, defaults, steps)
             except BaseException:
                 self._forget_endpoint(eid)
                 raise
@@ -167,7 +193,13 @@ class AgentService:
             "default_route": created.default_route,
         }
 
-    def _create_endpoint(self, eid: str, target: str | dict[str, str], pod: object = None) -> dict[str, Any]:
+    def _create_endpoint(
+        self,
+        eid: str,
+        target: str | dict[str, str],
+        pod: object = None,
+        before_retry: Callable[[], object] | None = None,
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {"id": eid, "node": self.settings.node, "port_name": host_name(eid)}
         if isinstance(target, dict):  # a pod: the controller picks its network (README "Kubernetes")
             body["k8s"], network = target, f"the network of pod {target['namespace']}/{target['pod']}"
@@ -181,6 +213,8 @@ class AgentService:
             if error.status != 409 or error.field != "endpoint.id":
                 raise _controller_error(error, f"creating the endpoint on {network}") from None
         # A retried ADD (the runtime gave up on the last one, or this agent died in it): start from nothing.
+        if before_retry is not None:
+            before_retry()
         left = self._delete_endpoint(eid)
         log.info("ADD again for endpoint %s: removed what the last attempt left (%s)", eid, left)
         try:
@@ -188,42 +222,19 @@ class AgentService:
         except ClientError as error:
             raise _controller_error(error, f"creating the endpoint on {network}") from None
 
-    def _plumb(
-        self,
-        doc: dict[str, Any],
-        request: dict[str, Any],
-        container_id: str,
-        ifname: str,
-        netns: str,
-        steps: _Steps | None = None,
-    ) -> Created:
-        steps = steps or _Steps()
-        port = host_name(doc["id"])
-        if doc["port_name"] != port:
-            raise AgentError(
-                protocol.GENERIC_FAILURE, f"the controller named the port {doc['port_name']!r}, not {port!r}"
-            )
-        pod = PodInterface(
-            netns=netns,
-            ifname=ifname,
-            host_name=port,
-            mac=doc["mac"],
-            address=f"{doc['ip']}/{doc['prefix_len']}",
-            gateway=doc["gateway"],
-            mtu=doc["mtu"],
-            tx_checksum_off=self.settings.datapath_type == "netdev",
-            host_ingress_drop=self.settings.datapath_type == "netdev",
-        )
+    def _make_pair(self, eid: str, netns: str, ifname: str) -> frozenset[int]:
+        """The veth pair of endpoint `eid` (`Netlink.make_pair`): the IP versions of the pod's default routes."""
+        port = host_name(eid)
         try:
             try:
-                created = self.netlink.create(pod)
+                return self.netlink.make_pair(netns, ifname, port, host_ingress_drop=self._ingress_chains)
             except HostLinkExists:  # left by an attempt that died before it could clean up: ours to remove
-                if not self._remove_leftover(doc["id"]):
+                if not self._remove_leftover(eid):
                     raise AgentError(
                         protocol.GENERIC_FAILURE, f"{port} exists and is an OVS port Tenet did not make"
                     ) from None
                 log.info("port %s exists from an earlier attempt: removed it", port)
-                created = self.netlink.create(pod)
+                return self.netlink.make_pair(netns, ifname, port, host_ingress_drop=self._ingress_chains)
         except NetnsMissing as error:
             raise AgentError(
                 protocol.INVALID_ENVIRONMENT, f"CNI_NETNS {netns!r} is not a network namespace", str(error)
@@ -234,33 +245,85 @@ class AgentService:
             ) from None
         except NetlinkError as error:
             raise AgentError(protocol.IO_FAILURE, "could not create the pod's interface", str(error)) from None
-        steps.mark("veth")
+
+    def _drop_pair(self, pair: Future[frozenset[int]], eid: str) -> bool:
+        """Once `pair` (a `_make_pair` under way) is done, delete the veth it made; whether it made one. A
+        failure to delete is logged, not raised: the caller is failing already (recovery removes the link)."""
+        if pair.exception() is not None:
+            return False
         try:
-            pod_name = request.get("pod") or {}
-            external_ids = {
-                EXT_OWNER: OWNER,
-                EXT_ENDPOINT: doc["id"],
-                EXT_CONTAINER: container_id,
-                EXT_IFNAME: ifname,
-                EXT_NETNS: netns,
-                EXT_NETWORK: doc["network"],
-                EXT_CNI_NETWORK: str(request.get("cni_network") or ""),
-                EXT_DEFAULT_ROUTE: "true" if created.default_route else "false",
-            }
-            if pod_name.get("name"):
-                external_ids[EXT_POD] = f"{pod_name.get('namespace', '')}/{pod_name['name']}"
-            # ovs-vswitchd applies the port while the controller is asked: the readiness wait ends once the
-            # switch has the port, and ovs-vswitchd has usually finished applying it by then.
-            applied = self.ovsdb.add_port(
-                self.settings.bridge, port, ofport=doc["ofport"], external_ids=external_ids, wait=False
+            self.netlink.delete(host_name(eid), ingress_chain=self._ingress_chains)
+        except NetlinkError as error:
+            log.warning("removing the veth of endpoint %s: %s", eid, error)
+        return True
+
+    def _plumb(
+        self,
+        doc: dict[str, Any],
+        request: dict[str, Any],
+        container_id: str,
+        ifname: str,
+        netns: str,
+        defaults: frozenset[int],
+        steps: _Steps | None = None,
+    ) -> Created:
+        """Finish the pod's end of the pair `_make_pair` made (addresses, routes) while its host end becomes an
+        OVS port and the controller installs the endpoint's flows; undo both if a step fails. `defaults`: the
+        IP versions of the pod's default routes before this interface."""
+        steps = steps or _Steps()
+        port = host_name(doc["id"])
+        try:
+            if doc["port_name"] != port:
+                raise AgentError(
+                    protocol.GENERIC_FAILURE, f"the controller named the port {doc['port_name']!r}, not {port!r}"
+                )
+            pod = PodInterface(
+                netns=netns,
+                ifname=ifname,
+                host_name=port,
+                mac=doc["mac"],
+                address=f"{doc['ip']}/{doc['prefix_len']}",
+                gateway=doc["gateway"],
+                mtu=doc["mtu"],
+                tx_checksum_off=self.settings.datapath_type == "netdev",
+                host_ingress_drop=self.settings.datapath_type == "netdev",
             )
-            steps.mark("port")
-            self._wait_ready(doc)
+            default_route = _version(doc["gateway"]) not in defaults
+            finishing = self._pool.submit(self._finish, pod, default_route)
             try:
-                self.ovsdb.wait_applied(applied)
-            except OvsdbError as error:
-                raise AgentError(protocol.IO_FAILURE, f"could not add port {port}", str(error)) from None
-            steps.mark("ready")
+                pod_name = request.get("pod") or {}
+                external_ids = {
+                    EXT_OWNER: OWNER,
+                    EXT_ENDPOINT: doc["id"],
+                    EXT_CONTAINER: container_id,
+                    EXT_IFNAME: ifname,
+                    EXT_NETNS: netns,
+                    EXT_NETWORK: doc["network"],
+                    EXT_CNI_NETWORK: str(request.get("cni_network") or ""),
+                    EXT_DEFAULT_ROUTE: "true" if default_route else "false",
+                }
+                if pod_name.get("name"):
+                    external_ids[EXT_POD] = f"{pod_name.get('namespace', '')}/{pod_name['name']}"
+                # The readiness wait is under way while the port is added, and ovs-vswitchd applies the port
+                # while the controller is asked: the wait ends once the switch has the port and the flows, and
+                # ovs-vswitchd has usually finished applying it by then. A wait left behind by a failed step
+                # ends by itself, at the latest when the endpoint is gone (its next check finds none).
+                readiness = self._pool.submit(self._wait_ready, doc)
+                applied = self.ovsdb.add_port(
+                    self.settings.bridge, port, ofport=doc["ofport"], external_ids=external_ids, wait=False
+                )
+                steps.mark("port")
+                readiness.result()
+                try:
+                    self.ovsdb.wait_applied(applied)
+                except OvsdbError as error:
+                    raise AgentError(protocol.IO_FAILURE, f"could not add port {port}", str(error)) from None
+                steps.mark("ready")
+            except BaseException:
+                futures.wait([finishing])  # the pod's end is not removed under a step still setting it up
+                raise
+            created = finishing.result()
+            steps.mark("pod")
         except BaseException:
             self._unplumb(port, doc["id"])
             self._remove_leftover(doc["id"])  # the veth made above, if OVS never took it
@@ -271,6 +334,17 @@ class AgentService:
             log.warning("gratuitous ARP from %s in %s: %s", ifname, netns, error)
         steps.mark("announce")
         return created
+
+    def _finish(self, pod: PodInterface, default_route: bool) -> Created:
+        """The pod's end of its pair configured (`Netlink.finish`)."""
+        try:
+            return self.netlink.finish(pod, default_route=default_route)
+        except NetnsMissing as error:
+            raise AgentError(
+                protocol.INVALID_ENVIRONMENT, f"CNI_NETNS {pod.netns!r} is not a network namespace", str(error)
+            ) from None
+        except NetlinkError as error:
+            raise AgentError(protocol.IO_FAILURE, "could not configure the pod's interface", str(error)) from None
 
     def _wait_ready(self, doc: dict[str, Any]) -> None:
         """Until the controller says the port is on the switch and the endpoint's flows are installed, in
@@ -488,6 +562,14 @@ class _Steps:
 
     def __str__(self) -> str:
         return ", ".join(f"{step} {ms:.0f}" for step, ms in self._done) + " ms"
+
+
+def _version(address: str) -> int:
+    """4 or 6; 0 for what is no IP address (`Netlink.finish` names the field)."""
+    try:
+        return ipaddress.ip_address(address).version
+    except ValueError:
+        return 0
 
 
 def _text(request: dict[str, Any], key: str, variable: str) -> str:

@@ -12,7 +12,8 @@ from spawn to exit. One pod per plugin is added first, untimed: it warms the pat
 new pod pings (`ping -c 1 -W 1`) as soon as its ADD returns. Prints p50/p99 of ADD and DEL for both, the
 tenet/bridge ratios of the ADD and DEL p50s, the share of Tenet ADDs after which the pod answered at once
 (target 100%), and the agent's own time per request from its log, with the p50 of each step of its ADD
-(endpoint POST, veth pair, OVSDB port, readiness, gratuitous ARP). `--repeat N`: N paired rounds, each with a
+(endpoint POST, what the veth pair made meanwhile took beyond it, OVSDB port, readiness, what the pod end's
+addresses set meanwhile took beyond it, gratuitous ARP). `--repeat N`: N paired rounds, each with a
 node of its own; the medians of each figure and of the rounds' ratios. `tenet_plugin` says which plugin ran.
 
 Target: Tenet's ADD p50 at most 1.5x the bridge plugin's, at concurrency 1 and at concurrency 8. `tenet-cni` is
@@ -239,7 +240,7 @@ def measure(pods: int, concurrency: int) -> dict[str, Any]:
         "bridge_ping_at_once": round(bridge_run.answered / pods, 3),
         "tenet_agent_add_p50_ms": percentile(agent_add, 0.5) if agent_add else None,  # the agent's own time
         "tenet_agent_del_p50_ms": percentile(agent_del, 0.5) if agent_del else None,
-        # the agent's ADD step by step (endpoint POST, veth, OVS port, readiness wait, gratuitous ARP), p50 of each
+        # the agent's ADD step by step (endpoint POST, veth, OVS port, readiness wait, pod end, ARP), p50 of each
         **{f"tenet_agent_add_{step}_p50_ms": percentile(values, 0.5) for step, values in add_steps.items()},
         "tenet_plugin": plugin_kind,  # "compiled", or "Python launcher" where no C compiler is
         "bridge_iptables_rules": bridge_rules,  # in its node namespace after the DELs (ipMasq false: 0)

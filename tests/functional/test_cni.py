@@ -171,6 +171,8 @@ def test_bad_input_gives_the_right_code_and_leaves_nothing(cluster: Cluster) -> 
         assert result.error_code == code, (config, env, result)
         assert named is None or named in result.out["msg"] + result.out.get("details", ""), result
         assert "Traceback" not in result.stderr + json.dumps(result.out)
+    # the veth pair is made while the controller is asked: a refused ADD leaves no end of it in the pod either
+    assert len(in_pod("bad", "ip", "-o", "link").stdout.splitlines()) == 1, "only lo"
     in_pod("bad", "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0peer")
     taken = runtime.call("ADD", good, container="c-bad", netns=netns)
     assert taken.error_code == 4 and "eth0" in taken.out["msg"], taken
