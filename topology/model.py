@@ -496,7 +496,12 @@ class Model(NamespacesMixin):
 
     def configure_gateway(self, config: GatewayConfig, *, path: str = "cluster_subnet") -> Touched:
         """Name the cluster network and its subnet (once, before it exists or matching it); ValidationError
-        if another network overlaps the cluster subnet or the cluster network has another subnet."""
+        if another network overlaps the cluster subnet, any network the transit subnet, the cluster and
+        transit subnets each other, or the cluster network has another subnet."""
+        if config.cluster_subnet.overlaps(config.transit_subnet):
+            raise ValidationError(
+                "transit_subnet", f"{config.transit_subnet} overlaps the cluster subnet {config.cluster_subnet}"
+            )
         for other in self.networks.values():
             if other.key == config.cluster_network:
                 if other.subnet != config.cluster_subnet:
@@ -506,6 +511,12 @@ class Model(NamespacesMixin):
             elif other.subnet.overlaps(config.cluster_subnet):
                 raise ValidationError(
                     path, f"{config.cluster_subnet} overlaps {other.subnet} of network {other.key!r}", conflict=True
+                )
+            if other.subnet.overlaps(config.transit_subnet):
+                raise ValidationError(
+                    "transit_subnet",
+                    f"{config.transit_subnet} overlaps {other.subnet} of network {other.key!r}",
+                    conflict=True,
                 )
         if self.gateway is not None and config.cluster_network in self.networks:
             self._count_gateway_ports(list(self.nodes), -1)
@@ -524,6 +535,12 @@ class Model(NamespacesMixin):
             raise ValidationError(
                 path,
                 f"{net} overlaps the cluster subnet {config.cluster_subnet}: it is unique in the cluster",
+                conflict=True,
+            )
+        if net.overlaps(config.transit_subnet):
+            raise ValidationError(
+                path,
+                f"{net} overlaps the transit subnet {config.transit_subnet}: its addresses are the SNAT's",
                 conflict=True,
             )
 
