@@ -206,6 +206,7 @@ class Service(NetpolChanges):
             change.apply(touched, undo=lambda: self.model.remove_network(key))
             network = self.model.networks[key]
             change.store(Put(records.key("networks", key), records.network_doc(network)))
+            change.store(Put(records.NETWORK_ID_MARK, records.network_id_mark_doc(self.model)))
             return network
 
     def set_nat_outgoing(self, key: str, on: bool) -> Network:
