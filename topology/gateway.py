@@ -64,6 +64,14 @@ def snat_zone(network: HasId) -> int:
     return SNAT_ZONE_BASE | network.id
 
 
+def ct_zones(network: HasId) -> tuple[int, ...]:
+    """The conntrack zones a network's state lives in: the policy tables' (its id) and, for ids that have
+    one, its SNAT zone. A deleted network's zones are flushed on every switch."""
+    if network.id > MAX_SNAT_NETWORK_ID:
+        return (network.id,)
+    return (network.id, snat_zone(network))
+
+
 def parse_node_ports(path: str, value: Any) -> tuple[str, ...]:
     """A network's `node_ports`: a list of `"tcp/PORT"` or `"udp/PORT"` (port 1..65535, decimal without
     leading zeros), or `"none"`

@@ -3,6 +3,7 @@ kept."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from ipaddress import IPv4Network
 from pathlib import Path
@@ -10,6 +11,9 @@ from pathlib import Path
 import pytest
 
 from controller.api import Tokens, make_app
+from controller.app import reconcile
+from controller.openflow import messages
+from controller.pipeline.state import ChangeSet
 from controller.service import Service
 from controller.store.sqlite import SqliteStore
 from tests.api.support import BLUE, TOKENS, Wsgi
@@ -160,3 +164,26 @@ def test_node_ports_at_create_are_validated_as_by_patch(api: Wsgi, value: object
         assert patched.status == 400
     else:
         assert answer.body["node_ports"] == []
+
+
+def test_deleting_a_network_flushes_its_conntrack_zones_on_every_node(api: Wsgi, gateway_service: Service) -> None:
+    for i in (1, 2):
+        api.ok("PUT", f"/v1/nodes/node{i}", {"tunnel_ip": f"192.168.50.{i}"})
+    made = api.ok("POST", NETWORKS, {"name": "a", "encap": "vxlan", "subnet": "10.1.0.0/24", "nat_outgoing": True})
+    published: list[dict[str, ChangeSet]] = []
+    gateway_service.subscribe(published.append)
+    api.ok("DELETE", f"{NETWORKS}/a")
+    assert {node: changes.ct_flush_zones for node, changes in published[-1].items()} == {
+        node: [made["id"], 0x8000 | made["id"]] for node in ("node1", "node2")
+    }
+    plan = reconcile.from_changes(published[-1]["node1"])
+    assert plan.ct_flush_zones == [made["id"], 0x8000 | made["id"]]
+
+
+def test_the_zone_flush_is_the_nicira_message_ovs_decodes() -> None:
+    dp = messages.OfflineDatapath()
+    message = messages.ct_flush_zone(dp, 0x8004)
+    dp.set_xid(message)
+    message.serialize()
+    printed = subprocess.run(["ovs-ofctl", "ofp-print", bytes(message.buf).hex()], capture_output=True, text=True)
+    assert "NXT_CT_FLUSH_ZONE (OF1.3)" in printed.stdout and "zone_id=32772" in printed.stdout, printed

@@ -290,6 +290,37 @@ def test_a_connection_through_snat_survives_a_controller_kill_and_restart(lab: L
     assert running.communicate("go\n", timeout=30)[0].strip() == f"outside {NODE1_OUT}"
 
 
+def test_deleting_a_network_flushes_its_conntrack_zones_on_the_node(lab: Lab) -> None:
+    """A network id may be given again (when the ids are exhausted, or claimed): the deleted network's
+    connections must not be there for the next one, so the controller flushes its zones on every switch."""
+    url, node1 = "/v1/tenants/red/networks", lab.node("node1")
+    body = {"name": "gone", "encap": "vxlan", "vni": 5103, "subnet": "10.9.0.0/24", "nat_outgoing": True}
+    made = lab.client.post(url, body)
+    zones = (made["id"], 0x8000 | made["id"])
+    running: subprocess.Popen | None = None
+    try:
+        lab.pod_add("red-gone", "node1", "red/gone")
+        running = client_popen(netns(lab, "red-gone"), "tcp", OUTSIDE_IP, 8080, 40200, "stdin")
+        assert running.stdout is not None
+        assert running.stdout.readline().strip() == "connected"
+        assert "sport=40200" in node1.appctl("dpctl/dump-conntrack", f"zone={zones[1]}")  # held open
+        lab.pod_rm("red-gone")
+        lab.client.delete(f"{url}/gone")
+
+        def flushed() -> bool:
+            return all(not node1.appctl("dpctl/dump-conntrack", f"zone={zone}").strip() for zone in zones)
+
+        wait_for(flushed, f"conntrack zones {zones} of the deleted network empty on node1", timeout=10)
+    finally:
+        if running is not None:
+            running.kill()
+            running.wait()
+        if "red-gone" in lab.state.pods:
+            lab.pod_rm("red-gone", check=False)
+        if any(n["key"] == "red/gone" for n in lab.client.get("/v1/networks")):
+            lab.client.delete(f"{url}/gone")
+
+
 def _answers(lab: Lab) -> bool:
     try:
         lab.client.get("/v1/health")
