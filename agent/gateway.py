@@ -9,14 +9,16 @@ What the agent sets up (once at start, and the same again on every start; every 
 - the node's tunnel IP as a /32 on it, and routes: the cluster subnet and the transit subnet via the cluster
   network's gateway address, `onlink` (the pipeline answers ARP for it), with the tunnel IP as source;
 - IPv4 forwarding on;
-- iptables, in chains of its own (TENET-POSTROUTING in nat, TENET-FORWARD and TENET-INPUT in filter),
+- iptables, in chains of its own (TENET-POSTROUTING in nat, TENET-FORWARD in mangle and filter, TENET-INPUT
+  in filter),
   each jumped to from the built-in chain:
   - MASQUERADE of the cluster subnet to non-cluster destinations, as the bridge plugin's `ipMasq` does;
   - MASQUERADE of the transit subnet (tenant networks' egress, already SNATed in OVS to it);
   - MASQUERADE of whatever the host DNATs into the cluster subnet: a pod's connection to a Service with a
     backend pod (kube-proxy's rules), or a connection to a hostPort (the `portmap` plugin's rules) from
     another node, a pod or the outside: the backend answers the node, whose conntrack then undoes the DNAT;
-  - transit addresses reach nothing of the cluster (FORWARD drop to the cluster subnet) and nothing of the
+  - transit addresses reach nothing of the cluster (FORWARD drop to the cluster subnet, and of anything the
+    host DNATed, e.g. to a Service, in mangle's FORWARD, ahead of any filter rule) and nothing of the
     node (INPUT drop): an isolated tenant gets the outside and no node address, except the ports the admin
     opened to its network (`node_ports`): INPUT accepts its transit address to the tunnel IP on those ports.
 
@@ -82,6 +84,12 @@ class GatewayPlan:
             ("nat", "TENET-POSTROUTING", ("-s", cluster, "!", "-d", cluster, "-j", "MASQUERADE")),
             ("nat", "TENET-POSTROUTING", ("-s", transit, "!", "-d", cluster, "-j", "MASQUERADE")),
             ("nat", "TENET-POSTROUTING", ("-d", cluster, "-o", port, *hairpin)),
+            # Transit traffic is plain egress to the outside: never to the cluster, nor DNATed by the host
+            # (kube-proxy's Service rules would take it to pods or other nodes' host-network backends). In
+            # mangle, which the kernel runs before filter, so no rule of filter's FORWARD (kube-proxy's
+            # KUBE-FORWARD accepts marked traffic, inserted first) can let it through first.
+            ("mangle", "TENET-FORWARD", ("-s", transit, "-m", "conntrack", "--ctstate", "DNAT", "-j", "DROP")),
+            ("mangle", "TENET-FORWARD", ("-s", transit, "-d", cluster, "-j", "DROP")),
             ("filter", "TENET-FORWARD", ("-s", transit, "-d", cluster, "-j", "DROP")),
             ("filter", "TENET-FORWARD", ("-i", port, "-j", "ACCEPT")),
             ("filter", "TENET-FORWARD", ("-o", port, "-j", "ACCEPT")),

@@ -30,6 +30,16 @@ def test_input_accepts_a_networks_transit_address_to_its_node_ports_only_then_dr
     assert plan.rules()[-3:] == plan.input_rules()
 
 
+def test_transit_traffic_the_host_dnats_or_sends_to_the_cluster_is_dropped_in_mangle() -> None:
+    plan = plan_from(DOC, IPv4Address("192.168.100.1"))
+    assert plan is not None
+    mangle = [" ".join(rule) for table, chain, rule in plan.rules() if (table, chain) == ("mangle", "TENET-FORWARD")]
+    assert mangle == [
+        "-s 100.64.0.0/16 -m conntrack --ctstate DNAT -j DROP",
+        "-s 100.64.0.0/16 -d 10.244.0.0/16 -j DROP",
+    ]
+
+
 def test_no_node_ports_means_input_drops_the_transit_subnet() -> None:
     plan = plan_from({**DOC, "node_ports": []}, IPv4Address("192.168.100.1"))
     older = plan_from({k: v for k, v in DOC.items() if k != "node_ports"}, IPv4Address("192.168.100.1"))
