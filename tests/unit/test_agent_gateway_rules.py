@@ -6,7 +6,9 @@ import subprocess
 from ipaddress import IPv4Address
 from pathlib import Path
 
-from agent.gateway import NodePortWatch, liberal_tcp, plan_from
+import pytest
+
+from agent.gateway import GatewayError, NodePortWatch, liberal_tcp, plan_from
 
 DOC = {
     "cluster_network": "default/pods",
@@ -67,6 +69,9 @@ def test_the_watch_replaces_input_only_when_the_node_ports_changed() -> None:
         def replace_input(self, plan: object) -> None:
             self.replaced.append(plan)
 
+        def repair(self, plan: object) -> list[str]:
+            return []
+
     client, gateway = Client(), Gateway()
     plan = plan_from(client.doc, IPv4Address("192.168.100.1"))
     assert plan is not None
@@ -89,3 +94,33 @@ def test_liberal_tcp_asks_the_nodes_vswitchd_and_reports_a_refusal(tmp_path: Pat
     assert calls[-1][-3:] == ("-t", str(tmp_path / "ovs-vswitchd.ctl"), "dpctl/ct-disable-tcp-seq-chk")
     assert liberal_tcp("/nowhere", run=lambda *a: run(*a, code=1)) is False
     assert calls[-1][1:] == ("OVS_RUNDIR=/nowhere", "ovs-appctl", "-t", "ovs-vswitchd", "dpctl/ct-disable-tcp-seq-chk")
+
+
+def test_liberal_tcp_survives_a_hanging_vswitchd_and_names_a_missing_ovs_appctl() -> None:
+    def hangs(*args: str) -> subprocess.CompletedProcess:
+        raise subprocess.TimeoutExpired(args, 30)
+
+    def missing(*args: str) -> subprocess.CompletedProcess:
+        raise FileNotFoundError(2, "No such file or directory", "env")
+
+    assert liberal_tcp("/nowhere", run=hangs) is False
+    with pytest.raises(GatewayError, match="ovs-appctl"):
+        liberal_tcp("/nowhere", run=missing)
+    not_found = subprocess.CompletedProcess((), 127, "", "env: 'ovs-appctl': No such file or directory")
+    with pytest.raises(GatewayError, match="no ovs-appctl"):
+        liberal_tcp("/nowhere", run=lambda *a: not_found)
+
+
+def test_the_watch_keeps_running_when_liberal_tcp_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    checked: list[int] = []
+
+    def raises(rundir: str) -> bool:
+        raise subprocess.TimeoutExpired(("ovs-appctl",), 30)
+
+    monkeypatch.setattr("agent.gateway.liberal_tcp", raises)
+    plan = plan_from(DOC, IPv4Address("192.168.100.1"))
+    assert plan is not None
+    watch = NodePortWatch(None, None, plan, vswitchd="/nowhere")  # type: ignore[arg-type]
+    monkeypatch.setattr(watch, "check", lambda: checked.append(1) or False)
+    watch.round(NodePortWatch.LIBERAL_EVERY)  # raised out of the thread before
+    assert checked == [1]
