@@ -16,7 +16,7 @@ from controller.openflow import messages
 from controller.pipeline.state import ChangeSet
 from controller.service import Service
 from controller.store.sqlite import SqliteStore
-from tests.api.support import BLUE, TOKENS, Wsgi
+from tests.api.support import BLUE, RED, TOKENS, Wsgi
 from topology.gateway import GatewayConfig
 
 CONFIG = GatewayConfig("default/pods", IPv4Network("10.244.0.0/16"), IPv4Network("100.64.0.0/16"))
@@ -187,3 +187,17 @@ def test_the_zone_flush_is_the_nicira_message_ovs_decodes() -> None:
     message.serialize()
     printed = subprocess.run(["ovs-ofctl", "ofp-print", bytes(message.buf).hex()], capture_output=True, text=True)
     assert "NXT_CT_FLUSH_ZONE (OF1.3)" in printed.stdout and "zone_id=32772" in printed.stdout, printed
+
+
+def test_a_tenants_token_sees_only_its_own_networks_node_ports(gateway_service: Service) -> None:
+    tokens = {**TOKENS, "nodes": {"node1": ["node1-token"]}}
+    api = Wsgi(make_app(gateway_service, Tokens.from_dict(tokens)))
+    for tenant in ("blue", "red"):
+        api.ok("POST", "/v1/tenants", {"name": tenant})
+        body = {"name": "a", "encap": "vxlan", "subnet": "10.1.0.0/24", "node_ports": ["tcp/53"]}
+        api.ok("POST", f"/v1/tenants/{tenant}/networks", body)
+    both = ["blue/a", "red/a"]
+    assert [e["network"] for e in api.ok("GET", "/v1/gateway")["node_ports"]] == both
+    assert [e["network"] for e in api.ok("GET", "/v1/gateway", token="node1-token")["node_ports"]] == both
+    assert [e["network"] for e in api.ok("GET", "/v1/gateway", token=BLUE)["node_ports"]] == ["blue/a"]
+    assert [e["network"] for e in api.ok("GET", "/v1/gateway", token=RED)["node_ports"]] == ["red/a"]
