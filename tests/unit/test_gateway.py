@@ -237,6 +237,21 @@ def test_incremental_updates_equal_a_full_recompile_with_the_gateway(shape: str,
             assert_same(compiler.states[name], fresh[name], f"step {step}: {name} incremental vs full")
             installed[name] = apply(changes.get(name, ChangeSet()), installed[name])
             assert_same(installed[name], fresh[name], f"step {step}: {name} switch after the change set")
+        assert_no_unsolicited_transit_delivery(model, compiler.states, step)
+
+
+def assert_no_unsolicited_transit_delivery(model: Model, states: dict[str, NodeState], step: int) -> None:
+    """From any node's gateway port, a packet for a transit address without a connection reaches no pod."""
+    if model.gateway is None or not model.nodes:
+        return
+    sim = SimNetwork(model, states)
+    for network in model.networks.values():
+        if not (network.nat_outgoing or network.node_ports):
+            continue
+        for node in model.nodes.values():
+            packet = tcp(OUTSIDE, int(CONFIG.transit_ip(network)), 80, 40001, node_gateway_mac(node.tunnel_ip))
+            trace = sim.send_from(node.name, GATEWAY_OFPORT, packet)
+            assert trace.delivered_to == [], f"step {step}: {network.key} on {node.name}: {trace.delivered_to}"
 
 
 def test_a_network_overlapping_the_transit_subnet_is_refused(model: Model) -> None:
