@@ -9,7 +9,8 @@ What the agent sets up (once at start, and the same again on every start; every 
 - the node's tunnel IP as a /32 on it, and routes: the cluster subnet and the transit subnet via the cluster
   network's gateway address, `onlink` (the pipeline answers ARP for it), with the tunnel IP as source;
 - IPv4 forwarding on;
-- iptables, in chains of its own (TENET-POSTROUTING in nat, TENET-FORWARD and TENET-INPUT in filter),
+- iptables, in chains of its own (TENET-POSTROUTING in nat, TENET-FORWARD in mangle and filter, TENET-INPUT
+  in filter),
   each jumped to from the built-in chain:
   - MASQUERADE of the cluster subnet to non-cluster destinations, as the bridge plugin's `ipMasq` does,
     while the cluster network's `nat_outgoing` is on; off, only of what the host DNATed (a Service whose
@@ -18,13 +19,16 @@ What the agent sets up (once at start, and the same again on every start; every 
   - MASQUERADE of whatever the host DNATs into the cluster subnet: a pod's connection to a Service with a
     backend pod (kube-proxy's rules), or a connection to a hostPort (the `portmap` plugin's rules) from
     another node, a pod or the outside: the backend answers the node, whose conntrack then undoes the DNAT;
-  - transit addresses reach nothing of the cluster (FORWARD drop to the cluster subnet) and nothing of the
+  - transit addresses reach nothing of the cluster (FORWARD drop to the cluster subnet, and of anything the
+    host DNATed, e.g. to a Service, in mangle's FORWARD, ahead of any filter rule) and nothing of the
     node (INPUT drop): an isolated tenant gets the outside and no node address, except the ports the admin
     opened to its network (`node_ports`): INPUT accepts its transit address to the tunnel IP on those ports.
 
 The node ports change while the agent runs: NodePortWatch asks GET /v1/gateway every few seconds and
 replaces TENET-INPUT in one `iptables-restore --noflush` transaction when they changed; the same for
-TENET-POSTROUTING when the cluster network's `nat_outgoing` changed.
+TENET-POSTROUTING when the cluster network's `nat_outgoing` changed. In the same round it reads the tables
+(`iptables-save`) and puts the chains back, and each jump first in its built-in chain, if a firewalld reload,
+an `iptables -F` or another program's rule inserted first moved them.
 
 On the userspace datapath the agent turns the TCP sequence check of ovs-vswitchd's conntrack off
 (`dpctl/ct-disable-tcp-seq-chk`, liberal_tcp; again every minute, as ovs-vswitchd forgets it on restart):
@@ -89,6 +93,12 @@ class GatewayPlan:
             ("nat", "TENET-POSTROUTING", ("-s", cluster, "!", "-d", cluster, *dnat_only, "-j", "MASQUERADE")),
             ("nat", "TENET-POSTROUTING", ("-s", transit, "!", "-d", cluster, "-j", "MASQUERADE")),
             ("nat", "TENET-POSTROUTING", ("-d", cluster, "-o", port, *hairpin)),
+            # Transit traffic is plain egress to the outside: never to the cluster, nor DNATed by the host
+            # (kube-proxy's Service rules would take it to pods or other nodes' host-network backends). In
+            # mangle, which the kernel runs before filter, so no rule of filter's FORWARD (kube-proxy's
+            # KUBE-FORWARD accepts marked traffic, inserted first) can let it through first.
+            ("mangle", "TENET-FORWARD", ("-s", transit, "-m", "conntrack", "--ctstate", "DNAT", "-j", "DROP")),
+            ("mangle", "TENET-FORWARD", ("-s", transit, "-d", cluster, "-j", "DROP")),
             ("filter", "TENET-FORWARD", ("-s", transit, "-d", cluster, "-j", "DROP")),
             ("filter", "TENET-FORWARD", ("-i", port, "-j", "ACCEPT")),
             ("filter", "TENET-FORWARD", ("-o", port, "-j", "ACCEPT")),
@@ -187,17 +197,49 @@ class Gateway:
             time.sleep(0.05)
 
     def _iptables(self, rules: list[Rule]) -> None:
-        """Own chains, flushed and filled, each jumped to once from its built-in chain."""
+        """Own chains, flushed and filled, each jumped to once, first, from its built-in chain."""
         chains = dict.fromkeys((table, chain) for table, chain, _ in rules)
         for table, chain in chains:
             self.run("iptables", "-w", "-t", table, "-N", chain)  # fails harmlessly when it exists
             self._must("iptables", "-w", "-t", table, "-F", chain)
             builtin = chain.removeprefix("TENET-")
             jump = ("-m", "comment", "--comment", COMMENT, "-j", chain)
-            if self.run("iptables", "-w", "-t", table, "-C", builtin, *jump).returncode != 0:
-                self._must("iptables", "-w", "-t", table, "-I", builtin, "1", *jump)
+            while self.run("iptables", "-w", "-t", table, "-C", builtin, *jump).returncode == 0:
+                self._must("iptables", "-w", "-t", table, "-D", builtin, *jump)  # wherever it is: first below
+            self._must("iptables", "-w", "-t", table, "-I", builtin, "1", *jump)
         for table, chain, rule in rules:
             self._must("iptables", "-w", "-t", table, "-A", chain, *rule)
+
+    def drifted(self, plan: GatewayPlan) -> list[str]:
+        """What is no longer as `_iptables` left it (one `iptables-save` per table): a chain's jump missing or
+        not first in its built-in chain (a firewalld reload, `iptables -F`, kube-proxy inserting its own
+        first), or a chain without its rules. [] when all is in place; GatewayError if iptables-save fails."""
+        wanted: dict[tuple[str, str], int] = {}
+        for table, chain, _rule in plan.rules():
+            wanted[(table, chain)] = wanted.get((table, chain), 0) + 1
+        problems: list[str] = []
+        for table in dict.fromkeys(table for table, _ in wanted):
+            done = self.run("iptables-save", "-t", table)
+            if done.returncode != 0:
+                raise GatewayError(f"iptables-save -t {table}: {done.stderr.strip() or done.returncode}")
+            lines = [line.split() for line in done.stdout.splitlines() if line.startswith("-A ")]
+            for (of_table, chain), count in wanted.items():
+                if of_table != table:
+                    continue
+                builtin = chain.removeprefix("TENET-")
+                first = next((words for words in lines if words[1] == builtin), None)
+                if first is None or first[-2:] != ["-j", chain]:
+                    problems.append(f"{table} {builtin} does not jump to {chain} first")
+                if sum(1 for words in lines if words[1] == chain) != count:
+                    problems.append(f"{table} {chain} does not hold its {count} rule(s)")
+        return problems
+
+    def repair(self, plan: GatewayPlan) -> list[str]:
+        """Put the chains and their jumps back (`_iptables`) if they drifted; what had drifted ([] if none)."""
+        problems = self.drifted(plan)
+        if problems:
+            self._iptables(plan.rules())
+        return problems
 
     def replace_input(self, plan: GatewayPlan) -> None:
         """TENET-INPUT replaced by plan.input_rules() in one transaction (never empty in between); GatewayError."""
@@ -241,10 +283,19 @@ class Gateway:
 def liberal_tcp(rundir: str, *, run: Callable[..., subprocess.CompletedProcess] = _run) -> bool:
     """Turn the TCP sequence check of the userspace datapath's conntrack off (module doc), through the
     ovs-vswitchd whose rundir is `rundir` (its unixctl socket `ovs-vswitchd.ctl` there, or the one its pidfile
-    names). False, with a warning logged, if ovs-vswitchd refused or did not answer."""
+    names). False, with a warning logged, if ovs-vswitchd refused or did not answer in time; GatewayError if
+    ovs-appctl cannot be run at all."""
     ctl = Path(rundir) / "ovs-vswitchd.ctl"
     target = str(ctl) if ctl.exists() else "ovs-vswitchd"
-    done = run("env", f"OVS_RUNDIR={rundir}", "ovs-appctl", "-t", target, "dpctl/ct-disable-tcp-seq-chk")
+    try:
+        done = run("env", f"OVS_RUNDIR={rundir}", "ovs-appctl", "-t", target, "dpctl/ct-disable-tcp-seq-chk")
+    except subprocess.TimeoutExpired:  # a busy ovs-vswitchd: the next round asks again
+        log.warning("could not turn conntrack's TCP sequence check off: ovs-appctl timed out")
+        return False
+    except OSError as error:
+        raise GatewayError(f"running ovs-appctl: {error}") from None
+    if done.returncode == 127:  # env found no ovs-appctl
+        raise GatewayError(f"no ovs-appctl: {done.stderr.strip()}")
     if done.returncode != 0:
         log.warning("could not turn conntrack's TCP sequence check off: %s", done.stderr.strip() or done.returncode)
         return False
@@ -254,9 +305,9 @@ def liberal_tcp(rundir: str, *, run: Callable[..., subprocess.CompletedProcess] 
 class NodePortWatch:
     """Keeps TENET-INPUT to the controller's node ports: GET /v1/gateway every `interval` seconds through
     `client` (controller.client.Client), replacing the chain when they changed (TENET-POSTROUTING when the
-    cluster network's `nat_outgoing` changed); and, given the userspace
-    datapath's `vswitchd` rundir, liberal_tcp every `LIBERAL_EVERY` rounds. Errors are logged and the next
-    round tries again."""
+    cluster network's `nat_outgoing` changed); and, given the userspace datapath's `vswitchd` rundir,
+    liberal_tcp every `LIBERAL_EVERY` rounds; and every round puts Tenet's chains and their jumps back where
+    they belong if something moved or flushed them. Errors are logged and the next round tries again."""
 
     LIBERAL_EVERY = 30
 
@@ -278,12 +329,19 @@ class NodePortWatch:
         rounds = 0
         while not self.stopped.wait(self.interval):
             rounds += 1
+            self.round(rounds)
+
+    def round(self, rounds: int) -> None:
+        """One round of the thread: nothing raised out of it ends the watch."""
+        try:
             if self.vswitchd is not None and rounds % self.LIBERAL_EVERY == 0:
                 liberal_tcp(self.vswitchd)
-            try:
-                self.check()
-            except Exception as error:  # the controller away, iptables busy: next round
-                log.warning("node ports: %s", error)
+        except Exception as error:  # ovs-appctl gone or hanging: next time
+            log.warning("conntrack TCP sequence check: %s", error)
+        try:
+            self.check()
+        except Exception as error:  # the controller away, iptables busy: next round
+            log.warning("node ports: %s", error)
 
     def set_nat_outgoing(self, plan: GatewayPlan) -> None:
         """The cluster network's masquerade added or removed (Gateway.replace_nat) as `plan` says."""
@@ -292,7 +350,11 @@ class NodePortWatch:
         self.plan = replace(self.plan, nat_outgoing=plan.nat_outgoing)
 
     def check(self) -> bool:
-        """One round: True when the node ports changed and TENET-INPUT was replaced."""
+        """One round: the chains and their jumps put back if they drifted (Gateway.repair); then True when
+        the node ports changed and TENET-INPUT was replaced."""
+        problems = self.gateway.repair(self.plan)
+        if problems:
+            log.warning("iptables rules put back: %s", "; ".join(problems))
         plan = plan_from(self.client.get("/v1/gateway"), self.plan.node_ip)
         if plan is not None and plan.nat_outgoing != self.plan.nat_outgoing:
             self.set_nat_outgoing(plan)

@@ -324,7 +324,10 @@ def setup_gateway(
     except (GatewayError, OvsdbError, OSError) as error:
         raise StartupError(f"setting up the gateway port: {error}") from None
     if vswitchd is not None:
-        liberal_tcp(vswitchd)
+        try:
+            liberal_tcp(vswitchd)
+        except GatewayError as error:
+            raise StartupError(f"the userspace datapath's conntrack: {error}") from None
     NodePortWatch(gateway, client, plan, vswitchd=vswitchd).start()  # node ports changed while the agent runs
 
 

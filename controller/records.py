@@ -16,6 +16,8 @@ from topology.namespaces import NAME_LABEL, Namespace, ports_json
 
 PREFIX = "/tenet/"
 QUOTAS = "quotas"  # per-tenant quotas: the admin's policy, not part of the model (see controller.policy)
+# The next network id from above (Model.network_id_mark): a restart does not hand out a deleted network's id.
+NETWORK_ID_MARK = PREFIX + "network-id-mark/next"
 # Restore order: what each kind refers to comes first.
 KINDS = (
     "nodes",
@@ -129,12 +131,15 @@ def all_records(model: Model) -> list[tuple[str, Document]]:
     records += [(key("endpoints", e.id), endpoint_doc(e)) for e in model.endpoints.values()]
     records += [(key("qos-attachments", a.target), attachment_doc(a)) for a in model.qos_attachments.values()]
     records += [(key("networkpolicies", p.key), policy_doc(model, p.key)) for p in model.policies.values()]
+    if model.network_id_mark > 1:  # a network was made once
+        records.append((NETWORK_ID_MARK, network_id_mark_doc(model)))
     return records
 
 
 def restore(records: Iterable[Record], *, gateway: GatewayConfig | None = None) -> Model:
     """Rebuild a model from its records, each object with the ids it had, under the gateway settings."""
     by_kind: dict[str, list[Record]] = {kind: [] for kind in KINDS}
+    records = list(records)
     for record in records:
         kind = record.key[len(PREFIX) :].split("/", 1)[0]
         if kind in by_kind:
@@ -146,7 +151,14 @@ def restore(records: Iterable[Record], *, gateway: GatewayConfig | None = None) 
         # In the order they were written; ids are explicit, so the order cannot change what they get.
         for record in sorted(by_kind[kind], key=lambda r: r.mod_revision):
             restore_one(model, kind, record.value, path=record.key)
+    for record in records:
+        if record.key == NETWORK_ID_MARK:
+            model.raise_network_id_mark(int(record.value["next"]))
     return model
+
+
+def network_id_mark_doc(model: Model) -> Document:
+    return {"next": model.network_id_mark}
 
 
 def restore_one(model: Model, kind: str, doc: Document, *, path: str) -> None:

@@ -17,6 +17,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 
 from controller import records
 from controller.pipeline.compile import Compiler
@@ -25,7 +26,7 @@ from controller.policy import RESERVED_NAMES, RESERVED_PREFIX, Policy, Quota, re
 from controller.service_netpol import NetpolChanges
 from controller.store.base import Delete, Operation, Put, Store
 from topology.errors import ValidationError
-from topology.gateway import GatewayConfig
+from topology.gateway import GatewayConfig, ct_zones
 from topology.model import (
     DEFAULT_UNDERLAY_MTU,
     Encap,
@@ -206,6 +207,7 @@ class Service(NetpolChanges):
             change.apply(touched, undo=lambda: self.model.remove_network(key))
             network = self.model.networks[key]
             change.store(Put(records.key("networks", key), records.network_doc(network)))
+            change.store(Put(records.NETWORK_ID_MARK, records.network_id_mark_doc(self.model)))
             return network
 
     def set_nat_outgoing(self, key: str, on: bool) -> Network:
@@ -270,6 +272,8 @@ class Service(NetpolChanges):
 
             change.apply(self.model.remove_network(key), undo=undo)
             change.store(*operations)
+            # Its conntrack state must not outlive it (a later network may get the id): flushed on every switch.
+            change.ct_flush_zones += ct_zones(network)
 
     def register_node(
         self,
@@ -487,6 +491,12 @@ class Service(NetpolChanges):
                 self._roll_back(change, what, recompile=compiled)
                 raise
             if change.touched is not None:
+                if change.ct_flush_zones:
+                    flush = list(change.ct_flush_zones)
+                    changes = {
+                        node: replace(changes.get(node) or ChangeSet(), ct_flush_zones=flush)
+                        for node in self.model.nodes
+                    }
                 self.sequence += 1
                 for publish in self._publishers:
                     publish(changes)
@@ -506,6 +516,7 @@ class _Change:
     def __init__(self) -> None:
         self.touched: Touched | None = None
         self.operations: list[Operation] = []
+        self.ct_flush_zones: list[int] = []  # conntrack zones every switch flushes after the flow changes
         self._undo: list[Callable[[], object]] = []
 
     def apply(self, touched: Touched, *, undo: Callable[[], object]) -> None:

@@ -64,8 +64,17 @@ def snat_zone(network: HasId) -> int:
     return SNAT_ZONE_BASE | network.id
 
 
+def ct_zones(network: HasId) -> tuple[int, ...]:
+    """The conntrack zones a network's state lives in: the policy tables' (its id) and, for ids that have
+    one, its SNAT zone. A deleted network's zones are flushed on every switch."""
+    if network.id > MAX_SNAT_NETWORK_ID:
+        return (network.id,)
+    return (network.id, snat_zone(network))
+
+
 def parse_node_ports(path: str, value: Any) -> tuple[str, ...]:
-    """A network's `node_ports`: a list of `"tcp/PORT"` or `"udp/PORT"` (port 1..65535), or `"none"`
+    """A network's `node_ports`: a list of `"tcp/PORT"` or `"udp/PORT"` (port 1..65535, decimal without
+    leading zeros), or `"none"`
     (the same as `[]`), returned sorted and without repeats as `("tcp/53", "udp/53")`. ValidationError
     naming `path` (and the item) otherwise."""
     if value == "none":
@@ -78,8 +87,10 @@ def parse_node_ports(path: str, value: Any) -> tuple[str, ...]:
         protocol, _, number = item.partition("/") if isinstance(item, str) else ("", "", "")
         if protocol not in NODE_PORT_PROTOCOLS or not number.isascii() or not number.isdigit():
             raise ValidationError(where, f"want PROTOCOL/PORT with PROTOCOL tcp or udp, like tcp/53; got {item!r:.60}")
-        if not 1 <= int(number) <= 65535:
-            raise ValidationError(where, f"port {int(number)} is not in 1..65535")
+        if len(number) > 5 or not 1 <= int(number) <= 65535:
+            raise ValidationError(where, f"port {number:.12} is not in 1..65535")
+        if number.startswith("0"):
+            raise ValidationError(where, f"want the port without leading zeros, like {protocol}/{int(number)}")
         ports.add((protocol, int(number)))
     return tuple(f"{protocol}/{number}" for protocol, number in sorted(ports))
 

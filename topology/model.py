@@ -191,26 +191,57 @@ class Touched:
 
 
 class IdAllocator:
-    """Lowest free integer from `first`: deterministic, and ids are reused only after release.
+    """Integers from `first` to `last`: deterministic, and ids are reused only after release.
 
-    `claim` takes a given id, for a model restored from its store with the ids it had before.
+    `reuse` True: the lowest free id. False: the next after the highest ever given (the mark), wrapping to
+    the lowest free only when the ids above the mark are exhausted, so a released id is not handed out again
+    soon (network ids: conntrack zones a deleted network leaves behind). `claim` takes a given id, for a
+    model restored from its store with the ids it had before; `raise_mark` restores the mark.
     """
 
-    def __init__(self, first: int = 1, last: int = 2**48 - 1) -> None:
+    def __init__(self, first: int = 1, last: int = 2**48 - 1, *, reuse: bool = True) -> None:
         self._first, self._next, self._last = first, first, last
+        self._reuse = reuse
         self._freed: list[int] = []  # released ids below the high-water mark, a min-heap
         self._ahead: set[int] = set()  # claimed ids at or above the mark
 
+    @property
+    def mark(self) -> int:
+        """The next id from above: every id below it was given (or claimed over) once."""
+        return self._next
+
+    def peek(self) -> int | None:
+        """The id `take` would return, or None if none is free; changes nothing."""
+        if self._reuse and self._freed:
+            return self._freed[0]
+        value = self._next
+        while value in self._ahead:
+            value += 1
+        if value <= self._last:
+            return value
+        return self._freed[0] if self._freed else None
+
     def take(self, what: str) -> int:
-        if self._freed:
-            return heapq.heappop(self._freed)
-        while self._next in self._ahead:
-            self._ahead.discard(self._next)
-            self._next += 1
-        if self._next > self._last:
+        value = self.peek()
+        if value is None:
             raise ValidationError(what, f"no free id left: {self._first}..{self._last} are all in use", conflict=True)
-        self._next += 1
-        return self._next - 1
+        if value < self._next:
+            heapq.heappop(self._freed)
+            return value
+        for skipped in range(self._next, value):
+            self._ahead.discard(skipped)
+        self._next = value + 1
+        return value
+
+    def raise_mark(self, mark: int) -> None:
+        """Move the mark up to `mark` (restored from the store): ids below it not in use count as released."""
+        mark = min(mark, self._last + 1)
+        for value in range(self._next, mark):
+            if value in self._ahead:
+                self._ahead.discard(value)
+            else:
+                heapq.heappush(self._freed, value)
+        self._next = max(self._next, mark)
 
     def can_claim(self, value: int) -> bool:
         if not self._first <= value <= self._last:
@@ -265,7 +296,9 @@ class Model(NamespacesMixin):
     """Tenants, networks, nodes, links, endpoints and QoS, with the indexes the compiler needs; Kubernetes
     namespaces and NetworkPolicies (`topology.namespaces`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, reuse_network_ids: bool = False) -> None:
+        """`reuse_network_ids` True: a new network gets the lowest free id, a deleted one's at once (tests of
+        compiles with reused ids); False: ids increase (see IdAllocator)."""
         self.tenants: dict[str, Tenant] = {}
         self.networks: dict[str, Network] = {}
         self.nodes: dict[str, Node] = {}
@@ -293,7 +326,7 @@ class Model(NamespacesMixin):
         self._node_by_tunnel_ip: dict[IPv4Address, str] = {}
         self._ofports: dict[str, IdAllocator] = {}
         self._tenant_ids = IdAllocator(1, 2**24 - 1)
-        self._network_ids = IdAllocator(1, MAX_NETWORK_ID)
+        self._network_ids = IdAllocator(1, MAX_NETWORK_ID, reuse=reuse_network_ids)
         self._endpoint_nums = IdAllocator(1, 2**40 - 1)
         self._meter_ids = IdAllocator(1, 0xFFFF0000 - 1)
         self.gateway: GatewayConfig | None = None  # set once, at controller start (configure_gateway)
@@ -395,7 +428,7 @@ class Model(NamespacesMixin):
         mtu: int | None = None,
         network_id: int | None = None,
         nat_outgoing: bool | None = None,
-        node_ports: list[str] | tuple[str, ...] | None = None,
+        node_ports: object = None,
         path: str = "network",
     ) -> Touched:
         """Add a network. `nat_outgoing` None: on for the cluster network, off for any other. `node_ports`
@@ -442,13 +475,18 @@ class Model(NamespacesMixin):
         check_network(path + ".mtu", kind.value, mtu, nodes=self.nodes.values(), tenant_networks=siblings)
         if network_id is not None and not self._network_ids.can_claim(network_id):
             raise ValidationError(path, f"network id {network_id} is taken", conflict=True)
+        # checked with the id the network will get
+        new_id = self._network_ids.peek() if network_id is None else network_id
         if nat_outgoing is None:
             nat_outgoing = self.gateway is not None and key == self.gateway.cluster_network
         if nat_outgoing:
-            self._check_nat_outgoing(path + ".nat_outgoing", key, network_id)
-        ports = parse_node_ports(path + ".node_ports", list(node_ports or ()))
+            self._check_nat_outgoing(path + ".nat_outgoing", key, new_id)
+        ports = parse_node_ports(
+            path + ".node_ports",
+            [] if node_ports is None else list(node_ports) if isinstance(node_ports, tuple) else node_ports,
+        )
         if ports:
-            self._check_node_ports(path + ".node_ports", key, network_id)
+            self._check_node_ports(path + ".node_ports", key, new_id)
         network_id = take_or_claim(self._network_ids, network_id, path)
         network = Network(tenant, name, kind, segment, net, gw, mtu, network_id, nat_outgoing, ports)
         self.networks[key] = network
@@ -496,7 +534,12 @@ class Model(NamespacesMixin):
 
     def configure_gateway(self, config: GatewayConfig, *, path: str = "cluster_subnet") -> Touched:
         """Name the cluster network and its subnet (once, before it exists or matching it); ValidationError
-        if another network overlaps the cluster subnet or the cluster network has another subnet."""
+        if another network overlaps the cluster subnet, any network the transit subnet, the cluster and
+        transit subnets each other, or the cluster network has another subnet."""
+        if config.cluster_subnet.overlaps(config.transit_subnet):
+            raise ValidationError(
+                "transit_subnet", f"{config.transit_subnet} overlaps the cluster subnet {config.cluster_subnet}"
+            )
         for other in self.networks.values():
             if other.key == config.cluster_network:
                 if other.subnet != config.cluster_subnet:
@@ -506,6 +549,12 @@ class Model(NamespacesMixin):
             elif other.subnet.overlaps(config.cluster_subnet):
                 raise ValidationError(
                     path, f"{config.cluster_subnet} overlaps {other.subnet} of network {other.key!r}", conflict=True
+                )
+            if other.subnet.overlaps(config.transit_subnet):
+                raise ValidationError(
+                    "transit_subnet",
+                    f"{config.transit_subnet} overlaps {other.subnet} of network {other.key!r}",
+                    conflict=True,
                 )
         if self.gateway is not None and config.cluster_network in self.networks:
             self._count_gateway_ports(list(self.nodes), -1)
@@ -526,6 +575,12 @@ class Model(NamespacesMixin):
                 f"{net} overlaps the cluster subnet {config.cluster_subnet}: it is unique in the cluster",
                 conflict=True,
             )
+        if net.overlaps(config.transit_subnet):
+            raise ValidationError(
+                path,
+                f"{net} overlaps the transit subnet {config.transit_subnet}: its addresses are the SNAT's",
+                conflict=True,
+            )
 
     def _check_nat_outgoing(self, path: str, key: str, network_id: int | None) -> None:
         config = self.gateway
@@ -539,12 +594,12 @@ class Model(NamespacesMixin):
                 f"networks of the cluster network's tenant {config.cluster_tenant!r} other "
                 "than the cluster network cannot SNAT",
             )
-        if network_id is not None and (
-            network_id > MAX_SNAT_NETWORK_ID or network_id >= config.transit_subnet.num_addresses - 1
-        ):
+        if network_id is not None and network_id > MAX_SNAT_NETWORK_ID:
             raise ValidationError(
-                path, f"network id {network_id} has no transit address in {config.transit_subnet} (or zone)"
+                path, f"network id {network_id} is above {MAX_SNAT_NETWORK_ID}: no SNAT conntrack zone of its own"
             )
+        if network_id is not None and network_id >= config.transit_subnet.num_addresses - 1:
+            raise ValidationError(path, f"network id {network_id} has no transit address in {config.transit_subnet}")
 
     def _count_gateway_ports(self, nodes: list[str], delta: int) -> None:
         """A node's gateway port attaches it to the cluster network: count it as one of its endpoints."""
@@ -557,6 +612,15 @@ class Model(NamespacesMixin):
                     counter[node] += 1
                 else:
                     decrement(counter, node)
+
+    @property
+    def network_id_mark(self) -> int:
+        """The next network id from above (ids increase and are reused only when exhausted): store it, and
+        give it back to `raise_network_id_mark` on restore, so a restart does not hand out a deleted id."""
+        return self._network_ids.mark
+
+    def raise_network_id_mark(self, mark: int) -> None:
+        self._network_ids.raise_mark(mark)
 
     def remove_network(self, key: str, *, path: str = "network") -> Touched:
         network = self.network(key, path=path)

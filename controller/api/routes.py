@@ -327,7 +327,9 @@ class Api(NetpolRoutes):
             return Response(200, views.network_json(self.model, network))
 
     def show_gateway(self, request: Request) -> Response:
-        """The cluster network as nodes' gateway ports need it (null fields when none is set up)."""
+        """The cluster network as nodes' gateway ports need it (null fields when none is set up). `node_ports`
+        lists every network's to the admin and node tokens; a tenant's token sees its own networks' only."""
+        principal = request.principal
         with self.service.lock:
             config = self.model.gateway
             cluster = self.model.networks.get(config.cluster_network) if config else None
@@ -343,7 +345,9 @@ class Api(NetpolRoutes):
                     "node_ports": [
                         {"network": n.key, "transit_ip": str(config.transit_ip(n)), "ports": list(n.node_ports)}
                         for _key, n in sorted(self.model.networks.items())
-                        if config is not None and n.node_ports
+                        if config is not None
+                        and n.node_ports
+                        and (principal.admin or principal.nodes or principal.sees(n.tenant))
                     ],
                 },
             )

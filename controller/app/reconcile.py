@@ -52,6 +52,7 @@ class Plan:
     round_deletes: list[tuple[int, int]] = field(default_factory=list)  # (cookie, mask) of old rounds
     group_deletes: list[int] = field(default_factory=list)
     meter_deletes: list[int] = field(default_factory=list)
+    ct_flush_zones: list[int] = field(default_factory=list)  # after the flows: a deleted network's zones
 
     def flow_mod_count(self) -> int:
         return len(self.flow_deletes) + len(self.foreign_flow_deletes) + len(self.flow_adds) + len(self.round_deletes)
@@ -65,6 +66,7 @@ class Plan:
             + len(self.group_mods)
             + len(self.group_deletes)
             + len(self.meter_deletes)
+            + len(self.ct_flush_zones)
         )
 
 
@@ -79,6 +81,7 @@ def from_changes(changes: ChangeSet) -> Plan:
         flow_adds=[*changes.flow_adds, *changes.flow_mods],
         group_deletes=[g.group_id for g in changes.group_deletes],
         meter_deletes=[m.meter_id for m in changes.meter_deletes],
+        ct_flush_zones=list(changes.ct_flush_zones),
     )
 
 

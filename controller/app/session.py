@@ -349,6 +349,8 @@ class SwitchSession:
             self.send(messages.group_mod(dp, messages.Group(group_id, ()), command="delete"), f"group {group_id}")
         for meter_id in plan.meter_deletes:
             self.send(messages.meter_mod(dp, messages.Meter(meter_id, 1, 1), command="delete"), f"meter {meter_id}")
+        for zone in plan.ct_flush_zones:  # after the flows that could track into it are gone
+            self.send(messages.ct_flush_zone(dp, zone), f"conntrack zone {zone} flush")
         self.barrier()
         refused = self.error_count - errors_before
         if refused:  # messages sent without waiting: their errors came before the barrier's reply

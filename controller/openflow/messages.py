@@ -1,4 +1,4 @@
-"""IR -> os-ken OpenFlow 1.3 messages (flow, group and meter mods).
+"""IR -> os-ken OpenFlow 1.3 messages (flow, group and meter mods, and the conntrack zone flush).
 
 Every function takes the datapath the message is for, because os-ken binds a message to one; pass an
 `OfflineDatapath` to build and serialize messages without a switch.
@@ -6,6 +6,7 @@ Every function takes the datapath the message is for, because os-ken binds a mes
 
 from __future__ import annotations
 
+import struct
 from typing import Any, Literal
 
 from os_ken.ofproto import nicira_ext, ofproto_v1_3, ofproto_v1_3_parser
@@ -38,6 +39,10 @@ Command = Literal["add", "modify", "delete"]
 
 # NXAST_NAT flags (OVS include/openflow/nicira-ext.h, enum nx_nat_flags); os-ken has no names for them.
 NX_NAT_F_SRC, NX_NAT_F_DST, NX_NAT_F_PERSISTENT, NX_NAT_F_PROTO_HASH, NX_NAT_F_PROTO_RANDOM = 1, 2, 4, 8, 16
+# Nicira extension message flushing one conntrack zone (OVS include/openflow/nicira-ext.h): experimenter
+# NX_VENDOR_ID, subtype NXT_CT_FLUSH_ZONE, body struct nx_zone_id { uint8_t zero[6]; ovs_be16 zone_id; }.
+NX_VENDOR_ID = 0x00002320
+NXT_CT_FLUSH_ZONE = 29  # OVS lib/ofp-msgs.h "NXT 1.0+ (29)"; `ovs-ofctl ofp-print` decodes it
 
 _FLOW_COMMANDS = {
     "add": ofproto_v1_3.OFPFC_ADD,
@@ -254,3 +259,12 @@ def meter_mod(dp: Any, meter: Meter, *, command: Command = "add") -> MsgBase:
         meter_id=meter.meter_id,
         bands=bands,
     )
+
+
+def ct_flush_zone(dp: Any, zone: int) -> MsgBase:
+    """NXT_CT_FLUSH_ZONE: the switch drops every conntrack entry of `zone` (0..65535); os-ken has no class
+    for it, so it goes as a plain experimenter message with the nx_zone_id body (6 zero bytes, zone)."""
+    if not 0 <= zone <= 0xFFFF:
+        raise ValueError(f"conntrack zone {zone} is not in 0..65535")
+    body = struct.pack("!6xH", zone)
+    return ofproto_v1_3_parser.OFPExperimenter(dp, experimenter=NX_VENDOR_ID, exp_type=NXT_CT_FLUSH_ZONE, data=body)

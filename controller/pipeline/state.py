@@ -64,6 +64,8 @@ class ChangeSet:
     group_mods: list[Group] = field(default_factory=list)
     flow_adds: list[Flow] = field(default_factory=list)
     flow_mods: list[Flow] = field(default_factory=list)
+    # conntrack zones to flush after the flow changes (a deleted network's): its state must not outlive it
+    ct_flush_zones: list[int] = field(default_factory=list)
 
     ORDER = (
         ("delete", "flow", "flow_deletes"),
@@ -98,6 +100,7 @@ class ChangeSet:
             + len(self.group_mods)
             + len(self.flow_adds)
             + len(self.flow_mods)
+            + len(self.ct_flush_zones)
         )
 
     def __bool__(self) -> bool:
@@ -111,6 +114,8 @@ class ChangeSet:
             target = getattr(result, name)
             for part in parts:
                 target.extend(getattr(part, name))
+        for part in parts:
+            result.ct_flush_zones.extend(zone for zone in part.ct_flush_zones if zone not in result.ct_flush_zones)
         return result
 
     def summary(self) -> dict[str, int]:

@@ -153,8 +153,8 @@ TABLES: tuple[Table, ...] = (
     ),
     _table(
         "l3_gateway",
-        "traffic to the network's gateway MAC is routed",
-        matches="network eth_dst eth_type",
+        "traffic to the network's gateway MAC is routed; an un-SNATed reply only if conntrack knew it",
+        matches="network eth_dst eth_type ct_state ct_zone",
         next_tables="l3_route l2",
         miss_goto="l2",
     ),

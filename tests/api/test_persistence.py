@@ -57,6 +57,14 @@ def test_restored_controller_answers_the_same(cluster: Wsgi, service: Service, d
         # And the next allocation continues where the first controller stopped.
         nxt = {"id": "next", "network": "blue/web", "node": "node1"}
         assert again.ok("POST", "/v1/endpoints", nxt) == cluster.ok("POST", "/v1/endpoints", nxt)
+        # A deleted network's id (red/tmp's, the highest) is not handed out again after the restart either.
+        later = network("later", "10.8.0.0/24", vni=500)
+        again.ok("POST", "/v1/tenants/red/networks", later)
+        cluster.ok("POST", "/v1/tenants/red/networks", later)
+        assert restored.model.networks["red/later"].id == service.model.networks["red/later"].id
+        assert restored.model.networks["red/later"].id > max(
+            n.id for n in restored.model.networks.values() if n.name != "later"
+        )
     finally:
         reopened.close()
 

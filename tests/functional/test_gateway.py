@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -144,7 +145,10 @@ def test_two_tenants_same_address_and_port_reach_one_server_at_once(lab: Lab) ->
     assert client(netns(lab, "red-a"), "udp", OUTSIDE_IP, 8081, 40001) == f"outside {NODE1_OUT}"
 
 
-def test_a_cluster_ip_reaches_backends_on_two_nodes(lab: Lab) -> None:
+@contextmanager
+def cluster_ip_service(lab: Lab) -> Iterator[None]:
+    """A Service as kube-proxy's iptables mode writes it on node1: CLUSTER_IP:80 DNATed to c1 or c2 :8080,
+    and KUBE-FORWARD's accept of what it DNATs inserted ahead of everything in filter's FORWARD."""
     node1 = lab.node("node1")
     backends = [pod_ip(lab, "c1"), pod_ip(lab, "c2")]
     rules = [
@@ -172,16 +176,34 @@ def test_a_cluster_ip_reaches_backends_on_two_nodes(lab: Lab) -> None:
         ("-A", "KUBE-SEP-ONE", "-p", "tcp", "-j", "DNAT", "--to-destination", f"{backends[0]}:8080"),
         ("-A", "KUBE-SEP-TWO", "-p", "tcp", "-j", "DNAT", "--to-destination", f"{backends[1]}:8080"),
     ]
+    forward = ("FORWARD", "-m", "conntrack", "--ctstate", "DNAT", "-j", "ACCEPT")
     for rule in rules:
         node1.exec("iptables", "-w", "-t", "nat", *rule)
+    node1.exec("iptables", "-w", "-I", forward[0], "1", *forward[1:])
     try:
-        seen = {client(netns(lab, "c3"), "tcp", CLUSTER_IP, 80).split(" ")[0] for _ in range(4)}
-        assert seen == {"c1", "c2"}
+        yield
     finally:
+        node1.exec("iptables", "-w", "-D", *forward)
         node1.exec("iptables", "-w", "-t", "nat", "-D", "PREROUTING", "-j", "KUBE-SERVICES")
         for chain in ("KUBE-SERVICES", "KUBE-SVC-TEST", "KUBE-SEP-ONE", "KUBE-SEP-TWO"):
             node1.exec("iptables", "-w", "-t", "nat", "-F", chain)
             node1.exec("iptables", "-w", "-t", "nat", "-X", chain)
+
+
+def test_a_cluster_ip_reaches_backends_on_two_nodes(lab: Lab) -> None:
+    with cluster_ip_service(lab):
+        seen = {client(netns(lab, "c3"), "tcp", CLUSTER_IP, 80).split(" ")[0] for _ in range(4)}
+        assert seen == {"c1", "c2"}
+
+
+def test_an_isolated_tenant_reaches_no_cluster_ip_the_host_would_dnat(lab: Lab) -> None:
+    """red/net's egress leaves OVS SNATed to its transit address; the host's Service rules would DNAT it to a
+    backend pod (or another node's host-network backend): dropped, even with an accept of DNATed traffic
+    first in filter's FORWARD, while the cluster network's pod still reaches the Service."""
+    with cluster_ip_service(lab):
+        assert client(netns(lab, "red-a"), "tcp", CLUSTER_IP, 80).startswith("failed")
+        assert client(netns(lab, "c3"), "tcp", CLUSTER_IP, 80).split(" ")[0] in ("c1", "c2")
+        assert client(netns(lab, "red-a"), "tcp", OUTSIDE_IP, 8080) == f"outside {NODE1_OUT}"
 
 
 def test_an_isolated_tenant_reaches_no_cluster_pod_node_or_other_tenant(lab: Lab) -> None:
@@ -329,6 +351,37 @@ def test_a_connection_through_snat_survives_a_controller_kill_and_restart(lab: L
     wait_for(lambda: _answers(lab), "the restarted controller", timeout=60)
     wait_for(lambda: lab.switch("node1").get("in_sync"), "node1 in sync again", timeout=60)
     assert running.communicate("go\n", timeout=30)[0].strip() == f"outside {NODE1_OUT}"
+
+
+def test_deleting_a_network_flushes_its_conntrack_zones_on_the_node(lab: Lab) -> None:
+    """A network id may be given again (when the ids are exhausted, or claimed): the deleted network's
+    connections must not be there for the next one, so the controller flushes its zones on every switch."""
+    url, node1 = "/v1/tenants/red/networks", lab.node("node1")
+    body = {"name": "gone", "encap": "vxlan", "vni": 5103, "subnet": "10.9.0.0/24", "nat_outgoing": True}
+    made = lab.client.post(url, body)
+    zones = (made["id"], 0x8000 | made["id"])
+    running: subprocess.Popen | None = None
+    try:
+        lab.pod_add("red-gone", "node1", "red/gone")
+        running = client_popen(netns(lab, "red-gone"), "tcp", OUTSIDE_IP, 8080, 40200, "stdin")
+        assert running.stdout is not None
+        assert running.stdout.readline().strip() == "connected"
+        assert "sport=40200" in node1.appctl("dpctl/dump-conntrack", f"zone={zones[1]}")  # held open
+        lab.pod_rm("red-gone")
+        lab.client.delete(f"{url}/gone")
+
+        def flushed() -> bool:
+            return all(not node1.appctl("dpctl/dump-conntrack", f"zone={zone}").strip() for zone in zones)
+
+        wait_for(flushed, f"conntrack zones {zones} of the deleted network empty on node1", timeout=10)
+    finally:
+        if running is not None:
+            running.kill()
+            running.wait()
+        if "red-gone" in lab.state.pods:
+            lab.pod_rm("red-gone", check=False)
+        if any(n["key"] == "red/gone" for n in lab.client.get("/v1/networks")):
+            lab.client.delete(f"{url}/gone")
 
 
 def _answers(lab: Lab) -> bool:

@@ -6,7 +6,9 @@ import subprocess
 from ipaddress import IPv4Address
 from pathlib import Path
 
-from agent.gateway import NodePortWatch, liberal_tcp, plan_from
+import pytest
+
+from agent.gateway import GatewayError, NodePortWatch, liberal_tcp, plan_from
 
 DOC = {
     "cluster_network": "default/pods",
@@ -28,6 +30,16 @@ def test_input_accepts_a_networks_transit_address_to_its_node_ports_only_then_dr
         "-i tenet-gw0 -s 100.64.0.0/16 -j DROP",
     ]
     assert plan.rules()[-3:] == plan.input_rules()
+
+
+def test_transit_traffic_the_host_dnats_or_sends_to_the_cluster_is_dropped_in_mangle() -> None:
+    plan = plan_from(DOC, IPv4Address("192.168.100.1"))
+    assert plan is not None
+    mangle = [" ".join(rule) for table, chain, rule in plan.rules() if (table, chain) == ("mangle", "TENET-FORWARD")]
+    assert mangle == [
+        "-s 100.64.0.0/16 -m conntrack --ctstate DNAT -j DROP",
+        "-s 100.64.0.0/16 -d 10.244.0.0/16 -j DROP",
+    ]
 
 
 def test_no_node_ports_means_input_drops_the_transit_subnet() -> None:
@@ -56,6 +68,9 @@ def test_the_watch_replaces_input_only_when_the_node_ports_changed() -> None:
 
         def replace_input(self, plan: object) -> None:
             self.replaced.append(plan)
+
+        def repair(self, plan: object) -> list[str]:
+            return []
 
     client, gateway = Client(), Gateway()
     plan = plan_from(client.doc, IPv4Address("192.168.100.1"))
@@ -108,6 +123,9 @@ def test_the_watch_replaces_the_nat_chain_only_when_nat_outgoing_changed() -> No
         def replace_nat(self, plan: object) -> None:
             self.replaced.append(plan)
 
+        def repair(self, plan: object) -> list:
+            return []
+
     client, gateway = Client(), Gateway()
     plan = plan_from(client.doc, IPv4Address("192.168.100.1"))
     assert plan is not None
@@ -121,3 +139,33 @@ def test_the_watch_replaces_the_nat_chain_only_when_nat_outgoing_changed() -> No
     client.doc = {**DOC, "nat_outgoing": True}
     watch.check()
     assert [p.nat_outgoing for p in gateway.replaced] == [False, True]
+
+
+def test_liberal_tcp_survives_a_hanging_vswitchd_and_names_a_missing_ovs_appctl() -> None:
+    def hangs(*args: str) -> subprocess.CompletedProcess:
+        raise subprocess.TimeoutExpired(args, 30)
+
+    def missing(*args: str) -> subprocess.CompletedProcess:
+        raise FileNotFoundError(2, "No such file or directory", "env")
+
+    assert liberal_tcp("/nowhere", run=hangs) is False
+    with pytest.raises(GatewayError, match="ovs-appctl"):
+        liberal_tcp("/nowhere", run=missing)
+    not_found = subprocess.CompletedProcess((), 127, "", "env: 'ovs-appctl': No such file or directory")
+    with pytest.raises(GatewayError, match="no ovs-appctl"):
+        liberal_tcp("/nowhere", run=lambda *a: not_found)
+
+
+def test_the_watch_keeps_running_when_liberal_tcp_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    checked: list[int] = []
+
+    def raises(rundir: str) -> bool:
+        raise subprocess.TimeoutExpired(("ovs-appctl",), 30)
+
+    monkeypatch.setattr("agent.gateway.liberal_tcp", raises)
+    plan = plan_from(DOC, IPv4Address("192.168.100.1"))
+    assert plan is not None
+    watch = NodePortWatch(None, None, plan, vswitchd="/nowhere")  # type: ignore[arg-type]
+    monkeypatch.setattr(watch, "check", lambda: checked.append(1) or False)
+    watch.round(NodePortWatch.LIBERAL_EVERY)  # raised out of the thread before
+    assert checked == [1]

@@ -237,3 +237,53 @@ def test_incremental_updates_equal_a_full_recompile_with_the_gateway(shape: str,
             assert_same(compiler.states[name], fresh[name], f"step {step}: {name} incremental vs full")
             installed[name] = apply(changes.get(name, ChangeSet()), installed[name])
             assert_same(installed[name], fresh[name], f"step {step}: {name} switch after the change set")
+        assert_no_unsolicited_transit_delivery(model, compiler.states, step)
+
+
+def assert_no_unsolicited_transit_delivery(model: Model, states: dict[str, NodeState], step: int) -> None:
+    """From any node's gateway port, a packet for a transit address without a connection reaches no pod."""
+    if model.gateway is None or not model.nodes:
+        return
+    sim = SimNetwork(model, states)
+    for network in model.networks.values():
+        if not (network.nat_outgoing or network.node_ports):
+            continue
+        for node in model.nodes.values():
+            packet = tcp(OUTSIDE, int(CONFIG.transit_ip(network)), 80, 40001, node_gateway_mac(node.tunnel_ip))
+            trace = sim.send_from(node.name, GATEWAY_OFPORT, packet)
+            assert trace.delivered_to == [], f"step {step}: {network.key} on {node.name}: {trace.delivered_to}"
+
+
+def test_a_network_overlapping_the_transit_subnet_is_refused(model: Model) -> None:
+    with pytest.raises(ValidationError, match=r"network\.subnet: .* overlaps the transit subnet"):
+        model.add_network("red", "t", encap="vxlan", segment=5003, subnet="100.64.0.0/24")
+    bad = GatewayConfig("default/pods", IPv4Network("10.244.0.0/16"), IPv4Network("10.244.0.0/24"))
+    with pytest.raises(ValidationError, match=r"transit_subnet: .* overlaps the cluster subnet"):
+        Model().configure_gateway(bad)
+    fresh = Model()
+    fresh.add_tenant("red")
+    fresh.add_network("red", "t", encap="vxlan", segment=5003, subnet="100.64.0.0/24")
+    with pytest.raises(ValidationError, match=r"transit_subnet: .* overlaps 100\.64\.0\.0/24"):
+        fresh.configure_gateway(CONFIG)
+
+
+def test_a_packet_for_a_transit_address_conntrack_did_not_un_nat_never_reaches_a_pod(
+    model: Model, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defence in depth: even a pod whose address is the network's own transit address (which the model
+    refuses) gets no packet for it from the gateway port without a connection."""
+    monkeypatch.setattr(Model, "_check_cluster_subnet", lambda self, path, key, net: None)
+    model.add_network("red", "t", encap="vxlan", segment=5003, subnet="100.64.0.0/24")
+    red = model.networks["red/net"]
+    transit = CONFIG.transit_ip(red)
+    model.add_endpoint("red-t", network="red/t", node="n1", ip=str(transit))
+    sim = network_of(model)
+    unsolicited = tcp(OUTSIDE, int(transit), 80, 40001, node_gateway_mac(IPv4Address("192.168.50.1")))
+    trace = sim.send_from("n1", GATEWAY_OFPORT, unsolicited)
+    assert trace.delivered_to == []
+    assert [hop.table for hop in trace.hops][-1] == "l3_gateway"
+    # a real reply still comes back to the pod that opened the connection
+    out = sim.send("red-a", tcp(ip("10.1.0.5"), OUTSIDE, 40002, 80, red.gateway_mac, pod_mac(model, "red-a")))
+    assert out.delivered_to == [gateway_endpoint("n1")]
+    back = tcp(OUTSIDE, int(transit), 80, 40002, node_gateway_mac(IPv4Address("192.168.50.1")))
+    assert sim.send_from("n1", GATEWAY_OFPORT, back).delivered_to == ["red-a"]

@@ -53,7 +53,7 @@ STEPS = 120
 class CompilerMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.model = Model()
+        self.model = Model(reuse_network_ids=True)  # compiles must hold with reused ids
         self.compiler = Compiler(self.model)
         self.installed: dict[str, NodeState] = {}
         self.pending: Touched | None = None  # a batch of changes sent as one update, as the service merges them
@@ -265,7 +265,7 @@ test_incremental_compile_equals_full_compile = CompilerMachine.TestCase
 
 def test_reused_network_id_and_vni_do_not_leak_between_tenants() -> None:
     """blue/x (VNI 5001) on n1 and n2, deleted; red/y (VNI 7000) gets blue/x's network id, blue/z its VNI."""
-    model = Model()
+    model = Model(reuse_network_ids=True)
     for i, name in enumerate(("n1", "n2")):
         model.add_node(name, tunnel_ip=str(IPv4Address("192.168.8.1") + i))
     model.add_tenant("blue")

@@ -116,7 +116,10 @@ def test_remove_network_frees_its_segment_id_and_meter() -> None:
     assert "blue/web" not in model.qos_attachments
     assert "blue/web" not in model.hosts
     model.add_network("red", "again", encap="vxlan", segment=5001, subnet="10.3.0.0/24")
-    assert model.networks["red/again"].id == 1  # the removed network's id, lowest first
+    assert model.networks["red/again"].id == 5  # the next from above: a removed id is not handed out soon
+    model.remove_network("red/again")
+    model.add_network("red", "again", encap="vxlan", segment=5001, subnet="10.3.0.0/24", network_id=1)
+    assert model.networks["red/again"].id == 1  # the removed network's id, free to claim
     model.attach_qos("gold", "red/again")
     assert model.qos_attachments["red/again"].meter_id == 1
 
@@ -432,3 +435,20 @@ def test_pool_exhaustion_is_a_pool_exhausted_error() -> None:
     model = populated()
     with pytest.raises(PoolExhausted):
         model.add_endpoint("x", network="red/tiny", node="n2")
+
+
+def test_network_ids_increase_and_wrap_to_the_lowest_free_only_when_exhausted() -> None:
+    ids = IdAllocator(1, 4, reuse=False)
+    assert [ids.take("id") for _ in range(3)] == [1, 2, 3]
+    ids.give_back(1)
+    ids.give_back(2)
+    assert ids.take("id") == 4  # not 1
+    assert ids.take("id") == 1  # exhausted above: the lowest free
+    ids.claim(2, "id")
+    with pytest.raises(ValidationError, match="no free id left"):
+        ids.take("id")
+    restored = IdAllocator(1, 10, reuse=False)
+    restored.claim(2, "id")
+    restored.raise_mark(6)  # the stored mark: 1, 3, 4, 5 were handed out once and released
+    assert restored.take("id") == 6
+    assert restored.mark == 7

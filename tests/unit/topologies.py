@@ -35,7 +35,7 @@ def generated(
 ) -> Model:
     """A cluster whose VLAN fabric is `graph` (node i is `n{i}`; None: no fabric links)."""
     rng = random.Random(seed)
-    model = Model()
+    model = Model(reuse_network_ids=True)  # compiles must hold with reused ids
     names = [f"n{i}" for i in range(nodes)]
     for i, name in enumerate(names):
         model.add_node(name, tunnel_ip=str(IPv4Address("192.168.60.1") + i), uplink="eth1" if uplinks else None)

@@ -13,7 +13,8 @@ SNATed in conntrack zone `snat_zone(network)` to the network's transit address a
 port. The host masquerades the transit subnet and routes the replies back down the port, where classify
 un-NATs them in the same zone and hands them to the network's gateway: two tenants' identical 5-tuples
 live in different zones and leave with different transit addresses, so replies find their own pod. A
-packet for a transit address with no connection is not un-NATed, finds no route and is dropped.
+packet for a transit address with no connection is not un-NATed and is dropped in l3_gateway: after the
+un-NAT only an established or related reply goes on.
 
 A network's `node_ports` (`tcp/53`, ...) open those ports of this node's own tunnel address to it, SNATed the
 same way (with `nat_outgoing` off too: then only they); the host's INPUT accepts the network's transit address
@@ -188,6 +189,14 @@ def _snat_flows(model: Model, network: Network, node_ip: int, *, cookie: int) ->
                 SetField("eth_dst", network.gateway_mac),
                 Ct(zone=zone, table="l3_gateway", nat=Nat()),
             ),
+            cookie=cookie,
+        ),
+        # Only a reply of a connection the network opened (un-NATed by conntrack) is routed into it: a
+        # packet for the transit address that conntrack did not translate never reaches a pod.
+        Flow(
+            "l3_gateway",
+            REFUSE_PRIORITY,
+            match(**net, ct_zone=zone, ct_state=ct_state(trk=True, est=False, rel=False)),
             cookie=cookie,
         ),
     ]
