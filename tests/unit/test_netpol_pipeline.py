@@ -70,8 +70,9 @@ def test_the_compiled_pipeline_agrees_with_the_reference_on_random_clusters(clus
 
 
 def random_netpol_change(model: Model, rng: random.Random, step: int, data: st.DataObject) -> Touched | None:
-    """A policy applied, replaced or deleted, an endpoint or namespace relabelled, a pod added or removed."""
-    kind = rng.choice(["policy", "policy", "unpolicy", "label", "nslabel", "add", "remove"])
+    """A policy applied, replaced or deleted, an endpoint or namespace relabelled, an endpoint's named ports
+    changed, a pod added or removed."""
+    kind = rng.choice(["policy", "policy", "unpolicy", "label", "ports", "nslabel", "add", "remove"])
     namespaces, endpoints = sorted(model.namespaces), sorted(model.endpoints)
     if kind == "policy":
         doc = data.draw(policy_doc(rng.randrange(3), rng.choice(namespaces)))
@@ -81,6 +82,11 @@ def random_netpol_change(model: Model, rng: random.Random, step: int, data: st.D
     if kind == "label" and endpoints:
         return model.set_endpoint_labels(
             rng.choice(endpoints), rng.choice([{}, {"app": "a"}, {"app": "b", "tier": "f"}])
+        )
+    if kind == "ports" and endpoints:
+        named = [{"name": "http", "port": 80}, {"name": "dns", "port": 53, "protocol": "UDP"}]
+        return model.set_endpoint_ports(
+            rng.choice(endpoints), rng.choice([[], named[:1], named, [{"name": "http", "port": 81, "protocol": "UDP"}]])
         )
     if kind == "nslabel":
         return model.set_namespace_labels(rng.choice(namespaces), rng.choice([{}, {"team": "p"}, {"team": "q"}]))
