@@ -145,7 +145,7 @@ class AgentService:
             self._adding.add(eid)
         steps = _Steps()
         try:
-            doc = self._create_endpoint(eid, network, request.get("pod"))
+            doc = self._create_endpoint(eid, network, request.get("pod"), request.get("ip"))
             steps.mark("endpoint")
             try:
                 created = self._plumb(doc, request, container_id, ifname, netns, steps)
@@ -167,8 +167,12 @@ class AgentService:
             "default_route": created.default_route,
         }
 
-    def _create_endpoint(self, eid: str, target: str | dict[str, str], pod: object = None) -> dict[str, Any]:
+    def _create_endpoint(
+        self, eid: str, target: str | dict[str, str], pod: object = None, ip: object = None
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {"id": eid, "node": self.settings.node, "port_name": host_name(eid)}
+        if ip:  # the address the runtime asked for (CNI `ips` capability or CNI_ARGS IP=)
+            body["ip"] = ip
         if isinstance(target, dict):  # a pod: the controller picks its network (README "Kubernetes")
             body["k8s"], network = target, f"the network of pod {target['namespace']}/{target['pod']}"
         else:
