@@ -10,9 +10,11 @@ import pytest
 
 from controller import records
 from controller.api import Tokens, make_app
+from controller.pipeline.compile import Compiler
 from controller.service import Service
 from controller.store.sqlite import SqliteStore
 from tests.api.support import BLUE, RED, TOKENS, Wsgi, network
+from tests.unit.test_diff import assert_same
 
 POLICY = "/v1/namespaces/shop/networkpolicies/web"
 
@@ -148,6 +150,7 @@ def test_namespaces_labels_and_policies_are_restored(shop: Wsgi, service: Servic
     shop.ok("PUT", POLICY, netpol(SPEC), token=BLUE)
     shop.ok("PATCH", "/v1/namespaces/shop", {"labels": {"team": "b"}}, token=BLUE)
     shop.ok("PATCH", "/v1/endpoints/b1", {"labels": {"app": "web", "tier": "front"}}, token=BLUE)
+    shop.ok("PATCH", "/v1/endpoints/b1", {"ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]}, token=BLUE)
     views = ["/v1/namespaces", "/v1/namespaces/shop/networkpolicies", "/v1/endpoints"]
     before = {path: shop.ok("GET", path) for path in views}
     reopened = SqliteStore(db_path)
@@ -158,6 +161,11 @@ def test_namespaces_labels_and_policies_are_restored(shop: Wsgi, service: Servic
         restored.restore()
         again = Wsgi(make_app(restored, Tokens.from_dict(TOKENS)))
         assert {path: again.ok("GET", path) for path in views} == before
+        assert [p.port for p in restored.model.endpoints["b1"].ports] == [8080]
+        fresh = Compiler(service.model).compile_all()  # the patched named port resolves the same every way
+        for name, state in fresh.items():
+            assert_same(service.compiler.states[name], state, f"{name}: incremental vs full")
+            assert_same(restored.compiler.states[name], state, f"{name}: restored vs full")
     finally:
         reopened.close()
 
