@@ -165,7 +165,9 @@ class AgentService:
                 retried.append(self._drop_pair(pair, eid))
 
             try:
-                doc = self._create_endpoint(eid, network, request.get("pod"), before_retry=before_retry)
+                doc = self._create_endpoint(
+                    eid, network, request.get("pod"), request.get("ip"), before_retry=before_retry
+                )
             except BaseException:
                 if not retried:
                     self._drop_pair(pair, eid)
@@ -198,9 +200,12 @@ class AgentService:
         eid: str,
         target: str | dict[str, str],
         pod: object = None,
+        ip: object = None,
         before_retry: Callable[[], object] | None = None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {"id": eid, "node": self.settings.node, "port_name": host_name(eid)}
+        if ip:  # the address the runtime asked for (CNI `ips` capability or CNI_ARGS IP=)
+            body["ip"] = ip
         if isinstance(target, dict):  # a pod: the controller picks its network (README "Kubernetes")
             body["k8s"], network = target, f"the network of pod {target['namespace']}/{target['pod']}"
         else:

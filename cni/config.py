@@ -150,8 +150,8 @@ def environment(env: Mapping[str, str], command: str) -> dict[str, str]:
     return {"container_id": container_id, "ifname": ifname, "netns": env.get("CNI_NETNS", "")}
 
 
-def pod(env: Mapping[str, str]) -> dict[str, str] | None:
-    """The Kubernetes pod from CNI_ARGS ("K=V;K=V", as kubelet passes it), or None when it names none."""
+def cni_args(env: Mapping[str, str]) -> dict[str, str]:
+    """CNI_ARGS ("K=V;K=V", as kubelet passes it) as a dict; code 4 when a pair is malformed."""
     args = {}
     for pair in env.get("CNI_ARGS", "").split(";"):
         if not pair:
@@ -160,10 +160,70 @@ def pod(env: Mapping[str, str]) -> dict[str, str] | None:
         if not equals or not key:
             raise CniError(INVALID_ENVIRONMENT, "CNI_ARGS must be KEY=VALUE pairs separated by ;", repr(pair))
         args[key] = value
+    return args
+
+
+def pod(env: Mapping[str, str]) -> dict[str, str] | None:
+    """The Kubernetes pod from CNI_ARGS ("K=V;K=V", as kubelet passes it), or None when it names none."""
+    args = cni_args(env)
     namespace, name = args.get("K8S_POD_NAMESPACE"), args.get("K8S_POD_NAME")
     if namespace is None and name is None:
         return None
     return {"namespace": namespace or "", "name": name or ""}
+
+
+def requested_ip(config: dict[str, Any], env: Mapping[str, str]) -> str | None:
+    """The IPv4 address the runtime asks for the attachment, or None: `runtimeConfig.ips` (the `ips`
+    capability a conflist grants with ``"capabilities": {"ips": true}``) or ``IP=`` in CNI_ARGS (as host-local
+    and static take it), after the CNI spec's CONVENTIONS.md. One IPv4 address per attachment: a list of
+    more, an IPv6 address, or two sources naming different addresses are refused. A prefix length
+    ("10.0.0.5/24") is accepted and checked, but the network's subnet decides the pod's. Errors name the field:
+    code 7 for runtimeConfig.ips, 4 for CNI_ARGS IP."""
+    from_config = None
+    runtime = config.get("runtimeConfig")
+    if runtime is not None and not isinstance(runtime, dict):
+        raise CniError(INVALID_CONFIG, "runtimeConfig must be an object", _show(config, "runtimeConfig"))
+    ips = (runtime or {}).get("ips")
+    if ips is not None:
+        if not isinstance(ips, list):
+            raise CniError(INVALID_CONFIG, 'runtimeConfig.ips must be a list of addresses, e.g. ["10.0.0.5/24"]')
+        if len(ips) > 1:
+            raise CniError(
+                INVALID_CONFIG, f"runtimeConfig.ips: Tenet gives one IPv4 address per attachment, {len(ips)} asked"
+            )
+        if ips:
+            problem = _ipv4_problem(ips[0])
+            if problem:
+                raise CniError(INVALID_CONFIG, f"runtimeConfig.ips[0]: {problem}", _brief(ips[0]))
+            from_config = ips[0].partition("/")[0]
+    from_args = cni_args(env).get("IP")
+    if from_args is not None:
+        problem = _ipv4_problem(from_args)
+        if problem:
+            raise CniError(INVALID_ENVIRONMENT, f"CNI_ARGS IP: {problem}", repr(from_args))
+        from_args = from_args.partition("/")[0]
+        if from_config is not None and from_config != from_args:
+            raise CniError(
+                INVALID_ENVIRONMENT, f"CNI_ARGS IP: {from_args} disagrees with runtimeConfig.ips[0] {from_config}"
+            )
+    return from_config or from_args
+
+
+def _ipv4_problem(value: object) -> str | None:
+    """Why `value` is not an IPv4 address in dotted quad ("10.0.0.5", or with a prefix "10.0.0.5/24")."""
+    if not isinstance(value, str):
+        return f"want an IPv4 address as a string, got {type(value).__name__}"
+    address, slash, prefix = value.partition("/")
+    if ":" in address:
+        return f"{value} is IPv6; Tenet gives one IPv4 address per attachment"
+    octets = address.split(".")
+    if len(octets) != 4 or not all(o.isdigit() and o.isascii() and len(o) <= 3 and int(o) <= 255 for o in octets):
+        return f"{value!r} is not an IPv4 address (want a dotted quad such as 10.0.0.5)"
+    if any(len(o) > 1 and o[0] == "0" for o in octets):
+        return f"{value!r} has an octet with a leading zero (ambiguous: octal or decimal)"
+    if slash and not (prefix.isdigit() and prefix.isascii() and int(prefix) <= 32):
+        return f"{value!r} has an invalid prefix length (want 0 to 32)"
+    return None
 
 
 def ifname_problem(name: str) -> str | None:

@@ -76,7 +76,8 @@ def install(
     if not python.startswith("/") or any(c.isspace() for c in python):
         raise ValueError(f"python must be an absolute path without spaces, not {python!r}")
     version = cni_version or conflist_version(Path(bin_dir) / "loopback")
-    plugin: dict[str, Any] = {"type": PLUGIN_TYPE, "agentSocket": socket_path}
+    # capabilities: a runtime passes runtimeConfig.ips only to a plugin that declares it (CNI CONVENTIONS.md)
+    plugin: dict[str, Any] = {"type": PLUGIN_TYPE, "agentSocket": socket_path, "capabilities": {"ips": True}}
     if tenant is not None or network is not None:
         plugin |= {"tenant": tenant, "network": network}
     if namespaces:

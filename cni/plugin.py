@@ -9,7 +9,12 @@ and talks to the agent's handler directly; either way the checks, results and er
 
 Verbs: ADD, DEL, CHECK (cniVersion 0.4.0+), STATUS and GC (1.1.0+), VERSION. Environment: CNI_COMMAND always;
 CNI_CONTAINERID and CNI_IFNAME for ADD, DEL and CHECK; CNI_NETNS for ADD and CHECK (DEL accepts it empty: the
-namespace may be gone); CNI_ARGS may carry K8S_POD_NAMESPACE and K8S_POD_NAME (kubelet passes them).
+namespace may be gone); CNI_ARGS may carry K8S_POD_NAMESPACE and K8S_POD_NAME (kubelet passes them), and for
+ADD ``IP=10.0.0.5`` (the CNI conventions' CNI_ARGS ``IP``, as host-local and static take it).
+ADD also honours the ``ips`` capability (CNI CONVENTIONS.md): with ``"capabilities": {"ips": true}`` on the
+plugin in the conflist, a runtime passes ``"runtimeConfig": {"ips": ["10.0.0.5/24"]}`` and the pod gets that
+address, or the ADD fails with the controller's reason naming it (outside the subnet, taken). One IPv4
+address per attachment (cni.config.requested_ip); the network's subnet decides the prefix length.
 CNI_IFNAME is checked as the kernel checks a name (cni.config.ifname_problem): at most 15 bytes, not
 characters. DEL is best effort: it finds everything from CNI_CONTAINERID and CNI_IFNAME and ignores prevResult,
 malformed or not. STATUS fails (code 50) when the config's default network has no free address left.
@@ -149,6 +154,10 @@ def execute(env: Mapping[str, str], data: bytes, call: Call = protocol.call) -> 
     request["tenant"], request["network"] = target or ("", "")  # DEL must go through even if the config changed
     if pod is not None:
         request["pod"] = pod
+    if command == "ADD":
+        address = cniconfig.requested_ip(raw, env)
+        if address is not None:
+            request["ip"] = address
     if command == "STATUS":
         _status(conf, request, call)
         return None

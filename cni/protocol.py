@@ -11,6 +11,8 @@ Request::
      "cni_network": str,                                      # the config's "name": with container_id and
                                                               # ifname it keys an attachment; scopes GC
      "pod": {"namespace": str, "name": str},                  # from CNI_ARGS when the runtime gives them
+     "ip": str,                                               # ADD: the IPv4 address asked (runtimeConfig.ips
+                                                              # or CNI_ARGS IP=), when the runtime asks one
      "valid_attachments": [{"containerID": str, "ifname": str}, ...]   # GC only
     }
 

@@ -7,7 +7,7 @@
   tenetctl network ls [TENANT] | show TENANT/NAME | rm TENANT/NAME
   tenetctl qos create NAME --rate-kbps N [--burst-kb N] [--direction egress|ingress|both] | ls | show | rm
   tenetctl qos attach NAME TARGET | detach TARGET
-  tenetctl node ls|show       tenetctl endpoint ls|show       tenetctl flows NODE [--no-verify]
+  tenetctl node ls|show       tenetctl endpoint ls|show|set   tenetctl flows NODE [--no-verify]
   tenetctl namespace ...      tenetctl policy apply -f FILE | ls | show | rm      (see cli_netpol)
 
 Every command takes --server (or TENET_SERVER), --token, --token-file (or TENET_TOKEN) and --json, before
@@ -55,10 +55,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     _network(commands, common)
     _qos(commands, common)
     _node(commands, common)
-    _endpoint(commands, common)
+    endpoint_actions = _endpoint(commands, common)
     from controller import cli_netpol  # it builds on this module's helpers
 
     cli_netpol.add_commands(commands, common)
+    cli_netpol.add_endpoint_set(endpoint_actions, common)
     flows = commands.add_parser(
         "flows",
         parents=[common],
@@ -212,12 +213,13 @@ def _node(commands: argparse._SubParsersAction, common: argparse.ArgumentParser)
     _leaf(actions, "show", common, show_node, "show a node and its switch").add_argument("name", metavar="NAME")
 
 
-def _endpoint(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def _endpoint(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> argparse._SubParsersAction:
     actions = _subcommands(commands, "endpoint", "endpoints (pods) and their addresses")
     ls = _leaf(actions, "ls", common, list_endpoints, "list endpoints")
     ls.add_argument("--network", metavar="TENANT/NAME", help="only this network's")
     ls.add_argument("--node", metavar="NODE", help="only this node's")
     _leaf(actions, "show", common, show_endpoint, "show an endpoint").add_argument("id", metavar="ID")
+    return actions
 
 
 def live(run: Run) -> Callable[[argparse.Namespace], int]:

@@ -2,6 +2,7 @@
 
 tenetctl namespace create NAME --tenant T [--label KEY=VALUE]... | ls [--tenant T] | show NAME | rm NAME
 tenetctl namespace label NAME KEY=VALUE... KEY-...        (set and remove labels, as kubectl label does)
+tenetctl endpoint set ID [--label KEY=VALUE]... [--no-labels] [--ports http=80/tcp,dns=53/udp|none]
 tenetctl policy apply -f FILE [-n NAMESPACE]              (Kubernetes YAML: one or many NetworkPolicies)
 tenetctl policy ls [NAMESPACE] | show NAMESPACE/NAME | rm NAMESPACE/NAME
 """
@@ -20,6 +21,31 @@ from controller.client import Client, path
 from topology.errors import ValidationError
 from topology.namespaces import NAME_LABEL
 from topology.netpol_spec import KIND, parse_policy
+
+
+def add_endpoint_set(actions: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """Register `endpoint set` on the `endpoint` command's actions."""
+    update = cli_live._leaf(
+        actions,
+        "set",
+        common,
+        set_endpoint,
+        "replace an endpoint's labels and/or named container ports (its tenant or the admin), all or nothing",
+    )
+    update.add_argument("id", metavar="ID")
+    update.add_argument(
+        "--label",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a label (repeatable); the labels given replace all the endpoint had",
+    )
+    update.add_argument("--no-labels", action="store_true", help="remove all the endpoint's labels")
+    update.add_argument(
+        "--ports",
+        metavar="NAME=PORT/PROTOCOL,...|none",
+        help="named container ports replacing the endpoint's, e.g. http=80/tcp,dns=53/udp (protocol tcp, udp "
+        "or sctp; default tcp); none removes them all",
+    )
 
 
 def add_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -81,6 +107,44 @@ def parse_label_args(changes: list[str], *, removals: bool) -> tuple[dict[str, s
 
 
 # --- namespaces ------------------------------------------------------------------------------------------
+
+
+def parse_port_args(text: str) -> list[dict[str, Any]]:
+    """`--ports` as the API's `[{name, port, protocol}]`: "http=80/tcp,dns=53/udp", or "none" for []."""
+    if text.strip() == "none":
+        return []
+    ports = []
+    for item in text.split(","):
+        name, equals, rest = item.strip().partition("=")
+        number, _, protocol = rest.partition("/")
+        if not (equals and name and number.isdigit()):
+            raise UsageError(f"--ports: want NAME=PORT[/PROTOCOL], got {item.strip()!r}")
+        ports.append({"name": name, "port": int(number), "protocol": (protocol or "tcp").upper()})
+    return ports
+
+
+ENDPOINT_SET_FIELDS = ("id", "network", "namespace", "labels", "ports")
+
+
+def set_endpoint(client: Client, args: argparse.Namespace) -> Output:
+    """PATCH /v1/endpoints/ID with the labels and/or ports given."""
+    body: dict[str, Any] = {}
+    if args.label is not None or args.no_labels:
+        if args.label and args.no_labels:
+            raise UsageError("--label and --no-labels exclude each other")
+        body["labels"] = parse_label_args(args.label or [], removals=False)[0]
+    if args.ports is not None:
+        body["ports"] = parse_port_args(args.ports)
+    if not body:
+        raise UsageError("nothing to set: give --label, --no-labels or --ports")
+    doc = client.patch(path("v1", "endpoints", args.id), body)
+    shown = {
+        **doc,
+        "labels": [f"{k}={v}" for k, v in sorted(doc["labels"].items())],
+        "ports": [f"{p['name']}={p['port']}/{p['protocol'].lower()}" for p in doc["ports"]],
+    }
+    return Output(doc, fields(shown, ENDPOINT_SET_FIELDS))
+
 
 NAMESPACE_FIELDS = ("name", "tenant", "labels", "endpoints", "networkpolicies")
 

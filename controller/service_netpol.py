@@ -2,8 +2,8 @@
 
 Part of `controller.service.Service` (a mixin): each change is validated in the model, compiled, stored and
 published like every other, all or nothing. Namespaces are stored under `/tenet/namespaces/NAME`,
-NetworkPolicies as submitted under `/tenet/networkpolicies/NAMESPACE/NAME`; an endpoint's labels live in
-its own record.
+NetworkPolicies as submitted under `/tenet/networkpolicies/NAMESPACE/NAME`; an endpoint's labels and named
+ports live in its own record.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from controller import records
 from controller.store.base import Delete, Put
-from topology.namespaces import Namespace
+from topology.namespaces import Namespace, ports_json
 from topology.netpol_spec import NetworkPolicy
 
 if TYPE_CHECKING:
@@ -61,12 +61,27 @@ class NetpolChanges:
 
     def label_endpoint(self: Service, endpoint_id: str, labels: Mapping[str, str] | None) -> Any:
         """Replace an endpoint's labels; returns the endpoint."""
-        with self._change(f"labelling endpoint {endpoint_id!r}") as change:
-            old = dict(self.model.endpoint(endpoint_id).labels)
-            change.apply(
-                self.model.set_endpoint_labels(endpoint_id, labels),
-                undo=lambda: self.model.set_endpoint_labels(endpoint_id, old),
-            )
+        return self.update_endpoint(endpoint_id, labels=labels)
+
+    def update_endpoint(
+        self: Service, endpoint_id: str, *, labels: Mapping[str, str] | None = None, ports: object = None
+    ) -> Any:
+        """Replace an endpoint's `labels` and/or its named container `ports` (`[{name, port, protocol}]`, as
+        at creation); None leaves that one as it is. All or nothing: a ValidationError names the field
+        (`endpoint.labels`, `endpoint.ports[0].port`) and changes neither. Returns the endpoint."""
+        with self._change(f"updating endpoint {endpoint_id!r}") as change:
+            before = self.model.endpoint(endpoint_id)
+            old_labels, old_ports = dict(before.labels), ports_json(before.ports)
+            if labels is not None:
+                change.apply(
+                    self.model.set_endpoint_labels(endpoint_id, labels),
+                    undo=lambda: self.model.set_endpoint_labels(endpoint_id, old_labels),
+                )
+            if ports is not None:
+                change.apply(
+                    self.model.set_endpoint_ports(endpoint_id, ports),
+                    undo=lambda: self.model.set_endpoint_ports(endpoint_id, old_ports),
+                )
             endpoint = self.model.endpoints[endpoint_id]
             change.store(Put(records.key("endpoints", endpoint_id), records.endpoint_doc(endpoint)))
             return endpoint

@@ -97,7 +97,12 @@ def parser() -> argparse.ArgumentParser:
         help="ports the pod serves, e.g. 80/tcp,81/udp: TCP answers each connection, UDP each datagram, with the "
         "pod's name; the endpoint names them as container ports serve-80-tcp, serve-81-udp",
     )
-    add.add_argument("--ip", metavar="ADDRESS", help="the pod's address on its network instead of the next free one")
+    add.add_argument(
+        "--ip",
+        metavar="ADDRESS",
+        help="the pod's IPv4 address on its network instead of the next free one, asked at the CNI ADD "
+        "(runtimeConfig.ips, the CNI ips capability); a taken address or one outside the subnet is refused",
+    )
     remove = pod_verbs.add_parser("rm", parents=common, help="CNI DEL, then the namespace goes")
     remove.add_argument("name")
     show = verbs.add_parser("matrix", parents=common, help="who reaches whom (exit 1 on any mismatch with the policy)")

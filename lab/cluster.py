@@ -31,7 +31,7 @@ import yaml
 from controller.client import Client, ClientError, path
 from lab.outside import Outside
 from lab.ovs import ROOT, OvsNode, Pod, launch, pid_alive, sh, stop_pid, wait_for
-from lab.pods import describe, endpoint_of
+from lab.pods import check_ip, cni_args, describe, endpoint_of, ensure_namespace, runtime_config
 from lab.servers import Served, server_command
 
 NODE_SETUP = ROOT / "vagrant" / "provision" / "node-setup.sh"
@@ -424,29 +424,33 @@ class Lab:
         serve: list[Served] | None = None,
         ip: str | None = None,
     ) -> LabPod:
-        """A pod through `node`'s CNI plugin on `network` ("TENANT/NETWORK"). With `namespace`, `labels`,
-        `serve` or `ip`, the lab then describes the pod to the controller as a kubelet's cluster would (see
-        `describe`), and `serve` starts the pod's servers (lab/servers.py). Raises LabError naming the option."""
+        """A pod through `node`'s CNI plugin on `network` ("TENANT/NETWORK"), as a user's cluster makes one
+        (lab.pods): `namespace` (made first if the tenant lacks it) and the pod's name in CNI_ARGS, the address
+        `ip` through the CNI `ips` capability, then `labels` and `serve`'s named ports in one PATCH of the
+        endpoint; `serve` starts the pod's servers (lab/servers.py). Raises LabError naming the option."""
         if name in self.state.pods:
             raise LabError(f"pod {name} exists (on {self.state.pods[name].node})")
         if node not in self.state.nodes:
             raise LabError(f"unknown node {node!r}: the lab has {', '.join(self.state.nodes)}")
         if network.count("/") != 1:
             raise LabError(f"--network {network!r}: want TENANT/NETWORK")
+        check_ip(ip)
         pod = LabPod(name, node, network, self.pod_netns(name), f"lab-{self.id}-{name}")
         pod.namespace, pod.labels, pod.serve = namespace, dict(labels or {}), [str(s) for s in serve or []]
+        if namespace is not None:  # first: the controller files the endpoint in it at the ADD
+            ensure_namespace(self.client, namespace, network.split("/", 1)[0])
         sh("ip", "netns", "add", pod.netns)
         self.state.pods[name] = pod
         self.save()
         try:
-            result = self._cni("ADD", pod)
+            result = self._cni("ADD", pod, ip)
             ours = result["ips"][-1]
             pod.ip = ours["address"].split("/")[0]
             pod.mac = result["interfaces"][ours["interface"]]["mac"]
             pod.endpoint = endpoint_of(self.client, pod)["id"]
             self.save()
-            if namespace is not None or labels or serve or ip is not None:
-                describe(self, pod, serve or [], ip)
+            if labels or serve:
+                describe(self, pod, serve or [])
             if serve:
                 self.start_servers(pod, serve)
         except BaseException:
@@ -492,13 +496,17 @@ class Lab:
         ADD's result. `cni_args`: the CNI_ARGS a kubelet passes (K8S_POD_NAMESPACE, ...): then the plugin's
         config is the conflist's, else the lab names the pod's network. Raises LabError with the plugin's
         error."""
-        return self._cni(command, pod, cni_args=cni_args)
+        return self._cni(command, pod, kubelet_args=cni_args)
 
-    def _cni(self, command: str, pod: LabPod, *, cni_args: str | None = None) -> dict[str, Any]:
-        """Run the node's installed plugins as a runtime does: loopback, then tenet with its prevResult."""
+    def _cni(
+        self, command: str, pod: LabPod, ip: str | None = None, *, kubelet_args: str | None = None
+    ) -> dict[str, Any]:
+        """Run the node's installed plugins as a runtime does: loopback, then tenet with its prevResult, the
+        pod's Kubernetes namespace and name in CNI_ARGS and the address `ip` asked (lab.pods); or, for a
+        kubelet's pod, the kubelet's `kubelet_args` and the conflist's own config."""
         node_dir = self.dir / "nodes" / pod.node / "cni"
         conflist = json.loads((node_dir / "net.d" / "10-tenet.conflist").read_text())
-        tenant, network = pod.network.split("/") if cni_args is None else ("", "")
+        tenant, network = pod.network.split("/") if kubelet_args is None else ("", "")
         tenet = next(p for p in conflist["plugins"] if p["type"] == "tenet")
         environment = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -507,24 +515,28 @@ class Lab:
             "CNI_NETNS": f"/var/run/netns/{pod.netns}",
             "CNI_IFNAME": "eth0",
             "CNI_PATH": f"{node_dir / 'bin'}:/usr/lib/cni",
+            "CNI_ARGS": cni_args(pod, ip, tenet) if kubelet_args is None else kubelet_args,
         }
-        if cni_args is not None:
-            environment["CNI_ARGS"] = cni_args
         result: dict[str, Any] | None = None
         plugins = [(str(node_dir / "bin" / p["type"]), p) for p in conflist["plugins"]]
         if command == "DEL":
             plugins.reverse()
         for program, plugin in plugins:
             config = {**plugin, "cniVersion": conflist["cniVersion"], "name": conflist["name"]}
-            if plugin is tenet and cni_args is None:  # the lab names each pod's network; a kubelet's pods do not
+            if plugin is tenet and kubelet_args is None:  # the lab names each pod's network; a kubelet's pods do not
                 config |= {"tenant": tenant, "network": network}
+                if command == "ADD" and runtime_config(ip, plugin):
+                    config["runtimeConfig"] = runtime_config(ip, plugin)
             if result is not None and command == "ADD":
                 config["prevResult"] = result
             done = subprocess.run(
                 [program], input=json.dumps(config).encode(), env=environment, capture_output=True, timeout=120
             )
             if done.returncode != 0:
-                raise LabError(f"{command} of pod {pod.name} failed in {Path(program).name}: {done.stdout.decode()}")
+                asked = f" (--ip {ip})" if ip is not None and command == "ADD" else ""
+                raise LabError(
+                    f"{command} of pod {pod.name}{asked} failed in {Path(program).name}: {done.stdout.decode()}"
+                )
             if command == "ADD":
                 result = json.loads(done.stdout)
         return result or {}

@@ -284,9 +284,11 @@ def exec_plugin(
     netns: str = "",
     ifname: str = "eth0",
     cni_path: str | None = None,
+    cni_args: str = "",
     timeout: float = 60,
 ) -> PluginCall:
-    """Run a CNI plugin once as a runtime does; time it from spawn to exit."""
+    """Run a CNI plugin once as a runtime does; time it from spawn to exit. `cni_args`: CNI_ARGS as kubelet
+    passes it ("IgnoreUnknown=1;K8S_POD_NAMESPACE=NS;K8S_POD_NAME=POD", "IP=10.0.0.5"), none when empty."""
     environment = {
         "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
         "CNI_COMMAND": command,
@@ -295,6 +297,8 @@ def exec_plugin(
         "CNI_IFNAME": ifname,
         "CNI_PATH": cni_path or str(Path(plugin).parent),
     }
+    if cni_args:
+        environment["CNI_ARGS"] = cni_args
     stdin = json.dumps(config).encode()
     started = time.perf_counter()
     done = subprocess.run(

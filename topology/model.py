@@ -175,7 +175,7 @@ class Touched:
     fabric: bool = False  # a fabric link went down or came up: the flood tree and the paths change
     everything: bool = False
     namespaces: set[str] = field(default_factory=set)  # namespaces added, removed or relabelled
-    labels: set[str] = field(default_factory=set)  # endpoints whose labels changed
+    labels: set[str] = field(default_factory=set)  # endpoints whose labels or named ports changed
     policies: set[str] = field(default_factory=set)  # NetworkPolicies ("namespace/name") applied or removed
 
     def merge(self, other: Touched) -> Touched:

@@ -164,6 +164,21 @@ class NamespacesMixin:
         self._replace_endpoint(replace(endpoint, labels=new))  # type: ignore[attr-defined]
         return self._bump(Touched(labels={endpoint_id}))  # type: ignore[attr-defined]
 
+    def set_endpoint_ports(self, endpoint_id: str, ports: object, *, path: str = "endpoint") -> Touched:
+        """Replace an endpoint's named container ports (`[{name, port, protocol}]`, checked by `parse_ports`,
+        ValidationError naming `path.ports[i]...`); Touched.labels names it when they changed, since the
+        NetworkPolicies that may resolve a named port on it are the ones to re-resolve."""
+        from dataclasses import replace
+
+        from topology.model import Touched
+
+        endpoint = self.endpoint(endpoint_id, path=path)  # type: ignore[attr-defined]
+        new = parse_ports(path + ".ports", ports)
+        if new == endpoint.ports:
+            return self._bump(Touched())  # type: ignore[attr-defined]
+        self._replace_endpoint(replace(endpoint, ports=new))  # type: ignore[attr-defined]
+        return self._bump(Touched(labels={endpoint_id}))  # type: ignore[attr-defined]
+
     def apply_policy(
         self, doc: object, *, namespace: str | None = None, policy_id: int | None = None, path: str = ""
     ) -> tuple[NetworkPolicy, Touched]:

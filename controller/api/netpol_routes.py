@@ -1,4 +1,4 @@
-"""The API's Kubernetes resources: namespaces, endpoint labels and NetworkPolicies.
+"""The API's Kubernetes resources: namespaces, endpoint labels and named ports, and NetworkPolicies.
 
 Part of `controller.api.routes.Api` (a mixin). A tenant token sees and changes only its own tenant's
 namespaces and their NetworkPolicies; another tenant's answer 404, exactly like ones that do not exist. A
@@ -136,10 +136,17 @@ class NetpolRoutes:
         return Response(204)
 
     def label_endpoint(self: Api, request: Request) -> Response:
-        """Replace an endpoint's labels: `{"labels": {...}}` (the admin or the endpoint's tenant)."""
-        labels = labels_of(request, "endpoint")
+        """Replace an endpoint's labels and/or named container ports: `{"labels": {...}, "ports": [{name, port,
+        protocol}]}`, at least one; all or nothing (the admin or the endpoint's tenant)."""
+        body = Body(request.json(), "endpoint", allowed={"labels", "ports"})
+        labels, ports = body.data.get("labels"), body.data.get("ports")
+        if labels is None and ports is None:
+            raise ValidationError(
+                "endpoint.labels", "labels or ports is required (labels: an object, {} for none; ports: a list)"
+            )
         with self.service.lock:
             endpoint = self.endpoint(request, request.params["endpoint"])
             if request.principal.node_only:
-                raise HttpError(403, "an endpoint's labels are set by its tenant or the cluster admin")
-            return Response(200, endpoint_json(self.model, self.service.label_endpoint(endpoint.id, labels)))
+                raise HttpError(403, "an endpoint's labels and ports are set by its tenant or the cluster admin")
+            updated = self.service.update_endpoint(endpoint.id, labels=labels, ports=ports)
+            return Response(200, endpoint_json(self.model, updated))

@@ -657,8 +657,18 @@ PATHS["/v1/namespaces/{namespace}/networkpolicies/{name}"]["put"]["responses"]["
     "description": "replaced",
     "content": _json(_ref("NetworkPolicy")),
 }
+SCHEMAS["EndpointUpdate"] = {
+    **_obj(
+        {"labels": LABELS, "ports": {"type": "array", "items": CONTAINER_PORT, "description": "named container ports"}}
+    ),
+    "description": "labels, ports or both (at least one); each replaces what the endpoint had, all or nothing",
+}
 PATHS["/v1/endpoints/{endpoint}"]["patch"] = _op(
-    "replace the endpoint's labels (admin or its tenant)", 200, _ref("Endpoint"), body="Labels", params=(ENDPOINT,)
+    "replace the endpoint's labels and/or named container ports (admin or its tenant)",
+    200,
+    _ref("Endpoint"),
+    body="EndpointUpdate",
+    params=(ENDPOINT,),
 )
 
 SPEC: Json = {

@@ -10,9 +10,11 @@ import pytest
 
 from controller import records
 from controller.api import Tokens, make_app
+from controller.pipeline.compile import Compiler
 from controller.service import Service
 from controller.store.sqlite import SqliteStore
 from tests.api.support import BLUE, RED, TOKENS, Wsgi, network
+from tests.unit.test_diff import assert_same
 
 POLICY = "/v1/namespaces/shop/networkpolicies/web"
 
@@ -62,6 +64,39 @@ def test_an_endpoint_carries_namespace_labels_and_ports_and_its_labels_change(sh
     wrong = {"id": "r1", "network": "red/web", "node": "node1", "namespace": "shop"}
     answer = shop.post("/v1/endpoints", wrong, token=RED)
     assert (answer.status, answer.error["field"]) == (400, "endpoint.namespace")
+
+
+def test_an_endpoint_s_labels_and_ports_change_together_or_not_at_all(shop: Wsgi) -> None:
+    ports = [{"name": "web", "port": 8080, "protocol": "TCP"}, {"name": "dns", "port": 53, "protocol": "UDP"}]
+    done = shop.ok("PATCH", "/v1/endpoints/b1", {"labels": {"app": "api"}, "ports": ports}, token=BLUE)
+    assert (done["labels"], done["ports"]) == ({"app": "api"}, ports)
+    assert shop.ok("PATCH", "/v1/endpoints/b1", {"ports": []}, token=BLUE)["labels"] == {"app": "api"}
+    for body, field in (
+        ({"labels": {"app": "db"}, "ports": [{"name": "http", "port": 0}]}, "endpoint.ports[0].port"),
+        ({"labels": {"app": "db"}, "ports": [{"name": "Bad_Name", "port": 80}]}, "endpoint.ports[0].name"),
+        (
+            {"labels": {"app": "db"}, "ports": [{"name": "a", "port": 80, "protocol": "ICMP"}]},
+            "endpoint.ports[0].protocol",
+        ),
+        ({"labels": {"app": "a b"}, "ports": [{"name": "http", "port": 80}]}, "endpoint.labels.app"),
+        ({"labels": {"app": "db"}, "ports": {"http": 80}}, "endpoint.ports"),
+        ({}, "endpoint.labels"),
+        ({"ports": [], "mac": "02:00:00:00:00:01"}, "endpoint.mac"),
+    ):
+        answer = shop.call("PATCH", "/v1/endpoints/b1", body, token=BLUE)
+        assert (answer.status, answer.error["field"]) == (400, field), body
+    unchanged = shop.ok("GET", "/v1/endpoints/b1", token=BLUE)
+    assert (unchanged["labels"], unchanged["ports"]) == ({"app": "api"}, [])
+    assert shop.call("PATCH", "/v1/endpoints/b1", {"ports": ports}, token=RED).status == 404
+
+
+def test_a_named_port_patched_onto_an_endpoint_changes_what_a_policy_allows(shop: Wsgi) -> None:
+    shop.ok("PUT", POLICY, netpol(SPEC), token=BLUE)
+    node = "node1"
+    before = shop.ok("GET", f"/v1/nodes/{node}/flows")
+    shop.ok("PATCH", "/v1/endpoints/b1", {"ports": [{"name": "http", "port": 8080}]}, token=BLUE)
+    after = shop.ok("GET", f"/v1/nodes/{node}/flows")
+    assert "8080" in str(after) and "8080" not in str(before)
 
 
 def test_a_policy_is_put_shown_listed_replaced_and_deleted(shop: Wsgi) -> None:
@@ -115,6 +150,7 @@ def test_namespaces_labels_and_policies_are_restored(shop: Wsgi, service: Servic
     shop.ok("PUT", POLICY, netpol(SPEC), token=BLUE)
     shop.ok("PATCH", "/v1/namespaces/shop", {"labels": {"team": "b"}}, token=BLUE)
     shop.ok("PATCH", "/v1/endpoints/b1", {"labels": {"app": "web", "tier": "front"}}, token=BLUE)
+    shop.ok("PATCH", "/v1/endpoints/b1", {"ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]}, token=BLUE)
     views = ["/v1/namespaces", "/v1/namespaces/shop/networkpolicies", "/v1/endpoints"]
     before = {path: shop.ok("GET", path) for path in views}
     reopened = SqliteStore(db_path)
@@ -125,6 +161,11 @@ def test_namespaces_labels_and_policies_are_restored(shop: Wsgi, service: Servic
         restored.restore()
         again = Wsgi(make_app(restored, Tokens.from_dict(TOKENS)))
         assert {path: again.ok("GET", path) for path in views} == before
+        assert [p.port for p in restored.model.endpoints["b1"].ports] == [8080]
+        fresh = Compiler(service.model).compile_all()  # the patched named port resolves the same every way
+        for name, state in fresh.items():
+            assert_same(service.compiler.states[name], state, f"{name}: incremental vs full")
+            assert_same(restored.compiler.states[name], state, f"{name}: restored vs full")
     finally:
         reopened.close()
 

@@ -79,6 +79,7 @@ def test_install_cni_puts_a_working_plugin_on_the_node(tmp_path: Path) -> None:
     assert conflist["plugins"][-1] == {
         "type": "tenet",
         "agentSocket": "/var/run/tenet/agent.sock",
+        "capabilities": {"ips": True},  # runtimeConfig.ips: an address a runtime asks for
         "tenant": "default",
         "network": "pods",
         "kubernetes": True,  # a pod's network is the controller's to pick, by namespace and pod

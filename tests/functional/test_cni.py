@@ -266,3 +266,22 @@ def test_ports_tenet_did_not_make_survive_recovery_and_del(cluster: Cluster) -> 
     assert runtime.call("DEL", config, container="c-m1", netns="/var/run/netns/m1").code == 0
     assert host_name(endpoint_id("c-m1", "eth0")) not in cluster.node.vsctl("list-ports", "br-int").split()
     still_there()
+
+
+def test_a_pod_gets_the_address_it_asks_for_and_a_taken_one_is_refused_naming_it(cluster: Cluster) -> None:
+    """The `ips` capability (runtimeConfig.ips) and CNI_ARGS IP=, through the real plugin, agent and controller."""
+    runtime = cluster.runtime
+    asked = runtime.add("ip1", "blue", "web", capabilities={"ips": True}, runtimeConfig={"ips": ["10.1.0.50/24"]})
+    assert asked["ips"][0]["address"] == "10.1.0.50/24"
+    shown = json.loads(in_pod("ip1", "ip", "-j", "addr", "show", "eth0").stdout)[0]
+    assert [a["local"] for a in shown["addr_info"] if a["family"] == "inet"] == ["10.1.0.50"]
+    netns = runtime.pod_netns("ip2")
+    for address, words in (("10.1.0.50", "already used"), ("10.9.0.5", "outside subnet")):
+        env = {"CNI_ARGS": f"IgnoreUnknown=1;IP={address}"}
+        refused = runtime.call("ADD", runtime.config("blue", "web"), container="c-ip2", netns=netns, env=env)
+        assert refused.code == 1 and address in refused.out["msg"] and words in refused.out["msg"], refused
+    env = {"CNI_ARGS": "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=ip2;IP=10.1.0.51"}
+    second = runtime.call("ADD", runtime.config("blue", "web"), container="c-ip2", netns=netns, env=env)
+    assert second.code == 0 and second.out["ips"][0]["address"] == "10.1.0.51/24", second
+    assert cluster.pod("ip2", second.out).ping("10.1.0.50")
+    assert sorted(e["ip"] for e in cluster.api.get("/v1/endpoints")) == ["10.1.0.50", "10.1.0.51"]

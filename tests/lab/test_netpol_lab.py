@@ -134,6 +134,8 @@ def test_the_pods_carry_their_namespace_labels_and_named_ports(lab: Lab) -> None
         ("serve-81-udp", 81, "UDP"),
     }
     assert lab.client.get(path("v1", "namespaces", "z"))["endpoints"] == 3
+    shown = sh("ip", "netns", "exec", lab.state.pods["y-b"].netns, "ip", "-4", "-o", "addr", "show", "eth0")
+    assert shown.split()[3].split("/")[0] == "10.0.2.11"  # the asked address, given at the ADD
 
 
 def test_without_policies_every_pod_reaches_every_other(lab: Lab) -> None:
@@ -199,11 +201,19 @@ def test_matrix_command_prints_the_probes_and_fails_on_a_mismatch(lab: Lab) -> N
 
 
 def test_pod_options_are_checked_before_anything_is_made(lab: Lab) -> None:
+    endpoints = len(lab.client.get("/v1/endpoints"))
     with pytest.raises(ValueError, match="--serve '80/sctp': the protocol is tcp or udp"):
         parse_serve("80/sctp")
     with pytest.raises(LabError, match="--namespace x: it belongs to tenant shop"):
         lab.pod_add("w-a", "node1", "bank/pods", namespace="x")
     assert "w-a" not in lab.state.pods
+    with pytest.raises(LabError, match=r"--ip '10\.0\.2': want an IPv4 address"):
+        lab.pod_add("w-b", "node1", "shop/pods", ip="10.0.2")
+    with pytest.raises(LabError, match=r"--ip 10\.0\.2\.11.*10\.0\.2\.11 is already used"):
+        lab.pod_add("w-b", "node1", "shop/pods", namespace="y", ip="10.0.2.11")  # y-b's
+    assert "w-b" not in lab.state.pods
+    assert not [n for n in sh("ip", "netns", "list").splitlines() if n.startswith(lab.pod_netns("w-b"))]
+    assert len(lab.client.get("/v1/endpoints")) == endpoints
 
 
 def test_served_ports_and_config_namespaces_are_checked(tmp_path: Path) -> None:

@@ -94,3 +94,23 @@ def test_a_bad_file_names_the_document_and_applies_nothing(ctl: Ctl, tmp_path: P
     )
     assert_one_line_error(ctl("policy", "apply", "-f", str(file)), "document 2: metadata.namespace: is required")
     assert not service.model.policies
+
+
+def test_endpoint_set_replaces_labels_and_named_ports_all_or_nothing(ctl: Ctl, service: Service) -> None:
+    setup_blue(ctl)
+    ctl.ok("network", "create", "blue/web", "--encap", "vxlan", "--vni", "100", "--subnet", "10.0.0.0/24")
+    service.create_endpoint("pod-a", network="blue/web", node="node1", labels={"app": "old"})
+    out = ctl.ok(
+        "endpoint", "set", "pod-a", "--label", "app=web", "--label", "tier=f", "--ports", "http=80/tcp,dns=53/udp"
+    )
+    assert "labels:    app=web,tier=f" in out and "ports:     http=80/tcp,dns=53/udp" in out
+    endpoint = service.model.endpoints["pod-a"]
+    assert [(p.name, p.port, p.protocol) for p in endpoint.ports] == [("http", 80, "TCP"), ("dns", 53, "UDP")]
+    assert_one_line_error(
+        ctl("endpoint", "set", "pod-a", "--label", "app=x", "--ports", "http=0"), "endpoint.ports[0].port"
+    )
+    assert dict(service.model.endpoints["pod-a"].labels) == {"app": "web", "tier": "f"}  # nothing applied
+    assert_one_line_error(ctl("endpoint", "set", "pod-a", "--ports", "http"), "want NAME=PORT[/PROTOCOL]")
+    assert_one_line_error(ctl("endpoint", "set", "pod-a"), "nothing to set")
+    assert ctl.json("endpoint", "set", "pod-a", "--no-labels", "--ports", "none", token=BLUE)["ports"] == []
+    assert dict(service.model.endpoints["pod-a"].labels) == {}

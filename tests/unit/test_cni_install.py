@@ -116,6 +116,7 @@ def test_install_writes_a_conflist_of_loopback_then_tenet(tmp_path: Path) -> Non
             {
                 "type": "tenet",
                 "agentSocket": "/run/tenet/test.sock",
+                "capabilities": {"ips": True},  # runtimeConfig.ips: a requested address (CNI CONVENTIONS.md)
                 "tenant": "acme",
                 "network": "web",
                 "namespaces": namespaces,

@@ -70,8 +70,9 @@ def test_the_compiled_pipeline_agrees_with_the_reference_on_random_clusters(clus
 
 
 def random_netpol_change(model: Model, rng: random.Random, step: int, data: st.DataObject) -> Touched | None:
-    """A policy applied, replaced or deleted, an endpoint or namespace relabelled, a pod added or removed."""
-    kind = rng.choice(["policy", "policy", "unpolicy", "label", "nslabel", "add", "remove"])
+    """A policy applied, replaced or deleted, an endpoint or namespace relabelled, an endpoint's named ports
+    changed, a pod added or removed."""
+    kind = rng.choice(["policy", "policy", "unpolicy", "label", "ports", "ports", "nslabel", "add", "remove"])
     namespaces, endpoints = sorted(model.namespaces), sorted(model.endpoints)
     if kind == "policy":
         doc = data.draw(policy_doc(rng.randrange(3), rng.choice(namespaces)))
@@ -82,6 +83,10 @@ def random_netpol_change(model: Model, rng: random.Random, step: int, data: st.D
         return model.set_endpoint_labels(
             rng.choice(endpoints), rng.choice([{}, {"app": "a"}, {"app": "b", "tier": "f"}])
         )
+    if kind == "ports" and endpoints:  # the names policies use, renumbered or dropped (tests.netpol_strategies)
+        names = [("http", "TCP"), ("dns", "UDP"), ("alt", "TCP"), ("alt-udp", "UDP")]
+        ports = [{"name": n, "port": rng.choice([53, 80, 81]), "protocol": p} for n, p in names if rng.random() < 0.6]
+        return model.set_endpoint_ports(rng.choice(endpoints), ports)
     if kind == "nslabel":
         return model.set_namespace_labels(rng.choice(namespaces), rng.choice([{}, {"team": "p"}, {"team": "q"}]))
     if kind == "add":
