@@ -73,6 +73,7 @@ class Informer:
         self.watch_timeout_s = watch_timeout_s
         self.known: dict[str, Object] = {}  # key -> the object as last applied
         self.resource_version: str | None = None
+        self.listed_at = 0.0  # wall-clock time (time.time()) the last list was asked for
         self.relists = 0  # full lists done (the first, after 410, and resyncs)
         self.failures = 0  # connection failures in a row (0 while connected)
         self.outages = 0  # connection failures in all
@@ -125,6 +126,7 @@ class Informer:
 
     def relist(self) -> None:
         """List everything and apply the difference to what was applied (see the module docstring)."""
+        started = time.time()
         listed = self.list_call(_request_timeout=REQUEST_TIMEOUT_S)
         items = self._serializer.sanitize_for_serialization(listed)
         items = items if isinstance(items, dict) else {}
@@ -136,6 +138,7 @@ class Informer:
         for key in sorted(set(self.known) - set(seen)):
             self._remove(key)
         self.resource_version = (items.get("metadata") or {}).get("resourceVersion")
+        self.listed_at = started
         self.relists += 1
         self.failures = 0
         self._call(self.handler.synced, self.kind)

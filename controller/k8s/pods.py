@@ -5,7 +5,10 @@ the pod's, and its release when the pod is gone (README "Kubernetes")."""
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
+
+from kubernetes.client.exceptions import ApiException
 
 from controller.k8s import mapping
 from controller.k8s.events import Recorder
@@ -23,6 +26,7 @@ class PodsSync(NamespacesSync):
     """Pods and their endpoints: the methods `Sync` gains from this mixin."""
 
     events: Recorder
+    core: Any | None  # a CoreV1Api for confirming a pod is gone, or None
     pods_of: dict[str, dict[str, Any]]  # endpoint id -> its record
     stale_networks: set[str]  # networks whose free addresses changed since their status was written
 
@@ -50,6 +54,45 @@ class PodsSync(NamespacesSync):
             if f"{record['namespace']}/{record['pod']}" == key:
                 log.info("pod %s deleted: releasing endpoint %s", key, eid)
                 self.release(eid)
+
+    def release_unlisted(self) -> None:
+        """After a list of pods: release the endpoints of pods gone without a DELETED event (a dead node
+        never sent CNI DEL). A record is released only when it is older than the list (a pod made, and its
+        CNI ADD handled, after the list was answered is not in it) and a GET of the pod, done outside the
+        Service's lock, answers 404 or a pod of another uid; a GET that fails otherwise waits for the next
+        resync."""
+        informer = self.informers.get("pods")
+        listed_at = informer.listed_at if informer is not None else 0.0
+        with self.service.lock, self.lock:
+            present = set(self.known("pods"))
+            candidates = {
+                eid: dict(record)
+                for eid, record in sorted(self.pods_of.items())
+                if f"{record['namespace']}/{record['pod']}" not in present and record.get("made", 0.0) < listed_at
+            }
+        for eid, record in candidates.items():
+            if not self._pod_gone(record):
+                continue
+            with self.service.lock, self.lock:
+                if self.pods_of.get(eid) != record:
+                    continue  # remade or released meanwhile
+                log.info("pod %s/%s is gone: releasing endpoint %s", record["namespace"], record["pod"], eid)
+                self.release(eid)
+
+    def _pod_gone(self, record: dict[str, Any]) -> bool:
+        """Whether the API server says the pod of `record` is gone: 404, or a pod of that name with another
+        uid. Without a client: True (the list said so). Any other failure: False (try again later)."""
+        if self.core is None:
+            return True
+        try:
+            read = self.core.read_namespaced_pod(record["pod"], record["namespace"], _request_timeout=REQUEST_TIMEOUT_S)
+        except ApiException as error:
+            return error.status == 404
+        except Exception as error:
+            log.warning("pod %s/%s: cannot confirm it is gone: %s", record["namespace"], record["pod"], error)
+            return False
+        uid = getattr(read.metadata, "uid", None)
+        return bool(record.get("uid")) and uid != record.get("uid")
 
     # --- endpoints of pods -----------------------------------------------------------------------
 
@@ -83,6 +126,7 @@ class PodsSync(NamespacesSync):
             "pod": meta["name"],
             "labels": meta.get("labels") or {},
             "ports": mapping.named_ports(pod),
+            "made": time.time(),  # wall-clock seconds: a list asked for before it may not show the pod
         }
         with self.service.lock, self.lock:
             self.service.store.commit([Put(RECORDS + eid, record)])

@@ -54,7 +54,8 @@ class Sync(PodsSync):
     """The handler of every informer (`controller.k8s.informer.Handler`). `custom`: a CustomObjectsApi
     for status write-back (None: no write-back); `events`: where Events go (default: logged only);
     `switch_sequence`: node -> the last change its switch holds (None: NetworkPolicies are never reported
-    realized); `informers` is filled by `controller.k8s.cluster`."""
+    realized); `core`: a CoreV1Api that confirms a pod is gone before its endpoint is released (None: a
+    pod missing from a list is taken as gone); `informers` is filled by `controller.k8s.cluster`."""
 
     def __init__(
         self,
@@ -64,9 +65,11 @@ class Sync(PodsSync):
         cluster_network: str = "default/pods",
         events: Recorder | None = None,
         switch_sequence: SwitchSequence | None = None,
+        core: Any | None = None,
     ) -> None:
         self.service = service
         self.custom = custom
+        self.core = core
         self.cluster_network = cluster_network
         self.events = events if events is not None else Recorder(None)
         self.switch_sequence = switch_sequence
@@ -112,13 +115,9 @@ class Sync(PodsSync):
             self.events.record(obj, KINDS.get(kind, kind), "Warning", "Invalid", f"not applied to the model: {error}")
 
     def synced(self, kind: str) -> None:
+        if kind == "pods":
+            self.release_unlisted()
         with self.service.lock, self.lock:
-            if kind == "pods":
-                present = set(self.known("pods"))
-                for eid, record in sorted(self.pods_of.items()):
-                    if f"{record['namespace']}/{record['pod']}" not in present:
-                        log.info("pod %s/%s is gone: releasing endpoint %s", record["namespace"], record["pod"], eid)
-                        self.release(eid)
             if kind == "networks":
                 for network in list(self.known("networks").values()):
                     self._write_status(network)

@@ -152,3 +152,36 @@ def test_a_deleted_node_releases_its_endpoints(lab: Lab) -> None:
     lab.core.delete_node("n1")
     wait_for(lambda: "a-eth0" not in model.endpoints and "a-eth0" not in cluster.sync.pods_of, "n1's released")
     assert "b-eth0" in model.endpoints and "b-eth0" in cluster.sync.pods_of
+
+
+def test_a_pod_made_while_a_list_is_answered_keeps_its_endpoint(lab: Lab) -> None:
+    cluster = lab.watch()
+    lab.node("n1", "192.168.50.1")
+    lab.namespace("shop")
+    lab.create("networks", "blue-web", WEB)
+    model = lab.service.model
+    wait_for(lambda: "blue/blue-web" in model.networks and "n1" in model.nodes, "applied")
+    pods = cluster.sync.informers["pods"]
+    wait_for(lambda: pods.relists > 0, "pods listed")
+    cluster.stop()
+    listing = pods.list_call
+
+    def list_then_add(**kwargs: Any) -> Any:
+        """The list is answered; then the pod is made and its CNI ADD handled (the pod GET fallback)."""
+        answer = listing(**kwargs)
+        lab.pod("shop", "late", node="n1")
+        endpoint_of(lab, cluster, "late-eth0", "shop", "late", "n1")
+        return answer
+
+    pods.list_call = list_then_add
+    pods.relist()
+    assert "shop/late" not in pods.known  # the list did not have it
+    assert "late-eth0" in model.endpoints and "late-eth0" in cluster.sync.pods_of
+
+    # A later list has it: nothing changes. A record older than a list without the pod, whose pod is gone, goes.
+    pods.list_call = listing
+    pods.relist()
+    assert "late-eth0" in model.endpoints and "shop/late" in pods.known
+    lab.core.delete_namespaced_pod("late", "shop")
+    pods.relist()
+    assert "late-eth0" not in model.endpoints and "late-eth0" not in cluster.sync.pods_of
