@@ -35,8 +35,17 @@ class PodsSync(NamespacesSync):
     def _upsert_pods(self, obj: Object, old: Object | None) -> None:
         key = f"{obj['metadata']['namespace']}/{obj['metadata']['name']}"
         labels = obj["metadata"].get("labels") or {}
+        uid = obj["metadata"].get("uid")
         for eid, record in sorted(self.pods_of.items()):
             if f"{record['namespace']}/{record['pod']}" != key:
+                continue
+            if uid and record.get("uid") and record["uid"] != uid:
+                if obj["metadata"].get("deletionTimestamp"):
+                    continue  # a pod going away is the earlier one: the record is of a later pod
+                # A pod of the same name made again (a StatefulSet's, or deleted and made while the watch
+                # was away): the endpoint is the earlier pod's, and that pod is gone.
+                log.info("pod %s made again (uid %s): releasing endpoint %s of uid %s", key, uid, eid, record["uid"])
+                self.release(eid)
                 continue
             if record.get("labels") != labels:
                 record["labels"] = labels
@@ -50,8 +59,11 @@ class PodsSync(NamespacesSync):
 
     def _delete_pods(self, old: Object) -> None:
         key = f"{old['metadata']['namespace']}/{old['metadata']['name']}"
+        uid = old["metadata"].get("uid")
         for eid, record in sorted(self.pods_of.items()):
-            if f"{record['namespace']}/{record['pod']}" == key:
+            if f"{record['namespace']}/{record['pod']}" != key:
+                continue
+            if not uid or not record.get("uid") or record["uid"] == uid:  # not a later pod of that name's
                 log.info("pod %s deleted: releasing endpoint %s", key, eid)
                 self.release(eid)
 
@@ -100,6 +112,8 @@ class PodsSync(NamespacesSync):
         """The pod from the watch, else from the API server (a pod the watch has not delivered yet).
         Raises ValidationError("endpoint.k8s", ...) when neither has it."""
         found = self.known("pods").get(f"{namespace}/{name}")
+        if found is not None and (found.get("metadata") or {}).get("deletionTimestamp"):
+            found = None  # going away: a pod of that name being added is likely a later one; ask
         if found is None and core is not None:
             try:
                 read = core.read_namespaced_pod(name, namespace, _request_timeout=REQUEST_TIMEOUT_S)
@@ -119,11 +133,13 @@ class PodsSync(NamespacesSync):
             return mapping.pod_network(pod, namespace_obj, self.networks(), self.cluster_network, known), pod
 
     def record(self, eid: str, pod: Object) -> None:
-        """Remember that endpoint `eid` is pod `pod`'s (stored), with its labels and named ports."""
+        """Remember that endpoint `eid` is pod `pod`'s (stored), with its uid, labels and named ports: a DELETED
+        event releases only the endpoints of that uid, a pod of that name with another uid releases them."""
         meta = pod["metadata"]
         record = {
             "namespace": meta["namespace"],
             "pod": meta["name"],
+            "uid": meta.get("uid"),
             "labels": meta.get("labels") or {},
             "ports": mapping.named_ports(pod),
             "made": time.time(),  # wall-clock seconds: a list asked for before it may not show the pod

@@ -185,3 +185,38 @@ def test_a_pod_made_while_a_list_is_answered_keeps_its_endpoint(lab: Lab) -> Non
     lab.core.delete_namespaced_pod("late", "shop")
     pods.relist()
     assert "late-eth0" not in model.endpoints and "late-eth0" not in cluster.sync.pods_of
+
+
+def test_a_pod_made_again_with_the_same_name_keeps_only_its_own_endpoint(lab: Lab) -> None:
+    cluster = lab.watch()
+    lab.node("n1", "192.168.50.1")
+    lab.node("n2", "192.168.50.2")
+    lab.namespace("shop")
+    lab.pod("shop", "web", node="n1")
+    lab.pod("shop", "db", node="n1")
+    lab.create("networks", "blue-web", WEB)
+    model, sync = lab.service.model, cluster.sync
+    wait_for(lambda: "blue/blue-web" in model.networks and len(sync.known("pods")) == 2, "applied")
+    endpoint_of(lab, cluster, "web-1", "shop", "web", "n1")
+    endpoint_of(lab, cluster, "db-1", "shop", "db", "n1")
+    pods = sync.informers["pods"]
+    cluster.stop()
+
+    # web is deleted and made again; the later pod's CNI ADD comes before the earlier pod's DELETED event.
+    earlier = pods.known["shop/web"]
+    lab.core.delete_namespaced_pod("web", "shop")
+    lab.pod("shop", "web", node="n2")
+    later = lab.api.sanitize_for_serialization(lab.core.read_namespaced_pod("web", "shop"))
+    lab.service.create_endpoint("web-2", network="blue/blue-web", node="n2")
+    cluster.record("web-2", later)
+    sync.delete("pods", earlier)
+    assert "web-2" in model.endpoints and "web-2" in sync.pods_of
+    assert "web-1" not in model.endpoints and "web-1" not in sync.pods_of
+
+    # db is deleted and made again on another node while the watch is away; a relist (410) sees it changed.
+    lab.core.delete_namespaced_pod("db", "shop")
+    lab.pod("shop", "db", node="n2")
+    pods.resource_version = None
+    cluster.start()
+    wait_for(lambda: "db-1" not in sync.pods_of, "the earlier db pod's endpoint released")
+    assert "db-1" not in model.endpoints and "web-2" in model.endpoints
