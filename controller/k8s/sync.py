@@ -94,11 +94,11 @@ class Sync(PodsSync):
 
     # --- the handler -----------------------------------------------------------------------------
 
-    def upsert(self, kind: str, obj: Object, old: Object | None) -> None:
+    def upsert(self, kind: str, obj: Object, old: Object | None) -> bool:
+        """Apply a new or changed object; False when the model refused it (the informer retries it)."""
         with self.service.lock, self.lock:
             method = getattr(self, f"_upsert_{kind}", None)
-            if method is not None:
-                self._refusable(method, kind, obj, obj, old)
+            return method is None or self._refusable(method, kind, obj, obj, old)
 
     def delete(self, kind: str, old: Object) -> None:
         with self.service.lock, self.lock:
@@ -106,13 +106,14 @@ class Sync(PodsSync):
             if method is not None:
                 self._refusable(method, kind, old, old)
 
-    def _refusable(self, method: Any, kind: str, obj: Object, *args: Any) -> None:
+    def _refusable(self, method: Any, kind: str, obj: Object, *args: Any) -> bool:
         """Run a handler; what the Service refuses (ValidationError) is logged and recorded as a Warning
-        Event on the object, and the watch goes on."""
+        Event on the object, and the watch goes on. False when refused (by an error or the handler's False)."""
         try:
-            method(*args)
+            return method(*args) is not False
         except ValidationError as error:
             self.events.record(obj, KINDS.get(kind, kind), "Warning", "Invalid", f"not applied to the model: {error}")
+            return False
 
     def synced(self, kind: str) -> None:
         if kind == "pods":
@@ -179,7 +180,7 @@ class Sync(PodsSync):
 
     # --- networks --------------------------------------------------------------------------------
 
-    def _upsert_networks(self, obj: Object, old: Object | None) -> None:
+    def _upsert_networks(self, obj: Object, old: Object | None) -> bool:
         key = mapping.network_key(obj)
         model = self.service.model
         if old is not None and mapping.network_key(old) != key and mapping.network_key(old) in model.networks:
@@ -202,6 +203,7 @@ class Sync(PodsSync):
             error = refused
         self._write_status(obj, error)
         self.reconcile_namespaces()  # its namespaces or namespaceSelector may map namespaces elsewhere
+        return error is None
 
     def _attach(self, key: str, profile: str | None) -> None:
         model = self.service.model

@@ -220,3 +220,28 @@ def test_a_pod_made_again_with_the_same_name_keeps_only_its_own_endpoint(lab: La
     cluster.start()
     wait_for(lambda: "db-1" not in sync.pods_of, "the earlier db pod's endpoint released")
     assert "db-1" not in model.endpoints and "web-2" in model.endpoints
+
+
+def test_a_relist_deletes_first_and_retries_what_was_refused(lab: Lab) -> None:
+    cluster = lab.watch()
+    lab.create("networks", "blue-web", {**WEB, "vni": 100})
+    model, sync = lab.service.model, cluster.sync
+    wait_for(lambda: "blue/blue-web" in model.networks, "blue-web applied")
+    networks = sync.informers["networks"]
+    cluster.stop()
+
+    # While the watch is away blue-web goes and a-new takes its VNI; a relist (410) must free it first.
+    lab.delete("networks", "blue-web")
+    lab.create("networks", "a-new", {**WEB, "vni": 100, "subnet": "10.5.0.0/24", "namespaces": []})
+    networks.resource_version = None
+    networks.relist()
+    assert "blue/a-new" in model.networks and "blue/blue-web" not in model.networks
+    assert model.networks["blue/a-new"].segment == 100
+
+    # A Network refused (VNI taken) is applied by the next relist once what refused it is gone.
+    lab.create("networks", "c-dup", {**WEB, "vni": 100, "subnet": "10.6.0.0/24", "namespaces": []})
+    networks.relist()
+    assert "blue/c-dup" not in model.networks and "c-dup" in networks.refused
+    lab.delete("networks", "a-new")
+    networks.relist()
+    assert "blue/c-dup" in model.networks and "blue/a-new" not in model.networks and not networks.refused
