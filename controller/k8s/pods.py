@@ -119,7 +119,7 @@ class PodsSync(NamespacesSync):
                 read = core.read_namespaced_pod(name, namespace, _request_timeout=REQUEST_TIMEOUT_S)
                 found = core.api_client.sanitize_for_serialization(read)
             except Exception as error:
-                raise ValidationError("endpoint.k8s", f"cannot find pod {namespace}/{name}: {error}") from None
+                raise ValidationError("endpoint.k8s", f"cannot find pod {namespace}/{name}: {_why(error)}") from None
         if found is None:
             raise ValidationError("endpoint.k8s", f"unknown pod {namespace}/{name}")
         return found
@@ -166,7 +166,7 @@ class PodsSync(NamespacesSync):
                         read = core.read_namespace(name, _request_timeout=REQUEST_TIMEOUT_S)
                         obj = core.api_client.sanitize_for_serialization(read)
                     except Exception as error:
-                        raise ValidationError("endpoint.k8s", f"cannot read namespace {name}: {error}") from None
+                        raise ValidationError("endpoint.k8s", f"cannot read namespace {name}: {_why(error)}") from None
                 self.reconcile_namespace(name, obj)
             found = model.namespaces.get(name)
             tenant = model.networks[network].tenant
@@ -200,3 +200,16 @@ class PodsSync(NamespacesSync):
             if record is not None:
                 self.service.store.commit([Delete(RECORDS + eid)])
                 self.reconcile_namespace(record["namespace"])
+
+
+def _why(error: Exception) -> str:
+    """A client failure in words fit for an API answer: the status, never the API server's address, headers
+    or body (the full error is logged)."""
+    log.warning("the API server failed: %s", error)
+    if isinstance(error, ApiException) and error.status:
+        return (
+            "not found"
+            if error.status == 404
+            else f"the API server answered {error.status} {error.reason or ''}".strip()
+        )
+    return "the API server cannot be reached"

@@ -125,3 +125,44 @@ def test_the_endpoint_route_picks_the_pods_network_and_records_it(lab: Lab) -> N
     lab.core.delete_namespaced_pod("web", "shop")
     wait_for(lambda: "c1-eth0" not in cluster.sync.pods_of, "endpoint released with its pod")
     assert "c1-eth0" not in lab.service.model.endpoints
+
+
+def test_only_node_and_admin_tokens_look_up_pods_and_only_for_pods_on_their_node(lab: Lab) -> None:
+    cluster = lab.watch()
+    tokens = Tokens.from_dict(
+        {"admin": [ADMIN], "tenants": {"red": ["red-token"]}, "nodes": {"n1": ["n1-token"], "n2": ["n2-token"]}}
+    )
+    api = Wsgi(make_app(lab.service, tokens, k8s=cluster))
+    lab.node("n1", "192.168.50.1")
+    lab.node("n2", "192.168.50.2")
+    lab.create(
+        "networks", "blue-web", {"tenant": "blue", "encap": "vxlan", "subnet": "10.1.0.0/24", "namespaces": ["shop"]}
+    )
+    lab.create("networks", "red-web", {"tenant": "red", "encap": "vxlan", "subnet": "10.2.0.0/24"})
+    lab.namespace("shop")
+    lab.pod("shop", "web", node="n1")
+    lab.pod("shop", "unscheduled")
+    wait_for(lambda: {"n1", "n2"} <= set(lab.service.model.nodes), "nodes registered")
+    wait_for(lambda: {"blue/blue-web", "red/red-web"} <= set(lab.service.model.networks), "networks")
+    body = {"id": "c1-eth0", "node": "n1", "k8s": {"namespace": "shop", "pod": "web"}}
+
+    # A tenant token learns nothing of other tenants' pods or networks.
+    for pod in ("web", "nope"):
+        answer = api.post("/v1/endpoints", {**body, "k8s": {"namespace": "shop", "pod": pod}}, token="red-token")
+        assert answer.status == 403 and answer.error["field"] == "endpoint.k8s", answer.body
+        assert "blue" not in answer.error["message"] and "shop" not in answer.error["message"]
+
+    # A node's token: only pods scheduled on its own node.
+    elsewhere = api.post("/v1/endpoints", {**body, "node": "n2"}, token="n2-token")
+    assert elsewhere.status == 400 and elsewhere.error["field"] == "endpoint.k8s", elsewhere.body
+    assert "not scheduled on node 'n2'" in elsewhere.error["message"]
+    unscheduled = {**body, "k8s": {"namespace": "shop", "pod": "unscheduled"}}
+    answer = api.post("/v1/endpoints", unscheduled, token="n1-token")
+    assert answer.status == 400 and answer.error["field"] == "endpoint.k8s", answer.body
+    assert not lab.service.model.endpoints
+
+    # A pod the API server does not have: said so, without the client's headers or the server's address.
+    missing = api.post("/v1/endpoints", {**body, "k8s": {"namespace": "shop", "pod": "nope"}}, token="n1-token")
+    assert missing.status == 400 and missing.error["field"] == "endpoint.k8s"
+    assert missing.error["message"] == "endpoint.k8s: cannot find pod shop/nope: not found"
+    assert api.post("/v1/endpoints", body, token="n1-token").status == 201
