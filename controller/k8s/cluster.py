@@ -114,14 +114,17 @@ class Kubernetes:
             informer.stop()
         if self._background is not None:
             self._background.join(10)
+        self.sync.write_statuses()
         self.events.flush()
 
     def _run(self, stopping: threading.Event) -> None:
-        """Off the watchers' threads: realized NetworkPolicies, Network statuses, then queued Events."""
+        """Off the watchers' threads and the Service's lock: realized NetworkPolicies, Network statuses
+        (computed under the lock, written after it), then queued Events."""
         while not stopping.wait(BACKGROUND_S):
             try:
                 self.sync.check_realized()
                 self.sync.refresh_statuses()
+                self.sync.write_statuses()
             except Exception:
                 log.exception("checking realized NetworkPolicies and Network statuses failed")
             self.events.flush()

@@ -19,7 +19,8 @@ from topology.errors import ValidationError
 log = logging.getLogger(__name__)
 Object = dict[str, Any]
 RECORDS = "/tenet/k8s/endpoints/"
-REQUEST_TIMEOUT_S = 5  # seconds a pod's or a namespace's GET may take (the Service's lock is held)
+REQUEST_TIMEOUT_S = 5  # seconds a pod's or a namespace's GET may take (never under the Service's lock)
+READ_NAMESPACES = 64  # namespaces read by GET kept for the endpoint being made (cleared when full)
 
 
 class PodsSync(NamespacesSync):
@@ -28,6 +29,7 @@ class PodsSync(NamespacesSync):
     events: Recorder
     core: Any | None  # a CoreV1Api for confirming a pod is gone, or None
     pods_of: dict[str, dict[str, Any]]  # endpoint id -> its record
+    read_namespaces: dict[str, Object]  # namespace name -> as a GET read it (not watched yet)
     stale_networks: set[str]  # networks whose free addresses changed since their status was written
 
     # --- pods ------------------------------------------------------------------------------------
@@ -125,10 +127,23 @@ class PodsSync(NamespacesSync):
         return found
 
     def network_for(self, namespace: str, name: str, core: Any | None = None) -> tuple[str, Object]:
-        """(network key, pod) of a pod's endpoint by `controller.k8s.mapping`; raises ValidationError."""
+        """(network key, pod) of a pod's endpoint by `controller.k8s.mapping`; raises ValidationError. The
+        pod, and its namespace when the watch has not delivered it, are read before the Service's lock is
+        taken (the namespace kept for `endpoint_attributes`)."""
+        pod = self.pod(namespace, name, core)
+        namespace_obj = self.known("namespaces").get(namespace)
+        if namespace_obj is None and core is not None:
+            try:
+                read = core.read_namespace(namespace, _request_timeout=REQUEST_TIMEOUT_S)
+                namespace_obj = core.api_client.sanitize_for_serialization(read)
+            except Exception as error:
+                raise ValidationError("endpoint.k8s", f"cannot read namespace {namespace}: {_why(error)}") from None
+            with self.lock:
+                if len(self.read_namespaces) >= READ_NAMESPACES:
+                    self.read_namespaces.clear()
+                self.read_namespaces[namespace] = namespace_obj
         with self.service.lock, self.lock:
-            pod = self.pod(namespace, name, core)
-            namespace_obj = self.known("namespaces").get(namespace)
+            namespace_obj = self.known("namespaces").get(namespace, namespace_obj)
             known = set(self.service.model.networks)
             return mapping.pod_network(pod, namespace_obj, self.networks(), self.cluster_network, known), pod
 
@@ -153,20 +168,15 @@ class PodsSync(NamespacesSync):
 
     def endpoint_attributes(self, network: str, pod: Object, core: Any | None = None) -> dict[str, Any]:
         """`namespace`, `labels` and `ports` (named container ports) of `Service.create_endpoint` for pod
-        `pod`'s endpoint on `network`, its namespace made in the model first when the watch has not yet.
+        `pod`'s endpoint on `network`, its namespace made in the model first when the watch has not yet (from
+        what `network_for` read: no request is made here, the Service's lock may be held; `core` is unused).
         Raises ValidationError("endpoint.k8s", ...) when the namespace is not the network's tenant's."""
         meta = pod["metadata"]
         name = meta["namespace"]
         with self.service.lock, self.lock:
             model = self.service.model
             if name not in model.namespaces:
-                obj = self.known("namespaces").get(name)
-                if obj is None and core is not None:
-                    try:
-                        read = core.read_namespace(name, _request_timeout=REQUEST_TIMEOUT_S)
-                        obj = core.api_client.sanitize_for_serialization(read)
-                    except Exception as error:
-                        raise ValidationError("endpoint.k8s", f"cannot read namespace {name}: {_why(error)}") from None
+                obj = self.known("namespaces").get(name) or self.read_namespaces.pop(name, None)
                 self.reconcile_namespace(name, obj)
             found = model.namespaces.get(name)
             tenant = model.networks[network].tenant

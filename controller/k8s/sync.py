@@ -47,7 +47,8 @@ KINDS = {
     "pods": "Pod",
     "networkpolicies": "NetworkPolicy",
 }
-REQUEST_TIMEOUT_S = 5  # seconds a status write may take (the Service's lock is held)
+REQUEST_TIMEOUT_S = 5  # seconds a status write may take (off the Service's lock, in `write_statuses`)
+MAX_STATUSES = 1024  # Networks with a status waiting to be written (beyond: the oldest is dropped)
 
 
 class Sync(PodsSync):
@@ -79,6 +80,9 @@ class Sync(PodsSync):
         self.realizing: dict[str, tuple[Object, int]] = {}
         self.stale_networks: set[str] = set()  # networks whose free addresses changed since their status
         self.pods_of: dict[str, dict[str, Any]] = {}  # endpoint id -> its record
+        self.read_namespaces: dict[str, Object] = {}  # namespace -> as a GET read it for a CNI ADD
+        self.statuses: dict[str, dict[str, Any]] = {}  # Network name -> the status to write (latest wins)
+        self.statuses_lock = threading.Lock()  # guards `statuses` only: never held with a request under way
         for record in service.store.list(RECORDS):
             self.pods_of[record.key[len(RECORDS) :]] = dict(record.value)
 
@@ -264,14 +268,33 @@ class Sync(PodsSync):
             for kind, state, reason, message in conditions
         ]
         if all(current.get(field) == status.get(field) for field in ("segment", "freeAddresses", "conditions")):
+            with self.statuses_lock:
+                self.statuses.pop(name, None)  # one waiting is older than what the API server has
             return
         body = {"status": {"segment": None, "freeAddresses": None, **status}}
-        try:
-            self.custom.patch_cluster_custom_object_status(
-                GROUP, VERSION, "networks", name, body, _request_timeout=REQUEST_TIMEOUT_S
-            )
-        except Exception as failed:
-            log.warning("writing the status of Network %s failed: %s", name, failed)
+        with self.statuses_lock:  # written by `write_statuses`, off the Service's lock
+            self.statuses.pop(name, None)
+            if len(self.statuses) >= MAX_STATUSES:
+                dropped = next(iter(self.statuses))
+                log.warning("too many Network statuses waiting: the status of %s is not written", dropped)
+                del self.statuses[dropped]
+            self.statuses[name] = body
+
+    def write_statuses(self) -> None:
+        """Write the Network statuses waiting (the latest of each Network); call it without the Service's
+        lock (each write may take `REQUEST_TIMEOUT_S` seconds). A failed write is logged; the next change or
+        resync writes it again."""
+        with self.statuses_lock:
+            waiting, self.statuses = self.statuses, {}
+        if self.custom is None:
+            return
+        for name, body in waiting.items():
+            try:
+                self.custom.patch_cluster_custom_object_status(
+                    GROUP, VERSION, "networks", name, body, _request_timeout=REQUEST_TIMEOUT_S
+                )
+            except Exception as failed:
+                log.warning("writing the status of Network %s failed: %s", name, failed)
 
     # --- nodes -----------------------------------------------------------------------------------
 
