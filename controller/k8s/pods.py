@@ -30,6 +30,7 @@ class PodsSync(NamespacesSync):
     core: Any | None  # a CoreV1Api for confirming a pod is gone, or None
     pods_of: dict[str, dict[str, Any]]  # endpoint id -> its record
     read_namespaces: dict[str, Object]  # namespace name -> as a GET read it (not watched yet)
+    deleting: dict[str, Object]  # network key -> its Network CR, deleted while it had endpoints
     stale_networks: set[str]  # networks whose free addresses changed since their status was written
 
     # --- pods ------------------------------------------------------------------------------------
@@ -144,7 +145,7 @@ class PodsSync(NamespacesSync):
                 self.read_namespaces[namespace] = namespace_obj
         with self.service.lock, self.lock:
             namespace_obj = self.known("namespaces").get(namespace, namespace_obj)
-            known = set(self.service.model.networks)
+            known = set(self.service.model.networks) - set(self.deleting)  # a deleted Network takes no pod
             return mapping.pod_network(pod, namespace_obj, self.networks(), self.cluster_network, known), pod
 
     def record(self, eid: str, pod: Object) -> None:
@@ -202,6 +203,7 @@ class PodsSync(NamespacesSync):
                 self.service.store.commit([Delete(RECORDS + eid)])
             if endpoint is not None and endpoint.namespace is not None:
                 self.reconcile_namespace(endpoint.namespace)  # a deleted or moving namespace may go now
+            self.retry_deletions()
 
     def forget(self, eid: str) -> None:
         """An endpoint deleted through the API (CNI DEL): drop its pod record."""
@@ -210,6 +212,24 @@ class PodsSync(NamespacesSync):
             if record is not None:
                 self.service.store.commit([Delete(RECORDS + eid)])
                 self.reconcile_namespace(record["namespace"])
+            self.retry_deletions()
+
+    def retry_deletions(self) -> None:
+        """Delete from the model the networks of deleted Network CRs that have no endpoints left."""
+        with self.service.lock, self.lock:
+            model = self.service.model
+            for key in sorted(self.deleting):
+                if key not in model.networks:
+                    del self.deleting[key]
+                elif not model.endpoints_by_network.get(key):
+                    log.info("Network %s: its last endpoint is gone, deleting it", key)
+                    try:
+                        self.service.delete_network(key)
+                    except ValidationError as error:
+                        log.warning("Network %s: still not deleted: %s", key, error)
+                        continue
+                    del self.deleting[key]
+                    self.reconcile_namespaces()
 
 
 def _why(error: Exception) -> str:

@@ -80,6 +80,7 @@ class Sync(PodsSync):
         self.realizing: dict[str, tuple[Object, int]] = {}
         self.stale_networks: set[str] = set()  # networks whose free addresses changed since their status
         self.pods_of: dict[str, dict[str, Any]] = {}  # endpoint id -> its record
+        self.deleting: dict[str, Object] = {}  # network key -> its Network CR, deleted while it had endpoints
         self.read_namespaces: dict[str, Object] = {}  # namespace -> as a GET read it for a CNI ADD
         self.statuses: dict[str, dict[str, Any]] = {}  # Network name -> the status to write (latest wins)
         self.statuses_lock = threading.Lock()  # guards `statuses` only: never held with a request under way
@@ -93,8 +94,13 @@ class Sync(PodsSync):
         return informer.known if informer is not None else {}
 
     def networks(self) -> list[Object]:
-        """The Network CRs whose network is in the model."""
-        return [n for n in self.known("networks").values() if mapping.network_key(n) in self.service.model.networks]
+        """The Network CRs whose network is in the model (and not waiting to be deleted)."""
+        model = self.service.model
+        return [
+            n
+            for n in self.known("networks").values()
+            if mapping.network_key(n) in model.networks and mapping.network_key(n) not in self.deleting
+        ]
 
     # --- the handler -----------------------------------------------------------------------------
 
@@ -124,6 +130,7 @@ class Sync(PodsSync):
             self.release_unlisted()
         with self.service.lock, self.lock:
             if kind == "networks":
+                self.retry_deletions()
                 for network in list(self.known("networks").values()):
                     self._write_status(network)
             if kind == "networkpolicies":
@@ -187,6 +194,7 @@ class Sync(PodsSync):
     def _upsert_networks(self, obj: Object, old: Object | None) -> bool:
         key = mapping.network_key(obj)
         model = self.service.model
+        self.deleting.pop(key, None)  # made again: it stays
         if old is not None and mapping.network_key(old) != key and mapping.network_key(old) in model.networks:
             self._delete_networks(old)
         args = mapping.network_args(obj)
@@ -224,7 +232,18 @@ class Sync(PodsSync):
             try:
                 self.service.delete_network(key)
             except ValidationError as error:
+                # Deleted once its last endpoint is released (`retry_deletions`); meanwhile no new pod joins it.
+                self.deleting[key] = old
+                count = len(self.service.model.endpoints_by_network.get(key) or ())
                 log.warning("Network %s deleted in Kubernetes, kept in the model: %s", key, error)
+                self.events.record(
+                    old,
+                    "Network",
+                    "Warning",
+                    "DeletionPending",
+                    f"network {key} has {count} endpoint(s): it leaves the model when the last is released; "
+                    "no new pod joins it",
+                )
         self.reconcile_namespaces()
 
     def _write_status(self, obj: Object, error: ValidationError | None = None) -> None:

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from kubernetes import client, config
 
 from controller.k8s.cluster import Kubernetes
 from controller.service import Service
 from tests.k8s.conftest import Lab, wait_for
+from topology.errors import ValidationError
 
 WEB = {"tenant": "blue", "encap": "vxlan", "subnet": "10.1.0.0/24", "namespaces": ["shop"]}
 
@@ -245,3 +247,34 @@ def test_a_relist_deletes_first_and_retries_what_was_refused(lab: Lab) -> None:
     lab.delete("networks", "a-new")
     networks.relist()
     assert "blue/c-dup" in model.networks and "blue/a-new" not in model.networks and not networks.refused
+
+
+def test_a_network_deleted_with_endpoints_leaves_the_model_with_its_last_endpoint(lab: Lab) -> None:
+    cluster = lab.watch()
+    lab.node("n1", "192.168.50.1")
+    lab.namespace("shop")
+    lab.pod("shop", "web", node="n1")
+    lab.create("networks", "blue-web", WEB)
+    lab.create("networks", "blue-db", {**WEB, "subnet": "10.2.0.0/24", "namespaces": []})
+    model, sync = lab.service.model, cluster.sync
+    wait_for(lambda: {"blue/blue-web", "blue/blue-db"} <= set(model.networks), "applied")
+    wait_for(lambda: "shop/web" in sync.known("pods"), "pod shop/web watched")
+    endpoint_of(lab, cluster, "web-eth0", "shop", "web", "n1")
+
+    lab.delete("networks", "blue-web")
+    warned = wait_for(
+        lambda: [e for e in cluster.events.history if e["reason"] == "DeletionPending"], "a DeletionPending Event"
+    )
+    assert warned and warned[0]["involvedObject"]["name"] == "blue-web" and warned[0]["type"] == "Warning"
+    assert "blue/blue-web" in model.networks  # kept while it has an endpoint
+    # Meanwhile no new pod joins it, by annotation or by its namespace.
+    lab.pod("shop", "late", node="n1", annotations={"tenet.io/network": "blue/blue-web"})
+    lab.pod("shop", "other", node="n1")
+    wait_for(lambda: {"shop/late", "shop/other"} <= set(sync.known("pods")), "pods watched")
+    for pod in ("late", "other"):
+        with pytest.raises(ValidationError):
+            cluster.endpoint_network("shop", pod)
+
+    lab.core.delete_namespaced_pod("web", "shop")
+    wait_for(lambda: "blue/blue-web" not in model.networks, "blue-web deleted with its last endpoint")
+    assert "blue/blue-web" not in sync.deleting and "blue/blue-db" in model.networks
