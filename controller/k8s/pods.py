@@ -235,11 +235,12 @@ class PodsSync(NamespacesSync):
 def _why(error: Exception) -> str:
     """A client failure in words fit for an API answer: the status, never the API server's address, headers
     or body (the full error is logged)."""
-    log.warning("the API server failed: %s", error)
     if isinstance(error, ApiException) and error.status:
+        log.log(logging.DEBUG if error.status == 404 else logging.WARNING, "the API server answered: %s", error)
         return (
             "not found"
             if error.status == 404
             else f"the API server answered {error.status} {error.reason or ''}".strip()
         )
+    log.warning("the API server cannot be reached: %s", error)
     return "the API server cannot be reached"

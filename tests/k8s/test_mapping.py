@@ -170,6 +170,16 @@ def test_only_node_and_admin_tokens_look_up_pods_and_only_for_pods_on_their_node
     assert missing.error["message"] == "endpoint.k8s: cannot find pod shop/nope: not found"
     assert api.post("/v1/endpoints", body, token="n1-token").status == 201
 
+    # The API server away: said so, without its address.
+    lab.stop_watching()
+    lab.server.stop()
+    cluster.lookup.api_client.rest_client.pool_manager.clear()
+    away = api.post(
+        "/v1/endpoints", {**body, "id": "c2-eth0", "k8s": {"namespace": "shop", "pod": "x"}}, token="n1-token"
+    )
+    assert away.status == 400 and away.error["field"] == "endpoint.k8s", away.body
+    assert away.error["message"] == "endpoint.k8s: cannot find pod shop/x: the API server cannot be reached"
+
 
 def test_requests_to_the_api_server_are_made_without_the_service_lock(lab: Lab) -> None:
     cluster = lab.watch()
