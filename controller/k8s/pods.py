@@ -4,6 +4,7 @@ the pod's, and its release when the pod is gone (README "Kubernetes")."""
 
 from __future__ import annotations
 
+import datetime
 import logging
 import time
 from typing import Any
@@ -45,6 +46,10 @@ class PodsSync(NamespacesSync):
             if uid and record.get("uid") and record["uid"] != uid:
                 if obj["metadata"].get("deletionTimestamp"):
                     continue  # a pod going away is the earlier one: the record is of a later pod
+                if self._made_for(record, eid, obj):
+                    record["uid"] = uid  # this pod's ADD, resolved from a stale watch: the endpoint is its own
+                    self.service.store.commit([Put(RECORDS + eid, record)])
+                    continue
                 # A pod of the same name made again (a StatefulSet's, or deleted and made while the watch
                 # was away): the endpoint is the earlier pod's, and that pod is gone.
                 log.info("pod %s made again (uid %s): releasing endpoint %s of uid %s", key, uid, eid, record["uid"])
@@ -59,6 +64,21 @@ class PodsSync(NamespacesSync):
                     self.service.label_endpoint(eid, labels)
                 except ValidationError as error:
                     self.events.record(obj, "Pod", "Warning", "Invalid", f"labels not applied to {eid}: {error}")
+
+    def _made_for(self, record: dict[str, Any], eid: str, pod: Object) -> bool:
+        """Whether endpoint `eid` was made by `pod`'s CNI ADD though its record names another uid: it is on
+        the pod's node and was recorded after the pod was created (an earlier pod of that name was gone by
+        then, so its sandbox could not be added)."""
+        endpoint = self.service.model.endpoints.get(eid)
+        node = (pod.get("spec") or {}).get("nodeName")
+        created = pod["metadata"].get("creationTimestamp")
+        if endpoint is None or endpoint.node != node or not isinstance(created, str):
+            return False
+        try:
+            since = datetime.datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return False
+        return float(record.get("made", 0.0)) >= since
 
     def _delete_pods(self, old: Object) -> None:
         key = f"{old['metadata']['namespace']}/{old['metadata']['name']}"

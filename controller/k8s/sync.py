@@ -11,8 +11,12 @@ Decisions (README "Kubernetes"):
   endpoints on it (the model node stays: its switch may still be connected);
 - a pod's endpoint is made in its namespace with its labels and named container ports, in the change that
   makes it; a pod's labels changed relabel its endpoints (`Service.label_endpoint`);
-- pods' endpoints are recorded under `/tenet/k8s/endpoints/ID` (namespace, pod, labels, named ports): a
-  deleted pod, or one missing from a relist (a dead node never sent CNI DEL), has its endpoints released;
+- pods' endpoints are recorded under `/tenet/k8s/endpoints/ID` (namespace, pod, uid, labels, named ports,
+  when made): a deleted pod has the endpoints of its uid released, a pod of that name with another uid the
+  earlier pod's (`controller.k8s.pods`); one missing from a relist (a dead node never sent CNI DEL) has its
+  endpoints released once a GET confirms it is gone;
+- a Network deleted while it has endpoints stays in the model, taking no new pod, until its last endpoint
+  is released (Warning Event `DeletionPending`);
 - Namespaces and NetworkPolicies: `controller.k8s.namespaces`. What the model refuses is logged and recorded
   as a Kubernetes Event on the object (`controller.k8s.events`); no refusal ends a watch.
 """

@@ -215,6 +215,15 @@ def test_a_pod_made_again_with_the_same_name_keeps_only_its_own_endpoint(lab: La
     assert "web-2" in model.endpoints and "web-2" in sync.pods_of
     assert "web-1" not in model.endpoints and "web-1" not in sync.pods_of
 
+    # A CNI ADD for the later pod resolved from a stale watch (the earlier pod's uid), on its node, after it
+    # was made: the later pod's event keeps the endpoint and corrects the uid.
+    later_uid = later["metadata"]["uid"]
+    lab.service.create_endpoint("web-3", network="blue/blue-web", node="n2")
+    cluster.record("web-3", earlier)
+    sync.upsert("pods", later, earlier)
+    assert "web-3" in model.endpoints and sync.pods_of["web-3"]["uid"] == later_uid
+    assert "web-2" in model.endpoints
+
     # db is deleted and made again on another node while the watch is away; a relist (410) sees it changed.
     lab.core.delete_namespaced_pod("db", "shop")
     lab.pod("shop", "db", node="n2")
