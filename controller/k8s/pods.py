@@ -20,6 +20,7 @@ from topology.errors import ValidationError
 log = logging.getLogger(__name__)
 Object = dict[str, Any]
 RECORDS = "/tenet/k8s/endpoints/"
+DELETING = "/tenet/k8s/deleting/"  # + network key: a Network CR deleted while its network had endpoints
 REQUEST_TIMEOUT_S = 5  # seconds a pod's or a namespace's GET may take (never under the Service's lock)
 READ_NAMESPACES = 64  # namespaces read by GET kept for the endpoint being made (cleared when full)
 
@@ -241,6 +242,7 @@ class PodsSync(NamespacesSync):
             for key in sorted(self.deleting):
                 if key not in model.networks:
                     del self.deleting[key]
+                    self.service.store.commit([Delete(DELETING + key)])
                 elif not model.endpoints_by_network.get(key):
                     log.info("Network %s: its last endpoint is gone, deleting it", key)
                     try:
@@ -249,6 +251,7 @@ class PodsSync(NamespacesSync):
                         log.warning("Network %s: still not deleted: %s", key, error)
                         continue
                     del self.deleting[key]
+                    self.service.store.commit([Delete(DELETING + key)])
                     self.reconcile_namespaces()
 
 

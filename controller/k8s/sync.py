@@ -31,8 +31,9 @@ from typing import TYPE_CHECKING, Any
 from controller.k8s import mapping
 from controller.k8s.events import Recorder
 from controller.k8s.namespaces import SwitchSequence
-from controller.k8s.pods import RECORDS, PodsSync
+from controller.k8s.pods import DELETING, RECORDS, PodsSync
 from controller.policy import Quota
+from controller.store.base import Delete, Put
 from topology.errors import ValidationError
 
 if TYPE_CHECKING:
@@ -90,6 +91,8 @@ class Sync(PodsSync):
         self.statuses_lock = threading.Lock()  # guards `statuses` only: never held with a request under way
         for record in service.store.list(RECORDS):
             self.pods_of[record.key[len(RECORDS) :]] = dict(record.value)
+        for record in service.store.list(DELETING):
+            self.deleting[record.key[len(DELETING) :]] = dict(record.value)
 
     # --- what the informers know -----------------------------------------------------------------
 
@@ -198,7 +201,8 @@ class Sync(PodsSync):
     def _upsert_networks(self, obj: Object, old: Object | None) -> bool:
         key = mapping.network_key(obj)
         model = self.service.model
-        self.deleting.pop(key, None)  # made again: it stays
+        if self.deleting.pop(key, None) is not None:  # made again: it stays
+            self.service.store.commit([Delete(DELETING + key)])
         if old is not None and mapping.network_key(old) != key and mapping.network_key(old) in model.networks:
             self._delete_networks(old)
         args = mapping.network_args(obj)
@@ -238,6 +242,7 @@ class Sync(PodsSync):
             except ValidationError as error:
                 # Deleted once its last endpoint is released (`retry_deletions`); meanwhile no new pod joins it.
                 self.deleting[key] = old
+                self.service.store.commit([Put(DELETING + key, old)])  # a restarted controller still deletes it
                 count = len(self.service.model.endpoints_by_network.get(key) or ())
                 log.warning("Network %s deleted in Kubernetes, kept in the model: %s", key, error)
                 self.events.record(

@@ -287,3 +287,29 @@ def test_a_network_deleted_with_endpoints_leaves_the_model_with_its_last_endpoin
     lab.core.delete_namespaced_pod("web", "shop")
     wait_for(lambda: "blue/blue-web" not in model.networks, "blue-web deleted with its last endpoint")
     assert "blue/blue-web" not in sync.deleting and "blue/blue-db" in model.networks
+
+
+def test_a_network_waiting_for_deletion_is_deleted_by_a_restarted_controller(lab: Lab) -> None:
+    cluster = lab.watch()
+    lab.node("n1", "192.168.50.1")
+    lab.namespace("shop")
+    lab.pod("shop", "web", node="n1")
+    lab.create("networks", "blue-web", WEB)
+    model = lab.service.model
+    wait_for(lambda: "blue/blue-web" in model.networks and "shop/web" in cluster.sync.known("pods"), "applied")
+    endpoint_of(lab, cluster, "web-eth0", "shop", "web", "n1")
+    lab.delete("networks", "blue-web")
+    wait_for(lambda: lab.store.get("/tenet/k8s/deleting/blue/blue-web") is not None, "the deletion remembered")
+    lab.stop_watching()
+
+    lab.core.delete_namespaced_pod("web", "shop")
+    restarted = Service(lab.store)
+    restarted.restore()
+    assert "blue/blue-web" in restarted.model.networks
+    later = Kubernetes(restarted, lab.api).start()
+    try:
+        wait_for(lambda: "blue/blue-web" not in restarted.model.networks, "blue-web deleted by the next controller")
+        assert "web-eth0" not in restarted.model.endpoints
+        assert lab.store.get("/tenet/k8s/deleting/blue/blue-web") is None
+    finally:
+        later.stop()
