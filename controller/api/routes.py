@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 from controller.api import views
+from controller.api.auth import Principal
 from controller.api.http import Body, HttpError, Request, Response, forbidden, not_found
 from controller.api.netpol_routes import NETPOL_HANDLERS, NetpolRoutes
 from controller.api.openapi import SPEC
@@ -564,16 +565,18 @@ class Api(NetpolRoutes):
     def create_endpoint(self, request: Request) -> Response:
         fields = {"id", "network", "node", "ip", "mac", "port_name", "k8s", "namespace", "labels", "ports"}
         body = Body(request.json(), "endpoint", allowed=fields)
-        pod = self.k8s_pod(request.json().get("k8s"), request.json().get("network"))
         endpoint_id, node = body.text("id"), body.text("node")
+        if request.principal.node_only and not request.principal.manages(node):
+            raise HttpError(
+                403, f"creating an endpoint on node {node!r}: {own_node(request.principal)}", field="endpoint.node"
+            )
+        pod = self.k8s_pod(request.json().get("k8s"), request.json().get("network"), request.principal, node)
         network = pod[0] if pod is not None else body.text("network")
         ip, mac = body.text("ip", required=False), body.text("mac", required=False)
         port = body.text("port_name", required=False)
         namespace = body.text("namespace", required=False)
         attributes = {"labels": body.data.get("labels"), "ports": body.data.get("ports")}  # checked by the model
         principal = request.principal
-        if principal.node_only and not principal.manages(node):
-            raise HttpError(403, f"creating an endpoint on node {node!r}: {own_node(principal)}", field="endpoint.node")
         if port is not None and not principal.admin and not principal.node_only:
             raise HttpError(
                 403,
@@ -612,11 +615,17 @@ class Api(NetpolRoutes):
                 self.k8s.record(endpoint.id, pod[1])
             return created(f"/v1/endpoints/{endpoint.id}", views.endpoint_json(self.model, endpoint))
 
-    def k8s_pod(self, k8s: object, network: object) -> tuple[str, dict] | None:
+    def k8s_pod(self, k8s: object, network: object, principal: Principal, node: str) -> tuple[str, dict] | None:
         """For `"k8s": {"namespace": NS, "pod": NAME}` without a network (a CNI ADD in a cluster): the pod's
-        network by the mapping of `controller.k8s` and the pod. Raises ValidationError naming the field."""
+        network by the mapping of `controller.k8s` and the pod. Only a node's or the cluster-admin token may
+        ask (403), and the pod must be scheduled on `node` (its `spec.nodeName`). Raises ValidationError or
+        HttpError naming `endpoint.k8s`."""
         if k8s is None or network is not None:
             return None
+        if not (principal.admin or principal.node_only):
+            raise HttpError(
+                403, "endpoint.k8s: a pod's network is looked up for node agents only", field="endpoint.k8s"
+            )
         fields = ("namespace", "pod")
         if not isinstance(k8s, dict) or not all(isinstance(k8s.get(f), str) and k8s.get(f) for f in fields):
             raise ValidationError("endpoint.k8s", 'want {"namespace": NAMESPACE, "pod": NAME}')
@@ -624,7 +633,12 @@ class Api(NetpolRoutes):
             raise ValidationError(
                 "endpoint.k8s", "the controller does not watch Kubernetes (start it with --kubernetes or --kubeconfig)"
             )
-        return self.k8s.endpoint_network(k8s["namespace"], k8s["pod"])
+        found = self.k8s.endpoint_network(k8s["namespace"], k8s["pod"])
+        if (found[1].get("spec") or {}).get("nodeName") != node:
+            raise ValidationError(
+                "endpoint.k8s", f"pod {k8s['namespace']}/{k8s['pod']} is not scheduled on node {node!r}"
+            )
+        return found
 
     def show_endpoint(self, request: Request) -> Response:
         with self.service.lock:

@@ -9,6 +9,7 @@ watched resource, and the pod-to-network lookup the endpoint route uses for a CN
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import threading
@@ -53,10 +54,19 @@ class Kubernetes:
     ) -> None:
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
+        # Single GETs answer or fail within their timeout: no urllib3 retries stretching it.
+        lookups = copy.copy(api.configuration)
+        lookups.retries = False
+        self.lookup = client.CoreV1Api(client.ApiClient(lookups))
         self.networking = client.NetworkingV1Api(api)
         self.events = Recorder(self.core)
         self.sync = Sync(
-            service, self.custom, cluster_network=cluster_network, events=self.events, switch_sequence=switch_sequence
+            service,
+            self.custom,
+            cluster_network=cluster_network,
+            events=self.events,
+            switch_sequence=switch_sequence,
+            core=self.lookup,
         )
         self.stopping = threading.Event()
         self._background: threading.Thread | None = None
@@ -104,14 +114,17 @@ class Kubernetes:
             informer.stop()
         if self._background is not None:
             self._background.join(10)
+        self.sync.write_statuses()
         self.events.flush()
 
     def _run(self, stopping: threading.Event) -> None:
-        """Off the watchers' threads: realized NetworkPolicies, Network statuses, then queued Events."""
+        """Off the watchers' threads and the Service's lock: realized NetworkPolicies, Network statuses
+        (computed under the lock, written after it), then queued Events."""
         while not stopping.wait(BACKGROUND_S):
             try:
                 self.sync.check_realized()
                 self.sync.refresh_statuses()
+                self.sync.write_statuses()
             except Exception:
                 log.exception("checking realized NetworkPolicies and Network statuses failed")
             self.events.flush()
@@ -121,11 +134,11 @@ class Kubernetes:
     def endpoint_network(self, namespace: str, pod: str) -> tuple[str, Object]:
         """(TENANT/NAME, pod) for the endpoint of pod NAMESPACE/POD; raises ValidationError naming what is
         missing (`endpoint.k8s`, or the pod's `tenet.io/network` annotation)."""
-        return self.sync.network_for(namespace, pod, self.core)
+        return self.sync.network_for(namespace, pod, self.lookup)
 
     def endpoint_attributes(self, network: str, pod: Object) -> dict[str, Any]:
         """`namespace`, `labels`, `ports` of the pod's endpoint on `network` (`Sync.endpoint_attributes`)."""
-        return self.sync.endpoint_attributes(network, pod, self.core)
+        return self.sync.endpoint_attributes(network, pod, self.lookup)
 
     def record(self, endpoint_id: str, pod: Object) -> None:
         self.sync.record(endpoint_id, pod)

@@ -5,7 +5,9 @@ Follows the API's watch contract (https://kubernetes.io/docs/reference/using-api
   the version on; each event (and bookmark) advances the version a reconnect resumes from;
 - 410 Gone (the version was compacted away): relist and diff the listed state against what was applied:
   objects new or at another `resourceVersion` are applied, objects no longer listed are deleted; an object
-  at the version already applied is not applied again, so no change is lost or applied twice;
+  at the version already applied is not applied again, so no change is lost or applied twice; deletions are
+  applied first (a deleted object may hold what a new one needs, a VNI or a subnet), and an object the
+  handler refused is applied again by every relist until it is taken;
 - the API server unreachable: retry with exponential backoff (`backoff_s` doubling up to `max_backoff_s`);
   nothing is applied meanwhile, so the model, the flows and the controller's own API keep serving;
 - every `resync_s` seconds a full relist and diff, which applies deletions a watch could not deliver.
@@ -30,7 +32,8 @@ REQUEST_TIMEOUT_S = 10  # seconds to connect, and to wait for an answer beyond a
 
 
 class Handler(Protocol):
-    def upsert(self, kind: str, obj: Object, old: Object | None) -> None: ...
+    def upsert(self, kind: str, obj: Object, old: Object | None) -> bool | None:
+        """Apply a new or changed object; False when it was refused (the next relist retries it)."""
 
     def delete(self, kind: str, old: Object) -> None: ...
 
@@ -72,7 +75,9 @@ class Informer:
         self.max_backoff_s = max_backoff_s
         self.watch_timeout_s = watch_timeout_s
         self.known: dict[str, Object] = {}  # key -> the object as last applied
+        self.refused: set[str] = set()  # keys whose last upsert the handler refused: a relist applies them again
         self.resource_version: str | None = None
+        self.listed_at = 0.0  # wall-clock time (time.time()) the last list was asked for
         self.relists = 0  # full lists done (the first, after 410, and resyncs)
         self.failures = 0  # connection failures in a row (0 while connected)
         self.outages = 0  # connection failures in all
@@ -125,17 +130,19 @@ class Informer:
 
     def relist(self) -> None:
         """List everything and apply the difference to what was applied (see the module docstring)."""
+        started = time.time()
         listed = self.list_call(_request_timeout=REQUEST_TIMEOUT_S)
         items = self._serializer.sanitize_for_serialization(listed)
         items = items if isinstance(items, dict) else {}
         seen: dict[str, Object] = {}
         for item in items.get("items") or []:
             seen[object_key(item)] = item
+        for key in sorted(set(self.known) - set(seen)):  # deletions first: they may free what a new one needs
+            self._remove(key)
         for key, obj in seen.items():
             self._apply(key, obj)
-        for key in sorted(set(self.known) - set(seen)):
-            self._remove(key)
         self.resource_version = (items.get("metadata") or {}).get("resourceVersion")
+        self.listed_at = started
         self.relists += 1
         self.failures = 0
         self._call(self.handler.synced, self.kind)
@@ -171,18 +178,25 @@ class Informer:
     def _apply(self, key: str, obj: Object) -> None:
         old = self.known.get(key)
         version = obj["metadata"].get("resourceVersion")
-        if old is not None and old["metadata"].get("resourceVersion") == version:
+        if old is not None and old["metadata"].get("resourceVersion") == version and key not in self.refused:
             return  # applied already (a relist after 410 lists it again)
         self.known[key] = obj
-        self._call(self.handler.upsert, self.kind, obj, old)
+        if self._call(self.handler.upsert, self.kind, obj, old) is False:
+            self.refused.add(key)  # the next relist applies it again (what refused it may be gone then)
+        else:
+            self.refused.discard(key)
 
     def _remove(self, key: str) -> None:
         old = self.known.pop(key, None)
+        self.refused.discard(key)
         if old is not None:
             self._call(self.handler.delete, self.kind, old)
 
-    def _call(self, method: Callable[..., None], *args: Any) -> None:
+    def _call(self, method: Callable[..., bool | None], *args: Any) -> bool | None:
+        """The handler's answer; False when it raised (logged: a change the model refuses must not end the
+        watch)."""
         try:
-            method(*args)
-        except Exception:  # a change the model refuses must not end the watch
+            return method(*args)
+        except Exception:
             log.exception("%s: handling a change failed", self.kind)
+            return False

@@ -11,8 +11,12 @@ Decisions (README "Kubernetes"):
   endpoints on it (the model node stays: its switch may still be connected);
 - a pod's endpoint is made in its namespace with its labels and named container ports, in the change that
   makes it; a pod's labels changed relabel its endpoints (`Service.label_endpoint`);
-- pods' endpoints are recorded under `/tenet/k8s/endpoints/ID` (namespace, pod, labels, named ports): a
-  deleted pod, or one missing from a relist (a dead node never sent CNI DEL), has its endpoints released;
+- pods' endpoints are recorded under `/tenet/k8s/endpoints/ID` (namespace, pod, uid, labels, named ports,
+  when made): a deleted pod has the endpoints of its uid released, a pod of that name with another uid the
+  earlier pod's (`controller.k8s.pods`); one missing from a relist (a dead node never sent CNI DEL) has its
+  endpoints released once a GET confirms it is gone;
+- a Network deleted while it has endpoints stays in the model, taking no new pod, until its last endpoint
+  is released (Warning Event `DeletionPending`);
 - Namespaces and NetworkPolicies: `controller.k8s.namespaces`. What the model refuses is logged and recorded
   as a Kubernetes Event on the object (`controller.k8s.events`); no refusal ends a watch.
 """
@@ -27,8 +31,9 @@ from typing import TYPE_CHECKING, Any
 from controller.k8s import mapping
 from controller.k8s.events import Recorder
 from controller.k8s.namespaces import SwitchSequence
-from controller.k8s.pods import RECORDS, PodsSync
+from controller.k8s.pods import DELETING, RECORDS, PodsSync
 from controller.policy import Quota
+from controller.store.base import Delete, Put
 from topology.errors import ValidationError
 
 if TYPE_CHECKING:
@@ -47,14 +52,16 @@ KINDS = {
     "pods": "Pod",
     "networkpolicies": "NetworkPolicy",
 }
-REQUEST_TIMEOUT_S = 5  # seconds a status write may take (the Service's lock is held)
+REQUEST_TIMEOUT_S = 5  # seconds a status write may take (off the Service's lock, in `write_statuses`)
+MAX_STATUSES = 1024  # Networks with a status waiting to be written (beyond: the oldest is dropped)
 
 
 class Sync(PodsSync):
     """The handler of every informer (`controller.k8s.informer.Handler`). `custom`: a CustomObjectsApi
     for status write-back (None: no write-back); `events`: where Events go (default: logged only);
     `switch_sequence`: node -> the last change its switch holds (None: NetworkPolicies are never reported
-    realized); `informers` is filled by `controller.k8s.cluster`."""
+    realized); `core`: a CoreV1Api that confirms a pod is gone before its endpoint is released (None: a
+    pod missing from a list is taken as gone); `informers` is filled by `controller.k8s.cluster`."""
 
     def __init__(
         self,
@@ -64,9 +71,11 @@ class Sync(PodsSync):
         cluster_network: str = "default/pods",
         events: Recorder | None = None,
         switch_sequence: SwitchSequence | None = None,
+        core: Any | None = None,
     ) -> None:
         self.service = service
         self.custom = custom
+        self.core = core
         self.cluster_network = cluster_network
         self.events = events if events is not None else Recorder(None)
         self.switch_sequence = switch_sequence
@@ -76,8 +85,14 @@ class Sync(PodsSync):
         self.realizing: dict[str, tuple[Object, int]] = {}
         self.stale_networks: set[str] = set()  # networks whose free addresses changed since their status
         self.pods_of: dict[str, dict[str, Any]] = {}  # endpoint id -> its record
+        self.deleting: dict[str, Object] = {}  # network key -> its Network CR, deleted while it had endpoints
+        self.read_namespaces: dict[str, Object] = {}  # namespace -> as a GET read it for a CNI ADD
+        self.statuses: dict[str, dict[str, Any]] = {}  # Network name -> the status to write (latest wins)
+        self.statuses_lock = threading.Lock()  # guards `statuses` only: never held with a request under way
         for record in service.store.list(RECORDS):
             self.pods_of[record.key[len(RECORDS) :]] = dict(record.value)
+        for record in service.store.list(DELETING):
+            self.deleting[record.key[len(DELETING) :]] = dict(record.value)
 
     # --- what the informers know -----------------------------------------------------------------
 
@@ -86,16 +101,21 @@ class Sync(PodsSync):
         return informer.known if informer is not None else {}
 
     def networks(self) -> list[Object]:
-        """The Network CRs whose network is in the model."""
-        return [n for n in self.known("networks").values() if mapping.network_key(n) in self.service.model.networks]
+        """The Network CRs whose network is in the model (and not waiting to be deleted)."""
+        model = self.service.model
+        return [
+            n
+            for n in self.known("networks").values()
+            if mapping.network_key(n) in model.networks and mapping.network_key(n) not in self.deleting
+        ]
 
     # --- the handler -----------------------------------------------------------------------------
 
-    def upsert(self, kind: str, obj: Object, old: Object | None) -> None:
+    def upsert(self, kind: str, obj: Object, old: Object | None) -> bool:
+        """Apply a new or changed object; False when the model refused it (the informer retries it)."""
         with self.service.lock, self.lock:
             method = getattr(self, f"_upsert_{kind}", None)
-            if method is not None:
-                self._refusable(method, kind, obj, obj, old)
+            return method is None or self._refusable(method, kind, obj, obj, old)
 
     def delete(self, kind: str, old: Object) -> None:
         with self.service.lock, self.lock:
@@ -103,23 +123,21 @@ class Sync(PodsSync):
             if method is not None:
                 self._refusable(method, kind, old, old)
 
-    def _refusable(self, method: Any, kind: str, obj: Object, *args: Any) -> None:
+    def _refusable(self, method: Any, kind: str, obj: Object, *args: Any) -> bool:
         """Run a handler; what the Service refuses (ValidationError) is logged and recorded as a Warning
-        Event on the object, and the watch goes on."""
+        Event on the object, and the watch goes on. False when refused (by an error or the handler's False)."""
         try:
-            method(*args)
+            return method(*args) is not False
         except ValidationError as error:
             self.events.record(obj, KINDS.get(kind, kind), "Warning", "Invalid", f"not applied to the model: {error}")
+            return False
 
     def synced(self, kind: str) -> None:
+        if kind == "pods":
+            self.release_unlisted()
         with self.service.lock, self.lock:
-            if kind == "pods":
-                present = set(self.known("pods"))
-                for eid, record in sorted(self.pods_of.items()):
-                    if f"{record['namespace']}/{record['pod']}" not in present:
-                        log.info("pod %s/%s is gone: releasing endpoint %s", record["namespace"], record["pod"], eid)
-                        self.release(eid)
             if kind == "networks":
+                self.retry_deletions()
                 for network in list(self.known("networks").values()):
                     self._write_status(network)
             if kind == "networkpolicies":
@@ -180,9 +198,11 @@ class Sync(PodsSync):
 
     # --- networks --------------------------------------------------------------------------------
 
-    def _upsert_networks(self, obj: Object, old: Object | None) -> None:
+    def _upsert_networks(self, obj: Object, old: Object | None) -> bool:
         key = mapping.network_key(obj)
         model = self.service.model
+        if self.deleting.pop(key, None) is not None:  # made again: it stays
+            self.service.store.commit([Delete(DELETING + key)])
         if old is not None and mapping.network_key(old) != key and mapping.network_key(old) in model.networks:
             self._delete_networks(old)
         args = mapping.network_args(obj)
@@ -203,6 +223,7 @@ class Sync(PodsSync):
             error = refused
         self._write_status(obj, error)
         self.reconcile_namespaces()  # its namespaces or namespaceSelector may map namespaces elsewhere
+        return error is None
 
     def _attach(self, key: str, profile: str | None) -> None:
         model = self.service.model
@@ -219,7 +240,19 @@ class Sync(PodsSync):
             try:
                 self.service.delete_network(key)
             except ValidationError as error:
+                # Deleted once its last endpoint is released (`retry_deletions`); meanwhile no new pod joins it.
+                self.deleting[key] = old
+                self.service.store.commit([Put(DELETING + key, old)])  # a restarted controller still deletes it
+                count = len(self.service.model.endpoints_by_network.get(key) or ())
                 log.warning("Network %s deleted in Kubernetes, kept in the model: %s", key, error)
+                self.events.record(
+                    old,
+                    "Network",
+                    "Warning",
+                    "DeletionPending",
+                    f"network {key} has {count} endpoint(s): it leaves the model when the last is released; "
+                    "no new pod joins it",
+                )
         self.reconcile_namespaces()
 
     def _write_status(self, obj: Object, error: ValidationError | None = None) -> None:
@@ -263,14 +296,33 @@ class Sync(PodsSync):
             for kind, state, reason, message in conditions
         ]
         if all(current.get(field) == status.get(field) for field in ("segment", "freeAddresses", "conditions")):
+            with self.statuses_lock:
+                self.statuses.pop(name, None)  # one waiting is older than what the API server has
             return
         body = {"status": {"segment": None, "freeAddresses": None, **status}}
-        try:
-            self.custom.patch_cluster_custom_object_status(
-                GROUP, VERSION, "networks", name, body, _request_timeout=REQUEST_TIMEOUT_S
-            )
-        except Exception as failed:
-            log.warning("writing the status of Network %s failed: %s", name, failed)
+        with self.statuses_lock:  # written by `write_statuses`, off the Service's lock
+            self.statuses.pop(name, None)
+            if len(self.statuses) >= MAX_STATUSES:
+                dropped = next(iter(self.statuses))
+                log.warning("too many Network statuses waiting: the status of %s is not written", dropped)
+                del self.statuses[dropped]
+            self.statuses[name] = body
+
+    def write_statuses(self) -> None:
+        """Write the Network statuses waiting (the latest of each Network); call it without the Service's
+        lock (each write may take `REQUEST_TIMEOUT_S` seconds). A failed write is logged; the next change or
+        resync writes it again."""
+        with self.statuses_lock:
+            waiting, self.statuses = self.statuses, {}
+        if self.custom is None:
+            return
+        for name, body in waiting.items():
+            try:
+                self.custom.patch_cluster_custom_object_status(
+                    GROUP, VERSION, "networks", name, body, _request_timeout=REQUEST_TIMEOUT_S
+                )
+            except Exception as failed:
+                log.warning("writing the status of Network %s failed: %s", name, failed)
 
     # --- nodes -----------------------------------------------------------------------------------
 

@@ -3,6 +3,9 @@ joins: by a Network's namespaces, its namespaceSelector, the pod's annotation, e
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 import pytest
 
 from controller.api import Tokens, make_app
@@ -125,3 +128,107 @@ def test_the_endpoint_route_picks_the_pods_network_and_records_it(lab: Lab) -> N
     lab.core.delete_namespaced_pod("web", "shop")
     wait_for(lambda: "c1-eth0" not in cluster.sync.pods_of, "endpoint released with its pod")
     assert "c1-eth0" not in lab.service.model.endpoints
+
+
+def test_only_node_and_admin_tokens_look_up_pods_and_only_for_pods_on_their_node(lab: Lab) -> None:
+    cluster = lab.watch()
+    tokens = Tokens.from_dict(
+        {"admin": [ADMIN], "tenants": {"red": ["red-token"]}, "nodes": {"n1": ["n1-token"], "n2": ["n2-token"]}}
+    )
+    api = Wsgi(make_app(lab.service, tokens, k8s=cluster))
+    lab.node("n1", "192.168.50.1")
+    lab.node("n2", "192.168.50.2")
+    lab.create(
+        "networks", "blue-web", {"tenant": "blue", "encap": "vxlan", "subnet": "10.1.0.0/24", "namespaces": ["shop"]}
+    )
+    lab.create("networks", "red-web", {"tenant": "red", "encap": "vxlan", "subnet": "10.2.0.0/24"})
+    lab.namespace("shop")
+    lab.pod("shop", "web", node="n1")
+    lab.pod("shop", "unscheduled")
+    wait_for(lambda: {"n1", "n2"} <= set(lab.service.model.nodes), "nodes registered")
+    wait_for(lambda: {"blue/blue-web", "red/red-web"} <= set(lab.service.model.networks), "networks")
+    body = {"id": "c1-eth0", "node": "n1", "k8s": {"namespace": "shop", "pod": "web"}}
+
+    # A tenant token learns nothing of other tenants' pods or networks.
+    for pod in ("web", "nope"):
+        answer = api.post("/v1/endpoints", {**body, "k8s": {"namespace": "shop", "pod": pod}}, token="red-token")
+        assert answer.status == 403 and answer.error["field"] == "endpoint.k8s", answer.body
+        assert "blue" not in answer.error["message"] and "shop" not in answer.error["message"]
+
+    # A node's token: only pods scheduled on its own node.
+    elsewhere = api.post("/v1/endpoints", {**body, "node": "n2"}, token="n2-token")
+    assert elsewhere.status == 400 and elsewhere.error["field"] == "endpoint.k8s", elsewhere.body
+    assert "not scheduled on node 'n2'" in elsewhere.error["message"]
+    unscheduled = {**body, "k8s": {"namespace": "shop", "pod": "unscheduled"}}
+    answer = api.post("/v1/endpoints", unscheduled, token="n1-token")
+    assert answer.status == 400 and answer.error["field"] == "endpoint.k8s", answer.body
+    assert not lab.service.model.endpoints
+
+    # A pod the API server does not have: said so, without the client's headers or the server's address.
+    missing = api.post("/v1/endpoints", {**body, "k8s": {"namespace": "shop", "pod": "nope"}}, token="n1-token")
+    assert missing.status == 400 and missing.error["field"] == "endpoint.k8s"
+    assert missing.error["message"] == "endpoint.k8s: cannot find pod shop/nope: not found"
+    assert api.post("/v1/endpoints", body, token="n1-token").status == 201
+
+    # The API server away: said so, without its address.
+    lab.stop_watching()
+    lab.server.stop()
+    cluster.lookup.api_client.rest_client.pool_manager.clear()
+    away = api.post(
+        "/v1/endpoints", {**body, "id": "c2-eth0", "k8s": {"namespace": "shop", "pod": "x"}}, token="n1-token"
+    )
+    assert away.status == 400 and away.error["field"] == "endpoint.k8s", away.body
+    assert away.error["message"] == "endpoint.k8s: cannot find pod shop/x: the API server cannot be reached"
+
+
+def test_requests_to_the_api_server_are_made_without_the_service_lock(lab: Lab) -> None:
+    cluster = lab.watch()
+    tokens = Tokens.from_dict({"admin": [ADMIN], "nodes": {"n1": ["n1-token"]}})
+    api = Wsgi(make_app(lab.service, tokens, k8s=cluster))
+    lock_free: list[tuple[str, bool]] = []
+
+    def free() -> bool:
+        """Whether another thread could take the Service's lock now."""
+        taken: list[bool] = []
+
+        def attempt() -> None:
+            taken.append(lab.service.lock.acquire(timeout=1))
+            if taken[0]:
+                lab.service.lock.release()
+
+        other = threading.Thread(target=attempt)
+        other.start()
+        other.join()
+        return taken[0]
+
+    def watched(name: str, call: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            lock_free.append((name, free()))
+            return call(*args, **kwargs)
+
+        return wrapper
+
+    lookup, custom = cluster.lookup, cluster.custom
+    assert lookup.api_client.configuration.retries is False  # one try within the timeout, no urllib3 retries
+    lookup.read_namespaced_pod = watched("pod", lookup.read_namespaced_pod)  # type: ignore[method-assign]
+    lookup.read_namespace = watched("namespace", lookup.read_namespace)  # type: ignore[method-assign]
+    custom.patch_cluster_custom_object_status = watched(  # type: ignore[method-assign]
+        "status", custom.patch_cluster_custom_object_status
+    )
+    lab.node("n1", "192.168.50.1")
+    lab.create(
+        "networks", "blue-web", {"tenant": "blue", "encap": "vxlan", "subnet": "10.1.0.0/24", "namespaces": ["shop"]}
+    )
+    wait_for(lambda: "n1" in lab.service.model.nodes and "blue/blue-web" in lab.service.model.networks, "applied")
+    wait_for(lambda: ("status", True) in lock_free, "a Network status written")
+    # A pod and namespace the watch has not delivered yet: both are read by GET for the CNI ADD.
+    cluster.sync.informers["pods"].stop()
+    cluster.sync.informers["namespaces"].stop()
+    lab.namespace("shop")
+    lab.pod("shop", "web", node="n1")
+    body = {"id": "c1-eth0", "node": "n1", "k8s": {"namespace": "shop", "pod": "web"}}
+    answer = api.post("/v1/endpoints", body, token="n1-token")
+    assert answer.status == 201, answer.body
+    assert lab.service.model.endpoints["c1-eth0"].namespace == "shop"
+    assert {"pod", "namespace", "status"} <= {name for name, _ in lock_free}
+    assert all(free for _name, free in lock_free), lock_free

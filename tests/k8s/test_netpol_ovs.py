@@ -64,7 +64,8 @@ def pod(lab: Lab, name: str, labels: dict[str, str]) -> None:
     ports = [client.V1ContainerPort(container_port=5900, name="vnc")]
     container = client.V1Container(name="c", image="busybox", ports=ports)
     body = client.V1Pod(
-        metadata=client.V1ObjectMeta(name=name, labels=labels), spec=client.V1PodSpec(containers=[container])
+        metadata=client.V1ObjectMeta(name=name, labels=labels),
+        spec=client.V1PodSpec(node_name="n1", containers=[container]),
     )
     lab.core.create_namespaced_pod("shop", body)
 

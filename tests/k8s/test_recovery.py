@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from kubernetes import client, config
 
 from controller.k8s.cluster import Kubernetes
 from controller.service import Service
 from tests.k8s.conftest import Lab, wait_for
+from topology.errors import ValidationError
 
 WEB = {"tenant": "blue", "encap": "vxlan", "subnet": "10.1.0.0/24", "namespaces": ["shop"]}
 
@@ -152,3 +154,162 @@ def test_a_deleted_node_releases_its_endpoints(lab: Lab) -> None:
     lab.core.delete_node("n1")
     wait_for(lambda: "a-eth0" not in model.endpoints and "a-eth0" not in cluster.sync.pods_of, "n1's released")
     assert "b-eth0" in model.endpoints and "b-eth0" in cluster.sync.pods_of
+
+
+def test_a_pod_made_while_a_list_is_answered_keeps_its_endpoint(lab: Lab) -> None:
+    cluster = lab.watch()
+    lab.node("n1", "192.168.50.1")
+    lab.namespace("shop")
+    lab.create("networks", "blue-web", WEB)
+    model = lab.service.model
+    wait_for(lambda: "blue/blue-web" in model.networks and "n1" in model.nodes, "applied")
+    pods = cluster.sync.informers["pods"]
+    wait_for(lambda: pods.relists > 0, "pods listed")
+    cluster.stop()
+    listing = pods.list_call
+
+    def list_then_add(**kwargs: Any) -> Any:
+        """The list is answered; then the pod is made and its CNI ADD handled (the pod GET fallback)."""
+        answer = listing(**kwargs)
+        lab.pod("shop", "late", node="n1")
+        endpoint_of(lab, cluster, "late-eth0", "shop", "late", "n1")
+        return answer
+
+    pods.list_call = list_then_add
+    pods.relist()
+    assert "shop/late" not in pods.known  # the list did not have it
+    assert "late-eth0" in model.endpoints and "late-eth0" in cluster.sync.pods_of
+
+    # A later list has it: nothing changes. A record older than a list without the pod, whose pod is gone, goes.
+    pods.list_call = listing
+    pods.relist()
+    assert "late-eth0" in model.endpoints and "shop/late" in pods.known
+    lab.core.delete_namespaced_pod("late", "shop")
+    pods.relist()
+    assert "late-eth0" not in model.endpoints and "late-eth0" not in cluster.sync.pods_of
+
+
+def test_a_pod_made_again_with_the_same_name_keeps_only_its_own_endpoint(lab: Lab) -> None:
+    cluster = lab.watch()
+    lab.node("n1", "192.168.50.1")
+    lab.node("n2", "192.168.50.2")
+    lab.namespace("shop")
+    lab.pod("shop", "web", node="n1")
+    lab.pod("shop", "db", node="n1")
+    lab.create("networks", "blue-web", WEB)
+    model, sync = lab.service.model, cluster.sync
+    wait_for(lambda: "blue/blue-web" in model.networks and len(sync.known("pods")) == 2, "applied")
+    endpoint_of(lab, cluster, "web-1", "shop", "web", "n1")
+    endpoint_of(lab, cluster, "db-1", "shop", "db", "n1")
+    pods = sync.informers["pods"]
+    cluster.stop()
+
+    # web is deleted and made again; the later pod's CNI ADD comes before the earlier pod's DELETED event.
+    earlier = pods.known["shop/web"]
+    lab.core.delete_namespaced_pod("web", "shop")
+    lab.pod("shop", "web", node="n2")
+    later = lab.api.sanitize_for_serialization(lab.core.read_namespaced_pod("web", "shop"))
+    lab.service.create_endpoint("web-2", network="blue/blue-web", node="n2")
+    cluster.record("web-2", later)
+    sync.delete("pods", earlier)
+    assert "web-2" in model.endpoints and "web-2" in sync.pods_of
+    assert "web-1" not in model.endpoints and "web-1" not in sync.pods_of
+
+    # A CNI ADD for the later pod resolved from a stale watch (the earlier pod's uid), on its node, after it
+    # was made: the later pod's event keeps the endpoint and corrects the uid.
+    later_uid = later["metadata"]["uid"]
+    lab.service.create_endpoint("web-3", network="blue/blue-web", node="n2")
+    cluster.record("web-3", earlier)
+    sync.upsert("pods", later, earlier)
+    assert "web-3" in model.endpoints and sync.pods_of["web-3"]["uid"] == later_uid
+    assert "web-2" in model.endpoints
+
+    # db is deleted and made again on another node while the watch is away; a relist (410) sees it changed.
+    lab.core.delete_namespaced_pod("db", "shop")
+    lab.pod("shop", "db", node="n2")
+    pods.resource_version = None
+    cluster.start()
+    wait_for(lambda: "db-1" not in sync.pods_of, "the earlier db pod's endpoint released")
+    assert "db-1" not in model.endpoints and "web-2" in model.endpoints
+
+
+def test_a_relist_deletes_first_and_retries_what_was_refused(lab: Lab) -> None:
+    cluster = lab.watch()
+    lab.create("networks", "blue-web", {**WEB, "vni": 100})
+    model, sync = lab.service.model, cluster.sync
+    wait_for(lambda: "blue/blue-web" in model.networks, "blue-web applied")
+    networks = sync.informers["networks"]
+    cluster.stop()
+
+    # While the watch is away blue-web goes and a-new takes its VNI; a relist (410) must free it first.
+    lab.delete("networks", "blue-web")
+    lab.create("networks", "a-new", {**WEB, "vni": 100, "subnet": "10.5.0.0/24", "namespaces": []})
+    networks.resource_version = None
+    networks.relist()
+    assert "blue/a-new" in model.networks and "blue/blue-web" not in model.networks
+    assert model.networks["blue/a-new"].segment == 100
+
+    # A Network refused (VNI taken) is applied by the next relist once what refused it is gone.
+    lab.create("networks", "c-dup", {**WEB, "vni": 100, "subnet": "10.6.0.0/24", "namespaces": []})
+    networks.relist()
+    assert "blue/c-dup" not in model.networks and "c-dup" in networks.refused
+    lab.delete("networks", "a-new")
+    networks.relist()
+    assert "blue/c-dup" in model.networks and "blue/a-new" not in model.networks and not networks.refused
+
+
+def test_a_network_deleted_with_endpoints_leaves_the_model_with_its_last_endpoint(lab: Lab) -> None:
+    cluster = lab.watch()
+    lab.node("n1", "192.168.50.1")
+    lab.namespace("shop")
+    lab.pod("shop", "web", node="n1")
+    lab.create("networks", "blue-web", WEB)
+    lab.create("networks", "blue-db", {**WEB, "subnet": "10.2.0.0/24", "namespaces": []})
+    model, sync = lab.service.model, cluster.sync
+    wait_for(lambda: {"blue/blue-web", "blue/blue-db"} <= set(model.networks), "applied")
+    wait_for(lambda: "shop/web" in sync.known("pods"), "pod shop/web watched")
+    endpoint_of(lab, cluster, "web-eth0", "shop", "web", "n1")
+
+    lab.delete("networks", "blue-web")
+    warned = wait_for(
+        lambda: [e for e in cluster.events.history if e["reason"] == "DeletionPending"], "a DeletionPending Event"
+    )
+    assert warned and warned[0]["involvedObject"]["name"] == "blue-web" and warned[0]["type"] == "Warning"
+    assert "blue/blue-web" in model.networks  # kept while it has an endpoint
+    # Meanwhile no new pod joins it, by annotation or by its namespace.
+    lab.pod("shop", "late", node="n1", annotations={"tenet.io/network": "blue/blue-web"})
+    lab.pod("shop", "other", node="n1")
+    wait_for(lambda: {"shop/late", "shop/other"} <= set(sync.known("pods")), "pods watched")
+    for pod in ("late", "other"):
+        with pytest.raises(ValidationError):
+            cluster.endpoint_network("shop", pod)
+
+    lab.core.delete_namespaced_pod("web", "shop")
+    wait_for(lambda: "blue/blue-web" not in model.networks, "blue-web deleted with its last endpoint")
+    assert "blue/blue-web" not in sync.deleting and "blue/blue-db" in model.networks
+
+
+def test_a_network_waiting_for_deletion_is_deleted_by_a_restarted_controller(lab: Lab) -> None:
+    cluster = lab.watch()
+    lab.node("n1", "192.168.50.1")
+    lab.namespace("shop")
+    lab.pod("shop", "web", node="n1")
+    lab.create("networks", "blue-web", WEB)
+    model = lab.service.model
+    wait_for(lambda: "blue/blue-web" in model.networks and "shop/web" in cluster.sync.known("pods"), "applied")
+    endpoint_of(lab, cluster, "web-eth0", "shop", "web", "n1")
+    lab.delete("networks", "blue-web")
+    wait_for(lambda: lab.store.get("/tenet/k8s/deleting/blue/blue-web") is not None, "the deletion remembered")
+    lab.stop_watching()
+
+    lab.core.delete_namespaced_pod("web", "shop")
+    restarted = Service(lab.store)
+    restarted.restore()
+    assert "blue/blue-web" in restarted.model.networks
+    later = Kubernetes(restarted, lab.api).start()
+    try:
+        wait_for(lambda: "blue/blue-web" not in restarted.model.networks, "blue-web deleted by the next controller")
+        assert "web-eth0" not in restarted.model.endpoints
+        assert lab.store.get("/tenet/k8s/deleting/blue/blue-web") is None
+    finally:
+        later.stop()
