@@ -186,6 +186,8 @@ def test_a_failed_add_keeps_the_pod_pending_with_the_error_then_retries(lab: Lab
     try:
         pods = running(lab, "default", 1, timeout=90)
         assert pods["early"]["status"]["podIP"].startswith("10.77.0.")
+        sandbox = {c["type"]: c for c in pods["early"]["status"]["conditions"]}["PodReadyToStartContainers"]
+        assert sandbox["status"] == "True" and "reason" not in sandbox and "message" not in sandbox, sandbox
         assert lab.pods()["default/early"].network == "default/late"
     finally:
         kubectl(lab.dir / "kubeconfig", "delete", "pod", "early", "--ignore-not-found")
