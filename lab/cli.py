@@ -10,11 +10,12 @@
                                                new connections between every pair of pods on those ports,
                                                against the controller's compiled NetworkPolicy
     tenet-lab exec POD -- CMD...               a command in a pod's namespace (its exit code passed through)
-    tenet-lab exec --node node1 -- CMD...      a command on a node's host stack
+    tenet-lab exec --node node1 -- CMD...      a command on a node's host stack (OVS_RUNDIR: the node's OVS,
+                                               so `ovs-vsctl show` works)
     tenet-lab apiserver stop|start|restart     with --kubernetes: an outage of the API server, then its return
                                                (same port, token and certificate: every kubeconfig stays valid)
     tenet-lab status
-    tenet-lab down                             removes everything the lab made
+    tenet-lab down                             removes everything the lab made but its logs
 
 `up` also starts an outside host beyond the fabric (203.0.113.10: HTTP on port 80, TCP and UDP echo on 7),
 which every node's host stack reaches; `status --json` names it. With `--kubernetes` the lab also runs etcd,
@@ -120,7 +121,11 @@ def parser() -> argparse.ArgumentParser:
     run_in = verbs.add_parser(
         "exec", parents=common, help="run a command in a pod's namespace or on a node's host stack (exit code kept)"
     )
-    run_in.add_argument("--node", help="run CMD on this node's host stack instead of in a pod")
+    run_in.add_argument(
+        "--node",
+        help="run CMD on this node's host stack instead of in a pod, with OVS_RUNDIR set to the node's OVS "
+        "directory (STATE_DIR/nodes/NODE) so a plain ovs-vsctl talks to that node's switch",
+    )
     run_in.add_argument("words", nargs="+", metavar="[POD] -- CMD", help="the pod (without --node), then the command")
     apiserver = verbs.add_parser(
         "apiserver",
@@ -129,10 +134,19 @@ def parser() -> argparse.ArgumentParser:
         "kubelets and the pods keep running; it comes back on the same port with the same token and certificate, "
         "so STATE_DIR/kubeconfig and the clients holding it stay valid)",
     )
-    apiserver.add_argument("action", choices=["stop", "start", "restart"])
+    apiserver.add_argument(
+        "action",
+        choices=["stop", "start", "restart"],
+        help="stop: the API server exits (exit 1 if it is not running); start: it serves again (exit 1 if it "
+        "runs); restart: stop if it runs, then start",
+    )
     status = verbs.add_parser("status", parents=common, help="nodes, switches, agents and pods")
     status.add_argument("--json", action="store_true", help="the same as JSON, pods with their namespaces")
-    verbs.add_parser("down", parents=common, help="remove every namespace, veth, OVS instance and process of the lab")
+    verbs.add_parser(
+        "down",
+        parents=common,
+        help="remove every namespace, veth, OVS instance and process of the lab (their logs stay in the state dir)",
+    )
     return top
 
 
@@ -151,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.verb == "down":
         lab.down()
-        progress("down: nothing left")
+        progress(f"down: nothing left running; the logs stay in {args.state_dir}")
         return 0
     if not lab.file.exists():
         raise LabError(f"no lab in {args.state_dir}: `tenet-lab up` first")
@@ -210,7 +224,7 @@ def apiserver_verb(lab: Lab, action: str) -> int:
 
     if not lab.state.kubernetes or not lab.state.apiserver_token:
         raise LabError("apiserver: this lab has no API server (`tenet-lab up --kubernetes`)")
-    if action in ("stop", "restart"):
+    if action == "stop" or (action == "restart" and lab.state.apiserver_pid and pid_alive(lab.state.apiserver_pid)):
         k8s.stop_apiserver(lab)
         progress("API server stopped (etcd, the controller, the kubelets and the pods keep running)")
     if action in ("start", "restart"):
@@ -227,10 +241,13 @@ def label_pair(text: str) -> tuple[str, str]:
 
 
 def execute(lab: Lab, pod: str | None, node: str | None, command: list[str]) -> int:
-    """Run `command` in `pod`'s namespace or on `node`'s host stack, output unchanged; returns its exit code."""
+    """Run `command` in `pod`'s namespace or on `node`'s host stack, output unchanged; returns its exit code.
+    On a node, OVS_RUNDIR is the node's OVS directory (STATE_DIR/nodes/NODE), so a plain `ovs-vsctl` talks to
+    that node's ovsdb-server (unix:OVS_RUNDIR/db.sock)."""
     netns = lab.netns_of(pod=pod, node=node)
+    env = {**os.environ, "OVS_RUNDIR": str(lab.node(node).dir)} if node else None
     try:
-        return subprocess.run(["ip", "netns", "exec", netns, *command], check=False).returncode
+        return subprocess.run(["ip", "netns", "exec", netns, *command], check=False, env=env).returncode
     except KeyboardInterrupt:
         return 130
 
