@@ -1,7 +1,12 @@
 """A stand-in Kubernetes API server for tests and the lab, where no kube-apiserver can be installed.
 
-    python -m lab.apiserver --etcd http://127.0.0.1:2379 --port 6443 --kubeconfig-out /tmp/kubeconfig
+    python -m lab.apiserver --etcd http://127.0.0.1:2379 --port 6443 --kubeconfig-out /tmp/kubeconfig \
+        --token "$TOKEN" --cert-dir /tmp/apiserver      # the same port, token and certificate at every start
     kubectl --kubeconfig /tmp/kubeconfig apply -f deploy/
+
+A kubeconfig names the URL, the token and the certificate: it stays valid across a restart only when the
+restart is given the same `--port`, `--token` and `--cert-dir` (without `--token` each start picks a new random
+token, and clients holding the old kubeconfig get 401 until they load the new one; `tenet-lab` keeps all three).
 
     with StandInApiServer(etcd_url, cert_dir=...) as server:      # in-process, for tests
         server.write_kubeconfig(path)                              # for kubectl and the `kubernetes` client
