@@ -10,9 +10,12 @@
                                                new connections between every pair of pods on those ports,
                                                against the controller's compiled NetworkPolicy
     tenet-lab exec POD -- CMD...               a command in a pod's namespace (its exit code passed through)
-    tenet-lab exec --node node1 -- CMD...      a command on a node's host stack
+    tenet-lab exec --node node1 -- CMD...      a command on a node's host stack (OVS_RUNDIR: the node's OVS,
+                                               so `ovs-vsctl show` works)
+    tenet-lab apiserver stop|start|restart     with --kubernetes: an outage of the API server, then its return
+                                               (same port, token and certificate: every kubeconfig stays valid)
     tenet-lab status
-    tenet-lab down                             removes everything the lab made
+    tenet-lab down                             removes everything the lab made but its logs
 
 `up` also starts an outside host beyond the fabric (203.0.113.10: HTTP on port 80, TCP and UDP echo on 7),
 which every node's host stack reaches; `status --json` names it. With `--kubernetes` the lab also runs etcd,
@@ -66,7 +69,7 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[global_options(suppress=False)],
     )
-    verbs = top.add_subparsers(dest="verb", required=True, metavar="up|pod|matrix|exec|status|down")
+    verbs = top.add_subparsers(dest="verb", required=True, metavar="up|pod|matrix|exec|apiserver|status|down")
     common = [global_options(suppress=True)]
     up = verbs.add_parser("up", parents=common, help="build the lab")
     up.add_argument("--nodes", type=int, default=2, help="how many nodes (default 2)")
@@ -124,11 +127,32 @@ def parser() -> argparse.ArgumentParser:
     run_in = verbs.add_parser(
         "exec", parents=common, help="run a command in a pod's namespace or on a node's host stack (exit code kept)"
     )
-    run_in.add_argument("--node", help="run CMD on this node's host stack instead of in a pod")
+    run_in.add_argument(
+        "--node",
+        help="run CMD on this node's host stack instead of in a pod, with OVS_RUNDIR set to the node's OVS "
+        "directory (STATE_DIR/nodes/NODE) so a plain ovs-vsctl talks to that node's switch",
+    )
     run_in.add_argument("words", nargs="+", metavar="[POD] -- CMD", help="the pod (without --node), then the command")
+    apiserver = verbs.add_parser(
+        "apiserver",
+        parents=common,
+        help="with --kubernetes: stop, start or restart the API server (an outage: etcd, the controller, the "
+        "kubelets and the pods keep running; it comes back on the same port with the same token and certificate, "
+        "so STATE_DIR/kubeconfig and the clients holding it stay valid)",
+    )
+    apiserver.add_argument(
+        "action",
+        choices=["stop", "start", "restart"],
+        help="stop: the API server exits (exit 1 if it is not running); start: it serves again (exit 1 if it "
+        "runs); restart: stop if it runs, then start",
+    )
     status = verbs.add_parser("status", parents=common, help="nodes, switches, agents and pods")
     status.add_argument("--json", action="store_true", help="the same as JSON, pods with their namespaces")
-    verbs.add_parser("down", parents=common, help="remove every namespace, veth, OVS instance and process of the lab")
+    verbs.add_parser(
+        "down",
+        parents=common,
+        help="remove every namespace, veth, OVS instance and process of the lab (their logs stay in the state dir)",
+    )
     return top
 
 
@@ -147,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.verb == "down":
         lab.down()
-        progress("down: nothing left")
+        progress(f"down: nothing left running; the logs stay in {args.state_dir}")
         return 0
     if not lab.file.exists():
         raise LabError(f"no lab in {args.state_dir}: `tenet-lab up` first")
@@ -168,6 +192,8 @@ def run(args: argparse.Namespace) -> int:
         if not command:
             raise LabError("exec: no command: `tenet-lab exec POD -- CMD...`")
         return execute(lab, pod_name, args.node, command)
+    if args.verb == "apiserver":
+        return apiserver_verb(lab, args.action)
     if args.verb == "matrix":
         pods = {name: (pod.as_pod(), pod.network) for name, pod in lab.pods().items()}
         if len(pods) < 2:
@@ -202,6 +228,21 @@ def port_matrix(lab: Lab, args: argparse.Namespace) -> int:
     return 0 if all(p.matches for p in probes) else 1
 
 
+def apiserver_verb(lab: Lab, action: str) -> int:
+    """`apiserver stop|start|restart`: the lab's API server down or up again (lab/k8s.py)."""
+    from lab import k8s
+
+    if not lab.state.kubernetes or not lab.state.apiserver_token:
+        raise LabError("apiserver: this lab has no API server (`tenet-lab up --kubernetes`)")
+    if action == "stop" or (action == "restart" and lab.state.apiserver_pid and pid_alive(lab.state.apiserver_pid)):
+        k8s.stop_apiserver(lab)
+        progress("API server stopped (etcd, the controller, the kubelets and the pods keep running)")
+    if action in ("start", "restart"):
+        k8s.start_apiserver(lab)
+        progress(f"API server serving on https://127.0.0.1:{lab.state.apiserver_port} (pid {lab.state.apiserver_pid})")
+    return 0
+
+
 def label_pair(text: str) -> tuple[str, str]:
     key, equals, value = text.partition("=")
     if not equals or not key:
@@ -210,10 +251,13 @@ def label_pair(text: str) -> tuple[str, str]:
 
 
 def execute(lab: Lab, pod: str | None, node: str | None, command: list[str]) -> int:
-    """Run `command` in `pod`'s namespace or on `node`'s host stack, output unchanged; returns its exit code."""
+    """Run `command` in `pod`'s namespace or on `node`'s host stack, output unchanged; returns its exit code.
+    On a node, OVS_RUNDIR is the node's OVS directory (STATE_DIR/nodes/NODE), so a plain `ovs-vsctl` talks to
+    that node's ovsdb-server (unix:OVS_RUNDIR/db.sock)."""
     netns = lab.netns_of(pod=pod, node=node)
+    env = {**os.environ, "OVS_RUNDIR": str(lab.node(node).dir)} if node else None
     try:
-        return subprocess.run(["ip", "netns", "exec", netns, *command], check=False).returncode
+        return subprocess.run(["ip", "netns", "exec", netns, *command], check=False, env=env).returncode
     except KeyboardInterrupt:
         return 130
 
@@ -246,7 +290,11 @@ def status(lab: Lab, *, as_json: bool) -> int:
     for node in nodes:
         print(f"{node['node']}: switch {node['switch']}, agent {node['agent']}, pods {', '.join(node['pods']) or '-'}")
     if lab.state.kubernetes:
-        print(f"kubernetes: kubeconfig {lab.dir / 'kubeconfig'}, kubelets {', '.join(lab.state.kubelet_pids) or '-'}")
+        side = k8s_summary(lab)
+        api = f"API server {side['apiserver']}" + (f" (pid {side['apiserver_pid']})" if side["apiserver_pid"] else "")
+        etcd = f"etcd {side['etcd']}" + (f" (pid {side['etcd_pid']})" if side["etcd_pid"] else "")
+        kubelets = ", ".join(f"{name} {state}" for name, state in side["kubelets"].items()) or "-"
+        print(f"kubernetes: {api}, {etcd}, kubeconfig {side['kubeconfig']}, kubelets {kubelets}")
     for pod in every_pod.values():
         k8s = f", Kubernetes namespace {pod.namespace}" if pod.namespace else ""
         k8s += "".join(f", {key}={value}" for key, value in sorted(pod.labels.items()))
@@ -256,11 +304,13 @@ def status(lab: Lab, *, as_json: bool) -> int:
 
 
 def k8s_summary(lab: Lab) -> dict:
-    """The Kubernetes side for `status --json`: kubeconfig, and each process with whether it runs."""
+    """The Kubernetes side for `status`: kubeconfig, each process with whether it runs ("running", "down"),
+    and the pids of the API server and etcd (`apiserver_pid`, `etcd_pid`: null when not running)."""
     running = {"apiserver": lab.state.apiserver_pid, "etcd": lab.state.etcd_pid}
     kubelets = {name: "running" if pid_alive(pid) else "down" for name, pid in lab.state.kubelet_pids.items()}
     processes = {name: "running" if pid and pid_alive(pid) else "down" for name, pid in running.items()}
-    return {"kubeconfig": str(lab.dir / "kubeconfig"), **processes, "kubelets": kubelets}
+    pids = {f"{name}_pid": pid if processes[name] == "running" else None for name, pid in running.items()}
+    return {"kubeconfig": str(lab.dir / "kubeconfig"), **processes, **pids, "kubelets": kubelets}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

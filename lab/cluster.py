@@ -101,6 +101,9 @@ class LabState:
     kubernetes: bool = False  # up --kubernetes: etcd, the API server and the kubelets (lab/k8s.py)
     etcd_pid: int | None = None
     apiserver_pid: int | None = None
+    etcd_url: str = ""  # etcd's client URL
+    apiserver_port: int = 0  # the API server's, kept across its restarts (`tenet-lab apiserver start`)
+    apiserver_token: str = ""  # the bearer token of STATE_DIR/kubeconfig, kept across the API server's restarts
     kubelet_pids: dict[str, int] = field(default_factory=dict)
     tenant_tokens: dict[str, str] = field(default_factory=dict)  # a token per tenant of the config: its own only
 

@@ -13,6 +13,7 @@ node in `spec.nodeName`.
 from __future__ import annotations
 
 import json
+import secrets
 import shutil
 import sys
 import urllib.request
@@ -63,8 +64,6 @@ def start_api(lab: Lab, spawn: Any, alive: Any) -> None:
     lab.state.etcd_pid = spawn(command, lab.dir / "etcd.log")
     lab.save()
     port = _free_port()
-    lab.progress(f"API server: https://127.0.0.1:{port}, kubeconfig {kubeconfig(lab)}")
-    log = lab.dir / "apiserver.log"
 
     def etcd_answers() -> bool:
         if not alive(lab.state.etcd_pid):
@@ -76,24 +75,58 @@ def start_api(lab: Lab, spawn: Any, alive: Any) -> None:
             return False
 
     wait_for(etcd_answers, "etcd", timeout=30)
-    command = [
-            sys.executable, "-m", "lab.apiserver", "--etcd", client_url, "--port", str(port),
-            "--kubeconfig-out", str(kubeconfig(lab)), "--cert-dir", str(lab.dir / "apiserver"),
-            "--bookmark-interval", "10",
-    ]  # fmt: skip
-    lab.state.apiserver_pid = spawn(command, log)
+    lab.state.etcd_url, lab.state.apiserver_port = client_url, port
+    lab.state.apiserver_token = secrets.token_urlsafe(24)
     lab.save()
-
-    def serving() -> bool:
-        if not alive(lab.state.apiserver_pid):
-            raise LabError(f"the API server exited; see {log}")
-        return kubeconfig(lab).exists() and "serving on" in log.read_text()
-
-    wait_for(serving, "the API server", timeout=60)
+    start_apiserver(lab, spawn, alive)
     with api(lab) as connection:
         register_nodes(lab, client.CoreV1Api(connection))
         apply_crds(client.ApiextensionsV1Api(connection))
     lab.progress(f"Kubernetes: nodes {', '.join(lab.state.nodes)} registered, CRDs from {CRDS.name} applied")
+
+
+def start_apiserver(lab: Lab, spawn: Any = None, alive: Any = None) -> None:
+    """The API server on the lab's port with the lab's token and certificate directory (STATE_DIR/apiserver),
+    so the kubeconfig it writes is the one the controller and the kubelets hold already: a restart keeps them
+    all valid. Waited for until it serves. Raises LabError (from lab.cluster) when it is running already or
+    exits while starting, TimeoutError when it does not serve within 60 s."""
+    from lab.cluster import LabError, _alive, _spawn
+
+    spawn, alive = spawn or _spawn, alive or _alive
+    if lab.state.apiserver_pid and alive(lab.state.apiserver_pid):
+        raise LabError(f"the API server runs already (pid {lab.state.apiserver_pid})")
+    port = lab.state.apiserver_port
+    lab.progress(f"API server: https://127.0.0.1:{port}, kubeconfig {kubeconfig(lab)}")
+    log = lab.dir / "apiserver.log"
+    mark = log.stat().st_size if log.exists() else 0
+    command = [
+            sys.executable, "-m", "lab.apiserver", "--etcd", lab.state.etcd_url, "--port", str(port),
+            "--token", lab.state.apiserver_token, "--kubeconfig-out", str(kubeconfig(lab)),
+            "--cert-dir", str(lab.dir / "apiserver"), "--bookmark-interval", "10",
+    ]  # fmt: skip
+    pid = lab.state.apiserver_pid = spawn(command, log)
+    lab.save()
+
+    def serving() -> bool:
+        if not alive(pid):
+            raise LabError(f"the API server exited; see {log}")
+        return kubeconfig(lab).exists() and "serving on" in log.read_text()[mark:]
+
+    wait_for(serving, "the API server", timeout=60)
+
+
+def stop_apiserver(lab: Lab) -> None:
+    """Stop the API server alone (an outage: etcd, the controller and the kubelets keep running, and pods keep
+    their traffic); `start_apiserver` brings it back on the same port with the same token and certificate.
+    Raises LabError (from lab.cluster) when it is not running."""
+    from lab.cluster import LabError, _alive, _stop
+
+    pid = lab.state.apiserver_pid
+    if not pid or not _alive(pid):
+        raise LabError("the API server is not running")
+    _stop(pid)
+    lab.state.apiserver_pid = None
+    lab.save()
 
 
 def wait_for_nodes(lab: Lab) -> None:
@@ -205,8 +238,9 @@ def stop_kubelets(lab: Lab, stop: Any) -> None:
 
 def stop_api(lab: Lab, stop: Any) -> None:
     """Stop the API server and etcd, and remove etcd's data, the certificate and the kubeconfig."""
-    for pid in (lab.state.apiserver_pid, lab.state.etcd_pid):
+    for what, pid in (("the API server", lab.state.apiserver_pid), ("etcd", lab.state.etcd_pid)):
         if pid:
+            lab.progress(f"stopping {what} (pid {pid})")
             stop(pid)
     lab.state.apiserver_pid = lab.state.etcd_pid = None
     for directory in ("etcd", "apiserver"):

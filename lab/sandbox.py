@@ -109,8 +109,10 @@ def running_status(pod: dict[str, Any], box: Sandbox, host_ip: str) -> dict[str,
     (PodScheduled, PodReadyToStartContainers, Initialized, ContainersReady, Ready) and a running
     containerStatus per container (https://kubernetes.io/docs/concepts/workloads/pods/pod-lifecycle/)."""
     stamp = now()
+    # reason and message null: the strategic merge patch (conditions merge by `type`) removes those a failed
+    # sandbox left (FailedCreatePodSandBox), so a retried Pod's condition does not keep the old error
     conditions = [
-        {"type": kind, "status": "True", "lastTransitionTime": stamp}
+        {"type": kind, "status": "True", "lastTransitionTime": stamp, "reason": None, "message": None}
         for kind in ("PodScheduled", "PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready")
     ]
     containers = [

@@ -1,7 +1,12 @@
 """A stand-in Kubernetes API server for tests and the lab, where no kube-apiserver can be installed.
 
-    python -m lab.apiserver --etcd http://127.0.0.1:2379 --port 6443 --kubeconfig-out /tmp/kubeconfig
+    python -m lab.apiserver --etcd http://127.0.0.1:2379 --port 6443 --kubeconfig-out /tmp/kubeconfig \
+        --token "$TOKEN" --cert-dir /tmp/apiserver      # the same port, token and certificate at every start
     kubectl --kubeconfig /tmp/kubeconfig apply -f deploy/
+
+A kubeconfig names the URL, the token and the certificate: it stays valid across a restart only when the
+restart is given the same `--port`, `--token` and `--cert-dir` (without `--token` each start picks a new random
+token, and clients holding the old kubeconfig get 401 until they load the new one; `tenet-lab` keeps all three).
 
     with StandInApiServer(etcd_url, cert_dir=...) as server:      # in-process, for tests
         server.write_kubeconfig(path)                              # for kubectl and the `kubernetes` client
@@ -30,6 +35,11 @@ What it serves, following the documented API (https://kubernetes.io/docs/referen
 - shallow checks of the built-in kinds (`validation` lists them: selectors matching templates and
   immutable, containers with names and images, RBAC rules, role references and subjects, config keys,
   Secrets' base64 and `stringData`, Events' reporting fields and namespaces);
+- NetworkPolicies (networking.k8s.io/v1) validated in full on create, update and patch by Tenet's own
+  validator, topology/netpol_spec.py (written after kube-apiserver's pkg/apis/networking/validation):
+  `port: 9000, endPort: 8000` is 422 Invalid with the cause's field `spec.ingress[0].ports[0].endPort`, as
+  kube-apiserver answers; unknown fields are refused; `spec.policyTypes` is defaulted when stored (Ingress,
+  and Egress when `spec.egress` has rules), as kube-apiserver's defaulting does;
 - a deleted Namespace is Terminating (no new objects in it: 403) for `namespace_cleanup` seconds (1), then
   what it holds and itself are removed, as kube-apiserver's namespace controller does.
 
@@ -52,9 +62,9 @@ What it leaves out (honest limits):
 - authentication is one bearer token; no RBAC, no admission (mutating or validating, webhooks or built-in:
   no service-account tokens, no LimitRanges, no pod defaults beyond `status.phase: Pending`), no
   ValidatingAdmissionPolicy or CEL `x-kubernetes-validations`;
-- built-in kinds are validated no further than `validation` says (Pods, Services, Nodes, NetworkPolicies
-  and ResourceQuotas beyond metadata not at all), and get no defaults (a Deployment has no default
-  `replicas`, `strategy` or pod-spec fields; only a Secret's `type` is defaulted); no controllers run:
+- built-in kinds are validated no further than `validation` says (Pods, Services, Nodes and ResourceQuotas
+  beyond metadata not at all), and get no defaults (a Deployment has no default `replicas`, `strategy` or
+  pod-spec fields; only a Secret's `type` and a NetworkPolicy's `policyTypes` are defaulted); no controllers run:
   Deployments and DaemonSets make no pods and their status stays empty, ServiceAccounts get no token
   Secrets, pods are never scheduled or run, Services get no cluster IP, Nodes have no heartbeats;
 - events.k8s.io/v1 Events are core v1 Events with renamed top-level fields (one storage, as in

@@ -19,21 +19,31 @@ def main(argv: list[str] | None = None) -> int:
         description="A stand-in Kubernetes API server over etcd, for tests and the lab: kubectl and the "
         "official Python client work against it (see the lab.apiserver docstring for what it leaves out). "
         "It serves HTTPS with a self-signed certificate, which the kubeconfig it writes names as the "
-        "certificate authority, and wants the bearer token on every request.",
+        "certificate authority, and wants the bearer token on every request. A kubeconfig stays valid across a "
+        "restart only when the restart is given the same --port, --token and --cert-dir: without --token each "
+        "start picks a new random token, and without --cert-dir a new certificate, and clients holding the old "
+        "kubeconfig get 401 or a TLS error until they load the new one. Objects live in etcd and survive a "
+        "restart either way.",
     )
     parser.add_argument("--port", type=int, default=0, help="TCP port to listen on (default 0: any free port)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--etcd", required=True, metavar="URL", help="etcd client URL, e.g. http://127.0.0.1:2379")
     parser.add_argument("--prefix", default="/tenet-apiserver", help="etcd key prefix (default /tenet-apiserver)")
-    parser.add_argument("--token", help="bearer token clients must send (default: a random one)")
     parser.add_argument(
-        "--kubeconfig-out", metavar="PATH", help="write a kubeconfig with the server URL and token here (mode 0600)"
+        "--token",
+        help="bearer token clients must send (default: a new random one at each start, which invalidates the "
+        "kubeconfigs written before; give the same token to keep them valid across a restart)",
+    )
+    parser.add_argument(
+        "--kubeconfig-out",
+        metavar="PATH",
+        help="write a kubeconfig with the server URL, token and certificate here (mode 0600), replacing the file",
     )
     parser.add_argument(
         "--cert-dir",
         metavar="PATH",
-        help="keep the self-signed serving certificate here, made when missing, so a restart keeps kubeconfigs "
-        "valid (default: a temporary directory removed on exit)",
+        help="keep the self-signed serving certificate here, made when missing, so a restart (with the same "
+        "--port and --token) keeps kubeconfigs valid (default: a temporary directory removed on exit)",
     )
     parser.add_argument(
         "--bookmark-interval", type=float, default=60.0, help="seconds between watch bookmarks (default 60)"

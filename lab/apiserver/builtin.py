@@ -184,6 +184,7 @@ BUILTIN: list[Resource] = [
                       {"name": "ServiceAccounts", "type": "string", "priority": 1,
                        "value": _subjects("ServiceAccount")})),
     Resource("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", True, short_names=("netpol",),
+             check=validation.network_policy,
              columns=({"name": "Pod-Selector", "type": "string", "jsonPath": ".spec.podSelector.matchLabels"}, AGE)),
     Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", False,
              short_names=("crd", "crds"), status=True, columns=(CREATED,)),

@@ -80,9 +80,12 @@ class StandInApiServer:
     `threads`: cheroot worker threads, each serving one request (a watch holds one for its lifetime).
     `cert_dir`: where the self-signed serving certificate and key live (made there when missing, so a
     restart keeps them and the kubeconfigs written before it); None: a temporary directory removed by
-    `stop()`. `namespace_cleanup`: seconds a deleted namespace stays Terminating before what it holds and
-    itself are removed (kube-apiserver's namespace controller takes a moment too; `kubectl delete -f DIR`
-    deletes a namespace before the objects in it, and would find them gone were it emptied at once).
+    `stop()`. `network_policy_checks`: NetworkPolicies validated (422 Invalid) and their `policyTypes`
+    defaulted, as kube-apiserver does (`validation.network_policy`); False stores them as sent, for tests of a
+    client's own refusal of what an API server let through. `namespace_cleanup`: seconds a deleted
+    namespace stays Terminating before what it holds and itself are removed (kube-apiserver's namespace
+    controller takes a moment too; `kubectl delete -f DIR` deletes a namespace before the objects in it,
+    and would find them gone were it emptied at once).
     Clients send bearer tokens only over TLS, so the server speaks HTTPS only.
     `start()` raises OSError when the port cannot be had and etcd3gw's errors when etcd cannot be reached.
     """
@@ -99,9 +102,10 @@ class StandInApiServer:
         threads: int = 32,
         cert_dir: str | Path | None = None,
         namespace_cleanup: float = 1.0,
+        network_policy_checks: bool = True,
     ) -> None:
         self.store = EtcdStore(etcd_url, prefix)
-        self.registry = Registry(self.store)
+        self.registry = Registry(self.store, network_policy_checks=network_policy_checks)
         self.token = token or secrets.token_urlsafe(24)
         self.app = Application(self.registry, self.token, bookmark_interval)
         self._temporary = cert_dir is None

@@ -18,10 +18,17 @@ validation, k8s.io/kubernetes pkg/apis/{apps,core,rbac}/validation):
 - Event (core v1 and events.k8s.io/v1): an event with an `eventTime` (all of events.k8s.io/v1) names its
   reporting controller and instance, action and reason, has type Normal or Warning and, when it is about a
   cluster-scoped object, lives in namespace default or kube-system; an old-style core event's
-  `involvedObject.namespace` is the event's own.
+  `involvedObject.namespace` is the event's own;
+- NetworkPolicy (networking.k8s.io/v1): all of it, by Tenet's own validator (topology/netpol_spec.py, written
+  after pkg/apis/networking/validation: ports 1..65535, `endPort` only with a numeric `port` and not below
+  it, protocols, named ports, peers, ipBlocks and their `except`s, `policyTypes`; unknown fields refused);
+  the first error is the 422's cause, its field path as kube-apiserver names it
+  (`spec.ingress[0].ports[0].endPort`); and `spec.policyTypes` is defaulted when stored as kube-apiserver's
+  SetDefaults_NetworkPolicySpec does: Ingress always, Egress too when `spec.egress` has rules.
 Left out: everything else of those types (pod spec fields beyond containers' names and images, volumes,
 probes, resources and quantities, securityContext, affinity, RBAC escalation checks, ...), and any
-defaulting of built-in kinds (Deployments keep no default `replicas`, `strategy` or pod defaults).
+defaulting of built-in kinds but a Secret's `type` and a NetworkPolicy's `policyTypes` (Deployments keep no
+default `replicas`, `strategy` or pod defaults).
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ import re
 from typing import Any
 
 from lab.apiserver.resources import Check
+from topology.errors import ValidationError
+from topology.netpol_spec import parse_policy
 
 Errors = list[tuple[str, str]]
 Obj = dict[str, Any]
@@ -337,3 +346,20 @@ def event(api: str) -> Check:
         return errors
 
     return check
+
+
+def network_policy(new: Obj, old: Obj | None) -> Errors:
+    """The check of a networking.k8s.io/v1 NetworkPolicy: `topology.netpol_spec.parse_policy`, whose error
+    names the field; when valid, `spec.policyTypes` is defaulted in `new` (Ingress, and Egress when there are
+    egress rules: SetDefaults_NetworkPolicySpec, k8s.io/kubernetes pkg/apis/networking/v1/defaults.go)."""
+    try:
+        policy = parse_policy(new)
+    except ValidationError as error:
+        return [(error.path or "spec", f"Invalid value: {error.message}")]
+    spec = new.get("spec")
+    if not isinstance(spec, dict):
+        spec = new["spec"] = {}
+    spec.setdefault("podSelector", {})
+    if not spec.get("policyTypes"):
+        spec["policyTypes"] = list(policy.policy_types)
+    return []

@@ -116,7 +116,8 @@ def test_a_policy_is_created_replaced_and_deleted_and_a_refused_one_gets_an_even
     networking.patch_namespaced_network_policy("db", "shop", {"spec": {"ingress": []}})
     wait_for(lambda: policies["shop/db"].doc["spec"].get("ingress") == [], "shop/db replaced")
 
-    # The stand-in API server does not validate NetworkPolicies; the model does, as kube-apiserver would.
+    # This lab's stand-in API server runs without its NetworkPolicy checks; the model validates, as
+    # kube-apiserver would.
     bad = {"podSelector": {}, "policyTypes": ["Sideways"]}
     networking.create_namespaced_network_policy("shop", netpol("bad", bad))
     refused = wait_for(lambda: events(cluster, "Invalid", "bad"), "an Invalid Event on shop/bad")

@@ -186,6 +186,8 @@ def test_a_failed_add_keeps_the_pod_pending_with_the_error_then_retries(lab: Lab
     try:
         pods = running(lab, "default", 1, timeout=90)
         assert pods["early"]["status"]["podIP"].startswith("10.77.0.")
+        sandbox = {c["type"]: c for c in pods["early"]["status"]["conditions"]}["PodReadyToStartContainers"]
+        assert sandbox["status"] == "True" and "reason" not in sandbox and "message" not in sandbox, sandbox
         assert lab.pods()["default/early"].network == "default/late"
     finally:
         kubectl(lab.dir / "kubeconfig", "delete", "pod", "early", "--ignore-not-found")
@@ -236,3 +238,47 @@ def test_a_restarted_kubelet_removes_what_was_deleted_meanwhile_and_runs_what_wa
     finally:
         kubectl(lab.dir / "kubeconfig", "delete", "pod", "stays", "new", "--ignore-not-found")
         wait_for(lambda: not any(leftovers(lab).values()), "nothing left of the pods", timeout=60)
+
+
+def lab_cli(lab: Lab, *words: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "lab.cli", "--state-dir", str(lab.dir), *words]
+    return subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
+
+
+def test_an_api_server_outage_keeps_pods_talking_and_its_return_keeps_every_kubeconfig_valid(lab: Lab) -> None:
+    """`tenet-lab apiserver stop`, then `start`: the same port, token and certificate, so the controller and the
+    kubelets (which never re-read the kubeconfig) carry on; a Pod made after the return runs."""
+    apply(lab, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "outage"}})
+    apply(lab, pod("outage", "a", "node1"), pod("outage", "b", "node2"))
+    running(lab, "outage", 2, timeout=60)
+    a, b = (lab.pods()[f"outage/{n}"] for n in ("a", "b"))
+    kubeconfig_before = (lab.dir / "kubeconfig").read_text()
+    others = {p: pid_alive(p) for p in processes(lab) if p != lab.state.apiserver_pid}
+    try:
+        stopped = lab_cli(lab, "apiserver", "stop")
+        assert stopped.returncode == 0, stopped.stderr
+        shown = json.loads(lab_cli(lab, "status", "--json").stdout)["kubernetes"]
+        assert shown["apiserver"] == "down" and shown["apiserver_pid"] is None
+        assert shown["etcd"] == "running" and pid_alive(shown["etcd_pid"])
+        assert "API server down" in lab_cli(lab, "status").stdout
+        assert a.as_pod().ping(b.ip, count=2) and b.as_pod().ping(a.ip, count=2)  # the data path needs no API
+        again = lab_cli(lab, "apiserver", "stop")
+        assert again.returncode == 1 and "not running" in again.stderr
+        started = lab_cli(lab, "apiserver", "start")
+        assert started.returncode == 0, started.stderr
+        lab.state = type(lab.state).load(lab.file)
+        assert (lab.dir / "kubeconfig").read_text() == kubeconfig_before
+        apply(lab, pod("outage", "c", "node1"))
+        running(lab, "outage", 3, timeout=60)
+        c = lab.pods()["outage/c"]
+        assert c.as_pod().ping(b.ip, count=2)
+        assert {p: pid_alive(p) for p in others} == dict.fromkeys(others, True)  # nothing else restarted
+        text = lab_cli(lab, "status").stdout
+        assert f"API server running (pid {lab.state.apiserver_pid})" in text and "etcd running (pid" in text
+    finally:
+        if not lab.state.apiserver_pid or not pid_alive(lab.state.apiserver_pid):
+            lab_cli(lab, "apiserver", "start")
+            lab.state = type(lab.state).load(lab.file)
+        kubectl(lab.dir / "kubeconfig", "delete", "namespace", "outage")
+        wait_for(lambda: not any(k.startswith("outage/") for k in lab.pods()), "outage's sandboxes", timeout=60)
+        wait_for(lambda: not any(leftovers(lab).values()), "nothing left of outage's pods", timeout=30)

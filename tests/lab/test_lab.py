@@ -114,6 +114,10 @@ def test_exec_runs_in_a_pod_or_on_a_node_and_passes_the_exit_code_through(lab: L
     assert in_pod.returncode == 0 and f" {lab.state.pods['b1'].ip}/" in in_pod.stdout, in_pod.stderr
     on_node = tenet_lab(lab, "exec", "--node", "node2", "--", "ip", "-o", "-4", "addr", "show", "br-phy")
     assert on_node.returncode == 0 and f" {UNDERLAY}.2/24 " in on_node.stdout, on_node.stderr
+    bridges = tenet_lab(lab, "exec", "--node", "node2", "--", "ovs-vsctl", "list-br")  # OVS_RUNDIR: node2's OVS
+    assert bridges.returncode == 0 and {"br-int", "br-phy"} <= set(bridges.stdout.split()), bridges.stderr
+    flows = tenet_lab(lab, "exec", "--node", "node2", "--", "ovs-ofctl", "-O", "OpenFlow13", "dump-flows", "br-int")
+    assert flows.returncode == 0 and "actions=" in flows.stdout, flows.stderr
     failing = tenet_lab(lab, "exec", "r2", "--", "sh", "-c", "echo out; echo err >&2; exit 7")
     assert (failing.returncode, failing.stdout, failing.stderr) == (7, "out\n", "err\n")
     unknown_pod = tenet_lab(lab, "exec", "nope", "--", "true")
