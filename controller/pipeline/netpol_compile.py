@@ -222,7 +222,7 @@ class PolicyCompiler:
             return set(old.selected if old else ()) | set(new.selected if new else ())
         if old.isolates_egress != new.isolates_egress:
             return set(old.selected | new.selected)
-        return (old.selected ^ new.selected) | (changed & (old.selected | new.selected))
+        return set(old.selected ^ new.selected) | (changed & (old.selected | new.selected))
 
     # --- rules ---------------------------------------------------------------------------------
 
@@ -290,8 +290,8 @@ class PolicyCompiler:
         new_peers = (clause.peers - old.peers) | (objects & clause.peers)
         gone_local = (old.local - clause.local) | (objects & old.local)
         new_local = (clause.local - old.local) | (objects & clause.local)
-        removed = {k: state.peers.pop(k) for k in gone_peers}
-        added = {k: self._peer(direction, k) for k in sorted(new_peers)}
+        removed: dict[object, tuple[int, Match]] = {k: state.peers.pop(k) for k in gone_peers}
+        added: dict[object, tuple[int, Match]] = {k: self._peer(direction, k) for k in sorted(new_peers)}
         was_any, now_any = bool(state.peers or removed), bool(state.peers or added)
         arriving: dict[str, dict[str, Match]] = {}
         for endpoint_id in new_local:
