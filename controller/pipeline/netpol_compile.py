@@ -65,12 +65,13 @@ class _Clause:
 class _Node:
     """One node's policy flows: clause flows with the conjunctions on them, isolation, rules present."""
 
-    __slots__ = ("dirty", "entries", "isolation", "rules", "sections")
+    __slots__ = ("dirty", "entries", "isolation", "owners", "rules", "sections")
 
     def __init__(self) -> None:
         self.entries: dict[Key, tuple[int, dict[Conjunction, None]]] = {}  # clause flow -> (cookie, conjunctions)
         self.sections: dict[int, set[Key]] = {}  # section cookie -> its clause flows
         self.isolation: dict[str, dict[Key, Flow]] = {}  # local endpoint id -> its isolation flows
+        self.owners: dict[int, str] = {}  # NETPOL_LOCAL cookie -> the isolated endpoint it is of
         self.rules: dict[int, set[int]] = {}  # rule -> its conjunction ids with flows here
         self.dirty: set[int] = set()
 
@@ -284,14 +285,23 @@ class PolicyCompiler:
                 self._present(node, number, conj, False)
 
     def _patch(self, number: int, conj: int, direction: str, state: _Clause, clause: Clause, objects: set[str]) -> None:
-        """The clause set keeps its shape (peers of any IP or not, CIDRs, ports): only endpoints change."""
+        """The clause set keeps its number of clauses (ports or none): the endpoints, CIDRs and ports that
+        changed are taken off and put on, on the nodes concerned; every other flow stays as it is."""
         old = state.clause
-        gone_peers = (old.peers - clause.peers) | (objects & old.peers)
-        new_peers = (clause.peers - old.peers) | (objects & clause.peers)
+        # Without peers a clause set has no endpoint peers nor CIDRs: its one peer key is ANY.
+        gone_peers: set[object] = set((old.peers - clause.peers) | (objects & old.peers))
+        new_peers: set[object] = set((clause.peers - old.peers) | (objects & clause.peers))
+        if old.any_peer != clause.any_peer or old.cidrs != clause.cidrs:
+            before_other, after_other = other_peers(old), other_peers(clause)
+            gone_peers.update(k for k in before_other if k not in after_other)
+            new_peers.update(k for k in after_other if k not in before_other)
+        removed: dict[object, tuple[int, Match]] = {k: state.peers.pop(k) for k in gone_peers if k in state.peers}
+        added: dict[object, tuple[int, Match]] = {k: self._peer(direction, k) for k in sorted(new_peers, key=str)}
+        ports = tuple(port_match(p) for p in clause.ports) if clause.ports is not None else ()
+        gone_ports = tuple(m for m in state.ports if m not in ports)
+        new_ports = tuple(m for m in ports if m not in state.ports)
         gone_local = (old.local - clause.local) | (objects & old.local)
         new_local = (clause.local - old.local) | (objects & clause.local)
-        removed: dict[object, tuple[int, Match]] = {k: state.peers.pop(k) for k in gone_peers}
-        added: dict[object, tuple[int, Match]] = {k: self._peer(direction, k) for k in sorted(new_peers)}
         was_any, now_any = bool(state.peers or removed), bool(state.peers or added)
         arriving: dict[str, dict[str, Match]] = {}
         for endpoint_id in new_local:
@@ -302,7 +312,7 @@ class PolicyCompiler:
             node = self.homes[endpoint_id].node
             leaving.setdefault(node, {})[endpoint_id] = state.nodes[node][endpoint_id]
         nodes = set(arriving) | set(leaving)
-        if removed or added:
+        if removed or added or gone_ports or new_ports:
             nodes |= state.nodes.keys()
         for node in sorted(nodes):
             before = state.nodes.get(node, {})
@@ -310,14 +320,14 @@ class PolicyCompiler:
             after.update(arriving.get(node, {}))
             was, now = bool(before) and was_any, bool(after) and now_any
             if was and now:
-                self._entries(node, conj, direction, state, leaving.get(node, {}), removed, (), add=False)
-                self._entries(node, conj, direction, state, arriving.get(node, {}), added, (), add=True)
+                self._entries(node, conj, direction, state, leaving.get(node, {}), removed, gone_ports, add=False)
+                self._entries(node, conj, direction, state, arriving.get(node, {}), added, new_ports, add=True)
             elif was:
                 everything = {**state.peers, **removed}
                 self._entries(node, conj, direction, state, before, everything, state.ports, add=False)
             elif now:
                 everything = {**state.peers, **added}
-                self._entries(node, conj, direction, state, after, everything, state.ports, add=True)
+                self._entries(node, conj, direction, state, after, everything, ports, add=True)
             if was != now:
                 self._present(node, number, conj, now)
             if after:
@@ -325,6 +335,7 @@ class PolicyCompiler:
             else:
                 state.nodes.pop(node, None)
         state.peers.update(added)
+        state.ports = ports
         state.clause = clause
 
     def _entries(
@@ -378,27 +389,35 @@ class PolicyCompiler:
 
     def _isolate(self, endpoint_id: str) -> None:
         """An endpoint's isolation flows, from the policies selecting it now (on its node of now)."""
-        previous = self.isolated_by.pop(endpoint_id, None)
+        endpoint = self.model.endpoints.get(endpoint_id)
+        flows: dict[Key, Flow] = {}
+        if endpoint is not None:
+            mentions = self.mentions.get(endpoint_id, ())
+            selecting = [self.resolved[k] for k in mentions if endpoint_id in self.resolved[k].selected]
+            c = cookie(Feature.NETPOL_LOCAL, endpoint.num)
+            for direction in (INGRESS, EGRESS):
+                if any(getattr(r, f"isolates_{direction}") for r in selecting):
+                    table, deny = STAGES[direction][0], STAGES[direction][3]
+                    m = local_match(self.model, direction, endpoint)
+                    flows[(table, m)] = Flow(table, P_ISOLATED, m, (deny.set(),), cookie=c)
+        previous = self.isolated_by.get(endpoint_id)
         if previous is not None:
             node = self.nodes[previous[0]]
-            del node.isolation[endpoint_id]
-            node.dirty.update((cookie(Feature.NETPOL_LOCAL, previous[1]), NODE_COOKIE))
-        endpoint = self.model.endpoints.get(endpoint_id)
-        if endpoint is None:
-            return
-        mentions = self.mentions.get(endpoint_id, ())
-        selecting = [self.resolved[k] for k in mentions if endpoint_id in self.resolved[k].selected]
-        c = cookie(Feature.NETPOL_LOCAL, endpoint.num)
-        flows: dict[Key, Flow] = {}
-        for direction in (INGRESS, EGRESS):
-            if any(getattr(r, f"isolates_{direction}") for r in selecting):
-                table, deny = STAGES[direction][0], STAGES[direction][3]
-                m = local_match(self.model, direction, endpoint)
-                flows[(table, m)] = Flow(table, P_ISOLATED, m, (deny.set(),), cookie=c)
-        if flows:
+            same = endpoint is not None and previous == (endpoint.node, endpoint.num)
+            if same and node.isolation[endpoint_id] == flows:
+                return  # the very same flows
+            del node.isolation[endpoint_id], self.isolated_by[endpoint_id]
+            del node.owners[cookie(Feature.NETPOL_LOCAL, previous[1])]
+            node.dirty.add(cookie(Feature.NETPOL_LOCAL, previous[1]))
+            if not node.isolation:
+                node.dirty.add(NODE_COOKIE)  # no isolated endpoint left: the stage goes
+        if endpoint is not None and flows:
             node = self.nodes.setdefault(endpoint.node, _Node())
+            if not node.isolation:
+                node.dirty.add(NODE_COOKIE)
             node.isolation[endpoint_id] = flows
-            node.dirty.update((c, NODE_COOKIE))
+            node.owners[cookie(Feature.NETPOL_LOCAL, endpoint.num)] = endpoint_id
+            node.dirty.add(cookie(Feature.NETPOL_LOCAL, endpoint.num))
             self.isolated_by[endpoint_id] = (endpoint.node, endpoint.num)
 
     def _sections(self) -> dict[str, dict[int, Section | None]]:
@@ -407,10 +426,9 @@ class PolicyCompiler:
             node = self.nodes[name]
             if not node.dirty:
                 continue
-            owners = {cookie(Feature.NETPOL_LOCAL, self.isolated_by[e][1]): e for e in node.isolation}
             slots: dict[int, Section | None] = {}
             for c in sorted(node.dirty):
-                slots[c] = self._build(node, c, owners.get(c))
+                slots[c] = self._build(node, c, node.owners.get(c))
             node.dirty.clear()
             result[name] = slots
             if node.empty():
@@ -463,8 +481,13 @@ def names_any(policy: NetworkPolicy) -> bool:
 
 
 def same_shape(a: Clause, b: Clause) -> bool:
-    """Whether clause set b replaces a by its endpoints alone (same kind of peers, CIDRs and ports)."""
-    return a.any_peer == b.any_peer and a.cidrs == b.cidrs and a.ports == b.ports
+    """Whether clause set b can be patched from a: both with ports, or both without (so as many clauses)."""
+    return (a.ports is None) == (b.ports is None)
+
+
+def other_peers(clause: Clause) -> list[object]:
+    """The peer keys of a clause set that are no endpoint: any IP, or its CIDRs."""
+    return [ANY] if clause.any_peer else list(clause.cidrs)
 
 
 def rule_names(rule: ResolvedRule | None, endpoint_id: str) -> bool:
