@@ -190,7 +190,8 @@ def realization(lab: bool) -> dict[str, Any] | None:
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     rules = [one_rule(f, t, p) for f, t, p in ((10, 10, 3), (100, 20, 5), (1000, 50, 10))]
     size = (args.endpoints, args.policies, args.namespaces, args.nodes)
-    small = at_scale(*(max(1, v // 10) for v in size), args.repeats)
+    tenth = [max(1, v // 10) for v in size]
+    small = at_scale(tenth[0], tenth[1], tenth[2], tenth[3], args.repeats)
     large = at_scale(*size, args.repeats)
     ratio = {
         "label_change": round(large["label_change_ms"] / max(small["label_change_ms"], 0.001), 2),
