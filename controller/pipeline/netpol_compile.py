@@ -24,78 +24,35 @@ from __future__ import annotations
 
 from ipaddress import IPv4Network
 
-from controller.pipeline.cookies import Feature, cookie, split
+from controller.pipeline.cookies import Feature, cookie
 from controller.pipeline.features.netpol import (
     IP,
     NODE_COOKIE,
-    P_CLAUSE,
     P_ISOLATED,
     STAGES,
-    allow_flow,
     conj_id,
-    flow_order,
     local_match,
     peer_cookie,
     port_match,
     rule_id,
-    stage_flows,
 )
 from controller.pipeline.ir import Conjunction, Flow, Match, match
+from controller.pipeline.netpol_state import (
+    ANY,
+    ClauseSet,
+    Key,
+    PolicyNode,
+    drop,
+    named,
+    names,
+    names_any,
+    other_peers,
+    rule_names,
+    same_shape,
+)
 from controller.pipeline.state import Section
 from topology.model import Endpoint, Model, Touched
 from topology.netpol import EGRESS, INGRESS, Clause, ResolvedPolicy, ResolvedRule, resolve, resolve_delta
-from topology.netpol_spec import NetworkPolicy
-
-Key = tuple[str, Match]  # (table, match): one clause flow
-ANY = ("any IP",)  # the peer key of a clause set without peers
-
-
-class _Clause:
-    """One clause set of one rule: its peer and port matches, and its local endpoints' matches by node."""
-
-    __slots__ = ("clause", "nodes", "peers", "ports")
-
-    def __init__(self, clause: Clause) -> None:
-        self.clause = clause
-        self.peers: dict[object, tuple[int, Match]] = {}  # endpoint id, CIDR or ANY -> (section cookie, match)
-        self.ports: tuple[Match, ...] = ()
-        self.nodes: dict[str, dict[str, Match]] = {}  # node -> local endpoint id -> clause-1 match
-
-
-class _Node:
-    """One node's policy flows: clause flows with the conjunctions on them, isolation, rules present."""
-
-    __slots__ = ("dirty", "entries", "isolation", "owners", "rules", "sections")
-
-    def __init__(self) -> None:
-        self.entries: dict[Key, tuple[int, dict[Conjunction, None]]] = {}  # clause flow -> (cookie, conjunctions)
-        self.sections: dict[int, set[Key]] = {}  # section cookie -> its clause flows
-        self.isolation: dict[str, dict[Key, Flow]] = {}  # local endpoint id -> its isolation flows
-        self.owners: dict[int, str] = {}  # NETPOL_LOCAL cookie -> the isolated endpoint it is of
-        self.rules: dict[int, set[int]] = {}  # rule -> its conjunction ids with flows here
-        self.dirty: set[int] = set()
-
-    def add(self, key: Key, section: int, conjunction: Conjunction) -> None:
-        entry = self.entries.get(key)
-        if entry is None:
-            entry = self.entries[key] = (section, {})
-            self.sections.setdefault(section, set()).add(key)
-        entry[1][conjunction] = None
-        self.dirty.add(entry[0])
-
-    def remove(self, key: Key, conjunction: Conjunction) -> None:
-        section, conjunctions = self.entries[key]
-        del conjunctions[conjunction]
-        if not conjunctions:
-            del self.entries[key]
-            keys = self.sections[section]
-            keys.discard(key)
-            if not keys:
-                del self.sections[section]
-        self.dirty.add(section)
-
-    def empty(self) -> bool:
-        return not (self.entries or self.isolation or self.rules)
 
 
 class PolicyCompiler:
@@ -105,8 +62,8 @@ class PolicyCompiler:
         self.model = model
         self.resolved: dict[str, ResolvedPolicy] = {}  # policy key -> as compiled
         self.ids: dict[str, int] = {}  # policy key -> the id it was compiled with
-        self.rules: dict[int, dict[int, _Clause]] = {}  # rule -> conjunction id -> clause set
-        self.nodes: dict[str, _Node] = {}
+        self.rules: dict[int, dict[int, ClauseSet]] = {}  # rule -> conjunction id -> clause set
+        self.nodes: dict[str, PolicyNode] = {}
         self.homes: dict[str, Endpoint] = {}  # endpoint id -> the object compiled (its node, address, port)
         self.spaces: dict[str | None, dict[str, Endpoint]] = {}  # namespace -> its endpoints
         self.mentions: dict[str, set[str]] = {}  # endpoint id -> keys of policies selecting or naming it
@@ -172,8 +129,7 @@ class PolicyCompiler:
                 self.homes.pop(endpoint_id, None)
             else:
                 self.homes[endpoint_id] = endpoint
-        for endpoint_id in sorted(isolation | (objects & self.isolated_by.keys())):
-            self._isolate(endpoint_id)
+        self._isolate(sorted(isolation | (objects & self.isolated_by.keys())))
         return self._sections()
 
     # --- indexes -------------------------------------------------------------------------------
@@ -264,8 +220,8 @@ class PolicyCompiler:
         ip = self.model.endpoints[str(key)].ip
         return peer_cookie(ip, 32), match(**IP, **{name: int(ip)})
 
-    def _fill(self, number: int, conj: int, direction: str, clause: Clause) -> _Clause:
-        state = _Clause(clause)
+    def _fill(self, number: int, conj: int, direction: str, clause: Clause) -> ClauseSet:
+        state = ClauseSet(clause)
         keys: list[object] = [ANY] if clause.any_peer else [*sorted(clause.peers), *clause.cidrs]
         state.peers = {k: self._peer(direction, k) for k in keys}
         state.ports = tuple(port_match(p) for p in clause.ports) if clause.ports is not None else ()
@@ -278,13 +234,15 @@ class PolicyCompiler:
                 self._present(node, number, conj, True)
         return state
 
-    def _clear(self, number: int, conj: int, direction: str, state: _Clause) -> None:
+    def _clear(self, number: int, conj: int, direction: str, state: ClauseSet) -> None:
         if state.peers:
             for node, local in state.nodes.items():
                 self._entries(node, conj, direction, state, local, state.peers, state.ports, add=False)
                 self._present(node, number, conj, False)
 
-    def _patch(self, number: int, conj: int, direction: str, state: _Clause, clause: Clause, objects: set[str]) -> None:
+    def _patch(
+        self, number: int, conj: int, direction: str, state: ClauseSet, clause: Clause, objects: set[str]
+    ) -> None:
         """The clause set keeps its number of clauses (ports or none): the endpoints, CIDRs and ports that
         changed are taken off and put on, on the nodes concerned; every other flow stays as it is."""
         old = state.clause
@@ -343,7 +301,7 @@ class PolicyCompiler:
         name: str,
         conj: int,
         direction: str,
-        state: _Clause,
+        state: ClauseSet,
         local: dict[str, Match],
         peers: dict[object, tuple[int, Match]],
         ports: tuple[Match, ...],
@@ -351,7 +309,7 @@ class PolicyCompiler:
         add: bool,
     ) -> None:
         """Add (or remove) one clause set's conjunctions for these locals, peers and ports on one node."""
-        node = self.nodes.setdefault(name, _Node())
+        node = self.nodes.setdefault(name, PolicyNode())
         table = STAGES[direction][0]
         n = 3 if state.clause.ports is not None else 2
         if add:
@@ -362,17 +320,18 @@ class PolicyCompiler:
                 node.add((table, m), section, Conjunction(conj, 2, n))
             for m in ports:
                 node.add((table, m), NODE_COOKIE, Conjunction(conj, 3, n))
-        else:
-            for m in local.values():
-                node.remove((table, m), Conjunction(conj, 1, n))
-            for _section, m in peers.values():
-                node.remove((table, m), Conjunction(conj, 2, n))
+        else:  # the locals as compiled before this change (`homes`)
+            for endpoint_id, m in local.items():
+                section = cookie(Feature.NETPOL_LOCAL, self.homes[endpoint_id].num)
+                node.remove((table, m), section, Conjunction(conj, 1, n))
+            for section, m in peers.values():
+                node.remove((table, m), section, Conjunction(conj, 2, n))
             for m in ports:
-                node.remove((table, m), Conjunction(conj, 3, n))
+                node.remove((table, m), NODE_COOKIE, Conjunction(conj, 3, n))
 
     def _present(self, name: str, number: int, conj: int, present: bool) -> None:
         """The rule's allow flow for this clause set is on the node while it has both locals and peers."""
-        node = self.nodes.setdefault(name, _Node())
+        node = self.nodes.setdefault(name, PolicyNode())
         conjs = node.rules.get(number, set())
         if (conj in conjs) == present:
             return
@@ -387,38 +346,50 @@ class PolicyCompiler:
 
     # --- isolation and sections ----------------------------------------------------------------
 
-    def _isolate(self, endpoint_id: str) -> None:
-        """An endpoint's isolation flows, from the policies selecting it now (on its node of now)."""
-        endpoint = self.model.endpoints.get(endpoint_id)
+    def _isolate(self, endpoint_ids: list[str]) -> None:
+        """Endpoints' isolation flows, from the policies selecting them now (on their nodes of now). Every
+        changed one is taken off before any is put on: a port or address freed may be taken in one change."""
+        wanted: dict[str, tuple[str, int, dict[Key, Flow]] | None] = {}
+        for endpoint_id in endpoint_ids:
+            endpoint = self.model.endpoints.get(endpoint_id)
+            flows = self._isolation_flows(endpoint) if endpoint is not None else {}
+            want = (endpoint.node, endpoint.num, flows) if endpoint is not None and flows else None
+            previous = self.isolated_by.get(endpoint_id)
+            same = previous is not None and want is not None and previous == want[:2]
+            if same and previous is not None and self.nodes[previous[0]].isolation[endpoint_id] == flows:
+                continue  # the very same flows
+            wanted[endpoint_id] = want
+        for endpoint_id in wanted:
+            previous = self.isolated_by.pop(endpoint_id, None)
+            if previous is not None:
+                node = self.nodes[previous[0]]
+                c = cookie(Feature.NETPOL_LOCAL, previous[1])
+                del node.isolation[endpoint_id], node.owners[c]
+                node.dirty.add(c)
+                if not node.isolation:
+                    node.dirty.add(NODE_COOKIE)  # no isolated endpoint left: the stage goes
+        for endpoint_id, want in wanted.items():
+            if want is not None:
+                name, num, flows = want
+                node = self.nodes.setdefault(name, PolicyNode())
+                if not node.isolation:
+                    node.dirty.add(NODE_COOKIE)
+                c = cookie(Feature.NETPOL_LOCAL, num)
+                node.isolation[endpoint_id], node.owners[c] = flows, endpoint_id
+                node.dirty.add(c)
+                self.isolated_by[endpoint_id] = (name, num)
+
+    def _isolation_flows(self, endpoint: Endpoint) -> dict[Key, Flow]:
+        mentions = self.mentions.get(endpoint.id, ())
+        selecting = [self.resolved[k] for k in mentions if endpoint.id in self.resolved[k].selected]
+        c = cookie(Feature.NETPOL_LOCAL, endpoint.num)
         flows: dict[Key, Flow] = {}
-        if endpoint is not None:
-            mentions = self.mentions.get(endpoint_id, ())
-            selecting = [self.resolved[k] for k in mentions if endpoint_id in self.resolved[k].selected]
-            c = cookie(Feature.NETPOL_LOCAL, endpoint.num)
-            for direction in (INGRESS, EGRESS):
-                if any(getattr(r, f"isolates_{direction}") for r in selecting):
-                    table, deny = STAGES[direction][0], STAGES[direction][3]
-                    m = local_match(self.model, direction, endpoint)
-                    flows[(table, m)] = Flow(table, P_ISOLATED, m, (deny.set(),), cookie=c)
-        previous = self.isolated_by.get(endpoint_id)
-        if previous is not None:
-            node = self.nodes[previous[0]]
-            same = endpoint is not None and previous == (endpoint.node, endpoint.num)
-            if same and node.isolation[endpoint_id] == flows:
-                return  # the very same flows
-            del node.isolation[endpoint_id], self.isolated_by[endpoint_id]
-            del node.owners[cookie(Feature.NETPOL_LOCAL, previous[1])]
-            node.dirty.add(cookie(Feature.NETPOL_LOCAL, previous[1]))
-            if not node.isolation:
-                node.dirty.add(NODE_COOKIE)  # no isolated endpoint left: the stage goes
-        if endpoint is not None and flows:
-            node = self.nodes.setdefault(endpoint.node, _Node())
-            if not node.isolation:
-                node.dirty.add(NODE_COOKIE)
-            node.isolation[endpoint_id] = flows
-            node.owners[cookie(Feature.NETPOL_LOCAL, endpoint.num)] = endpoint_id
-            node.dirty.add(cookie(Feature.NETPOL_LOCAL, endpoint.num))
-            self.isolated_by[endpoint_id] = (endpoint.node, endpoint.num)
+        for direction in (INGRESS, EGRESS):
+            if any(getattr(r, f"isolates_{direction}") for r in selecting):
+                table, deny = STAGES[direction][0], STAGES[direction][3]
+                m = local_match(self.model, direction, endpoint)
+                flows[(table, m)] = Flow(table, P_ISOLATED, m, (deny.set(),), cookie=c)
+        return flows
 
     def _sections(self) -> dict[str, dict[int, Section | None]]:
         result: dict[str, dict[int, Section | None]] = {}
@@ -428,29 +399,12 @@ class PolicyCompiler:
                 continue
             slots: dict[int, Section | None] = {}
             for c in sorted(node.dirty):
-                slots[c] = self._build(node, c, node.owners.get(c))
+                slots[c] = node.section(c)
             node.dirty.clear()
             result[name] = slots
             if node.empty():
                 del self.nodes[name]
         return result
-
-    def _build(self, node: _Node, c: int, owner: str | None) -> Section | None:
-        flows: list[Flow] = []
-        if c == NODE_COOKIE and node.isolation:
-            flows += [*stage_flows(EGRESS), *stage_flows(INGRESS)]
-        if owner is not None:
-            flows += node.isolation[owner].values()
-        for key in node.sections.get(c, ()):
-            conjunctions = tuple(sorted(node.entries[key][1], key=lambda j: (j.conj_id, j.clause)))
-            flows.append(Flow(key[0], P_CLAUSE, key[1], conjunctions, cookie=c))
-        _round, feature, number = split(c)
-        if feature is Feature.NETPOL_RULE and number in node.rules:
-            direction = EGRESS if number >> 8 & 1 else INGRESS
-            flows += [allow_flow(direction, conj, number) for conj in sorted(node.rules[number])]
-        if not flows or (c == NODE_COOKIE and not node.isolation):
-            return None
-        return Section(c, tuple(sorted(flows, key=flow_order)))
 
     def cache_sizes(self) -> dict[str, int]:
         """Entries held per index: policies, rules and their clause sets, nodes' clause flows, endpoints."""
@@ -465,60 +419,3 @@ class PolicyCompiler:
             "policy_namespaces": sum(len(s) for s in self.own.values()) + sum(len(s) for s in self.wide.values()),
             "isolated": len(self.isolated_by),
         }
-
-
-def names_any(policy: NetworkPolicy) -> bool:
-    """Whether the policy may name an endpoint of any namespace of its tenant (or of none): a namespaceSelector
-    peer, or an egress rule with named ports and no peers or an ipBlock (they resolve on every destination)."""
-    for rule in (*policy.ingress, *policy.egress):
-        if any(p.namespace_selector is not None for p in rule.peers):
-            return True
-    for rule in policy.egress:
-        named = any(isinstance(p.port, str) for p in rule.ports)
-        if named and (not rule.peers or any(p.ip_block is not None for p in rule.peers)):
-            return True
-    return False
-
-
-def same_shape(a: Clause, b: Clause) -> bool:
-    """Whether clause set b can be patched from a: both with ports, or both without (so as many clauses)."""
-    return (a.ports is None) == (b.ports is None)
-
-
-def other_peers(clause: Clause) -> list[object]:
-    """The peer keys of a clause set that are no endpoint: any IP, or its CIDRs."""
-    return [ANY] if clause.any_peer else list(clause.cidrs)
-
-
-def rule_names(rule: ResolvedRule | None, endpoint_id: str) -> bool:
-    """Whether the rule names the endpoint: as a peer, or as a local endpoint of a clause set."""
-    if rule is None:
-        return False
-    return endpoint_id in rule.peers or any(endpoint_id in c.local or endpoint_id in c.peers for c in rule.clauses)
-
-
-def names_of_rule(rule: ResolvedRule | None) -> set[str]:
-    if rule is None:
-        return set()
-    return set(rule.peers).union(*(c.local | c.peers for c in rule.clauses))
-
-
-def names(resolved: ResolvedPolicy | None) -> set[str]:
-    """Every endpoint a resolved policy selects or names."""
-    if resolved is None:
-        return set()
-    return set(resolved.selected).union(*(names_of_rule(r) for r in resolved.rules))
-
-
-def named(resolved: ResolvedPolicy, endpoint_id: str) -> bool:
-    if endpoint_id in resolved.selected:
-        return True
-    return any(rule_names(r, endpoint_id) for r in resolved.rules)
-
-
-def drop(index: dict, key: object, value: str) -> None:
-    found = index.get(key)
-    if found is not None:
-        found.discard(value)
-        if not found:
-            del index[key]

@@ -17,10 +17,11 @@ from hypothesis import strategies as st
 
 from controller.pipeline import matrix
 from controller.pipeline.compile import Compiler
-from controller.pipeline.cookies import split
+from controller.pipeline.cookies import Feature, split
 from controller.pipeline.features import netpol
 from controller.pipeline.state import NodeState, apply
-from tests.netpol_reference import Cluster, allowed
+from tests.netpol_reference import Cluster, allowed, xyz_cluster
+from tests.netpol_scenarios import policy
 from tests.netpol_strategies import clusters, policy_doc
 from tests.unit.incremental_support import assert_incremental_is_full
 from tests.unit.netpol_support import cluster_from_model, model_from_cluster
@@ -150,3 +151,30 @@ def test_policy_ids_freed_and_taken_in_one_update_renumber_every_rule() -> None:
     for name, changes in compiler.update(touched).items():
         installed[name] = apply(changes, installed.get(name, NodeState()))
     check(model, compiler, {n: installed.get(n, NodeState()) for n in model.nodes}, "after the swap")
+
+
+def test_a_peer_relabelled_is_one_clause_flow_and_other_rules_keep_theirs() -> None:
+    """x/a lets in pod=b of every namespace; y/c becoming pod=b adds its address's clause flow, nothing else;
+    a policy applied in z then changes no flow of x's rule, whose conjunction ids stay."""
+    spec = {
+        "podSelector": {"matchLabels": {"pod": "a"}},
+        "ingress": [{"from": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"pod": "b"}}}]}],
+    }
+    model = model_from_cluster(xyz_cluster([policy("web", "x", spec)]), nodes=2)
+    compiler = Compiler(model)
+    compiler.compile_all()
+    home = model.endpoints["x.a"].node
+    changes = compiler.update(model.set_endpoint_labels("y.c", {"pod": "b"}))
+    assert set(changes) == {home}
+    added = changes[home].flow_adds
+    assert (len(added), changes[home].flow_mods, changes[home].flow_deletes) == (1, [], [])
+    assert ("ipv4_src", int(model.endpoints["y.c"].ip), None) in added[0].match
+    assert split(added[0].cookie)[1] is Feature.NETPOL_PEER
+    before = {f for s in compiler.states.values() for f in s.flows() if split(f.cookie)[1] in netpol.FEATURES}
+    other = {"podSelector": {"matchLabels": {"pod": "c"}}, "egress": [{"ports": [{"port": 53, "protocol": "UDP"}]}]}
+    changes = compiler.update(model.apply_policy(policy("dns", "z", other))[1])
+    assert changes
+    touched = {f.key for c in changes.values() for f in (*c.flow_mods, *c.flow_deletes)}
+    assert not touched & {f.key for f in before}, "a policy of z changed a flow of x's rule"
+    after = {f for s in compiler.states.values() for f in s.flows()}
+    assert before <= after
