@@ -20,7 +20,8 @@ from ipaddress import IPv4Address
 from typing import Any
 
 from controller.pipeline.compile import Compiler
-from controller.pipeline.cookies import Feature, split
+from controller.pipeline.cookies import split
+from controller.pipeline.features import netpol
 from topology.model import Model, touched_by
 from topology.netpol import resolve
 
@@ -82,9 +83,7 @@ def measure(args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     states = compiler.compile_all()
     full = time.perf_counter() - start
-    policy_flows = sum(
-        1 for s in states.values() for f in s.flows() if split(f.cookie)[1] in (Feature.NETPOL, Feature.NETPOL_RULE)
-    )
+    policy_flows = sum(1 for s in states.values() for f in s.flows() if split(f.cookie)[1] in netpol.FEATURES)
     product = product_flows(model)
     rng = random.Random(args.pods)
     label = timed(compiler, model.set_endpoint_labels("p1", {"app": "a3"}))

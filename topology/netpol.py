@@ -24,7 +24,7 @@ P (endpoints or CIDRs) and port in Q", so a compiler emits about |L| + |P| + |Q|
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, collapse_addresses
 
@@ -71,6 +71,7 @@ class ResolvedRule:
     direction: str  # INGRESS or EGRESS
     index: int  # the rule's index in spec.ingress or spec.egress
     clauses: tuple[Clause, ...]
+    peers: frozenset[str] = frozenset()  # the endpoints its selector peers match (what `resolve_delta` patches)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,34 +128,47 @@ def policy_tenant(model: Model, policy: NetworkPolicy) -> str:
     return model.namespaces[policy.namespace].tenant
 
 
-def selected_endpoints(model: Model, policy: NetworkPolicy) -> frozenset[str]:
+Spaces = Mapping[str | None, Mapping[str, Endpoint]]  # endpoints by namespace (None: without one)
+
+
+def in_namespaces(model: Model, spaces: Spaces | None, names: Iterable[str]) -> Iterator[Endpoint]:
+    """The endpoints of the namespaces `names`: from the index `spaces` when given, else by a full scan."""
+    if spaces is not None:
+        for name in names:
+            yield from spaces.get(name, {}).values()
+        return
+    wanted = set(names)
+    yield from (e for e in model.endpoints.values() if e.namespace in wanted)
+
+
+def selects(policy: NetworkPolicy, endpoint: Endpoint) -> bool:
+    """Whether the policy's podSelector selects the endpoint (one of its own namespace)."""
+    return endpoint.namespace == policy.namespace and policy.pod_selector.matches(endpoint.label_map)
+
+
+def selected_endpoints(model: Model, policy: NetworkPolicy, spaces: Spaces | None = None) -> frozenset[str]:
     """The endpoints of the policy's namespace its podSelector matches."""
-    return frozenset(
-        e.id
-        for e in model.endpoints.values()
-        if e.namespace == policy.namespace and policy.pod_selector.matches(e.label_map)
-    )
+    return frozenset(e.id for e in in_namespaces(model, spaces, [policy.namespace]) if selects(policy, e))
 
 
-def peer_endpoints(model: Model, policy: NetworkPolicy, peer: Peer) -> frozenset[str]:
+def peer_endpoints(model: Model, policy: NetworkPolicy, peer: Peer, spaces: Spaces | None = None) -> frozenset[str]:
     """The endpoints a selector peer matches, within the policy's tenant only; an ipBlock peer: none."""
     if peer.ip_block is not None:
         return frozenset()
     tenant = policy_tenant(model, policy)
+    index = spaces
     if peer.namespace_selector is None:
-        spaces = {policy.namespace}
+        names = {policy.namespace}
     else:
-        spaces = {
+        names = {
             n.name
             for n in model.namespaces.values()
             if n.tenant == tenant and peer.namespace_selector.matches(n.label_map)
         }
     return frozenset(
         e.id
-        for e in model.endpoints.values()
-        if e.namespace in spaces
-        and e.tenant == tenant
-        and (peer.pod_selector is None or peer.pod_selector.matches(e.label_map))
+        for e in in_namespaces(model, index, sorted(names))
+        if e.tenant == tenant and (peer.pod_selector is None or peer.pod_selector.matches(e.label_map))
     )
 
 
@@ -230,12 +244,26 @@ def in_cidrs(ip: IPv4Address, cidrs: Iterable[IPv4Network]) -> bool:
     return any(ip in cidr for cidr in cidrs)
 
 
-def resolve_rule(model: Model, policy: NetworkPolicy, direction: str, index: int, rule: Rule) -> ResolvedRule:
-    """One rule's clauses against the model as it is now."""
-    selected = selected_endpoints(model, policy)
+def resolve_rule(
+    model: Model,
+    policy: NetworkPolicy,
+    direction: str,
+    index: int,
+    rule: Rule,
+    *,
+    selected: frozenset[str] | None = None,
+    peers: frozenset[str] | None = None,
+    spaces: Spaces | None = None,
+) -> ResolvedRule:
+    """One rule's clauses against the model as it is now. `selected` (the policy's selected endpoints) and
+    `peers` (what the rule's selector peers match) are computed when not given; `spaces` indexes endpoints
+    by namespace. An egress rule with named ports scans every endpoint of the tenant (its destinations)."""
+    if selected is None:
+        selected = selected_endpoints(model, policy, spaces)
     tenant = policy_tenant(model, policy)
     any_peer = not rule.peers
-    peers: frozenset[str] = frozenset().union(*(peer_endpoints(model, policy, p) for p in rule.peers))
+    if peers is None:
+        peers = frozenset().union(*(peer_endpoints(model, policy, p, spaces) for p in rule.peers))
     cidrs = tuple(sorted(collapse_addresses(c for p in rule.peers for c in peer_cidrs(p))))
     named = any(isinstance(p.port, str) for p in rule.ports)
     numeric = sorted(numeric_matches(rule.ports))
@@ -262,28 +290,53 @@ def resolve_rule(model: Model, policy: NetworkPolicy, direction: str, index: int
                 groups.setdefault(found, set()).add(endpoint_id)
         clauses = [Clause(selected, peers, cidrs, any_peer, tuple(numeric))] if numeric else []
         clauses += [Clause(selected, frozenset(g), (), False, ports) for ports, g in sorted(groups.items())]
-    return ResolvedRule(policy.key, direction, index, tuple(c for c in clauses if c.local))
+    return ResolvedRule(policy.key, direction, index, tuple(c for c in clauses if c.local), peers)
 
 
-def resolve(model: Model, policy: NetworkPolicy) -> ResolvedPolicy:
+def _spec_rules(policy: NetworkPolicy) -> list[tuple[str, int, Rule]]:
+    """(direction, index, rule) of the rules `resolve` keeps: those of the directions the policy isolates."""
+    found = [(INGRESS, i, r) for i, r in enumerate(policy.ingress)] if policy.isolates_ingress else []
+    return found + ([(EGRESS, i, r) for i, r in enumerate(policy.egress)] if policy.isolates_egress else [])
+
+
+def resolve(model: Model, policy: NetworkPolicy, spaces: Spaces | None = None) -> ResolvedPolicy:
     """The policy against the model as it is now: selected endpoints, isolation, and every rule's clauses.
 
     Rules of a direction the policy does not isolate are left out: they allow nothing the absence of
-    isolation does not already allow.
+    isolation does not already allow. `spaces`: endpoints by namespace, so only those in play are read.
     """
-    rules: list[ResolvedRule] = []
-    if policy.isolates_ingress:
-        rules += [resolve_rule(model, policy, INGRESS, i, r) for i, r in enumerate(policy.ingress)]
-    if policy.isolates_egress:
-        rules += [resolve_rule(model, policy, EGRESS, i, r) for i, r in enumerate(policy.egress)]
-    return ResolvedPolicy(
-        policy.key,
-        policy_tenant(model, policy),
-        selected_endpoints(model, policy),
-        policy.isolates_ingress,
-        policy.isolates_egress,
-        tuple(rules),
+    selected = selected_endpoints(model, policy, spaces)
+    rules = tuple(
+        resolve_rule(model, policy, d, i, r, selected=selected, spaces=spaces) for d, i, r in _spec_rules(policy)
     )
+    return ResolvedPolicy(
+        policy.key, policy_tenant(model, policy), selected, policy.isolates_ingress, policy.isolates_egress, rules
+    )
+
+
+def resolve_delta(
+    model: Model, policy: NetworkPolicy, old: ResolvedPolicy, changed: Iterable[str], spaces: Spaces | None = None
+) -> ResolvedPolicy:
+    """`resolve(model, policy)` when only the endpoints `changed` (ids: added, removed, relabelled, moved, or
+    of a relabelled namespace) differ from the model `old` was resolved against, for the same policy.
+
+    Costs what the changed endpoints' memberships and the rebuilt clauses cost, not a scan of the model;
+    an egress rule with named ports is resolved again in full (its destinations are every endpoint)."""
+    changed = set(changed)
+    present = [model.endpoints[e] for e in changed if e in model.endpoints]
+    selected = (old.selected - changed) | {e.id for e in present if selects(policy, e)}
+    rules = []
+    for (direction, index, rule), before in zip(_spec_rules(policy), old.rules, strict=True):
+        if direction == EGRESS and any(isinstance(p.port, str) for p in rule.ports):
+            rules.append(resolve_rule(model, policy, direction, index, rule, selected=selected, spaces=spaces))
+            continue
+        matched = {e.id for e in present if any(peer_matches_endpoint(model, policy, p, e) for p in rule.peers)}
+        peers = (before.peers - changed) | matched
+        if selected == old.selected and peers == before.peers and not changed & (selected | peers):
+            rules.append(before)
+            continue
+        rules.append(resolve_rule(model, policy, direction, index, rule, selected=selected, peers=peers))
+    return ResolvedPolicy(old.key, old.tenant, selected, policy.isolates_ingress, policy.isolates_egress, tuple(rules))
 
 
 def clause_allows(

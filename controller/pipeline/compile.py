@@ -13,10 +13,11 @@ from contextlib import contextmanager
 
 from controller.pipeline.cookies import Feature, cookie
 from controller.pipeline.features import netpol
+from controller.pipeline.netpol_compile import PolicyCompiler
 from controller.pipeline.sections import SectionBuilder
 from controller.pipeline.state import ChangeSet, NodeState, Section, diff, diff_sections
 from topology.model import Encap, Model, Touched
-from topology.netpol import ResolvedPolicy, may_concern, resolve
+from topology.netpol import resolve
 
 Slots = dict[int, "Section | None"]  # section cookie -> its new content, None: remove it
 Replacements = dict[str, list[Slots]]  # node -> what to replace there
@@ -41,9 +42,7 @@ class Compiler:
         self._tenant_audience: dict[str, frozenset[str]] = {}
         self._ports: dict[str, tuple[str, int]] = {}  # endpoint id -> (node, port section cookie)
         self._meters: dict[str, set[int]] = {}  # node -> meter section cookies there
-        self._resolved: dict[str, ResolvedPolicy] = {}  # NetworkPolicy key -> what it selects and allows now
-        self._netpol: dict[str, set[int]] = {}  # node -> its NetworkPolicy section cookies
-        self._homes: dict[str, tuple[str, str]] = {}  # endpoint id -> (node, tenant), to find removed ones
+        self.policies = PolicyCompiler(model)  # NetworkPolicy sections, per rule and endpoint
         self._gateway_inputs: tuple = ()  # what the nodes' gateway sections were built from
 
     # --- full compile --------------------------------------------------------------------------
@@ -65,13 +64,8 @@ class Compiler:
         for tenant, counter in self.model.tenant_nodes.items():
             if counter:  # only tenants with endpoints are remembered (see _expand_tenants)
                 self._tenant_audience[tenant] = frozenset(counter)
-        self._resolved = {key: resolve(self.model, policy) for key, policy in self.model.policies.items()}
-        self._homes = {e.id: (e.node, e.tenant) for e in self.model.endpoints.values()}
-        memo: dict = {}
-        for name, state in states.items():
-            sections = netpol.node_sections(self.model, self._resolved.values(), self.model.policy_ids, name, memo=memo)
-            state.sections.update(sections)
-            self._netpol[name] = set(sections)
+        for name, slots in self.policies.compile_all().items():
+            states[name].sections.update({c: section for c, section in slots.items() if section is not None})
         self._gateway_inputs = self._gateway_signature()
         self.states = states
         return states
@@ -94,9 +88,7 @@ class Compiler:
         self._tenant_audience.clear()
         self._ports.clear()
         self._meters.clear()
-        self._resolved.clear()
-        self._netpol.clear()
-        self._homes.clear()
+        self.policies = PolicyCompiler(self.model)
 
     def _node_base(self, name: str) -> NodeState:
         state = self.views.node_base(name)
@@ -143,47 +135,12 @@ class Compiler:
         return self._apply(replacements)
 
     def _replace_netpol(self, touched: Touched, replacements: Replacements) -> None:
-        """Re-resolve the NetworkPolicies the change may concern (changed ones; those selecting or naming a
-        changed endpoint, before or now; every policy of a tenant whose namespace labels changed); rebuild
-        the policy sections of the nodes holding an endpoint a changed policy selects (before or after)."""
-        keys = set(touched.policies)
-        tenants = {self.model.namespaces[n].tenant for n in touched.namespaces if n in self.model.namespaces}
-        keys |= {k for k, r in self._resolved.items() if r.tenant in tenants}
-        keys |= {k for k, p in self.model.policies.items() if self.model.namespaces[p.namespace].tenant in tenants}
-        for endpoint_id in touched.endpoints | touched.labels:
-            keys |= {k for k, r in self._resolved.items() if mentions(r, {endpoint_id})}
-            endpoint = self.model.endpoints.get(endpoint_id)
-            if endpoint is not None:
-                keys |= {k for k, p in self.model.policies.items() if may_concern(self.model, p, endpoint)}
-        if not keys and not touched.endpoints:
+        """The NetworkPolicy sections the change affects (`netpol_compile.PolicyCompiler.update`)."""
+        if not (touched.policies or touched.namespaces or touched.labels or touched.endpoints):
             return
-        old = {k: self._resolved[k] for k in keys if k in self._resolved}
-        new = {k: resolve(self.model, self.model.policies[k]) for k in keys if k in self.model.policies}
-        nodes: set[str] = set()
-        for key in old.keys() | new.keys():
-            before, after = old.get(key), new.get(key)
-            if before == after and not (mentions(before, touched.endpoints) or mentions(after, touched.endpoints)):
-                continue
-            for resolved in (before, after):
-                for endpoint_id in resolved.selected if resolved is not None else ():
-                    home = self._homes.get(endpoint_id) or (self.model.endpoints[endpoint_id].node, "")
-                    nodes.add(home[0])
-        for key in old:
-            del self._resolved[key]
-        self._resolved.update(new)
-        for endpoint_id in touched.endpoints:
-            endpoint = self.model.endpoints.get(endpoint_id)
-            if endpoint is None:
-                self._homes.pop(endpoint_id, None)
-            else:
-                self._homes[endpoint_id] = (endpoint.node, endpoint.tenant)
-        memo: dict = {}
-        for name in nodes & self.model.nodes.keys():
-            sections = netpol.node_sections(self.model, self._resolved.values(), self.model.policy_ids, name, memo=memo)
-            slots: Slots = dict.fromkeys(self._netpol.get(name, set()) - sections.keys())
-            slots.update(sections)
-            replacements.setdefault(name, []).append(slots)
-            self._netpol[name] = set(sections)
+        for name, slots in self.policies.update(touched).items():
+            if name in self.model.nodes:
+                replacements.setdefault(name, []).append(slots)
 
     def _expand_tenants(self, keys: Iterable[str]) -> set[str]:
         """Networks to recompute: the touched ones, plus all of a tenant's whose set of nodes changed."""
@@ -344,16 +301,8 @@ class Compiler:
             "ports": len(self._ports),
             "meters": sum(len(m) for m in self._meters.values()),
             **self.views.cache_sizes(),
+            **self.policies.cache_sizes(),
         }
-
-
-def mentions(resolved: ResolvedPolicy | None, endpoints: set[str]) -> bool:
-    """Whether a resolved policy selects or names any of `endpoints` (whose address may have changed)."""
-    if resolved is None or not endpoints:
-        return False
-    if resolved.selected & endpoints:
-        return True
-    return any(c.local & endpoints or c.peers & endpoints for r in resolved.rules for c in r.clauses)
 
 
 def pair_diff(memo: PairMemo, new: Section | None, old: Section | None) -> ChangeSet:

@@ -29,6 +29,8 @@ class Feature(IntEnum):
     NODE_GATEWAY = 10  # a node's gateway port: the cluster network's way to the host, egress SNAT (object 0)
     NETPOL = 11  # a node's NetworkPolicy stage: conntrack, isolation and the rules' shared clause flows
     NETPOL_RULE = 12  # one NetworkPolicy rule's allow flows (by policy id, direction and index): its counters
+    NETPOL_LOCAL = 20  # one local endpoint's NetworkPolicy isolation and clause flows (by endpoint num)
+    NETPOL_PEER = 21  # the NetworkPolicy clause flows of one peer address or prefix (address << 6 | length)
 
 
 def cookie(feature: Feature, object_id: int) -> int:

@@ -14,7 +14,8 @@ import pytest
 
 from controller.openflow.ofctl import render_state
 from controller.pipeline.compile import Compiler
-from controller.pipeline.cookies import Feature, split
+from controller.pipeline.cookies import split
+from controller.pipeline.features import netpol
 from controller.pipeline.fields import NETWORK, OUT_PORT, TENANT
 from controller.pipeline.ir import ETH_TYPE_IP, Flow, match
 from lab.ovs import OvsNode
@@ -59,7 +60,7 @@ def test_policy_flows_on_open_vswitch_decide_as_the_reference(ovs_node: OvsNode,
     cluster = xyz_cluster(scenario.policies)
     model = model_from_cluster(cluster)
     state = Compiler(model).compile_all()["n0"]
-    policy = [f for f in state.flows() if split(f.cookie)[1] in (Feature.NETPOL, Feature.NETPOL_RULE)]
+    policy = [f for f in state.flows() if split(f.cookie)[1] in netpol.FEATURES]
     assert policy, "the scenario isolates some pod"
     ovs_node.vsctl(
         "add-br", "br-int", "--", "set", "bridge", "br-int", "datapath_type=netdev", "protocols=OpenFlow13",

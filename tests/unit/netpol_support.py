@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv4Network
 
-from tests.netpol_reference import Cluster
+from tests.netpol_reference import Cluster, Pod
 from topology.model import Model
 from topology.namespaces import NAME_LABEL
 
@@ -47,3 +47,19 @@ def model_from_cluster(cluster: Cluster, *, nodes: int = 1, routed: bool = False
 
 def endpoint_id(pod_id: str) -> str:
     return pod_id.replace("/", ".")
+
+
+def cluster_from_model(model: Model) -> Cluster:
+    """The model's namespaces, endpoints (by endpoint id) and policies (as submitted) as a reference cluster."""
+    namespaces = {name: (space.tenant, space.label_map) for name, space in model.namespaces.items()}
+    pods = {
+        e.id: Pod(
+            e.namespace,
+            e.label_map,
+            str(e.ip),
+            e.tenant,
+            [{"name": p.name, "port": p.port, "protocol": p.protocol} for p in e.ports],
+        )
+        for e in model.endpoints.values()
+    }
+    return Cluster(namespaces, pods, [policy.doc for policy in model.policies.values()])

@@ -5,13 +5,11 @@ conjunctions that cost a sum and not a product, and traces that name the rule.""
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from controller.cli import main
 from controller.pipeline import matrix
@@ -21,15 +19,13 @@ from controller.pipeline.features.netpol import explain
 from controller.pipeline.ir import ETH_TYPE_ARP, Conjunction
 from controller.pipeline.probes import to_endpoint
 from controller.pipeline.simulate import SimNetwork
-from controller.pipeline.state import ChangeSet, NodeState, apply
 from controller.pipeline.tables import PIPELINE
 from tests.netpol_reference import Cluster, allowed, xyz_cluster
 from tests.netpol_scenarios import SCENARIOS, Scenario, policy
-from tests.netpol_strategies import PROBE_PORTS, clusters, policy_doc
+from tests.netpol_strategies import PROBE_PORTS, clusters
 from tests.unit.netpol_support import model_from_cluster
-from tests.unit.test_diff import assert_same
 from topology.loader import dump_model
-from topology.model import Model, Touched, touched_by
+from topology.model import Model
 
 
 def pod_of(endpoint: str) -> str:
@@ -67,63 +63,6 @@ def test_the_compiled_pipeline_agrees_with_the_reference_on_random_clusters(clus
     for probe, got in found:
         want = allowed(cluster, pod_of(probe.source), pod_of(probe.destination), probe.protocol.upper(), probe.port)
         assert got == want, probe
-
-
-def random_netpol_change(model: Model, rng: random.Random, step: int, data: st.DataObject) -> Touched | None:
-    """A policy applied, replaced or deleted, an endpoint or namespace relabelled, an endpoint's named ports
-    changed, a pod added or removed."""
-    kind = rng.choice(["policy", "policy", "unpolicy", "label", "ports", "ports", "nslabel", "add", "remove"])
-    namespaces, endpoints = sorted(model.namespaces), sorted(model.endpoints)
-    if kind == "policy":
-        doc = data.draw(policy_doc(rng.randrange(3), rng.choice(namespaces)))
-        return model.apply_policy(doc)[1]
-    if kind == "unpolicy" and model.policies:
-        return model.remove_policy(rng.choice(sorted(model.policies)))
-    if kind == "label" and endpoints:
-        return model.set_endpoint_labels(
-            rng.choice(endpoints), rng.choice([{}, {"app": "a"}, {"app": "b", "tier": "f"}])
-        )
-    if kind == "ports" and endpoints:  # the names policies use, renumbered or dropped (tests.netpol_strategies)
-        names = [("http", "TCP"), ("dns", "UDP"), ("alt", "TCP"), ("alt-udp", "UDP")]
-        ports = [{"name": n, "port": rng.choice([53, 80, 81]), "protocol": p} for n, p in names if rng.random() < 0.6]
-        return model.set_endpoint_ports(rng.choice(endpoints), ports)
-    if kind == "nslabel":
-        return model.set_namespace_labels(rng.choice(namespaces), rng.choice([{}, {"team": "p"}, {"team": "q"}]))
-    if kind == "add":
-        namespace = rng.choice(namespaces)
-        tenant = model.namespaces[namespace].tenant
-        ports = [{"name": "http", "port": 80}, {"name": "dns", "port": 53, "protocol": "UDP"}][: rng.randrange(3)]
-        labels = rng.choice([{}, {"app": "a"}, {"app": "b"}])
-        node = rng.choice(sorted(model.nodes))
-        return touched_by(
-            model.add_endpoint(
-                f"new{step}", network=f"{tenant}/net", node=node, namespace=namespace, labels=labels, ports=ports
-            )
-        )
-    if kind == "remove" and endpoints:
-        return model.remove_endpoint(rng.choice(endpoints))
-    return None
-
-
-@given(clusters(), st.integers(0, 10_000), st.data())
-@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
-def test_incremental_policy_updates_equal_a_full_recompile(cluster: Cluster, seed: int, data: st.DataObject) -> None:
-    model = model_from_cluster(cluster, nodes=3)
-    rng = random.Random(seed)
-    compiler = Compiler(model)
-    installed = {name: NodeState.flat() for name in model.nodes}
-    for name, changes in compiler.update(Touched(everything=True)).items():
-        installed[name] = apply(changes, installed[name])
-    for step in range(10):
-        touched = random_netpol_change(model, rng, step, data)
-        if touched is None:
-            continue
-        changes = compiler.update(touched)
-        fresh = Compiler(model).compile_all()
-        for name in model.nodes:
-            assert_same(compiler.states[name], fresh[name], f"step {step}: {name} incremental vs full")
-            installed[name] = apply(changes.get(name, ChangeSet()), installed[name])
-            assert_same(installed[name], fresh[name], f"step {step}: {name} switch after the change set")
 
 
 def test_a_label_change_touches_only_the_nodes_of_the_pods_it_concerns() -> None:

@@ -22,11 +22,16 @@ never share connection state; a committed connection's replies come back `+est`.
 
 Ids: a rule is `policy id << 9 | direction << 8 | index`, a conjunction `rule << 6 | clause set`; the
 allow flows of one rule carry the cookie `NETPOL_RULE | rule`, so each rule has counters of its own.
+
+Sections (so that a change replaces only what it touches): the node's stage (`NETPOL`: conntrack, the clause
+flows matching ports or any IP), one per isolated local endpoint (`NETPOL_LOCAL | num`: its isolation and
+clause-1 flows), one per peer address or prefix (`NETPOL_PEER`: clause-2 flows), one per rule (its allows).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from ipaddress import IPv4Address
 
 from controller.pipeline.cookies import Feature, cookie, split
 from controller.pipeline.fields import (
@@ -47,6 +52,7 @@ from topology.model import Endpoint, Model
 from topology.netpol import EGRESS, INGRESS, Clause, PortMatch, ResolvedPolicy
 
 NODE_COOKIE = cookie(Feature.NETPOL, 0)
+FEATURES = (Feature.NETPOL, Feature.NETPOL_RULE, Feature.NETPOL_LOCAL, Feature.NETPOL_PEER)  # policy sections
 P_TRACK, P_ESTABLISHED, P_CLAUSE, P_ISOLATED, P_COMMIT = 300, 200, 100, 50, 10
 MAX_RULES, MAX_CLAUSE_SETS = 256, 64  # per policy and direction; per rule (named ports split a rule)
 STAGES = {  # direction -> (table, next table, verdicts, rule field)
@@ -101,19 +107,6 @@ def local_match(model: Model, direction: str, endpoint: Endpoint) -> Match:
     return match(**IP, **OUT_PORT.match(endpoint.ofport))
 
 
-def peer_matches(model: Model, direction: str, clause: Clause) -> list[Match]:
-    """Clause 2: the peer's address (its endpoints' and CIDRs'), or any IP for a rule without peers."""
-    if clause.any_peer:
-        return [match(**IP)]
-    name = "ipv4_dst" if direction == EGRESS else "ipv4_src"
-    found = [match(**IP, **{name: int(model.endpoints[e].ip)}) for e in sorted(clause.peers)]
-    for cidr in clause.cidrs:
-        exact = cidr.prefixlen == 32
-        value = int(cidr.network_address) if exact else (int(cidr.network_address), int(cidr.netmask))
-        found.append(match(**IP, **{name: value}))
-    return found
-
-
 def port_match(port: PortMatch) -> Match:
     """Clause 3: protocol and (masked) destination port; every port of the protocol when the mask is 0."""
     fields: dict[str, int | tuple[int, int]] = {**IP, "ip_proto": IP_PROTO[port.protocol.lower()]}
@@ -131,6 +124,16 @@ def allow_flow(direction: str, conj: int, rule: int) -> Flow:
     return Flow(rules, P_CLAUSE, match(**IP, conj_id=conj), actions, cookie=cookie(Feature.NETPOL_RULE, rule))
 
 
+def peer_cookie(address: IPv4Address, prefixlen: int) -> int:
+    """The section of the clause flows matching one peer address (prefixlen 32) or prefix."""
+    return cookie(Feature.NETPOL_PEER, int(address) << 6 | prefixlen)
+
+
+def flow_order(flow: Flow) -> tuple:
+    """The order of flows within a policy section: by table, priority (highest first) and match."""
+    return (flow.table, -flow.priority, match_key(flow.match))
+
+
 def node_sections(
     model: Model,
     resolved: Iterable[ResolvedPolicy],
@@ -139,15 +142,17 @@ def node_sections(
     *,
     memo: dict | None = None,
 ) -> dict[int, Section]:
-    """One node's NetworkPolicy sections: the node's (conntrack, isolation, shared clause flows) and one per
-    rule with a local endpoint (its allow flows). Empty when no local endpoint is isolated.
+    """One node's NetworkPolicy sections, built from scratch: the node's stage (conntrack; the clause flows
+    on ports or any IP), one per local isolated endpoint (`NETPOL_LOCAL`: isolation, clause 1), one per peer
+    address or prefix (`NETPOL_PEER`: clause 2) and one per rule with flows here (its allow flows). Empty
+    when no local endpoint is isolated. `controller.pipeline.netpol_compile` keeps the same sections current.
 
     `memo`: a dict shared by the calls for several nodes of one model state (never across changes), so a
     clause's peer and port matches are built once for all of them."""
     memo = {} if memo is None else memo
     local = model.endpoints_by_node.get(node, {})
     isolated: dict[str, set[str]] = {INGRESS: set(), EGRESS: set()}
-    clauses: dict[tuple[str, Match], set[Conjunction]] = {}
+    clauses: dict[tuple[str, Match], tuple[int, set[Conjunction]]] = {}
     rules: dict[int, list[Flow]] = {}
     for policy in resolved:
         here = policy.selected & local.keys()
@@ -166,33 +171,53 @@ def node_sections(
                 if not mine or not peers:
                     continue
                 conj = conj_id(number, index)
-                sets = [[local_match(model, rule.direction, local[e]) for e in mine], peers]
+                here_matches = [
+                    (cookie(Feature.NETPOL_LOCAL, local[e].num), local_match(model, rule.direction, local[e]))
+                    for e in mine
+                ]
+                sets = [here_matches, peers]
                 if clause.ports is not None:
                     ports = memo.get(clause.ports)
                     if ports is None:
-                        ports = memo[clause.ports] = [port_match(p) for p in clause.ports]
+                        ports = memo[clause.ports] = [(NODE_COOKIE, port_match(p)) for p in clause.ports]
                     sets.append(ports)
                 table = STAGES[rule.direction][0]
                 for k, matches in enumerate(sets, start=1):
-                    for m in matches:
-                        clauses.setdefault((table, m), set()).add(Conjunction(conj, k, len(sets)))
+                    for section, m in matches:
+                        clauses.setdefault((table, m), (section, set()))[1].add(Conjunction(conj, k, len(sets)))
                 rules.setdefault(number, []).append(allow_flow(rule.direction, conj, number))
     if not isolated[INGRESS] and not isolated[EGRESS]:
         return {}
-    flows = [*stage_flows(EGRESS), *stage_flows(INGRESS)]
+    flows: dict[int, list[Flow]] = {NODE_COOKIE: [*stage_flows(EGRESS), *stage_flows(INGRESS)]}
     for direction, endpoints in isolated.items():
         rules_table, deny = STAGES[direction][0], STAGES[direction][3]
-        for endpoint_id in sorted(endpoints):
+        for endpoint_id in endpoints:
+            c = cookie(Feature.NETPOL_LOCAL, local[endpoint_id].num)
             m = local_match(model, direction, local[endpoint_id])
-            flows.append(Flow(rules_table, P_ISOLATED, m, (deny.set(),), cookie=NODE_COOKIE))
-    for (table, m), conjunctions in sorted(clauses.items(), key=lambda item: (item[0][0], match_key(item[0][1]))):
-        ordered = tuple(sorted(conjunctions, key=lambda c: (c.conj_id, c.clause)))
-        flows.append(Flow(table, P_CLAUSE, m, ordered, cookie=NODE_COOKIE))
-    sections = {NODE_COOKIE: Section(NODE_COOKIE, tuple(flows))}
-    for number, allow in sorted(rules.items()):
-        c = cookie(Feature.NETPOL_RULE, number)
-        sections[c] = Section(c, tuple(allow))
-    return sections
+            flows.setdefault(c, []).append(Flow(rules_table, P_ISOLATED, m, (deny.set(),), cookie=c))
+    for (table, m), (c, conjunctions) in clauses.items():
+        ordered = tuple(sorted(conjunctions, key=lambda j: (j.conj_id, j.clause)))
+        flows.setdefault(c, []).append(Flow(table, P_CLAUSE, m, ordered, cookie=c))
+    for number, allow in rules.items():
+        flows[cookie(Feature.NETPOL_RULE, number)] = allow
+    return {c: Section(c, tuple(sorted(found, key=flow_order))) for c, found in sorted(flows.items())}
+
+
+def peer_matches(model: Model, direction: str, clause: Clause) -> list[tuple[int, Match]]:
+    """Clause 2: the peer's address (its endpoints' and CIDRs'), or any IP for a rule without peers, each
+    with the section it goes in."""
+    if clause.any_peer:
+        return [(NODE_COOKIE, match(**IP))]
+    name = "ipv4_dst" if direction == EGRESS else "ipv4_src"
+    found = []
+    for e in sorted(clause.peers):
+        ip = model.endpoints[e].ip
+        found.append((peer_cookie(ip, 32), match(**IP, **{name: int(ip)})))
+    for cidr in clause.cidrs:
+        exact = cidr.prefixlen == 32
+        value = int(cidr.network_address) if exact else (int(cidr.network_address), int(cidr.netmask))
+        found.append((peer_cookie(cidr.network_address, cidr.prefixlen), match(**IP, **{name: value})))
+    return found
 
 
 def match_key(m: Match) -> tuple[tuple[str, int, int], ...]:
@@ -212,7 +237,7 @@ def explain(model: Model, hops: Iterable[tuple[str, Flow | None]]) -> list[str]:
         if feature is Feature.NETPOL_RULE:
             policy_id, direction, index = split_rule(number)
             lines.append(f"{direction}: allowed by {by_id.get(policy_id, f'policy #{policy_id}')} rule {index}")
-        elif feature is Feature.NETPOL and flow.priority == P_ISOLATED:
+        elif feature is Feature.NETPOL_LOCAL and flow.priority == P_ISOLATED:
             direction = EGRESS if flow.table == "egress_policy" else INGRESS
             lines.append(f"{direction}: dropped: {_isolated_by(model, node, direction, flow)}")
     return lines

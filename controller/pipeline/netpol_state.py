@@ -1,0 +1,156 @@
+"""What `netpol_compile.PolicyCompiler` keeps: each rule's clause sets with the matches they put on each
+node, and each node's clause flows with the conjunctions on them, its isolation flows and its rules' allow
+flows, from which its policy sections are built again when they changed."""
+
+from __future__ import annotations
+
+from controller.pipeline.cookies import Feature, split
+from controller.pipeline.features.netpol import (
+    NODE_COOKIE,
+    P_CLAUSE,
+    allow_flow,
+    flow_order,
+    stage_flows,
+)
+from controller.pipeline.ir import Conjunction, Flow, Match
+from controller.pipeline.state import Section
+from topology.netpol import EGRESS, INGRESS, Clause, ResolvedPolicy, ResolvedRule
+from topology.netpol_spec import NetworkPolicy
+
+Key = tuple[str, Match]  # (table, match): one clause flow
+ANY = ("any IP",)  # the peer key of a clause set without peers
+
+
+class ClauseSet:
+    """One clause set of one rule: its peer and port matches, and its local endpoints' matches by node."""
+
+    __slots__ = ("clause", "nodes", "peers", "ports")
+
+    def __init__(self, clause: Clause) -> None:
+        self.clause = clause
+        self.peers: dict[object, tuple[int, Match]] = {}  # endpoint id, CIDR or ANY -> (section cookie, match)
+        self.ports: tuple[Match, ...] = ()
+        self.nodes: dict[str, dict[str, Match]] = {}  # node -> local endpoint id -> clause-1 match
+
+
+class PolicyNode:
+    """One node's policy flows: clause flows with the conjunctions on them, isolation, rules present."""
+
+    __slots__ = ("dirty", "entries", "isolation", "owners", "rules", "sections")
+
+    def __init__(self) -> None:
+        # clause flow -> (section cookie -> uses, conjunction -> uses): an endpoint peer and a /32 CIDR of the
+        # same address are one flow; within one change a local endpoint's match may pass to another one (an
+        # address or port freed and taken) before the first is taken off, so the section is counted too.
+        self.entries: dict[Key, tuple[dict[int, int], dict[Conjunction, int]]] = {}
+        self.sections: dict[int, set[Key]] = {}  # section cookie -> its clause flows
+        self.isolation: dict[str, dict[Key, Flow]] = {}  # local endpoint id -> its isolation flows
+        self.owners: dict[int, str] = {}  # NETPOL_LOCAL cookie -> the isolated endpoint it is of
+        self.rules: dict[int, set[int]] = {}  # rule -> its conjunction ids with flows here
+        self.dirty: set[int] = set()
+
+    def add(self, key: Key, section: int, conjunction: Conjunction) -> None:
+        entry = self.entries.get(key)
+        if entry is None:
+            entry = self.entries[key] = ({}, {})
+        cookies, conjunctions = entry
+        if section not in cookies:
+            self.sections.setdefault(section, set()).add(key)
+        cookies[section] = cookies.get(section, 0) + 1
+        conjunctions[conjunction] = conjunctions.get(conjunction, 0) + 1
+        self.dirty.add(section)
+
+    def remove(self, key: Key, section: int, conjunction: Conjunction) -> None:
+        cookies, conjunctions = self.entries[key]
+        cookies[section] -= 1
+        if not cookies[section]:
+            del cookies[section]
+            keys = self.sections[section]
+            keys.discard(key)
+            if not keys:
+                del self.sections[section]
+        conjunctions[conjunction] -= 1
+        if not conjunctions[conjunction]:
+            del conjunctions[conjunction]
+            if not conjunctions:
+                del self.entries[key]
+        self.dirty.add(section)
+
+    def empty(self) -> bool:
+        return not (self.entries or self.isolation or self.rules)
+
+    def section(self, c: int) -> Section | None:
+        """The section `c` as it is now (None: nothing left in it), its flows in `flow_order`."""
+        node, owner = self, self.owners.get(c)
+        flows: list[Flow] = []
+        if c == NODE_COOKIE and node.isolation:
+            flows += [*stage_flows(EGRESS), *stage_flows(INGRESS)]
+        if owner is not None:
+            flows += node.isolation[owner].values()
+        for key in node.sections.get(c, ()):
+            conjunctions = tuple(sorted(node.entries[key][1], key=lambda j: (j.conj_id, j.clause)))
+            flows.append(Flow(key[0], P_CLAUSE, key[1], conjunctions, cookie=c))
+        _round, feature, number = split(c)
+        if feature is Feature.NETPOL_RULE and number in node.rules:
+            direction = EGRESS if number >> 8 & 1 else INGRESS
+            flows += [allow_flow(direction, conj, number) for conj in sorted(node.rules[number])]
+        if not flows or (c == NODE_COOKIE and not node.isolation):
+            return None
+        return Section(c, tuple(sorted(flows, key=flow_order)))
+
+
+def names_any(policy: NetworkPolicy) -> bool:
+    """Whether the policy may name an endpoint of any namespace of its tenant (or of none): a namespaceSelector
+    peer, or an egress rule with named ports and no peers or an ipBlock (they resolve on every destination)."""
+    for rule in (*policy.ingress, *policy.egress):
+        if any(p.namespace_selector is not None for p in rule.peers):
+            return True
+    for rule in policy.egress:
+        named = any(isinstance(p.port, str) for p in rule.ports)
+        if named and (not rule.peers or any(p.ip_block is not None for p in rule.peers)):
+            return True
+    return False
+
+
+def same_shape(a: Clause, b: Clause) -> bool:
+    """Whether clause set b can be patched from a: both with ports, or both without (so as many clauses)."""
+    return (a.ports is None) == (b.ports is None)
+
+
+def other_peers(clause: Clause) -> list[object]:
+    """The peer keys of a clause set that are no endpoint: any IP, or its CIDRs."""
+    return [ANY] if clause.any_peer else list(clause.cidrs)
+
+
+def rule_names(rule: ResolvedRule | None, endpoint_id: str) -> bool:
+    """Whether the rule names the endpoint: as a peer, or as a local endpoint of a clause set."""
+    if rule is None:
+        return False
+    return endpoint_id in rule.peers or any(endpoint_id in c.local or endpoint_id in c.peers for c in rule.clauses)
+
+
+def names_of_rule(rule: ResolvedRule | None) -> set[str]:
+    if rule is None:
+        return set()
+    return set(rule.peers).union(*(c.local | c.peers for c in rule.clauses))
+
+
+def names(resolved: ResolvedPolicy | None) -> set[str]:
+    """Every endpoint a resolved policy selects or names."""
+    if resolved is None:
+        return set()
+    return set(resolved.selected).union(*(names_of_rule(r) for r in resolved.rules))
+
+
+def named(resolved: ResolvedPolicy, endpoint_id: str) -> bool:
+    if endpoint_id in resolved.selected:
+        return True
+    return any(rule_names(r, endpoint_id) for r in resolved.rules)
+
+
+def drop(index: dict, key: object, value: str) -> None:
+    found = index.get(key)
+    if found is not None:
+        found.discard(value)
+        if not found:
+            del index[key]

@@ -1,0 +1,186 @@
+"""NetworkPolicy compiled incrementally (controller/pipeline/netpol_compile.py) equals a full compile under
+any sequence of label changes, pods added, removed and moved, namespace relabels, and policies applied,
+replaced and deleted with their names and ids reused (alone or several in one update); the change sets turn
+what the switches held into that; the sections equal those built from scratch (`features.netpol.
+node_sections`); the simulated pipeline decides every probe as the reference model (tests/netpol_reference.py);
+and once every policy and pod is gone, nothing of them is remembered.
+
+Examples: 80 random clusters of up to 12 changes each, every change checked: about 60 s on one free core.
+"""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from controller.pipeline import matrix
+from controller.pipeline.compile import Compiler
+from controller.pipeline.cookies import Feature, split
+from controller.pipeline.features import netpol
+from controller.pipeline.state import NodeState, apply
+from tests.netpol_reference import Cluster, allowed, xyz_cluster
+from tests.netpol_scenarios import policy
+from tests.netpol_strategies import clusters, policy_doc
+from tests.unit.incremental_support import assert_incremental_is_full
+from tests.unit.netpol_support import cluster_from_model, model_from_cluster
+from tests.unit.test_diff import assert_same
+from topology.errors import ValidationError
+from topology.model import Model, Touched, touched_by
+from topology.netpol import resolve
+
+MAX_EXAMPLES = 80
+STEPS = 12
+LABELS = ({}, {"app": "a"}, {"app": "b", "tier": "f"}, {"app": "b"}, {"tier": "k"})
+
+
+def one_change(model: Model, rng: random.Random, step: int, data: st.DataObject) -> Touched:
+    """A policy applied (new or replacing one of the same name), or deleted; a pod relabelled, its named ports
+    changed, added, removed, or moved (removed and added again under its id, on another node, perhaps with
+    another address); a namespace relabelled."""
+    kind = rng.choice(
+        ["policy", "policy", "unpolicy", "label", "label", "ports", "ports", "nslabel", "add", "remove", "move"]
+    )
+    namespaces, endpoints = sorted(model.namespaces), sorted(model.endpoints)
+    if kind == "policy":
+        return model.apply_policy(data.draw(policy_doc(rng.randrange(3), rng.choice(namespaces))))[1]
+    if kind == "unpolicy" and model.policies:
+        return model.remove_policy(rng.choice(sorted(model.policies)))
+    if kind == "label" and endpoints:
+        return model.set_endpoint_labels(rng.choice(endpoints), rng.choice(LABELS))
+    if kind == "ports" and endpoints:  # the names policies use, renumbered or dropped (tests.netpol_strategies)
+        names = [("http", "TCP"), ("dns", "UDP"), ("alt", "TCP"), ("alt-udp", "UDP")]
+        ports = [{"name": n, "port": rng.choice([53, 80, 81]), "protocol": p} for n, p in names if rng.random() < 0.6]
+        return model.set_endpoint_ports(rng.choice(endpoints), ports)
+    if kind == "nslabel":
+        return model.set_namespace_labels(rng.choice(namespaces), rng.choice([{}, {"team": "p"}, {"team": "q"}]))
+    if kind in ("add", "move") and (kind == "add" or endpoints):
+        touched = Touched()
+        if kind == "move":
+            name = rng.choice(endpoints)
+            old = model.endpoints[name]
+            namespace, ip = old.namespace, str(old.ip) if rng.random() < 0.5 else None
+            touched.merge(model.remove_endpoint(name))
+        else:
+            name, namespace, ip = f"new{step}", rng.choice(namespaces), None
+        tenant = model.namespaces[namespace].tenant if namespace else rng.choice(sorted(model.tenants))
+        ports = [{"name": "http", "port": 80}, {"name": "dns", "port": 53, "protocol": "UDP"}][: rng.randrange(3)]
+        node = rng.choice(sorted(model.nodes))
+        extra = {"ip": ip} if ip else {}
+        try:
+            endpoint = model.add_endpoint(
+                name,
+                network=f"{tenant}/net",
+                node=node,
+                namespace=namespace,
+                labels=rng.choice(LABELS),
+                ports=ports,
+                **extra,
+            )
+        except ValidationError:
+            return touched  # the add was refused: the removal stands
+        return touched.merge(touched_by(endpoint))
+    if kind == "remove" and endpoints:
+        return model.remove_endpoint(rng.choice(endpoints))
+    return Touched()
+
+
+def check(model: Model, compiler: Compiler, installed: dict[str, NodeState], where: str) -> None:
+    fresh = assert_incremental_is_full(model, compiler, where)
+    resolved = [resolve(model, p) for p in model.policies.values()]
+    for name in model.nodes:
+        assert_same(installed[name], fresh[name], f"{where}: {name}: the switch after the change sets")
+        mine = {c: s for c, s in compiler.states[name].sections.items() if split(c)[1] in netpol.FEATURES}
+        scratch = netpol.node_sections(model, resolved, model.policy_ids, name)
+        assert {c: s.flows for c, s in mine.items()} == {c: s.flows for c, s in scratch.items()}, where
+    cluster = cluster_from_model(model)
+    for probe, got in matrix.run(model, compiler.states, matrix.probes(model, (53, 80, 81), ("tcp", "udp"))):
+        want = allowed(cluster, probe.source, probe.destination, probe.protocol.upper(), probe.port)
+        assert got == want, f"{where}: {probe}"
+
+
+@given(clusters(), st.integers(0, 10_000), st.data())
+@settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+def test_incremental_policy_updates_equal_a_full_recompile(cluster: Cluster, seed: int, data: st.DataObject) -> None:
+    model = model_from_cluster(cluster, nodes=3)
+    rng = random.Random(seed)
+    compiler = Compiler(model)
+    installed = {name: NodeState.flat() for name in model.nodes}
+
+    def send(touched: Touched) -> None:
+        for name, changes in compiler.update(touched).items():
+            installed[name] = apply(changes, installed.get(name, NodeState()))
+
+    send(Touched(everything=True))
+    for step in range(STEPS):
+        batch = rng.random() < 0.3  # several changes in one update: a policy id freed and taken again, ...
+        touched = Touched()
+        for _ in range(rng.randrange(2, 4) if batch else 1):
+            try:
+                touched.merge(one_change(model, rng, step, data))
+            except ValidationError:
+                continue  # refused, and nothing changed
+        send(touched)
+        check(model, compiler, installed, f"step {step}")
+    for key in sorted(model.policies):
+        send(model.remove_policy(key))
+    for endpoint in sorted(model.endpoints):
+        send(model.remove_endpoint(endpoint))
+    check(model, compiler, installed, "everything removed")
+    held = {name: size for name, size in compiler.policies.cache_sizes().items() if size}
+    assert not held, f"deleted policies or endpoints are still remembered: {held}"
+
+
+def test_policy_ids_freed_and_taken_in_one_update_renumber_every_rule() -> None:
+    """p0 (id 1) deleted and p1 applied in the same update takes id 1: p0's rules go before p1's come."""
+    cluster = clusters().example() if False else None
+    del cluster
+    spec = {"podSelector": {}, "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "a"}}}]}]}
+    doc = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy"}
+    model = model_from_cluster(
+        Cluster(
+            {"n0": ("t", {"kubernetes.io/metadata.name": "n0"})},
+            {},
+            [{**doc, "metadata": {"name": "p0", "namespace": "n0"}, "spec": spec}],
+        ),
+        nodes=2,
+    )
+    for i, labels in enumerate(({"app": "a"}, {"app": "b"}, {})):
+        model.add_endpoint(f"e{i}", network="t/net", node=f"n{i % 2}", namespace="n0", labels=labels)
+    compiler = Compiler(model)
+    installed = {name: apply(c, NodeState()) for name, c in compiler.update(Touched(everything=True)).items()}
+    touched = model.remove_policy("n0/p0")
+    other = {"podSelector": {"matchLabels": {"app": "b"}}, "egress": [{"ports": [{"port": 80}]}]}
+    touched.merge(model.apply_policy({**doc, "metadata": {"name": "p1", "namespace": "n0"}, "spec": other})[1])
+    assert model.policy_ids["n0/p1"] == 1
+    for name, changes in compiler.update(touched).items():
+        installed[name] = apply(changes, installed.get(name, NodeState()))
+    check(model, compiler, {n: installed.get(n, NodeState()) for n in model.nodes}, "after the swap")
+
+
+def test_a_peer_relabelled_is_one_clause_flow_and_other_rules_keep_theirs() -> None:
+    """x/a lets in pod=b of every namespace; y/c becoming pod=b adds its address's clause flow, nothing else;
+    a policy applied in z then changes no flow of x's rule, whose conjunction ids stay."""
+    spec = {
+        "podSelector": {"matchLabels": {"pod": "a"}},
+        "ingress": [{"from": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"pod": "b"}}}]}],
+    }
+    model = model_from_cluster(xyz_cluster([policy("web", "x", spec)]), nodes=2)
+    compiler = Compiler(model)
+    compiler.compile_all()
+    home = model.endpoints["x.a"].node
+    changes = compiler.update(model.set_endpoint_labels("y.c", {"pod": "b"}))
+    assert set(changes) == {home}
+    added = changes[home].flow_adds
+    assert (len(added), changes[home].flow_mods, changes[home].flow_deletes) == (1, [], [])
+    assert ("ipv4_src", int(model.endpoints["y.c"].ip), None) in added[0].match
+    assert split(added[0].cookie)[1] is Feature.NETPOL_PEER
+    before = {f for s in compiler.states.values() for f in s.flows() if split(f.cookie)[1] in netpol.FEATURES}
+    other = {"podSelector": {"matchLabels": {"pod": "c"}}, "egress": [{"ports": [{"port": 53, "protocol": "UDP"}]}]}
+    changes = compiler.update(model.apply_policy(policy("dns", "z", other))[1])
+    assert changes
+    touched = {f.key for c in changes.values() for f in (*c.flow_mods, *c.flow_deletes)}
+    assert not touched & {f.key for f in before}, "a policy of z changed a flow of x's rule"
+    after = {f for s in compiler.states.values() for f in s.flows()}
+    assert before <= after
