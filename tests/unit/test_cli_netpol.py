@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from controller.service import Service
@@ -66,7 +67,9 @@ def test_policies_are_applied_from_kubernetes_yaml(ctl: Ctl, tmp_path: Path, ser
     file = tmp_path / "policies.yaml"
     file.write_text(POLICIES)
     out = ctl.ok("policy", "apply", "-f", str(file), "-n", "shop", token=BLUE)
-    assert out == "networkpolicy shop/deny-all applied\nnetworkpolicy shop/web applied\n"
+    assert out == "networkpolicy shop/deny-all created\nnetworkpolicy shop/web created\n"
+    again = ctl.ok("policy", "apply", "-f", str(file), "-n", "shop", token=BLUE)
+    assert again == "networkpolicy shop/deny-all unchanged\nnetworkpolicy shop/web unchanged\n"
     assert columns(ctl.ok("policy", "ls", token=BLUE)) == [
         ["NAMESPACE", "NAME", "POD-SELECTOR", "POLICY-TYPES"],
         ["shop", "deny-all", "<all>", "Ingress,Egress"],
@@ -92,7 +95,25 @@ def test_a_bad_file_names_the_document_and_applies_nothing(ctl: Ctl, tmp_path: P
         ctl("policy", "apply", "-f", str(file), "-n", "shop"),
         "document 2: spec.ingress[0].ports[0].endPort: must not be below port",
     )
-    assert_one_line_error(ctl("policy", "apply", "-f", str(file)), "document 2: metadata.namespace: is required")
+    assert_one_line_error(
+        ctl("policy", "apply", "-f", str(file)), "document 2: metadata.namespace: is required (or give -n NAMESPACE)"
+    )
+    assert not service.model.policies
+
+
+@pytest.mark.parametrize("namespace", ["nosuch", "bank"])  # missing, and another tenant's
+def test_a_file_with_a_document_in_an_unknown_namespace_applies_nothing(
+    ctl: Ctl, tmp_path: Path, service: Service, namespace: str
+) -> None:
+    setup_blue(ctl)
+    ctl.ok("namespace", "create", "shop", "--tenant", "blue")
+    ctl.ok("namespace", "create", "bank", "--tenant", "red")
+    file = tmp_path / "two.yaml"
+    file.write_text(POLICIES.replace("  name: web\n", f"  name: web\n  namespace: {namespace}\n"))
+    assert_one_line_error(
+        ctl("policy", "apply", "-f", str(file), token=BLUE),
+        f"{file}: document 2: metadata.namespace: unknown namespace {namespace!r}; nothing was applied",
+    )
     assert not service.model.policies
 
 
