@@ -10,6 +10,7 @@ tenetctl policy ls [NAMESPACE] | show NAMESPACE/NAME | rm NAMESPACE/NAME
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,14 @@ def add_commands(commands: argparse._SubParsersAction, common: argparse.Argument
     leaf(actions, "show", common, show_namespace, "show a namespace").add_argument("name", metavar="NAME")
     rm = leaf(actions, "rm", common, delete_namespace, "delete a namespace without endpoints and NetworkPolicies")
     rm.add_argument("name", metavar="NAME")
-    label = leaf(actions, "label", common, label_namespace, "set (KEY=VALUE) and remove (KEY-) a namespace's labels")
+    label = leaf(
+        actions,
+        "label",
+        common,
+        label_namespace,
+        f"set (KEY=VALUE) and remove (KEY-) a namespace's labels; {NAME_LABEL} is always the namespace's name "
+        "(set by the system: a change to it is kept out, with a warning)",
+    )
     label.add_argument("name", metavar="NAME")
     label.add_argument("changes", nargs="+", metavar="KEY=VALUE|KEY-")
 
@@ -184,6 +192,11 @@ def delete_namespace(client: Client, args: argparse.Namespace) -> Output:
 
 def label_namespace(client: Client, args: argparse.Namespace) -> Output:
     sets, removed = parse_label_args(args.changes, removals=True)
+    if sets.get(NAME_LABEL, args.name) != args.name or NAME_LABEL in removed:
+        print(
+            f"tenetctl: warning: {NAME_LABEL} is set by the system to the namespace's name; kept as {args.name!r}",
+            file=sys.stderr,
+        )
     current = client.get(path("v1", "namespaces", args.name))["labels"]
     labels = {k: v for k, v in current.items() if k != NAME_LABEL and k not in removed}
     labels.update(sets)

@@ -61,6 +61,23 @@ def test_namespaces(ctl: Ctl) -> None:
     assert ctl.ok("namespace", "rm", "bank") == "deleted namespace bank\n"
 
 
+def test_namespace_messages_say_each_thing_once(ctl: Ctl, service: Service) -> None:
+    setup_blue(ctl)
+    ctl.ok("network", "create", "blue/web", "--encap", "vxlan", "--vni", "100", "--subnet", "10.0.0.0/24")
+    ctl.ok("namespace", "create", "y", "--tenant", "blue")
+    for pod in ("pod-a", "pod-b"):
+        service.create_endpoint(pod, network="blue/web", node="node1", namespace="y")
+    status, out, err = ctl("namespace", "rm", "y")
+    assert (status, out) == (1, "")
+    assert err == "tenetctl: namespace: 'y' still has 2 endpoint(s): delete them first\n"
+    status, out, err = ctl("namespace", "label", "y", "kubernetes.io/metadata.name=evil", "team=a")
+    assert (status, out) == (0, "namespace y: kubernetes.io/metadata.name=y, team=a\n")
+    assert err == (
+        "tenetctl: warning: kubernetes.io/metadata.name is set by the system to the namespace's name; kept as 'y'\n"
+    )
+    assert ctl("namespace", "label", "y", "team=b")[2] == ""  # no warning when the name label is left alone
+
+
 def test_policies_are_applied_from_kubernetes_yaml(ctl: Ctl, tmp_path: Path, service: Service) -> None:
     setup_blue(ctl)
     ctl.ok("namespace", "create", "shop", "--tenant", "blue")
