@@ -175,9 +175,9 @@ def run_trace(args: argparse.Namespace) -> int:
     trace = SimNetwork(model, states).send(src.id, packet)
     decisions = netpol.explain(model, [(hop.node, hop.flow) for hop in trace.hops])
     if args.json:
-        print(json.dumps({**trace_json(trace), "policy": decisions}, indent=2))
+        print(json.dumps({**trace_json(trace, decisions), "policy": decisions}, indent=2))
     else:
-        print(trace_text(trace, args) + "".join(f"\npolicy: {line}" for line in decisions))
+        print(trace_text(trace, args, decisions) + "".join(f"\npolicy: {line}" for line in decisions))
     return 0
 
 
@@ -228,27 +228,39 @@ def find_endpoint(model: Model, endpoint_id: str, option: str) -> Endpoint:
     return endpoint
 
 
-def verdict_line(trace: Trace) -> str:
+def drop_reason(trace: Trace, decisions: Sequence[str] = ()) -> str:
+    """Why a dropped packet was dropped: the isolation that dropped it (`NetworkPolicy: x-a is isolated for
+    ingress by x/deny and no rule of them allows it`, from `netpol.explain`'s decisions) when a policy did and
+    the switches gave no other reason, else the simulated switches' own."""
+    if not trace.drops:
+        for line in decisions:
+            _direction, dropped, why = line.partition(": dropped: ")
+            if dropped:
+                return f"NetworkPolicy: {why}"
+    return trace.reason
+
+
+def verdict_line(trace: Trace, decisions: Sequence[str] = ()) -> str:
     if trace.delivered:
         return "delivered to " + ", ".join(trace.delivered_to)
-    return f"dropped: {trace.reason}"
+    return f"dropped: {drop_reason(trace, decisions)}"
 
 
-def trace_text(trace: Trace, args: argparse.Namespace) -> str:
+def trace_text(trace: Trace, args: argparse.Namespace, decisions: Sequence[str] = ()) -> str:
     what = args.proto + (f" dport {args.dport}" if args.dport else "")
     lines = [f"trace {args.src} -> {args.dst} ({what})"]
     for hop in trace.hops:
         detail = flow_text(hop.flow) if hop.flow is not None else hop.detail
         lines.append(f"  {hop.node:<10} {hop.table:<15} {detail}")
-    lines.append(verdict_line(trace))
+    lines.append(verdict_line(trace, decisions))
     return "\n".join(lines)
 
 
-def trace_json(trace: Trace) -> dict:
+def trace_json(trace: Trace, decisions: Sequence[str] = ()) -> dict:
     return {
         "verdict": trace.verdict,
         "delivered_to": trace.delivered_to,
-        "reason": None if trace.delivered else trace.reason,
+        "reason": None if trace.delivered else drop_reason(trace, decisions),
         "path": [
             {"node": h.node, "table": h.table, "flow": flow_text(h.flow) if h.flow else None, "note": h.detail}
             for h in trace.hops

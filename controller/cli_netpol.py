@@ -10,6 +10,7 @@ tenetctl policy ls [NAMESPACE] | show NAMESPACE/NAME | rm NAMESPACE/NAME
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import yaml
 
 from controller import cli_live
 from controller.cli_live import Output, UsageError, fields, header, table
-from controller.client import Client, path
+from controller.client import Client, ClientError, path
 from topology.errors import ValidationError
 from topology.namespaces import NAME_LABEL
 from topology.netpol_spec import KIND, parse_policy
@@ -61,7 +62,14 @@ def add_commands(commands: argparse._SubParsersAction, common: argparse.Argument
     leaf(actions, "show", common, show_namespace, "show a namespace").add_argument("name", metavar="NAME")
     rm = leaf(actions, "rm", common, delete_namespace, "delete a namespace without endpoints and NetworkPolicies")
     rm.add_argument("name", metavar="NAME")
-    label = leaf(actions, "label", common, label_namespace, "set (KEY=VALUE) and remove (KEY-) a namespace's labels")
+    label = leaf(
+        actions,
+        "label",
+        common,
+        label_namespace,
+        f"set (KEY=VALUE) and remove (KEY-) a namespace's labels; {NAME_LABEL} is always the namespace's name "
+        "(set by the system: a change to it is kept out, with a warning)",
+    )
     label.add_argument("name", metavar="NAME")
     label.add_argument("changes", nargs="+", metavar="KEY=VALUE|KEY-")
 
@@ -72,10 +80,16 @@ def add_commands(commands: argparse._SubParsersAction, common: argparse.Argument
         common,
         apply_policies,
         "create or replace the NetworkPolicies of a Kubernetes YAML file (one or many documents, each of "
-        "kind NetworkPolicy); every document is checked before any is sent",
+        "kind NetworkPolicy), all or nothing: every document is checked, then all are sent in one request and "
+        "the controller applies every one or none (an unknown namespace refuses the whole file)",
     )
     apply.add_argument("-f", "--filename", required=True, metavar="FILE", help="the YAML file ('-' for stdin)")
-    apply.add_argument("-n", "--namespace", help="for documents without metadata.namespace")
+    apply.add_argument(
+        "-n",
+        "--namespace",
+        help="the namespace of documents without metadata.namespace; a document naming another namespace is "
+        "refused (as kubectl does), and then nothing is applied",
+    )
     ls = leaf(actions, "ls", common, list_policies, "list NetworkPolicies")
     ls.add_argument("namespace", nargs="?", metavar="NAMESPACE", help="only this namespace's")
     show = leaf(actions, "show", common, show_policy, "print a NetworkPolicy as YAML, as submitted")
@@ -178,6 +192,11 @@ def delete_namespace(client: Client, args: argparse.Namespace) -> Output:
 
 def label_namespace(client: Client, args: argparse.Namespace) -> Output:
     sets, removed = parse_label_args(args.changes, removals=True)
+    if sets.get(NAME_LABEL, args.name) != args.name or NAME_LABEL in removed:
+        print(
+            f"tenetctl: warning: {NAME_LABEL} is set by the system to the namespace's name; kept as {args.name!r}",
+            file=sys.stderr,
+        )
     current = client.get(path("v1", "namespaces", args.name))["labels"]
     labels = {k: v for k, v in current.items() if k != NAME_LABEL and k not in removed}
     labels.update(sets)
@@ -210,7 +229,8 @@ def read_documents(filename: str, namespace: str | None) -> list[dict[str, Any]]
         try:
             parse_policy(doc, namespace=namespace)
         except ValidationError as error:
-            raise UsageError(f"{filename}: document {number}: {error}; nothing was applied") from None
+            said = str(error).replace("(or give the namespace separately)", "(or give -n NAMESPACE)")
+            raise UsageError(f"{filename}: document {number}: {said}; nothing was applied") from None
         found.append(doc)
     if not found:
         raise UsageError(f"{filename}: no NetworkPolicy in the file")
@@ -218,13 +238,21 @@ def read_documents(filename: str, namespace: str | None) -> list[dict[str, Any]]
 
 
 def apply_policies(client: Client, args: argparse.Namespace) -> Output:
-    applied: list[dict[str, Any]] = []
-    for doc in read_documents(args.filename, args.namespace):
-        namespace = (doc.get("metadata") or {}).get("namespace") or args.namespace
-        name = doc["metadata"]["name"]
-        applied.append(client.put(path("v1", "namespaces", namespace, "networkpolicies", name), doc))
-    lines = [f"networkpolicy {d['metadata']['namespace']}/{d['metadata']['name']} applied" for d in applied]
-    return Output(applied, "\n".join(lines))
+    """POST /v1/networkpolicies with every document of the file in one request: the controller applies all
+    or none (an unknown namespace, or another tenant's, refuses the whole file)."""
+    docs = read_documents(args.filename, args.namespace)
+    body: dict[str, Any] = {"items": docs}
+    if args.namespace is not None:
+        body["namespace"] = args.namespace
+    try:
+        answer = client.post(path("v1", "networkpolicies"), body)
+    except ClientError as error:
+        if error.status is None or error.status >= 500:  # no answer, or the controller's fault: it may say more
+            raise
+        message = f"{args.filename}: {error}; nothing was applied"
+        raise ClientError(message, status=error.status, field=error.field) from None
+    lines = [f"networkpolicy {d['namespace']}/{d['name']} {d['result']}" for d in answer["items"]]
+    return Output(answer["items"], "\n".join(lines))
 
 
 def policy_row(doc: dict[str, Any]) -> list[object]:

@@ -13,11 +13,22 @@ from typing import TYPE_CHECKING, Any
 
 from controller import records
 from controller.store.base import Delete, Put
+from topology.errors import ValidationError
 from topology.namespaces import Namespace, ports_json
 from topology.netpol_spec import NetworkPolicy
 
 if TYPE_CHECKING:
     from controller.service import Service
+
+
+class DocumentError(ValidationError):
+    """A ValidationError in document `number` (1-based) of a batch: the field stays the document's own
+    (`metadata.namespace`), the message names the document (`document 2: metadata.namespace: ...`)."""
+
+    def __init__(self, number: int, error: ValidationError) -> None:
+        super().__init__(error.path, error.message, conflict=error.conflict)
+        self.document = number
+        self.args = (f"document {number}: {error}",)
 
 
 class NetpolChanges:
@@ -103,6 +114,40 @@ class NetpolChanges:
             change.apply(touched, undo=undo)
             change.store(Put(records.key("networkpolicies", policy.key), records.policy_doc(self.model, policy.key)))
             return policy, previous is None
+
+    def apply_policies(
+        self: Service, docs: list[object], *, namespace: str | None = None
+    ) -> list[tuple[NetworkPolicy, str]]:
+        """Create or replace several NetworkPolicies in ONE change, all or nothing: every document is validated
+        and applied to the model, the result compiled once, all stored and published together; any failure
+        leaves the model, the compiled state and the store as they were. `namespace` fills or must equal each
+        document's `metadata.namespace` (as `apply_policy`). Returns, in order, each policy and what happened
+        to it, as kubectl says: "created", "configured" or "unchanged". Raises DocumentError (a
+        ValidationError naming the 1-based document and the field) for the first bad document."""
+        results: list[tuple[NetworkPolicy, str]] = []
+        with self._change(f"applying {len(docs)} NetworkPolicies") as change:
+            for number, doc in enumerate(docs, start=1):
+                try:
+                    probe = self.model.policies.copy()
+                    policy, touched = self.model.apply_policy(doc, namespace=namespace)
+                except DocumentError:
+                    raise
+                except ValidationError as error:
+                    raise DocumentError(number, error) from None
+                previous = probe.get(policy.key)
+
+                def undo(policy: NetworkPolicy = policy, previous: NetworkPolicy | None = previous) -> None:
+                    if previous is None:
+                        self.model.remove_policy(policy.key)
+                    else:
+                        self.model.apply_policy(previous.doc, namespace=previous.namespace)
+
+                change.apply(touched, undo=undo)
+                result = "created" if previous is None else "configured" if touched.policies else "unchanged"
+                results.append((policy, result))
+            keys = dict.fromkeys(policy.key for policy, _ in results)  # a policy given twice is stored once
+            change.store(*(Put(records.key("networkpolicies", k), records.policy_doc(self.model, k)) for k in keys))
+        return results
 
     def delete_policy(self: Service, key: str) -> None:
         """Delete the NetworkPolicy "namespace/name" (ValidationError if there is none)."""

@@ -123,11 +123,13 @@ class NamespacesMixin:
         self.namespace(name, path=path)
         endpoints = sorted(e.id for e in self.endpoints.values() if e.namespace == name)
         if endpoints:
-            raise ValidationError(path, f"namespace {name!r} still has {len(endpoints)} endpoint(s)", conflict=True)
+            raise ValidationError(
+                path, f"{name!r} still has {len(endpoints)} endpoint(s): delete them first", conflict=True
+            )
         policies = sorted(p.name for p in self.policies.values() if p.namespace == name)
         if policies:
             raise ValidationError(
-                path, f"namespace {name!r} still has NetworkPolicies: {', '.join(policies)}", conflict=True
+                path, f"{name!r} still has NetworkPolicies ({', '.join(policies)}): delete them first", conflict=True
             )
         del self.namespaces[name]
         return self._bump(Touched(namespaces={name}))  # type: ignore[attr-defined]

@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 from controller.api.http import Body, HttpError, Request, Response, not_found
 from controller.api.views import endpoint_json
+from controller.service_netpol import DocumentError
 from topology.errors import ValidationError
 from topology.namespaces import Namespace
-from topology.netpol_spec import NetworkPolicy
+from topology.netpol_spec import NetworkPolicy, parse_policy
 
 if TYPE_CHECKING:
     from controller.api.routes import Api
@@ -24,6 +25,7 @@ NETPOL_HANDLERS = (
     ("GET", "/v1/namespaces/{namespace}", "show_namespace"),
     ("PATCH", "/v1/namespaces/{namespace}", "label_namespace"),
     ("DELETE", "/v1/namespaces/{namespace}", "delete_namespace"),
+    ("POST", "/v1/networkpolicies", "apply_policies"),
     ("GET", "/v1/namespaces/{namespace}/networkpolicies", "list_policies"),
     ("GET", "/v1/namespaces/{namespace}/networkpolicies/{name}", "show_policy_doc"),
     ("PUT", "/v1/namespaces/{namespace}/networkpolicies/{name}", "apply_policy"),
@@ -129,6 +131,34 @@ class NetpolRoutes:
             policy, created = self.service.apply_policy(doc, namespace=namespace.name)
             location = f"/v1/namespaces/{namespace.name}/networkpolicies/{policy.name}"
             return Response(201 if created else 200, policy.doc, {"Location": location})
+
+    def apply_policies(self: Api, request: Request) -> Response:
+        """Create or replace several NetworkPolicies at once, all or nothing: `{"items": [doc, ...],
+        "namespace": NS}` (`namespace`, optional, fills or must equal each document's metadata.namespace, as
+        `kubectl apply -n` does). Every document is checked, its namespace must be one the caller sees (else
+        404 "unknown namespace", as for one policy), then all are applied in one change. Answers 200 `{"items":
+        [{"namespace", "name", "result": "created" | "configured" | "unchanged"}]}`, in order. An error names
+        the document: `document 2: metadata.namespace: unknown namespace 'x'`, field `metadata.namespace`."""
+        body = Body(request.json(), "networkpolicies", allowed={"items", "namespace"})
+        items, namespace = body.data.get("items"), body.text("namespace", required=False)
+        if not isinstance(items, list) or not items:
+            raise ValidationError("networkpolicies.items", "is required (a non-empty list of NetworkPolicy documents)")
+        with self.service.lock:
+            for number, doc in enumerate(items, start=1):
+                try:
+                    policy = parse_policy(doc, namespace=namespace)
+                except ValidationError as error:
+                    raise DocumentError(number, error) from None
+                found = self.model.namespaces.get(policy.namespace)
+                if found is None or not request.principal.sees(found.tenant):
+                    raise HttpError(
+                        404,
+                        f"document {number}: metadata.namespace: unknown namespace {policy.namespace!r}",
+                        field="metadata.namespace",
+                    )
+            applied = self.service.apply_policies(items, namespace=namespace)
+            answer = [{"namespace": p.namespace, "name": p.name, "result": result} for p, result in applied]
+            return Response(200, {"items": answer})
 
     def delete_policy(self: Api, request: Request) -> Response:
         with self.service.lock:

@@ -618,6 +618,29 @@ SCHEMAS["NetworkPolicy"] = {
     },
     "required": ["apiVersion", "kind", "metadata"],
 }
+SCHEMAS["NetworkPolicyBatch"] = _obj(
+    {
+        "items": {"type": "array", "minItems": 1, "items": _ref("NetworkPolicy")},
+        "namespace": {"type": "string", "description": "fills or must equal each document's metadata.namespace"},
+    },
+    required=("items",),
+)
+SCHEMAS["NetworkPolicyResults"] = _obj(
+    {
+        "items": {
+            "type": "array",
+            "items": _obj(
+                {
+                    "namespace": STRING,
+                    "name": STRING,
+                    "result": {"type": "string", "enum": ["created", "configured", "unchanged"]},
+                },
+                required=("namespace", "name", "result"),
+            ),
+        }
+    },
+    required=("items",),
+)
 NAMESPACE, POLICY_NAME = _param("namespace"), _param("name")
 PATHS.update(
     {
@@ -634,6 +657,15 @@ PATHS.update(
             "get": _op("one namespace", 200, _ref("Namespace"), params=(NAMESPACE,)),
             "patch": _op("replace the namespace's labels", 200, _ref("Namespace"), body="Labels", params=(NAMESPACE,)),
             "delete": _op("delete a namespace without endpoints or NetworkPolicies", 204, params=(NAMESPACE,)),
+        },
+        "/v1/networkpolicies": {
+            "post": _op(
+                "create or replace several NetworkPolicies in one change, all or nothing; an error names the "
+                "document (document 2: metadata.namespace: unknown namespace 'x') and nothing is applied",
+                200,
+                _ref("NetworkPolicyResults"),
+                body="NetworkPolicyBatch",
+            ),
         },
         "/v1/namespaces/{namespace}/networkpolicies": {
             "get": _op(

@@ -168,6 +168,21 @@ def test_trace_across_tenants_is_dropped(capsys: pytest.CaptureFixture[str]) -> 
     assert "delivered" not in out
 
 
+def test_a_trace_dropped_by_a_policy_names_the_isolation_in_its_verdict(capsys: pytest.CaptureFixture[str]) -> None:
+    netpol_example = str(ROOT / "examples" / "netpol.yaml")
+    args = ("trace", netpol_example, "--src", "y-b", "--dst", "x-a", "--proto", "tcp", "--dport", "81")
+    status, out, err = run(capsys, *args)
+    assert (status, err) == (0, "")
+    isolated = "x-a is isolated for ingress by x/allow-from-y and no rule of them allows it"
+    assert out.splitlines()[-3:] == [
+        f"dropped: NetworkPolicy: {isolated}",
+        "policy: egress: allowed by y/egress-not-z rule 0",
+        f"policy: ingress: dropped: {isolated}",
+    ]
+    status, out, err = run(capsys, *args, "--json")
+    assert json.loads(out)["reason"] == f"NetworkPolicy: {isolated}"
+
+
 def test_trace_json(capsys: pytest.CaptureFixture[str]) -> None:
     status, out, err = run(capsys, "trace", EXAMPLE, "--src", "b1", "--dst", "b2", "--json")
     assert (status, err) == (0, "")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from controller.service import Service
@@ -60,13 +61,32 @@ def test_namespaces(ctl: Ctl) -> None:
     assert ctl.ok("namespace", "rm", "bank") == "deleted namespace bank\n"
 
 
+def test_namespace_messages_say_each_thing_once(ctl: Ctl, service: Service) -> None:
+    setup_blue(ctl)
+    ctl.ok("network", "create", "blue/web", "--encap", "vxlan", "--vni", "100", "--subnet", "10.0.0.0/24")
+    ctl.ok("namespace", "create", "y", "--tenant", "blue")
+    for pod in ("pod-a", "pod-b"):
+        service.create_endpoint(pod, network="blue/web", node="node1", namespace="y")
+    status, out, err = ctl("namespace", "rm", "y")
+    assert (status, out) == (1, "")
+    assert err == "tenetctl: namespace: 'y' still has 2 endpoint(s): delete them first\n"
+    status, out, err = ctl("namespace", "label", "y", "kubernetes.io/metadata.name=evil", "team=a")
+    assert (status, out) == (0, "namespace y: kubernetes.io/metadata.name=y, team=a\n")
+    assert err == (
+        "tenetctl: warning: kubernetes.io/metadata.name is set by the system to the namespace's name; kept as 'y'\n"
+    )
+    assert ctl("namespace", "label", "y", "team=b")[2] == ""  # no warning when the name label is left alone
+
+
 def test_policies_are_applied_from_kubernetes_yaml(ctl: Ctl, tmp_path: Path, service: Service) -> None:
     setup_blue(ctl)
     ctl.ok("namespace", "create", "shop", "--tenant", "blue")
     file = tmp_path / "policies.yaml"
     file.write_text(POLICIES)
     out = ctl.ok("policy", "apply", "-f", str(file), "-n", "shop", token=BLUE)
-    assert out == "networkpolicy shop/deny-all applied\nnetworkpolicy shop/web applied\n"
+    assert out == "networkpolicy shop/deny-all created\nnetworkpolicy shop/web created\n"
+    again = ctl.ok("policy", "apply", "-f", str(file), "-n", "shop", token=BLUE)
+    assert again == "networkpolicy shop/deny-all unchanged\nnetworkpolicy shop/web unchanged\n"
     assert columns(ctl.ok("policy", "ls", token=BLUE)) == [
         ["NAMESPACE", "NAME", "POD-SELECTOR", "POLICY-TYPES"],
         ["shop", "deny-all", "<all>", "Ingress,Egress"],
@@ -92,7 +112,25 @@ def test_a_bad_file_names_the_document_and_applies_nothing(ctl: Ctl, tmp_path: P
         ctl("policy", "apply", "-f", str(file), "-n", "shop"),
         "document 2: spec.ingress[0].ports[0].endPort: must not be below port",
     )
-    assert_one_line_error(ctl("policy", "apply", "-f", str(file)), "document 2: metadata.namespace: is required")
+    assert_one_line_error(
+        ctl("policy", "apply", "-f", str(file)), "document 2: metadata.namespace: is required (or give -n NAMESPACE)"
+    )
+    assert not service.model.policies
+
+
+@pytest.mark.parametrize("namespace", ["nosuch", "bank"])  # missing, and another tenant's
+def test_a_file_with_a_document_in_an_unknown_namespace_applies_nothing(
+    ctl: Ctl, tmp_path: Path, service: Service, namespace: str
+) -> None:
+    setup_blue(ctl)
+    ctl.ok("namespace", "create", "shop", "--tenant", "blue")
+    ctl.ok("namespace", "create", "bank", "--tenant", "red")
+    file = tmp_path / "two.yaml"
+    file.write_text(POLICIES.replace("  name: web\n", f"  name: web\n  namespace: {namespace}\n"))
+    assert_one_line_error(
+        ctl("policy", "apply", "-f", str(file), token=BLUE),
+        f"{file}: document 2: metadata.namespace: unknown namespace {namespace!r}; nothing was applied",
+    )
     assert not service.model.policies
 
 

@@ -103,7 +103,7 @@ def test_changes_report_what_they_touched() -> None:
     assert model.apply_policy(policy("p", "shop", {"podSelector": {}, "ingress": [{}]}))[1] == Touched(
         policies={"shop/p"}
     )
-    with pytest.raises(ValidationError, match="still has NetworkPolicies: p"):
+    with pytest.raises(ValidationError, match=r"still has NetworkPolicies \(p\): delete them first"):
         model.remove_endpoint("e1") and model.remove_namespace("shop")
     assert model.remove_policy("shop/p") == Touched(policies={"shop/p"})
     assert model.remove_namespace("shop") == Touched(namespaces={"shop"})
