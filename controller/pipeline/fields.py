@@ -10,7 +10,7 @@ field carries nothing from one switch to the next. A packet that recirculates th
     reg1      0..23    tenant           classify (never rewritten)              l3_route, policy tables
     reg1      24..31   (free)
     reg2      0        from_remote      classify                                l2 (flood locally only)
-    reg2      1        from_gateway     classify (the node gateway port)        policy, SNAT
+    reg2      1        from_gateway     classify (the node gateway port)        ingress policy (own host), SNAT
     reg2      2        to_gateway       l2 / l3 (bound for the gateway port)    policy, SNAT
     reg2      3        snat_needed      egress classification                   the SNAT stage
     reg2      4..5     egress_verdict   egress policy (allow / deny)            later tables, metrics
@@ -155,7 +155,8 @@ FROM_GATEWAY = _field(
     "reg2",
     1,
     1,
-    "Came in on the node gateway port. Set by classify; read by the policy and SNAT stages.",
+    "Came in on the node gateway port. Set by classify; read by ingress_policy (the node's own host stack is"
+    " always allowed, features/gateway.py) and the SNAT stage.",
 )
 TO_GATEWAY = _field(
     "to_gateway",

@@ -180,7 +180,7 @@ TABLES: tuple[Table, ...] = (
         "ingress_policy",
         "the receiver's policy rules: untracked IP through conntrack and back here; established and related "
         "pass; a new connection is committed if allowed",
-        matches=f"network tenant out_port {_POLICY_MATCHES}",
+        matches=f"network tenant out_port from_gateway {_POLICY_MATCHES}",
         sets="ingress_verdict ingress_rule ct_mark ct_label",
         actions=(Ct, CtClear, Conjunction),
         next_tables="output",

@@ -19,6 +19,17 @@ un-NAT only an established or related reply goes on.
 A network's `node_ports` (`tcp/53`, ...) open those ports of this node's own tunnel address to it, SNATed the
 same way (with `nat_outgoing` off too: then only they); the host's INPUT accepts the network's transit address
 to those ports only (agent/gateway.py). Other nodes' addresses stay refused.
+
+NetworkPolicy never cuts a pod of the cluster network off from its own node: "traffic to and from the node
+where a Pod is running is always allowed, regardless of the IP address of the Pod or the node" (the
+Kubernetes documentation "Network Policies"). The host reaches its pods from the gateway port's address,
+this node's tunnel IP (kubelet's probes; hostPort and NodePort traffic after the host's masquerade), so in
+ingress_policy a new connection with `from_gateway` set and that source is committed and allowed, above
+every isolation; in egress_policy a cluster pod's new connection to that address (which l3_route and l2
+send to this gateway port only) is. They match conntrack's verdict only (`+trk+new`), so on a node without
+isolated endpoints, whose policy tables never send a packet through conntrack, they never match. Another
+node's host arrives through the tunnel without `from_gateway`, and another source routed in by the host
+(outside traffic without masquerade) does not have the address: policy applies to both as to any peer.
 """
 
 from __future__ import annotations
@@ -26,7 +37,18 @@ from __future__ import annotations
 from ipaddress import IPv4Network
 
 from controller.pipeline.features import vxlan
-from controller.pipeline.fields import FLAGS, FROM_GATEWAY, NETWORK, OUT_PORT, TENANT, TO_GATEWAY_MARK
+from controller.pipeline.fields import (
+    CT_ZONE,
+    EGRESS_ALLOW,
+    FLAGS,
+    FROM_GATEWAY,
+    FROM_GATEWAY_MARK,
+    INGRESS_ALLOW,
+    NETWORK,
+    OUT_PORT,
+    TENANT,
+    TO_GATEWAY_MARK,
+)
 from controller.pipeline.ir import ETH_TYPE_IP, Ct, DecTtl, Flow, Nat, Output, SetField, ct_state, match
 from controller.pipeline.tables import PIPELINE
 from topology.gateway import node_gateway_mac, node_port, snat_zone
@@ -36,6 +58,7 @@ PRIORITY = 100
 REFUSE_PRIORITY = 200
 NODE_PORT_PRIORITY = 300  # above the refusal of node addresses
 DEFAULT_ROUTE_PRIORITY = 1  # below every host route (l3.PRIORITY)
+NODE_POLICY_PRIORITY = 150  # in the policy tables: below established traffic, above rules and isolation
 
 
 def _net(network: Network) -> dict[str, int]:
@@ -84,6 +107,7 @@ def node_flows(model: Model, name: str, *, cookie: int) -> tuple[Flow, ...]:
             cookie=cookie,
         ),
         Flow("egress_out", PRIORITY, (), (Output(GATEWAY_OFPORT),), cookie=cookie),
+        *_node_policy_flows(cluster.id, int(model.nodes[name].tunnel_ip), cookie=cookie),
     ]
     for node in model.nodes.values():
         mac = node_gateway_mac(node.tunnel_ip)
@@ -128,6 +152,29 @@ def node_flows(model: Model, name: str, *, cookie: int) -> tuple[Flow, ...]:
             )
         )
     return tuple(PIPELINE.verify(f) for f in flows)
+
+
+def _node_policy_flows(cluster: int, node_ip: int, *, cookie: int) -> list[Flow]:
+    """The policy exemption of this node's own host stack: new connections from the gateway port with the
+    node's address as source (ingress_policy) and from a cluster pod to that address (egress_policy) are
+    committed in the network's zone and allowed, so their replies come back `+est`."""
+    new = ct_state(trk=True, new=True)
+    return [
+        Flow(
+            "ingress_policy",
+            NODE_POLICY_PRIORITY,
+            match(eth_type=ETH_TYPE_IP, **FROM_GATEWAY_MARK.match(), ipv4_src=node_ip, ct_state=new),
+            (INGRESS_ALLOW.set(), Ct(commit=True, zone=CT_ZONE, table="output")),
+            cookie=cookie,
+        ),
+        Flow(
+            "egress_policy",
+            NODE_POLICY_PRIORITY,
+            match(eth_type=ETH_TYPE_IP, **NETWORK.match(cluster), ipv4_dst=node_ip, ct_state=new),
+            (EGRESS_ALLOW.set(), Ct(commit=True, zone=CT_ZONE, table="l3_gateway")),
+            cookie=cookie,
+        ),
+    ]
 
 
 def _snat_flows(model: Model, network: Network, node_ip: int, *, cookie: int) -> list[Flow]:
