@@ -13,18 +13,50 @@ packet sent through `ct` gets ct_state:
 `commit` stores a new connection (with its ct_mark/ct_label from `exec`); `nat(src=...)`/`nat(dst=...)`
 with commit binds a translation for a new connection (the lowest address of the range, and the lowest free
 port of the port range, or the original port); any `nat` on a packet of a NATed connection applies the
-binding, forwards or in reverse. Ports are those of TCP, UDP and SCTP; other protocols track with ports 0.
-Source: ovs-fields(7) "Connection Tracking Fields", ovs-actions(7) "The ct action".
+binding, forwards or in reverse. Ports are those of TCP, UDP and SCTP; other protocols track with ports 0,
+except ICMP, keyed as Linux's conntrack (which OVS's userspace conntrack follows) keys it:
+
+- a query (echo, timestamp, information, address mask request) is a connection keyed by its type and its
+  identifier (`icmp_id`; a packet without `icmp_type` is an echo request): its reply direction is the
+  matching reply type with the same identifier, so a request the other way is a connection of its own;
+- an error (destination unreachable, source quench, redirect, time exceeded, parameter problem) is
+  `+trk+rel` (and `+rpl` when it travels in the connection's reply direction) when the header it embeds
+  (`ICMP_INNER`: the 5-tuple of the packet that caused it as that packet had it, in `Tuple5` order) is
+  of a tracked connection; it never commits a connection of its own, and its embedded header is not NATed;
+- anything else (a reply with no connection, an error about no connection) is `+trk+inv`.
+
+Source: ovs-fields(7) "Connection Tracking Fields", ovs-actions(7) "The ct action"; Linux
+net/netfilter/nf_conntrack_proto_icmp.c (icmp_pkt_to_tuple, icmp_invert_tuple, icmp_error_message).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from controller.pipeline.ir import CT_DNAT, CT_EST, CT_INV, CT_NEW, CT_RPL, CT_SNAT, CT_TRK, ETH_TYPE_IP, Ct, SetField
+from controller.pipeline.ir import (
+    CT_DNAT,
+    CT_EST,
+    CT_INV,
+    CT_NEW,
+    CT_REL,
+    CT_RPL,
+    CT_SNAT,
+    CT_TRK,
+    ETH_TYPE_IP,
+    Ct,
+    SetField,
+)
 
-Tuple5 = tuple[int, int, int, int, int]  # ip_proto, src, dst, src port, dst port
+Tuple5 = tuple[int, int, int, int, int]  # ip_proto, src, dst, src port, dst port (ICMP: id, type)
 PORT_FIELDS = {6: ("tcp_src", "tcp_dst"), 17: ("udp_src", "udp_dst"), 132: ("sctp_src", "sctp_dst")}
+ICMP = 1
+ECHO_REQUEST = 8
+# ICMP query types and their replies (RFC 792, RFC 950): request -> reply.
+ICMP_QUERIES = {8: 0, 13: 14, 15: 16, 17: 18}
+ICMP_REPLIES = {reply: request for request, reply in ICMP_QUERIES.items()}
+ICMP_ERRORS = frozenset({3, 4, 5, 11, 12})  # unreachable, source quench, redirect, time exceeded, parameter
+# An ICMP error's embedded header, as packet fields (simulator only; OpenFlow matches none of them).
+ICMP_INNER = ("icmp_inner_proto", "icmp_inner_src", "icmp_inner_dst", "icmp_inner_sport", "icmp_inner_dport")
 
 
 @dataclass
@@ -46,15 +78,20 @@ class CtResult:
 
 
 def five_tuple(fields: dict[str, int]) -> Tuple5 | None:
-    """The packet's 5-tuple, or None if conntrack cannot track it."""
+    """The packet's 5-tuple, or None if conntrack cannot track it. ICMP: (1, src, dst, icmp_id, icmp_type)."""
     if fields.get("eth_type") != ETH_TYPE_IP or "ipv4_src" not in fields or "ipv4_dst" not in fields:
         return None
     proto = fields.get("ip_proto", 0)
+    if proto == ICMP:
+        icmp_type = fields.get("icmp_type", ECHO_REQUEST)
+        return (ICMP, fields["ipv4_src"], fields["ipv4_dst"], fields.get("icmp_id", 0), icmp_type)
     src_port, dst_port = PORT_FIELDS.get(proto, ("", ""))
     return (proto, fields["ipv4_src"], fields["ipv4_dst"], fields.get(src_port, 0), fields.get(dst_port, 0))
 
 
 def _reverse(t: Tuple5) -> Tuple5:
+    if t[0] == ICMP:  # the reply of a query: the reply type, the same identifier
+        return (ICMP, t[2], t[1], t[3], ICMP_QUERIES.get(t[4], ICMP_REPLIES.get(t[4], t[4])))
     return (t[0], t[2], t[1], t[4], t[3])
 
 
@@ -83,8 +120,12 @@ class Conntrack:
         tuple_ = five_tuple(fields)
         if tuple_ is None:
             return CtResult(CT_TRK | CT_INV, zone)
+        if tuple_[0] == ICMP and tuple_[4] in ICMP_ERRORS:
+            return self._related(zone, fields)
         found = self.table.get((zone, tuple_))
         if found is None:
+            if tuple_[0] == ICMP and tuple_[4] not in ICMP_QUERIES:
+                return CtResult(CT_TRK | CT_INV, zone)  # a reply (or an unknown type) with no connection
             return self._new(ct, zone, tuple_, fields)
         conn, is_reply = found
         state = CT_TRK
@@ -102,6 +143,17 @@ class Conntrack:
                 state |= CT_SNAT if conn.nat == "src" else CT_DNAT
         if ct.commit:
             self._exec(conn, ct)
+        return CtResult(state, zone, conn.mark, conn.label)
+
+    def _related(self, zone: int, fields: dict[str, int]) -> CtResult:
+        """An ICMP error: related to the connection of the header it embeds, else invalid."""
+        inner = tuple(fields.get(name) for name in ICMP_INNER)
+        found = None if None in inner else self.table.get((zone, inner))  # type: ignore[arg-type]
+        if found is None:
+            return CtResult(CT_TRK | CT_INV, zone)
+        conn, inner_is_reply = found
+        # An error about a packet of the original direction travels in the reply direction, and vice versa.
+        state = CT_TRK | CT_REL | (0 if inner_is_reply else CT_RPL)
         return CtResult(state, zone, conn.mark, conn.label)
 
     def _new(self, ct: Ct, zone: int, original: Tuple5, fields: dict[str, int]) -> CtResult:
@@ -125,7 +177,9 @@ class Conntrack:
         nat = ct.nat
         assert nat is not None and nat.addr_min is not None
         proto, src, dst, sport, dport = original
-        ports = [None] if nat.port_min is None else range(nat.port_min, (nat.port_max or nat.port_min) + 1)
+        ports = (
+            [None] if nat.port_min is None or proto == ICMP else range(nat.port_min, (nat.port_max or nat.port_min) + 1)
+        )
         for port in ports:
             if nat.kind == "src":
                 candidate = (proto, nat.addr_min, dst, sport if port is None else port, dport)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from controller.pipeline.conntrack import Conntrack
+from controller.pipeline.conntrack import ICMP_INNER, Conntrack
 from controller.pipeline.fields import CT_ZONE, NETWORK
 from controller.pipeline.ir import (
     CT_DNAT,
     CT_EST,
     CT_INV,
     CT_NEW,
+    CT_REL,
     CT_RPL,
     CT_SNAT,
     CT_TRK,
@@ -30,7 +31,7 @@ from controller.pipeline.simulate import Packet, SimNetwork, SimSwitch, Simulati
 from controller.pipeline.state import NodeState
 from topology.model import Model
 
-A_IP, B_IP, NAT_IP = 0x0A01000A, 0x0A01000B, 0xC0A80001
+A_IP, B_IP, C_IP, NAT_IP = 0x0A01000A, 0x0A01000B, 0x0A01000C, 0xC0A80001
 A_MAC, B_MAC = 0x02_00_00_00_00_0A, 0x02_00_00_00_00_0B
 
 
@@ -56,6 +57,48 @@ def test_states_follow_a_connection_new_then_established_with_replies_marked() -
     assert track.run(Ct(), 0, dict(first.fields)).state == CT_TRK | CT_NEW  # no reply seen yet
     assert track.run(Ct(), 0, dict(reply_to(first).fields)).state == CT_TRK | CT_EST | CT_RPL
     assert track.run(Ct(), 0, dict(first.fields)).state == CT_TRK | CT_EST
+    assert len(track) == 1
+
+
+def icmp(src: int, dst: int, icmp_type: int, icmp_id: int = 0, **extra: int) -> dict[str, int]:
+    fields = {"eth_type": ETH_TYPE_IP, "ipv4_src": src, "ipv4_dst": dst, "ip_proto": 1, "icmp_type": icmp_type}
+    return fields | {"icmp_code": 0, "icmp_id": icmp_id, "ip_ttl": 64} | extra
+
+
+def test_an_echo_is_keyed_by_its_identifier_and_a_request_the_other_way_is_new() -> None:
+    track = Conntrack()
+    assert track.run(Ct(commit=True), 0, icmp(B_IP, A_IP, 8, 7)).state == CT_TRK | CT_NEW
+    assert track.run(Ct(), 0, icmp(A_IP, B_IP, 0, 7)).state == CT_TRK | CT_EST | CT_RPL
+    assert track.run(Ct(), 0, icmp(B_IP, A_IP, 8, 7)).state == CT_TRK | CT_EST
+    # A's own echo request, even with B's identifier, is no reply: a connection of its own
+    assert track.run(Ct(), 0, icmp(A_IP, B_IP, 8, 7)).state == CT_TRK | CT_NEW
+    assert track.run(Ct(), 0, icmp(A_IP, B_IP, 8, 9)).state == CT_TRK | CT_NEW
+    # a reply with another identifier, or with no request at all, belongs to nothing
+    assert track.run(Ct(), 0, icmp(A_IP, B_IP, 0, 8)).state == CT_TRK | CT_INV
+    assert track.run(Ct(commit=True), 0, icmp(A_IP, C_IP, 0, 7)).state == CT_TRK | CT_INV
+    assert len(track) == 1
+    # a packet without icmp_type is an echo request
+    plain = {"eth_type": ETH_TYPE_IP, "ipv4_src": A_IP, "ipv4_dst": B_IP, "ip_proto": 1}
+    assert track.run(Ct(commit=True), 0, plain).state == CT_TRK | CT_NEW
+    assert track.run(Ct(), 0, icmp(B_IP, A_IP, 0, 0)).state == CT_TRK | CT_EST | CT_RPL
+
+
+def test_an_icmp_error_about_a_tracked_connection_is_related_and_others_are_invalid() -> None:
+    track = Conntrack()
+    first = tcp(A_IP, B_IP, 1000, 80)
+    track.run(Ct(commit=True, exec_=(SetField("ct_mark", 5),)), 1, dict(first.fields))
+    inner = dict(zip(ICMP_INNER, (6, A_IP, B_IP, 1000, 80), strict=True))
+    unreachable = icmp(C_IP, A_IP, 3, **inner)  # from a router on the way, about A's packet
+    result = track.run(Ct(commit=True), 1, unreachable)
+    assert (result.state, result.mark) == (CT_TRK | CT_REL | CT_RPL, 5)
+    # about a packet of the reply direction: related, original direction
+    reply_inner = dict(zip(ICMP_INNER, (6, B_IP, A_IP, 80, 1000), strict=True))
+    assert track.run(Ct(), 1, icmp(A_IP, B_IP, 11, **reply_inner)).state == CT_TRK | CT_REL
+    # about another connection, in another zone, or with no embedded header: invalid, and nothing committed
+    other = dict(zip(ICMP_INNER, (6, A_IP, B_IP, 1001, 80), strict=True))
+    assert track.run(Ct(commit=True), 1, icmp(C_IP, A_IP, 3, **other)).state == CT_TRK | CT_INV
+    assert track.run(Ct(), 2, unreachable).state == CT_TRK | CT_INV
+    assert track.run(Ct(), 1, icmp(C_IP, A_IP, 3)).state == CT_TRK | CT_INV
     assert len(track) == 1
 
 
