@@ -453,3 +453,29 @@ def test_a_host_port_through_portmap_reaches_the_pod_until_del(lab: Lab) -> None
         if result is not None:
             _chain(lab, "DEL", pod_netns, container, result)
         sh("ip", "netns", "del", pod_netns, check=False)
+
+
+DENY_INGRESS = "/v1/namespaces/probed/networkpolicies/deny-ingress"
+
+
+def test_the_own_host_reaches_a_pod_under_default_deny_ingress_and_other_pods_do_not(lab: Lab) -> None:
+    """NetworkPolicy never cuts a pod off from its own node (kubelet's probes): the host's TCP connects."""
+    api, servers = lab.client, Servers()
+    lab.pod_add("d1", "node1", "default/pods", namespace="probed")
+    try:
+        servers.start(netns(lab, "d1"), "tcp", 8080, "d1")
+        d1 = pod_ip(lab, "d1")
+        assert client(netns(lab, "c1"), "tcp", d1, 8080) == f"d1 {pod_ip(lab, 'c1')}"
+        doc = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "deny-ingress"}}
+        api.put(DENY_INGRESS, doc | {"spec": {"podSelector": {}, "policyTypes": ["Ingress"]}})
+        wait_for(lambda: client(netns(lab, "c1"), "tcp", d1, 8080).startswith("failed"), "c1 denied by the policy")
+        host = lab.node("node1").netns
+        assert client(host, "tcp", d1, 8080) == f"d1 {NODE_IPS['node1']}"  # its own node, after SYN and reply
+        assert client(lab.node("node2").netns, "tcp", d1, 8080).startswith("failed")  # another node is a peer
+    finally:
+        try:
+            api.delete(DENY_INGRESS)
+        except ClientError as e:
+            assert e.status == 404, e  # never applied
+        servers.close()
+        lab.pod_rm("d1")
