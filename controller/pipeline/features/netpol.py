@@ -6,6 +6,8 @@ ingress_policy (what l2 delivers to a local port), each table recirculating into
 
     300   ip, -trk                            ct(zone=network, table=this table): every IP packet tracked
     200   +trk+est / +trk+rel                 go on: established and related traffic skips the rules
+    150   the own node's host (features/gateway.py: `from_gateway` and the node's address, or a cluster pod to
+          that address): +trk+new             mark the verdict allow, ct(commit), go on
     100   the rules' clauses                  conjunction(id, k/n), shared by every rule with the same match
     100   ip, conj_id=N (per rule clause set)   mark rule and verdict, ct(commit), go on     (cookie NETPOL_RULE)
      50   an isolated endpoint                mark the verdict deny, drop
