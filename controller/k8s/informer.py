@@ -124,7 +124,9 @@ class Informer:
         delay = delay if self.failures else self.backoff_s
         self.failures += 1
         self.outages += 1
-        log.warning("%s: the API server failed (%s); retrying in %.1f s", self.kind, error, delay, exc_info=True)
+        # The traceback once per outage: a down API server is retried for as long as it is down.
+        first = self.failures == 1
+        log.warning("%s: the API server failed (%s); retrying in %.1f s", self.kind, error, delay, exc_info=first)
         stopping.wait(delay)
         return min(delay * 2, self.max_backoff_s)
 
