@@ -22,6 +22,7 @@ Object = dict[str, Any]
 COMPONENT = "tenet-controller"
 REQUEST_TIMEOUT_S = 5  # seconds one Event's POST may take
 HISTORY = 200  # Events kept in `Recorder.history`, newest last
+SEEN = 1024  # (object, generation, reason, message) remembered so that one is recorded once
 
 
 class Recorder:
@@ -36,11 +37,20 @@ class Recorder:
         self.history: collections.deque[Object] = collections.deque(maxlen=HISTORY)
         self.instance = socket.gethostname()
         self._refused = False  # the API server refused an Event: later failures are logged at debug
+        self._seen: collections.OrderedDict[tuple[Any, ...], None] = collections.OrderedDict()
 
     def record(self, obj: Object, kind: str, event_type: str, reason: str, message: str) -> None:
         """Queue an Event about `obj` (a dict as the API serves it) of `kind` (e.g. "NetworkPolicy");
-        `event_type` "Normal" or "Warning"; `reason` UpperCamelCase; `message` at most 1024 characters."""
+        `event_type` "Normal" or "Warning"; `reason` UpperCamelCase; `message` at most 1024 characters.
+        The same Event about the same generation of an object is recorded once (a status write or a resync
+        brings the object back unchanged), as client-go's event correlator folds repeats."""
         meta = obj.get("metadata") or {}
+        seen = (kind, meta.get("namespace"), meta.get("name"), meta.get("uid"), meta.get("generation"), reason, message)
+        if seen in self._seen:
+            return
+        self._seen[seen] = None
+        if len(self._seen) > SEEN:
+            self._seen.popitem(last=False)
         involved = {
             "apiVersion": obj.get("apiVersion") or _API_VERSIONS.get(kind, "v1"),
             "kind": kind,
