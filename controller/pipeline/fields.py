@@ -11,7 +11,7 @@ field carries nothing from one switch to the next. A packet that recirculates th
     reg1      24..31   (free)
     reg2      0        from_remote      classify                                l2 (flood locally only)
     reg2      1        from_gateway     classify (the node gateway port)        ingress policy (own host), SNAT
-    reg2      2        to_gateway       l2 / l3 (bound for the gateway port)    policy, SNAT
+    reg2      2        to_gateway       l2 / l3 (bound for the gateway port)    no table yet (reserved)
     reg2      3        snat_needed      egress classification                   the SNAT stage
     reg2      4..5     egress_verdict   egress policy (allow / deny)            later tables, metrics
     reg2      6..7     ingress_verdict  ingress policy (allow / deny)           output, metrics
