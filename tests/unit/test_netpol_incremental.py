@@ -20,7 +20,7 @@ from controller.pipeline.compile import Compiler
 from controller.pipeline.cookies import Feature, split
 from controller.pipeline.features import netpol
 from controller.pipeline.state import NodeState, apply
-from tests.netpol_reference import Cluster, allowed, xyz_cluster
+from tests.netpol_reference import Cluster, Pod, allowed, xyz_cluster
 from tests.netpol_scenarios import policy
 from tests.netpol_strategies import clusters, policy_doc
 from tests.unit.incremental_support import assert_incremental_is_full
@@ -36,15 +36,23 @@ LABELS = ({}, {"app": "a"}, {"app": "b", "tier": "f"}, {"app": "b"}, {"tier": "k
 
 
 def one_change(model: Model, rng: random.Random, step: int, data: st.DataObject) -> Touched:
-    """A policy applied (new or replacing one of the same name), or deleted; a pod relabelled, its named ports
-    changed, added, removed, or moved (removed and added again under its id, on another node, perhaps with
-    another address); a namespace relabelled."""
-    kind = rng.choice(
-        ["policy", "policy", "unpolicy", "label", "label", "ports", "ports", "nslabel", "add", "remove", "move"]
-    )
+    """A policy applied (new or replacing one of the same name; or one naming a pod's address as a /32 beside
+    a namespaceSelector), or deleted; a pod relabelled, its named ports changed, added, removed, or moved
+    (removed and added again under its id, on another node, perhaps with another address); a namespace
+    relabelled."""
+    kinds = ["policy", "policy", "pinned", "unpolicy", "label", "label", "ports", "ports", "nslabel", "nslabel"]
+    kind = rng.choice([*kinds, "add", "remove", "move"])
     namespaces, endpoints = sorted(model.namespaces), sorted(model.endpoints)
     if kind == "policy":
         return model.apply_policy(data.draw(policy_doc(rng.randrange(3), rng.choice(namespaces))))[1]
+    if kind == "pinned" and endpoints:  # a pod's address as a /32 beside a namespaceSelector that may name it
+        pinned = [{"ipBlock": {"cidr": f"{model.endpoints[rng.choice(endpoints)].ip}/32"}}]
+        peers = [{"namespaceSelector": {"matchLabels": {"team": rng.choice("pq")}}}, *pinned]
+        direction = rng.choice(["ingress", "egress"])
+        spec = {"podSelector": {}, direction: [{"from" if direction == "ingress" else "to": peers}]}
+        doc = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy"}
+        metadata = {"name": f"p{rng.randrange(3)}", "namespace": rng.choice(namespaces)}
+        return model.apply_policy({**doc, "metadata": metadata, "spec": spec})[1]
     if kind == "unpolicy" and model.policies:
         return model.remove_policy(rng.choice(sorted(model.policies)))
     if kind == "label" and endpoints:
@@ -184,3 +192,62 @@ def test_a_peer_relabelled_is_one_clause_flow_and_other_rules_keep_theirs() -> N
     assert not touched & {f.key for f in before}, "a policy of z changed a flow of x's rule"
     after = {f for s in compiler.states.values() for f in s.flows()}
     assert before <= after
+
+
+def test_a_namespace_relabel_keeps_a_peer_flow_shared_with_an_ip_block_and_other_rules() -> None:
+    """n0's pod a is a peer of x's rule twice (namespaceSelector team=p, ipBlock of its /32) and of y's rule by
+    podSelector: relabelling n0 away and back, and moving a to another node with its address, each leaves
+    the sections a full compile builds (the clause flow for a's address counts every rule using it)."""
+    doc = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy"}
+    model = model_from_cluster(
+        Cluster(
+            {
+                "n0": ("t", {"kubernetes.io/metadata.name": "n0", "team": "p"}),
+                "n1": ("t", {"kubernetes.io/metadata.name": "n1"}),
+            },
+            {
+                "a": Pod("n0", {"app": "a"}, "10.0.0.2", "t", []),
+                "b": Pod("n1", {"app": "b"}, "10.0.0.3", "t", []),
+                "c": Pod("n0", {"app": "b"}, "10.0.0.4", "t", []),
+            },
+            [],
+        ),
+        nodes=2,
+    )
+    compiler = Compiler(model)
+    compiler.update(Touched(everything=True))
+    team = {"namespaceSelector": {"matchLabels": {"team": "p"}}}
+    x = {
+        "podSelector": {"matchLabels": {"app": "b"}},
+        "ingress": [{"from": [team, {"ipBlock": {"cidr": "10.0.0.2/32"}}]}],
+    }
+    y = {
+        "podSelector": {"matchLabels": {"app": "b"}},
+        "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "a"}}}]}],
+    }
+    steps: list[tuple[str, object]] = [
+        ("x applied", lambda: model.apply_policy({**doc, "metadata": {"name": "x", "namespace": "n1"}, "spec": x})[1]),
+        ("y applied", lambda: model.apply_policy({**doc, "metadata": {"name": "y", "namespace": "n0"}, "spec": y})[1]),
+        ("n0 relabelled", lambda: model.set_namespace_labels("n0", {"team": "q"})),
+        ("n0 back", lambda: model.set_namespace_labels("n0", {"team": "p"})),
+        ("a relabelled", lambda: model.set_endpoint_labels("a", {"app": "b"})),
+        ("n0 relabelled again", lambda: model.set_namespace_labels("n0", {})),
+        ("a back", lambda: model.set_endpoint_labels("a", {"app": "a"})),
+        ("n0 back again", lambda: model.set_namespace_labels("n0", {"team": "p"})),
+    ]
+    for where, change in steps:
+        compiler.update(change())  # type: ignore[operator]
+        assert_incremental_is_full(model, compiler, where)
+    old = model.endpoints["a"]
+    moved = model.remove_endpoint("a")
+    other = "n1" if old.node == "n0" else "n0"
+    endpoint = model.add_endpoint("a", network="t/net", node=other, namespace="n0", labels={"app": "a"}, ip=str(old.ip))
+    compiler.update(moved.merge(touched_by(endpoint)))
+    assert_incremental_is_full(model, compiler, "a moved with its address")
+    touched = model.set_namespace_labels("n0", {"team": "q"})
+    touched.merge(model.remove_endpoint("c"))
+    compiler.update(touched)
+    assert_incremental_is_full(model, compiler, "n0 relabelled and c removed")
+    for key in sorted(model.policies):
+        compiler.update(model.remove_policy(key))
+    assert not compiler.policies.cache_sizes()["policy_clause_flows"]
