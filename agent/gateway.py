@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import shlex
 import subprocess
 import threading
 import time
@@ -243,26 +242,20 @@ class Gateway:
 
     def replace_input(self, plan: GatewayPlan) -> None:
         """TENET-INPUT replaced by plan.input_rules() in one transaction (never empty in between); GatewayError."""
-        lines = ["*filter", ":TENET-INPUT - [0:0]"]
-        lines += [f"-A TENET-INPUT {shlex.join(rule)}" for _table, _chain, rule in plan.input_rules()]
-        done = subprocess.run(
-            ["iptables-restore", "-w", "--noflush"],
-            input="\n".join([*lines, "COMMIT", ""]),
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise GatewayError(f"iptables-restore of TENET-INPUT: {done.stderr.strip() or done.returncode}")
+        self._restore("filter", "TENET-INPUT", [rule for _table, _chain, rule in plan.input_rules()])
 
     def replace_nat(self, plan: GatewayPlan) -> None:
         """TENET-POSTROUTING replaced by plan's nat rules in one transaction (with or without the cluster
         network's masquerade, `plan.nat_outgoing`); GatewayError. Connections already open keep the
         translation conntrack holds for them."""
-        lines = ["*nat", ":TENET-POSTROUTING - [0:0]"]
+        rules = [rule for table, chain, rule in plan.rules() if (table, chain) == ("nat", "TENET-POSTROUTING")]
+        self._restore("nat", "TENET-POSTROUTING", rules)
+
+    def _restore(self, table: str, chain: str, rules: list[tuple[str, ...]]) -> None:
+        """`chain` of `table` flushed and filled with `rules` in one `iptables-restore --noflush` transaction."""
+        lines = [f"*{table}", f":{chain} - [0:0]"]
         # joined as they are: iptables-restore takes `!` bare, not quoted (and no argument has a space)
-        lines += [f"-A {chain} {' '.join(rule)}" for table, chain, rule in plan.rules() if table == "nat"]
+        lines += [f"-A {chain} {' '.join(rule)}" for rule in rules]
         done = subprocess.run(
             ["iptables-restore", "-w", "--noflush"],
             input="\n".join([*lines, "COMMIT", ""]),
@@ -272,7 +265,7 @@ class Gateway:
             check=False,
         )
         if done.returncode != 0:
-            raise GatewayError(f"iptables-restore of TENET-POSTROUTING: {done.stderr.strip() or done.returncode}")
+            raise GatewayError(f"iptables-restore of {chain}: {done.stderr.strip() or done.returncode}")
 
     def _must(self, *args: str) -> None:
         done = self.run(*args)
