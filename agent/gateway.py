@@ -27,8 +27,8 @@ What the agent sets up (once at start, and the same again on every start; every 
 The node ports change while the agent runs: NodePortWatch asks GET /v1/gateway every few seconds and
 replaces TENET-INPUT in one `iptables-restore --noflush` transaction when they changed; the same for
 TENET-POSTROUTING when the cluster network's `nat_outgoing` changed. In the same round it reads the tables
-(`iptables-save`) and puts the chains back, and each jump first in its built-in chain, if a firewalld reload,
-an `iptables -F` or another program's rule inserted first moved them.
+(`iptables-save`) and puts the chains back, and each jump first in its built-in chain (in nat: present), if
+a firewalld reload, an `iptables -F` or another program's rule inserted first moved them.
 
 On the userspace datapath the agent turns the TCP sequence check of ovs-vswitchd's conntrack off
 (`dpctl/ct-disable-tcp-seq-chk`, liberal_tcp; again every minute, as ovs-vswitchd forgets it on restart):
@@ -212,7 +212,8 @@ class Gateway:
     def drifted(self, plan: GatewayPlan) -> list[str]:
         """What is no longer as `_iptables` left it (one `iptables-save` per table): a chain's jump missing or
         not first in its built-in chain (a firewalld reload, `iptables -F`, kube-proxy inserting its own
-        first), or a chain without its rules. [] when all is in place; GatewayError if iptables-save fails."""
+        first; in the nat table only a missing jump counts), or a chain without its rules. [] when all is
+        in place; GatewayError if iptables-save fails."""
         wanted: dict[tuple[str, str], int] = {}
         for table, chain, _rule in plan.rules():
             wanted[(table, chain)] = wanted.get((table, chain), 0) + 1
@@ -226,8 +227,12 @@ class Gateway:
                 if of_table != table:
                     continue
                 builtin = chain.removeprefix("TENET-")
-                first = next((words for words in lines if words[1] == builtin), None)
-                if first is None or first[-2:] != ["-j", chain]:
+                jumps = [words for words in lines if words[1] == builtin]
+                if table == "nat":  # masquerades compose in any order: present is enough (portmap, kube-proxy
+                    # insert theirs first; putting ours back first would flush the chain for a moment)
+                    if not any(words[-2:] == ["-j", chain] for words in jumps):
+                        problems.append(f"{table} {builtin} does not jump to {chain}")
+                elif not jumps or jumps[0][-2:] != ["-j", chain]:
                     problems.append(f"{table} {builtin} does not jump to {chain} first")
                 if sum(1 for words in lines if words[1] == chain) != count:
                     problems.append(f"{table} {chain} does not hold its {count} rule(s)")
