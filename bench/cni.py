@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.signals import clean_up_on_signals
 from bench.stats import median_of_rounds, ms, percentile
 from bench.switch import free_index
 from cni.install import describe
@@ -261,13 +261,7 @@ def main() -> None:
     if os.geteuid() != 0:
         parser.error("needs root (network namespaces, Open vSwitch)")
 
-    def interrupted(signum: int, _frame: object) -> None:
-        for ignored in (signal.SIGINT, signal.SIGTERM):  # a second signal must not cut the clean-up short
-            signal.signal(ignored, signal.SIG_IGN)
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGINT, interrupted)
-    signal.signal(signal.SIGTERM, interrupted)
+    clean_up_on_signals()
     result = median_of_rounds([measure(args.pods, args.concurrency) for _ in range(args.repeat)])
     result["meets_target"] = result["add_p50_ratio"] <= TARGET_ADD_RATIO
     print(json.dumps(result) if args.json else "\n".join(f"{k:>24}: {v}" for k, v in result.items()))

@@ -37,7 +37,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -49,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.lab import Run, in_netns, iperf, ping_once
+from bench.signals import clean_up_on_signals
 from lab.cluster import UNDERLAY, Lab
 from lab.outside import ADDRESS, FABRIC_ADDRESS, SUBNET
 from lab.ovs import OvsNode, sh, wait_for
@@ -308,13 +308,7 @@ def main() -> None:
     if os.geteuid() != 0:
         parser.error("needs root (network namespaces, Open vSwitch)")
 
-    def interrupted(signum: int, _frame: object) -> None:
-        for ignored in (signal.SIGINT, signal.SIGTERM):  # a second signal must not cut the clean-up short
-            signal.signal(ignored, signal.SIG_IGN)
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGINT, interrupted)
-    signal.signal(signal.SIGTERM, interrupted)
+    clean_up_on_signals()
     result = measure(args.seconds, args.repeats, args.connections, names)
     print(json.dumps(result) if args.json else "\n".join(f"{k:>22}: {v}" for k, v in result.items()))
     sys.stdout.flush()
