@@ -267,6 +267,7 @@ def run(args: argparse.Namespace) -> None:
     else:
         restore = None
         log.warning("--openflow %s is not tcp:HOST:PORT: flow-restore-wait will not be ended", args.openflow)
+    purge = start_policy_flow_purge(mgmt, vswitchd_of(args.ovsdb, datapath_type))
     server = AgentSocket(args.socket, service.handle)
     log.info(
         "node %s (datapath %#x, %s datapath) on %s; socket %s; cleaned %s",
@@ -288,7 +289,21 @@ def run(args: argparse.Namespace) -> None:
     service.close()
     if restore is not None:
         restore.stop()
+    if purge is not None:
+        purge.stop()
     ovsdb.close()
+
+
+def start_policy_flow_purge(mgmt_socket: str, vswitchd: str | None) -> Any:
+    """On the userspace datapath (`vswitchd`: its rundir, vswitchd_of), the purge of the datapath's flows after
+    each change to the NetworkPolicy tables (agent.datapath_flows), started; None on the kernel datapath."""
+    if vswitchd is None:
+        return None
+    from agent.datapath_flows import PolicyFlowPurge
+    from controller.pipeline.tables import PIPELINE
+
+    tables = [PIPELINE.table_id("egress_policy"), PIPELINE.table_id("ingress_policy")]
+    return PolicyFlowPurge(mgmt_socket, vswitchd, tables).start()
 
 
 def vswitchd_of(ovsdb: str, datapath_type: str) -> str | None:

@@ -1,0 +1,51 @@
+"""The purge of the userspace datapath's flows after a policy-table change (agent/datapath_flows.py), on a real
+ovs-vswitchd: a change to a watched table empties the datapath, one to another table leaves it alone, and the
+pods talk on afterwards."""
+
+from __future__ import annotations
+
+import time
+
+from agent.datapath_flows import PolicyFlowPurge
+from lab.ovs import OvsNode, pid_alive, wait_for
+
+PODS = [
+    {"id": f"p{i}", "ip": f"10.9.0.{i}", "mac": f"02:00:00:00:09:0{i}", "port_name": f"tdf{i}", "ofport": i}
+    for i in (1, 2)
+]
+WATCHED = 8
+
+
+def datapath_flows(node: OvsNode) -> set[str]:
+    """The ufids of the datapath's flows."""
+    return {line.split(",", 1)[0] for line in node.appctl("dpctl/dump-flows", "-m").splitlines() if "ufid:" in line}
+
+
+def test_a_policy_table_change_purges_the_datapath_and_others_do_not(ovs_node: OvsNode) -> None:
+    ovs_node.vsctl(
+        "add-br", "br-int", "--", "set", "bridge", "br-int", "datapath_type=netdev", "protocols=OpenFlow13",
+        "fail_mode=secure",
+    )  # fmt: skip
+    one, two = (ovs_node.add_pod(pod, gateway="10.9.0.254", prefix=24, mtu=1500) for pod in PODS)
+    ovs_node.ofctl("add-flow", f"table=0,priority=1,actions=goto_table:{WATCHED}")
+    ovs_node.ofctl("add-flow", f"table={WATCHED},priority=1,actions=NORMAL")
+    purge = PolicyFlowPurge(f"{ovs_node.dir}/br-int.mgmt", str(ovs_node.dir), [WATCHED]).start()
+    try:
+        wait_for(lambda: purge._process is not None, "the flow monitor to start", timeout=10)
+        time.sleep(0.5)  # the monitor's request answered: it reports from here on
+        assert one.ping(two.ip, count=2, wait=2)
+        before = datapath_flows(ovs_node)
+        assert before
+        # Another table: nothing purged (the datapath's own flows live 10 s).
+        ovs_node.ofctl("add-flow", "table=5,priority=9,ip,nw_src=10.9.9.9,actions=drop")
+        time.sleep(0.5)
+        assert (purge.purges, before <= datapath_flows(ovs_node)) == (0, True)
+        # A policy table: purged within the debounce, none of the flows from before left.
+        ovs_node.ofctl("add-flow", f"table={WATCHED},priority=9,ip,nw_src=10.9.9.9,actions=drop")
+        wait_for(lambda: purge.purges >= 1, "a purge", timeout=5)
+        assert not before & datapath_flows(ovs_node)
+        assert one.ping(two.ip, count=1, wait=2)
+        process = purge._process
+    finally:
+        purge.stop()
+    assert process is not None and not pid_alive(process.pid)
