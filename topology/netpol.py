@@ -24,6 +24,7 @@ P (endpoints or CIDRs) and port in Q", so a compiler emits about |L| + |P| + |Q|
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, collapse_addresses
@@ -319,6 +320,7 @@ def resolve_delta(
 ) -> ResolvedPolicy:
     """`resolve(model, policy)` when only the endpoints `changed` (ids: added, removed, relabelled, moved, or
     of a relabelled namespace) differ from the model `old` was resolved against, for the same policy.
+    Returns `old` itself when the changed endpoints are neither selected nor named, before or after.
 
     Costs what the changed endpoints' memberships and the rebuilt clauses cost, not a scan of the model;
     an egress rule with named ports is resolved again in full (its destinations are every endpoint)."""
@@ -336,6 +338,8 @@ def resolve_delta(
             rules.append(before)
             continue
         rules.append(resolve_rule(model, policy, direction, index, rule, selected=selected, peers=peers))
+    if selected == old.selected and not changed & selected and all(map(operator.is_, rules, old.rules)):
+        return old  # nothing it selects or names changed: the very same object, so callers skip it
     return ResolvedPolicy(old.key, old.tenant, selected, policy.isolates_ingress, policy.isolates_egress, tuple(rules))
 
 

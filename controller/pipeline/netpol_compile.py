@@ -46,6 +46,7 @@ from controller.pipeline.netpol_state import (
     named,
     names,
     names_any,
+    namespace_keys,
     other_peers,
     rule_names,
     same_shape,
@@ -69,6 +70,10 @@ class PolicyCompiler:
         self.mentions: dict[str, set[str]] = {}  # endpoint id -> keys of policies selecting or naming it
         self.own: dict[str, set[str]] = {}  # namespace -> keys of its policies
         self.wide: dict[str, set[str]] = {}  # tenant -> keys of policies that may name any of its endpoints
+        # The same policies by what a namespace needs for them to name its endpoints (`namespace_keys`):
+        self.anywhere: dict[str, set[str]] = {}  # tenant -> keys of those that may name any namespace's
+        self.needs: dict[tuple[str, str, str | None], set[str]] = {}  # (tenant, label key, value) -> keys
+        self.placed: dict[str, list[tuple[str, str, str | None]] | None] = {}  # key -> its `needs` entries
         self.isolated_by: dict[str, tuple[str, int]] = {}  # isolated endpoint id -> (node, num) compiled
 
     # --- entry points --------------------------------------------------------------------------
@@ -97,9 +102,7 @@ class PolicyCompiler:
             candidates |= self.mentions.get(endpoint_id, set())
             endpoint = model.endpoints.get(endpoint_id)
             if endpoint is not None:
-                candidates |= self.wide.get(endpoint.tenant, set())
-                if endpoint.namespace is not None:
-                    candidates |= self.own.get(endpoint.namespace, set())
+                candidates |= self._may_name(endpoint)
         policies = set(touched.policies)
         isolation: set[str] = set()
         plans: list[tuple[str, ResolvedPolicy | None, ResolvedPolicy | None]] = []
@@ -133,6 +136,20 @@ class PolicyCompiler:
         return self._sections()
 
     # --- indexes -------------------------------------------------------------------------------
+
+    def _may_name(self, endpoint: Endpoint) -> set[str]:
+        """The policies that may select or name the endpoint as the model is now, besides those naming it
+        already: its namespace's, and those whose namespaceSelector peers may match its namespace (by the
+        namespace's labels, not a scan of the policies)."""
+        found = set(self.anywhere.get(endpoint.tenant, ()))
+        if endpoint.namespace is None:
+            return found
+        found |= self.own.get(endpoint.namespace, set())
+        space = self.model.namespaces.get(endpoint.namespace)
+        for key, value in space.labels if space is not None else ():
+            found |= self.needs.get((endpoint.tenant, key, value), set())
+            found |= self.needs.get((endpoint.tenant, key, None), set())
+        return found
 
     def _reindex_endpoint(self, endpoint_id: str) -> None:
         """The endpoint in the namespace index as it is now (the index holds the current objects)."""
@@ -168,6 +185,11 @@ class PolicyCompiler:
             namespace, tenant = key.split("/", 1)[0], old.tenant
             drop(self.own, namespace, key)
             drop(self.wide, tenant, key)
+            placed = self.placed.pop(key)
+            if placed is None:
+                drop(self.anywhere, tenant, key)
+            for need in placed or ():
+                drop(self.needs, need, key)
             del self.resolved[key], self.ids[key]
         if new is not None and policy is not None:
             self.resolved[key] = new
@@ -175,6 +197,12 @@ class PolicyCompiler:
             self.own.setdefault(policy.namespace, set()).add(key)
             if names_any(policy):
                 self.wide.setdefault(new.tenant, set()).add(key)
+            needs = namespace_keys(policy)
+            self.placed[key] = None if needs is None else [(new.tenant, k, v) for k, v in needs]
+            if needs is None:
+                self.anywhere.setdefault(new.tenant, set()).add(key)
+            for k, v in needs or ():
+                self.needs.setdefault((new.tenant, k, v), set()).add(key)
         if old is None or new is None or changed is None or old.isolates_ingress != new.isolates_ingress:
             return set(old.selected if old else ()) | set(new.selected if new else ())
         if old.isolates_egress != new.isolates_egress:
@@ -417,5 +445,8 @@ class PolicyCompiler:
             "policy_spaces": sum(len(s) for s in self.spaces.values()),
             "policy_mentions": sum(len(s) for s in self.mentions.values()),
             "policy_namespaces": sum(len(s) for s in self.own.values()) + sum(len(s) for s in self.wide.values()),
+            "policy_namespace_labels": len(self.placed)
+            + sum(len(s) for s in self.anywhere.values())
+            + sum(len(s) for s in self.needs.values()),
             "isolated": len(self.isolated_by),
         }

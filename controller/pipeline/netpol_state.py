@@ -14,6 +14,7 @@ from controller.pipeline.features.netpol import (
 )
 from controller.pipeline.ir import Conjunction, Flow, Match
 from controller.pipeline.state import Section
+from topology.labels import Selector
 from topology.netpol import EGRESS, INGRESS, Clause, ResolvedPolicy, ResolvedRule
 from topology.netpol_spec import NetworkPolicy
 
@@ -110,6 +111,43 @@ def names_any(policy: NetworkPolicy) -> bool:
         if named and (not rule.peers or any(p.ip_block is not None for p in rule.peers)):
             return True
     return False
+
+
+NamespaceKey = tuple[str, str | None]  # a namespace label (key, value) a selector needs; value None: any value
+
+
+def selector_needs(selector: Selector) -> list[NamespaceKey] | None:
+    """Labels one of which a namespace must carry for the selector to match it: a `matchLabels` pair, the
+    pairs of an `In` requirement, or the key of an `Exists` one; None when no label is needed (empty,
+    `NotIn` or `DoesNotExist` only)."""
+    if selector.match_labels:
+        return [selector.match_labels[0]]
+    for requirement in selector.requirements:
+        if requirement.operator == "In":
+            return [(requirement.key, value) for value in sorted(requirement.values)]
+    for requirement in selector.requirements:
+        if requirement.operator == "Exists":
+            return [(requirement.key, None)]
+    return None
+
+
+def namespace_keys(policy: NetworkPolicy) -> list[NamespaceKey] | None:
+    """Where the policy goes in the index of policies by namespace label: it can name an endpoint outside
+    its own namespace only when that endpoint's namespace carries one of these labels. None: it may name an
+    endpoint of any namespace (`names_any`, with a namespaceSelector `selector_needs` finds nothing in)."""
+    found: list[NamespaceKey] = []
+    for rule in policy.egress:
+        named = any(isinstance(p.port, str) for p in rule.ports)
+        if named and (not rule.peers or any(p.ip_block is not None for p in rule.peers)):
+            return None
+    for rule in (*policy.ingress, *policy.egress):
+        for peer in rule.peers:
+            if peer.namespace_selector is not None:
+                needs = selector_needs(peer.namespace_selector)
+                if needs is None:
+                    return None
+                found += needs
+    return found
 
 
 def same_shape(a: Clause, b: Clause) -> bool:
