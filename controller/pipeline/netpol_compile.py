@@ -340,22 +340,20 @@ class PolicyCompiler:
         node = self.nodes.setdefault(name, PolicyNode())
         table = STAGES[direction][0]
         n = 3 if state.clause.ports is not None else 2
-        if add:
+        # the locals as they are now when added, as compiled before this change (`homes`) when removed
+        step, endpoints = (node.add, self.model.endpoints) if add else (node.remove, self.homes)
+        if local:
+            first = Conjunction(conj, 1, n)
             for endpoint_id, m in local.items():
-                section = cookie(Feature.NETPOL_LOCAL, self.model.endpoints[endpoint_id].num)
-                node.add((table, m), section, Conjunction(conj, 1, n))
+                step((table, m), cookie(Feature.NETPOL_LOCAL, endpoints[endpoint_id].num), first)
+        if peers:
+            second = Conjunction(conj, 2, n)
             for section, m in peers.values():
-                node.add((table, m), section, Conjunction(conj, 2, n))
+                step((table, m), section, second)
+        if ports:
+            third = Conjunction(conj, 3, n)
             for m in ports:
-                node.add((table, m), NODE_COOKIE, Conjunction(conj, 3, n))
-        else:  # the locals as compiled before this change (`homes`)
-            for endpoint_id, m in local.items():
-                section = cookie(Feature.NETPOL_LOCAL, self.homes[endpoint_id].num)
-                node.remove((table, m), section, Conjunction(conj, 1, n))
-            for section, m in peers.values():
-                node.remove((table, m), section, Conjunction(conj, 2, n))
-            for m in ports:
-                node.remove((table, m), NODE_COOKIE, Conjunction(conj, 3, n))
+                step((table, m), NODE_COOKIE, third)
 
     def _present(self, name: str, number: int, conj: int, present: bool) -> None:
         """The rule's allow flow for this clause set is on the node while it has both locals and peers."""

@@ -89,7 +89,8 @@ class PolicyNode:
         if owner is not None:
             flows += node.isolation[owner].values()
         for key in node.sections.get(c, ()):
-            conjunctions = tuple(sorted(node.entries[key][1], key=lambda j: (j.conj_id, j.clause)))
+            used = node.entries[key][1]
+            conjunctions = tuple(used) if len(used) == 1 else tuple(sorted(used, key=conjunction_order))
             flows.append(Flow(key[0], P_CLAUSE, key[1], conjunctions, cookie=c))
         _round, feature, number = split(c)
         if feature is Feature.NETPOL_RULE and number in node.rules:
@@ -97,7 +98,11 @@ class PolicyNode:
             flows += [allow_flow(direction, conj, number) for conj in sorted(node.rules[number])]
         if not flows or (c == NODE_COOKIE and not node.isolation):
             return None
-        return Section(c, tuple(sorted(flows, key=flow_order)))
+        return Section(c, tuple(flows) if len(flows) == 1 else tuple(sorted(flows, key=flow_order)))
+
+
+def conjunction_order(conjunction: Conjunction) -> tuple[int, int]:
+    return conjunction.conj_id, conjunction.clause
 
 
 def names_any(policy: NetworkPolicy) -> bool:
