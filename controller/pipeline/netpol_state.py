@@ -4,6 +4,8 @@ flows, from which its policy sections are built again when they changed."""
 
 from __future__ import annotations
 
+from functools import cache
+
 from controller.pipeline.cookies import Feature, split
 from controller.pipeline.features.netpol import (
     NODE_COOKIE,
@@ -37,7 +39,7 @@ class ClauseSet:
 class PolicyNode:
     """One node's policy flows: clause flows with the conjunctions on them, isolation, rules present."""
 
-    __slots__ = ("dirty", "entries", "isolation", "owners", "rules", "sections")
+    __slots__ = ("built", "dirty", "entries", "isolation", "owners", "rules", "sections")
 
     def __init__(self) -> None:
         # clause flow -> (section cookie -> uses, conjunction -> uses): an endpoint peer and a /32 CIDR of the
@@ -49,6 +51,9 @@ class PolicyNode:
         self.owners: dict[int, str] = {}  # NETPOL_LOCAL cookie -> the isolated endpoint it is of
         self.rules: dict[int, set[int]] = {}  # rule -> its conjunction ids with flows here
         self.dirty: set[int] = set()
+        # clause flow -> section cookie -> its Flow as last built, while its sections and conjunctions stay: a
+        # section built again builds only the flows that changed (a port's flow may carry every rule's clause)
+        self.built: dict[Key, dict[int, Flow]] = {}
 
     def add(self, key: Key, section: int, conjunction: Conjunction) -> None:
         entry = self.entries.get(key)
@@ -57,7 +62,10 @@ class PolicyNode:
         cookies, conjunctions = entry
         if section not in cookies:
             self.sections.setdefault(section, set()).add(key)
+            self.built.pop(key, None)
         cookies[section] = cookies.get(section, 0) + 1
+        if conjunction not in conjunctions:
+            self.built.pop(key, None)
         conjunctions[conjunction] = conjunctions.get(conjunction, 0) + 1
         self.dirty.add(section)
 
@@ -66,6 +74,7 @@ class PolicyNode:
         cookies[section] -= 1
         if not cookies[section]:
             del cookies[section]
+            self.built.pop(key, None)
             keys = self.sections[section]
             keys.discard(key)
             if not keys:
@@ -73,6 +82,7 @@ class PolicyNode:
         conjunctions[conjunction] -= 1
         if not conjunctions[conjunction]:
             del conjunctions[conjunction]
+            self.built.pop(key, None)
             if not conjunctions:
                 del self.entries[key]
         self.dirty.add(section)
@@ -85,13 +95,17 @@ class PolicyNode:
         node, owner = self, self.owners.get(c)
         flows: list[Flow] = []
         if c == NODE_COOKIE and node.isolation:
-            flows += [*stage_flows(EGRESS), *stage_flows(INGRESS)]
+            flows += stages()
         if owner is not None:
             flows += node.isolation[owner].values()
         for key in node.sections.get(c, ()):
-            used = node.entries[key][1]
-            conjunctions = tuple(used) if len(used) == 1 else tuple(sorted(used, key=conjunction_order))
-            flows.append(Flow(key[0], P_CLAUSE, key[1], conjunctions, cookie=c))
+            built = node.built.setdefault(key, {})
+            flow = built.get(c)
+            if flow is None:
+                used = node.entries[key][1]
+                conjunctions = tuple(used) if len(used) == 1 else tuple(sorted(used, key=conjunction_order))
+                flow = built[c] = Flow(key[0], P_CLAUSE, key[1], conjunctions, cookie=c)
+            flows.append(flow)
         _round, feature, number = split(c)
         if feature is Feature.NETPOL_RULE and number in node.rules:
             direction = EGRESS if number >> 8 & 1 else INGRESS
@@ -99,6 +113,12 @@ class PolicyNode:
         if not flows or (c == NODE_COOKIE and not node.isolation):
             return None
         return Section(c, tuple(flows) if len(flows) == 1 else tuple(sorted(flows, key=flow_order)))
+
+
+@cache
+def stages() -> tuple[Flow, ...]:
+    """The stage flows of a node with an isolated endpoint (immutable: built once, shared by every node)."""
+    return (*stage_flows(EGRESS), *stage_flows(INGRESS))
 
 
 def conjunction_order(conjunction: Conjunction) -> tuple[int, int]:
