@@ -337,7 +337,7 @@ class PolicyCompiler:
         add: bool,
     ) -> None:
         """Add (or remove) one clause set's conjunctions for these locals, peers and ports on one node."""
-        node = self.nodes.setdefault(name, PolicyNode())
+        node = self._node(name)
         table = STAGES[direction][0]
         n = 3 if state.clause.ports is not None else 2
         # the locals as they are now when added, as compiled before this change (`homes`) when removed
@@ -355,9 +355,15 @@ class PolicyCompiler:
             for m in ports:
                 step((table, m), NODE_COOKIE, third)
 
+    def _node(self, name: str) -> PolicyNode:
+        node = self.nodes.get(name)
+        if node is None:
+            node = self.nodes[name] = PolicyNode()
+        return node
+
     def _present(self, name: str, number: int, conj: int, present: bool) -> None:
         """The rule's allow flow for this clause set is on the node while it has both locals and peers."""
-        node = self.nodes.setdefault(name, PolicyNode())
+        node = self._node(name)
         conjs = node.rules.get(number, set())
         if (conj in conjs) == present:
             return
@@ -397,7 +403,7 @@ class PolicyCompiler:
         for endpoint_id, want in wanted.items():
             if want is not None:
                 name, num, flows = want
-                node = self.nodes.setdefault(name, PolicyNode())
+                node = self._node(name)
                 if not node.isolation:
                     node.dirty.add(NODE_COOKIE)
                 c = cookie(Feature.NETPOL_LOCAL, num)

@@ -5,6 +5,7 @@ flows, from which its policy sections are built again when they changed."""
 from __future__ import annotations
 
 from functools import cache
+from operator import itemgetter
 
 from controller.pipeline.cookies import Feature, split
 from controller.pipeline.features.netpol import (
@@ -51,9 +52,10 @@ class PolicyNode:
         self.owners: dict[int, str] = {}  # NETPOL_LOCAL cookie -> the isolated endpoint it is of
         self.rules: dict[int, set[int]] = {}  # rule -> its conjunction ids with flows here
         self.dirty: set[int] = set()
-        # clause flow -> section cookie -> its Flow as last built, while its sections and conjunctions stay: a
-        # section built again builds only the flows that changed (a port's flow may carry every rule's clause)
-        self.built: dict[Key, dict[int, Flow]] = {}
+        # clause flow -> section cookie -> (its `flow_order`, its Flow) as last built, while its sections and
+        # conjunctions stay: a section built again builds only the flows that changed (a port's flow may carry
+        # the clauses of every rule on the node)
+        self.built: dict[Key, dict[int, tuple[tuple, Flow]]] = {}
 
     def add(self, key: Key, section: int, conjunction: Conjunction) -> None:
         entry = self.entries.get(key)
@@ -93,32 +95,37 @@ class PolicyNode:
     def section(self, c: int) -> Section | None:
         """The section `c` as it is now (None: nothing left in it), its flows in `flow_order`."""
         node, owner = self, self.owners.get(c)
-        flows: list[Flow] = []
+        flows: list[tuple[tuple, Flow]] = []  # (flow_order, flow)
         if c == NODE_COOKIE and node.isolation:
             flows += stages()
         if owner is not None:
-            flows += node.isolation[owner].values()
+            flows += [(flow_order(f), f) for f in node.isolation[owner].values()]
         for key in node.sections.get(c, ()):
             built = node.built.setdefault(key, {})
             flow = built.get(c)
             if flow is None:
                 used = node.entries[key][1]
                 conjunctions = tuple(used) if len(used) == 1 else tuple(sorted(used, key=conjunction_order))
-                flow = built[c] = Flow(key[0], P_CLAUSE, key[1], conjunctions, cookie=c)
+                new = Flow(key[0], P_CLAUSE, key[1], conjunctions, cookie=c)
+                flow = built[c] = (flow_order(new), new)
             flows.append(flow)
         _round, feature, number = split(c)
         if feature is Feature.NETPOL_RULE and number in node.rules:
             direction = EGRESS if number >> 8 & 1 else INGRESS
-            flows += [allow_flow(direction, conj, number) for conj in sorted(node.rules[number])]
+            allow = [allow_flow(direction, conj, number) for conj in sorted(node.rules[number])]
+            flows += [(flow_order(f), f) for f in allow]
         if not flows or (c == NODE_COOKIE and not node.isolation):
             return None
-        return Section(c, tuple(flows) if len(flows) == 1 else tuple(sorted(flows, key=flow_order)))
+        if len(flows) > 1:
+            flows.sort(key=itemgetter(0))
+        return Section(c, tuple(f for _order, f in flows))
 
 
 @cache
-def stages() -> tuple[Flow, ...]:
-    """The stage flows of a node with an isolated endpoint (immutable: built once, shared by every node)."""
-    return (*stage_flows(EGRESS), *stage_flows(INGRESS))
+def stages() -> tuple[tuple[tuple, Flow], ...]:
+    """The stage flows of a node with an isolated endpoint with their `flow_order` (immutable: built once,
+    shared by every node)."""
+    return tuple((flow_order(f), f) for f in (*stage_flows(EGRESS), *stage_flows(INGRESS)))
 
 
 def conjunction_order(conjunction: Conjunction) -> tuple[int, int]:
