@@ -107,7 +107,18 @@ class ChangeSet:
         )
 
     def __bool__(self) -> bool:
-        return len(self) > 0
+        return bool(
+            self.flow_deletes
+            or self.flow_adds
+            or self.flow_mods
+            or self.group_deletes
+            or self.group_adds
+            or self.group_mods
+            or self.meter_deletes
+            or self.meter_adds
+            or self.meter_mods
+            or self.ct_flush_zones
+        )
 
     @classmethod
     def combine(cls, parts: Iterable[ChangeSet]) -> ChangeSet:
