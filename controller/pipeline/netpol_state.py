@@ -23,6 +23,7 @@ from topology.netpol_spec import NetworkPolicy
 
 Key = tuple[str, Match]  # (table, match): one clause flow
 ANY = ("any IP",)  # the peer key of a clause set without peers
+MANY = 16  # conjunctions on a clause flow from which its Flow is kept between builds of its section
 
 
 class ClauseSet:
@@ -52,10 +53,10 @@ class PolicyNode:
         self.owners: dict[int, str] = {}  # NETPOL_LOCAL cookie -> the isolated endpoint it is of
         self.rules: dict[int, set[int]] = {}  # rule -> its conjunction ids with flows here
         self.dirty: set[int] = set()
-        # clause flow -> section cookie -> (its `flow_order`, its Flow) as last built, while its sections and
-        # conjunctions stay: a section built again builds only the flows that changed (a port's flow may carry
-        # the clauses of every rule on the node)
-        self.built: dict[Key, dict[int, tuple[tuple, Flow]]] = {}
+        # (clause flow, section cookie) -> (its `flow_order`, its Flow) as last built, for the flows carrying
+        # `MANY` conjunctions or more (a port's flow may carry a clause of every rule on the node), while its
+        # sections and conjunctions stay: a section built again sorts and hashes those only when they changed
+        self.built: dict[tuple[Key, int], tuple[tuple, Flow]] = {}
 
     def add(self, key: Key, section: int, conjunction: Conjunction) -> None:
         entry = self.entries.get(key)
@@ -64,19 +65,23 @@ class PolicyNode:
         cookies, conjunctions = entry
         if section not in cookies:
             self.sections.setdefault(section, set()).add(key)
-            self.built.pop(key, None)
+        elif conjunction in conjunctions:  # one use more of a conjunction already there: the flows stay
+            cookies[section] += 1
+            conjunctions[conjunction] += 1
+            self.dirty.add(section)
+            return
+        self.forget(key, cookies)
         cookies[section] = cookies.get(section, 0) + 1
-        if conjunction not in conjunctions:
-            self.built.pop(key, None)
         conjunctions[conjunction] = conjunctions.get(conjunction, 0) + 1
         self.dirty.add(section)
 
     def remove(self, key: Key, section: int, conjunction: Conjunction) -> None:
         cookies, conjunctions = self.entries[key]
+        if cookies[section] == 1 or conjunctions[conjunction] == 1:
+            self.forget(key, cookies)
         cookies[section] -= 1
         if not cookies[section]:
             del cookies[section]
-            self.built.pop(key, None)
             keys = self.sections[section]
             keys.discard(key)
             if not keys:
@@ -84,10 +89,15 @@ class PolicyNode:
         conjunctions[conjunction] -= 1
         if not conjunctions[conjunction]:
             del conjunctions[conjunction]
-            self.built.pop(key, None)
             if not conjunctions:
                 del self.entries[key]
         self.dirty.add(section)
+
+    def forget(self, key: Key, cookies: dict[int, int]) -> None:
+        """Drop the flows built for `key`: its sections or conjunctions are about to change."""
+        if self.built:
+            for c in cookies:
+                self.built.pop((key, c), None)
 
     def empty(self) -> bool:
         return not (self.entries or self.isolation or self.rules)
@@ -101,13 +111,14 @@ class PolicyNode:
         if owner is not None:
             flows += [(flow_order(f), f) for f in node.isolation[owner].values()]
         for key in node.sections.get(c, ()):
-            built = node.built.setdefault(key, {})
-            flow = built.get(c)
+            flow = node.built.get((key, c))
             if flow is None:
                 used = node.entries[key][1]
                 conjunctions = tuple(used) if len(used) == 1 else tuple(sorted(used, key=conjunction_order))
                 new = Flow(key[0], P_CLAUSE, key[1], conjunctions, cookie=c)
-                flow = built[c] = (flow_order(new), new)
+                flow = (flow_order(new), new)
+                if len(used) >= MANY:
+                    node.built[(key, c)] = flow
             flows.append(flow)
         _round, feature, number = split(c)
         if feature is Feature.NETPOL_RULE and number in node.rules:
