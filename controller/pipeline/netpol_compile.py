@@ -425,10 +425,8 @@ class PolicyCompiler:
 
     def _sections(self) -> dict[str, dict[int, Section | None]]:
         result: dict[str, dict[int, Section | None]] = {}
-        for name in sorted(self.nodes):
+        for name in sorted(name for name, node in self.nodes.items() if node.dirty):
             node = self.nodes[name]
-            if not node.dirty:
-                continue
             slots: dict[int, Section | None] = {}
             for c in sorted(node.dirty):
                 slots[c] = node.section(c)

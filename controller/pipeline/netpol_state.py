@@ -7,7 +7,7 @@ from __future__ import annotations
 from functools import cache
 from operator import itemgetter
 
-from controller.pipeline.cookies import Feature, split
+from controller.pipeline.cookies import FEATURE_SHIFT, OBJECT_MASK, Feature
 from controller.pipeline.features.netpol import (
     NODE_COOKIE,
     P_CLAUSE,
@@ -120,8 +120,8 @@ class PolicyNode:
                 if len(used) >= MANY:
                     node.built[(key, c)] = flow
             flows.append(flow)
-        _round, feature, number = split(c)
-        if feature is Feature.NETPOL_RULE and number in node.rules:
+        number = c & OBJECT_MASK
+        if c >> FEATURE_SHIFT & 0xFF == Feature.NETPOL_RULE and number in node.rules:
             direction = EGRESS if number >> 8 & 1 else INGRESS
             allow = [allow_flow(direction, conj, number) for conj in sorted(node.rules[number])]
             flows += [(flow_order(f), f) for f in allow]
