@@ -302,12 +302,17 @@ class PolicyCompiler:
             nodes |= state.nodes.keys()
         for node in sorted(nodes):
             before = state.nodes.get(node, {})
-            after = {e: m for e, m in before.items() if e not in leaving.get(node, {})}
-            after.update(arriving.get(node, {}))
+            out, into = leaving.get(node, {}), arriving.get(node, {})
+            after = before  # only its peers or ports change here: its locals stay
+            if out or into:
+                after = {e: m for e, m in before.items() if e not in out}
+                after.update(into)
             was, now = bool(before) and was_any, bool(after) and now_any
             if was and now:
-                self._entries(node, conj, direction, state, leaving.get(node, {}), removed, gone_ports, add=False)
-                self._entries(node, conj, direction, state, arriving.get(node, {}), added, new_ports, add=True)
+                if out or removed or gone_ports:
+                    self._entries(node, conj, direction, state, out, removed, gone_ports, add=False)
+                if into or added or new_ports:
+                    self._entries(node, conj, direction, state, into, added, new_ports, add=True)
             elif was:
                 everything = {**state.peers, **removed}
                 self._entries(node, conj, direction, state, before, everything, state.ports, add=False)
