@@ -10,8 +10,10 @@ conjunctions of every rule using its match, so each node counts which rules use 
 What a change affects (`PolicyCompiler.update`):
 - a changed policy: its own rules (resolved again) and the isolation of the endpoints it selects;
 - a pod added, removed, moved or relabelled: the policies naming it before (`mentions`) or able to name it
-  now (those of its namespace, and those with namespaceSelector peers or egress named ports in its tenant),
-  patched for that pod alone (`topology.netpol.resolve_delta`), and its own isolation;
+  now (those of its namespace, those with egress named ports in its tenant, and those whose namespaceSelector
+  peers may match its namespace, found by the namespace's labels: `_may_name`), patched for that pod alone
+  (`topology.netpol.resolve_delta`, which hands back a policy it leaves alone as it was), and its own
+  isolation;
 - a namespace relabelled: the policies with namespaceSelector peers in its tenant, for its pods.
 A rule's clause whose peers, locals or addresses did not change keeps every flow; one peer more is one
 clause flow more on each node holding the rule's selected endpoints. Ids: rules and conjunctions derive from
@@ -39,6 +41,7 @@ from controller.pipeline.features.netpol import (
 from controller.pipeline.ir import Conjunction, Flow, Match, match
 from controller.pipeline.netpol_state import (
     ANY,
+    ByNamespaceLabels,
     ClauseSet,
     Key,
     PolicyNode,
@@ -46,7 +49,6 @@ from controller.pipeline.netpol_state import (
     named,
     names,
     names_any,
-    namespace_keys,
     other_peers,
     rule_names,
     same_shape,
@@ -70,10 +72,7 @@ class PolicyCompiler:
         self.mentions: dict[str, set[str]] = {}  # endpoint id -> keys of policies selecting or naming it
         self.own: dict[str, set[str]] = {}  # namespace -> keys of its policies
         self.wide: dict[str, set[str]] = {}  # tenant -> keys of policies that may name any of its endpoints
-        # The same policies by what a namespace needs for them to name its endpoints (`namespace_keys`):
-        self.anywhere: dict[str, set[str]] = {}  # tenant -> keys of those that may name any namespace's
-        self.needs: dict[tuple[str, str, str | None], set[str]] = {}  # (tenant, label key, value) -> keys
-        self.placed: dict[str, list[tuple[str, str, str | None]] | None] = {}  # key -> its `needs` entries
+        self.by_labels = ByNamespaceLabels()  # the same, by what a namespace needs for them to name its pods
         self.isolated_by: dict[str, tuple[str, int]] = {}  # isolated endpoint id -> (node, num) compiled
 
     # --- entry points --------------------------------------------------------------------------
@@ -139,16 +138,10 @@ class PolicyCompiler:
 
     def _may_name(self, endpoint: Endpoint) -> set[str]:
         """The policies that may select or name the endpoint as the model is now, besides those naming it
-        already: its namespace's, and those whose namespaceSelector peers may match its namespace (by the
-        namespace's labels, not a scan of the policies)."""
-        found = set(self.anywhere.get(endpoint.tenant, ()))
-        if endpoint.namespace is None:
-            return found
-        found |= self.own.get(endpoint.namespace, set())
-        space = self.model.namespaces.get(endpoint.namespace)
-        for key, value in space.labels if space is not None else ():
-            found |= self.needs.get((endpoint.tenant, key, value), set())
-            found |= self.needs.get((endpoint.tenant, key, None), set())
+        already: its namespace's, and those whose namespaceSelector peers may match its namespace."""
+        found = self.by_labels.lookup(self.model, endpoint)
+        if endpoint.namespace is not None:
+            found |= self.own.get(endpoint.namespace, set())
         return found
 
     def _reindex_endpoint(self, endpoint_id: str) -> None:
@@ -185,11 +178,7 @@ class PolicyCompiler:
             namespace, tenant = key.split("/", 1)[0], old.tenant
             drop(self.own, namespace, key)
             drop(self.wide, tenant, key)
-            placed = self.placed.pop(key)
-            if placed is None:
-                drop(self.anywhere, tenant, key)
-            for need in placed or ():
-                drop(self.needs, need, key)
+            self.by_labels.drop(key)
             del self.resolved[key], self.ids[key]
         if new is not None and policy is not None:
             self.resolved[key] = new
@@ -197,12 +186,7 @@ class PolicyCompiler:
             self.own.setdefault(policy.namespace, set()).add(key)
             if names_any(policy):
                 self.wide.setdefault(new.tenant, set()).add(key)
-            needs = namespace_keys(policy)
-            self.placed[key] = None if needs is None else [(new.tenant, k, v) for k, v in needs]
-            if needs is None:
-                self.anywhere.setdefault(new.tenant, set()).add(key)
-            for k, v in needs or ():
-                self.needs.setdefault((new.tenant, k, v), set()).add(key)
+            self.by_labels.add(key, new.tenant, policy)
         if old is None or new is None or changed is None or old.isolates_ingress != new.isolates_ingress:
             return set(old.selected if old else ()) | set(new.selected if new else ())
         if old.isolates_egress != new.isolates_egress:
@@ -452,8 +436,6 @@ class PolicyCompiler:
             "policy_spaces": sum(len(s) for s in self.spaces.values()),
             "policy_mentions": sum(len(s) for s in self.mentions.values()),
             "policy_namespaces": sum(len(s) for s in self.own.values()) + sum(len(s) for s in self.wide.values()),
-            "policy_namespace_labels": len(self.placed)
-            + sum(len(s) for s in self.anywhere.values())
-            + sum(len(s) for s in self.needs.values()),
+            "policy_namespace_labels": self.by_labels.size(),
             "isolated": len(self.isolated_by),
         }

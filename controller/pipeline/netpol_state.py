@@ -18,6 +18,7 @@ from controller.pipeline.features.netpol import (
 from controller.pipeline.ir import Conjunction, Flow, Match
 from controller.pipeline.state import Section
 from topology.labels import Selector
+from topology.model import Endpoint, Model
 from topology.netpol import EGRESS, INGRESS, Clause, ResolvedPolicy, ResolvedRule
 from topology.netpol_spec import NetworkPolicy
 
@@ -191,6 +192,46 @@ def namespace_keys(policy: NetworkPolicy) -> list[NamespaceKey] | None:
                     return None
                 found += needs
     return found
+
+
+class ByNamespaceLabels:
+    """NetworkPolicies by the namespace labels their namespaceSelector peers need (`namespace_keys`), so
+    that a pod's change finds the policies that may name it without trying every policy of its tenant."""
+
+    __slots__ = ("anywhere", "needs", "placed")
+
+    def __init__(self) -> None:
+        self.anywhere: dict[str, set[str]] = {}  # tenant -> keys of policies that may name any namespace's pods
+        self.needs: dict[tuple[str, str, str | None], set[str]] = {}  # (tenant, label key, value) -> keys
+        self.placed: dict[str, tuple[str, list[tuple[str, str, str | None]] | None]] = {}  # key -> where
+
+    def add(self, key: str, tenant: str, policy: NetworkPolicy) -> None:
+        needs = namespace_keys(policy)
+        self.placed[key] = (tenant, None if needs is None else [(tenant, k, v) for k, v in needs])
+        if needs is None:
+            self.anywhere.setdefault(tenant, set()).add(key)
+        for k, v in needs or ():
+            self.needs.setdefault((tenant, k, v), set()).add(key)
+
+    def drop(self, key: str) -> None:
+        tenant, placed = self.placed.pop(key)
+        if placed is None:
+            drop(self.anywhere, tenant, key)
+        for need in placed or ():
+            drop(self.needs, need, key)
+
+    def lookup(self, model: Model, endpoint: Endpoint) -> set[str]:
+        """The policies of the endpoint's tenant whose namespaceSelector peers may match its namespace now (by
+        its labels), and those that may name a pod of any namespace; a new set."""
+        found = set(self.anywhere.get(endpoint.tenant, ()))
+        space = model.namespaces.get(endpoint.namespace) if endpoint.namespace is not None else None
+        for key, value in space.labels if space is not None else ():
+            found |= self.needs.get((endpoint.tenant, key, value), set())
+            found |= self.needs.get((endpoint.tenant, key, None), set())
+        return found
+
+    def size(self) -> int:
+        return len(self.placed) + sum(len(s) for s in self.anywhere.values()) + sum(len(s) for s in self.needs.values())
 
 
 def same_shape(a: Clause, b: Clause) -> bool:
