@@ -24,6 +24,7 @@ P (endpoints or CIDRs) and port in Q", so a compiler emits about |L| + |P| + |Q|
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, collapse_addresses
@@ -319,23 +320,36 @@ def resolve_delta(
 ) -> ResolvedPolicy:
     """`resolve(model, policy)` when only the endpoints `changed` (ids: added, removed, relabelled, moved, or
     of a relabelled namespace) differ from the model `old` was resolved against, for the same policy.
+    Returns `old` itself when the changed endpoints are neither selected nor named, before or after.
 
     Costs what the changed endpoints' memberships and the rebuilt clauses cost, not a scan of the model;
     an egress rule with named ports is resolved again in full (its destinations are every endpoint)."""
     changed = set(changed)
     present = [model.endpoints[e] for e in changed if e in model.endpoints]
-    selected = (old.selected - changed) | {e.id for e in present if selects(policy, e)}
+    now = {e.id for e in present if selects(policy, e)}
+    selected = old.selected
+    if any((e in selected) != (e in now) for e in changed):
+        selected = (selected - changed) | now
     rules = []
     for (direction, index, rule), before in zip(_spec_rules(policy), old.rules, strict=True):
-        if direction == EGRESS and any(isinstance(p.port, str) for p in rule.ports):
+        named = any(isinstance(p.port, str) for p in rule.ports)
+        if direction == EGRESS and named:
             rules.append(resolve_rule(model, policy, direction, index, rule, selected=selected, spaces=spaces))
             continue
         matched = {e.id for e in present if any(peer_matches_endpoint(model, policy, p, e) for p in rule.peers)}
-        peers = (before.peers - changed) | matched
-        if selected == old.selected and peers == before.peers and not changed & (selected | peers):
+        peers = before.peers
+        if any((e in peers) != (e in matched) for e in changed):
+            peers = (peers - changed) | matched
+        if selected is old.selected and peers is before.peers and not any(e in selected or e in peers for e in changed):
             rules.append(before)
-            continue
-        rules.append(resolve_rule(model, policy, direction, index, rule, selected=selected, peers=peers))
+        elif not named and before.clauses:  # one clause, whose addresses and ports no endpoint changes
+            first = before.clauses[0]
+            clauses = (Clause(selected, peers, first.cidrs, first.any_peer, first.ports),) if selected else ()
+            rules.append(ResolvedRule(policy.key, direction, index, clauses, peers))
+        else:
+            rules.append(resolve_rule(model, policy, direction, index, rule, selected=selected, peers=peers))
+    if selected is old.selected and not changed & selected and all(map(operator.is_, rules, old.rules)):
+        return old  # nothing it selects or names changed: the very same object, so callers skip it
     return ResolvedPolicy(old.key, old.tenant, selected, policy.isolates_ingress, policy.isolates_egress, tuple(rules))
 
 

@@ -259,7 +259,10 @@ class Compiler:
         combined: dict[tuple[int, ...], ChangeSet] = {}
         splits: dict[int, tuple[dict[int, Section], list[int]]] = {}
         for name, slot_list in replacements.items():
-            sections = self.states.setdefault(name, NodeState()).sections
+            state = self.states.get(name)
+            if state is None:
+                state = self.states[name] = NodeState()
+            sections = state.sections
             parts = []
             for slots in slot_list:
                 olds = tuple(map(sections.get, slots))

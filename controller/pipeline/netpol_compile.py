@@ -10,8 +10,10 @@ conjunctions of every rule using its match, so each node counts which rules use 
 What a change affects (`PolicyCompiler.update`):
 - a changed policy: its own rules (resolved again) and the isolation of the endpoints it selects;
 - a pod added, removed, moved or relabelled: the policies naming it before (`mentions`) or able to name it
-  now (those of its namespace, and those with namespaceSelector peers or egress named ports in its tenant),
-  patched for that pod alone (`topology.netpol.resolve_delta`), and its own isolation;
+  now (those of its namespace, those with egress named ports in its tenant, and those whose namespaceSelector
+  peers may match its namespace, found by the namespace's labels: `_may_name`), patched for that pod alone
+  (`topology.netpol.resolve_delta`, which hands back a policy it leaves alone as it was), and its own
+  isolation;
 - a namespace relabelled: the policies with namespaceSelector peers in its tenant, for its pods.
 A rule's clause whose peers, locals or addresses did not change keeps every flow; one peer more is one
 clause flow more on each node holding the rule's selected endpoints. Ids: rules and conjunctions derive from
@@ -39,6 +41,7 @@ from controller.pipeline.features.netpol import (
 from controller.pipeline.ir import Conjunction, Flow, Match, match
 from controller.pipeline.netpol_state import (
     ANY,
+    ByNamespaceLabels,
     ClauseSet,
     Key,
     PolicyNode,
@@ -69,6 +72,7 @@ class PolicyCompiler:
         self.mentions: dict[str, set[str]] = {}  # endpoint id -> keys of policies selecting or naming it
         self.own: dict[str, set[str]] = {}  # namespace -> keys of its policies
         self.wide: dict[str, set[str]] = {}  # tenant -> keys of policies that may name any of its endpoints
+        self.by_labels = ByNamespaceLabels()  # the same, by what a namespace needs for them to name its pods
         self.isolated_by: dict[str, tuple[str, int]] = {}  # isolated endpoint id -> (node, num) compiled
 
     # --- entry points --------------------------------------------------------------------------
@@ -97,9 +101,7 @@ class PolicyCompiler:
             candidates |= self.mentions.get(endpoint_id, set())
             endpoint = model.endpoints.get(endpoint_id)
             if endpoint is not None:
-                candidates |= self.wide.get(endpoint.tenant, set())
-                if endpoint.namespace is not None:
-                    candidates |= self.own.get(endpoint.namespace, set())
+                candidates |= self._may_name(endpoint)
         policies = set(touched.policies)
         isolation: set[str] = set()
         plans: list[tuple[str, ResolvedPolicy | None, ResolvedPolicy | None]] = []
@@ -133,6 +135,14 @@ class PolicyCompiler:
         return self._sections()
 
     # --- indexes -------------------------------------------------------------------------------
+
+    def _may_name(self, endpoint: Endpoint) -> set[str]:
+        """The policies that may select or name the endpoint as the model is now, besides those naming it
+        already: its namespace's, and those whose namespaceSelector peers may match its namespace."""
+        found = self.by_labels.lookup(self.model, endpoint)
+        if endpoint.namespace is not None:
+            found |= self.own.get(endpoint.namespace, set())
+        return found
 
     def _reindex_endpoint(self, endpoint_id: str) -> None:
         """The endpoint in the namespace index as it is now (the index holds the current objects)."""
@@ -168,6 +178,7 @@ class PolicyCompiler:
             namespace, tenant = key.split("/", 1)[0], old.tenant
             drop(self.own, namespace, key)
             drop(self.wide, tenant, key)
+            self.by_labels.drop(key)
             del self.resolved[key], self.ids[key]
         if new is not None and policy is not None:
             self.resolved[key] = new
@@ -175,6 +186,7 @@ class PolicyCompiler:
             self.own.setdefault(policy.namespace, set()).add(key)
             if names_any(policy):
                 self.wide.setdefault(new.tenant, set()).add(key)
+            self.by_labels.add(key, new.tenant, policy)
         if old is None or new is None or changed is None or old.isolates_ingress != new.isolates_ingress:
             return set(old.selected if old else ()) | set(new.selected if new else ())
         if old.isolates_egress != new.isolates_egress:
@@ -274,12 +286,17 @@ class PolicyCompiler:
             nodes |= state.nodes.keys()
         for node in sorted(nodes):
             before = state.nodes.get(node, {})
-            after = {e: m for e, m in before.items() if e not in leaving.get(node, {})}
-            after.update(arriving.get(node, {}))
+            out, into = leaving.get(node, {}), arriving.get(node, {})
+            after = before  # only its peers or ports change here: its locals stay
+            if out or into:
+                after = {e: m for e, m in before.items() if e not in out}
+                after.update(into)
             was, now = bool(before) and was_any, bool(after) and now_any
             if was and now:
-                self._entries(node, conj, direction, state, leaving.get(node, {}), removed, gone_ports, add=False)
-                self._entries(node, conj, direction, state, arriving.get(node, {}), added, new_ports, add=True)
+                if out or removed or gone_ports:
+                    self._entries(node, conj, direction, state, out, removed, gone_ports, add=False)
+                if into or added or new_ports:
+                    self._entries(node, conj, direction, state, into, added, new_ports, add=True)
             elif was:
                 everything = {**state.peers, **removed}
                 self._entries(node, conj, direction, state, before, everything, state.ports, add=False)
@@ -309,29 +326,33 @@ class PolicyCompiler:
         add: bool,
     ) -> None:
         """Add (or remove) one clause set's conjunctions for these locals, peers and ports on one node."""
-        node = self.nodes.setdefault(name, PolicyNode())
+        node = self._node(name)
         table = STAGES[direction][0]
         n = 3 if state.clause.ports is not None else 2
-        if add:
+        # the locals as they are now when added, as compiled before this change (`homes`) when removed
+        step, endpoints = (node.add, self.model.endpoints) if add else (node.remove, self.homes)
+        if local:
+            first = Conjunction(conj, 1, n)
             for endpoint_id, m in local.items():
-                section = cookie(Feature.NETPOL_LOCAL, self.model.endpoints[endpoint_id].num)
-                node.add((table, m), section, Conjunction(conj, 1, n))
+                step((table, m), cookie(Feature.NETPOL_LOCAL, endpoints[endpoint_id].num), first)
+        if peers:
+            second = Conjunction(conj, 2, n)
             for section, m in peers.values():
-                node.add((table, m), section, Conjunction(conj, 2, n))
+                step((table, m), section, second)
+        if ports:
+            third = Conjunction(conj, 3, n)
             for m in ports:
-                node.add((table, m), NODE_COOKIE, Conjunction(conj, 3, n))
-        else:  # the locals as compiled before this change (`homes`)
-            for endpoint_id, m in local.items():
-                section = cookie(Feature.NETPOL_LOCAL, self.homes[endpoint_id].num)
-                node.remove((table, m), section, Conjunction(conj, 1, n))
-            for section, m in peers.values():
-                node.remove((table, m), section, Conjunction(conj, 2, n))
-            for m in ports:
-                node.remove((table, m), NODE_COOKIE, Conjunction(conj, 3, n))
+                step((table, m), NODE_COOKIE, third)
+
+    def _node(self, name: str) -> PolicyNode:
+        node = self.nodes.get(name)
+        if node is None:
+            node = self.nodes[name] = PolicyNode()
+        return node
 
     def _present(self, name: str, number: int, conj: int, present: bool) -> None:
         """The rule's allow flow for this clause set is on the node while it has both locals and peers."""
-        node = self.nodes.setdefault(name, PolicyNode())
+        node = self._node(name)
         conjs = node.rules.get(number, set())
         if (conj in conjs) == present:
             return
@@ -371,7 +392,7 @@ class PolicyCompiler:
         for endpoint_id, want in wanted.items():
             if want is not None:
                 name, num, flows = want
-                node = self.nodes.setdefault(name, PolicyNode())
+                node = self._node(name)
                 if not node.isolation:
                     node.dirty.add(NODE_COOKIE)
                 c = cookie(Feature.NETPOL_LOCAL, num)
@@ -393,10 +414,8 @@ class PolicyCompiler:
 
     def _sections(self) -> dict[str, dict[int, Section | None]]:
         result: dict[str, dict[int, Section | None]] = {}
-        for name in sorted(self.nodes):
+        for name in sorted(name for name, node in self.nodes.items() if node.dirty):
             node = self.nodes[name]
-            if not node.dirty:
-                continue
             slots: dict[int, Section | None] = {}
             for c in sorted(node.dirty):
                 slots[c] = node.section(c)
@@ -417,5 +436,6 @@ class PolicyCompiler:
             "policy_spaces": sum(len(s) for s in self.spaces.values()),
             "policy_mentions": sum(len(s) for s in self.mentions.values()),
             "policy_namespaces": sum(len(s) for s in self.own.values()) + sum(len(s) for s in self.wide.values()),
+            "policy_namespace_labels": self.by_labels.size(),
             "isolated": len(self.isolated_by),
         }

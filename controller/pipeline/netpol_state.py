@@ -4,7 +4,10 @@ flows, from which its policy sections are built again when they changed."""
 
 from __future__ import annotations
 
-from controller.pipeline.cookies import Feature, split
+from functools import cache
+from operator import itemgetter
+
+from controller.pipeline.cookies import FEATURE_SHIFT, OBJECT_MASK, Feature
 from controller.pipeline.features.netpol import (
     NODE_COOKIE,
     P_CLAUSE,
@@ -14,11 +17,14 @@ from controller.pipeline.features.netpol import (
 )
 from controller.pipeline.ir import Conjunction, Flow, Match
 from controller.pipeline.state import Section
+from topology.labels import Selector
+from topology.model import Endpoint, Model
 from topology.netpol import EGRESS, INGRESS, Clause, ResolvedPolicy, ResolvedRule
 from topology.netpol_spec import NetworkPolicy
 
 Key = tuple[str, Match]  # (table, match): one clause flow
 ANY = ("any IP",)  # the peer key of a clause set without peers
+MANY = 16  # conjunctions on a clause flow from which its Flow is kept between builds of its section
 
 
 class ClauseSet:
@@ -36,7 +42,7 @@ class ClauseSet:
 class PolicyNode:
     """One node's policy flows: clause flows with the conjunctions on them, isolation, rules present."""
 
-    __slots__ = ("dirty", "entries", "isolation", "owners", "rules", "sections")
+    __slots__ = ("built", "dirty", "entries", "isolation", "owners", "rules", "sections")
 
     def __init__(self) -> None:
         # clause flow -> (section cookie -> uses, conjunction -> uses): an endpoint peer and a /32 CIDR of the
@@ -48,6 +54,10 @@ class PolicyNode:
         self.owners: dict[int, str] = {}  # NETPOL_LOCAL cookie -> the isolated endpoint it is of
         self.rules: dict[int, set[int]] = {}  # rule -> its conjunction ids with flows here
         self.dirty: set[int] = set()
+        # (clause flow, section cookie) -> (its `flow_order`, its Flow) as last built, for the flows carrying
+        # `MANY` conjunctions or more (a port's flow may carry a clause of every rule on the node), while its
+        # sections and conjunctions stay: a section built again sorts and hashes those only when they changed
+        self.built: dict[tuple[Key, int], tuple[tuple, Flow]] = {}
 
     def add(self, key: Key, section: int, conjunction: Conjunction) -> None:
         entry = self.entries.get(key)
@@ -56,12 +66,20 @@ class PolicyNode:
         cookies, conjunctions = entry
         if section not in cookies:
             self.sections.setdefault(section, set()).add(key)
+        elif conjunction in conjunctions:  # one use more of a conjunction already there: the flows stay
+            cookies[section] += 1
+            conjunctions[conjunction] += 1
+            self.dirty.add(section)
+            return
+        self.forget(key, cookies)
         cookies[section] = cookies.get(section, 0) + 1
         conjunctions[conjunction] = conjunctions.get(conjunction, 0) + 1
         self.dirty.add(section)
 
     def remove(self, key: Key, section: int, conjunction: Conjunction) -> None:
         cookies, conjunctions = self.entries[key]
+        if cookies[section] == 1 or conjunctions[conjunction] == 1:
+            self.forget(key, cookies)
         cookies[section] -= 1
         if not cookies[section]:
             del cookies[section]
@@ -76,27 +94,54 @@ class PolicyNode:
                 del self.entries[key]
         self.dirty.add(section)
 
+    def forget(self, key: Key, cookies: dict[int, int]) -> None:
+        """Drop the flows built for `key`: its sections or conjunctions are about to change."""
+        if self.built:
+            for c in cookies:
+                self.built.pop((key, c), None)
+
     def empty(self) -> bool:
         return not (self.entries or self.isolation or self.rules)
 
     def section(self, c: int) -> Section | None:
         """The section `c` as it is now (None: nothing left in it), its flows in `flow_order`."""
         node, owner = self, self.owners.get(c)
-        flows: list[Flow] = []
+        flows: list[tuple[tuple, Flow]] = []  # (flow_order, flow)
         if c == NODE_COOKIE and node.isolation:
-            flows += [*stage_flows(EGRESS), *stage_flows(INGRESS)]
+            flows += stages()
         if owner is not None:
-            flows += node.isolation[owner].values()
+            flows += [(flow_order(f), f) for f in node.isolation[owner].values()]
         for key in node.sections.get(c, ()):
-            conjunctions = tuple(sorted(node.entries[key][1], key=lambda j: (j.conj_id, j.clause)))
-            flows.append(Flow(key[0], P_CLAUSE, key[1], conjunctions, cookie=c))
-        _round, feature, number = split(c)
-        if feature is Feature.NETPOL_RULE and number in node.rules:
+            flow = node.built.get((key, c))
+            if flow is None:
+                used = node.entries[key][1]
+                conjunctions = tuple(used) if len(used) == 1 else tuple(sorted(used, key=conjunction_order))
+                new = Flow(key[0], P_CLAUSE, key[1], conjunctions, cookie=c)
+                flow = (flow_order(new), new)
+                if len(used) >= MANY:
+                    node.built[(key, c)] = flow
+            flows.append(flow)
+        number = c & OBJECT_MASK
+        if c >> FEATURE_SHIFT & 0xFF == Feature.NETPOL_RULE and number in node.rules:
             direction = EGRESS if number >> 8 & 1 else INGRESS
-            flows += [allow_flow(direction, conj, number) for conj in sorted(node.rules[number])]
+            allow = [allow_flow(direction, conj, number) for conj in sorted(node.rules[number])]
+            flows += [(flow_order(f), f) for f in allow]
         if not flows or (c == NODE_COOKIE and not node.isolation):
             return None
-        return Section(c, tuple(sorted(flows, key=flow_order)))
+        if len(flows) > 1:
+            flows.sort(key=itemgetter(0))
+        return Section(c, tuple(f for _order, f in flows))
+
+
+@cache
+def stages() -> tuple[tuple[tuple, Flow], ...]:
+    """The stage flows of a node with an isolated endpoint with their `flow_order` (immutable: built once,
+    shared by every node)."""
+    return tuple((flow_order(f), f) for f in (*stage_flows(EGRESS), *stage_flows(INGRESS)))
+
+
+def conjunction_order(conjunction: Conjunction) -> tuple[int, int]:
+    return conjunction.conj_id, conjunction.clause
 
 
 def names_any(policy: NetworkPolicy) -> bool:
@@ -110,6 +155,83 @@ def names_any(policy: NetworkPolicy) -> bool:
         if named and (not rule.peers or any(p.ip_block is not None for p in rule.peers)):
             return True
     return False
+
+
+NamespaceKey = tuple[str, str | None]  # a namespace label (key, value) a selector needs; value None: any value
+
+
+def selector_needs(selector: Selector) -> list[NamespaceKey] | None:
+    """Labels one of which a namespace must carry for the selector to match it: a `matchLabels` pair, the
+    pairs of an `In` requirement, or the key of an `Exists` one; None when no label is needed (empty,
+    `NotIn` or `DoesNotExist` only)."""
+    if selector.match_labels:
+        return [selector.match_labels[0]]
+    for requirement in selector.requirements:
+        if requirement.operator == "In":
+            return [(requirement.key, value) for value in sorted(requirement.values)]
+    for requirement in selector.requirements:
+        if requirement.operator == "Exists":
+            return [(requirement.key, None)]
+    return None
+
+
+def namespace_keys(policy: NetworkPolicy) -> list[NamespaceKey] | None:
+    """Where the policy goes in the index of policies by namespace label: it can name an endpoint outside
+    its own namespace only when that endpoint's namespace carries one of these labels. None: it may name an
+    endpoint of any namespace (`names_any`, with a namespaceSelector `selector_needs` finds nothing in)."""
+    found: list[NamespaceKey] = []
+    for rule in policy.egress:
+        named = any(isinstance(p.port, str) for p in rule.ports)
+        if named and (not rule.peers or any(p.ip_block is not None for p in rule.peers)):
+            return None
+    for rule in (*policy.ingress, *policy.egress):
+        for peer in rule.peers:
+            if peer.namespace_selector is not None:
+                needs = selector_needs(peer.namespace_selector)
+                if needs is None:
+                    return None
+                found += needs
+    return found
+
+
+class ByNamespaceLabels:
+    """NetworkPolicies by the namespace labels their namespaceSelector peers need (`namespace_keys`), so
+    that a pod's change finds the policies that may name it without trying every policy of its tenant."""
+
+    __slots__ = ("anywhere", "needs", "placed")
+
+    def __init__(self) -> None:
+        self.anywhere: dict[str, set[str]] = {}  # tenant -> keys of policies that may name any namespace's pods
+        self.needs: dict[tuple[str, str, str | None], set[str]] = {}  # (tenant, label key, value) -> keys
+        self.placed: dict[str, tuple[str, list[tuple[str, str, str | None]] | None]] = {}  # key -> where
+
+    def add(self, key: str, tenant: str, policy: NetworkPolicy) -> None:
+        needs = namespace_keys(policy)
+        self.placed[key] = (tenant, None if needs is None else [(tenant, k, v) for k, v in needs])
+        if needs is None:
+            self.anywhere.setdefault(tenant, set()).add(key)
+        for k, v in needs or ():
+            self.needs.setdefault((tenant, k, v), set()).add(key)
+
+    def drop(self, key: str) -> None:
+        tenant, placed = self.placed.pop(key)
+        if placed is None:
+            drop(self.anywhere, tenant, key)
+        for need in placed or ():
+            drop(self.needs, need, key)
+
+    def lookup(self, model: Model, endpoint: Endpoint) -> set[str]:
+        """The policies of the endpoint's tenant whose namespaceSelector peers may match its namespace now (by
+        its labels), and those that may name a pod of any namespace; a new set."""
+        found = set(self.anywhere.get(endpoint.tenant, ()))
+        space = model.namespaces.get(endpoint.namespace) if endpoint.namespace is not None else None
+        for key, value in space.labels if space is not None else ():
+            found |= self.needs.get((endpoint.tenant, key, value), set())
+            found |= self.needs.get((endpoint.tenant, key, None), set())
+        return found
+
+    def size(self) -> int:
+        return len(self.placed) + sum(len(s) for s in self.anywhere.values()) + sum(len(s) for s in self.needs.values())
 
 
 def same_shape(a: Clause, b: Clause) -> bool:

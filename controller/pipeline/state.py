@@ -23,6 +23,9 @@ class Section:
     meters: tuple[Meter, ...] = ()
 
 
+EMPTY_SECTION = Section(0)
+
+
 @dataclass
 class NodeState:
     sections: dict[int, Section] = field(default_factory=dict)
@@ -104,12 +107,26 @@ class ChangeSet:
         )
 
     def __bool__(self) -> bool:
-        return len(self) > 0
+        return bool(
+            self.flow_deletes
+            or self.flow_adds
+            or self.flow_mods
+            or self.group_deletes
+            or self.group_adds
+            or self.group_mods
+            or self.meter_deletes
+            or self.meter_adds
+            or self.meter_mods
+            or self.ct_flush_zones
+        )
 
     @classmethod
     def combine(cls, parts: Iterable[ChangeSet]) -> ChangeSet:
-        """One change set holding all the parts' changes, in the right order."""
-        result, parts = cls(), list(parts)
+        """One change set holding all the parts' changes, in the right order (a part alone: itself)."""
+        parts = [part for part in parts if part]
+        if len(parts) == 1:
+            return parts[0]
+        result = cls()
         for _, _, name in cls.ORDER:
             target = getattr(result, name)
             for part in parts:
@@ -135,8 +152,13 @@ def diff(desired: NodeState, installed: NodeState) -> ChangeSet:
 def diff_sections(new: Section | None, old: Section | None) -> ChangeSet:
     """The change set for one section replacing another (None: absent)."""
     changes = ChangeSet()
-    empty = Section(0)
-    new, old = new or empty, old or empty
+    if new is None and old is not None and not old.groups and not old.meters:
+        changes.flow_deletes.extend(old.flows)  # a section gone: every flow of it
+        return changes
+    if old is None and new is not None and not new.groups and not new.meters:
+        changes.flow_adds.extend(new.flows)  # a new section: every flow of it
+        return changes
+    new, old = new or EMPTY_SECTION, old or EMPTY_SECTION
     _fill(changes, new.flows, old.flows, new.groups, old.groups, new.meters, old.meters)
     return changes
 
