@@ -24,6 +24,7 @@ ovs-vswitchd), it is started again after RESTART_S and purges once, for what it 
 from __future__ import annotations
 
 import logging
+import shutil
 import subprocess
 import threading
 import time
@@ -41,8 +42,11 @@ PURGE_FAILED = "purging the datapath's flows after a policy change"
 
 
 def _spawn(args: Sequence[str]) -> subprocess.Popen[str]:
-    # The monitor prints the events on stderr: read both.
-    return subprocess.Popen(list(args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # The monitor prints the events on stderr: read both. Through setpriv (util-linux) it gets SIGTERM when the
+    # agent dies, also of SIGKILL, instead of living on beside the next agent's.
+    setpriv = shutil.which("setpriv")
+    prefix = [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
+    return subprocess.Popen([*prefix, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:

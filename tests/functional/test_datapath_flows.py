@@ -4,7 +4,10 @@ pods talk on afterwards."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 from agent.datapath_flows import PolicyFlowPurge
 from lab.ovs import OvsNode, pid_alive, wait_for
@@ -49,3 +52,34 @@ def test_a_policy_table_change_purges_the_datapath_and_others_do_not(ovs_node: O
     finally:
         purge.stop()
     assert process is not None and not pid_alive(process.pid)
+
+
+AGENT = """
+import sys, threading
+from agent.datapath_flows import PolicyFlowPurge
+from lab.ovs import wait_for
+purge = PolicyFlowPurge(sys.argv[1], sys.argv[2], [8]).start()
+wait_for(lambda: purge._process is not None, "the monitor", timeout=10)
+print(purge._process.pid, flush=True)
+threading.Event().wait()
+"""
+
+
+def test_the_monitor_ends_with_an_agent_killed_by_sigkill(ovs_node: OvsNode) -> None:
+    ovs_node.vsctl("add-br", "br-int", "--", "set", "bridge", "br-int", "datapath_type=netdev")
+    agent = subprocess.Popen(
+        [sys.executable, "-c", AGENT, f"{ovs_node.dir}/br-int.mgmt", str(ovs_node.dir)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parents[2],
+    )
+    monitor = 0
+    try:
+        assert agent.stdout is not None
+        monitor = int(agent.stdout.readline())
+        assert pid_alive(monitor)
+    finally:
+        agent.kill()
+        agent.wait()
+    # The orphan is ended by its parent-death signal; PID 1 here does not reap, so wait for exit or zombie.
+    wait_for(lambda: not pid_alive(monitor), "the monitor to end with its agent", timeout=10)

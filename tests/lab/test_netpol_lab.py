@@ -180,7 +180,8 @@ def test_matrix_command_prints_the_probes_and_fails_on_a_mismatch(lab: Lab) -> N
     command += ["--ports", "80,81", "--protocols", "tcp,udp", "--json"]
     apply(lab, next(s for s in SCENARIOS if s.name == "ingress-named-port").policies)
     try:
-        enforced(lab, truth(next(s for s in SCENARIOS if s.name == "ingress-named-port"), lab))
+        checked = enforced(lab, truth(next(s for s in SCENARIOS if s.name == "ingress-named-port"), lab))
+        assert all(p.matches for p in checked), ports.render(list(lab.state.pods), checked, PORTS, PROTOCOLS)
         done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
         assert done.returncode == 0, done.stdout + done.stderr
         probes = json.loads(done.stdout)["probes"]
