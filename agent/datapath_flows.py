@@ -1,4 +1,5 @@
-"""On the userspace datapath, the datapath's flows are purged after every change to the NetworkPolicy tables.
+"""On the userspace datapath, the datapath's flows are purged after every change to the tables that decide what
+traffic may pass: the NetworkPolicy tables, and egress_gateway, where a network's node ports are opened.
 
 Why: in the 3-node lab, with UDP probes, a connection a new policy denies was answered (or one it allows
 dropped) for seconds on end, in about one of 200 policy changes, while the switch held exactly the
@@ -12,7 +13,7 @@ id, so where two megaflows overlap the other one may be modified. After `ct(tabl
 ordinary: the megaflows of one recirculation id are wildcarded by whatever each policy's flows looked at.
 The kernel datapath modifies a flow by its id.
 
-So, on the userspace datapath only, the agent watches the two policy tables of its bridge with an OpenFlow
+So, on the userspace datapath only, the agent watches those tables of its bridge with an OpenFlow
 flow monitor (`ovs-ofctl monitor BRIDGE.mgmt watch:table=N,!initial`; Nicira's NXST_FLOW_MONITOR, OVS's
 own extension for OpenFlow 1.0-1.3) and, once a burst of changes is over (QUIET_S without an event, at most
 MAX_DELAY_S after its first), runs `ovs-appctl revalidator/purge`: every datapath flow goes, and each
@@ -133,7 +134,7 @@ class PolicyFlowPurge:
             try:
                 self._process = self.spawn(self.command())
             except OSError as error:
-                log.warning("cannot watch the policy tables (%s): retrying", error)
+                log.warning("cannot watch the flow tables (%s): retrying", error)
             else:
                 if self._stopped.is_set():  # stopped while it started
                     self._process.terminate()
@@ -143,7 +144,7 @@ class PolicyFlowPurge:
                 self._read(self._process.stdout)
                 self._process.wait()
                 if not self._stopped.is_set():
-                    log.warning("the policy tables' flow monitor exited (%s): restarting", self._process.returncode)
+                    log.warning("the flow monitor exited (%s): restarting", self._process.returncode)
             self._stopped.wait(RESTART_S)
 
     def _read(self, stream: IO[str]) -> None:

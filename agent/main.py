@@ -296,13 +296,14 @@ def run(args: argparse.Namespace) -> None:
 
 def start_policy_flow_purge(mgmt_socket: str, vswitchd: str | None) -> Any:
     """On the userspace datapath (`vswitchd`: its rundir, vswitchd_of), the purge of the datapath's flows after
-    each change to the NetworkPolicy tables (agent.datapath_flows), started; None on the kernel datapath."""
+    each change to the tables that decide what traffic may pass, the two NetworkPolicy tables and
+    egress_gateway (node ports) (agent.datapath_flows), started; None on the kernel datapath."""
     if vswitchd is None:
         return None
     from agent.datapath_flows import PolicyFlowPurge
     from controller.pipeline.tables import PIPELINE
 
-    tables = [PIPELINE.table_id("egress_policy"), PIPELINE.table_id("ingress_policy")]
+    tables = [PIPELINE.table_id(name) for name in ("egress_policy", "ingress_policy", "egress_gateway")]
     return PolicyFlowPurge(mgmt_socket, vswitchd, tables).start()
 
 
