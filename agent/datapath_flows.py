@@ -13,18 +13,22 @@ id, so where two megaflows overlap the other one may be modified. After `ct(tabl
 ordinary: the megaflows of one recirculation id are wildcarded by whatever each policy's flows looked at.
 The kernel datapath modifies a flow by its id.
 
-So, on the userspace datapath only, the agent watches those tables of its bridge with an OpenFlow
-flow monitor (`ovs-ofctl monitor BRIDGE.mgmt watch:table=N,!initial`; Nicira's NXST_FLOW_MONITOR, OVS's
-own extension for OpenFlow 1.0-1.3) and, once a burst of changes is over (QUIET_S without an event, at most
-MAX_DELAY_S after its first), runs `ovs-appctl revalidator/purge`: every datapath flow goes, and each
-packet after it is translated again from the tables as they are now. A purge costs one upcall per active
-flow; changes elsewhere in the pipeline (ports, addresses) purge nothing. If the monitor exits (a restarted
-ovs-vswitchd), it is started again after RESTART_S and purges once, for what it may have missed.
+So, on the userspace datapath only, the agent watches those tables of its bridge with an OpenFlow flow
+monitor (`ovs-ofctl monitor BRIDGE.mgmt watch:table=N,!initial`: OVS's flow monitor extension, printed as
+ONFST_FLOW_MONITOR in OpenFlow 1.3) and, once a burst of changes is over (QUIET_S without an event, at most
+MAX_DELAY_S after its first), runs `ovs-appctl revalidator/purge`: the datapath's flows go, and packets
+after it are translated again from the tables as they are now. It purges once as well as soon as OVS has
+answered the monitor's watches (from then on no change goes unseen), for what changed before: at the
+agent's start and after each restart of the monitor (an ovs-vswitchd restarted), which comes after
+RESTART_S, doubled for every start in a row that did not get that far, up to MAX_RESTART_S. A purge costs
+one upcall per active flow. What it leaves: the moments between a change and its purge (tens of ms), and
+changes to the other tables (ports, addresses, routes; README, "On the userspace datapath").
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import subprocess
 import threading
@@ -37,9 +41,12 @@ log = logging.getLogger(__name__)
 
 QUIET_S = 0.01  # a bundle's events arrive together: purge once they stop
 MAX_DELAY_S = 0.1  # ... but no later than this after the first
-RESTART_S = 1.0
+RESTART_S = 1.0  # doubled for every start in a row that did not get its watches answered, up to MAX_RESTART_S
+MAX_RESTART_S = 60.0
 PURGE_TIMEOUT_S = 10.0
 PURGE_FAILED = "purging the datapath's flows after a policy change"
+# The answer to one watch request: a FLOW_MONITOR reply with the request's own xid (events come with xid 0).
+_REPLY = re.compile(r"FLOW_MONITOR reply .*\(xid=0x0*[1-9a-f][0-9a-f]*\)")
 
 
 def _spawn(args: Sequence[str]) -> subprocess.Popen[str]:
@@ -47,7 +54,9 @@ def _spawn(args: Sequence[str]) -> subprocess.Popen[str]:
     # agent dies, also of SIGKILL, instead of living on beside the next agent's.
     setpriv = shutil.which("setpriv")
     prefix = [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
-    return subprocess.Popen([*prefix, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [*prefix, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+    )
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -129,28 +138,42 @@ class PolicyFlowPurge:
         return True
 
     def _watch(self) -> None:
-        first = True
+        failures = 0
         while not self._stopped.is_set():
+            subscribed = False
             try:
-                self._process = self.spawn(self.command())
+                process = self._process = self.spawn(self.command())
             except OSError as error:
-                log.warning("cannot watch the flow tables (%s): retrying", error)
+                reason = str(error)
             else:
                 if self._stopped.is_set():  # stopped while it started
-                    self._process.terminate()
-                if not first:
-                    self.changed()  # changes made while nothing watched
-                first = False
-                self._read(self._process.stdout)
-                self._process.wait()
-                if not self._stopped.is_set():
-                    log.warning("the flow monitor exited (%s): restarting", self._process.returncode)
-            self._stopped.wait(RESTART_S)
+                    process.terminate()
+                try:
+                    subscribed = self._read(process.stdout)
+                except Exception as error:  # an unreadable line: the monitor is started again
+                    log.warning("reading the flow monitor: %s", error)
+                    process.terminate()
+                process.wait()
+                reason = f"exit status {process.returncode}"
+            if self._stopped.is_set():
+                return
+            failures = 0 if subscribed else failures + 1
+            if failures & (failures - 1) == 0:  # the 1st, 2nd, 4th, 8th... failure in a row
+                log.warning("the flow monitor of %s: %s; %d failure(s) in a row", self.mgmt_socket, reason, failures)
+            self._stopped.wait(min(RESTART_S * 2 ** min(failures, 8), MAX_RESTART_S))
 
-    def _read(self, stream: IO[str]) -> None:
+    def _read(self, stream: IO[str]) -> bool:
+        """Follow the monitor's output: once OVS has answered every watch (then nothing can change unseen), a
+        purge for what changed before; then one for each burst of events. True if it got that far."""
+        answered = 0
         for line in stream:
             if line.startswith(" event="):
                 self.changed()
+            elif answered < len(self.tables) and _REPLY.search(line):
+                answered += 1
+                if answered == len(self.tables):
+                    self.changed()
+        return answered == len(self.tables)
 
     def _purge_loop(self) -> None:
         while True:
@@ -167,4 +190,7 @@ class PolicyFlowPurge:
                         break
                     self._changed.wait(due - now)
                 self._first = None
-            self.purge()
+            try:
+                self.purge()
+            except Exception:  # never let the purges end
+                log.exception("%s", PURGE_FAILED)

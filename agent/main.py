@@ -112,7 +112,9 @@ def parser() -> argparse.ArgumentParser:
         "--openflow-mgmt",
         default=_env("openflow_mgmt"),
         help="the bridge's management socket, through which the controller replays the flows while"
-        " other_config:flow-restore-wait holds ovs-vswitchd (default: BRIDGE.mgmt next to the OVSDB unix socket)",
+        " other_config:flow-restore-wait holds ovs-vswitchd, and, on the userspace datapath, where the agent"
+        " watches the tables after whose changes it purges the datapath's flows (default: BRIDGE.mgmt next to the"
+        " OVSDB unix socket, whose directory is also taken as ovs-vswitchd's rundir for ovs-appctl)",
     )
     run.add_argument(
         "--datapath-type",
@@ -297,10 +299,17 @@ def run(args: argparse.Namespace) -> None:
 def start_policy_flow_purge(mgmt_socket: str, vswitchd: str | None) -> Any:
     """On the userspace datapath (`vswitchd`: its rundir, vswitchd_of), the purge of the datapath's flows after
     each change to the tables that decide what traffic may pass, the two NetworkPolicy tables and
-    egress_gateway (node ports) (agent.datapath_flows), started; None on the kernel datapath."""
+    egress_gateway (node ports) (agent.datapath_flows), started; None on the kernel datapath. StartupError
+    without ovs-ofctl or ovs-appctl."""
     if vswitchd is None:
         return None
+    import shutil
+
     from agent.datapath_flows import PolicyFlowPurge
+
+    missing = [tool for tool in ("ovs-ofctl", "ovs-appctl") if shutil.which(tool) is None]
+    if missing:
+        raise StartupError(f"the userspace datapath needs {' and '.join(missing)} (Debian: openvswitch-common)")
     from controller.pipeline.tables import PIPELINE
 
     tables = [PIPELINE.table_id(name) for name in ("egress_policy", "ingress_policy", "egress_gateway")]

@@ -1,8 +1,11 @@
-"""PolicyFlowPurge's own logic with a scripted monitor: one purge per burst of events, other lines ignored, a
-purge after the monitor was restarted, nothing left running after stop, a refused purge not counted."""
+"""PolicyFlowPurge's own logic with a scripted monitor: a purge once OVS answered every watch, one per burst of
+events, other lines ignored, a purge after the monitor was restarted and answered, none for a monitor that
+keeps failing (which is started again ever more slowly), nothing left running after stop, a refused purge
+not counted."""
 
 from __future__ import annotations
 
+import itertools
 import queue
 import subprocess
 import threading
@@ -40,6 +43,9 @@ class FakeMonitor:
         self.lines.put(None)
 
 
+REPLIES = ["ONFST_FLOW_MONITOR reply (OF1.3) (xid=0x6):\n", "ONFST_FLOW_MONITOR reply (OF1.3) (xid=0x7):\n"]
+
+
 class Harness:
     def __init__(self) -> None:
         self.monitors: list[FakeMonitor] = []
@@ -57,10 +63,17 @@ class Harness:
         return subprocess.CompletedProcess(args, 1 if self.refuse else 0, "", "refused" if self.refuse else "")
 
 
-def started(harness: Harness, **kw: Any) -> PolicyFlowPurge:
-    purge = PolicyFlowPurge("/run/ovs/br-int.mgmt", "/run/ovs", [4, 8], spawn=harness.spawn, run=harness.run, **kw)
+def started(harness: Harness, *, answer: bool = True) -> PolicyFlowPurge:
+    """Started; with `answer`, OVS answers both watches and the first purge is done."""
+    purge = PolicyFlowPurge("/run/ovs/br-int.mgmt", "/run/ovs", [4, 8], spawn=harness.spawn, run=harness.run)
     purge.start()
     wait_for(lambda: bool(harness.monitors), "the monitor", timeout=5)
+    if answer:
+        time.sleep(3 * datapath_flows.MAX_DELAY_S)
+        assert harness.calls == []  # nothing before OVS answered
+        for reply in REPLIES:
+            harness.monitors[0].lines.put(reply)
+        wait_for(lambda: purge.purges == 1, "the purge once the watches are answered", timeout=5)
     return purge
 
 
@@ -73,18 +86,19 @@ def test_one_purge_per_burst_and_nothing_for_other_lines() -> None:
             "watch:table=4,!initial", "watch:table=8,!initial",
         ]  # fmt: skip
         monitor = harness.monitors[0]
-        monitor.lines.put("ONFST_FLOW_MONITOR reply (OF1.3) (xid=0x6):\n")
+        monitor.lines.put("ONFST_FLOW_MONITOR reply (OF1.3) (xid=0x0):\n")  # the header of events, not an answer
         time.sleep(3 * datapath_flows.MAX_DELAY_S)
-        assert harness.calls == []
+        assert purge.purges == 1
         for _ in range(50):  # one bundle's events
             monitor.lines.put(" event=ADDED table=8 cookie=0x10b ip actions=drop\n")
-        wait_for(lambda: purge.purges == 1, "one purge", timeout=5)
+        wait_for(lambda: purge.purges == 2, "one purge", timeout=5)
         time.sleep(3 * datapath_flows.MAX_DELAY_S)
-        assert harness.calls == [
-            ("env", "OVS_RUNDIR=/run/ovs", "ovs-appctl", "-t", "ovs-vswitchd", "revalidator/purge")
-        ]
+        assert (
+            harness.calls
+            == [("env", "OVS_RUNDIR=/run/ovs", "ovs-appctl", "-t", "ovs-vswitchd", "revalidator/purge")] * 2
+        )
         monitor.lines.put(" event=DELETED reason=delete table=4 cookie=0x10b ip\n")
-        wait_for(lambda: purge.purges == 2, "a second purge", timeout=5)
+        wait_for(lambda: purge.purges == 3, "a third purge", timeout=5)
     finally:
         purge.stop()
     assert harness.monitors[0].terminated.is_set()
@@ -98,22 +112,47 @@ def test_a_burst_longer_than_the_delay_is_purged_before_it_ends() -> None:
         while time.monotonic() < deadline:  # events closer than QUIET_S, for four times MAX_DELAY_S
             harness.monitors[0].lines.put(" event=MODIFIED table=8 cookie=0x1 ip\n")
             time.sleep(datapath_flows.QUIET_S / 4)
-        assert purge.purges >= 2
+        assert purge.purges >= 3
     finally:
         purge.stop()
 
 
-def test_a_restarted_monitor_purges_once_and_a_refused_purge_is_not_counted(monkeypatch: Any) -> None:
+def test_a_restarted_monitor_purges_once_answered_and_a_refused_purge_is_not_counted(monkeypatch: Any) -> None:
     monkeypatch.setattr(datapath_flows, "RESTART_S", 0.05)
     harness = Harness()
     purge = started(harness)
     try:
         harness.monitors[0].lines.put(None)  # ovs-vswitchd restarted: the monitor exits
-        wait_for(lambda: len(harness.monitors) == 2 and purge.purges == 1, "a new monitor and a purge", timeout=5)
+        wait_for(lambda: len(harness.monitors) == 2, "a new monitor", timeout=5)
+        time.sleep(3 * datapath_flows.MAX_DELAY_S)
+        assert purge.purges == 1  # not before its watches are answered
+        for reply in REPLIES:
+            harness.monitors[1].lines.put(reply)
+        wait_for(lambda: purge.purges == 2, "the purge after the restart", timeout=5)
         harness.refuse = True
         harness.monitors[1].lines.put(" event=ADDED table=4 cookie=0x1 ip\n")
-        wait_for(lambda: len(harness.calls) == 2, "the refused purge", timeout=5)
-        assert purge.purges == 1
+        wait_for(lambda: len(harness.calls) == 3, "the refused purge", timeout=5)
+        assert purge.purges == 2
     finally:
         purge.stop()
     assert all(m.terminated.is_set() or m.returncode == 0 for m in harness.monitors)
+
+
+def test_a_monitor_that_keeps_failing_purges_nothing_and_is_started_ever_more_slowly(monkeypatch: Any) -> None:
+    monkeypatch.setattr(datapath_flows, "RESTART_S", 0.02)
+    harness = Harness()
+    purge = started(harness, answer=False)
+    try:
+        starts = []
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            if len(harness.monitors) > len(starts):
+                starts.append(time.monotonic())
+                harness.monitors[-1].lines.put("ovs-ofctl: unix:/run/ovs/br-int.mgmt: connection failed\n")
+                harness.monitors[-1].lines.put(None)
+            time.sleep(0.005)
+        assert harness.calls == []
+        gaps = [b - a for a, b in itertools.pairwise(starts)]
+        assert len(gaps) >= 3 and gaps[-1] > 2 * gaps[0]  # 0.04 s, 0.08 s, 0.16 s, ...
+    finally:
+        purge.stop()
