@@ -230,7 +230,7 @@ def find_endpoint(model: Model, endpoint_id: str, option: str) -> Endpoint:
 
 def drop_reason(trace: Trace, decisions: Sequence[str] = ()) -> str:
     """Why a dropped packet was dropped: the isolation that dropped it (`NetworkPolicy: x-a is isolated for
-    ingress by x/deny and no rule of them allows it`, from `netpol.explain`'s decisions) when a policy did and
+    ingress by x/deny and none of their rules allows it`, from `netpol.explain`'s decisions) when a policy did and
     the switches gave no other reason, else the simulated switches' own."""
     if not trace.drops:
         for line in decisions:

@@ -266,6 +266,8 @@ def resolve_rule(
     if peers is None:
         peers = frozenset().union(*(peer_endpoints(model, policy, p, spaces) for p in rule.peers))
     cidrs = tuple(sorted(collapse_addresses(c for p in rule.peers for c in peer_cidrs(p))))
+    if cidrs and cidrs[0].prefixlen == 0:  # 0.0.0.0/0 (collapsed, it is the only one): every address, any peer
+        any_peer, cidrs = True, ()
     named = any(isinstance(p.port, str) for p in rule.ports)
     numeric = sorted(numeric_matches(rule.ports))
     if not rule.ports:

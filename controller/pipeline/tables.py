@@ -248,6 +248,8 @@ class Pipeline:
         for name, value, mask in flow.match:
             if name not in table.matches:
                 raise PipelineError(f"table {table.name} does not match on {name!r}: {flow}")
+            if mask == 0:  # OVS drops such a field from the flow it stores: it would never equal what we sent
+                raise PipelineError(f"table {table.name}: {name!r} with mask 0 matches anything; leave it out: {flow}")
             if _REG.fullmatch(name):
                 _check_bits(table, "match", dict(table.match_bits), name, value, mask, flow)
         for action in flow.actions:

@@ -173,7 +173,7 @@ def test_a_trace_dropped_by_a_policy_names_the_isolation_in_its_verdict(capsys: 
     args = ("trace", netpol_example, "--src", "y-b", "--dst", "x-a", "--proto", "tcp", "--dport", "81")
     status, out, err = run(capsys, *args)
     assert (status, err) == (0, "")
-    isolated = "x-a is isolated for ingress by x/allow-from-y and no rule of them allows it"
+    isolated = "x-a is isolated for ingress by x/allow-from-y and none of their rules allows it"
     assert out.splitlines()[-3:] == [
         f"dropped: NetworkPolicy: {isolated}",
         "policy: egress: allowed by y/egress-not-z rule 0",

@@ -109,7 +109,24 @@ def test_a_trace_names_the_rule_that_allowed_and_the_isolation_that_dropped() ->
     assert result.delivered_to == ["x.a"] and lines == ["ingress: allowed by x/web rule 0"]
     result, lines = trace(model, "y.b", "x.a", proto="tcp", dport=80)
     assert not result.delivered
-    assert lines == ["ingress: dropped: x.a is isolated for ingress by x/web and no rule of them allows it"]
+    assert lines == ["ingress: dropped: x.a is isolated for ingress by x/web and none of their rules allows it"]
     result, lines = trace(model, "y.b", "y.a", proto="arp")  # ARP is never blocked, even under deny-all
     assert result.delivered_to == ["y.b"] and lines == []
     assert result.hops[0].flow is not None and ETH_TYPE_ARP in [v for _n, v, _m in result.hops[1].flow.match]
+
+
+def test_an_ip_block_of_every_address_is_any_peer_with_no_zero_mask_field() -> None:
+    # OVS stores a field with mask 0 as no field at all: a flow matching nw_src=0.0.0.0/0 would differ from
+    # the switch's forever (tenetctl flows), and 0.0.0.0/0 is every address, so it is the any-IP clause.
+    every = {"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"port": 80}]}]}
+    out = {"podSelector": {}, "policyTypes": ["Egress"], "egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}]}
+    cluster = xyz_cluster([policy("every", "x", every), policy("out", "y", out)])
+    model = model_from_cluster(cluster, nodes=2)
+    states = Compiler(model).compile_all()
+    for state in states.values():
+        for flow in state.flows():
+            PIPELINE.verify(flow)
+            assert all(mask != 0 for _name, _value, mask in flow.match), flow
+    for probe, got in matrix.run(model, states, matrix.probes(model, (80, 81), ("tcp", "udp"))):
+        want = allowed(cluster, pod_of(probe.source), pod_of(probe.destination), probe.protocol.upper(), probe.port)
+        assert got == want, probe

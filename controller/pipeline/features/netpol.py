@@ -270,4 +270,4 @@ def _isolated_by(model: Model, node: str, direction: str, flow: Flow) -> str:
         for p in model.policies.values()
         if endpoint.id in selected_endpoints(model, p) and getattr(p, f"isolates_{direction}")
     )
-    return f"{endpoint.id} is isolated for {direction} by {', '.join(policies)} and no rule of them allows it"
+    return f"{endpoint.id} is isolated for {direction} by {', '.join(policies)} and none of their rules allows it"
