@@ -105,32 +105,42 @@ class PolicyNode:
 
     def section(self, c: int) -> Section | None:
         """The section `c` as it is now (None: nothing left in it), its flows in `flow_order`."""
-        node, owner = self, self.owners.get(c)
+        owner = self.owners.get(c)
+        keys = self.sections.get(c, ())
+        if len(keys) == 1 and c >> FEATURE_SHIFT & 0xFF == Feature.NETPOL_PEER:
+            # one clause flow, the section a change rebuilds most (a peer's, on each node): nothing to sort
+            for key in keys:
+                used = self.entries[key][1]
+                if len(used) < MANY:
+                    return Section(c, (Flow(key[0], P_CLAUSE, key[1], conjunctions(used), cookie=c),))
+                return Section(c, (self.clause_flow(key, c)[1],))
         flows: list[tuple[tuple, Flow]] = []  # (flow_order, flow)
-        if c == NODE_COOKIE and node.isolation:
+        if c == NODE_COOKIE and self.isolation:
             flows += stages()
         if owner is not None:
-            flows += [(flow_order(f), f) for f in node.isolation[owner].values()]
-        for key in node.sections.get(c, ()):
-            flow = node.built.get((key, c))
-            if flow is None:
-                used = node.entries[key][1]
-                conjunctions = tuple(used) if len(used) == 1 else tuple(sorted(used, key=conjunction_order))
-                new = Flow(key[0], P_CLAUSE, key[1], conjunctions, cookie=c)
-                flow = (flow_order(new), new)
-                if len(used) >= MANY:
-                    node.built[(key, c)] = flow
-            flows.append(flow)
+            flows += [(flow_order(f), f) for f in self.isolation[owner].values()]
+        flows += [self.clause_flow(key, c) for key in keys]
         number = c & OBJECT_MASK
-        if c >> FEATURE_SHIFT & 0xFF == Feature.NETPOL_RULE and number in node.rules:
+        if c >> FEATURE_SHIFT & 0xFF == Feature.NETPOL_RULE and number in self.rules:
             direction = EGRESS if number >> 8 & 1 else INGRESS
-            allow = [allow_flow(direction, conj, number) for conj in sorted(node.rules[number])]
+            allow = [allow_flow(direction, conj, number) for conj in sorted(self.rules[number])]
             flows += [(flow_order(f), f) for f in allow]
-        if not flows or (c == NODE_COOKIE and not node.isolation):
+        if not flows or (c == NODE_COOKIE and not self.isolation):
             return None
         if len(flows) > 1:
             flows.sort(key=itemgetter(0))
         return Section(c, tuple(f for _order, f in flows))
+
+    def clause_flow(self, key: Key, c: int) -> tuple[tuple, Flow]:
+        """The clause flow `key` of section `c` with its `flow_order`, as kept (`built`) or built now."""
+        flow = self.built.get((key, c))
+        if flow is None:
+            used = self.entries[key][1]
+            new = Flow(key[0], P_CLAUSE, key[1], conjunctions(used), cookie=c)
+            flow = (flow_order(new), new)
+            if len(used) >= MANY:
+                self.built[(key, c)] = flow
+        return flow
 
 
 @cache
@@ -142,6 +152,11 @@ def stages() -> tuple[tuple[tuple, Flow], ...]:
 
 def conjunction_order(conjunction: Conjunction) -> tuple[int, int]:
     return conjunction.conj_id, conjunction.clause
+
+
+def conjunctions(used: dict[Conjunction, int]) -> tuple[Conjunction, ...]:
+    """A clause flow's conjunctions in their order (by id, then clause)."""
+    return tuple(used) if len(used) == 1 else tuple(sorted(used, key=conjunction_order))
 
 
 def names_any(policy: NetworkPolicy) -> bool:
