@@ -38,7 +38,7 @@ from controller.pipeline.features.netpol import (
     port_match,
     rule_id,
 )
-from controller.pipeline.ir import Conjunction, Flow, Match, match
+from controller.pipeline.ir import Flow, Match, match
 from controller.pipeline.netpol_state import (
     ANY,
     ByNamespaceLabels,
@@ -233,7 +233,7 @@ class PolicyCompiler:
         return peer_cookie(ip, 32), match(**IP, **{name: int(ip)})
 
     def _fill(self, number: int, conj: int, direction: str, clause: Clause) -> ClauseSet:
-        state = ClauseSet(clause)
+        state = ClauseSet(conj, clause)
         keys: list[object] = [ANY] if clause.any_peer else [*sorted(clause.peers), *clause.cidrs]
         state.peers = {k: self._peer(direction, k) for k in keys}
         state.ports = tuple(port_match(p) for p in clause.ports) if clause.ports is not None else ()
@@ -328,19 +328,18 @@ class PolicyCompiler:
         """Add (or remove) one clause set's conjunctions for these locals, peers and ports on one node."""
         node = self._node(name)
         table = STAGES[direction][0]
-        n = 3 if state.clause.ports is not None else 2
         # the locals as they are now when added, as compiled before this change (`homes`) when removed
         step, endpoints = (node.add, self.model.endpoints) if add else (node.remove, self.homes)
         if local:
-            first = Conjunction(conj, 1, n)
+            first = state.conjunctions[0]
             for endpoint_id, m in local.items():
                 step((table, m), cookie(Feature.NETPOL_LOCAL, endpoints[endpoint_id].num), first)
         if peers:
-            second = Conjunction(conj, 2, n)
+            second = state.conjunctions[1]
             for section, m in peers.values():
                 step((table, m), section, second)
         if ports:
-            third = Conjunction(conj, 3, n)
+            third = state.conjunctions[2]
             for m in ports:
                 step((table, m), NODE_COOKIE, third)
 

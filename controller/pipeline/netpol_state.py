@@ -30,10 +30,13 @@ MANY = 16  # conjunctions on a clause flow from which its Flow is kept between b
 class ClauseSet:
     """One clause set of one rule: its peer and port matches, and its local endpoints' matches by node."""
 
-    __slots__ = ("clause", "nodes", "peers", "ports")
+    __slots__ = ("clause", "conjunctions", "nodes", "peers", "ports")
 
-    def __init__(self, clause: Clause) -> None:
+    def __init__(self, conj: int, clause: Clause) -> None:
         self.clause = clause
+        # its flows' conjunctions (clause 1: locals, 2: peers, 3: ports), made once: a patch keeps their count
+        n = 3 if clause.ports is not None else 2
+        self.conjunctions = tuple(Conjunction(conj, k, n) for k in range(1, n + 1))
         self.peers: dict[object, tuple[int, Match]] = {}  # endpoint id, CIDR or ANY -> (section cookie, match)
         self.ports: tuple[Match, ...] = ()
         self.nodes: dict[str, dict[str, Match]] = {}  # node -> local endpoint id -> clause-1 match
