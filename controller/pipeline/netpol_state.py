@@ -67,34 +67,38 @@ class PolicyNode:
         if entry is None:
             entry = self.entries[key] = ({}, {})
         cookies, conjunctions = entry
+        uses = conjunctions.get(conjunction, 0)  # a conjunction hashes its fields each time: once here
         if section not in cookies:
             self.sections.setdefault(section, set()).add(key)
-        elif conjunction in conjunctions:  # one use more of a conjunction already there: the flows stay
+        elif uses:  # one use more of a conjunction already there: the flows stay
             cookies[section] += 1
-            conjunctions[conjunction] += 1
+            conjunctions[conjunction] = uses + 1
             self.dirty.add(section)
             return
         self.forget(key, cookies)
         cookies[section] = cookies.get(section, 0) + 1
-        conjunctions[conjunction] = conjunctions.get(conjunction, 0) + 1
+        conjunctions[conjunction] = uses + 1
         self.dirty.add(section)
 
     def remove(self, key: Key, section: int, conjunction: Conjunction) -> None:
         cookies, conjunctions = self.entries[key]
-        if cookies[section] == 1 or conjunctions[conjunction] == 1:
+        count, uses = cookies[section], conjunctions[conjunction]
+        if count == 1 or uses == 1:
             self.forget(key, cookies)
-        cookies[section] -= 1
-        if not cookies[section]:
+        if count == 1:
             del cookies[section]
             keys = self.sections[section]
             keys.discard(key)
             if not keys:
                 del self.sections[section]
-        conjunctions[conjunction] -= 1
-        if not conjunctions[conjunction]:
+        else:
+            cookies[section] = count - 1
+        if uses == 1:
             del conjunctions[conjunction]
             if not conjunctions:
                 del self.entries[key]
+        else:
+            conjunctions[conjunction] = uses - 1
         self.dirty.add(section)
 
     def forget(self, key: Key, cookies: dict[int, int]) -> None:
