@@ -67,6 +67,7 @@ class PolicyCompiler:
         self.ids: dict[str, int] = {}  # policy key -> the id it was compiled with
         self.rules: dict[int, dict[int, ClauseSet]] = {}  # rule -> conjunction id -> clause set
         self.nodes: dict[str, PolicyNode] = {}
+        self.reached: set[str] = set()  # nodes this change may have made dirty: `_sections` looks at these only
         self.homes: dict[str, Endpoint] = {}  # endpoint id -> the object compiled (its node, address, port)
         self.spaces: dict[str | None, dict[str, Endpoint]] = {}  # namespace -> its endpoints
         self.mentions: dict[str, set[str]] = {}  # endpoint id -> keys of policies selecting or naming it
@@ -344,6 +345,7 @@ class PolicyCompiler:
                 step((table, m), NODE_COOKIE, third)
 
     def _node(self, name: str) -> PolicyNode:
+        self.reached.add(name)
         node = self.nodes.get(name)
         if node is None:
             node = self.nodes[name] = PolicyNode()
@@ -382,7 +384,7 @@ class PolicyCompiler:
         for endpoint_id in wanted:
             previous = self.isolated_by.pop(endpoint_id, None)
             if previous is not None:
-                node = self.nodes[previous[0]]
+                node = self._node(previous[0])
                 c = cookie(Feature.NETPOL_LOCAL, previous[1])
                 del node.isolation[endpoint_id], node.owners[c]
                 node.dirty.add(c)
@@ -413,7 +415,8 @@ class PolicyCompiler:
 
     def _sections(self) -> dict[str, dict[int, Section | None]]:
         result: dict[str, dict[int, Section | None]] = {}
-        for name in sorted(name for name, node in self.nodes.items() if node.dirty):
+        reached, self.reached = self.reached, set()
+        for name in sorted(name for name in reached if name in self.nodes and self.nodes[name].dirty):
             node = self.nodes[name]
             slots: dict[int, Section | None] = {}
             for c in sorted(node.dirty):
