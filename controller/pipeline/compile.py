@@ -8,14 +8,14 @@ node that only routes into a network) share one computed change set.
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 
 from controller.pipeline.cookies import Feature, cookie
 from controller.pipeline.features import netpol
 from controller.pipeline.netpol_compile import PolicyCompiler
 from controller.pipeline.sections import SectionBuilder
-from controller.pipeline.state import ChangeSet, NodeState, Section, diff, diff_sections
+from controller.pipeline.state import ChangeSet, NodeState, Section, diff, diff_into, diff_sections
 from topology.model import Encap, Model, Touched
 from topology.netpol import resolve
 
@@ -131,16 +131,20 @@ class Compiler:
             self._replace_port(endpoint_id, replacements, meter_nodes)
         for name in meter_nodes:
             self._replace_meters(name, replacements)
-        self._replace_netpol(touched, replacements)
-        return self._apply(replacements)
+        own = self._replace_netpol(touched, replacements)
+        return self._apply(replacements, own)
 
-    def _replace_netpol(self, touched: Touched, replacements: Replacements) -> None:
-        """The NetworkPolicy sections the change affects (`netpol_compile.PolicyCompiler.update`)."""
+    def _replace_netpol(self, touched: Touched, replacements: Replacements) -> set[int]:
+        """The NetworkPolicy sections the change affects (`netpol_compile.PolicyCompiler.update`); returns
+        the ids of their slots, one per node and sections of that node alone (`_apply` diffs them directly)."""
+        own: set[int] = set()
         if not (touched.policies or touched.namespaces or touched.labels or touched.endpoints):
-            return
+            return own
         for name, slots in self.policies.update(touched).items():
             if name in self.model.nodes:
                 replacements.setdefault(name, []).append(slots)
+                own.add(id(slots))
+        return own
 
     def _expand_tenants(self, keys: Iterable[str]) -> set[str]:
         """Networks to recompute: the touched ones, plus all of a tenant's whose set of nodes changed."""
@@ -247,11 +251,13 @@ class Compiler:
         replacements.setdefault(name, []).append(slots)
         self._meters[name] = set(new)
 
-    def _apply(self, replacements: Replacements) -> dict[str, ChangeSet]:
+    def _apply(self, replacements: Replacements, own: Collection[int] = ()) -> dict[str, ChangeSet]:
         """Install the replacement sections in each node's state and return each node's change set.
 
         Many nodes receive the very same replacement for the very same sections (every node that only
-        routes into a network): its change set is computed once and handed to all of them.
+        routes into a network): its change set is computed once and handed to all of them. The slots whose
+        id is in `own` are one node's and hold sections of that node alone (its policy sections): they are
+        diffed straight into one change set, without a memo.
         """
         changes: dict[str, ChangeSet] = {}
         pair_changes: PairMemo = {}
@@ -265,6 +271,19 @@ class Compiler:
             sections = state.sections
             parts = []
             for slots in slot_list:
+                if id(slots) in own:
+                    part = ChangeSet()
+                    for slot, new in slots.items():
+                        old = sections.get(slot)
+                        if new is not old:
+                            diff_into(part, new, old)
+                        if new is None:
+                            sections.pop(slot, None)
+                        else:
+                            sections[slot] = new
+                    if part:
+                        parts.append(part)
+                    continue
                 olds = tuple(map(sections.get, slots))
                 known = slot_changes.get(id(slots))
                 if known is not None and known[0] == olds:  # the same old section objects (tuples compare by is first)

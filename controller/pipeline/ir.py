@@ -227,6 +227,8 @@ class Conjunction:
     conj_id: int
     clause: int
     n_clauses: int
+    # hashed once: a policy clause flow's conjunctions are counted and hashed at every change of the flow
+    _hash: int = field(init=False, repr=False, compare=False, default=0)
 
     def __post_init__(self) -> None:
         if not (1 <= self.clause <= self.n_clauses and 2 <= self.n_clauses <= 64):
@@ -235,6 +237,10 @@ class Conjunction:
             )
         if not 0 <= self.conj_id < 1 << 32:
             raise ValueError(f"conjunction id {self.conj_id}: does not fit in 32 bits")
+        object.__setattr__(self, "_hash", hash((self.conj_id, self.clause, self.n_clauses)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
 
 Action = Output | OutputReg | SetField | PushVlan | PopVlan | ToGroup | DecTtl | Move | Ct | CtClear | Conjunction

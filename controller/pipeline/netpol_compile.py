@@ -38,7 +38,7 @@ from controller.pipeline.features.netpol import (
     port_match,
     rule_id,
 )
-from controller.pipeline.ir import Conjunction, Flow, Match, match
+from controller.pipeline.ir import Flow, Match, match
 from controller.pipeline.netpol_state import (
     ANY,
     ByNamespaceLabels,
@@ -67,6 +67,7 @@ class PolicyCompiler:
         self.ids: dict[str, int] = {}  # policy key -> the id it was compiled with
         self.rules: dict[int, dict[int, ClauseSet]] = {}  # rule -> conjunction id -> clause set
         self.nodes: dict[str, PolicyNode] = {}
+        self.reached: set[str] = set()  # nodes this change may have made dirty: `_sections` looks at these only
         self.homes: dict[str, Endpoint] = {}  # endpoint id -> the object compiled (its node, address, port)
         self.spaces: dict[str | None, dict[str, Endpoint]] = {}  # namespace -> its endpoints
         self.mentions: dict[str, set[str]] = {}  # endpoint id -> keys of policies selecting or naming it
@@ -233,7 +234,7 @@ class PolicyCompiler:
         return peer_cookie(ip, 32), match(**IP, **{name: int(ip)})
 
     def _fill(self, number: int, conj: int, direction: str, clause: Clause) -> ClauseSet:
-        state = ClauseSet(clause)
+        state = ClauseSet(conj, clause)
         keys: list[object] = [ANY] if clause.any_peer else [*sorted(clause.peers), *clause.cidrs]
         state.peers = {k: self._peer(direction, k) for k in keys}
         state.ports = tuple(port_match(p) for p in clause.ports) if clause.ports is not None else ()
@@ -328,23 +329,23 @@ class PolicyCompiler:
         """Add (or remove) one clause set's conjunctions for these locals, peers and ports on one node."""
         node = self._node(name)
         table = STAGES[direction][0]
-        n = 3 if state.clause.ports is not None else 2
         # the locals as they are now when added, as compiled before this change (`homes`) when removed
         step, endpoints = (node.add, self.model.endpoints) if add else (node.remove, self.homes)
         if local:
-            first = Conjunction(conj, 1, n)
+            first = state.conjunctions[0]
             for endpoint_id, m in local.items():
                 step((table, m), cookie(Feature.NETPOL_LOCAL, endpoints[endpoint_id].num), first)
         if peers:
-            second = Conjunction(conj, 2, n)
+            second = state.conjunctions[1]
             for section, m in peers.values():
                 step((table, m), section, second)
         if ports:
-            third = Conjunction(conj, 3, n)
+            third = state.conjunctions[2]
             for m in ports:
                 step((table, m), NODE_COOKIE, third)
 
     def _node(self, name: str) -> PolicyNode:
+        self.reached.add(name)
         node = self.nodes.get(name)
         if node is None:
             node = self.nodes[name] = PolicyNode()
@@ -383,7 +384,7 @@ class PolicyCompiler:
         for endpoint_id in wanted:
             previous = self.isolated_by.pop(endpoint_id, None)
             if previous is not None:
-                node = self.nodes[previous[0]]
+                node = self._node(previous[0])
                 c = cookie(Feature.NETPOL_LOCAL, previous[1])
                 del node.isolation[endpoint_id], node.owners[c]
                 node.dirty.add(c)
@@ -414,7 +415,8 @@ class PolicyCompiler:
 
     def _sections(self) -> dict[str, dict[int, Section | None]]:
         result: dict[str, dict[int, Section | None]] = {}
-        for name in sorted(name for name, node in self.nodes.items() if node.dirty):
+        reached, self.reached = self.reached, set()
+        for name in sorted(name for name in reached if name in self.nodes and self.nodes[name].dirty):
             node = self.nodes[name]
             slots: dict[int, Section | None] = {}
             for c in sorted(node.dirty):

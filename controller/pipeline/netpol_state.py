@@ -30,10 +30,13 @@ MANY = 16  # conjunctions on a clause flow from which its Flow is kept between b
 class ClauseSet:
     """One clause set of one rule: its peer and port matches, and its local endpoints' matches by node."""
 
-    __slots__ = ("clause", "nodes", "peers", "ports")
+    __slots__ = ("clause", "conjunctions", "nodes", "peers", "ports")
 
-    def __init__(self, clause: Clause) -> None:
+    def __init__(self, conj: int, clause: Clause) -> None:
         self.clause = clause
+        # its flows' conjunctions (clause 1: locals, 2: peers, 3: ports), made once: a patch keeps their count
+        n = 3 if clause.ports is not None else 2
+        self.conjunctions = tuple(Conjunction(conj, k, n) for k in range(1, n + 1))
         self.peers: dict[object, tuple[int, Match]] = {}  # endpoint id, CIDR or ANY -> (section cookie, match)
         self.ports: tuple[Match, ...] = ()
         self.nodes: dict[str, dict[str, Match]] = {}  # node -> local endpoint id -> clause-1 match
@@ -64,34 +67,38 @@ class PolicyNode:
         if entry is None:
             entry = self.entries[key] = ({}, {})
         cookies, conjunctions = entry
+        uses = conjunctions.get(conjunction, 0)  # a conjunction hashes its fields each time: once here
         if section not in cookies:
             self.sections.setdefault(section, set()).add(key)
-        elif conjunction in conjunctions:  # one use more of a conjunction already there: the flows stay
+        elif uses:  # one use more of a conjunction already there: the flows stay
             cookies[section] += 1
-            conjunctions[conjunction] += 1
+            conjunctions[conjunction] = uses + 1
             self.dirty.add(section)
             return
         self.forget(key, cookies)
         cookies[section] = cookies.get(section, 0) + 1
-        conjunctions[conjunction] = conjunctions.get(conjunction, 0) + 1
+        conjunctions[conjunction] = uses + 1
         self.dirty.add(section)
 
     def remove(self, key: Key, section: int, conjunction: Conjunction) -> None:
         cookies, conjunctions = self.entries[key]
-        if cookies[section] == 1 or conjunctions[conjunction] == 1:
+        count, uses = cookies[section], conjunctions[conjunction]
+        if count == 1 or uses == 1:
             self.forget(key, cookies)
-        cookies[section] -= 1
-        if not cookies[section]:
+        if count == 1:
             del cookies[section]
             keys = self.sections[section]
             keys.discard(key)
             if not keys:
                 del self.sections[section]
-        conjunctions[conjunction] -= 1
-        if not conjunctions[conjunction]:
+        else:
+            cookies[section] = count - 1
+        if uses == 1:
             del conjunctions[conjunction]
             if not conjunctions:
                 del self.entries[key]
+        else:
+            conjunctions[conjunction] = uses - 1
         self.dirty.add(section)
 
     def forget(self, key: Key, cookies: dict[int, int]) -> None:
@@ -105,32 +112,42 @@ class PolicyNode:
 
     def section(self, c: int) -> Section | None:
         """The section `c` as it is now (None: nothing left in it), its flows in `flow_order`."""
-        node, owner = self, self.owners.get(c)
+        owner = self.owners.get(c)
+        keys = self.sections.get(c, ())
+        if len(keys) == 1 and c >> FEATURE_SHIFT & 0xFF == Feature.NETPOL_PEER:
+            # one clause flow, the section a change rebuilds most (a peer's, on each node): nothing to sort
+            for key in keys:
+                used = self.entries[key][1]
+                if len(used) < MANY:
+                    return Section(c, (Flow(key[0], P_CLAUSE, key[1], conjunctions(used), cookie=c),))
+                return Section(c, (self.clause_flow(key, c)[1],))
         flows: list[tuple[tuple, Flow]] = []  # (flow_order, flow)
-        if c == NODE_COOKIE and node.isolation:
+        if c == NODE_COOKIE and self.isolation:
             flows += stages()
         if owner is not None:
-            flows += [(flow_order(f), f) for f in node.isolation[owner].values()]
-        for key in node.sections.get(c, ()):
-            flow = node.built.get((key, c))
-            if flow is None:
-                used = node.entries[key][1]
-                conjunctions = tuple(used) if len(used) == 1 else tuple(sorted(used, key=conjunction_order))
-                new = Flow(key[0], P_CLAUSE, key[1], conjunctions, cookie=c)
-                flow = (flow_order(new), new)
-                if len(used) >= MANY:
-                    node.built[(key, c)] = flow
-            flows.append(flow)
+            flows += [(flow_order(f), f) for f in self.isolation[owner].values()]
+        flows += [self.clause_flow(key, c) for key in keys]
         number = c & OBJECT_MASK
-        if c >> FEATURE_SHIFT & 0xFF == Feature.NETPOL_RULE and number in node.rules:
+        if c >> FEATURE_SHIFT & 0xFF == Feature.NETPOL_RULE and number in self.rules:
             direction = EGRESS if number >> 8 & 1 else INGRESS
-            allow = [allow_flow(direction, conj, number) for conj in sorted(node.rules[number])]
+            allow = [allow_flow(direction, conj, number) for conj in sorted(self.rules[number])]
             flows += [(flow_order(f), f) for f in allow]
-        if not flows or (c == NODE_COOKIE and not node.isolation):
+        if not flows or (c == NODE_COOKIE and not self.isolation):
             return None
         if len(flows) > 1:
             flows.sort(key=itemgetter(0))
         return Section(c, tuple(f for _order, f in flows))
+
+    def clause_flow(self, key: Key, c: int) -> tuple[tuple, Flow]:
+        """The clause flow `key` of section `c` with its `flow_order`, as kept (`built`) or built now."""
+        flow = self.built.get((key, c))
+        if flow is None:
+            used = self.entries[key][1]
+            new = Flow(key[0], P_CLAUSE, key[1], conjunctions(used), cookie=c)
+            flow = (flow_order(new), new)
+            if len(used) >= MANY:
+                self.built[(key, c)] = flow
+        return flow
 
 
 @cache
@@ -142,6 +159,11 @@ def stages() -> tuple[tuple[tuple, Flow], ...]:
 
 def conjunction_order(conjunction: Conjunction) -> tuple[int, int]:
     return conjunction.conj_id, conjunction.clause
+
+
+def conjunctions(used: dict[Conjunction, int]) -> tuple[Conjunction, ...]:
+    """A clause flow's conjunctions in their order (by id, then clause)."""
+    return tuple(used) if len(used) == 1 else tuple(sorted(used, key=conjunction_order))
 
 
 def names_any(policy: NetworkPolicy) -> bool:

@@ -152,15 +152,29 @@ def diff(desired: NodeState, installed: NodeState) -> ChangeSet:
 def diff_sections(new: Section | None, old: Section | None) -> ChangeSet:
     """The change set for one section replacing another (None: absent)."""
     changes = ChangeSet()
+    diff_into(changes, new, old)
+    return changes
+
+
+def diff_into(changes: ChangeSet, new: Section | None, old: Section | None) -> None:
+    """Append to `changes` what replaces section `old` with `new` (None: absent), as `diff_sections`."""
     if new is None and old is not None and not old.groups and not old.meters:
         changes.flow_deletes.extend(old.flows)  # a section gone: every flow of it
-        return changes
+        return
     if old is None and new is not None and not new.groups and not new.meters:
         changes.flow_adds.extend(new.flows)  # a new section: every flow of it
-        return changes
+        return
     new, old = new or EMPTY_SECTION, old or EMPTY_SECTION
+    if len(new.flows) == 1 == len(old.flows) and not (new.groups or old.groups or new.meters or old.meters):
+        after, before = new.flows[0], old.flows[0]  # a section of one flow (a peer's policy clause): no sets
+        if after != before:
+            if after.key == before.key:
+                changes.flow_mods.append(after)
+            else:
+                changes.flow_deletes.append(before)
+                changes.flow_adds.append(after)
+        return
     _fill(changes, new.flows, old.flows, new.groups, old.groups, new.meters, old.meters)
-    return changes
 
 
 def _collect(desired: NodeState, installed: NodeState) -> tuple[list, list, list, list, list, list]:
