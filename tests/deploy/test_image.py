@@ -48,7 +48,7 @@ def test_the_containerfile_copies_what_exists() -> None:
     assert {"setup.cfg", "pyproject.toml", "README.md"} <= set(copied)
     assert {"deploy/install-cni.sh", "deploy/health.py"} <= set(copied)
     runs = " ".join(" ".join(args) for op, args in instructions() if op == "RUN")
-    for package in ("python3", "ethtool", "iproute2"):
+    for package in ("python3", "ethtool", "iproute2", "openvswitch-common"):  # the agent runs ovs-appctl, ovs-ofctl
         assert re.search(rf"apt-get install .*\b{package}\b", runs), package
     assert "pip install --no-cache-dir /src" in runs
     assert os.access(DEPLOY / "install-cni.sh", os.X_OK), "the DaemonSet runs it as the command"
