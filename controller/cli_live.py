@@ -512,7 +512,7 @@ def show_node(client: Client, args: argparse.Namespace) -> Output:
     return Output(doc, text)
 
 
-ENDPOINT_COLUMNS = ("id", "network", "node", "ip", "mac", "port_name", "qos")
+ENDPOINT_COLUMNS = ("id", "network", "node", "ip", "mac", "port_name", "qos", "namespace")
 ENDPOINT_FIELDS = (
     "id",
     "tenant",
@@ -525,6 +525,9 @@ ENDPOINT_FIELDS = (
     "mac",
     "port_name",
     "ofport",
+    "namespace",
+    "labels",
+    "ports",
 )
 
 
@@ -536,7 +539,18 @@ def list_endpoints(client: Client, args: argparse.Namespace) -> Output:
 
 def show_endpoint(client: Client, args: argparse.Namespace) -> Output:
     doc = client.get(path("v1", "endpoints", args.id))
-    return Output(doc, fields(doc, ENDPOINT_FIELDS))
+    shown = {
+        **doc,
+        "labels": [f"{k}={v}" for k, v in sorted((doc.get("labels") or {}).items())],
+        "ports": [_port_text(p) for p in doc.get("ports") or []],
+    }
+    return Output(doc, fields(shown, ENDPOINT_FIELDS))
+
+
+def _port_text(port: dict[str, Any]) -> str:
+    """A named container port as `endpoint set --ports` takes it: NAME=PORT/PROTOCOL (unnamed: PORT/PROTOCOL)."""
+    text = f"{port['port']}/{str(port.get('protocol') or 'TCP').lower()}"
+    return f"{port['name']}={text}" if port.get("name") else text
 
 
 def show_flows(client: Client, args: argparse.Namespace) -> Output:

@@ -216,10 +216,13 @@ def test_nodes_endpoints_and_flows(ctl: Ctl, service: Service) -> None:
     assert shown.endswith("error:       OFPET_BAD_MATCH on table=l2\n")
     assert "switch" not in ctl.json("node", "show", "node1", token=BLUE)
     rows = columns(ctl.ok("endpoint", "ls", "--node", "node2"))
-    assert rows[0] == ["ID", "NETWORK", "NODE", "IP", "MAC", "PORT", "QOS"]
+    assert rows[0] == ["ID", "NETWORK", "NODE", "IP", "MAC", "PORT", "QOS", "NAMESPACE"]
     assert rows[1][:4] == ["pod-b", "blue/web", "node2", "10.0.0.3/24"]
     assert ctl.json("endpoint", "show", "pod-a", token=BLUE)["ip"] == "10.0.0.2"
     assert "prefix_len: 24\n" in ctl.ok("endpoint", "show", "pod-a")
+    ctl.ok("endpoint", "set", "pod-a", "--label", "pod=a", "--label", "tier=web", "--ports", "http=80/tcp,dns=53/udp")
+    shown = ctl.ok("endpoint", "show", "pod-a")
+    assert "labels:     pod=a,tier=web\n" in shown and "ports:      http=80/tcp,dns=53/udp\n" in shown, shown
     flows = ctl.ok("flows", "node1", "--no-verify")
     first, rest = flows.split("\n", 1)
     assert first.startswith("# node node1: switch connected, out of sync, 1 error(s); desired: ")
