@@ -16,8 +16,10 @@ The kernel datapath modifies a flow by its id.
 So, on the userspace datapath only, the agent watches those tables of its bridge with an OpenFlow flow
 monitor (`ovs-ofctl monitor BRIDGE.mgmt watch:table=N,!initial`: OVS's flow monitor extension, printed as
 ONFST_FLOW_MONITOR in OpenFlow 1.3) and, once a burst of changes is over (QUIET_S without an event, at most
-MAX_DELAY_S after its first), runs `ovs-appctl revalidator/purge`: the datapath's flows go, and packets
-after it are translated again from the tables as they are now. It purges once as well as soon as OVS has
+MAX_DELAY_S after its first), runs `ovs-appctl revalidator/purge` and `ovs-appctl dpctl/del-flows`: the
+datapath's flows go, those the revalidators track and any they do not, and packets after it are translated
+again from the tables as they are now; and once more AGAIN_S later, for a flow an upcall translated from
+the tables as they were and installed around the first. It purges once as well as soon as OVS has
 answered the monitor's watches (from then on no change goes unseen), for what changed before: at the
 agent's start and after each restart of the monitor (an ovs-vswitchd restarted), which comes after
 RESTART_S, doubled for every start in a row that did not get that far, up to MAX_RESTART_S. A purge costs
@@ -41,6 +43,7 @@ log = logging.getLogger(__name__)
 
 QUIET_S = 0.01  # a bundle's events arrive together: purge once they stop
 MAX_DELAY_S = 0.1  # ... but no later than this after the first
+AGAIN_S = 0.5  # and purge once more this long after
 RESTART_S = 1.0  # doubled for every start in a row that did not get its watches answered, up to MAX_RESTART_S
 MAX_RESTART_S = 60.0
 PURGE_TIMEOUT_S = 10.0
@@ -123,17 +126,20 @@ class PolicyFlowPurge:
             self._changed.notify_all()
 
     def purge(self) -> bool:
-        """`ovs-appctl revalidator/purge` now; False (logged) when ovs-vswitchd refused or did not answer."""
+        """Now: `ovs-appctl revalidator/purge` (every datapath flow the revalidators know of, with its record)
+        and then `ovs-appctl dpctl/del-flows` (every flow of the datapath, known or not). False (logged) when
+        ovs-vswitchd refused or did not answer."""
         ctl = Path(self.rundir) / "ovs-vswitchd.ctl"
         target = str(ctl) if ctl.exists() else "ovs-vswitchd"
-        try:
-            done = self.run("env", f"OVS_RUNDIR={self.rundir}", "ovs-appctl", "-t", target, "revalidator/purge")
-        except (OSError, subprocess.TimeoutExpired) as error:
-            log.warning("%s: %s", PURGE_FAILED, error)
-            return False
-        if done.returncode != 0:
-            log.warning("%s: %s", PURGE_FAILED, done.stderr.strip() or done.returncode)
-            return False
+        for command in ("revalidator/purge", "dpctl/del-flows"):
+            try:
+                done = self.run("env", f"OVS_RUNDIR={self.rundir}", "ovs-appctl", "-t", target, command)
+            except (OSError, subprocess.TimeoutExpired) as error:
+                log.warning("%s (%s): %s", PURGE_FAILED, command, error)
+                return False
+            if done.returncode != 0:
+                log.warning("%s (%s): %s", PURGE_FAILED, command, done.stderr.strip() or done.returncode)
+                return False
         self.purges += 1
         return True
 
@@ -176,21 +182,29 @@ class PolicyFlowPurge:
         return answered == len(self.tables)
 
     def _purge_loop(self) -> None:
+        again: float | None = None  # when the second purge of the last burst is due
         while True:
             with self._changed:
                 while self._first is None and not self._stopped.is_set():
-                    self._changed.wait()
+                    if again is not None and time.monotonic() >= again:
+                        break
+                    self._changed.wait(None if again is None else max(0.0, again - time.monotonic()))
                 if self._stopped.is_set():
                     return
-                first = self._first or 0.0
-                while not self._stopped.is_set():
-                    now = time.monotonic()
-                    due = min(self._last + QUIET_S, first + MAX_DELAY_S)
-                    if now >= due:
-                        break
-                    self._changed.wait(due - now)
-                self._first = None
+                burst = self._first is not None
+                if burst:
+                    first = self._first or 0.0
+                    while not self._stopped.is_set():
+                        now = time.monotonic()
+                        due = min(self._last + QUIET_S, first + MAX_DELAY_S)
+                        if now >= due:
+                            break
+                        self._changed.wait(due - now)
+                    self._first = None
             try:
                 self.purge()
             except Exception:  # never let the purges end
                 log.exception("%s", PURGE_FAILED)
+            # Once more AGAIN_S after a burst's purge, for flows an upcall translated from the tables as they were
+            # and installed around the first.
+            again = time.monotonic() + AGAIN_S if burst else None

@@ -13,6 +13,8 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import pytest
+
 from agent import datapath_flows
 from agent.datapath_flows import PolicyFlowPurge
 from lab.ovs import wait_for
@@ -41,6 +43,12 @@ class FakeMonitor:
     def terminate(self) -> None:
         self.terminated.set()
         self.lines.put(None)
+
+
+@pytest.fixture(autouse=True)
+def no_second_purge(monkeypatch: Any) -> None:
+    """Each burst's second purge (AGAIN_S later) only where a test wants it."""
+    monkeypatch.setattr(datapath_flows, "AGAIN_S", 3600.0)
 
 
 REPLIES = ["ONFST_FLOW_MONITOR reply (OF1.3) (xid=0x6):\n", "ONFST_FLOW_MONITOR reply (OF1.3) (xid=0x7):\n"]
@@ -93,10 +101,8 @@ def test_one_purge_per_burst_and_nothing_for_other_lines() -> None:
             monitor.lines.put(" event=ADDED table=8 cookie=0x10b ip actions=drop\n")
         wait_for(lambda: purge.purges == 2, "one purge", timeout=5)
         time.sleep(3 * datapath_flows.MAX_DELAY_S)
-        assert (
-            harness.calls
-            == [("env", "OVS_RUNDIR=/run/ovs", "ovs-appctl", "-t", "ovs-vswitchd", "revalidator/purge")] * 2
-        )
+        appctl = ("env", "OVS_RUNDIR=/run/ovs", "ovs-appctl", "-t", "ovs-vswitchd")
+        assert harness.calls == [(*appctl, "revalidator/purge"), (*appctl, "dpctl/del-flows")] * 2
         monitor.lines.put(" event=DELETED reason=delete table=4 cookie=0x10b ip\n")
         wait_for(lambda: purge.purges == 3, "a third purge", timeout=5)
     finally:
@@ -131,7 +137,7 @@ def test_a_restarted_monitor_purges_once_answered_and_a_refused_purge_is_not_cou
         wait_for(lambda: purge.purges == 2, "the purge after the restart", timeout=5)
         harness.refuse = True
         harness.monitors[1].lines.put(" event=ADDED table=4 cookie=0x1 ip\n")
-        wait_for(lambda: len(harness.calls) == 3, "the refused purge", timeout=5)
+        wait_for(lambda: len(harness.calls) == 5, "the refused purge", timeout=5)  # its first command refused
         assert purge.purges == 2
     finally:
         purge.stop()
@@ -154,5 +160,22 @@ def test_a_monitor_that_keeps_failing_purges_nothing_and_is_started_ever_more_sl
         assert harness.calls == []
         gaps = [b - a for a, b in itertools.pairwise(starts)]
         assert len(gaps) >= 3 and gaps[-1] > 2 * gaps[0]  # 0.04 s, 0.08 s, 0.16 s, ...
+    finally:
+        purge.stop()
+
+
+def test_a_burst_is_purged_once_more_after_a_while_and_only_once(monkeypatch: Any) -> None:
+    monkeypatch.setattr(datapath_flows, "AGAIN_S", 0.3)
+    harness = Harness()
+    purge = started(harness)
+    try:
+        wait_for(lambda: purge.purges == 2, "the first purge's second", timeout=5)
+        harness.monitors[0].lines.put(" event=ADDED table=8 cookie=0x10b ip actions=drop\n")
+        wait_for(lambda: purge.purges == 3, "the burst's purge", timeout=5)
+        started_at = time.monotonic()
+        wait_for(lambda: purge.purges == 4, "its second", timeout=5)
+        assert time.monotonic() - started_at >= 0.25
+        time.sleep(1.0)
+        assert purge.purges == 4  # no third
     finally:
         purge.stop()
