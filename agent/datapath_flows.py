@@ -14,13 +14,14 @@ ordinary: the megaflows of one recirculation id are wildcarded by whatever each 
 The kernel datapath modifies a flow by its id.
 
 So, on the userspace datapath only, the agent watches those tables of its bridge with an OpenFlow flow
-monitor (`ovs-ofctl monitor BRIDGE.mgmt watch:table=N,!initial`: OVS's flow monitor extension, printed as
-ONFST_FLOW_MONITOR in OpenFlow 1.3) and, once a burst of changes is over (QUIET_S without an event, at most
-MAX_DELAY_S after its first), runs `ovs-appctl revalidator/purge` and `ovs-appctl dpctl/del-flows`: the
-datapath's flows go, those the revalidators track and any they do not, and packets after it are translated
-again from the tables as they are now; and once more AGAIN_S later, for a flow an upcall translated from
-the tables as they were and installed around the first. It purges once as well as soon as OVS has
-answered the monitor's watches (from then on no change goes unseen), for what changed before: at the
+monitor (`ovs-ofctl monitor BRIDGE.mgmt watch:!initial`, OVS's flow monitor extension, printed as
+ONFST_FLOW_MONITOR in OpenFlow 1.3; the events of those tables picked out of it) and, once a burst of
+changes is over (QUIET_S without an event, at most MAX_DELAY_S after its first), runs `ovs-appctl
+revalidator/purge` and `ovs-appctl dpctl/del-flows`: the datapath's flows go, those the revalidators track
+and any they do not, and packets after it are translated again from the tables as they are now; and once
+more AGAIN_S later, for a flow an upcall translated from the tables as they were and installed around the
+first. It purges once as well as soon as OVS has
+answered the monitor's watch (from then on no change goes unseen), for what changed before: at the
 agent's start and after each restart of the monitor (an ovs-vswitchd restarted), which comes after
 RESTART_S, doubled for every start in a row that did not get that far, up to MAX_RESTART_S. A purge costs
 one upcall per active flow. What it leaves: the moments between a change and its purge (tens of ms), and
@@ -44,11 +45,12 @@ log = logging.getLogger(__name__)
 QUIET_S = 0.01  # a bundle's events arrive together: purge once they stop
 MAX_DELAY_S = 0.1  # ... but no later than this after the first
 AGAIN_S = 0.5  # and purge once more this long after
-RESTART_S = 1.0  # doubled for every start in a row that did not get its watches answered, up to MAX_RESTART_S
+RESTART_S = 1.0  # doubled for every start in a row that did not get its watch answered, up to MAX_RESTART_S
 MAX_RESTART_S = 60.0
 PURGE_TIMEOUT_S = 10.0
 PURGE_FAILED = "purging the datapath's flows after a policy change"
-# The answer to one watch request: a FLOW_MONITOR reply with the request's own xid (events come with xid 0).
+# The answer to the watch request: a FLOW_MONITOR reply with the request's own xid (events come with xid 0).
+_TABLE = re.compile(r" table=(\d+) ")  # in an event line: " event=ADDED table=8 cookie=... "
 _REPLY = re.compile(r"FLOW_MONITOR reply .*\(xid=0x0*[1-9a-f][0-9a-f]*\)")
 
 
@@ -94,9 +96,9 @@ class PolicyFlowPurge:
         self._threads: list[threading.Thread] = []
 
     def command(self) -> list[str]:
-        """The monitor's command line."""
-        watches = [f"watch:table={table},!initial" for table in self.tables]
-        return ["ovs-ofctl", "-O", "OpenFlow13", "monitor", f"unix:{self.mgmt_socket}", *watches]
+        """The monitor's command line: one watch of every table (ovs-ofctl takes one `watch:` only, and a watch
+        one table at most), the tables' events picked out of its output (`_read`)."""
+        return ["ovs-ofctl", "-O", "OpenFlow13", "monitor", f"unix:{self.mgmt_socket}", "watch:!initial"]
 
     def start(self) -> PolicyFlowPurge:
         for target, name in ((self._watch, "policy-flow-monitor"), (self._purge_loop, "datapath-purge")):
@@ -169,17 +171,19 @@ class PolicyFlowPurge:
             self._stopped.wait(min(RESTART_S * 2 ** min(failures, 8), MAX_RESTART_S))
 
     def _read(self, stream: IO[str]) -> bool:
-        """Follow the monitor's output: once OVS has answered every watch (then nothing can change unseen), a
-        purge for what changed before; then one for each burst of events. True if it got that far."""
-        answered = 0
+        """Follow the monitor's output: once OVS has answered the watch (then nothing can change unseen), a purge
+        for what changed before; then one for each burst of events in `tables`. True if it got that far."""
+        answered = False
+        watched = {str(table) for table in self.tables}
         for line in stream:
             if line.startswith(" event="):
-                self.changed()
-            elif answered < len(self.tables) and _REPLY.search(line):
-                answered += 1
-                if answered == len(self.tables):
+                found = _TABLE.search(line)
+                if found is not None and found.group(1) in watched:
                     self.changed()
-        return answered == len(self.tables)
+            elif not answered and _REPLY.search(line):
+                answered = True
+                self.changed()
+        return answered
 
     def _purge_loop(self) -> None:
         again: float | None = None  # when the second purge of the last burst is due

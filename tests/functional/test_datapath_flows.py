@@ -9,14 +9,14 @@ import sys
 import time
 from pathlib import Path
 
-from agent.datapath_flows import PolicyFlowPurge
+from agent.main import start_policy_flow_purge
 from lab.ovs import OvsNode, pid_alive, wait_for
 
 PODS = [
     {"id": f"p{i}", "ip": f"10.9.0.{i}", "mac": f"02:00:00:00:09:0{i}", "port_name": f"tdf{i}", "ofport": i}
     for i in (1, 2)
 ]
-WATCHED = 8
+WATCHED = 8  # ingress_policy; l3_gateway (5) is not watched
 
 
 def datapath_flows(node: OvsNode) -> set[str]:
@@ -32,7 +32,8 @@ def test_a_policy_table_change_purges_the_datapath_and_others_do_not(ovs_node: O
     one, two = (ovs_node.add_pod(pod, gateway="10.9.0.254", prefix=24, mtu=1500) for pod in PODS)
     ovs_node.ofctl("add-flow", f"table=0,priority=1,actions=goto_table:{WATCHED}")
     ovs_node.ofctl("add-flow", f"table={WATCHED},priority=1,actions=NORMAL")
-    purge = PolicyFlowPurge(f"{ovs_node.dir}/br-int.mgmt", str(ovs_node.dir), [WATCHED]).start()
+    purge = start_policy_flow_purge(f"{ovs_node.dir}/br-int.mgmt", str(ovs_node.dir))  # as the agent does
+    assert purge is not None and WATCHED in purge.tables
     try:
         # Once OVS answered the monitor's watch (every change reported from then on): a purge, for before, and
         # its second.
@@ -57,9 +58,9 @@ def test_a_policy_table_change_purges_the_datapath_and_others_do_not(ovs_node: O
 
 AGENT = """
 import sys, threading
-from agent.datapath_flows import PolicyFlowPurge
+from agent.main import start_policy_flow_purge
 from lab.ovs import wait_for
-purge = PolicyFlowPurge(sys.argv[1], sys.argv[2], [8]).start()
+purge = start_policy_flow_purge(sys.argv[1], sys.argv[2])
 wait_for(lambda: purge._process is not None, "the monitor", timeout=10)
 print(purge._process.pid, flush=True)
 threading.Event().wait()
