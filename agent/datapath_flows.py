@@ -37,8 +37,9 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import IO, Any
+
+from agent.gateway import appctl_args
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,8 @@ RESTART_S = 1.0  # doubled for every start in a row that did not get its watch a
 MAX_RESTART_S = 60.0
 PURGE_TIMEOUT_S = 10.0
 PURGE_FAILED = "purging the datapath's flows after a policy change"
-# The answer to the watch request: a FLOW_MONITOR reply with the request's own xid (events come with xid 0).
 _TABLE = re.compile(r" table=(\d+) ")  # in an event line: " event=ADDED table=8 cookie=... "
+# The answer to the watch request: a FLOW_MONITOR reply with the request's own xid (events come with xid 0).
 _REPLY = re.compile(r"FLOW_MONITOR reply .*\(xid=0x0*[1-9a-f][0-9a-f]*\)")
 
 
@@ -131,11 +132,9 @@ class PolicyFlowPurge:
         """Now: `ovs-appctl revalidator/purge` (every datapath flow the revalidators know of, with its record)
         and then `ovs-appctl dpctl/del-flows` (every flow of the datapath, known or not). False (logged) when
         ovs-vswitchd refused or did not answer."""
-        ctl = Path(self.rundir) / "ovs-vswitchd.ctl"
-        target = str(ctl) if ctl.exists() else "ovs-vswitchd"
         for command in ("revalidator/purge", "dpctl/del-flows"):
             try:
-                done = self.run("env", f"OVS_RUNDIR={self.rundir}", "ovs-appctl", "-t", target, command)
+                done = self.run(*appctl_args(self.rundir, command))
             except (OSError, subprocess.TimeoutExpired) as error:
                 log.warning("%s (%s): %s", PURGE_FAILED, command, error)
                 return False

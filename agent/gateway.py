@@ -278,15 +278,21 @@ class Gateway:
             raise GatewayError(f"{' '.join(args)}: {done.stderr.strip() or done.returncode}")
 
 
+def appctl_args(rundir: str, *command: str) -> list[str]:
+    """`ovs-appctl COMMAND...` for the ovs-vswitchd whose rundir is `rundir`: its unixctl socket
+    `ovs-vswitchd.ctl` there (as the lab and tests name it), else the one its pidfile in `rundir` names."""
+    ctl = Path(rundir) / "ovs-vswitchd.ctl"
+    target = str(ctl) if ctl.exists() else "ovs-vswitchd"
+    return ["env", f"OVS_RUNDIR={rundir}", "ovs-appctl", "-t", target, *command]
+
+
 def liberal_tcp(rundir: str, *, run: Callable[..., subprocess.CompletedProcess] = _run) -> bool:
     """Turn the TCP sequence check of the userspace datapath's conntrack off (module doc), through the
     ovs-vswitchd whose rundir is `rundir` (its unixctl socket `ovs-vswitchd.ctl` there, or the one its pidfile
     names). False, with a warning logged, if ovs-vswitchd refused or did not answer in time; GatewayError if
     ovs-appctl cannot be run at all."""
-    ctl = Path(rundir) / "ovs-vswitchd.ctl"
-    target = str(ctl) if ctl.exists() else "ovs-vswitchd"
     try:
-        done = run("env", f"OVS_RUNDIR={rundir}", "ovs-appctl", "-t", target, "dpctl/ct-disable-tcp-seq-chk")
+        done = run(*appctl_args(rundir, "dpctl/ct-disable-tcp-seq-chk"))
     except subprocess.TimeoutExpired:  # a busy ovs-vswitchd: the next round asks again
         log.warning("could not turn conntrack's TCP sequence check off: ovs-appctl timed out")
         return False
