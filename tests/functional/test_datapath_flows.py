@@ -4,6 +4,7 @@ pods talk on afterwards."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -16,12 +17,18 @@ PODS = [
     {"id": f"p{i}", "ip": f"10.9.0.{i}", "mac": f"02:00:00:00:09:0{i}", "port_name": f"tdf{i}", "ofport": i}
     for i in (1, 2)
 ]
+ICMP = re.compile(r"proto=1[,/)]")  # IPv4 protocol 1 (with -m, a masked field reads proto=1/0xff)
 WATCHED = 8  # ingress_policy; l3_gateway (5) is not watched
 
 
 def datapath_flows(node: OvsNode) -> set[str]:
-    """The ufids of the datapath's flows."""
-    return {line.split(",", 1)[0] for line in node.appctl("dpctl/dump-flows", "-m").splitlines() if "ufid:" in line}
+    """The ufids of the datapath's flows of ping's packets (IPv4 ICMP). A ufid is a hash of the flow's key, so
+    a flow the pods' own background traffic (IPv6 neighbour discovery, ...) makes again comes back with the
+    ufid it had: only the ping's flows tell what a purge removed."""
+    lines = node.appctl("dpctl/dump-flows", "-m").splitlines()
+    return {
+        line.split(",", 1)[0] for line in lines if "ufid:" in line and "eth_type(0x0800)" in line and ICMP.search(line)
+    }
 
 
 def test_a_policy_table_change_purges_the_datapath_and_others_do_not(ovs_node: OvsNode) -> None:
