@@ -7,7 +7,6 @@ names), environment variables TENET_<NAME>, and command-line flags.
 from __future__ import annotations
 
 import argparse
-import gc
 import ipaddress
 import logging
 import os
@@ -23,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from controller.pipeline.compile import gc_paused
+from controller.pipeline.compile import gc_paused, settle_collector
 from controller.policy import Policy
 from controller.store.base import Put, Store, StoreError
 from topology.errors import ValidationError
@@ -310,9 +309,7 @@ def run(settings: Settings) -> None:
         with gc_paused():
             service.restore()
         service.ensure_cluster_network()
-        # The compiled state lives as long as the process: keep the collector from rescanning it.
-        gc.collect()
-        gc.freeze()
+        settle_collector()  # the compiled state lives as long as the process
         round_ = next_round(store)
     except StoreError as error:
         raise StartupError(str(error)) from None
