@@ -18,7 +18,9 @@ WEB = {"tenant": "blue", "encap": "vxlan", "subnet": "10.1.0.0/24", "namespaces"
 
 
 def endpoint_of(lab: Lab, cluster: Kubernetes, eid: str, namespace: str, pod: str, node: str) -> None:
-    """What the endpoint route does for a CNI ADD in a cluster: the pod's network, the endpoint, the record."""
+    """What the endpoint route does for a CNI ADD in a cluster: the pod's network, the endpoint, the record.
+    A CNI ADD comes from a node's kubelet, so after the node watcher has applied the node."""
+    wait_for(lambda: node in lab.service.model.nodes, f"node {node} applied")
     network, obj = cluster.endpoint_network(namespace, pod)
     lab.service.create_endpoint(eid, network=network, node=node)
     cluster.record(eid, obj)
