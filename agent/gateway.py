@@ -28,7 +28,9 @@ The node ports change while the agent runs: NodePortWatch asks GET /v1/gateway e
 replaces TENET-INPUT in one `iptables-restore --noflush` transaction when they changed; the same for
 TENET-POSTROUTING when the cluster network's `nat_outgoing` changed. In the same round it reads the tables
 (`iptables-save`) and puts the chains back, and each jump first in its built-in chain (in nat: present), if
-a firewalld reload, an `iptables -F` or another program's rule inserted first moved them.
+a firewalld reload, an `iptables -F` or another program's rule inserted first moved them: in one
+`iptables-restore --noflush` transaction per table, as at start, so no connection ever meets a chain
+emptied for refilling (it would leave without its masquerade, and its answer bypass the node).
 
 On the userspace datapath the agent turns the TCP sequence check of ovs-vswitchd's conntrack off
 (`dpctl/ct-disable-tcp-seq-chk`, liberal_tcp; again every minute, as ovs-vswitchd forgets it on restart):
@@ -138,8 +140,8 @@ class GatewayError(RuntimeError):
     """The gateway port could not be set up; the message says which step."""
 
 
-def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(args, capture_output=True, text=True, timeout=30, check=False)
+def _run(*args: str, input: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(args, input=input, capture_output=True, text=True, timeout=30, check=False)
 
 
 class Gateway:
@@ -196,18 +198,37 @@ class Gateway:
             time.sleep(0.05)
 
     def _iptables(self, rules: list[Rule]) -> None:
-        """Own chains, flushed and filled, each jumped to once, first, from its built-in chain."""
-        chains = dict.fromkeys((table, chain) for table, chain, _ in rules)
-        for table, chain in chains:
-            self.run("iptables", "-w", "-t", table, "-N", chain)  # fails harmlessly when it exists
-            self._must("iptables", "-w", "-t", table, "-F", chain)
-            builtin = chain.removeprefix("TENET-")
-            jump = ("-m", "comment", "--comment", COMMENT, "-j", chain)
-            while self.run("iptables", "-w", "-t", table, "-C", builtin, *jump).returncode == 0:
-                self._must("iptables", "-w", "-t", table, "-D", builtin, *jump)  # wherever it is: first below
-            self._must("iptables", "-w", "-t", table, "-I", builtin, "1", *jump)
+        """Tenet's chains filled with `rules`, each jumped to once from its built-in chain, first (in nat:
+        anywhere, present is enough), in one `iptables-restore --noflush` transaction per table: no packet
+        ever meets a chain emptied for refilling or a jump taken out for moving (a connection made in such a
+        moment would leave without its masquerade, and its answer would bypass the node). GatewayError if
+        iptables-save or iptables-restore fails."""
+        tables: dict[str, dict[str, list[tuple[str, ...]]]] = {}
         for table, chain, rule in rules:
-            self._must("iptables", "-w", "-t", table, "-A", chain, *rule)
+            tables.setdefault(table, {}).setdefault(chain, []).append(rule)
+        for table, chains in tables.items():
+            saved = self._saved(table)
+            transaction = []
+            for chain, chain_rules in chains.items():
+                transaction.append(f":{chain} - [0:0]")  # made, or emptied: --noflush empties the chains it names
+                transaction += [f"-A {chain} {' '.join(rule)}" for rule in chain_rules]
+            for chain in chains:
+                builtin = chain.removeprefix("TENET-")
+                jumps = [words for words in saved if words[1] == builtin]
+                ours = sum(1 for words in jumps if words[-2:] == ["-j", chain])
+                if ours == 1 and (table == "nat" or jumps[0][-2:] == ["-j", chain]):
+                    continue
+                jump = f'-m comment --comment "{COMMENT}" -j {chain}'
+                transaction += [f"-D {builtin} {jump}"] * ours  # wherever they are: one goes back first below
+                transaction.append(f"-I {builtin} 1 {jump}")
+            self._commit(table, transaction)
+
+    def _saved(self, table: str) -> list[list[str]]:
+        """The rules of `table` as `iptables-save` prints them, split in words; GatewayError if it fails."""
+        done = self.run("iptables-save", "-t", table)
+        if done.returncode != 0:
+            raise GatewayError(f"iptables-save -t {table}: {done.stderr.strip() or done.returncode}")
+        return [line.split() for line in done.stdout.splitlines() if line.startswith("-A ")]
 
     def drifted(self, plan: GatewayPlan) -> list[str]:
         """What is no longer as `_iptables` left it (one `iptables-save` per table): a chain's jump missing or
@@ -219,10 +240,7 @@ class Gateway:
             wanted[(table, chain)] = wanted.get((table, chain), 0) + 1
         problems: list[str] = []
         for table in dict.fromkeys(table for table, _ in wanted):
-            done = self.run("iptables-save", "-t", table)
-            if done.returncode != 0:
-                raise GatewayError(f"iptables-save -t {table}: {done.stderr.strip() or done.returncode}")
-            lines = [line.split() for line in done.stdout.splitlines() if line.startswith("-A ")]
+            lines = self._saved(table)
             for (of_table, chain), count in wanted.items():
                 if of_table != table:
                     continue
@@ -258,24 +276,16 @@ class Gateway:
 
     def _restore(self, table: str, chain: str, rules: list[tuple[str, ...]]) -> None:
         """`chain` of `table` flushed and filled with `rules` in one `iptables-restore --noflush` transaction."""
-        lines = [f"*{table}", f":{chain} - [0:0]"]
-        # joined as they are: iptables-restore takes `!` bare, not quoted (and no argument has a space)
-        lines += [f"-A {chain} {' '.join(rule)}" for rule in rules]
-        done = subprocess.run(
-            ["iptables-restore", "-w", "--noflush"],
-            input="\n".join([*lines, "COMMIT", ""]),
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise GatewayError(f"iptables-restore of {chain}: {done.stderr.strip() or done.returncode}")
+        self._commit(table, [f":{chain} - [0:0]", *(f"-A {chain} {' '.join(rule)}" for rule in rules)])
 
-    def _must(self, *args: str) -> None:
-        done = self.run(*args)
+    def _commit(self, table: str, lines: list[str]) -> None:
+        """`lines` (iptables-restore's syntax) applied to `table` in one `iptables-restore --noflush`
+        transaction; GatewayError if it fails."""
+        # joined as they are: iptables-restore takes `!` bare, not quoted; the one argument with a space, the
+        # jumps' comment, comes quoted
+        done = self.run("iptables-restore", "-w", "--noflush", input="\n".join([f"*{table}", *lines, "COMMIT", ""]))
         if done.returncode != 0:
-            raise GatewayError(f"{' '.join(args)}: {done.stderr.strip() or done.returncode}")
+            raise GatewayError(f"iptables-restore -t {table}: {done.stderr.strip() or done.returncode}")
 
 
 def appctl_args(rundir: str, *command: str) -> list[str]:

@@ -26,8 +26,12 @@ def netns() -> Iterator[str]:
 
 
 def test_repair_puts_the_chains_and_their_jumps_back_first(netns: str) -> None:
-    def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["ip", "netns", "exec", netns, *args], capture_output=True, text=True, timeout=30)
+    commands: list[str] = []
+
+    def run(*args: str, input: str | None = None) -> subprocess.CompletedProcess:
+        commands.append(args[0])
+        argv = ["ip", "netns", "exec", netns, *args]
+        return subprocess.run(argv, input=input, capture_output=True, text=True, timeout=30)
 
     def iptables(*args: str) -> str:
         done = run("iptables", "-w", *args)
@@ -46,10 +50,13 @@ def test_repair_puts_the_chains_and_their_jumps_back_first(netns: str) -> None:
     iptables("-D", "FORWARD", *jump)  # deleted
     iptables("-t", "nat", "-I", "POSTROUTING", "1", "-j", "RETURN")  # portmap's or kube-proxy's chain first: fine
     iptables("-t", "mangle", "-F", "TENET-FORWARD")  # flushed
+    commands.clear()
     assert sorted(gateway.repair(plan)) == [
         "filter FORWARD does not jump to TENET-FORWARD first",
         "mangle TENET-FORWARD does not hold its 2 rule(s)",
     ]
+    # read, then one transaction per table: no chain is ever seen emptied for refilling, no jump taken out
+    assert sorted(commands) == ["iptables-restore"] * 3 + ["iptables-save"] * 6
     assert gateway.drifted(plan) == []
     assert first("filter", "FORWARD").endswith("-j TENET-FORWARD")
     # another program's nat rule first is not drift (masquerades compose); this repair, for the filter and
