@@ -7,8 +7,9 @@
 (a) Flows per rule: one rule with F peers, T selected pods on one node and P ports costs about F + T + P
     clause flows plus one allow flow (conjunctive match), not F x T x P.
 (c) Compile at scale: the full compile (time, and peak memory as the growth of the process's maximum
-    resident set), then label changes (each on another pod) and policy changes (each on another policy)
-    compiled incrementally, `--repeats` of each, at the full size and at 1/10 of it, the two sizes in turn
+    resident set; `full_compile_then_gc_ms`: the collection that follows it, once), then label changes
+    (each on another pod) and policy changes (each on another policy) compiled incrementally, `--repeats`
+    of each, at the full size and at 1/10 of it, the two sizes in turn
     so that both meet the same load of a shared machine: the one-change time must not grow with the
     cluster. Targets: one change < 20 ms at the full size, and at most 1.5x the time at 1/10 of the size
     (`meets_target`). Each figure is the median (p50) of the changes: time (ms), flow mods, nodes with a
@@ -264,16 +265,25 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.policy", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.policy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--endpoints", type=int, default=10_000, help="endpoints at the full size (default 10000)")
     parser.add_argument("--policies", type=int, default=1_000, help="NetworkPolicies at the full size (1000)")
     parser.add_argument("--namespaces", type=int, default=100, help="namespaces at the full size (100)")
     parser.add_argument("--nodes", type=int, default=100, help="nodes at the full size (100)")
     parser.add_argument(
-        "--repeats", type=int, default=60, help="changes of each kind timed, each on another pod or policy (p50 kept)"
+        "--repeats",
+        type=int,
+        default=60,
+        help="changes of each kind timed per round, each on another pod or policy (their p50 kept; default 60)",
     )
     parser.add_argument(
-        "--repeat", type=int, default=1, help="rounds of --repeats changes each; print the medians of the rounds"
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds of --repeats changes each on the same compiled clusters (the "
+        "full compile is timed once); print the medians of the rounds (default 1)",
     )
     parser.add_argument("--lab", action="store_true", help="also run bench.policy_lab.realization(), if present")
     parser.add_argument("--json", action="store_true", help="print one line of JSON (else indented)")
