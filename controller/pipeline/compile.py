@@ -257,7 +257,8 @@ class Compiler:
         Many nodes receive the very same replacement for the very same sections (every node that only
         routes into a network): its change set is computed once and handed to all of them. The slots whose
         id is in `own` are one node's and hold sections of that node alone (its policy sections): they are
-        diffed straight into one change set, without a memo.
+        diffed straight into one change set, without a memo, and a node with such a part gets a change set
+        of its own (its part is new and unshared: its id may be the id of another node's part, since freed).
         """
         changes: dict[str, ChangeSet] = {}
         pair_changes: PairMemo = {}
@@ -270,6 +271,7 @@ class Compiler:
                 state = self.states[name] = NodeState()
             sections = state.sections
             parts = []
+            mine = False  # a part of this node alone among them
             for slots in slot_list:
                 if id(slots) in own:
                     part = ChangeSet()
@@ -283,6 +285,7 @@ class Compiler:
                             sections[slot] = new
                     if part:
                         parts.append(part)
+                        mine = True
                     continue
                 olds = tuple(map(sections.get, slots))
                 known = slot_changes.get(id(slots))
@@ -304,8 +307,10 @@ class Compiler:
                 sections.update(split[0])
                 for slot in split[1]:
                     sections.pop(slot, None)
-            if parts:
-                key = tuple(map(id, parts))
+            if mine:
+                changes[name] = parts[0] if len(parts) == 1 else ChangeSet.combine(parts)
+            elif parts:
+                key = tuple(map(id, parts))  # parts kept alive by `slot_changes`: their ids stay theirs
                 if key not in combined:
                     combined[key] = parts[0] if len(parts) == 1 else ChangeSet.combine(parts)
                 changes[name] = combined[key]

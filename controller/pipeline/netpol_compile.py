@@ -259,9 +259,12 @@ class PolicyCompiler:
         """The clause set keeps its number of clauses (ports or none): the endpoints, CIDRs and ports that
         changed are taken off and put on, on the nodes concerned; every other flow stays as it is."""
         old = state.clause
-        # Without peers a clause set has no endpoint peers nor CIDRs: its one peer key is ANY.
-        gone_peers: set[object] = set((old.peers - clause.peers) | (objects & old.peers))
-        new_peers: set[object] = set((clause.peers - old.peers) | (objects & clause.peers))
+        # An any-IP clause set (no peers, or an ipBlock of 0.0.0.0/0 beside them) has no endpoint peers nor
+        # CIDRs, whatever endpoints its peers name: its one peer key is ANY (`_fill`).
+        old_keys = frozenset() if old.any_peer else old.peers
+        new_keys = frozenset() if clause.any_peer else clause.peers
+        gone_peers: set[object] = set((old_keys - new_keys) | (objects & old_keys))
+        new_peers: set[object] = set((new_keys - old_keys) | (objects & new_keys))
         if old.any_peer != clause.any_peer or old.cidrs != clause.cidrs:
             before_other, after_other = other_peers(old), other_peers(clause)
             gone_peers.update(k for k in before_other if k not in after_other)
