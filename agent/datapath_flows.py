@@ -16,11 +16,14 @@ The kernel datapath modifies a flow by its id.
 So, on the userspace datapath only, the agent watches those tables of its bridge with an OpenFlow flow
 monitor (`ovs-ofctl monitor BRIDGE.mgmt watch:!initial`, OVS's flow monitor extension, printed as
 ONFST_FLOW_MONITOR in OpenFlow 1.3; the events of those tables picked out of it) and, once a burst of
-changes is over (QUIET_S without an event, at most MAX_DELAY_S after its first), runs `ovs-appctl
+changes is over (QUIET_S without an event, at most MAX_DELAY_S after its first, and at least MIN_INTERVAL_S
+after the last purge: a tenant changing its policies without pause costs every tenant of the node at most
+four purges a second, not one per change), runs `ovs-appctl
 revalidator/purge` and `ovs-appctl dpctl/del-flows`: the datapath's flows go, those the revalidators track
 and any they do not, and packets after it are translated again from the tables as they are now; and once
 more AGAIN_S later, for a flow an upcall translated from the tables as they were and installed around the
-first. It purges once as well as soon as OVS has
+first. A purge that failed (ovs-vswitchd busy or restarting) is tried again after RETRY_S, doubled for every
+failure in a row up to MAX_RETRY_S, until one succeeds. It purges once as well as soon as OVS has
 answered the monitor's watch (from then on no change goes unseen), for what changed before: at the
 agent's start and after each restart of the monitor (an ovs-vswitchd restarted), which comes after
 RESTART_S, doubled for every start in a row that did not get that far, up to MAX_RESTART_S. A purge costs
@@ -45,9 +48,12 @@ log = logging.getLogger(__name__)
 
 QUIET_S = 0.01  # a bundle's events arrive together: purge once they stop
 MAX_DELAY_S = 0.1  # ... but no later than this after the first
+MIN_INTERVAL_S = 0.25  # ... and no sooner than this after the last purge: a storm of changes, 4 purges a second
 AGAIN_S = 0.5  # and purge once more this long after
+RETRY_S = 0.5  # a purge ovs-vswitchd refused or did not answer: again after this, doubled up to MAX_RETRY_S
+MAX_RETRY_S = 8.0
 RESTART_S = 1.0  # doubled for every start in a row that did not get its watch answered, up to MAX_RESTART_S
-MAX_RESTART_S = 60.0
+MAX_RESTART_S = 8.0
 PURGE_TIMEOUT_S = 10.0
 PURGE_FAILED = "purging the datapath's flows after a policy change"
 _TABLE = re.compile(r" table=(\d+) ")  # in an event line: " event=ADDED table=8 cookie=... "
@@ -185,7 +191,9 @@ class PolicyFlowPurge:
         return answered
 
     def _purge_loop(self) -> None:
-        again: float | None = None  # when the second purge of the last burst is due
+        again: float | None = None  # when the second purge of the last burst, or a failed one's retry, is due
+        failures = 0  # purges failed in a row
+        purged = float("-inf")  # when the last purge ran
         while True:
             with self._changed:
                 while self._first is None and not self._stopped.is_set():
@@ -199,15 +207,22 @@ class PolicyFlowPurge:
                     first = self._first or 0.0
                     while not self._stopped.is_set():
                         now = time.monotonic()
-                        due = min(self._last + QUIET_S, first + MAX_DELAY_S)
+                        due = max(min(self._last + QUIET_S, first + MAX_DELAY_S), purged + MIN_INTERVAL_S)
                         if now >= due:
                             break
                         self._changed.wait(due - now)
                     self._first = None
             try:
-                self.purge()
+                done = self.purge()
             except Exception:  # never let the purges end
                 log.exception("%s", PURGE_FAILED)
-            # Once more AGAIN_S after a burst's purge, for flows an upcall translated from the tables as they were
-            # and installed around the first.
-            again = time.monotonic() + AGAIN_S if burst else None
+                done = False
+            purged = time.monotonic()
+            if not done:  # the stale flows are still there: until a purge succeeds
+                failures += 1
+                again = purged + min(RETRY_S * 2 ** min(failures - 1, 8), MAX_RETRY_S)
+            else:
+                failures = 0
+                # Once more AGAIN_S after a burst's purge, for flows an upcall translated from the tables as they
+                # were and installed around the first.
+                again = purged + AGAIN_S if burst else None

@@ -1,7 +1,7 @@
 """PolicyFlowPurge's own logic with a scripted monitor: a purge once OVS answered every watch, one per burst of
 events, other lines ignored, a purge after the monitor was restarted and answered, none for a monitor that
 keeps failing (which is started again ever more slowly), nothing left running after stop, a refused purge
-not counted."""
+not counted and tried again until one succeeds, a storm of changes purged at most every MIN_INTERVAL_S."""
 
 from __future__ import annotations
 
@@ -59,6 +59,7 @@ class Harness:
         self.monitors: list[FakeMonitor] = []
         self.commands: list[Sequence[str]] = []
         self.calls: list[tuple[str, ...]] = []
+        self.times: list[float] = []  # monotonic time of each call
         self.refuse = False
 
     def spawn(self, args: Sequence[str]) -> FakeMonitor:
@@ -68,6 +69,7 @@ class Harness:
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
         self.calls.append(args)
+        self.times.append(time.monotonic())
         return subprocess.CompletedProcess(args, 1 if self.refuse else 0, "", "refused" if self.refuse else "")
 
 
@@ -112,15 +114,37 @@ def test_one_purge_per_burst_and_nothing_for_other_lines() -> None:
     assert harness.monitors[0].terminated.is_set()
 
 
-def test_a_burst_longer_than_the_delay_is_purged_before_it_ends() -> None:
+def test_a_storm_of_changes_is_purged_while_it_lasts_at_most_every_min_interval() -> None:
     harness = Harness()
     purge = started(harness)
     try:
-        deadline = time.monotonic() + 4 * datapath_flows.MAX_DELAY_S
-        while time.monotonic() < deadline:  # events closer than QUIET_S, for four times MAX_DELAY_S
+        deadline = time.monotonic() + 4 * datapath_flows.MIN_INTERVAL_S
+        while time.monotonic() < deadline:  # events closer than QUIET_S, for four times MIN_INTERVAL_S
             harness.monitors[0].lines.put(" event=MODIFIED table=8 cookie=0x1 ip\n")
             time.sleep(datapath_flows.QUIET_S / 4)
-        assert purge.purges >= 3
+        assert 3 <= purge.purges <= 6
+        starts = [t for t, call in zip(harness.times, harness.calls, strict=True) if call[-1] == "revalidator/purge"]
+        assert min(b - a for a, b in itertools.pairwise(starts)) >= 0.9 * datapath_flows.MIN_INTERVAL_S
+    finally:
+        purge.stop()
+
+
+def test_a_refused_purge_is_tried_again_until_one_succeeds(monkeypatch: Any) -> None:
+    monkeypatch.setattr(datapath_flows, "RETRY_S", 0.05)
+    harness = Harness()
+    purge = started(harness)
+    try:
+        harness.refuse = True  # ovs-vswitchd busy or restarting
+        harness.monitors[0].lines.put(" event=ADDED table=4 cookie=0x1 ip\n")
+        wait_for(lambda: len(harness.calls) >= 2 + 3, "three refused purges", timeout=5)
+        assert purge.purges == 1
+        gaps = [b - a for a, b in itertools.pairwise(harness.times[2:])]
+        assert gaps[-1] > 1.5 * gaps[0]  # 0.05 s, 0.1 s, ...
+        harness.refuse = False
+        wait_for(lambda: purge.purges == 2, "the purge once ovs-vswitchd answers", timeout=5)
+        calls = len(harness.calls)
+        time.sleep(3 * datapath_flows.RETRY_S)
+        assert len(harness.calls) == calls  # and no more
     finally:
         purge.stop()
 
