@@ -126,7 +126,8 @@ class PolicyFlowPurge:
             thread.join(timeout=5)
 
     def changed(self) -> None:
-        """A change to the watched tables: a purge follows within MAX_DELAY_S."""
+        """A change to the watched tables: a purge follows within MAX_DELAY_S, or MIN_INTERVAL_S after the start
+        of the last purge if that is later."""
         now = time.monotonic()
         with self._changed:
             if self._first is None:
@@ -193,7 +194,8 @@ class PolicyFlowPurge:
     def _purge_loop(self) -> None:
         again: float | None = None  # when the second purge of the last burst, or a failed one's retry, is due
         failures = 0  # purges failed in a row
-        purged = float("-inf")  # when the last purge ran
+        purged = float("-inf")  # when the last purge started
+        owed = False  # a burst's purge failed: its second purge is still owed once a retry succeeds
         while True:
             with self._changed:
                 while self._first is None and not self._stopped.is_set():
@@ -212,17 +214,19 @@ class PolicyFlowPurge:
                             break
                         self._changed.wait(due - now)
                     self._first = None
+            purged = time.monotonic()
             try:
                 done = self.purge()
             except Exception:  # never let the purges end
                 log.exception("%s", PURGE_FAILED)
                 done = False
-            purged = time.monotonic()
+            owed = owed or burst
             if not done:  # the stale flows are still there: until a purge succeeds
                 failures += 1
-                again = purged + min(RETRY_S * 2 ** min(failures - 1, 8), MAX_RETRY_S)
+                again = time.monotonic() + min(RETRY_S * 2 ** min(failures - 1, 8), MAX_RETRY_S)
             else:
                 failures = 0
                 # Once more AGAIN_S after a burst's purge, for flows an upcall translated from the tables as they
                 # were and installed around the first.
-                again = purged + AGAIN_S if burst else None
+                again = time.monotonic() + AGAIN_S if owed else None
+                owed = False

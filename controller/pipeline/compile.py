@@ -263,7 +263,7 @@ class Compiler:
         changes: dict[str, ChangeSet] = {}
         pair_changes: PairMemo = {}
         slot_changes: dict[int, tuple[tuple[Section | None, ...], ChangeSet]] = {}
-        combined: dict[tuple[int, ...], ChangeSet] = {}
+        combined: dict[tuple[int, ...], tuple[list[ChangeSet], ChangeSet]] = {}
         splits: dict[int, tuple[dict[int, Section], list[int]]] = {}
         for name, slot_list in replacements.items():
             state = self.states.get(name)
@@ -310,10 +310,11 @@ class Compiler:
             if mine:
                 changes[name] = parts[0] if len(parts) == 1 else ChangeSet.combine(parts)
             elif parts:
-                key = tuple(map(id, parts))  # parts kept alive by `slot_changes`: their ids stay theirs
-                if key not in combined:
-                    combined[key] = parts[0] if len(parts) == 1 else ChangeSet.combine(parts)
-                changes[name] = combined[key]
+                key = tuple(map(id, parts))
+                found = combined.get(key)
+                if found is None:  # the memo holds the parts too: while it is a key, no id is another part's
+                    found = combined[key] = (parts, parts[0] if len(parts) == 1 else ChangeSet.combine(parts))
+                changes[name] = found[1]
         return changes
 
     # --- memory ---------------------------------------------------------------------------------

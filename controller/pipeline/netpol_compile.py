@@ -163,7 +163,10 @@ class PolicyCompiler:
         """Keep the indexes of one policy; return the endpoints whose isolation may have changed.
         `changed`: only these endpoints can be named differently (None: any)."""
         policy = self.model.policies.get(key)
-        if changed is None:
+        # A policy that comes to select its first pod, or loses its last, may name endpoints no change touched
+        # (the destinations of an egress rule's named ports resolve only for selected pods): all of them.
+        first_or_last = old is not None and new is not None and bool(old.selected) != bool(new.selected)
+        if changed is None or first_or_last:
             before, after = names(old), names(new)
             for endpoint_id in before - after:
                 drop(self.mentions, endpoint_id, key)

@@ -205,3 +205,24 @@ def test_a_burst_is_purged_once_more_after_a_while_and_only_once(monkeypatch: An
         assert purge.purges == 4  # no third
     finally:
         purge.stop()
+
+
+def test_a_burst_whose_purge_failed_gets_its_second_purge_after_the_retry(monkeypatch: Any) -> None:
+    monkeypatch.setattr(datapath_flows, "RETRY_S", 0.05)
+    monkeypatch.setattr(datapath_flows, "AGAIN_S", 0.3)
+    harness = Harness()
+    purge = started(harness)
+    try:
+        wait_for(lambda: purge.purges == 2, "the first purge's second", timeout=5)
+        harness.refuse = True
+        harness.monitors[0].lines.put(" event=ADDED table=8 cookie=0x10b ip actions=drop\n")
+        wait_for(lambda: len(harness.calls) == 5, "the burst's purge, refused", timeout=5)
+        harness.refuse = False
+        wait_for(lambda: purge.purges == 3, "its retry", timeout=5)
+        retried = time.monotonic()
+        wait_for(lambda: purge.purges == 4, "the burst's second purge", timeout=5)
+        assert time.monotonic() - retried >= 0.25
+        time.sleep(1.0)
+        assert purge.purges == 4  # no third
+    finally:
+        purge.stop()

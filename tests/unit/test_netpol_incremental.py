@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -347,3 +348,32 @@ def test_an_ip_block_of_everything_beside_a_pod_selector_comes_and_goes() -> Non
             installed[name] = apply(c, installed.get(name, NodeState()))
     check(model, compiler, installed, "app=x alone again")
     assert {p.source: ok for p, ok in matrix.run(model, installed, probes)} == {"r": True, "q": True}
+
+
+@pytest.mark.parametrize("kind", ["removed", "moved to another tenant"])
+def test_a_policy_selecting_its_first_pod_names_every_destination_of_its_named_ports(kind: str) -> None:
+    """u/p lets its pods out to any pod with a port named dns (UDP). At the full compile it selects nobody; c
+    comes, and with it the clause for d's dns port; d then goes (or comes back under its id in another
+    tenant): c's node drops that clause, as a full compile has it."""
+    dns = [{"name": "dns", "port": 53, "protocol": "UDP"}]
+    egress = {"podSelector": {}, "policyTypes": ["Egress"], "egress": [{"ports": [{"port": "dns", "protocol": "UDP"}]}]}
+    model = Model()
+    for i in range(2):
+        model.add_node(f"n{i}", tunnel_ip=f"192.168.0.{i + 1}")
+    for k, tenant in enumerate(("t", "u")):
+        model.add_tenant(tenant)
+        model.add_network(tenant, "net", encap="vxlan", segment=5000 + k, subnet="10.0.0.0/16")
+        model.add_namespace(f"{tenant}ns", tenant=tenant)
+    model.add_endpoint("d", network="u/net", node="n1", ip="10.0.0.10", ports=dns)
+    model.apply_policy(policy("p", "uns", egress))
+    compiler, installed = switches_after(model, [])
+    arrived = touched_by(model.add_endpoint("c", network="u/net", node="n0", namespace="uns"))
+    for name, change in compiler.update(arrived).items():
+        installed[name] = apply(change, installed.get(name, NodeState()))
+    check(model, compiler, installed, f"{kind}: c added")
+    left = model.remove_endpoint("d")
+    if kind != "removed":
+        left.merge(touched_by(model.add_endpoint("d", network="t/net", node="n1", namespace="tns", ports=dns)))
+    for name, change in compiler.update(left).items():
+        installed[name] = apply(change, installed.get(name, NodeState()))
+    check(model, compiler, installed, f"{kind}: d gone")
