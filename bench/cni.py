@@ -13,8 +13,13 @@ new pod pings (`ping -c 1 -W 1`) as soon as its ADD returns. Prints p50/p99 of A
 tenet/bridge ratios of the ADD and DEL p50s, the share of Tenet ADDs after which the pod answered at once
 (target 100%), and the agent's own time per request from its log, with the p50 of each step of its ADD
 (endpoint POST, what the veth pair made meanwhile took beyond it, OVSDB port, readiness, what the pod end's
-addresses set meanwhile took beyond it, gratuitous ARP). `--repeat N`: N paired rounds, each with a
-node of its own; the medians of each figure and of the rounds' ratios. `tenet_plugin` says which plugin ran.
+addresses set meanwhile took beyond it, gratuitous ARP). CPU per ADD, which a shared 2-core machine makes
+far steadier than the times: the whole machine's busy time during each side's timed ADDs (its pings
+included), per pod (`machine_cpu_ms_per_add`, `cpu_per_add_ratio` tenet/bridge), and Tenet's part of it by
+process (`tenet_cpu_ms_per_add`: agent with its `ovs-ofctl`/`ovs-appctl` children, controller, ovs-vswitchd,
+ovsdb-server; the rest is the plugin, the pings and the kernel; /proc counts in 10 ms ticks, so take more pods
+for finer figures). `--repeat N`: N paired rounds, each with a node of its own; the medians of each figure
+and of the rounds' ratios. `tenet_plugin` says which plugin ran.
 
 Target: Tenet's ADD p50 at most 1.5x the bridge plugin's, at concurrency 1 and at concurrency 8. `tenet-cni` is
 installed as `tenet-agent install-cni` installs it: compiled when a C compiler is found (cni/install.py).
@@ -45,6 +50,7 @@ from lab.cni import Namespaces, Network, PluginCall, TenetNode, enter_netns, exe
 from lab.ovs import sh
 
 TARGET_ADD_RATIO = 1.5
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")  # the unit of /proc's CPU times
 REFERENCE_PLUGINS = Path("/usr/lib/cni")
 TENET_NETWORK = Network("bench", "pods", 7001, "10.200.0.0/16")
 BRIDGE_SUBNET = "10.201.0.0/16"
@@ -98,6 +104,32 @@ def pings(pod: Pod, address: str) -> bool:
         check=False,
     )
     return done.returncode == 0
+
+
+def process_cpu_ms(pid: int) -> float:
+    """CPU time process `pid` and its children have used, ms: its own (user + system, all its threads, the
+    exited ones too), its reaped children's and its running children's, theirs counted alike (proc(5),
+    /proc/PID/stat fields 14-17; the agent's `ovs-ofctl monitor` and `ovs-appctl` runs are its children)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:  # a child that ended meanwhile: its time is its parent's now
+        return 0.0
+    used = sum(int(value) for value in fields[11:15]) * 1000 / CLOCK_TICKS
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            children = task.read_text().split()
+        except FileNotFoundError:
+            continue
+        used += sum(process_cpu_ms(int(child)) for child in children)
+    return used
+
+
+def machine_busy_ms() -> float:
+    """CPU time all cores have spent busy since boot, ms: /proc/stat's first line, all but idle and iowait."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (
+        int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+    )
+    return (user + nice + system + irq + softirq + steal) * 1000 / CLOCK_TICKS
 
 
 def address_of(result: dict[str, Any]) -> str:
@@ -196,20 +228,29 @@ def measure(pods: int, concurrency: int) -> dict[str, Any]:
         bridge_anchor, bridge_pods = make_pods("b")
         tenet_anchor, tenet_pods = make_pods("t")
 
-        bridge_run = measure_side(bridge, bridge_anchor, bridge_pods, concurrency)
+        busy: dict[str, float] = {}  # side and phase -> the machine's busy ms when the phase started
+        bridge_run = measure_side(
+            bridge,
+            bridge_anchor,
+            bridge_pods,
+            concurrency,
+            on_phase=lambda phase: busy.__setitem__(f"b{phase}", machine_busy_ms()),
+        )
         if not sh("ip", "netns", "exec", bridge_node, "ip", "-o", "link", "show", bridge_name, check=False):
             raise RuntimeError(f"the bridge plugin made no {bridge_name} in namespace {bridge_node}")
         rules = sh("ip", "netns", "exec", bridge_node, "iptables-save", check=False)
         bridge_rules = sum(1 for line in rules.splitlines() if line.startswith("-A"))
 
         marks: dict[str, int] = {}
-        tenet_run = measure_side(
-            tenet_side,
-            tenet_anchor,
-            tenet_pods,
-            concurrency,
-            on_phase=lambda phase: marks.__setitem__(phase, len(tenet.agent.log_text())),
-        )
+        daemons = tenet.pids()
+        used: dict[str, dict[str, float]] = {}  # phase -> daemon -> its CPU ms when the phase started
+
+        def tenet_phase(phase: str) -> None:
+            busy[f"t{phase}"] = machine_busy_ms()
+            used[phase] = {name: process_cpu_ms(pid) for name, pid in daemons.items()}
+            marks[phase] = len(tenet.agent.log_text())
+
+        tenet_run = measure_side(tenet_side, tenet_anchor, tenet_pods, concurrency, on_phase=tenet_phase)
         agent_add = tenet.agent.request_ms("ADD", marks["ADD"])
         agent_del = tenet.agent.request_ms("DEL", marks["DEL"])
         add_steps = tenet.agent.step_ms("ADD", marks["ADD"], marks["DEL"])
@@ -225,6 +266,7 @@ def measure(pods: int, concurrency: int) -> dict[str, Any]:
             f"{prefix}_del_p99_ms": ms(percentile(run.del_s, 0.99)),
         }
 
+    per_add = {side: (busy[f"{side[0]}DEL"] - busy[f"{side[0]}ADD"]) / pods for side in ("tenet", "bridge")}
     add_ratio = percentile(tenet_run.add_s, 0.5) / percentile(bridge_run.add_s, 0.5)
     del_ratio = percentile(tenet_run.del_s, 0.5) / percentile(bridge_run.del_s, 0.5)
     return {
@@ -242,6 +284,10 @@ def measure(pods: int, concurrency: int) -> dict[str, Any]:
         "tenet_agent_del_p50_ms": percentile(agent_del, 0.5) if agent_del else None,
         # the agent's ADD step by step (endpoint POST, veth, OVS port, readiness wait, pod end, ARP), p50 of each
         **{f"tenet_agent_add_{step}_p50_ms": percentile(values, 0.5) for step, values in add_steps.items()},
+        # CPU per ADD (its ping included), ms: the machine's for each side, and Tenet's daemons' part of it
+        "machine_cpu_ms_per_add": {side: round(value, 1) for side, value in per_add.items()},
+        "cpu_per_add_ratio": round(per_add["tenet"] / per_add["bridge"], 2) if per_add["bridge"] > 0 else None,
+        "tenet_cpu_ms_per_add": {name: round((used["DEL"][name] - used["ADD"][name]) / pods, 2) for name in daemons},
         "tenet_plugin": plugin_kind,  # "compiled", or "Python launcher" where no C compiler is
         "bridge_iptables_rules": bridge_rules,  # in its node namespace after the DELs (ipMasq false: 0)
     }

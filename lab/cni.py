@@ -254,6 +254,15 @@ class TenetNode:
             config["network"] = network
         return config
 
+    def pids(self) -> dict[str, int]:
+        """The running daemons' process ids: agent, controller, ovs_vswitchd, ovsdb_server."""
+        if self.agent.process is None or self.controller.process is None:
+            raise RuntimeError("the node is not started")
+        found = {"agent": self.agent.process.pid, "controller": self.controller.process.pid}
+        for name in ("ovs-vswitchd", "ovsdb-server"):  # `ip netns exec` execs the agent: its pid is the agent's
+            found[name.replace("-", "_")] = int((self.node.dir / f"{name}.pid").read_text().strip())
+        return found
+
     def leftovers(self) -> dict[str, int]:
         """Pod ports on br-int, pod veths in the node, and endpoints: what DEL removes."""
         ports = [p for p in self.node.vsctl("list-ports", "br-int").split() if p.startswith("tn")]
