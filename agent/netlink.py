@@ -68,7 +68,7 @@ from pyroute2.netlink.rtnl import (
 )
 from pyroute2.netlink.rtnl.fibmsg import fibmsg
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
-from pyroute2.netlink.rtnl.ifinfmsg import IFF_UP, ifinfmsg
+from pyroute2.netlink.rtnl.ifinfmsg import IFF_PROMISC, IFF_UP, ifinfmsg
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
@@ -94,6 +94,7 @@ RT_SCOPE_UNIVERSE = 0
 IFA_F_NODAD = 0x02
 RTEXT_FILTER_SKIP_STATS = 1 << 3
 IFNAMSIZ = 16
+IPV6_MIN_MTU = 1280  # below it the kernel keeps no IPv6 state (and settings) for a link (RFC 8200 section 5)
 RECV_SIZE = 1 << 16  # the kernel fills a dump's datagram up to 32 KiB
 NLMSG_HEADER = struct.Struct("=IHHII")  # struct nlmsghdr: length, type, flags, sequence, port id
 IFINFOMSG = struct.Struct("=BxHiII")  # struct ifinfomsg: family, type, index, flags, change
@@ -181,7 +182,7 @@ class Netlink:
         """The veth pair, configured on both ends (`make_pair`, then `finish`); everything made is removed
         again if a step fails."""
         _check(pod)
-        self.make_pair(pod.netns, pod.ifname, pod.host_name, host_ingress_drop=pod.host_ingress_drop)
+        self.make_pair(pod.netns, pod.ifname, pod.host_name, host_ingress_drop=pod.host_ingress_drop, mtu=pod.mtu)
         try:
             return self.finish(pod)
         except BaseException:
@@ -189,20 +190,24 @@ class Netlink:
                 self.delete(pod.host_name, ingress_chain=pod.host_ingress_drop)
             raise
 
-    def make_pair(self, netns: str, ifname: str, host_name: str, *, host_ingress_drop: bool = False) -> frozenset[int]:
+    def make_pair(
+        self, netns: str, ifname: str, host_name: str, *, host_ingress_drop: bool = False, mtu: int | None = None
+    ) -> frozenset[int]:
         """The veth pair before its addresses are known: the pod end `ifname` born down inside `netns` (with
-        a MAC and MTU of the kernel's, until `finish`), the host end `host_name` shut out of the node's stack
-        and up (`_seal_host_end`). Returns the IP versions (4, 6) of the default routes the pod has already
-        (`finish`'s `default_route`). Nothing is left behind if a step fails. Raises NetnsMissing,
-        InterfaceExists, HostLinkExists, NetlinkError."""
+        a MAC of the kernel's, until `finish`), the host end `host_name` shut out of the node's stack, then up
+        and promiscuous (`_seal_host_end`); both with MTU `mtu` (bytes) if it is at least IPV6_MIN_MTU, else the
+        kernel's (`finish` sets the network's either way). Returns the IP versions (4, 6) of the default routes
+        the pod has already (`finish`'s `default_route`). Nothing is left behind if a step fails. Raises
+        NetnsMissing, InterfaceExists, HostLinkExists, NetlinkError."""
         _check_name(ifname, "ifname")
         _check_name(host_name, "host_name")
         where = f"{netns}:{ifname}"
+        sized = mtu if mtu is not None and mtu >= IPV6_MIN_MTU else None
         with self._session(), _netns_fd(netns) as nsfd, ExitStack() as sockets:
             with self._inside(nsfd, netns):  # sockets opened here belong to the pod's namespace
                 inside = sockets.enter_context(_Rtnl())
             host = sockets.enter_context(_Rtnl())
-            self._add_veth(host, inside, ifname, host_name, nsfd, where)
+            self._add_veth(host, inside, ifname, host_name, nsfd, where, sized)
             try:
                 _seal_host_end(host, host_name, ingress_drop=host_ingress_drop)
                 return frozenset(version for version in (4, 6) if _has_default_route(inside, version, netns))
@@ -273,18 +278,29 @@ class Netlink:
             finally:
                 _close_later(sock)
 
-    def _add_veth(self, host: _Rtnl, inside: _Rtnl, ifname: str, host_name: str, nsfd: int, where: str) -> None:
+    def _add_veth(
+        self, host: _Rtnl, inside: _Rtnl, ifname: str, host_name: str, nsfd: int, where: str, mtu: int | None
+    ) -> None:
         """Host end `host_name` (down: `_seal_host_end` brings it up) in the agent's namespace, pod end
-        `ifname` born inside the pod (`finish` sets its MAC and MTU).
+        `ifname` born down inside the pod (`finish` sets its MAC); both with MTU `mtu` if given.
 
         The kernel makes both ends or neither, so an existing name on either side leaves nothing behind.
+
+        Why with its MTU (when the agent knows it already) and, later, up and promiscuous in one change: on
+        the userspace datapath every change of a link in ovs-vswitchd's namespace makes it reconfigure every
+        port of its bridges (a few ms of its CPU each, more with more ports). A host end set up, then given
+        its MTU once the controller has answered (by then an OVS port: the dearest kind), then made
+        promiscuous by OVS when it opens it, costs three such changes besides its creation and its carrier;
+        this one costs one. A host end with an MTU under IPV6_MIN_MTU has no IPv6 settings to seal: `finish`
+        lowers it after the seal, as the kernel then drops its IPv6 state altogether.
         """
         message = ifinfmsg()
         message["index"] = 0
-        peer = [("IFLA_IFNAME", ifname), ("IFLA_NET_NS_FD", nsfd)]
+        sized = [("IFLA_MTU", mtu)] if mtu else []
+        peer = [("IFLA_IFNAME", ifname), ("IFLA_NET_NS_FD", nsfd), *sized]
         data = {"attrs": [("VETH_INFO_PEER", {"attrs": peer})]}
         info = {"attrs": [("IFLA_INFO_KIND", "veth"), ("IFLA_INFO_DATA", data)]}
-        message["attrs"] = [("IFLA_IFNAME", host_name), ("IFLA_LINKINFO", info)]
+        message["attrs"] = [("IFLA_IFNAME", host_name), *sized, ("IFLA_LINKINFO", info)]
         try:
             host.request(message, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL)
         except _KernelError as error:
@@ -716,13 +732,18 @@ def _rule_table(rule: nlmsg) -> int:
 
 
 def _seal_host_end(host: _Rtnl, name: str, *, ingress_drop: bool) -> None:
-    """Shut the node's own IP stack out of the host end `name` (agent/hostend.py), then set it up."""
+    """Shut the node's own IP stack out of the host end `name` (agent/hostend.py) while it is down, then set
+    it up and promiscuous in one change (what OVS would make it when it opens the port: it then changes
+    nothing, and ovs-vswitchd has one link change less to reconfigure for)."""
     try:
         hostend.isolate(name, ingress_drop=ingress_drop)
     except hostend.HostEndError as error:
         raise NetlinkError(str(error)) from None
     index = _require_brief(host, name, f"host link {name}")[0]
-    _call(host, _up_message(index), RTM_NEWLINK, 0, f"setting host link {name} up")
+    up = ifinfmsg()
+    up["index"] = index
+    up["flags"] = up["change"] = IFF_UP | IFF_PROMISC
+    _call(host, up, RTM_NEWLINK, 0, f"setting host link {name} up")
 
 
 def _tx_checksum_off(ethtool: IoctlEthtool, where: str) -> None:

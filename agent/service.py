@@ -114,6 +114,10 @@ class AgentService:
         self._adding_lock = threading.Lock()
         # An ADD's steps that need not wait for each other run here, the ADD's own thread doing the rest.
         self._pool = ThreadPoolExecutor(max_workers=ADD_WORKERS, thread_name_prefix="add-step")
+        # The MTU the last endpoint of each network got (key: `_mtu_key`), and of any network (key ""): a pair
+        # is made with it before the controller answers, so that its host end, by then an OVS port, needs no
+        # MTU change (`Netlink._add_veth`: each costs ovs-vswitchd a reconfiguration of every port).
+        self._mtus: dict[str, int] = {}
 
     def close(self) -> None:
         """Wait for the steps under way, then stop the threads they run on."""
@@ -158,7 +162,7 @@ class AgentService:
         steps = _Steps()
         try:
             # The veth pair needs only names, not the controller's answer: it is made meanwhile.
-            pair = self._pool.submit(self._make_pair, eid, netns, ifname)
+            pair = self._pool.submit(self._make_pair, eid, netns, ifname, self._mtu_guess(network))
             retried = []
 
             def before_retry() -> None:  # the last attempt's leftovers go first, under the pair's name too
@@ -173,8 +177,9 @@ class AgentService:
                     self._drop_pair(pair, eid)
                 raise
             steps.mark("endpoint")
+            self._mtus[_mtu_key(network)] = self._mtus[""] = doc["mtu"]
             try:
-                defaults = self._make_pair(eid, netns, ifname) if retried else pair.result()
+                defaults = self._make_pair(eid, netns, ifname, doc["mtu"]) if retried else pair.result()
                 steps.mark("veth")
                 created = self._plumb(doc, request, container_id, ifname, netns, defaults, steps)
             except BaseException:
@@ -227,19 +232,26 @@ class AgentService:
         except ClientError as error:
             raise _controller_error(error, f"creating the endpoint on {network}") from None
 
-    def _make_pair(self, eid: str, netns: str, ifname: str) -> frozenset[int]:
-        """The veth pair of endpoint `eid` (`Netlink.make_pair`): the IP versions of the pod's default routes."""
+    def _mtu_guess(self, network: str | dict[str, str]) -> int | None:
+        """The MTU the pair of a new endpoint on `network` is made with: its network's last, else any's, else
+        None (the kernel's; `_finish` sets the network's)."""
+        return self._mtus.get(_mtu_key(network)) or self._mtus.get("")
+
+    def _make_pair(self, eid: str, netns: str, ifname: str, mtu: int | None = None) -> frozenset[int]:
+        """The veth pair of endpoint `eid` (`Netlink.make_pair`, with MTU `mtu` if not None): the IP versions of
+        the pod's default routes."""
         port = host_name(eid)
+        chains = self._ingress_chains
         try:
             try:
-                return self.netlink.make_pair(netns, ifname, port, host_ingress_drop=self._ingress_chains)
+                return self.netlink.make_pair(netns, ifname, port, host_ingress_drop=chains, mtu=mtu)
             except HostLinkExists:  # left by an attempt that died before it could clean up: ours to remove
                 if not self._remove_leftover(eid):
                     raise AgentError(
                         protocol.GENERIC_FAILURE, f"{port} exists and is an OVS port Tenet did not make"
                     ) from None
                 log.info("port %s exists from an earlier attempt: removed it", port)
-                return self.netlink.make_pair(netns, ifname, port, host_ingress_drop=self._ingress_chains)
+                return self.netlink.make_pair(netns, ifname, port, host_ingress_drop=chains, mtu=mtu)
         except NetnsMissing as error:
             raise AgentError(
                 protocol.INVALID_ENVIRONMENT, f"CNI_NETNS {netns!r} is not a network namespace", str(error)
@@ -595,6 +607,11 @@ def _network(request: dict[str, Any]) -> str | dict[str, str]:
     if not isinstance(network, str) or not network:
         raise AgentError(protocol.INVALID_CONFIG, "network: want the network's name")
     return f"{tenant}/{network}"
+
+
+def _mtu_key(network: str | dict[str, str]) -> str:
+    """TENANT/NAME from the CNI config, or the namespace of a pod whose network the controller picks."""
+    return network if isinstance(network, str) else "k8s:" + network["namespace"]
 
 
 def _is_pod_port_name(name: str) -> bool:

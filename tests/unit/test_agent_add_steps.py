@@ -90,8 +90,12 @@ class Kernel:
         self.finish_after: threading.Event | None = None  # finish only once this is set
         self.finished = threading.Event()
         self.pair_after: threading.Event | None = None  # make the pair only once this is set
+        self.pair_mtus: list[int | None] = []  # the MTU each pair was made with
 
-    def make_pair(self, netns: str, ifname: str, host: str, *, host_ingress_drop: bool = False) -> frozenset[int]:
+    def make_pair(
+        self, netns: str, ifname: str, host: str, *, host_ingress_drop: bool = False, mtu: int | None = None
+    ) -> frozenset[int]:
+        self.pair_mtus.append(mtu)
         if self.pair_after is not None:
             assert self.pair_after.wait(WAIT)
         if self.fail_pair is not None:
@@ -218,3 +222,14 @@ def test_flows_never_ready_waits_for_the_pod_end_then_removes_everything(parts: 
     assert failed.value.code == protocol.TRY_AGAIN_LATER, failed.value
     assert kernel.finished.is_set()
     assert nothing_left(controller, switch, kernel)
+
+
+def test_a_pair_is_made_with_the_mtu_its_network_had_last(parts: Any) -> None:
+    """Unknown at the first ADD (the kernel's, then the answer's); the network's from then on, and a network
+    not seen yet takes the last one seen. `finish` sets the network's MTU all the same."""
+    service, _, _, kernel = parts
+    add(service)
+    request = {"verb": "ADD", "container_id": "other", "ifname": IFNAME, "netns": NETNS}
+    service.handle({**request, "tenant": "blue", "network": "web"})
+    service.handle({**request, "container_id": "third", "tenant": "blue", "network": "db"})
+    assert kernel.pair_mtus == [None, 1450, 1450]
