@@ -112,13 +112,14 @@ def process_cpu_ms(pid: int) -> float:
     /proc/PID/stat fields 14-17; the agent's `ovs-ofctl monitor` and `ovs-appctl` runs are its children)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except FileNotFoundError:  # a child that ended meanwhile: its time is its parent's now
+        tasks = list(Path(f"/proc/{pid}/task").glob("*/children"))
+    except OSError:  # a child that ended meanwhile (ENOENT, or ESRCH once reaped): its time is its parent's now
         return 0.0
     used = sum(int(value) for value in fields[11:15]) * 1000 / CLOCK_TICKS
-    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+    for task in tasks:
         try:
             children = task.read_text().split()
-        except FileNotFoundError:
+        except OSError:  # that thread ended
             continue
         used += sum(process_cpu_ms(int(child)) for child in children)
     return used
