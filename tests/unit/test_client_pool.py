@@ -23,6 +23,20 @@ class Server(ThreadingHTTPServer):
         self.requests: list[str] = []
         self.close_after_answer = False  # hang up after each answer, as an idle keep-alive timeout does
         self.delay = 0.0  # seconds before answering
+        self.closed = 0  # connections this server has closed
+        self.closing = threading.Condition()
+
+    def shutdown_request(self, request: Any) -> None:
+        super().shutdown_request(request)
+        with self.closing:
+            self.closed += 1
+            self.closing.notify_all()
+
+    def wait_closed(self, count: int) -> None:
+        """Until this server has closed `count` connections (its thread does so after the client has the
+        answer: a client quick enough would reuse the connection before that)."""
+        with self.closing:
+            assert self.closing.wait_for(lambda: self.closed >= count, timeout=10), self.closed
 
     @property
     def url(self) -> str:
@@ -89,8 +103,10 @@ def test_a_connection_the_controller_closed_is_replaced(server: Server) -> None:
     client = Client(server.url, "token")
     server.close_after_answer = True
     assert client.get("/v1/nodes")["method"] == "GET"
+    server.wait_closed(1)
     # The pooled connection is closed by now: a POST (never sent twice) and a GET go out on new ones.
     assert client.post("/v1/endpoints", {"id": "e1"})["method"] == "POST"
+    server.wait_closed(2)
     assert client.get("/v1/nodes")["method"] == "GET"
     assert (server.connections, server.requests) == (3, ["GET", "POST", "GET"])
 
