@@ -659,10 +659,11 @@ def _link_message(index: int, *, mtu: int, mac: str | None = None, up: bool = Fa
     return message
 
 
-def _up_message(index: int) -> nlmsg:
+def _up_message(index: int, *, also: int = 0) -> nlmsg:
+    """Link `index` up, with the flags `also` (IFF_*) set in the same change."""
     message = ifinfmsg()
     message["index"] = index
-    message["flags"] = message["change"] = IFF_UP
+    message["flags"] = message["change"] = IFF_UP | also
     return message
 
 
@@ -740,10 +741,7 @@ def _seal_host_end(host: _Rtnl, name: str, *, ingress_drop: bool) -> None:
     except hostend.HostEndError as error:
         raise NetlinkError(str(error)) from None
     index = _require_brief(host, name, f"host link {name}")[0]
-    up = ifinfmsg()
-    up["index"] = index
-    up["flags"] = up["change"] = IFF_UP | IFF_PROMISC
-    _call(host, up, RTM_NEWLINK, 0, f"setting host link {name} up")
+    _call(host, _up_message(index, also=IFF_PROMISC), RTM_NEWLINK, 0, f"setting host link {name} up")
 
 
 def _tx_checksum_off(ethtool: IoctlEthtool, where: str) -> None:

@@ -229,13 +229,13 @@ def measure(pods: int, concurrency: int) -> dict[str, Any]:
         bridge_anchor, bridge_pods = make_pods("b")
         tenet_anchor, tenet_pods = make_pods("t")
 
-        busy: dict[str, float] = {}  # side and phase -> the machine's busy ms when the phase started
+        busy: dict[tuple[str, str], float] = {}  # (side, phase) -> the machine's busy ms when the phase started
         bridge_run = measure_side(
             bridge,
             bridge_anchor,
             bridge_pods,
             concurrency,
-            on_phase=lambda phase: busy.__setitem__(f"b{phase}", machine_busy_ms()),
+            on_phase=lambda phase: busy.__setitem__(("bridge", phase), machine_busy_ms()),
         )
         if not sh("ip", "netns", "exec", bridge_node, "ip", "-o", "link", "show", bridge_name, check=False):
             raise RuntimeError(f"the bridge plugin made no {bridge_name} in namespace {bridge_node}")
@@ -247,7 +247,7 @@ def measure(pods: int, concurrency: int) -> dict[str, Any]:
         used: dict[str, dict[str, float]] = {}  # phase -> daemon -> its CPU ms when the phase started
 
         def tenet_phase(phase: str) -> None:
-            busy[f"t{phase}"] = machine_busy_ms()
+            busy["tenet", phase] = machine_busy_ms()
             used[phase] = {name: process_cpu_ms(pid) for name, pid in daemons.items()}
             marks[phase] = len(tenet.agent.log_text())
 
@@ -267,7 +267,7 @@ def measure(pods: int, concurrency: int) -> dict[str, Any]:
             f"{prefix}_del_p99_ms": ms(percentile(run.del_s, 0.99)),
         }
 
-    per_add = {side: (busy[f"{side[0]}DEL"] - busy[f"{side[0]}ADD"]) / pods for side in ("tenet", "bridge")}
+    per_add = {side: (busy[side, "DEL"] - busy[side, "ADD"]) / pods for side in ("tenet", "bridge")}
     add_ratio = percentile(tenet_run.add_s, 0.5) / percentile(bridge_run.add_s, 0.5)
     del_ratio = percentile(tenet_run.del_s, 0.5) / percentile(bridge_run.del_s, 0.5)
     return {
