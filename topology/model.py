@@ -391,6 +391,21 @@ class Model(NamespacesMixin):
         ports.update((e.port_name, e.ofport) for e in self.endpoints_by_node[node].values())
         return ports
 
+    def planned_port(self, node: str, name: str) -> int | None:
+        """The OpenFlow port number the flows give port `name` of node `node`'s br-int: `planned_ports(node)
+        .get(name)` without building the endpoints' part (a node's endpoints are scanned, not copied)."""
+        for e in self.endpoints_by_node[node].values():  # in planned_ports an endpoint's name comes last: it wins
+            if e.port_name == name:
+                return e.ofport
+        if self.gateway is not None and name == GATEWAY_PORT_NAME:
+            return GATEWAY_OFPORT
+        links = self.link_ports(node)
+        if name in links:
+            return links[name]
+        if name == self.nodes[node].uplink:
+            return UPLINK_OFPORT
+        return TUNNEL_OFPORT if name == TUNNEL_PORT_NAME else None
+
     # --- tenants and networks ------------------------------------------------------------------
 
     def add_tenant(self, name: str, *, tenant_id: int | None = None, path: str = "tenant") -> Touched:

@@ -197,12 +197,18 @@ class TenetApp(app_manager.OSKenApp):
         self._notify()
         log.info("switch %s reconciled: %s in %s ms", session.node, session.last_plan, session.reconcile_ms)
 
-    def _check_ports(self, session: SwitchSession) -> None:
-        """Flows use the planned port numbers (the agent requests them): say loudly when OVS gave others."""
+    def _check_ports(self, session: SwitchSession, name: str | None = None) -> None:
+        """Flows use the planned port numbers (the agent requests them): say loudly when OVS gave others. Every
+        port of the switch, or only port `name` (a port status: the check is then no dearer with more pods)."""
         model = self.service.model
         if session.node not in model.nodes:
             return
-        for problem in reconcile.port_mismatches(model.planned_ports(session.node), session.ports):
+        if name is None:
+            planned = model.planned_ports(session.node)
+        else:
+            ofport = model.planned_port(session.node, name)
+            planned = {} if ofport is None else {name: ofport}
+        for problem in reconcile.port_mismatches(planned, session.ports):
             if problem not in session.errors:
                 log.error("switch %s: %s", session.node, problem)
                 session.errors.append(problem)
@@ -401,7 +407,7 @@ class TenetApp(app_manager.OSKenApp):
         session.port_status(name, None if deleted else port.port_no, port_live(port, ofp))
         with self.service.lock:
             if ev.msg.reason != ofp.OFPPR_DELETE:
-                self._check_ports(session)
+                self._check_ports(session, name)
             if self._link_changes(session):  # the work runs on the session's thread, after its reconcile
                 session.submit(lambda: self._sync_links(session))
         self._notify()

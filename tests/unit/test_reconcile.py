@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network
+
 import pytest
 from os_ken.ofproto import ofproto_parser
 
@@ -13,6 +15,7 @@ from controller.pipeline.cookies import ROUND_MASK, ROUND_SHIFT
 from controller.pipeline.ir import Flow, Output, match
 from controller.pipeline.state import NodeState, diff
 from tests.unit.topologies import SHAPES, example
+from topology.gateway import GatewayConfig
 from topology.model import touched_by
 
 
@@ -111,6 +114,23 @@ def test_ports_numbered_other_than_planned_are_reported() -> None:
     assert port_mismatches(planned, {"p2": 1005, "p1": 1000}) == [
         "port p2 is OpenFlow port 1005 on the switch, but flows use 1001"
     ]
+
+
+@pytest.mark.parametrize("shape", ["vlan-uplinks", "vlan-ring", "vxlan-only"])
+def test_one_planned_port_is_the_entry_planned_ports_give(shape: str) -> None:
+    model = SHAPES[shape](3)
+    if shape == "vlan-ring":
+        model.add_tenant("default")
+        model.add_network("default", "pods", encap="vxlan", segment=4000, subnet="10.244.0.0/16")
+        model.configure_gateway(
+            GatewayConfig("default/pods", IPv4Network("10.244.0.0/16"), IPv4Network("100.64.0.0/16"))
+        )
+        model.add_endpoint("pod", network="default/pods", node="n1")
+    for node in model.nodes:
+        planned = model.planned_ports(node)
+        others = {e.port_name for e in model.endpoints.values()} | {"eth1", "nope", "tenet-gw", "tenet-tun"}
+        for name in sorted(set(planned) | others):
+            assert model.planned_port(node, name) == planned.get(name), (node, name)
 
 
 def test_planned_ports_name_every_port_the_flows_use() -> None:
