@@ -44,6 +44,8 @@ from pyroute2.netlink import (
     NETLINK_EXT_ACK,
     NETLINK_ROUTE,
     NLM_F_ACK,
+    NLM_F_ACK_TLVS,
+    NLM_F_CAPPED,
     NLM_F_CREATE,
     NLM_F_DUMP,
     NLM_F_EXCL,
@@ -99,6 +101,8 @@ RECV_SIZE = 1 << 16  # the kernel fills a dump's datagram up to 32 KiB
 NLMSG_HEADER = struct.Struct("=IHHII")  # struct nlmsghdr: length, type, flags, sequence, port id
 IFINFOMSG = struct.Struct("=BxHiII")  # struct ifinfomsg: family, type, index, flags, change
 NLA_HEADER = struct.Struct("=HH")  # struct nlattr: length, type
+ERRNO = struct.Struct("=i")  # struct nlmsgerr's error
+NLMSGERR_ATTR_MSG = 1  # linux/netlink.h enum nlmsgerr_attrs
 NLA_TYPE_MASK = 0x3FFF  # without NLA_F_NESTED and NLA_F_NET_BYTEORDER
 IFLA_ADDRESS = 1
 
@@ -514,28 +518,15 @@ class _Rtnl:
         self._sock.close()
 
     def request(self, message: nlmsg, kind: int, flags: int = 0) -> list[nlmsg]:
-        """Send one request and collect its replies up to the ack (or a dump's end); kernel errors raise."""
-        self._seq += 1
-        header = message["header"]
-        header["type"], header["flags"] = kind, NLM_F_REQUEST | NLM_F_ACK | flags
-        header["sequence_number"], header["pid"] = self._seq, 0
-        message.encode()
-        self._sock.send(message.data)
-        replies: list[nlmsg] = []
-        while True:
-            for reply in self._marshal.parse(self._sock.recv(RECV_SIZE)):
-                header = reply["header"]
-                if header["sequence_number"] != self._seq:
-                    continue
-                if header.get("error") is not None:
-                    raise header["error"]
-                if header["type"] in (NLMSG_ERROR, NLMSG_DONE):
-                    return replies
-                replies.append(reply)
+        """Send one request and collect its replies up to the ack (or a dump's end), decoded by pyroute2;
+        kernel errors raise. The ack is read by `request_raw`, so a request that only changes something
+        costs no decoding at all (pyroute2's was a tenth of the agent's CPU per ADD)."""
+        return [decoded for reply in self.request_raw(message, kind, flags) for decoded in self._marshal.parse(reply)]
 
     def request_raw(self, message: nlmsg, kind: int, flags: int = 0) -> list[bytes]:
         """As `request`, but the replies come back undecoded, each a whole netlink message: for lookups whose
-        reply pyroute2 would take a millisecond or more to decode in full (a link: dozens of attributes)."""
+        reply pyroute2 would take a millisecond or more to decode in full (a link: dozens of attributes).
+        A kernel error raises pyroute2's NetlinkError(errno, the kernel's extended ack message or None)."""
         self._seq += 1
         header = message["header"]
         header["type"], header["flags"] = kind, NLM_F_REQUEST | NLM_F_ACK | flags
@@ -552,14 +543,35 @@ class _Rtnl:
                 reply, offset = data[offset : offset + length], offset + ((length + 3) & ~3)
                 if sequence != self._seq:
                     continue
-                if reply_kind == NLMSG_ERROR:  # struct nlmsgerr: a negative errno, 0 for the ack
-                    code = -struct.unpack_from("=i", reply, NLMSG_HEADER.size)[0]
-                    if code:
-                        raise _KernelError(code)
-                    return replies
-                if reply_kind == NLMSG_DONE:
+                if reply_kind in (NLMSG_ERROR, NLMSG_DONE):  # NLMSG_DONE of a dump may carry an error too
+                    _raise_error(reply)
                     return replies
                 replies.append(reply)
+
+
+def _raise_error(reply: bytes) -> None:
+    """Raise the error an NLMSG_ERROR (or NLMSG_DONE) message carries, if any: struct nlmsgerr, a negative
+    errno (0: an ack), the request's header (and, unless NLM_F_CAPPED, its payload), then, with
+    NLM_F_ACK_TLVS, attributes of which NLMSGERR_ATTR_MSG is the kernel's own words (linux/netlink.h)."""
+    if len(reply) < NLMSG_HEADER.size + ERRNO.size:
+        return
+    code = -ERRNO.unpack_from(reply, NLMSG_HEADER.size)[0]
+    if not code:
+        return
+    flags = NLMSG_HEADER.unpack_from(reply)[2]
+    offset, text = NLMSG_HEADER.size + ERRNO.size, None
+    if offset + NLMSG_HEADER.size <= len(reply):
+        echoed = NLMSG_HEADER.unpack_from(reply, offset)[0]
+        offset += NLMSG_HEADER.size if flags & NLM_F_CAPPED else (echoed + 3) & ~3
+    while flags & NLM_F_ACK_TLVS and offset + NLA_HEADER.size <= len(reply):
+        length, attr = NLA_HEADER.unpack_from(reply, offset)
+        if length < NLA_HEADER.size:
+            break
+        if attr & NLA_TYPE_MASK == NLMSGERR_ATTR_MSG:
+            text = reply[offset + NLA_HEADER.size : offset + length].split(b"\0", 1)[0].decode(errors="replace")
+            break
+        offset += (length + 3) & ~3
+    raise _KernelError(code, text)
 
 
 # --- requests ------------------------------------------------------------------------------------------
