@@ -8,16 +8,20 @@ agent that lexer was a fifth of all its CPU during pod ADDs (`py-spy`, `ovs/json
 path; all it does is find where each top-level value of the stream ends, which the C decoder cannot do on a
 stream that arrives in pieces, and hand the value's text to `json.JSONDecoder.raw_decode`.
 
-How: each piece fed is scanned once, with regular expressions (C): complete strings are cut out, the
-brackets that are left counted. The value's text is decoded once, when its outermost bracket closes. A
-string still open at the end of a piece is kept and scanned with the next one. So a message that comes in
-k pieces costs k scans of its new text and one decode, never a decode per piece.
+How: a value that is whole in the piece it starts in (most messages) is decoded at once, and the rest of
+the piece left for the next value. Otherwise each piece is scanned once, with regular expressions (C): a
+linear match up to any string the piece ends inside, complete strings cut out, the brackets that are left
+counted; of a string left open only its state is carried to the next piece (open, or open after a
+backslash), never its text. The value's text is decoded once, when its outermost bracket closes. So a
+message that comes in k pieces costs k scans of its new text and one decode, never a decode per piece.
 
 `install()` puts `Parser` in place of `ovs.json.Parser`, which `ovs.jsonrpc.Connection.recv` makes one of
 per message. A top-level value that is not an object or an array, and `check_trailer=True` (`ovs.json.
 from_string`, `from_stream`) are handed to python-ovs's own parser, unchanged. One difference remains: the
 C decoder takes a string with an escaped NUL (\\u0000), which python-ovs refuses; OVSDB forbids NUL in
-strings, so ovsdb-server sends none.
+strings, so ovsdb-server sends none. Input that is not JSON is reported once its brackets balance, not at
+the first wrong character as python-ovs does: after an unbalanced `{` from a peer, all it sends later is
+taken as part of that one value (ovsdb-server's output is well-formed).
 """
 
 from __future__ import annotations
@@ -28,14 +32,31 @@ from itertools import accumulate, islice
 from typing import Any
 
 _STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)  # a whole JSON string, escapes and all
-_OPEN_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*\\?\Z', re.DOTALL)  # a string the piece ends inside
+_CLOSED = re.compile(r'(?:[^"]+|"[^"\\]*(?:\\.[^"\\]*)*")*', re.DOTALL)  # up to a string left open
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 _STEP = {"{": 1, "[": 1, "}": -1, "]": -1}
 _WHITESPACE = " \t\n\r"
 _DECODER = json.JSONDecoder()
 
 
-class Parser:
+def _original() -> Any:
+    import ovs.json
+
+    return ovs.json.Parser
+
+
+_ORIGINAL: Any = _original()
+
+
+def _python_ovs(check_trailer: bool = False) -> Any:
+    """python-ovs's own parser. Not `_ORIGINAL()`: its __new__ and methods look `Parser` up in ovs.json's
+    globals, which is this class once installed (hence also the subclassing: `Parser._Parser__lex_start`)."""
+    parser = object.__new__(_ORIGINAL)
+    _ORIGINAL.__init__(parser, check_trailer)
+    return parser
+
+
+class Parser(_ORIGINAL):
     """One top-level JSON value from a stream fed in pieces; the interface of python-ovs's `ovs.json.Parser`.
 
     `feed(text)` returns how many characters of `text` it took (fewer than all once the value is complete:
@@ -45,8 +66,8 @@ class Parser:
 
     def __new__(cls, check_trailer: bool = False) -> Any:
         if check_trailer:  # a whole document (from_string, from_stream): python-ovs's own parser, unchanged
-            return _ORIGINAL(check_trailer=True)
-        return super().__new__(cls)
+            return _python_ovs(check_trailer=True)
+        return object.__new__(cls)
 
     def __init__(self, check_trailer: bool = False) -> None:
         self._pieces: list[str] = []  # the value's text so far, the piece being fed excluded
@@ -73,14 +94,24 @@ class Parser:
                 self._blank += text
                 return skipped
             if text[skipped] not in "{[":  # a scalar at the top: python-ovs's parser knows its rules
-                self._fallback = _ORIGINAL()
+                self._fallback = _python_ovs()
                 self._fallback.feed(self._blank)
                 return int(self._fallback.feed(text))
             self._started = True
             text = text[skipped:]
-        region = self._tail + text
-        opened = _OPEN_STRING.search(region) if '"' in _STRING.sub("", region) else None
-        scanned, tail = (region, "") if opened is None else (region[: opened.start()], region[opened.start() :])
+            try:  # the whole value in this piece (most messages): decoded without scanning the rest of the piece
+                self._value, end = _DECODER.raw_decode(text)
+            except json.JSONDecodeError:
+                pass  # incomplete (or malformed): scanned below
+            else:
+                self.done = True
+                return skipped + end
+        region = self._tail + text  # _tail: "" or the state of a string left open: '"' or '"\\'
+        match = _CLOSED.match(region)  # one linear pass: everything up to a string left open (always matches)
+        closed = match.end() if match is not None else 0
+        scanned, tail = region[:closed], region[closed:]
+        if tail:  # only the lexer state is carried over, never the string's text
+            tail = '"\\' if (len(tail) - len(tail.rstrip("\\"))) % 2 else '"'
         brackets = _NOT_BRACKET.sub("", _STRING.sub("", scanned))
         depths = list(accumulate(map(_STEP.__getitem__, brackets), initial=self._depth))
         if min(islice(depths, 1, None), default=1) > 0:  # the value goes on in the next piece
@@ -122,12 +153,3 @@ def install() -> None:
 
     if ovs.json.PARSER == ovs.json.PARSER_PY and ovs.json.Parser is _ORIGINAL:
         ovs.json.Parser = Parser
-
-
-def _original() -> Any:
-    import ovs.json
-
-    return ovs.json.Parser
-
-
-_ORIGINAL: Any = _original()

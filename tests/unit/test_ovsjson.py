@@ -107,7 +107,7 @@ def test_scalars_and_whole_documents_go_to_python_ovs() -> None:
         assert ours.feed(stream) == theirs.feed(stream)
         assert ours.is_done() == theirs.is_done()
         assert ours.finish() == theirs.finish()  # JSON-RPC takes objects and arrays only: an error
-    assert isinstance(ovsjson.Parser(check_trailer=True), ORIGINAL)
+    assert type(ovsjson.Parser(check_trailer=True)) is ORIGINAL
 
 
 @pytest.fixture
@@ -119,6 +119,36 @@ def installed() -> Iterator[None]:
         yield
     finally:
         ovs.json.Parser = before
+
+
+def test_a_string_left_open_carries_only_its_state_to_the_next_piece() -> None:
+    # Like the schema column of _Server.Database: a long string full of escaped quotes, in 4096-character
+    # pieces. Only the string's state is kept between pieces, so no piece scans the string's text again.
+    schema = json.dumps({"tables": {f"T{i}": {"columns": {"name": {"type": "string"}}} for i in range(400)}})
+    message = json.dumps({"id": 1, "result": [{"schema": schema, "name": "Open_vSwitch"}], "error": None})
+    parser, at, tails = ovsjson.Parser(), 0, set()
+    while not parser.is_done():
+        at += parser.feed(message[at : at + 4096])
+        tails.add(parser._tail)
+    assert at == len(message) and parser.finish() == json.loads(message)
+    assert tails <= {"", '"', '"\\'} and len(message) > 5 * 4096
+
+
+def test_many_messages_in_one_piece_are_each_decoded_without_scanning_the_rest() -> None:
+    messages = [{"id": i, "result": [{}], "error": None} for i in range(100)]
+    stream = "".join(json.dumps(message) for message in messages)
+    assert read_stream(ovsjson.Parser, stream, [4096]) == (messages, None)
+    parser = ovsjson.Parser()
+    took = parser.feed(stream)
+    assert parser.is_done() and took == len(json.dumps(messages[0])) and not parser._pieces
+
+
+def test_python_ovs_parses_whole_documents_and_scalars_once_installed(installed: None) -> None:
+    assert ovs.json.from_string('{"a": [1, "b"]}') == {"a": [1, "b"]}
+    assert ovs.json.from_string("[1] 2").startswith("line 0")  # trailing garbage, python-ovs's own error
+    parser = ovs.json.Parser()
+    parser.feed("0 ")
+    assert parser.is_done() and isinstance(parser.finish(), str)  # JSON-RPC takes no scalar: an error
 
 
 def test_python_ovs_json_rpc_reads_messages_sent_in_pieces(installed: None) -> None:
