@@ -244,9 +244,11 @@ class Netlink:
             _call(host, _link_message(host_index, mtu=pod.mtu), RTM_NEWLINK, 0, f"setting the MTU of {pod.host_name}")
             index = _require_brief(inside, pod.ifname, where)[0]
             exclusive = NLM_F_CREATE | NLM_F_EXCL
-            _call(inside, _addr_message(index, address), RTM_NEWADDR, exclusive, f"adding {pod.address} to {where}")
+            # Up first: the host end's carrier comes with it, a change ovs-vswitchd sees; before the port is
+            # added (the caller adds it meanwhile) it costs ovs-vswitchd less than once it is a port.
             up = _link_message(index, mtu=pod.mtu, mac=pod.mac.lower(), up=True)
             _call(inside, up, RTM_NEWLINK, 0, f"setting the MAC and MTU of {where} and setting it up")
+            _call(inside, _addr_message(index, address), RTM_NEWADDR, exclusive, f"adding {pod.address} to {where}")
             _call(inside, _up_message(LOOPBACK_INDEX), RTM_NEWLINK, 0, f"setting lo up in {pod.netns}")
             if default_route is None:
                 default_route = not _has_default_route(inside, gateway.version, pod.netns)
