@@ -552,17 +552,18 @@ class _Rtnl:
 
 
 def _raise_error(reply: bytes) -> None:
-    """Raise the error an NLMSG_ERROR (or NLMSG_DONE) message carries, if any: struct nlmsgerr, a negative
-    errno (0: an ack), the request's header (and, unless NLM_F_CAPPED, its payload), then, with
-    NLM_F_ACK_TLVS, attributes of which NLMSGERR_ATTR_MSG is the kernel's own words (linux/netlink.h)."""
+    """Raise the error an NLMSG_ERROR (or a dump's NLMSG_DONE) message carries, if any: a negative errno (0: an
+    ack), in NLMSG_ERROR then the request's header (and, unless NLM_F_CAPPED, its payload), then, with
+    NLM_F_ACK_TLVS, attributes of which NLMSGERR_ATTR_MSG is the kernel's own words (linux/netlink.h,
+    struct nlmsgerr; net/netlink/af_netlink.c netlink_dump_done)."""
     if len(reply) < NLMSG_HEADER.size + ERRNO.size:
         return
     code = -ERRNO.unpack_from(reply, NLMSG_HEADER.size)[0]
     if not code:
         return
-    flags = NLMSG_HEADER.unpack_from(reply)[2]
+    kind, flags = NLMSG_HEADER.unpack_from(reply)[1:3]
     offset, text = NLMSG_HEADER.size + ERRNO.size, None
-    if offset + NLMSG_HEADER.size <= len(reply):
+    if kind == NLMSG_ERROR and offset + NLMSG_HEADER.size <= len(reply):  # a dump's NLMSG_DONE echoes nothing
         echoed = NLMSG_HEADER.unpack_from(reply, offset)[0]
         offset += NLMSG_HEADER.size if flags & NLM_F_CAPPED else (echoed + 3) & ~3
     while flags & NLM_F_ACK_TLVS and offset + NLA_HEADER.size <= len(reply):

@@ -199,7 +199,9 @@ class TenetApp(app_manager.OSKenApp):
 
     def _check_ports(self, session: SwitchSession, name: str | None = None) -> None:
         """Flows use the planned port numbers (the agent requests them): say loudly when OVS gave others. Every
-        port of the switch, or only port `name` (a port status: the check is then no dearer with more pods)."""
+        port of the switch (at its reconcile, and when the fabric links change), or only port `name` (its port
+        status: one lookup, not the node's whole plan built, sorted and compared for each of an ADD's statuses).
+        An endpoint's own port is checked again by the readiness wait of the ADD that adds it."""
         model = self.service.model
         if session.node not in model.nodes:
             return
@@ -292,8 +294,10 @@ class TenetApp(app_manager.OSKenApp):
                 plan = reconcile.from_changes(node_changes)
                 sequence = self.service.sequence
                 session.submit(functools.partial(self._push, session, plan, sequence))
-            if links_changed and self._link_changes(session):  # a link added after the switch reported its ports
-                session.submit(functools.partial(self._sync_links, session))
+            if links_changed:
+                self._check_ports(session)  # a link removed renumbers the node's later link ports
+                if self._link_changes(session):  # a link added after the switch reported its ports
+                    session.submit(functools.partial(self._sync_links, session))
 
     def _push(self, session: SwitchSession, plan: reconcile.Plan, sequence: int) -> None:
         if sequence <= session.synced_sequence or session.resync_pending:

@@ -15,7 +15,7 @@ from controller.app.osken_app import Runtime, TenetApp
 from controller.service import Service
 from controller.store.sqlite import SqliteStore
 from lab.ovs import wait_for
-from tests.unit.test_session import EMPTY_REPLIES, ScriptedSwitch, error, reply
+from tests.unit.test_session import EMPTY_REPLIES, ScriptedSwitch, error, port, reply
 
 
 @pytest.fixture
@@ -94,3 +94,40 @@ def test_a_new_datapath_id_does_not_hand_a_node_another_hosts_connected_switch(a
     app._adopt(again)
     wait_for(lambda: app.sessions[other_id].in_sync is True, timeout=10, what="node1's switch under its new id")
     assert app.sessions[other_id].node == "node1" and other.raw == []
+
+
+def test_a_link_added_after_its_port_was_reported_is_checked_against_the_switch(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "links.db")
+    service = Service(store)
+    service.register_node("node1", tunnel_ip="192.168.50.1")
+    service.register_node("node2", tunnel_ip="192.168.50.2")
+    Runtime.service = service
+    app = TenetApp()
+    try:
+        dpid = service.model.nodes["node1"].datapath_id
+
+        def answer(msg: Any) -> None:
+            session = app.sessions[dpid]
+            if isinstance(msg, parser.OFPPortDescStatsRequest):  # the fabric port is there, numbered 77
+                session.deliver(reply(parser.OFPPortDescStatsReply, msg, [port("eth2", 77)]))
+            elif type(msg) in EMPTY_REPLIES:
+                session.deliver(reply(EMPTY_REPLIES[type(msg)], msg, []))
+            elif isinstance(msg, parser.OFPBarrierRequest | parser.OFPEchoRequest | parser.ONFBundleCtrlMsg):
+                done = parser.OFPBarrierReply(msg.datapath)
+                done.xid = msg.xid
+                session.deliver(done)
+
+        dp = ScriptedSwitch(answer)
+        dp.id = dpid
+        app._adopt(dp)
+        session = app.sessions[dpid]
+        wait_for(lambda: session.in_sync is True, timeout=10, what="node1's switch in sync")
+        assert not session.errors
+        service.create_link("node1", "eth2", "node2", "eth2")  # no port status comes: the port was there before
+        planned = service.model.planned_port("node1", "eth2")
+        assert list(session.errors) == [f"port eth2 is OpenFlow port 77 on the switch, but flows use {planned}"]
+    finally:
+        for session in list(app.sessions.values()):
+            session.close()
+        Runtime.service = None
+        store.close()

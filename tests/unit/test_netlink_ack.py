@@ -45,3 +45,11 @@ def test_an_error_without_words_raises_its_errno_alone() -> None:
     with pytest.raises(KernelError) as raised:  # a dump that failed: its NLMSG_DONE carries the errno
         _raise_error(reply(NLMSG_DONE, 16, echo=b""))
     assert raised.value.code == 16
+
+
+def test_a_failed_dump_raises_the_kernels_words_too() -> None:
+    # NLMSG_DONE echoes no request: its attributes follow the errno (net/netlink/af_netlink.c netlink_dump_done)
+    words = tlv(1, b"Invalid values in header for FIB dump request\0")
+    with pytest.raises(KernelError) as raised:
+        _raise_error(reply(NLMSG_DONE, 22, NLM_F_ACK_TLVS, echo=b"", tlvs=words))
+    assert _reason(raised.value) == "Invalid argument (Invalid values in header for FIB dump request)"
