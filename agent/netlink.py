@@ -239,6 +239,7 @@ class Netlink:
             with self._inside(nsfd, pod.netns):
                 inside = sockets.enter_context(_Rtnl())
                 ethtool = sockets.enter_context(closing(IoctlEthtool(pod.ifname))) if pod.tx_checksum_off else None
+                _ipv6_off(pod.ifname, where)
             host = sockets.enter_context(_Rtnl())
             host_index, host_mac = _require_brief(host, pod.host_name, pod.host_name)
             _call(host, _link_message(host_index, mtu=pod.mtu), RTM_NEWLINK, 0, f"setting the MTU of {pod.host_name}")
@@ -757,6 +758,23 @@ def _seal_host_end(host: _Rtnl, name: str, *, ingress_drop: bool) -> None:
         raise NetlinkError(str(error)) from None
     index = _require_brief(host, name, f"host link {name}")[0]
     _call(host, _up_message(index, also=IFF_PROMISC), RTM_NEWLINK, 0, f"setting host link {name} up")
+
+
+def _ipv6_off(ifname: str, where: str) -> None:
+    """Turn IPv6 off on the pod's interface `ifname` (still down): pods are IPv4 only and the switch carries
+    no IPv6 between them, so the link-local address, its DAD, router solicitations and MLD reports the pod's
+    kernel would send are only upcalls and datapath flows for ovs-vswitchd to make and revalidate. Written
+    through /proc/sys/net, which follows the calling thread's namespace: call it inside the pod's. A kernel
+    without IPv6 has nothing to turn off. Raises NetlinkError."""
+    setting = f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6"
+    try:
+        with open(setting, "w") as file:
+            file.write("1")
+    except FileNotFoundError:
+        if os.path.exists("/proc/sys/net/ipv6"):
+            raise NetlinkError(f"turning IPv6 off on {where}: no {setting}") from None
+    except OSError as error:
+        raise NetlinkError(f"turning IPv6 off on {where}: {error.strerror or error}") from None
 
 
 def _tx_checksum_off(ethtool: IoctlEthtool, where: str) -> None:

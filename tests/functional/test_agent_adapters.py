@@ -156,6 +156,10 @@ def test_create_gives_the_pod_its_configured_interface_and_delete_removes_both_e
     assert eth0["mtu"] == 1450
     assert "UP" in eth0["flags"] and eth0["operstate"] == "UP"
     assert [(a["local"], a["prefixlen"]) for a in eth0["addr_info"] if a["family"] == "inet"] == [("10.1.0.5", 24)]
+    # IPv6 off on it (pods are IPv4 only): no link-local address, nothing for the switch to drop
+    assert not [a for a in eth0["addr_info"] if a["family"] == "inet6"]
+    assert in_pod(netns, "sysctl", "-n", "net.ipv6.conf.eth0.disable_ipv6").strip() == "1"
+    assert in_pod(netns, "sysctl", "-n", "net.ipv6.conf.lo.disable_ipv6").strip() == "0"  # the rest untouched
     routes = json.loads(in_pod(netns, "ip", "-j", "route", "show", "default"))
     assert [(r["gateway"], r["dev"]) for r in routes] == [("10.1.0.1", "eth0")]
     lo = json.loads(in_pod(netns, "ip", "-j", "link", "show", "lo"))[0]

@@ -171,6 +171,9 @@ def test_the_node_stack_neither_sees_nor_answers_a_pod(lab: Lab, listener: subpr
     for target in (node_v4, NODE_EXTRA_V4):
         answers[f"ARP {target}"] = a.run("python3", "-I", "-S", "-c", _ARP_PROBE, target, mac, a.ip).strip()
     # ND and ICMPv6: everyone on the link, then the host end's link-local address (the pod asks for its MAC).
+    # The agent turned IPv6 off on eth0; a pod may turn it on again itself (without DAD, at once usable).
+    a.run("sysctl", "-qw", "net.ipv6.conf.eth0.accept_dad=0", "net.ipv6.conf.eth0.disable_ipv6=0")
+    wait_for(lambda: "fe80" in a.run("ip", "-6", "addr", "show", "dev", "eth0"), "the pod's link-local address")
     own = {
         line.split()[3].split("/")[0] for line in a.run("ip", "-6", "-o", "addr", "show", "dev", "eth0").splitlines()
     }
