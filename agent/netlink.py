@@ -239,7 +239,8 @@ class Netlink:
             with self._inside(nsfd, pod.netns):
                 inside = sockets.enter_context(_Rtnl())
                 ethtool = sockets.enter_context(closing(IoctlEthtool(pod.ifname))) if pod.tx_checksum_off else None
-                _ipv6_off(pod.ifname, where)
+                if address.version == 4:  # (the pipeline carries no IPv6: the controller gives none)
+                    _ipv6_off(pod.ifname, where)
             host = sockets.enter_context(_Rtnl())
             host_index, host_mac = _require_brief(host, pod.host_name, pod.host_name)
             _call(host, _link_message(host_index, mtu=pod.mtu), RTM_NEWLINK, 0, f"setting the MTU of {pod.host_name}")
@@ -772,7 +773,7 @@ def _ipv6_off(ifname: str, where: str) -> None:
             file.write("1")
     except FileNotFoundError:
         if os.path.exists("/proc/sys/net/ipv6"):
-            raise NetlinkError(f"turning IPv6 off on {where}: no {setting}") from None
+            raise NetlinkError(f"{where} vanished right after it was created (no {setting})") from None
     except OSError as error:
         raise NetlinkError(f"turning IPv6 off on {where}: {error.strerror or error}") from None
 
