@@ -35,11 +35,14 @@ def app(tmp_path: Path) -> Iterator[TenetApp]:
     store.close()
 
 
-def switch(app: TenetApp, dpid: int, refuse: list[bool]) -> ScriptedSwitch:
+def switch(app: TenetApp, dpid: int, refuse: list[bool], ports: list[Any] | None = None) -> ScriptedSwitch:
+    """A switch that answers as OVS does, with `ports` (OFPPort) as its port descriptions; it refuses bundle
+    commits while `refuse[0]`."""
+
     def answer(msg: Any) -> None:
         session = app.sessions[dpid]
         if isinstance(msg, parser.OFPPortDescStatsRequest):
-            session.deliver(reply(parser.OFPPortDescStatsReply, msg, []))
+            session.deliver(reply(parser.OFPPortDescStatsReply, msg, ports or []))
         elif type(msg) in EMPTY_REPLIES:
             session.deliver(reply(EMPTY_REPLIES[type(msg)], msg, []))
         elif isinstance(msg, parser.ONFBundleCtrlMsg) and msg.type == ofp.ONF_BCT_COMMIT_REQUEST and refuse[0]:
@@ -105,20 +108,7 @@ def test_a_link_added_after_its_port_was_reported_is_checked_against_the_switch(
     app = TenetApp()
     try:
         dpid = service.model.nodes["node1"].datapath_id
-
-        def answer(msg: Any) -> None:
-            session = app.sessions[dpid]
-            if isinstance(msg, parser.OFPPortDescStatsRequest):  # the fabric port is there, numbered 77
-                session.deliver(reply(parser.OFPPortDescStatsReply, msg, [port("eth2", 77)]))
-            elif type(msg) in EMPTY_REPLIES:
-                session.deliver(reply(EMPTY_REPLIES[type(msg)], msg, []))
-            elif isinstance(msg, parser.OFPBarrierRequest | parser.OFPEchoRequest | parser.ONFBundleCtrlMsg):
-                done = parser.OFPBarrierReply(msg.datapath)
-                done.xid = msg.xid
-                session.deliver(done)
-
-        dp = ScriptedSwitch(answer)
-        dp.id = dpid
+        dp = switch(app, dpid, [False], [port("eth2", 77)])  # the fabric port is there, numbered 77
         app._adopt(dp)
         session = app.sessions[dpid]
         wait_for(lambda: session.in_sync is True, timeout=10, what="node1's switch in sync")
