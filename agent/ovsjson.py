@@ -72,7 +72,7 @@ class Parser(_ORIGINAL):
     def __init__(self, check_trailer: bool = False) -> None:
         self._pieces: list[str] = []  # the value's text so far, the piece being fed excluded
         self._length = 0  # characters in _pieces
-        self._tail = ""  # a string the last piece ended inside: scanned again with the next piece
+        self._tail = ""  # the state of a string the last piece ended inside: "", '"' or '"\\' (after a backslash)
         self._depth = 0  # brackets open at the end of what was scanned
         self._started = False
         self._blank = ""  # whitespace before the value, kept for python-ovs's parser (its error positions)

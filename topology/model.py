@@ -393,7 +393,8 @@ class Model(NamespacesMixin):
 
     def planned_port(self, node: str, name: str) -> int | None:
         """The OpenFlow port number the flows give port `name` of node `node`'s br-int: `planned_ports(node)
-        .get(name)` without building the endpoints' part (a node's endpoints are scanned, not copied)."""
+        .get(name)` without building the endpoints' part (a node's endpoints are scanned, not copied); None if
+        the flows name no such port. Raises KeyError for a node the model does not have."""
         for e in self.endpoints_by_node[node].values():  # in planned_ports an endpoint's name comes last: it wins
             if e.port_name == name:
                 return e.ofport

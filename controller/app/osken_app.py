@@ -295,7 +295,7 @@ class TenetApp(app_manager.OSKenApp):
                 sequence = self.service.sequence
                 session.submit(functools.partial(self._push, session, plan, sequence))
             if links_changed:
-                self._check_ports(session)  # a link removed renumbers the node's later link ports
+                self._check_ports(session)  # a link's port the switch reported before: no port status follows
                 if self._link_changes(session):  # a link added after the switch reported its ports
                     session.submit(functools.partial(self._sync_links, session))
 
