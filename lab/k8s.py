@@ -101,7 +101,8 @@ def start_apiserver(lab: Lab, spawn: Any = None, alive: Any = None) -> None:
     mark = log.stat().st_size if log.exists() else 0
     command = [
             sys.executable, "-m", "lab.apiserver", "--etcd", lab.state.etcd_url, "--port", str(port),
-            "--token", lab.state.apiserver_token, "--kubeconfig-out", str(kubeconfig(lab)),
+            # One argument: a random token may begin with "-", which argparse would take for an option.
+            f"--token={lab.state.apiserver_token}", "--kubeconfig-out", str(kubeconfig(lab)),
             "--cert-dir", str(lab.dir / "apiserver"), "--bookmark-interval", "10",
     ]  # fmt: skip
     pid = lab.state.apiserver_pid = spawn(command, log)

@@ -1,7 +1,7 @@
 """A stand-in Kubernetes API server for tests and the lab, where no kube-apiserver can be installed.
 
     python -m lab.apiserver --etcd http://127.0.0.1:2379 --port 6443 --kubeconfig-out /tmp/kubeconfig \
-        --token "$TOKEN" --cert-dir /tmp/apiserver      # the same port, token and certificate at every start
+        --token="$TOKEN" --cert-dir /tmp/apiserver      # the same port, token and certificate at every start
     kubectl --kubeconfig /tmp/kubeconfig apply -f deploy/
 
 A kubeconfig names the URL, the token and the certificate: it stays valid across a restart only when the

@@ -13,7 +13,8 @@ from etcd3gw.exceptions import Etcd3Exception
 from lab.apiserver.server import StandInApiServer
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of `python -m lab.apiserver`; `--help` prints it."""
     parser = argparse.ArgumentParser(
         prog="python -m lab.apiserver",
         description="A stand-in Kubernetes API server over etcd, for tests and the lab: kubectl and the "
@@ -32,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--token",
         help="bearer token clients must send (default: a new random one at each start, which invalidates the "
-        "kubeconfigs written before; give the same token to keep them valid across a restart)",
+        "kubeconfigs written before; give the same token to keep them valid across a restart). A token that "
+        "begins with '-' must be given as --token=TOKEN",
     )
     parser.add_argument(
         "--kubeconfig-out",
@@ -55,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar="SECONDS",
         help="seconds a deleted namespace stays Terminating before it and its contents go (default 1)",
     )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error(f"--port: {args.port} is outside 0..65535")
