@@ -121,8 +121,10 @@ class LabState:
 
 class Lab:
     def __init__(self, state_dir: Path = DEFAULT_STATE, *, progress: Any = None) -> None:
-        self.dir = state_dir
-        self.file = state_dir / "lab.json"
+        # Absolute: the lab's processes start in the repository (lab.ovs.launch), and their paths are passed
+        # on command lines, where a relative one beginning with "-" would read as an option.
+        self.dir = state_dir.absolute()
+        self.file = self.dir / "lab.json"
         self.state = LabState.load(self.file) if self.file.exists() else LabState()
         self.progress = progress or (lambda message: None)
 

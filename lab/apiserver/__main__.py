@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--token",
         help="bearer token clients must send (default: a new random one at each start, which invalidates the "
         "kubeconfigs written before; give the same token to keep them valid across a restart). A token that "
-        "begins with '-' must be given as --token=TOKEN",
+        "begins with '-' must be given as --token=TOKEN.",
     )
     parser.add_argument(
         "--kubeconfig-out",
