@@ -21,6 +21,7 @@ from controller.openflow.ofctl import flow_text, render_state
 from controller.pipeline import matrix
 from controller.pipeline.compile import Compiler
 from controller.pipeline.features import netpol
+from controller.pipeline.ir import ARP_REPLY, ETH_TYPE_ARP
 from controller.pipeline.probes import PROTOCOLS, Spoof, to_endpoint
 from controller.pipeline.simulate import SimNetwork, Trace
 from controller.pipes import until_the_reader_goes
@@ -241,8 +242,16 @@ def drop_reason(trace: Trace, decisions: Sequence[str] = ()) -> str:
 
 
 def verdict_line(trace: Trace, decisions: Sequence[str] = ()) -> str:
+    """`delivered to A, B`, or `dropped: REASON`. What reaches endpoints as ARP replies to a traced ARP request
+    was made by a switch's ARP responder (the simulation sends one packet; no endpoint answers): `answered
+    by the switch's ARP responder: reply delivered to A`."""
     if trace.delivered:
-        return "delivered to " + ", ".join(trace.delivered_to)
+        replies = all(
+            d.packet.fields.get("eth_type") == ETH_TYPE_ARP and d.packet.fields.get("arp_op") == ARP_REPLY
+            for d in trace.delivered
+        )
+        prefix = "answered by the switch's ARP responder: reply delivered to " if replies else "delivered to "
+        return prefix + ", ".join(trace.delivered_to)
     return f"dropped: {drop_reason(trace, decisions)}"
 
 

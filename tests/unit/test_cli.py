@@ -205,7 +205,7 @@ def test_trace_json(capsys: pytest.CaptureFixture[str]) -> None:
 def test_trace_arp_is_answered_to_the_sender(capsys: pytest.CaptureFixture[str]) -> None:
     status, out, err = run(capsys, "trace", EXAMPLE, "--src", "b1", "--dst", "b2", "--proto", "arp")
     assert (status, err) == (0, "")
-    assert out.splitlines()[-1] == "delivered to b1"
+    assert out.splitlines()[-1] == "answered by the switch's ARP responder: reply delivered to b1"
     # Answered by node1's ARP responder: the request never crosses to node2.
     assert "node2" not in out
 
