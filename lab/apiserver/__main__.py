@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--port: {args.port} is outside 0..65535")
     if args.namespace_cleanup < 0:
         parser.error(f"--namespace-cleanup: want 0 or more seconds, got {args.namespace_cleanup:g}")
+    if args.token is not None and not args.token.strip():
+        parser.error("--token: empty; give a token, or leave --token out for a random one")
     if args.bookmark_interval <= 0:
         parser.error(f"--bookmark-interval: want a positive number of seconds, got {args.bookmark_interval:g}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

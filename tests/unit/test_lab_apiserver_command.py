@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from lab import k8s
-from lab.apiserver.__main__ import build_parser
+from lab.apiserver.__main__ import build_parser, main
 from lab.cluster import Lab
 
 
@@ -52,3 +52,11 @@ def test_a_relative_state_directory_is_made_absolute(tmp_path: Path, monkeypatch
         k8s.start_apiserver(lab, spawn, lambda pid: False)
     args = build_parser().parse_args(commands[0][3:])
     assert args.kubeconfig_out == str(tmp_path / "-lab" / "kubeconfig")
+
+
+@pytest.mark.parametrize("token", ["", " "])
+def test_an_empty_token_is_refused_not_replaced_by_a_random_one(token: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--etcd", "http://127.0.0.1:2379", f"--token={token}"])
+    assert exit_.value.code == 2
+    assert "--token: empty" in capsys.readouterr().err
