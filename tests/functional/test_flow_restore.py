@@ -76,7 +76,9 @@ def test_the_agent_ends_flow_restore_wait_once_the_controller_replayed_the_flows
     wait_for(lambda: "flow-restore-wait is set" in tenet.agent.new_log(), "the agent to see flow-restore-wait")
     # The agent clears the flag only once the controller has put every flow back through the relay.
     wait_for(lambda: _flag(tenet) == "", "the agent to clear flow-restore-wait", timeout=30)
-    assert "flow-restore-wait cleared: the controller replayed the flows" in tenet.agent.new_log()
+    # It logs that once the flag is gone: wait for the line, not only for the flag.
+    cleared = "flow-restore-wait cleared: the controller replayed the flows"
+    wait_for(lambda: cleared in tenet.agent.new_log(), "the agent to log that it cleared the flag")
     # Then ovs-vswitchd connects to the controller itself (one more connection) and holds every flow.
     relayed = switch["connections"] + 1
     wait_for(
@@ -101,12 +103,13 @@ def test_flow_restore_wait_set_on_a_running_switch_is_cleared_without_a_relay(
         lambda: tenet.node.vsctl("--columns=is_connected", "--bare", "list", "controller").strip() == "true",
         "ovs-vswitchd to report its controller connection",
     )
-    tenet.agent.new_log()
     tenet.node.vsctl("set", "open_vswitch", ".", "other_config:flow-restore-wait=true")
-    # The switch keeps its own controller connection and its flows: the agent clears the flag without relaying.
+    # The switch keeps its own controller connection and its flows: the agent clears the flag without relaying
+    # (and logs so once the flag is gone: wait for the line, not only for the flag).
     wait_for(lambda: _flag(tenet) == "", "the agent to clear flow-restore-wait", timeout=30)
-    log = tenet.agent.new_log()
-    assert "connected to the controller and in sync" in log, log
+    cleared = "is connected to the controller and in sync"
+    wait_for(lambda: cleared in tenet.agent.new_log(), "the agent to log that it cleared the flag")
+    log = tenet.agent.new_log()  # (everything since the agent started)
     assert "relaying" not in log and "did not sync" not in log, log
     after = tenet.controller.node(tenet.node.name)["switch"]
     assert after.get("refused_connections", 0) == before.get("refused_connections", 0), after
