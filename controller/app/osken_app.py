@@ -96,10 +96,10 @@ class TenetApp(app_manager.OSKenApp):
         """Close `dp`, log why at ERROR, and count it on the holder of its datapath id, if any."""
         dp.close()
         log.error("switch %#x: %s", dp.id, text)
-        if previous is not None:
-            previous.refused_connections += 1
+        if previous is not None:  # the reason first: a status read in between never counts one without it
             if text not in list(previous.errors):  # a switch retrying every second is one problem, not many
                 previous.errors.append(text)
+            previous.refused_connections += 1
         self._notify()
 
     def _arbitrate(self, previous: SwitchSession, dp: Any) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cni.install import install
-from controller.client import Client
+from controller.client import Client, path
 from lab.cni import AgentProcess, ControllerProcess
 from lab.ovs import OvsNode, Pod, sh, wait_for
 
@@ -140,6 +140,9 @@ class Cluster:
             line.split(":")[1].strip() for line in self.node.exec("ip", "-o", "link").splitlines() if ": tn" in line
         ]
         endpoints = [e["id"] for e in self.api.get("/v1/endpoints")]
+        # A DEL returns once the endpoint is gone; its flows leave the switch with the next change set the
+        # controller sends. A verification runs on the switch's session after every change queued before it.
+        self.api.get(path("v1", "nodes", self.node.name, "flows"), verify="1")  # (a switch away: none queued)
         flows = [f for f in self.node.ofctl("--no-names", "dump-flows").splitlines() if _names_pod_port(f)]
         return {"ports": ports, "links": links, "endpoints": endpoints, "flows": flows}
 

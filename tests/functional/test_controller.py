@@ -44,7 +44,11 @@ def wait_in_sync(controller: ControllerProcess) -> dict:
         assert not switch.get("errors"), switch
         return switch if switch.get("connected") and switch.get("in_sync") else None
 
-    return wait_for(synced, "the switch to be in sync", timeout=60)
+    status = wait_for(synced, "the switch to be in sync", timeout=60)
+    # in_sync comes with a reconcile; changes made meanwhile may still be queued for the switch. A verification
+    # runs on the switch's session after every change queued before it: then the switch has them all.
+    controller.client.get("/v1/nodes/n1/flows", verify="1")
+    return status
 
 
 def desired(controller: ControllerProcess) -> tuple[Counter, set[str], set[str]]:

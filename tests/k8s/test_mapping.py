@@ -33,6 +33,8 @@ def test_custom_resources_become_model_objects_with_status_written_back(lab: Lab
     wait_for(lambda: (ready(lab, "blue-web") or {}).get("status") == "True", "blue-web Ready")
     network = model.networks["blue/blue-web"]
     assert (network.encap.value, network.segment, str(network.subnet)) == ("vxlan", 5001, "10.1.0.0/24")
+    # Tenants and QoS profiles have watchers of their own: the network may be Ready before they are applied.
+    wait_for(lambda: "blue" in lab.service.quotas and "gold" in model.qos_profiles, "blue's quota and gold applied")
     assert lab.service.quotas["blue"].networks == 5 and lab.service.quotas["blue"].endpoints == 50
     assert model.qos_profiles["gold"].rate_kbps == 10000 and model.qos_profiles["gold"].direction == "egress"
     wait_for(lambda: "blue/blue-web" in model.qos_attachments, "gold attached to blue/blue-web")

@@ -207,7 +207,9 @@ def test_a_deleted_namespace_leaves_the_model_after_its_pods_and_policies(lab: L
     lab.core.delete_namespace("shop")  # the API server deletes its pods and NetworkPolicies with it
     wait_for(lambda: "shop" not in model.namespaces, "namespace shop removed from the model")
     assert "db-eth0" not in model.endpoints and "shop/db" not in model.policies
-    assert states[-1] == (False, False, False) and (True, False, False) in states  # the namespace went last
+    # Subscribers hear of a change once it is stored, after the model has it: wait for that change's call.
+    wait_for(lambda: states and states[-1] == (False, False, False), "the namespace's removal published")
+    assert (True, False, False) in states  # the namespace went last
     assert "front" in model.namespaces
 
 

@@ -81,7 +81,8 @@ def test_deleting_a_pod_removes_its_flows_on_every_node(lab: Lab) -> None:
     def holding() -> list[str]:
         return [n for n in lab.state.nodes if mac in lab.node(n).ofctl("dump-flows").lower()]
 
-    assert holding() == ["node1", "node2", "node3"]  # every node with blue pods knows where b9 is
+    # Every node with blue pods learns where b9 is (the ADD waits for b9's own node only).
+    wait_for(lambda: holding() == ["node1", "node2", "node3"], "every blue node to know b9", timeout=10)
     lab.pod_rm("b9")
     wait_for(lambda: holding() == [], "b9's flows to leave every node", timeout=10)
     assert lab.pod_netns("b9") not in sh("ip", "netns", "list")
