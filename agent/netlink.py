@@ -15,8 +15,8 @@ plain rtnetlink socket instead (a request and its ack take ~0.1-0.3 ms).
 The veth pair is created from the agent's namespace with the pod end's IFLA_NET_NS_FD set to the pod, so
 the pod end appears in the pod with its final name: no temporary name, no move, no rename. That needs only
 names (`make_pair`), so an ADD makes the pair while it asks the controller for the pod's MAC, MTU and
-addresses, which `finish` sets (the pod end is down until then).
-The host end is born down and is shut out of the node's own IP stack before it comes up: on the userspace
+addresses, which `finish` sets (the pod end is up by then, without IPv6 and with no address: it sends
+nothing). The host end is born down and is shut out of the node's own IP stack before it comes up: on the userspace
 datapath an nftables ingress chain drops every frame the pod sends before the stack sees it (agent/nft.py;
 OVS has read it by then), and no IPv6, no ARP answers and strict reverse-path filtering on it besides, so
 the node neither takes nor answers anything a pod sends through it, nor sends anything of its own there.
@@ -198,11 +198,18 @@ class Netlink:
         self, netns: str, ifname: str, host_name: str, *, host_ingress_drop: bool = False, mtu: int | None = None
     ) -> frozenset[int]:
         """The veth pair before its addresses are known: the pod end `ifname` born down inside `netns` (with
-        a MAC of the kernel's, until `finish`), the host end `host_name` shut out of the node's stack, then up
-        and promiscuous (`_seal_host_end`); both with MTU `mtu` (bytes) if it is at least IPV6_MIN_MTU, else the
-        kernel's (`finish` sets the network's either way). Returns the IP versions (4, 6) of the default routes
-        the pod has already (`finish`'s `default_route`). Nothing is left behind if a step fails. Raises
-        NetnsMissing, InterfaceExists, HostLinkExists, NetlinkError."""
+        a MAC of the kernel's, until `finish`), IPv6 turned off on it and set up; the host end `host_name` shut
+        out of the node's stack, then up and promiscuous (`_seal_host_end`); both with MTU `mtu` (bytes) if it
+        is at least IPV6_MIN_MTU, else the kernel's (`finish` sets the network's either way). Returns the IP
+        versions (4, 6) of the default routes the pod has already (`finish`'s `default_route`). Nothing is
+        left behind if a step fails. Raises NetnsMissing, InterfaceExists, HostLinkExists, NetlinkError.
+
+        Why the pod end comes up here, before the host end: the pair's carrier then comes on with the host
+        end's own change, a moment after its creation, and ovs-vswitchd (which reconfigures every port of its
+        bridges for any link change in its namespace, agent/service.py) handles both in fewer passes than
+        when the carrier came later with `finish` (3.1 bridge reconfigurations per ADD instead of 4.0, bench
+        README). Nothing passes meanwhile: the pod end has no address and no IPv6 (Tenet's networks are IPv4,
+        topology/model.py), and a veth drops what it sends while the host end is down."""
         _check_name(ifname, "ifname")
         _check_name(host_name, "host_name")
         where = f"{netns}:{ifname}"
@@ -213,6 +220,9 @@ class Netlink:
             host = sockets.enter_context(_Rtnl())
             self._add_veth(host, inside, ifname, host_name, nsfd, where, sized)
             try:
+                with self._inside(nsfd, netns):
+                    _ipv6_off(ifname, where)
+                _call(inside, _up_by_name(ifname), RTM_NEWLINK, 0, f"setting {where} up")
                 _seal_host_end(host, host_name, ingress_drop=host_ingress_drop)
                 return frozenset(version for version in (4, 6) if _has_default_route(inside, version, netns))
             except BaseException:
@@ -220,7 +230,8 @@ class Netlink:
                 raise
 
     def finish(self, pod: PodInterface, *, default_route: bool | None = None) -> Created:
-        """Configure the pair `make_pair` made: MTU of both ends, the pod end's MAC, address and default route.
+        """Configure the pair `make_pair` made: MTU of both ends, the pod end's MAC (the veth takes it while
+        up), address and default route.
 
         The pod's default route goes through this interface only if the pod has none of the address's family
         yet: a container's first interface owns it, a second one (``net1``, another network or the same) gets
@@ -239,17 +250,13 @@ class Netlink:
             with self._inside(nsfd, pod.netns):
                 inside = sockets.enter_context(_Rtnl())
                 ethtool = sockets.enter_context(closing(IoctlEthtool(pod.ifname))) if pod.tx_checksum_off else None
-                if address.version == 4:  # (the pipeline carries no IPv6: the controller gives none)
-                    _ipv6_off(pod.ifname, where)
             host = sockets.enter_context(_Rtnl())
             host_index, host_mac = _require_brief(host, pod.host_name, pod.host_name)
             _call(host, _link_message(host_index, mtu=pod.mtu), RTM_NEWLINK, 0, f"setting the MTU of {pod.host_name}")
             index = _require_brief(inside, pod.ifname, where)[0]
             exclusive = NLM_F_CREATE | NLM_F_EXCL
-            # Up first: the host end's carrier comes with it, a change ovs-vswitchd sees; before the port is
-            # added (the caller adds it meanwhile) it costs ovs-vswitchd less than once it is a port.
-            up = _link_message(index, mtu=pod.mtu, mac=pod.mac.lower(), up=True)
-            _call(inside, up, RTM_NEWLINK, 0, f"setting the MAC and MTU of {where} and setting it up")
+            up = _link_message(index, mtu=pod.mtu, mac=pod.mac.lower(), up=True)  # up already (`make_pair`)
+            _call(inside, up, RTM_NEWLINK, 0, f"setting the MAC and MTU of {where}")
             _call(inside, _addr_message(index, address), RTM_NEWADDR, exclusive, f"adding {pod.address} to {where}")
             _call(inside, _up_message(LOOPBACK_INDEX), RTM_NEWLINK, 0, f"setting lo up in {pod.netns}")
             if default_route is None:
@@ -681,6 +688,15 @@ def _up_message(index: int, *, also: int = 0) -> nlmsg:
     message = ifinfmsg()
     message["index"] = index
     message["flags"] = message["change"] = IFF_UP | also
+    return message
+
+
+def _up_by_name(name: str) -> nlmsg:
+    """Link `name` (of the socket's namespace) up: the kernel finds a link by IFLA_IFNAME when the index is 0."""
+    message = ifinfmsg()
+    message["index"] = 0
+    message["attrs"] = [("IFLA_IFNAME", name)]
+    message["flags"] = message["change"] = IFF_UP
     return message
 
 

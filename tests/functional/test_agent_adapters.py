@@ -122,19 +122,22 @@ def host_link(name: str) -> dict | None:
 def test_a_pair_is_made_sized_sealed_then_up_and_promiscuous(scratch: Scratch, netlink: Netlink) -> None:
     """`make_pair` makes both ends with the MTU asked, seals the host end while it is down (no IPv6 on it at
     all, the IPv4 settings of agent/hostend.py), then sets it up and promiscuous in one change, as OVS will
-    want it; the pod end stays down until `finish`. An MTU under 1280 is left to `finish`: the kernel would
-    keep no IPv6 settings for such a link, and raising it later would bring IPv6 back unsealed."""
+    want it; the pod end is up before it, with IPv6 off and no address, so the carrier comes with the host
+    end's change. An MTU under 1280 is left to `finish`: the kernel would keep no IPv6 settings for such a
+    link, and raising it later would bring IPv6 back unsealed."""
     netns = scratch.netns()
     host_name = scratch.link()
     netlink.make_pair(f"/var/run/netns/{netns}", "eth0", host_name, mtu=1400)
     host = host_link(host_name)
     assert host is not None and host["mtu"] == 1400
-    assert {"UP", "PROMISC", "NO-CARRIER"} <= set(host["flags"])
+    assert {"UP", "PROMISC", "LOWER_UP"} <= set(host["flags"])
     assert Path(f"/proc/sys/net/ipv6/conf/{host_name}/disable_ipv6").read_text().strip() == "1"
     assert Path(f"/proc/sys/net/ipv4/conf/{host_name}/rp_filter").read_text().strip() == "1"
     assert sh("ip", "-6", "addr", "show", "dev", host_name).strip() == ""  # no link-local address
-    eth0 = json.loads(in_pod(netns, "ip", "-j", "link", "show", "eth0"))[0]
-    assert eth0["mtu"] == 1400 and "UP" not in eth0["flags"]
+    eth0 = json.loads(in_pod(netns, "ip", "-j", "addr", "show", "eth0"))[0]
+    assert eth0["mtu"] == 1400 and "UP" in eth0["flags"]
+    assert eth0["addr_info"] == []  # no IPv4 address yet, and no IPv6 link-local address ever
+    assert in_pod(netns, "sysctl", "-n", "net.ipv6.conf.eth0.disable_ipv6").strip() == "1"
     assert netlink.delete(host_name) is True
     for small in (1000, None):  # the kernel's MTU, and the same seal
         netlink.make_pair(f"/var/run/netns/{netns}", "eth0", host_name, mtu=small)
