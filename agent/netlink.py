@@ -12,14 +12,15 @@ sockets keep working from the agent's namespace. No helper process is forked: py
 keeps per-thread state, so requests are built and parsed with pyroute2's message classes and sent over a
 plain rtnetlink socket instead (a request and its ack take ~0.1-0.3 ms).
 
-The veth pair is created from the agent's namespace with the pod end's IFLA_NET_NS_FD set to the pod, so
-the pod end appears in the pod with its final name: no temporary name, no move, no rename. That needs only
-names (`make_pair`), so an ADD makes the pair while it asks the controller for the pod's MAC, MTU and
-addresses, which `finish` sets (the pod end is up by then, without IPv6 and with no address: it sends
-nothing). The host end is born down and is shut out of the node's own IP stack before it comes up: on the userspace
-datapath an nftables ingress chain drops every frame the pod sends before the stack sees it (agent/nft.py;
-OVS has read it by then), and no IPv6, no ARP answers and strict reverse-path filtering on it besides, so
-the node neither takes nor answers anything a pod sends through it, nor sends anything of its own there.
+The veth pair is created from the agent's namespace with the pod end's IFLA_NET_NS_FD set to the pod, so the
+pod end appears in the pod with its final name: no temporary name, no move, no rename. That needs only names
+(`make_pair`), so an ADD makes the pair while it asks the controller for the pod's MAC, MTU and addresses,
+which `finish` sets (the pod end is up by then, without IPv6 and with no address: the pod's kernel sends
+nothing on it). The host end is born down and is shut out of the node's own IP stack before it comes up: on
+the userspace datapath an nftables ingress chain drops every frame the pod sends before the stack sees it
+(agent/nft.py; OVS has read it by then), and no IPv6, no ARP answers and strict reverse-path filtering on it
+besides, so the node neither takes nor answers anything a pod sends through it, nor sends anything of its
+own there.
 """
 
 from __future__ import annotations
@@ -206,10 +207,10 @@ class Netlink:
 
         Why the pod end comes up here, before the host end: the pair's carrier then comes on with the host
         end's own change, a moment after its creation, and ovs-vswitchd (which reconfigures every port of its
-        bridges for any link change in its namespace, agent/service.py) handles both in fewer passes than
-        when the carrier came later with `finish` (3.1 bridge reconfigurations per ADD instead of 4.0, bench
-        README). Nothing passes meanwhile: the pod end has no address and no IPv6 (Tenet's networks are IPv4,
-        topology/model.py), and a veth drops what it sends while the host end is down."""
+        bridges for any link change in its namespace, `_add_veth`) handles them in fewer passes than when the
+        carrier came later with `finish` (3.1 bridge reconfigurations per ADD instead of 4.0, README
+        "Benchmarks"). The pod's kernel sends nothing on it meanwhile (no address, no IPv6: Tenet's networks
+        are IPv4, topology/model.py), and a veth drops whatever its pod end sends while the host end is down."""
         _check_name(ifname, "ifname")
         _check_name(host_name, "host_name")
         where = f"{netns}:{ifname}"
@@ -853,6 +854,8 @@ def _check(pod: PodInterface) -> tuple[_Interface, _Address]:
         raise NetlinkError(f"address {pod.address!r}: want ADDRESS/PREFIX")
     if gateway.version != address.version:
         raise NetlinkError(f"gateway {pod.gateway} and address {pod.address} are of different IP versions")
+    if address.version != 4:  # `make_pair` turns IPv6 off on the pod end
+        raise NetlinkError(f"address {pod.address}: pods are IPv4 only (topology/model.py)")
     return address, gateway
 
 

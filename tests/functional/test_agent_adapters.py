@@ -275,6 +275,7 @@ def test_bad_input_is_refused_before_the_kernel_is_asked(scratch: Scratch, netli
         {"address": "10.1.0.5"},
         {"address": "10.1.0.500/24"},
         {"gateway": "fd00::1"},
+        {"address": "fd00::5/64", "gateway": "fd00::1"},  # pods are IPv4 only: the pod end's IPv6 is off
         {"mtu": 20},
     ):
         with pytest.raises(NetlinkError):
