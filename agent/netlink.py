@@ -668,10 +668,12 @@ def _has_default_route(rtnl: _Rtnl, version: int, netns: str) -> bool:
 
 
 def _discard(host: _Rtnl, name: str, *, ingress_drop: bool) -> None:
-    """Delete host end `name` (the pod end goes with it) and its ingress chain, after a failed step."""
+    """Delete host end `name` (the pod end goes with it) and its ingress chain, after a failed step; each
+    whatever became of the other (the caller is failing already: recovery removes what is left)."""
     with suppress(NetlinkError, nft.NftError):
         _delete_link(host, name)
-        if ingress_drop:  # only then was a chain made
+    if ingress_drop:  # only then was a chain made
+        with suppress(OSError):  # nft.NftError, or no nf_tables at all
             nft.forget(name)
 
 

@@ -19,7 +19,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
@@ -30,7 +29,7 @@ import yaml
 
 from controller.client import Client, ClientError, path
 from lab.outside import Outside
-from lab.ovs import ROOT, OvsNode, Pod, launch, pid_alive, sh, stop_pid, wait_for
+from lab.ovs import ROOT, OvsNode, Pod, free_ports, launch, pid_alive, sh, stop_pid, wait_for
 from lab.pods import check_ip, cni_args, describe, endpoint_of, ensure_namespace, runtime_config
 from lab.servers import Served, server_command
 
@@ -231,7 +230,7 @@ class Lab:
         wait_for(outside.listening, "the outside host's servers to listen", timeout=20)
 
     def _controller(self, config: dict[str, Any]) -> None:
-        self.state.api_port, self.state.ofp_port = _free_port(), _free_port()
+        self.state.api_port, self.state.ofp_port = free_ports(2)
         self.state.server = f"http://127.0.0.1:{self.state.api_port}"
         self.state.token = secrets.token_hex(16)
         # Each agent gets a token of its own node only; the admin token stays with tenet-lab and tenetctl.
@@ -579,12 +578,6 @@ def _listening(pid: int, log: Path) -> bool:
     if not _alive(pid):
         raise LabError(f"a pod's servers exited: {log.read_text()[-300:] if log.exists() else 'no log'}")
     return log.exists() and "listening" in log.read_text()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("0.0.0.0", 0))
-        return probe.getsockname()[1]
 
 
 def _free_control_net() -> str:

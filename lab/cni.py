@@ -14,7 +14,6 @@ import json
 import os
 import re
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from typing import Any
 
 from cni.install import install
 from controller.client import Client, ClientError
-from lab.ovs import OvsNode, launch, sh, wait_for
+from lab.ovs import OvsNode, free_ports, launch, sh, wait_for
 
 TOKEN = "lab-admin-token"
 CLONE_NEWNET = 0x40000000
@@ -33,9 +32,8 @@ _AGENT_STEPS = re.compile(r"\b(ADD|DEL|CHECK) \S+ steps: (.*) ms$", re.MULTILINE
 
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("0.0.0.0", 0))
-        return probe.getsockname()[1]
+    """A TCP port free now (`lab.ovs.free_ports`); ask `free_ports` for several at once."""
+    return free_ports(1)[0]
 
 
 def enter_netns(path: str) -> None:
@@ -61,7 +59,7 @@ class ControllerProcess:
     ) -> None:
         self.state = state
         self.api_host = api_host
-        self.ofp_port, self.api_port = free_port(), free_port()
+        self.ofp_port, self.api_port = free_ports(2)
         self.tokens = state / "tokens.json"
         self.node_tokens = {name: secrets.token_hex(16) for name in nodes}
         document = {"admin": [token], "tenants": {}, "nodes": {n: [t] for n, t in self.node_tokens.items()}}

@@ -24,7 +24,7 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from lab.ovs import ROOT, sh, wait_for
+from lab.ovs import ROOT, free_ports, sh, wait_for
 
 if TYPE_CHECKING:
     from lab.cluster import Lab
@@ -46,12 +46,13 @@ def start_api(lab: Lab, spawn: Any, alive: Any) -> None:
     """etcd, then the API server writing STATE_DIR/kubeconfig; then the nodes as Node objects and the CRDs.
     `spawn(args, log) -> pid` and `alive(pid)` are the lab's. Raises LabError (from lab.cluster) when either
     process exits while starting, TimeoutError when one does not answer."""
-    from lab.cluster import LabError, _free_port
+    from lab.cluster import LabError
 
     etcd = shutil.which("etcd") or ETCD
     if not Path(etcd).exists():
         raise LabError("--kubernetes needs etcd: install the Debian package etcd-server")
-    client_url, peer_url = f"http://127.0.0.1:{_free_port()}", f"http://127.0.0.1:{_free_port()}"
+    client_port, peer_port, api_port = free_ports(3)  # etcd's two, the API server's
+    client_url, peer_url = f"http://127.0.0.1:{client_port}", f"http://127.0.0.1:{peer_port}"
     data = lab.dir / "etcd"
     lab.progress(f"etcd: {client_url}, data in {data}")
     command = [
@@ -63,7 +64,6 @@ def start_api(lab: Lab, spawn: Any, alive: Any) -> None:
     ]  # fmt: skip
     lab.state.etcd_pid = spawn(command, lab.dir / "etcd.log")
     lab.save()
-    port = _free_port()
 
     def etcd_answers() -> bool:
         if not alive(lab.state.etcd_pid):
@@ -75,7 +75,7 @@ def start_api(lab: Lab, spawn: Any, alive: Any) -> None:
             return False
 
     wait_for(etcd_answers, "etcd", timeout=30)
-    lab.state.etcd_url, lab.state.apiserver_port = client_url, port
+    lab.state.etcd_url, lab.state.apiserver_port = client_url, api_port
     lab.state.apiserver_token = secrets.token_urlsafe(24)
     lab.save()
     start_apiserver(lab, spawn, alive)

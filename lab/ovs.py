@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -39,6 +40,20 @@ def launch(args: list[str], log: Path, *, detach: bool = False) -> subprocess.Po
             start_new_session=detach,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct TCP ports that are free on every address now: the kernel's picks for sockets bound to
+    port 0, all held at once, so none is handed out twice (one probe closed before the next could get the
+    same). Another process may still take one before its user binds it."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for probe in sockets:
+            probe.bind(("0.0.0.0", 0))
+        return [probe.getsockname()[1] for probe in sockets]
+    finally:
+        for probe in sockets:
+            probe.close()
 
 
 def wait_for(condition, what: str, *, timeout: float = 20.0, interval: float = 0.05):

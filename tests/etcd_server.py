@@ -12,7 +12,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -20,6 +19,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
+
+from lab.ovs import free_ports
 
 INSTALL_HINT = "install the Debian package etcd-server (apt-get install etcd-server)"
 
@@ -37,9 +38,8 @@ def find_etcd() -> str:
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port free now (`lab.ovs.free_ports`, which gives several distinct ones at once)."""
+    return free_ports(1)[0]
 
 
 def _etcd_environment() -> dict[str, str]:
@@ -59,8 +59,7 @@ class EtcdServer:
         self.binary = find_etcd()
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
-        self.client_port = free_port()
-        self.peer_port = free_port()
+        self.client_port, self.peer_port = free_ports(2)
         self._workdir = Path(tempfile.mkdtemp(prefix="tenet-etcd-"))
         self.data_dir = self._workdir / "data"
         self.log_path = self._workdir / "etcd.log"

@@ -4,7 +4,6 @@ with one line naming the record, instead of a traceback or a black hole."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,13 +11,8 @@ from pathlib import Path
 from controller import records
 from controller.store.base import Put
 from controller.store.sqlite import SqliteStore
+from lab.ovs import free_ports
 from topology.model import Model
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_networks_of_one_tenant_stored_with_two_mtus_stop_the_controller(tmp_path: Path) -> None:
@@ -34,7 +28,8 @@ def test_networks_of_one_tenant_stored_with_two_mtus_stop_the_controller(tmp_pat
     tokens = tmp_path / "tokens.json"
     tokens.write_text(json.dumps({"admin": ["s3cret"], "tenants": {}}))
     args = ["--store", f"sqlite:///{tmp_path}/tenet.db", "--token-file", str(tokens), "--api-host", "127.0.0.1"]
-    args += ["--api-port", str(free_port()), "--ofp-host", "127.0.0.1", "--ofp-port", str(free_port())]
+    api_port, ofp_port = free_ports(2)
+    args += ["--api-port", str(api_port), "--ofp-host", "127.0.0.1", "--ofp-port", str(ofp_port)]
     done = subprocess.run(
         [sys.executable, "-m", "controller.main", *args], capture_output=True, text=True, timeout=60, check=False
     )
