@@ -668,13 +668,14 @@ def _has_default_route(rtnl: _Rtnl, version: int, netns: str) -> bool:
 
 
 def _discard(host: _Rtnl, name: str, *, ingress_drop: bool) -> None:
-    """Delete host end `name` (the pod end goes with it) and its ingress chain, after a failed step; each
-    whatever became of the other (the caller is failing already: recovery removes what is left)."""
-    with suppress(NetlinkError, nft.NftError):
+    """Delete host end `name` (the pod end goes with it), then its ingress chain, after a failed step. Raises
+    nothing: the caller is failing already. A link that cannot be deleted keeps its chain, which still shields
+    the node from it; recovery removes both (`AgentService.recover`)."""
+    with suppress(NetlinkError):
         _delete_link(host, name)
-    if ingress_drop:  # only then was a chain made
-        with suppress(OSError):  # nft.NftError, or no nf_tables at all
-            nft.forget(name)
+        if ingress_drop:  # only then was a chain made
+            with suppress(OSError):  # nft.NftError, or a netlink socket that could not be had
+                nft.forget(name)
 
 
 def _link_message(index: int, *, mtu: int, mac: str | None = None, up: bool = False) -> nlmsg:

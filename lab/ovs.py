@@ -46,10 +46,11 @@ def free_ports(count: int) -> list[int]:
     """`count` distinct TCP ports that are free on every address now: the kernel's picks for sockets bound to
     port 0, all held at once, so none is handed out twice (one probe closed before the next could get the
     same). Another process may still take one before its user binds it."""
-    sockets = [socket.socket() for _ in range(count)]
+    sockets: list[socket.socket] = []
     try:
-        for probe in sockets:
-            probe.bind(("0.0.0.0", 0))
+        for _ in range(count):
+            sockets.append(socket.socket())
+            sockets[-1].bind(("0.0.0.0", 0))
         return [probe.getsockname()[1] for probe in sockets]
     finally:
         for probe in sockets:

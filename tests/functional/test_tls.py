@@ -19,8 +19,8 @@ import pytest
 from agent.ovsdb import Ovsdb
 from controller.cli import main as tenetctl
 from controller.client import Client, ClientError, path
-from lab.cni import TOKEN, free_port
-from lab.ovs import ROOT, OvsNode, launch, wait_for
+from lab.cni import TOKEN
+from lab.ovs import ROOT, OvsNode, free_ports, launch, wait_for
 
 SECTION = "## TLS for OpenFlow and HTTPS for the API"
 
@@ -115,7 +115,7 @@ def controller(tmp_path: Path, certificates: Path) -> Iterator[Controller]:
     tls = tmp_path / "tls"
     shutil.copytree(certificates, tls)
     (tmp_path / "tokens.json").write_text(f'{{"admin": ["{TOKEN}"], "tenants": {{}}}}')
-    ofp_port, api_port = free_port(), free_port()
+    ofp_port, api_port = free_ports(2)
     args = [
         *resolved(commands["tenet-controller"], tls),
         "--ofp-port", str(ofp_port), "--api-port", str(api_port), "--store", f"sqlite:///{tmp_path}/tenet.db",
