@@ -18,8 +18,10 @@ far steadier than the times: the whole machine's busy time during each side's ti
 included), per pod (`machine_cpu_ms_per_add`, `cpu_per_add_ratio` tenet/bridge), and Tenet's part of it by
 process (`tenet_cpu_ms_per_add`: agent with its `ovs-ofctl`/`ovs-appctl` children, controller, ovs-vswitchd,
 ovsdb-server; the rest is the plugin, the pings and the kernel; /proc counts in 10 ms ticks, so take more pods
-for finer figures). `--repeat N`: N paired rounds, each with a node of its own; the medians of each figure
-and of the rounds' ratios. `tenet_plugin` says which plugin ran.
+for finer figures), with ovs-vswitchd's coverage counters per ADD (`tenet_vswitchd_per_add`:
+`bridge_reconfigure`, its passes over every port, and `netlink_sent`, its netlink requests; README
+"Benchmarks" says why they count). `--repeat N`: N paired rounds, each with a node of its own; the medians of
+each figure and of the rounds' ratios. `tenet_plugin` says which plugin ran.
 
 Target: Tenet's ADD p50 at most 1.5x the bridge plugin's, at concurrency 1 and at concurrency 8. `tenet-cni` is
 installed as `tenet-agent install-cni` installs it: compiled when a C compiler is found (cni/install.py).
@@ -123,6 +125,14 @@ def process_cpu_ms(pid: int) -> float:
             continue
         used += sum(process_cpu_ms(int(child)) for child in children)
     return used
+
+
+VSWITCHD_COUNTERS = ("bridge_reconfigure", "netlink_sent")
+
+
+def vswitchd_counters(appctl: Callable[..., str]) -> dict[str, int]:
+    """ovs-vswitchd's VSWITCHD_COUNTERS, totals since it started (`ovs-appctl coverage/read-counter NAME`)."""
+    return {name: int(appctl("coverage/read-counter", name).strip()) for name in VSWITCHD_COUNTERS}
 
 
 def machine_busy_ms() -> float:
@@ -245,10 +255,12 @@ def measure(pods: int, concurrency: int) -> dict[str, Any]:
         marks: dict[str, int] = {}
         daemons = tenet.pids()
         used: dict[str, dict[str, float]] = {}  # phase -> daemon -> its CPU ms when the phase started
+        counted: dict[str, dict[str, int]] = {}  # phase -> ovs-vswitchd's coverage counters when it started
 
         def tenet_phase(phase: str) -> None:
             busy["tenet", phase] = machine_busy_ms()
             used[phase] = {name: process_cpu_ms(pid) for name, pid in daemons.items()}
+            counted[phase] = vswitchd_counters(tenet.node.appctl)
             marks[phase] = len(tenet.agent.log_text())
 
         tenet_run = measure_side(tenet_side, tenet_anchor, tenet_pods, concurrency, on_phase=tenet_phase)
@@ -289,6 +301,9 @@ def measure(pods: int, concurrency: int) -> dict[str, Any]:
         "machine_cpu_ms_per_add": {side: round(value, 1) for side, value in per_add.items()},
         "cpu_per_add_ratio": round(per_add["tenet"] / per_add["bridge"], 2) if per_add["bridge"] > 0 else None,
         "tenet_cpu_ms_per_add": {name: round((used["DEL"][name] - used["ADD"][name]) / pods, 2) for name in daemons},
+        "tenet_vswitchd_per_add": {
+            name: round((counted["DEL"][name] - counted["ADD"][name]) / pods, 2) for name in VSWITCHD_COUNTERS
+        },
         "tenet_plugin": plugin_kind,  # "compiled", or "Python launcher" where no C compiler is
         "bridge_iptables_rules": bridge_rules,  # in its node namespace after the DELs (ipMasq false: 0)
     }
