@@ -208,7 +208,7 @@ class Netlink:
         Why the pod end comes up here, before the host end: the pair's carrier then comes on with the host
         end's own change, a moment after its creation, and ovs-vswitchd (which reconfigures every port of its
         bridges for any link change in its namespace, `_add_veth`) handles them in fewer passes than when the
-        carrier came later with `finish` (3.1 bridge reconfigurations per ADD instead of 4.0, README
+        carrier came later with `finish` (3.0 bridge reconfigurations per ADD instead of 3.9, README
         "Benchmarks"). The pod's kernel sends nothing on it meanwhile (no address, no IPv6: Tenet's networks
         are IPv4, topology/model.py), and a veth drops whatever its pod end sends while the host end is down."""
         _check_name(ifname, "ifname")

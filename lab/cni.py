@@ -31,11 +31,6 @@ _AGENT_LINE = re.compile(r"\b(ADD|DEL|CHECK) \S+: ok in (\d+) ms")
 _AGENT_STEPS = re.compile(r"\b(ADD|DEL|CHECK) \S+ steps: (.*) ms$", re.MULTILINE)
 
 
-def free_port() -> int:
-    """A TCP port free now (`lab.ovs.free_ports`); ask `free_ports` for several at once."""
-    return free_ports(1)[0]
-
-
 def enter_netns(path: str) -> None:
     """Move the calling thread (only it) into the network namespace at `path`; what it spawns starts there."""
     libc = ctypes.CDLL(None, use_errno=True)
