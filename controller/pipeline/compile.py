@@ -23,7 +23,7 @@ Slots = dict[int, "Section | None"]  # section cookie -> its new content, None: 
 Replacements = dict[str, list[Slots]]  # node -> what to replace there
 PairMemo = dict[tuple[int, int], "tuple[Section | None, Section | None, ChangeSet]"]
 
-NETWORK_FEATURES = (Feature.SEGMENT, Feature.L2, Feature.ARP, Feature.GATEWAY, Feature.ROUTES)
+NETWORK_FEATURES = (Feature.SEGMENT, Feature.L2, Feature.L2_LOCAL, Feature.ARP, Feature.GATEWAY, Feature.ROUTES)
 EMPTY_CHANGES = ChangeSet()
 
 

@@ -23,12 +23,13 @@ class Feature(IntEnum):
     ARP = 4  # one network's ARP responder
     GATEWAY = 5  # one network's gateway: ARP for it, traffic to its MAC goes to routing
     ROUTES = 6  # host routes to one network's endpoints, on every node of its tenant
-    L2 = 7  # one network's unicast forwarding, per node
+    L2 = 7  # one network's unicast forwarding: a VXLAN network's to every endpoint as remote; a VLAN one's per node
     METER = 8  # one endpoint's QoS meters (by endpoint num)
     FABRIC = 9  # a node's transit forwarding on a VLAN fabric with links
     NODE_GATEWAY = 10  # a node's gateway port: the cluster network's way to the host, egress SNAT (object 0)
     NETPOL = 11  # a node's NetworkPolicy stage: conntrack, isolation and the rules' shared clause flows
     NETPOL_RULE = 12  # one NetworkPolicy rule's allow flows (by policy id, direction and index): its counters
+    L2_LOCAL = 13  # one VXLAN network's unicast forwarding to a node's own endpoints of it (above L2's), per node
     NETPOL_LOCAL = 20  # one local endpoint's NetworkPolicy isolation and clause flows (by endpoint num)
     NETPOL_PEER = 21  # the NetworkPolicy clause flows of one peer address or prefix (address << 6 | length)
 

@@ -3,15 +3,16 @@
 What a node needs:
 - the pipeline's miss flows and delivery (every node);
 - for each local endpoint, its port section: classify, port security, meter;
-- for each network it hosts: the ARP responder and the gateway;
+- for each network it hosts: the ARP responder and the gateway, and a VXLAN network's unicast to the
+  node's own endpoints of it (above the remote view below, which all the network's nodes share);
 - for each network it carries (hosts it, or is a transit switch of its VLAN fabric): the segment section,
   classifying tunnel or VLAN traffic into the network and flooding through the network's groups;
 - for each network of a tenant it has endpoints of: unicast L2 toward all the network's endpoints and host
   routes to them, since routing between a tenant's networks is done by the sending node.
 
-Sections identical on many nodes (the routes of a network, the view of a node that only routes into a
-VXLAN network) are built once; flows are built once per version of their endpoint. `forget(network)`
-drops what was built for a network after it changed.
+Sections identical on many nodes (the routes of a network, a VXLAN network's unicast to every endpoint as
+remote) are built once; flows are built once per version of their endpoint. `forget(network)` drops what
+was built for a network after it changed.
 
 Every memo belongs to one network object or one endpoint object and is checked against it (by identity)
 before use: ids, names, VNIs and VLANs are reused once their object is deleted, so nothing may be looked up
@@ -40,7 +41,7 @@ class _NetworkCache:
     or segment) is another object and starts from nothing, so nothing here outlives the object it came from.
     """
 
-    __slots__ = ("buckets", "carriers", "network", "segments", "shared", "tenant_id")
+    __slots__ = ("buckets", "carriers", "locals", "network", "segments", "shared", "tenant_id")
 
     def __init__(self, network: Network, tenant_id: int) -> None:
         self.network = network
@@ -52,6 +53,8 @@ class _NetworkCache:
         self.buckets: dict[str, tuple[IPv4Address, Bucket]] = {}
         # Segment sections by node, with everything they were built from (see `segment_section`).
         self.segments: dict[str, tuple[tuple, Section]] = {}
+        # A VXLAN network's local L2 sections by node, with the node's endpoints of it they were built from.
+        self.locals: dict[str, tuple[tuple[Endpoint, ...], Section]] = {}
 
 
 class _EndpointCache:
@@ -104,6 +107,8 @@ class SectionBuilder:
         hosts = self.model.hosts[key]
         for name in [n for n in cache.buckets if n not in hosts]:
             del cache.buckets[name]  # no endpoint there any more: nothing tunnels to it
+        for name in [n for n in cache.locals if n not in hosts]:
+            del cache.locals[name]
 
     def forget_endpoint(self, endpoint_id: str) -> None:
         """The endpoint changed or went: its flows go when it is no longer the model's endpoint."""
@@ -124,7 +129,7 @@ class SectionBuilder:
         endpoints = self._endpoints.values()
         return {
             "networks": len(self._networks),
-            "network_sections": sum(len(c.shared) for c in networks),
+            "network_sections": sum(len(c.shared) + len(c.locals) for c in networks),
             "tunnel_buckets": sum(len(c.buckets) for c in networks),
             "segments": sum(len(c.segments) for c in networks),
             "endpoints": len(self._endpoints),
@@ -207,6 +212,8 @@ class SectionBuilder:
             sections.append(self.segment_section(network, name))
         sections.append(self.l2_section(network, name))
         if name in hosts:
+            if network.encap is Encap.VXLAN:
+                sections.append(self.l2_local_section(network, name))
             sections.append(self._shared_section(network, Feature.ARP))
             sections.append(self._shared_section(network, Feature.GATEWAY))
         if name in self.model.tenant_nodes[network.tenant]:
@@ -255,33 +262,47 @@ class SectionBuilder:
         return flow
 
     def l2_section(self, network: Network, name: str | None) -> Section:
-        # A node with no endpoint of a VXLAN network sees every endpoint as remote, through the same
-        # tunnel port: that view is built once and shared; a host's view swaps in its local endpoints.
-        per_node = name is not None and (name in self.model.hosts[network.key] or self.per_node_views(network))
+        """Unicast toward the network's endpoints as node `name` (None: a node of no fabric) sends it.
+
+        A VXLAN network's: every endpoint as remote, through the one tunnel port, whatever the node; built
+        once and shared by all its nodes, so an endpoint added or removed is one flow more or less in one
+        section, diffed once for all of them (`compile.pair_diff`), not one section per node rebuilt and
+        diffed. A host's own endpoints are in its `l2_local_section`, above this. A VLAN network's: per
+        node, its own endpoints local and the others toward their node over the fabric.
+        """
+        per_node = name is not None and self.per_node_views(network)
         shared = self._net(network).shared
         key = (Feature.L2, name if per_node else None)
         section = shared.get(key)
         if section is None:
             endpoints = self.model.endpoints_by_network[network.key].values()
-            if per_node and network.encap is Encap.VXLAN:
-                remote = self.l2_section(network, None).flows  # in the same endpoint order
-                flows: list[Flow | None] = [
-                    self._local_flow(e, network) if e.node == name else f
-                    for e, f in zip(endpoints, remote, strict=True)
-                ]
-            else:
-                flows = [
-                    self._local_flow(e, network) if e.node == name else self._remote_flow(e, network, name)
-                    for e in endpoints
-                ]
+            flows = [
+                self._local_flow(e, network) if per_node and e.node == name else self._remote_flow(e, network, name)
+                for e in endpoints
+            ]
             section = shared[key] = Section(cookie(Feature.L2, network.id), tuple(f for f in flows if f))
+        return section
+
+    def l2_local_section(self, network: Network, name: str) -> Section:
+        """A VXLAN network's endpoints on node `name`, to their ports: the flows at l2.LOCAL_PRIORITY that win
+        over the shared view's remote ones for the same MACs (`l2_section`). Kept with the node's endpoints of
+        the network it was built from: a change elsewhere in the network gives the very same section back,
+        which the compiler skips without a diff."""
+        cache = self._net(network)
+        local = tuple(e for e in self.model.endpoints_by_node[name].values() if e.network == network.key)
+        cached = cache.locals.get(name)
+        if cached is not None and cached[0] == local:
+            return cached[1]
+        section = Section(cookie(Feature.L2_LOCAL, network.id), tuple(self._local_flow(e, network) for e in local))
+        cache.locals[name] = (local, section)
         return section
 
     def _local_flow(self, endpoint: Endpoint, network: Network) -> Flow:
         cache = self._ep(endpoint, network)
         flow = cache.flows.get(Feature.L2)
         if flow is None:
-            flow = cache.flows[Feature.L2] = l2.local(endpoint, network, cookie=cookie(Feature.L2, network.id))
+            feature = Feature.L2_LOCAL if network.encap is Encap.VXLAN else Feature.L2  # its section's cookie
+            flow = cache.flows[Feature.L2] = l2.local(endpoint, network, cookie=cookie(feature, network.id))
         return flow
 
     def _remote_flow(self, endpoint: Endpoint, network: Network, name: str | None) -> Flow | None:

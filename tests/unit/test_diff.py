@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from controller.pipeline.compile import Compiler
 from controller.pipeline.cookies import Feature, cookie, split
+from controller.pipeline.features import l2
 from controller.pipeline.ir import Flow, Group, Meter, Output, match
 from controller.pipeline.state import ChangeSet, NodeState, apply, diff
 from tests.unit.topologies import SHAPES, example
@@ -100,8 +101,15 @@ def test_one_endpoint_yields_only_that_endpoints_flows() -> None:
             assert values & {endpoint.mac, int(endpoint.ip), endpoint.ofport}, f"{name}: {flow} is not about b9"
         # The only groups touched are blue/web's floods, on the node whose ports or peers changed.
         assert {g.group_id >> 1 for g in change.group_mods} <= {network_id}
-    assert len(changes["node2"].flow_adds) == 8  # classify, 2 port security, 2 meters, ARP, host route, local L2
+    # classify, 2 port security, 2 meters, ARP, host route, local L2, and its entry in the remote view all
+    # blue/web's nodes share (below the local one: sections.l2_section)
+    assert len(changes["node2"].flow_adds) == 9
     assert len(changes["node1"].flow_adds) == 3  # ARP, host route, L2 towards node2
+    local, remote = sorted((f for f in changes["node2"].flow_adds if f.table == "l2"), key=lambda f: -f.priority)
+    assert (split(local.cookie)[1], local.priority) == (Feature.L2_LOCAL, l2.LOCAL_PRIORITY)
+    assert (split(remote.cookie)[1], remote.priority) == (Feature.L2, l2.UNICAST_PRIORITY)
+    assert local.match == remote.match
+    assert remote in changes["node1"].flow_adds  # the very flow node1 gets: one section, diffed once
 
 
 def test_a_change_and_its_revert_leave_nothing_to_do() -> None:

@@ -14,6 +14,9 @@ from controller.pipeline.tables import PIPELINE
 from topology.model import Endpoint, Network
 
 UNICAST_PRIORITY = 100
+# A node's own endpoints: above UNICAST_PRIORITY, so a VXLAN network's view of every endpoint as remote (one
+# section shared by all its nodes, controller/pipeline/sections.py) may hold them too and never wins.
+LOCAL_PRIORITY = 101
 FLOOD_PRIORITY = 50
 
 
@@ -23,10 +26,11 @@ def flood_group_ids(network: Network) -> tuple[int, int]:
 
 
 def local(endpoint: Endpoint, network: Network, *, cookie: int) -> Flow:
+    """Unicast to an endpoint of this node: its port, through the ingress policy stage (LOCAL_PRIORITY)."""
     return PIPELINE.verify(
         Flow(
             "l2",
-            UNICAST_PRIORITY,
+            LOCAL_PRIORITY,
             match(**{NETWORK.register: network.id}, eth_dst=endpoint.mac),
             (SetField(OUT_PORT.register, endpoint.ofport),),
             goto="ingress_policy",
