@@ -15,7 +15,7 @@ from enum import Enum
 from ipaddress import IPv4Address, IPv4Network
 
 from topology.errors import ValidationError
-from topology.gateway import MAX_SNAT_NETWORK_ID, GatewayConfig, parse_node_ports
+from topology.gateway import MAX_SNAT_NETWORK_ID, NODE_GATEWAY_MAC_BASE, GatewayConfig, parse_node_ports
 from topology.ipam import (
     MAX_NETWORK_ID,
     AddressPool,
@@ -885,6 +885,8 @@ class Model(NamespacesMixin):
                 raise ValidationError(path + ".mac", f"{mac} is already used in network {network!r}", conflict=True)
             if mac_value == net.gateway_mac:
                 raise ValidationError(path + ".mac", f"{mac} is the gateway MAC of network {network!r}", conflict=True)
+            if mac_value >> 32 == NODE_GATEWAY_MAC_BASE >> 32:  # a pod must never take a node's gateway port MAC
+                raise ValidationError(path + ".mac", f"{mac} is in 0e:00:00:00:00:00/16, the nodes' gateway port MACs")
         if ip is not None:
             address = parse_ip(path + ".ip", ip)
             pool.claim(address, path=path + ".ip")  # the last check that can fail, and it changes nothing on failure

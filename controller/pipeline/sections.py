@@ -222,7 +222,7 @@ class SectionBuilder:
 
     def per_node_views(self, network: Network) -> bool:
         """A VLAN network's way to the hosts depends on the node (its uplink, its fabric links); a VXLAN
-        network's is the same flow-based tunnel port everywhere, so its non-hosts share one view."""
+        network's is the same flow-based tunnel port everywhere, so all its nodes share one remote view."""
         return network.encap is Encap.VLAN
 
     def router_view(self, network: Network) -> dict[int, Section]:

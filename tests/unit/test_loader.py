@@ -271,6 +271,8 @@ REJECTIONS = [
     ("endpoints[1].ip", "10.1.0.10", "endpoints[1].ip", "10.1.0.10 is already used in network 'blue/web'"),
     ("endpoints[1].mac", "02:00:00:00:01:0a", "endpoints[1].mac", "02:00:00:00:01:0a is already used in network"),
     ("endpoints[1].mac", "0a:00:00:00:00:01", "endpoints[1].mac", "is the gateway MAC of network 'blue/web'"),
+    ("endpoints[1].mac", "0e:00:c0:a8:32:01", "endpoints[1].mac", "is in 0e:00:00:00:00:00/16, the nodes' gateway"),
+    ("endpoints[1].mac", "0E:00:00:00:00:01", "endpoints[1].mac", "is in 0e:00:00:00:00:00/16, the nodes' gateway"),
     # QoS attachments, applied after endpoints
     ("qos[0].applies_to", "blue/nope", "qos[0].applies_to", "'blue/nope' is neither a network (TENANT/NAME) nor"),
     ("qos[0].applies_to", ["b2", "b9"], "qos[0].applies_to[1]", "'b9' is neither a network"),
