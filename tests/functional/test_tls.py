@@ -223,7 +223,11 @@ def test_a_switch_with_a_certificate_of_another_ca_is_refused(controller: Contro
             "--", "set", "controller", "br-int", "connection-mode=out-of-band",
         )  # fmt: skip
         log = rogue.dir / "ovs-vswitchd.log"
-        wait_for(lambda: "alert unknown ca" in log.read_text(), "the controller to refuse the handshake", timeout=30)
+        try:
+            wait_for(lambda: "alert unknown ca" in log.read_text(), "the controller to refuse it", timeout=30)
+        except TimeoutError as error:  # say what the switch saw instead: its connection attempts and their ends
+            seen = [line for line in log.read_text().splitlines() if "rconn" in line or "stream_ssl" in line]
+            raise AssertionError(f"{error}; ovs-vswitchd logged:\n" + "\n".join(seen[-20:])) from None
         assert "is_connected        : true" not in rogue.vsctl("--columns=is_connected", "list", "controller")
         assert controller.client().get(path("v1", "nodes", "rogue"))["switch"] == {"connected": False}
         assert "cookie=" not in rogue.ofctl("dump-flows")

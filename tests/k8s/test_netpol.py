@@ -14,6 +14,7 @@ from controller.k8s.cluster import Kubernetes
 from controller.pipeline import matrix
 from tests.api.support import ADMIN, Wsgi
 from tests.k8s.conftest import Lab, wait_for
+from topology.model import Model
 
 NODE_TOKEN = "node-token"
 WEB = {
@@ -74,6 +75,12 @@ def world(lab: Lab, **options: Any) -> tuple[Kubernetes, Wsgi, client.Networking
     wait_for(lambda: {"n1", "n2"} <= set(model.nodes) and "blue/blue-web" in model.networks, "nodes and network")
     wait_for(lambda: {"shop", "front"} <= set(model.namespaces), "namespaces shop and front in the model")
     return cluster, api_of(lab, cluster), client.NetworkingV1Api(lab.api)
+
+
+def tenant_of(model: Model, namespace: str) -> str | None:
+    """The namespace's tenant in the model, None while it is absent (a moving namespace is for a moment)."""
+    found = model.namespaces.get(namespace)
+    return found.tenant if found is not None else None
 
 
 def test_namespace_labels_change_what_a_policy_selects_in_the_compiled_flows(lab: Lab) -> None:
@@ -181,14 +188,15 @@ def test_a_namespace_moves_to_the_tenant_of_its_new_network_once_it_has_no_endpo
     lab.custom.patch_cluster_custom_object(
         "tenet.io", "v1alpha1", "networks", "apps", {"spec": {"namespaces": ["front", "shop"]}}
     )
-    wait_for(lambda: model.namespaces.get("front") and model.namespaces["front"].tenant == "red", "front in red")
+    # A namespace moves by being deleted and made again: it is absent in between (one read each, so no KeyError).
+    wait_for(lambda: tenant_of(model, "front") == "red", "front in red")
     wait_for(lambda: "front/all" in model.policies, "front/all applied again in tenant red")
     refused = wait_for(lambda: events(cluster, "TenantChangeRefused", "shop"), "TenantChangeRefused on shop")
     assert refused[0]["involvedObject"]["kind"] == "Namespace" and "'blue'" in refused[0]["message"]
     assert model.namespaces["shop"].tenant == "blue"
 
     lab.core.delete_namespaced_pod("db", "shop")
-    wait_for(lambda: model.namespaces["shop"].tenant == "red", "shop moved to red once its endpoint went")
+    wait_for(lambda: tenant_of(model, "shop") == "red", "shop moved to red once its endpoint went")
     assert "db-eth0" not in model.endpoints
 
 
