@@ -853,7 +853,8 @@ class Model(NamespacesMixin):
     ) -> Endpoint:
         """Add an endpoint, allocating IP, MAC and ofport as needed. Validates all before changing any.
 
-        `ofport` and `num` are for restoring a stored model; they are allocated otherwise. `namespace` must
+        `ofport` and `num` are for restoring a stored model; they are allocated otherwise (a restored endpoint
+        keeps a static MAC in the nodes' gateway range, which new ones may not take). `namespace` must
         belong to the network's tenant; `labels` are Kubernetes labels, `ports` named container ports
         (`[{name, port, protocol}]`, `topology.namespaces.parse_ports`).
         """
@@ -885,7 +886,9 @@ class Model(NamespacesMixin):
                 raise ValidationError(path + ".mac", f"{mac} is already used in network {network!r}", conflict=True)
             if mac_value == net.gateway_mac:
                 raise ValidationError(path + ".mac", f"{mac} is the gateway MAC of network {network!r}", conflict=True)
-            if mac_value >> 32 == NODE_GATEWAY_MAC_BASE >> 32:  # a pod must never take a node's gateway port MAC
+            # Not for a stored endpoint (restored with its `num`), made before this rule: the pipeline puts the
+            # gateway ports' flows above every endpoint's (features/gateway.py L2_PRIORITY), so it takes nothing.
+            if num is None and mac_value >> 32 == NODE_GATEWAY_MAC_BASE >> 32:
                 raise ValidationError(path + ".mac", f"{mac} is in 0e:00:00:00:00:00/16, the nodes' gateway port MACs")
         if ip is not None:
             address = parse_ip(path + ".ip", ip)

@@ -19,6 +19,7 @@ from tests.unit.test_diff import assert_same, random_change
 from tests.unit.topologies import SHAPES
 from topology.errors import ValidationError
 from topology.gateway import GatewayConfig, node_gateway_mac
+from topology.ipam import int_to_mac
 from topology.model import GATEWAY_OFPORT, GATEWAY_PORT_NAME, Model, Network, Touched, touched_by
 
 OUTSIDE = int(IPv4Address("203.0.113.10"))
@@ -97,6 +98,20 @@ def test_host_reaches_local_and_remote_pods_and_pods_reach_every_node(model: Mod
     out = sim.send("p1", tcp(int(p1.ip), OUTSIDE, 5000, 443, cluster.gateway_mac, p1.mac))
     assert out.delivered_to == [gateway_endpoint("n1")]
     assert out.delivered[0].packet.fields["ipv4_src"] == int(p1.ip)
+
+
+def test_a_stored_pod_with_a_node_gateway_mac_takes_none_of_that_nodes_traffic(model: Model) -> None:
+    n1_mac = node_gateway_mac(IPv4Address("192.168.50.1"))
+    with pytest.raises(ValidationError, match="the nodes' gateway port MACs"):  # refused for a new endpoint
+        model.add_endpoint("thief", network="default/pods", node="n1", mac=int_to_mac(n1_mac))
+    # one restored from a store written before that rule, as the controller restores it (with its number)
+    model.add_endpoint("thief", network="default/pods", node="n1", mac=int_to_mac(n1_mac), num=900)
+    sim = network_of(model)
+    cluster, p1, p2 = model.networks["default/pods"], model.endpoints["p1"], model.endpoints["p2"]
+    node1_ip = ip("192.168.50.1")
+    for sender in (p1, p2):  # to node n1's host: from its own node and through the overlay
+        sent = sim.send(sender.id, tcp(int(sender.ip), node1_ip, 5000, 22, cluster.gateway_mac, sender.mac))
+        assert sent.delivered_to == [gateway_endpoint("n1")]
 
 
 def test_two_tenants_with_the_same_five_tuple_leave_with_their_own_transit_address(model: Model) -> None:

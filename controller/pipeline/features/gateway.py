@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Network
 
-from controller.pipeline.features import vxlan
+from controller.pipeline.features import l2, vxlan
 from controller.pipeline.fields import (
     CT_ZONE,
     EGRESS_ALLOW,
@@ -55,6 +55,9 @@ from topology.gateway import node_gateway_mac, node_port, snat_zone
 from topology.model import GATEWAY_OFPORT, Encap, Model, Network
 
 PRIORITY = 100
+# A gateway port's MAC in l2: above every endpoint's flow (l2.LOCAL_PRIORITY), so no endpoint holding such a MAC
+# (one stored before the model refused them) can take the frames meant for a node's gateway port.
+L2_PRIORITY = l2.LOCAL_PRIORITY + 1
 REFUSE_PRIORITY = 200
 NODE_PORT_PRIORITY = 300  # above the refusal of node addresses
 DEFAULT_ROUTE_PRIORITY = 1  # below every host route (l3.PRIORITY)
@@ -92,7 +95,7 @@ def node_flows(model: Model, name: str, *, cookie: int) -> tuple[Flow, ...]:
         Flow("port_security", PRIORITY, match(in_port=GATEWAY_OFPORT), goto="arp_responder", cookie=cookie),
         Flow(
             "l2",
-            PRIORITY,
+            L2_PRIORITY,
             match(**_net(cluster), eth_dst=own_mac),
             (SetField(OUT_PORT.register, GATEWAY_OFPORT), TO_GATEWAY_MARK.set()),
             goto="ingress_policy",
@@ -126,7 +129,7 @@ def node_flows(model: Model, name: str, *, cookie: int) -> tuple[Flow, ...]:
             flows.append(
                 Flow(
                     "l2",
-                    PRIORITY,
+                    L2_PRIORITY,
                     match(**_net(cluster), eth_dst=mac),
                     vxlan.to_node(cluster, node.tunnel_ip),
                     cookie=cookie,
