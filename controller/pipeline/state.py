@@ -197,21 +197,17 @@ def _collect(desired: NodeState, installed: NodeState) -> tuple[list, list, list
 
 
 def _fill(changes: ChangeSet, want_f, have_f, want_g, have_g, want_m, have_m) -> None:
+    removed: dict = {}  # by key; empty when every installed flow is still wanted (a growing section)
     if len(want_f) == len(have_f) + 1 and isinstance(want_f, tuple) and want_f[:-1] == have_f:
         # One flow appended to a section (an endpoint added to a network): the old flows are the very same
         # objects, compared by identity in C, not hashed one by one.
-        if want_f[-1] not in have_f:
-            changes.flow_adds.append(want_f[-1])
-        _fill_by_id(want_g, have_g, "group_id", changes.group_adds, changes.group_mods, changes.group_deletes)
-        _fill_by_id(want_m, have_m, "meter_id", changes.meter_adds, changes.meter_mods, changes.meter_deletes)
-        return
-    have = set(have_f)
-    added = [f for f in want_f if f not in have]
-    if len(want_f) - len(added) == len(have_f):
-        removed: dict = {}  # every installed flow is still wanted: the common case of a growing section
+        added = [] if want_f[-1] in have_f else [want_f[-1]]
     else:
-        want = set(want_f)
-        removed = {f.key: f for f in have_f if f not in want}
+        have = set(have_f)
+        added = [f for f in want_f if f not in have]
+        if len(want_f) - len(added) != len(have_f):
+            want = set(want_f)
+            removed = {f.key: f for f in have_f if f not in want}
     for flow in added:
         if removed.pop(flow.key, None) is not None:
             changes.flow_mods.append(flow)

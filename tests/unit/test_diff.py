@@ -12,7 +12,7 @@ from controller.pipeline.compile import Compiler
 from controller.pipeline.cookies import Feature, cookie, split
 from controller.pipeline.features import l2
 from controller.pipeline.ir import Flow, Group, Meter, Output, match
-from controller.pipeline.state import ChangeSet, NodeState, apply, diff
+from controller.pipeline.state import ChangeSet, NodeState, Section, _fill, apply, diff, diff_sections
 from tests.unit.topologies import SHAPES, example
 from topology.model import Model, Touched, touched_by
 
@@ -186,3 +186,27 @@ def test_incremental_updates_equal_a_full_recompile(shape: str, seed: int) -> No
             assert_same(compiler.states[name], fresh[name], f"step {step}: {name} incremental vs full")
             installed[name] = apply(changes.get(name, ChangeSet()), installed[name])
             assert_same(installed[name], fresh[name], f"step {step}: {name} switch after the change set")
+
+
+def test_a_section_grown_by_one_flow_gives_what_the_general_comparison_gives() -> None:
+    """`state._fill`'s path for one flow appended (compared by identity) against its general one (by set)."""
+    flows = tuple(
+        Flow("l2", 100, match(reg0=1, eth_dst=mac), (Output(2),), cookie=cookie(Feature.L2, 1)) for mac in range(1, 6)
+    )
+    old = Section(cookie(Feature.L2, 1), flows[:4])
+    for last in (
+        flows[4],
+        flows[1],
+        Flow("l2", 100, match(reg0=1, eth_dst=2), (Output(3),), cookie=cookie(Feature.L2, 1)),
+    ):
+        grown = Section(old.cookie, (*old.flows, last))  # a new flow; one already there; a new one on a taken key
+        fast = diff_sections(grown, old)
+        general = ChangeSet()
+        _fill(general, list(grown.flows), list(old.flows), [], [], [], [])
+        assert (fast.flow_adds, fast.flow_mods, fast.flow_deletes) == (
+            general.flow_adds,
+            general.flow_mods,
+            general.flow_deletes,
+        )
+    assert diff_sections(Section(old.cookie, (*old.flows, flows[4])), old).flow_adds == [flows[4]]
+    assert not diff_sections(Section(old.cookie, (*old.flows, flows[1])), old)
