@@ -1,18 +1,21 @@
 """The os-ken internals Tenet relies on, checked against the installed os-ken.
 
 Tenet reaches past os-ken's public API in a few places: `controller/app/osken_fixes.py` (the send thread
-of a disconnected switch), `controller/openflow/flow_stats.py` (multipart replies kept as bytes),
-`controller/openflow/decode.py` (`OFPMatch._fields2`) and the session (error and echo messages, a
-`Datapath`'s `is_active`, `send_q`, `address`, `close`). setup.cfg pins the os-ken versions these checks
-passed on; each check fails naming what changed, so a new os-ken is checked before the pin is widened.
+of a disconnected switch, the OpenFlow listener's logging), `controller/openflow/flow_stats.py` (multipart
+replies kept as bytes), `controller/openflow/decode.py` (`OFPMatch._fields2`) and the session (error and
+echo messages, a `Datapath`'s `is_active`, `send_q`, `address`, `close`). setup.cfg pins the os-ken versions
+these checks passed on; each check fails naming what changed, so a new os-ken is checked before the pin is widened.
 """
 
 from __future__ import annotations
 
 import configparser
 import inspect
+import logging
 import operator
 import re
+import socket
+import ssl
 import struct
 import threading
 from importlib import metadata
@@ -142,6 +145,60 @@ def test_the_patched_receive_loop_lets_the_send_loop_end_cleanly(monkeypatch: py
     require(not thread.is_alive(), "Datapath._send_loop does not stop on the close marker (b'', True)")
     assert not failures, f"os-ken changed: Datapath._send_loop raised {failures[0]!r} on the close marker"
     require(dp.send_q is None, "Datapath._send_loop no longer clears send_q when it stops")
+
+
+# --- osken_fixes: the OpenFlow listener logs a connection that ends in an exception -------------------------
+
+
+def test_the_listener_is_the_stream_server_name_server_loop_looks_up() -> None:
+    require(
+        "StreamServer" in controller.OpenFlowController.server_loop.__code__.co_names,
+        "OpenFlowController.server_loop no longer listens with the module's StreamServer name",
+    )
+    require(controller.StreamServer in (hub.StreamServer, osken_fixes.LoggingStreamServer), "StreamServer moved")
+    init, serve = inspect.getsource(hub.StreamServer.__init__), inspect.getsource(hub.StreamServer.serve_forever)
+    require("self.handle =" in init and "self.handle" in serve, "hub.StreamServer no longer serves through .handle")
+    require("ctx.wrap_socket(sock" in init, "hub.StreamServer no longer does the TLS handshake in its handle")
+
+
+def test_a_connection_whose_handling_raises_is_logged() -> None:
+    records: list[logging.LogRecord] = []
+    logged = threading.Event()
+
+    class Catch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+            logged.set()
+
+    def handle(sock: socket.socket, address: Any) -> None:
+        sock.close()
+        raise ValueError("a message os-ken could not parse")
+
+    logger, catch = logging.getLogger("controller.app.openflow_listener"), Catch()
+    logger.addHandler(catch)
+    server = osken_fixes.LoggingStreamServer(("127.0.0.1", 0), handle)
+    try:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        with socket.create_connection(server.server.getsockname(), timeout=5) as client:
+            local = client.getsockname()
+        assert logged.wait(5), "nothing was logged"
+    finally:
+        logger.removeHandler(catch)
+        server.server.close()
+    [record] = records
+    assert record.levelno == logging.ERROR
+    assert record.getMessage() == f"OpenFlow: the connection of {local[0]}:{local[1]} ended with an error"
+    assert record.exc_info is not None and "could not parse" in str(record.exc_info[1])
+
+
+def test_a_refused_tls_handshake_is_told_by_its_reason() -> None:
+    refused = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    refused.reason, refused.verify_message = "CERTIFICATE_VERIFY_FAILED", "unable to get local issuer certificate"
+    assert osken_fixes._tls_reason(refused) == "certificate verify failed: unable to get local issuer certificate"
+    plain = ssl.SSLError(1, "wrong version number")
+    plain.reason = "WRONG_VERSION_NUMBER"
+    assert osken_fixes._tls_reason(plain).startswith("wrong version number (the peer does not speak TLS")
+    assert osken_fixes._peer(("fd00::1", 6653, 0, 0)) == "[fd00::1]:6653"
 
 
 # --- flow_stats: multipart replies with their bodies kept as bytes ----------------------------------------
