@@ -17,6 +17,9 @@ over the cap answers 503 with `Retry-After`, unless the endpoint is ready alread
 cheroot performs the TLS handshake in its accept loop, where a client that connects and stays silent would
 hold up every later connection for the whole timeout: here the handshake is deferred to the worker thread
 that serves the connection's first request.
+
+cheroot writes its own messages (a socket error mid-request, with its traceback) bare to stderr; here they
+go to the controller's log at their level, and a client that went away mid-request is one line at info.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import logging
 import select
 import socket
 import ssl
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -200,7 +204,19 @@ class _TlsConnection(HTTPConnection):
 class _Server(wsgi.Server):
     """cheroot's WSGI server, except that a new connection with nothing to read yet waits in the connection
     manager's selector (as an idle keep-alive connection does, closed after the timeout) instead of holding a
-    worker thread while its client says nothing."""
+    worker thread while its client says nothing, and that its messages go to the log (see the module)."""
+
+    def error_log(self, msg: str = "", level: int = logging.INFO, traceback: bool = False) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionResetError, BrokenPipeError)):
+            # cheroot says it twice: "socket.error 8" on the read, then its 500 answer fails on the write.
+            conn = getattr(threading.current_thread(), "conn", None)  # the connection cheroot's worker serves
+            if conn is None or not getattr(conn, "gone_logged", False):
+                if conn is not None:
+                    conn.gone_logged = True
+                log.info("API: client %s went away mid-request: %s", getattr(conn, "remote_addr", "?"), error)
+            return
+        log.log(level, "API server: %s", msg, exc_info=traceback)
 
     def process_conn(self, conn: HTTPConnection) -> None:
         if not getattr(conn, "seen", False):

@@ -3,8 +3,11 @@ clients kept out of the way, and the controller's TLS settings checked before it
 
 from __future__ import annotations
 
+import logging
 import socket
+import ssl
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -114,6 +117,36 @@ def test_silent_tls_clients_do_not_hold_up_others(https: ApiServer, pems) -> Non
     finally:
         for sock in silent:
             sock.close()
+
+
+def test_a_client_gone_mid_request_is_one_line_of_the_log(https: ApiServer, capfd: pytest.CaptureFixture[str]) -> None:
+    """cheroot writes "socket.error 8" and a traceback to stderr for it; the server logs one line at info."""
+    records: list[logging.LogRecord] = []
+    logged = threading.Event()
+
+    class Catch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+            logged.set()
+
+    logger, catch = logging.getLogger("controller.api.server"), Catch()
+    level = logger.level
+    logger.addHandler(catch)
+    logger.setLevel(logging.INFO)
+    try:
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        tls = context.wrap_socket(socket.create_connection(https.server_address, timeout=10))
+        tls.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n")  # headers not ended: the server reads on
+        with socket.socket(fileno=tls.detach()) as raw:  # gone without TLS's close_notify
+            raw.shutdown(socket.SHUT_RDWR)
+        assert logged.wait(10), "the server logged nothing"
+    finally:
+        logger.removeHandler(catch)
+        logger.setLevel(level)
+    assert [(r.levelno, r.getMessage().split(":")[0]) for r in records] == [(logging.INFO, "API")]
+    assert "client 127.0.0.1 went away mid-request" in records[0].getMessage()
+    assert "socket.error" not in capfd.readouterr().err
 
 
 def test_unusable_tls_files_name_the_setting(tmp_path: Path, pems) -> None:
