@@ -31,6 +31,7 @@ from os_ken.ofproto import ofproto_parser, ofproto_v1_3, ofproto_v1_3_parser
 
 from controller.app import osken_fixes
 from controller.openflow import flow_stats
+from tests.logs import Records
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -162,30 +163,20 @@ def test_the_listener_is_the_stream_server_name_server_loop_looks_up() -> None:
 
 
 def test_a_connection_whose_handling_raises_is_logged() -> None:
-    records: list[logging.LogRecord] = []
-    logged = threading.Event()
-
-    class Catch(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(record)
-            logged.set()
-
     def handle(sock: socket.socket, address: Any) -> None:
         sock.close()
         raise ValueError("a message os-ken could not parse")
 
-    logger, catch = logging.getLogger("controller.app.openflow_listener"), Catch()
-    logger.addHandler(catch)
     server = osken_fixes.LoggingStreamServer(("127.0.0.1", 0), handle)
     try:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        with socket.create_connection(server.server.getsockname(), timeout=5) as client:
-            local = client.getsockname()
-        assert logged.wait(5), "nothing was logged"
+        with Records("controller.app.openflow_listener") as records:
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            with socket.create_connection(server.server.getsockname(), timeout=5) as client:
+                local = client.getsockname()
+            assert records.wait(5), "nothing was logged"
     finally:
-        logger.removeHandler(catch)
         server.server.close()
-    [record] = records
+    [record] = records.caught
     assert record.levelno == logging.ERROR
     assert record.getMessage() == f"OpenFlow: the connection of {local[0]}:{local[1]} ended with an error"
     assert record.exc_info is not None and "could not parse" in str(record.exc_info[1])
