@@ -9,7 +9,7 @@ from types import TracebackType
 
 class Records(logging.Handler):
     """Within `with Records("controller.api.server") as records:`, that logger's records at `level` and above
-    are kept in `records.caught` (its level is lowered to `level` meanwhile, and put back after);
+    are kept in `records.caught` (the logger's level is set to `level` meanwhile, and put back after);
     `records.wait(s)` is True once one has come, False after s seconds without."""
 
     def __init__(self, name: str, level: int = logging.INFO) -> None:

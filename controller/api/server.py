@@ -208,13 +208,15 @@ class _Server(wsgi.Server):
 
     def error_log(self, msg: str = "", level: int = logging.INFO, traceback: bool = False) -> None:
         error = sys.exc_info()[1]
-        if isinstance(error, (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionResetError, BrokenPipeError)):
+        gone = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionResetError, BrokenPipeError)
+        if isinstance(error, gone) and level < logging.CRITICAL:  # CRITICAL: cheroot itself gives up
             # cheroot says it twice: "socket.error 8" on the read, then its 500 answer fails on the write.
             conn = getattr(threading.current_thread(), "conn", None)  # the connection cheroot's worker serves
             if conn is None or not getattr(conn, "gone_logged", False):
                 if conn is not None:
                     conn.gone_logged = True
-                log.info("API: client %s went away mid-request: %s", getattr(conn, "remote_addr", "?"), error)
+                client = f"{getattr(conn, 'remote_addr', '?')}:{getattr(conn, 'remote_port', '?')}"
+                log.info("API: client %s went away mid-request: %s", client, error)
             return
         log.log(level, "API server: %s", msg, exc_info=traceback)
 

@@ -5,12 +5,8 @@ send thread, which sits in `send_q.get()` for ever (native threads cannot be kil
 never comes and the session is never closed. Waking the send thread with a close marker lets `serve`
 finish the way it does under eventlet.
 
-A connection that fails before it is a switch session leaves no trace. The native hub runs each accepted
-connection in a thread whose `TaskExit` is `Exception`, so it swallows every exception silently: alone, os-ken
-says nothing of a switch whose TLS handshake it refuses (a certificate another CA signed, or none), and only
-the switch's own log tells why. The OpenFlow listener here logs such a connection's end: a refused TLS
-handshake as one warning with the peer's address and the TLS library's reason, a connection closed
-mid-handshake (a port probe) at info, anything else with its traceback.
+A connection that fails leaves no trace: the native hub drops every exception of a connection's thread.
+`apply()` also puts controller/app/openflow_listener.py's listener, which logs them, in its place.
 
 This reaches into os-ken's `Datapath` (`_recv_loop`, `_send_loop`, `send_q`, `_send_q_sem`) and the
 `StreamServer` name `os_ken.controller.controller` listens with: setup.cfg pins the os-ken versions it was
@@ -20,15 +16,12 @@ checked on, and tests/unit/test_osken_internals.py fails naming what changed.
 from __future__ import annotations
 
 import contextlib
-import logging
 import queue
-import ssl
 from typing import Any
 
 from os_ken.controller import controller
-from os_ken.lib import hub
 
-log = logging.getLogger("controller.app.openflow_listener")
+from controller.app.openflow_listener import LoggingStreamServer
 
 _original_recv_loop = controller.Datapath._recv_loop
 
@@ -47,49 +40,6 @@ def _recv_loop_then_wake_sender(self: Any) -> None:
             except queue.Full:
                 with contextlib.suppress(ValueError):
                     self._send_q_sem.release()
-
-
-class LoggingStreamServer(hub.StreamServer):
-    """os-ken's listener (`hub.StreamServer`, same arguments), except that a connection whose handling ends
-    in an exception is logged (see the module docstring) instead of being dropped without a word."""
-
-    def __init__(self, listen_info: Any, handle: Any = None, *args: Any, **kwargs: Any) -> None:
-        super().__init__(listen_info, handle, *args, **kwargs)
-        self.handle: Any = _logged(self.handle)
-
-
-def _logged(handle: Any) -> Any:
-    def handle_and_log(sock: Any, address: Any) -> None:
-        try:
-            handle(sock, address)
-        except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as error:  # closed mid-handshake, e.g. a port probe
-            log.info("OpenFlow: the connection of %s ended before its TLS handshake: %s", _peer(address), error)
-        except ssl.SSLError as error:  # from the handshake: os-ken wraps the socket before it reads a message
-            log.warning("OpenFlow: refused the TLS handshake of %s: %s", _peer(address), _tls_reason(error))
-        except OSError as error:  # the peer went away, or was reset, mid-handshake
-            log.info("OpenFlow: the connection of %s ended before it began: %s", _peer(address), error)
-        except Exception:
-            log.exception("OpenFlow: the connection of %s ended with an error", _peer(address))
-
-    return handle_and_log
-
-
-def _peer(address: Any) -> str:
-    try:
-        host, port = address[0], address[1]
-    except (TypeError, IndexError):
-        return str(address)
-    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-
-
-def _tls_reason(error: ssl.SSLError) -> str:
-    """E.g. "certificate verify failed: unable to get local issuer certificate" (no CA of --ofp-tls-ca
-    signed the switch's certificate), "peer did not return a certificate"."""
-    detail = getattr(error, "verify_message", None)
-    reason = (error.reason or str(error)).lower().replace("_", " ")
-    if error.reason in ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "UNKNOWN_PROTOCOL"):
-        return f"{reason} (the peer does not speak TLS: a switch set to tcp: rather than ssl:?)"
-    return f"{reason}: {detail}" if detail else reason
 
 
 def apply() -> None:

@@ -3,16 +3,18 @@ clients kept out of the way, and the controller's TLS settings checked before it
 
 from __future__ import annotations
 
+import inspect
 import logging
 import socket
 import ssl
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cheroot.server import HTTPConnection
+from cheroot.workers import threadpool
 
 from controller.api import ApiServer, Limits, TlsError, TlsFiles, Tokens, make_app, serve
 from controller.cli import main as tenetctl
@@ -20,19 +22,8 @@ from controller.client import Client, ClientError, path
 from controller.main import StartupError, api_options, load_settings, ofp_tls
 from controller.service import Service
 from tests.api.support import ADMIN, TOKENS
+from tests.certs import self_signed
 from tests.logs import Records
-
-
-def self_signed(directory: Path, name: str, *extensions: str) -> tuple[Path, Path]:
-    """A certificate that is its own CA: (certificate, key), made with the openssl command."""
-    cert, key = directory / f"{name}-cert.pem", directory / f"{name}-key.pem"
-    extra = [arg for extension in extensions for arg in ("-addext", extension)]
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={name}",
-         *extra, "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    return cert, key
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +117,7 @@ def test_a_client_gone_mid_request_is_one_line_of_the_log(https: ApiServer, capf
     (Which of a gone client's reads sees the end first is a race, so cheroot's calls are made here.)"""
 
     class Connection:
-        remote_addr = "192.0.2.7"
+        remote_addr, remote_port = "192.0.2.7", 40412
 
     server = https._server
     worker = threading.Thread(target=lambda: None)
@@ -149,11 +140,23 @@ def test_a_client_gone_mid_request_is_one_line_of_the_log(https: ApiServer, capf
             server.error_log("ValueError('a bug')", level=logging.ERROR, traceback=True)
     gone, other = records.caught
     assert (gone.levelno, gone.getMessage(), gone.exc_info) == (
-        logging.INFO, "API: client 192.0.2.7 went away mid-request: EOF occurred in violation of protocol", None
+        logging.INFO, "API: client 192.0.2.7:40412 went away mid-request: EOF occurred in violation of protocol", None
     )  # fmt: skip
     assert (other.levelno, other.getMessage()) == (logging.ERROR, "API server: ValueError('a bug')")
     assert other.exc_info is not None and str(other.exc_info[1]) == "a bug"
     assert capfd.readouterr().err == ""
+
+
+def test_cheroot_still_reports_a_gone_client_as_the_server_expects() -> None:
+    """What `_Server.error_log` relies on, in the installed cheroot: its worker thread holds the connection it
+    serves as `.conn`, and its connection reports a socket error from within the `except` that caught it."""
+    worker = inspect.getsource(threadpool.WorkerThread._process_connections_until_interrupted)
+    assert "self.conn = conn" in worker, "cheroot's WorkerThread no longer keeps its connection as .conn"
+    communicate = inspect.getsource(HTTPConnection.communicate)
+    read_error = communicate[communicate.index("except socket.error") :]
+    assert read_error.index("self.server.error_log(") < read_error.index("\n        except"), (
+        "cheroot no longer logs a socket error from within its except"
+    )
 
 
 def test_unusable_tls_files_name_the_setting(tmp_path: Path, pems) -> None:
