@@ -195,16 +195,19 @@ class _TlsConnection(HTTPConnection):
             try:
                 self.socket.do_handshake()
             except (ssl.SSLError, OSError) as error:
-                log.info("TLS handshake with %s failed: %s", getattr(self, "remote_addr", "?"), error)
+                log.info("TLS handshake with %s failed: %s", _client(self), error)
                 return False
             self.handshaken = True
         return super().communicate()
 
 
-class _Server(wsgi.Server):
-    """cheroot's WSGI server, except that a new connection with nothing to read yet waits in the connection
-    manager's selector (as an idle keep-alive connection does, closed after the timeout) instead of holding a
-    worker thread while its client says nothing, and that its messages go to the log (see the module)."""
+class LoggedErrors:
+    """For a cheroot server class (listed before `wsgi.Server`): cheroot's own messages go to `error_logger`
+    at their level, where cheroot writes them bare to stderr, and a client gone mid-request, which cheroot
+    reports with tracebacks ("socket.error 8"), is one info line per connection."""
+
+    error_logger = log
+    error_prefix = "API"  # the lines begin "API: " and "API server: "
 
     def error_log(self, msg: str = "", level: int = logging.INFO, traceback: bool = False) -> None:
         error = sys.exc_info()[1]
@@ -215,10 +218,22 @@ class _Server(wsgi.Server):
             if conn is None or not getattr(conn, "gone_logged", False):
                 if conn is not None:
                     conn.gone_logged = True
-                client = f"{getattr(conn, 'remote_addr', '?')}:{getattr(conn, 'remote_port', '?')}"
-                log.info("API: client %s went away mid-request: %s", client, error)
+                client = _client(conn)
+                self.error_logger.info("%s: client %s went away mid-request: %s", self.error_prefix, client, error)
             return
-        log.log(level, "API server: %s", msg, exc_info=traceback)
+        self.error_logger.log(level, "%s server: %s", self.error_prefix, msg, exc_info=traceback)
+
+
+def _client(conn: Any) -> str:
+    """A cheroot connection's peer: host:port, [host]:port for IPv6."""
+    host, port = getattr(conn, "remote_addr", None) or "?", getattr(conn, "remote_port", None) or "?"
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
+
+class _Server(LoggedErrors, wsgi.Server):
+    """cheroot's WSGI server, except that a new connection with nothing to read yet waits in the connection
+    manager's selector (as an idle keep-alive connection does, closed after the timeout) instead of holding a
+    worker thread while its client says nothing, and that its messages go to the log (`LoggedErrors`)."""
 
     def process_conn(self, conn: HTTPConnection) -> None:
         if not getattr(conn, "seen", False):

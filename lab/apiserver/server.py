@@ -19,6 +19,7 @@ import yaml
 from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
+from controller.api.server import LoggedErrors
 from lab.apiserver.app import Application
 from lab.apiserver.objects import NAMESPACES, Registry
 from lab.apiserver.store import EtcdStore
@@ -58,9 +59,13 @@ def make_certificate(directory: Path, host: str) -> tuple[Path, Path]:
     return cert, key
 
 
-class _Server(wsgi.Server):
+class _Server(LoggedErrors, wsgi.Server):
     """cheroot's WSGI server binding with SO_REUSEADDR, as Go's listeners (and so kube-apiserver) do: a
-    restart binds its port again at once, though connections of the last run still linger in TIME_WAIT."""
+    restart binds its port again at once, though connections of the last run still linger in TIME_WAIT. Its
+    messages go to the log, as the controller's API server's do (a watch client gone at once is one line)."""
+
+    error_logger = log
+    error_prefix = "Kubernetes API stand-in"
 
     @classmethod
     def prepare_socket(cls, *args: Any, **kwargs: Any) -> socket.socket:

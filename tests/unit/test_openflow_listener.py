@@ -44,6 +44,8 @@ def quiet(sock: Any, address: Any) -> None:
 def listen(pems: dict[str, tuple[Path, Path]]) -> Iterator[Callable[..., tuple[LoggingStreamServer, Any]]]:
     """listen(handle, tls=True): a served listener and its address; what it started is gone after the test."""
     started: list[tuple[LoggingStreamServer, threading.Thread]] = []
+    _EARLIER.clear()
+    _EARLIER.update(threading.enumerate())
 
     def make(handle: Handle = quiet, *, tls: bool = True) -> tuple[LoggingStreamServer, Any]:
         (cert, key), (switch_ca, _) = pems["controller"], pems["switch"]
@@ -70,10 +72,13 @@ def serve(server: LoggingStreamServer) -> None:
         server.serve_forever()
 
 
+_EARLIER: set[threading.Thread] = set()  # threads the test found running: not its to wait for
+
+
 def settle() -> None:
-    """Wait until every connection's thread has ended, so all it logs is logged."""
+    """Wait until every connection's thread the test started has ended, so all it logs is logged."""
     for thread in threading.enumerate():
-        if isinstance(thread, hub.HubThread):
+        if isinstance(thread, hub.HubThread) and thread not in _EARLIER:
             thread.join(10)
             assert not thread.is_alive(), "a connection's thread did not end"
 
@@ -117,7 +122,7 @@ def test_a_switch_of_the_ca_is_served_and_nothing_is_logged(listen, pems) -> Non
     [
         ("stranger", "controller", "certificate verify failed: self-signed certificate"),
         (None, "controller", "peer did not return a certificate"),
-        ("switch", "stranger", "tlsv1 alert unknown ca (sent by the switch: it refused the controller's certificate)"),
+        ("switch", "stranger", "tlsv1 alert unknown ca (sent by the peer: it refused the controller's certificate)"),
     ],
     ids=["another CA signed it", "no certificate", "the switch trusts another CA"],
 )
@@ -190,15 +195,24 @@ def test_the_same_failure_from_the_same_host_is_logged_once_per_interval(listen,
     assert got == [
         "certificate verify failed: self-signed certificate",
         "peer did not return a certificate",
-        "certificate verify failed: self-signed certificate (2 more from this host since the last such line)",
+        "certificate verify failed: self-signed certificate (2 more like it from this host since the last such line)",
     ]
 
 
+@pytest.mark.parametrize(
+    "raised",
+    [ValueError("os-ken could not parse it"), ssl.SSLError(1, "bad record mac"), ConnectionResetError(104, "reset")],
+    ids=["ValueError", "SSLError", "ConnectionResetError"],
+)
 @pytest.mark.parametrize("tls", [True, False], ids=["TLS", "plain TCP"])
-def test_a_session_that_ends_in_an_exception_is_logged_with_its_traceback(listen, pems, tls: bool) -> None:
+def test_a_session_that_ends_in_an_exception_is_logged_with_its_traceback(
+    listen, pems, tls: bool, raised: Exception
+) -> None:
+    """Whatever the session raises, even an error of the kinds the handshake raises, it is the session's."""
+
     def handle(sock: Any, address: Any) -> None:
         sock.close()
-        raise ValueError("a message os-ken could not parse")
+        raise raised
 
     _, address = listen(handle, tls=tls)
     with Records(LOGGER) as records:
@@ -212,10 +226,27 @@ def test_a_session_that_ends_in_an_exception_is_logged_with_its_traceback(listen
     assert record.levelno == logging.ERROR
     assert record.getMessage().startswith("OpenFlow: the session of 127.0.0.1:")
     assert record.getMessage().endswith(" ended with an error")
-    assert record.exc_info is not None and str(record.exc_info[1]) == "a message os-ken could not parse"
+    assert record.exc_info is not None and record.exc_info[1] is raised
 
 
-def test_apply_puts_the_listener_where_os_ken_listens() -> None:
+def test_a_switch_set_to_ssl_on_a_plain_tcp_listener_gets_a_hint(listen, pems, monkeypatch) -> None:
+    monkeypatch.setattr(controller.Datapath, "_recv_loop", osken_fixes._recv_loop_then_wake_sender)  # it ends
+    _, address = listen(controller.datapath_connection_factory, tls=False)  # os-ken's own session
+    with Records(LOGGER) as records:
+        for _ in range(2):  # the second is left out
+            switch(address, pems)
+            settle()
+    [(level, line)] = lines(records)
+    assert level == logging.WARNING
+    assert line.startswith("OpenFlow: 127.0.0.1:") and line.endswith(
+        " speaks TLS, but this listener serves plain TCP "
+        "(a switch set to ssl: while the controller has no --ofp-tls-* settings?)"
+    ), line
+
+
+def test_apply_puts_the_listener_where_os_ken_listens(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(controller, "StreamServer", hub.StreamServer)
+    monkeypatch.setattr(controller.Datapath, "_recv_loop", osken_fixes._original_recv_loop)
     osken_fixes.apply()
     assert controller.StreamServer is LoggingStreamServer
 
@@ -225,11 +256,11 @@ def test_reasons_without_an_openssl_code() -> None:
     assert tls_reason(made) == str(made) and "made in Python" in str(made)
 
 
-def test_repeats_keeps_the_newest_keys_only() -> None:
+def test_repeats_keeps_the_keys_seen_last() -> None:
     now = [0.0]
     repeats = Repeats(10.0, size=2, clock=lambda: now[0])
     assert [repeats.admit(key) for key in ("a", "b", "a", "c")] == [0, 0, None, 0]  # the second "a": left out
-    assert repeats.admit("a") == 0  # "c" pushed out "a", the oldest logged: so it is logged anew (and "b" goes)
-    assert (repeats.admit("c"), repeats.admit("a")) == (None, None)
+    assert repeats.admit("a") is None  # "c" pushed out "b", seen before the last "a"
+    assert repeats.admit("b") == 0  # forgotten: logged anew (and "c" goes)
     now[0] = 10.0
-    assert repeats.admit("a") == 1
+    assert repeats.admit("a") == 2

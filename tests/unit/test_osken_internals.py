@@ -158,6 +158,10 @@ def test_the_listener_is_the_stream_server_name_server_loop_looks_up() -> None:
     require("self.handle =" in init and "self.handle" in serve, "hub.StreamServer no longer serves through .handle")
     require("ctx.wrap_socket(sock" in init, "hub.StreamServer no longer does the TLS handshake in its handle")
     require(hub.TaskExit is Exception, "the native hub no longer drops every exception: openflow_listener may be moot")
+    require(  # the listener's handshake timeout stays on the raw socket: the session must set its own first
+        "self.socket.settimeout(CONF.socket_timeout)" in inspect.getsource(controller.Datapath.__init__),
+        "Datapath.__init__ no longer sets the session socket's timeout (openflow_listener's would remain)",
+    )
 
 
 # --- flow_stats: multipart replies with their bodies kept as bytes ----------------------------------------
