@@ -91,6 +91,7 @@ class Kernel:
         self.finished = threading.Event()
         self.pair_after: threading.Event | None = None  # make the pair only once this is set
         self.pair_mtus: list[int | None] = []  # the MTU each pair was made with
+        self.deleted: list[str] = []  # the host ends asked to be deleted (each ~20 ms on a real kernel)
 
     def make_pair(
         self, netns: str, ifname: str, host: str, *, host_ingress_drop: bool = False, mtu: int | None = None
@@ -117,6 +118,7 @@ class Kernel:
             self.finished.set()
 
     def delete(self, host: str, *, ingress_chain: bool = True) -> bool:
+        self.deleted.append(host)
         found = host in self.links
         self.links.discard(host)
         return found
@@ -233,3 +235,26 @@ def test_a_pair_is_made_with_the_mtu_its_network_had_last(parts: Any) -> None:
     service.handle({**request, "tenant": "blue", "network": "web"})
     service.handle({**request, "container_id": "third", "tenant": "blue", "network": "db"})
     assert kernel.pair_mtus == [None, 1450, 1450]
+
+
+def delete(service: AgentService) -> dict[str, Any]:
+    return service.handle({"verb": "DEL", "container_id": CONTAINER, "ifname": IFNAME, "netns": NETNS})
+
+
+def test_del_removes_the_port_and_its_veth_once(parts: Any) -> None:
+    service, controller, switch, kernel = parts
+    add(service)
+    kernel.deleted.clear()
+    assert delete(service) == {"ok": True}
+    assert nothing_left(controller, switch, kernel)
+    assert kernel.deleted == [host_name(EID)]  # not again as a leftover: that costs its ingress chain's removal
+
+
+def test_del_of_an_add_that_died_before_its_port_removes_its_veth(parts: Any) -> None:
+    service, controller, switch, kernel = parts
+    add(service)
+    switch.ports.clear()  # as if the agent died between the pair and the OVS port
+    kernel.deleted.clear()
+    assert delete(service) == {"ok": True}
+    assert nothing_left(controller, switch, kernel)
+    assert kernel.deleted == [host_name(EID)]
