@@ -398,10 +398,11 @@ class AgentService:
 
     def _delete_endpoint(self, eid: str) -> str:
         """Remove an endpoint's port, veth and the endpoint itself; say what there was."""
-        removed = set()
+        removed, unplumbed = set(), set()
         for port, ids in self._ports().items():
             if ids.get(EXT_ENDPOINT) == eid:
-                self._unplumb(port, eid)
+                if self._unplumb(port, eid):
+                    unplumbed.add(port)
                 removed.add(port)
                 try:  # the rule of its source route, if it had one (agent/netlink.py)
                     self.netlink.forget_source_routes(ids.get(EXT_NETNS) or "")
@@ -413,8 +414,10 @@ class AgentService:
             if error.status == 404:
                 return f"ports {sorted(removed)}" if removed else "nothing"
             raise _controller_error(error, "looking up the endpoint") from None
-        if host_name(eid) not in removed:  # an ADD that died before its port was in OVS: its veth may exist
-            self._remove_leftover(eid)  # (~20 ms even when there is none: the ingress chain's removal)
+        # A veth not deleted with its port: an ADD that died before its port was in OVS, or a port that went
+        # from OVSDB by another hand. Not asked when it is gone: ~20 ms even then (the ingress chain's batch).
+        if host_name(eid) not in unplumbed:
+            self._remove_leftover(eid)
         self._forget_endpoint(eid)
         return f"endpoint {eid} ({doc['ip']})"
 
@@ -529,15 +532,18 @@ class AgentService:
     def _port_names(self) -> set[str]:
         return set(self._all_ports())
 
-    def _unplumb(self, port: str, eid: str) -> None:
+    def _unplumb(self, port: str, eid: str) -> bool:
         """Remove the OVS port the agent made for endpoint `eid`, and its veth; a port of that name that is
-        not the agent's for `eid` stays, with its host link."""
+        not the agent's for `eid` stays, with its host link. True if this removed the port and the veth;
+        False if the port was not there to remove (then its veth, if any, was not touched)."""
         owner = {EXT_OWNER: OWNER, EXT_ENDPOINT: eid}
         try:
             if self.ovsdb.del_port(self.settings.bridge, port, owned_by=owner):
                 self.netlink.delete(port, ingress_chain=self._ingress_chains)
+                return True
         except (OvsdbError, NetlinkError) as error:
             raise AgentError(protocol.IO_FAILURE, f"could not remove port {port}", str(error)) from None
+        return False
 
     def _remove_leftover(self, eid: str) -> bool:
         """Remove the veth an ADD of `eid` made before OVS took it; never a host link that is an OVS port

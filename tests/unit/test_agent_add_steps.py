@@ -62,6 +62,7 @@ class Controller:
 class Switch:
     def __init__(self) -> None:
         self.ports: dict[str, dict[str, str]] = {}
+        self.removed_meanwhile = False
 
     def add_port(self, bridge: str, name: str, *, ofport: int, external_ids: dict[str, str], wait: bool) -> int:
         self.ports[name] = external_ids
@@ -71,6 +72,9 @@ class Switch:
         pass
 
     def del_port(self, bridge: str, name: str, *, owned_by: dict[str, str] | None = None) -> bool:
+        if self.removed_meanwhile:  # gone between the agent's read and its transaction: nothing to remove
+            self.ports.pop(name, None)
+            return False
         return self.ports.pop(name, None) is not None
 
     def ports_of(self) -> dict[str, dict[str, str]]:
@@ -254,6 +258,18 @@ def test_del_of_an_add_that_died_before_its_port_removes_its_veth(parts: Any) ->
     service, controller, switch, kernel = parts
     add(service)
     switch.ports.clear()  # as if the agent died between the pair and the OVS port
+    kernel.deleted.clear()
+    assert delete(service) == {"ok": True}
+    assert nothing_left(controller, switch, kernel)
+    assert kernel.deleted == [host_name(EID)]
+
+
+def test_del_of_a_port_gone_before_its_transaction_still_removes_its_veth(parts: Any) -> None:
+    """E.g. a batched transaction that ovsdb-server committed while its wait for ovs-vswitchd failed: the step
+    is committed again on its own and finds no port."""
+    service, controller, switch, kernel = parts
+    add(service)
+    switch.removed_meanwhile = True
     kernel.deleted.clear()
     assert delete(service) == {"ok": True}
     assert nothing_left(controller, switch, kernel)
