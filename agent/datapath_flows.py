@@ -104,8 +104,13 @@ class PolicyFlowPurge:
 
     def command(self) -> list[str]:
         """The monitor's command line: one watch of every table (ovs-ofctl takes one `watch:` only, and a watch
-        one table at most), the tables' events picked out of its output (`_read`)."""
-        return ["ovs-ofctl", "-O", "OpenFlow13", "monitor", f"unix:{self.mgmt_socket}", "watch:!initial"]
+        one table at most), the tables' events picked out of its output (`_read`). `--unixctl=none`: without
+        it, `ovs-ofctl monitor` opens a control socket of its own in OVS's default rundir
+        (/var/run/openvswitch) and exits with status 1 where that directory does not exist (an ovs-vswitchd
+        with another rundir, a node where the OVS service never ran); nothing sends it commands."""
+        return [
+            "ovs-ofctl", "-O", "OpenFlow13", "monitor", "--unixctl=none", f"unix:{self.mgmt_socket}", "watch:!initial"
+        ]  # fmt: skip
 
     def start(self) -> PolicyFlowPurge:
         for target, name in ((self._watch, "policy-flow-monitor"), (self._purge_loop, "datapath-purge")):

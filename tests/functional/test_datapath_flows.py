@@ -92,3 +92,21 @@ def test_the_monitor_ends_with_an_agent_killed_by_sigkill(ovs_node: OvsNode) -> 
         agent.wait()
     # The orphan is ended by its parent-death signal; PID 1 here does not reap, so wait for exit or zombie.
     wait_for(lambda: not pid_alive(monitor), "the monitor to end with its agent", timeout=10)
+
+
+def test_the_monitor_needs_no_default_rundir(ovs_node: OvsNode, tmp_path: Path, monkeypatch) -> None:
+    """OVS's default rundir (OVS_RUNDIR, else /var/run/openvswitch) may not exist on a node: an ovs-vswitchd
+    with a rundir of its own, or the OVS service never started. The monitor must stay up there and see the
+    policy tables' changes (`ovs-ofctl monitor` without `--unixctl=none` exits right after its watch is
+    answered: every change after it went unseen until its restart)."""
+    ovs_node.vsctl("add-br", "br-int", "--", "set", "bridge", "br-int", "datapath_type=netdev")
+    monkeypatch.setenv("OVS_RUNDIR", str(tmp_path / "missing"))  # what ovs-ofctl takes for its default
+    purge = start_policy_flow_purge(f"{ovs_node.dir}/br-int.mgmt", str(ovs_node.dir))
+    try:
+        wait_for(lambda: purge.purges == 2, "the first purge and its second", timeout=10)
+        first = purge._process
+        ovs_node.ofctl("add-flow", f"table={WATCHED},priority=9,ip,nw_src=10.9.9.9,actions=drop")
+        wait_for(lambda: purge.purges == 3, "a purge", timeout=5)
+        assert purge._process is first and first.poll() is None
+    finally:
+        purge.stop()

@@ -92,7 +92,8 @@ def test_one_purge_per_burst_and_nothing_for_other_lines() -> None:
     purge = started(harness)
     try:
         assert harness.commands[0] == [
-            "ovs-ofctl", "-O", "OpenFlow13", "monitor", "unix:/run/ovs/br-int.mgmt", "watch:!initial",
+            "ovs-ofctl", "-O", "OpenFlow13", "monitor", "--unixctl=none", "unix:/run/ovs/br-int.mgmt",
+            "watch:!initial",
         ]  # fmt: skip
         monitor = harness.monitors[0]
         monitor.lines.put("ONFST_FLOW_MONITOR reply (OF1.3) (xid=0x0):\n")  # the header of events, not an answer
