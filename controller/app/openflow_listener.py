@@ -17,6 +17,8 @@ place of os-ken's listener, logs:
 
 A switch retries for ever (every 8 s at most, by default), and a health check comes back as often: the same
 kind of line from the same host is logged once per `REPEAT_INTERVAL` s, with how many were left out since.
+os-ken's own line before such a session's end, "Error in the datapath None from (...)", says less, with no
+limit: `DropOsKenSessionError`, which `apply()` puts on os-ken's logger, leaves it out.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ log = logging.getLogger(__name__)
 REPEAT_INTERVAL = 300.0  # s between two lines for one peer host and one reason
 HANDSHAKE_TIMEOUT = 10.0  # s; os-ken's Datapath sets its own timeout on the session's socket
 Handle = Callable[[Any, Any], None]  # (socket, address) -> None, as os-ken's StreamServer calls it
+OSKEN_LOGGER = "os_ken.controller.controller"  # the logger of os-ken's datapath_connection_factory
+OSKEN_SESSION_ERROR = "Error in the datapath %s from %s"  # what it logs before re-raising a session's error
 
 
 class LoggingStreamServer(hub.StreamServer):
@@ -95,6 +99,15 @@ def tls_reason(error: ssl.SSLError) -> str:
     if code in ("WRONG_VERSION_NUMBER", "UNKNOWN_PROTOCOL"):
         return f"{text} (the peer does not speak TLS: a switch set to tcp: rather than ssl:?)"
     return text
+
+
+class DropOsKenSessionError(logging.Filter):
+    """Leaves out os-ken's "Error in the datapath %s from %s" (`datapath_connection_factory`, at error, at
+    each retry of the switch, without the exception): the listener logs that very session's end itself,
+    with the exception or a hint, once per REPEAT_INTERVAL per host (module docstring)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != OSKEN_SESSION_ERROR
 
 
 def peer(address: Any) -> str:

@@ -19,7 +19,13 @@ from os_ken.controller import controller
 from os_ken.lib import hub
 
 from controller.app import openflow_listener, osken_fixes
-from controller.app.openflow_listener import LoggingStreamServer, Repeats, tls_reason
+from controller.app.openflow_listener import (
+    OSKEN_LOGGER,
+    DropOsKenSessionError,
+    LoggingStreamServer,
+    Repeats,
+    tls_reason,
+)
 from tests.certs import self_signed
 from tests.logs import Records
 
@@ -244,11 +250,36 @@ def test_a_switch_set_to_ssl_on_a_plain_tcp_listener_gets_a_hint(listen, pems, m
     ), line
 
 
+@pytest.mark.parametrize("dropped", [False, True], ids=["os-ken alone", "with the filter"])
+def test_os_ken_s_own_line_about_a_failed_session_is_left_out(listen, pems, monkeypatch, dropped: bool) -> None:
+    """os-ken says "Error in the datapath None from (...)" at each retry, without a limit; the listener's
+    own line replaces it. Without the filter the line comes: its text is still what the filter knows."""
+    monkeypatch.setattr(controller.Datapath, "_recv_loop", osken_fixes._recv_loop_then_wake_sender)  # it ends
+    osken_log = logging.getLogger(OSKEN_LOGGER)
+    monkeypatch.setattr(osken_log, "filters", [DropOsKenSessionError()] if dropped else [])
+    _, address = listen(controller.datapath_connection_factory, tls=False)
+    with Records(OSKEN_LOGGER) as records, Records(LOGGER) as ours:
+        switch(address, pems)  # a switch set to ssl: on a plain TCP listener
+        assert ours.wait(10)
+        settle()
+    said = [record.getMessage() for record in records.caught if record.levelno >= logging.ERROR]
+    if dropped:
+        assert said == []
+    else:
+        [line] = said
+        assert line.startswith("Error in the datapath None from ('127.0.0.1', "), line
+    assert len(ours.caught) == 1
+
+
 def test_apply_puts_the_listener_where_os_ken_listens(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(controller, "StreamServer", hub.StreamServer)
     monkeypatch.setattr(controller.Datapath, "_recv_loop", osken_fixes._original_recv_loop)
+    osken_log = logging.getLogger(OSKEN_LOGGER)
+    monkeypatch.setattr(osken_log, "filters", [])
     osken_fixes.apply()
+    osken_fixes.apply()  # once is enough: the filter is not added twice
     assert controller.StreamServer is LoggingStreamServer
+    assert [type(known) for known in osken_log.filters] == [DropOsKenSessionError]
 
 
 def test_reasons_without_an_openssl_code() -> None:
