@@ -14,7 +14,7 @@ ordinary: the megaflows of one recirculation id are wildcarded by whatever each 
 The kernel datapath modifies a flow by its id.
 
 So, on the userspace datapath only, the agent watches those tables of its bridge with an OpenFlow flow
-monitor (`ovs-ofctl monitor BRIDGE.mgmt watch:!initial`, OVS's flow monitor extension, printed as
+monitor (`ovs-ofctl --unixctl=none monitor BRIDGE.mgmt watch:!initial`, OVS's flow monitor extension, printed as
 ONFST_FLOW_MONITOR in OpenFlow 1.3; the events of those tables picked out of it) and, once a burst of
 changes is over (QUIET_S without an event, at most MAX_DELAY_S after its first, and at least MIN_INTERVAL_S
 after the last purge: a tenant changing its policies without pause costs every tenant of the node at most
@@ -105,11 +105,13 @@ class PolicyFlowPurge:
     def command(self) -> list[str]:
         """The monitor's command line: one watch of every table (ovs-ofctl takes one `watch:` only, and a watch
         one table at most), the tables' events picked out of its output (`_read`). `--unixctl=none`: without
-        it, `ovs-ofctl monitor` opens a control socket of its own in OVS's default rundir
-        (/var/run/openvswitch) and exits with status 1 where that directory does not exist (an ovs-vswitchd
-        with another rundir, a node where the OVS service never ran); nothing sends it commands."""
+        it, `ovs-ofctl monitor` opens a control socket of its own in OVS's default rundir (OVS_RUNDIR, else
+        /var/run/openvswitch) once its watch is answered, and exits with status 1 where that directory does
+        not exist or is not writable (an ovs-vswitchd with another rundir, a node where the OVS service never
+        ran): restarted every second, each time after a purge, and blind in between. Nothing sends it
+        commands."""
         return [
-            "ovs-ofctl", "-O", "OpenFlow13", "monitor", "--unixctl=none", f"unix:{self.mgmt_socket}", "watch:!initial"
+            "ovs-ofctl", "-O", "OpenFlow13", "--unixctl=none", "monitor", f"unix:{self.mgmt_socket}", "watch:!initial"
         ]  # fmt: skip
 
     def start(self) -> PolicyFlowPurge:

@@ -17,8 +17,9 @@ place of os-ken's listener, logs:
 
 A switch retries for ever (every 8 s at most, by default), and a health check comes back as often: the same
 kind of line from the same host is logged once per `REPEAT_INTERVAL` s, with how many were left out since.
-os-ken's own line before such a session's end, "Error in the datapath None from (...)", says less, with no
-limit: `DropOsKenSessionError`, which `apply()` puts on os-ken's logger, leaves it out.
+os-ken's own line before the end of a session that failed before the switch gave its datapath id, "Error in
+the datapath None from (...)", says less, with no limit: `DropOsKenSessionError`, which `apply()` puts on
+os-ken's logger, leaves it out (and keeps the line of a session that had a datapath id, which names it).
 """
 
 from __future__ import annotations
@@ -102,12 +103,17 @@ def tls_reason(error: ssl.SSLError) -> str:
 
 
 class DropOsKenSessionError(logging.Filter):
-    """Leaves out os-ken's "Error in the datapath %s from %s" (`datapath_connection_factory`, at error, at
-    each retry of the switch, without the exception): the listener logs that very session's end itself,
-    with the exception or a hint, once per REPEAT_INTERVAL per host (module docstring)."""
+    """Leaves out os-ken's "Error in the datapath None from (...)" (`datapath_connection_factory`, at error,
+    at each retry of a switch that fails before it gives its datapath id, without the exception): for an
+    accepted connection the listener logs that very session's end itself, with the exception or a hint,
+    once per REPEAT_INTERVAL for each host and kind of line (module docstring). The line of a session that
+    had a datapath id is kept: it is the one that names it. (os-ken's outgoing connections,
+    `ofp_switch_address_list`, which Tenet does not use, do not go through the listener.)"""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.msg != OSKEN_SESSION_ERROR
+        return not (
+            record.msg == OSKEN_SESSION_ERROR and isinstance(record.args, tuple) and record.args[:1] == ("None",)
+        )
 
 
 def peer(address: Any) -> str:
@@ -144,7 +150,7 @@ def _session_logged(handle: Handle, repeats: Repeats) -> Handle:
     def run_session_logged(sock: Any, address: Any) -> None:
         try:
             run_session(sock, address)
-        except Exception as error:  # the hub would drop it; os-ken has logged "Error in the datapath" at most
+        except Exception as error:  # the hub would drop it; os-ken's own line says less (DropOsKenSessionError)
             text = f"the session of {peer(address)} ended with an error"
             _say(repeats, logging.ERROR, address, f"{type(error).__name__}: {error}", text, exc_info=True)
 

@@ -54,7 +54,7 @@ def test_a_policy_table_change_purges_the_datapath_and_others_do_not(ovs_node: O
         assert (purge.purges, before <= datapath_flows(ovs_node)) == (2, True)
         # A policy table: purged within the debounce, none of the flows from before left.
         ovs_node.ofctl("add-flow", f"table={WATCHED},priority=9,ip,nw_src=10.9.9.9,actions=drop")
-        wait_for(lambda: purge.purges == 3, "a purge", timeout=5)
+        wait_for(lambda: purge.purges >= 3, "a purge", timeout=5)
         assert not before & datapath_flows(ovs_node)
         assert one.ping(two.ip, count=1, wait=2)
         process = purge._process
@@ -106,7 +106,7 @@ def test_the_monitor_needs_no_default_rundir(ovs_node: OvsNode, tmp_path: Path, 
         wait_for(lambda: purge.purges == 2, "the first purge and its second", timeout=10)
         first = purge._process
         ovs_node.ofctl("add-flow", f"table={WATCHED},priority=9,ip,nw_src=10.9.9.9,actions=drop")
-        wait_for(lambda: purge.purges == 3, "a purge", timeout=5)
+        wait_for(lambda: purge.purges >= 3, "a purge", timeout=5)
         assert purge._process is first and first.poll() is None
     finally:
         purge.stop()

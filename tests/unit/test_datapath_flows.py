@@ -92,7 +92,7 @@ def test_one_purge_per_burst_and_nothing_for_other_lines() -> None:
     purge = started(harness)
     try:
         assert harness.commands[0] == [
-            "ovs-ofctl", "-O", "OpenFlow13", "monitor", "--unixctl=none", "unix:/run/ovs/br-int.mgmt",
+            "ovs-ofctl", "-O", "OpenFlow13", "--unixctl=none", "monitor", "unix:/run/ovs/br-int.mgmt",
             "watch:!initial",
         ]  # fmt: skip
         monitor = harness.monitors[0]

@@ -21,6 +21,7 @@ from os_ken.lib import hub
 from controller.app import openflow_listener, osken_fixes
 from controller.app.openflow_listener import (
     OSKEN_LOGGER,
+    OSKEN_SESSION_ERROR,
     DropOsKenSessionError,
     LoggingStreamServer,
     Repeats,
@@ -266,9 +267,20 @@ def test_os_ken_s_own_line_about_a_failed_session_is_left_out(listen, pems, monk
     if dropped:
         assert said == []
     else:
-        [line] = said
-        assert line.startswith("Error in the datapath None from ('127.0.0.1', "), line
+        [record] = [record for record in records.caught if record.levelno >= logging.ERROR]
+        assert record.msg == OSKEN_SESSION_ERROR and record.args[0] == "None", (record.msg, record.args)
     assert len(ours.caught) == 1
+
+
+def test_os_ken_s_line_naming_a_datapath_id_is_kept() -> None:
+    def record(*args: object) -> logging.LogRecord:
+        return logging.LogRecord(OSKEN_LOGGER, logging.ERROR, "controller.py", 555, OSKEN_SESSION_ERROR, args, None)
+
+    dropping = DropOsKenSessionError()
+    assert not dropping.filter(record("None", ("10.0.0.12", 40412)))
+    assert dropping.filter(record("000000000000002a", ("10.0.0.12", 40412)))
+    other = logging.LogRecord(OSKEN_LOGGER, logging.ERROR, "controller.py", 1, "something else: %s", ("None",), None)
+    assert dropping.filter(other)
 
 
 def test_apply_puts_the_listener_where_os_ken_listens(monkeypatch: pytest.MonkeyPatch) -> None:
