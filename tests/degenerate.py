@@ -16,7 +16,9 @@ OCTETS = st.tuples(*[st.sampled_from([0, 1, 10, 127, 192, 224, 255]) | st.intege
 IPV4 = OCTETS.map(lambda o: ".".join(map(str, o)))
 IPV6 = st.sampled_from(["::1", "fd00::1", "2001:db8::5", "::ffff:10.0.0.1", "fe80::1%eth0"])
 GARBAGE_TEXT = st.sampled_from(["", " ", "10.0.0", "10.0.0.256", "010.0.0.1", "10.0.0.1 ", "x", "10.0.0.1/"])
-WRONG_TYPES = st.sampled_from([None, True, False, 0, 1, -1, 2**64, 10**30, 1.5, [], ["10.0.0.0/24"], {}])
+WRONG_TYPES: st.SearchStrategy[object] = st.sampled_from(
+    [None, True, False, 0, 1, -1, 2**64, 10**30, 1.5, [], ["10.0.0.0/24"], {}]
+)
 BOUNDARY_INTS = st.sampled_from(
     [-1, 0, 1, 2, 575, 576, 1450, 1500, 4094, 4095, 8950, 8951, 9000, 9001, 2**24 - 1, 2**24, 2**31, 2**64, 10**40]
 )

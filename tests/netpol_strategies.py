@@ -4,6 +4,7 @@ match often) and policies using every kind of peer and port."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from hypothesis import strategies as st
@@ -23,11 +24,11 @@ LABELS = {"app": ("a", "b"), "tier": ("f", "k")}
 NS_LABELS = {"team": ("p", "q"), "env": ("dev",)}
 
 
-def labels(vocabulary: dict[str, tuple[str, ...]]) -> st.SearchStrategy[dict[str, str]]:
+def labels(vocabulary: Mapping[str, tuple[str, ...]]) -> st.SearchStrategy[dict[str, str]]:
     return st.fixed_dictionaries({}, optional={k: st.sampled_from(v) for k, v in vocabulary.items()})
 
 
-def selector(vocabulary: dict[str, tuple[str, ...]]) -> st.SearchStrategy[dict[str, Any]]:
+def selector(vocabulary: Mapping[str, tuple[str, ...]]) -> st.SearchStrategy[dict[str, Any]]:
     keys = sorted(vocabulary)
     expression = st.one_of(
         st.builds(

@@ -167,9 +167,10 @@ def test_load_tokens(tmp_path: Path) -> None:
     path = tmp_path / "tokens.json"
     path.write_text(json.dumps({"admin": ["a1", "a2"], "tenants": {"blue": ["b"], "red": ["r", "b"]}}))
     tokens = load_tokens(path)
-    assert tokens.lookup(b"a2").admin
-    assert tokens.lookup(b"b").tenants == {"blue", "red"}
-    assert tokens.lookup(b"r").tenants == {"red"} and not tokens.lookup(b"r").admin
+    admin, both, red = tokens.lookup(b"a2"), tokens.lookup(b"b"), tokens.lookup(b"r")
+    assert admin is not None and admin.admin
+    assert both is not None and both.tenants == {"blue", "red"}
+    assert red is not None and red.tenants == {"red"} and not red.admin
     assert tokens.lookup(b"") is None and tokens.lookup(b"a") is None
 
 

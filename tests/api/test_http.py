@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import pytest
 
 from controller.api import Tokens, make_app
 from controller.service import Service
-from controller.store.base import Conflict, StoreError
-from controller.store.sqlite import SqliteStore
+from controller.store.base import Conflict, Operation, Record, Store, StoreError
 from tests.api.support import TOKENS, Wsgi, network
 
 
@@ -114,14 +115,23 @@ def test_created_has_location_and_non_ascii_names_are_refused(api: Wsgi) -> None
 class FailingStore:
     """A real store whose commits fail, as an unreachable etcd's would."""
 
-    def __init__(self, store: SqliteStore, error: Exception) -> None:
+    def __init__(self, store: Store, error: Exception) -> None:
         self.store, self.error = store, error
 
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.store, name)
+    def get(self, key: str) -> Record | None:
+        return self.store.get(key)
 
-    def commit(self, *args: object, **kwargs: object) -> int:
+    def list(self, prefix: str) -> list[Record]:
+        return self.store.list(prefix)
+
+    def commit(self, operations: Sequence[Operation], *, expect: Mapping[str, int] | None = None) -> int:
         raise self.error
+
+    def revision(self) -> int:
+        return self.store.revision()
+
+    def close(self) -> None:
+        self.store.close()
 
 
 @pytest.mark.parametrize(("error", "status"), [(StoreError("etcd: connection refused"), 503), (Conflict("x"), 409)])

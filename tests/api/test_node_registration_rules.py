@@ -12,7 +12,7 @@ from controller.api import Tokens, make_app
 from controller.pipeline.compile import Compiler
 from controller.service import Service
 from controller.store.base import StoreError
-from tests.api.support import TOKENS, Wsgi, network
+from tests.api.support import ADMIN, TOKENS, Wsgi, network
 from topology.model import default_port_name, derived_datapath_id
 
 N1, N2 = "node1-token", "node2-token"
@@ -78,7 +78,7 @@ def test_what_any_change_stores_is_what_a_restart_restores(cluster: Wsgi, servic
         ("POST", "/v1/qos/gold/attachments", {"target": "b1"}, None),
     ]
     for method, path, body, token in changes:
-        cluster.call(method, path, body, **({"token": token} if token else {}))
+        cluster.call(method, path, body, token=token or ADMIN)
     fresh = Service(service.store)
     fresh.restore()
     model, live = fresh.model, service.model

@@ -13,6 +13,8 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from requests.structures import CaseInsensitiveDict
+from schemathesis.core.jsonschema.types import JsonValue
 from schemathesis.generation import GenerationMode
 
 from controller.api.openapi import SPEC
@@ -99,7 +101,7 @@ def test_generated_requests_never_5xx(populated: Wsgi, method: str, path: str, m
         suppress_health_check=list(HealthCheck),
     )
     @given(case=strategy, known=st.booleans(), swap=st.none() | st.tuples(st.integers(0, 9), JSON_VALUES | ANY))
-    def check(case: schemathesis.Case, known: bool, swap: tuple[int, object] | None) -> None:
+    def check(case: schemathesis.Case, known: bool, swap: tuple[int, JsonValue] | None) -> None:
         if known and isinstance(case.path_parameters, dict):
             # Random names rarely exist; half the requests are about objects that do, to get past the lookups.
             case.path_parameters = {**case.path_parameters, **{k: KNOWN[k] for k in case.path_parameters if k in KNOWN}}
@@ -111,7 +113,7 @@ def test_generated_requests_never_5xx(populated: Wsgi, method: str, path: str, m
         for token in (BLUE, ADMIN):
             # Set on the case itself: invalid cases may drop call-time auth headers (401s are tested elsewhere).
             headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"}
-            case.headers = {**headers, "Authorization": f"Bearer {token}"}
+            case.headers = CaseInsensitiveDict({**headers, "Authorization": f"Bearer {token}"})
             response = case.call(app=populated.app)
             assert response.status_code < 500, (case.method, case.formatted_path, case.body, response.text)
             if response.status_code >= 400:

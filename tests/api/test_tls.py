@@ -150,7 +150,8 @@ def test_a_client_gone_mid_request_is_one_line_of_the_log(https: ApiServer, capf
 def test_cheroot_still_reports_a_gone_client_as_the_server_expects() -> None:
     """What `_Server.error_log` relies on, in the installed cheroot: its worker thread holds the connection it
     serves as `.conn`, and its connection reports a socket error from within the `except` that caught it."""
-    worker = inspect.getsource(threadpool.WorkerThread._process_connections_until_interrupted)
+    process = threadpool.WorkerThread._process_connections_until_interrupted  # type: ignore[attr-defined]  # private
+    worker = inspect.getsource(process)
     assert "self.conn = conn" in worker, "cheroot's WorkerThread no longer keeps its connection as .conn"
     communicate = inspect.getsource(HTTPConnection.communicate)
     assert "except socket.error" in communicate, "cheroot's connection no longer catches socket errors"
@@ -158,7 +159,7 @@ def test_cheroot_still_reports_a_gone_client_as_the_server_expects() -> None:
     assert "self.server.error_log(" in handler, "cheroot no longer logs a socket error from within its except"
 
 
-def test_unusable_tls_files_name_the_setting(tmp_path: Path, pems) -> None:
+def test_unusable_tls_files_name_the_setting(tmp_path: Path, pems: dict[str, tuple[Path, Path]]) -> None:
     cert, key = (str(p) for p in pems["api"])
     with pytest.raises(TlsError, match="api_tls_key: /nonexistent is not a readable file"):
         TlsFiles(cert, "/nonexistent").context()
@@ -170,12 +171,13 @@ def test_unusable_tls_files_name_the_setting(tmp_path: Path, pems) -> None:
         TlsFiles(cert, key, client_ca=str(garbage)).context()
 
 
-def test_controller_tls_settings(pems, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_controller_tls_settings(pems: dict[str, tuple[Path, Path]], monkeypatch: pytest.MonkeyPatch) -> None:
     cert, key = (str(p) for p in pems["api"])
     limits, tls = api_options(load_settings(["--api-tls-cert", cert, "--api-tls-key", key, "--api-threads", "12"]))
     assert (limits.threads, tls) == (12, TlsFiles(cert, key, None))
     monkeypatch.setenv("TENET_API_TLS_CLIENT_CA", cert)
-    assert api_options(load_settings(["--api-tls-cert", cert, "--api-tls-key", key]))[1].client_ca == cert
+    tls = api_options(load_settings(["--api-tls-cert", cert, "--api-tls-key", key]))[1]
+    assert tls is not None and tls.client_ca == cert
     with pytest.raises(StartupError, match="api_tls_client_ca needs api_tls_cert and api_tls_key"):
         api_options(load_settings([]))
     monkeypatch.delenv("TENET_API_TLS_CLIENT_CA")

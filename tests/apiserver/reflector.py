@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import Any
+from typing import Any, cast
 
+import urllib3
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
@@ -68,8 +69,11 @@ class Reflector:
             self.applied.append((kind, name, version))
 
     def _relist(self) -> None:
-        response = self.api.list_namespaced_pod(
-            self.namespace, _preload_content=False, _request_timeout=REQUEST_TIMEOUT
+        # Unread (`_preload_content=False`), the answer is urllib3's response, its body the JSON as the API server
+        # sent it, which the cache keeps; the client types every answer of `list_namespaced_pod` V1PodList.
+        response = cast(
+            urllib3.BaseHTTPResponse,
+            self.api.list_namespaced_pod(self.namespace, _preload_content=False, _request_timeout=REQUEST_TIMEOUT),
         )
         listed = json.loads(response.data)
         items = {item["metadata"]["name"]: item for item in listed["items"]}
@@ -77,10 +81,10 @@ class Reflector:
             if name not in items:  # deleted while we were not watching: the resync applies it
                 self._apply("DELETED", old)
         for name, item in items.items():
-            old = self.cache.get(name)
-            if old is None:
+            cached = self.cache.get(name)
+            if cached is None:
                 self._apply("ADDED", item)
-            elif old["metadata"]["resourceVersion"] != item["metadata"]["resourceVersion"]:
+            elif cached["metadata"]["resourceVersion"] != item["metadata"]["resourceVersion"]:
                 self._apply("MODIFIED", item)
         self.version = listed["metadata"]["resourceVersion"]
         self.relists += 1

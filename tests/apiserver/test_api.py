@@ -9,7 +9,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -17,12 +19,12 @@ from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
 from lab.apiserver import StandInApiServer
-from tests.apiserver.client import core_api, pod
+from tests.apiserver.client import core_api, custom_object, error_body, filled, meta, name_of, pod, version_of
 from tests.apiserver.kubectl import kubectl
 from tests.etcd_server import EtcdServer
 
 GROUP, VERSION, PLURAL = "lab.tenet.io", "v1", "gizmos"
-CRD = {
+CRD: dict[str, Any] = {
     "apiVersion": "apiextensions.k8s.io/v1",
     "kind": "CustomResourceDefinition",
     "metadata": {"name": f"{PLURAL}.{GROUP}"},
@@ -58,16 +60,20 @@ CRD = {
 }
 
 
-def gizmo(name: str, **spec: object) -> dict:
+def gizmo(name: str, **spec: object) -> dict[str, Any]:
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Gizmo", "metadata": {"name": name}, "spec": spec}
 
 
+def conditions(node: client.V1Node) -> list[client.V1NodeCondition]:
+    return filled(filled(node.status, "status").conditions, "status.conditions")
+
+
 @pytest.fixture
-def custom(kubeconfig: Path) -> client.CustomObjectsApi:
+def custom(kubeconfig: Path) -> Iterator[client.CustomObjectsApi]:
     """CustomObjectsApi with the cluster-scoped Gizmo CRD created (and deleted after the test)."""
     api_client = config.new_client_from_config(config_file=str(kubeconfig))
     extensions = client.ApiextensionsV1Api(api_client)
-    extensions.create_custom_resource_definition(CRD)
+    extensions.create_custom_resource_definition(client.V1CustomResourceDefinition.model_validate(CRD))
     yield client.CustomObjectsApi(api_client)
     extensions.delete_custom_resource_definition(CRD["metadata"]["name"])
 
@@ -76,19 +82,19 @@ def test_stale_resource_version_is_a_conflict(kubeconfig: Path, namespace: str) 
     api = core_api(kubeconfig)
     first = api.create_namespaced_pod(namespace, pod("p"))
     api.patch_namespaced_pod("p", namespace, {"metadata": {"labels": {"a": "1"}}})
-    first.metadata.labels = {"a": "2"}
+    meta(first).labels = {"a": "2"}
     with pytest.raises(ApiException) as stale:
         api.replace_namespaced_pod("p", namespace, first)
-    assert stale.value.status == 409 and '"reason":"Conflict"' in stale.value.body
+    assert stale.value.status == 409 and '"reason":"Conflict"' in error_body(stale.value)
     with pytest.raises(ApiException) as pinned:
-        api.patch_namespaced_pod("p", namespace, {"metadata": {"resourceVersion": first.metadata.resource_version}})
+        api.patch_namespaced_pod("p", namespace, {"metadata": {"resourceVersion": version_of(first)}})
     assert pinned.value.status == 409
     current = api.read_namespaced_pod("p", namespace)
-    current.metadata.labels = {"a": "3"}
-    assert api.replace_namespaced_pod("p", namespace, current).metadata.labels == {"a": "3"}
+    meta(current).labels = {"a": "3"}
+    assert meta(api.replace_namespaced_pod("p", namespace, current)).labels == {"a": "3"}
     with pytest.raises(ApiException) as exists:
         api.create_namespaced_pod(namespace, pod("p"))
-    assert exists.value.status == 409 and "AlreadyExists" in exists.value.body
+    assert exists.value.status == 409 and "AlreadyExists" in error_body(exists.value)
     with pytest.raises(ApiException) as missing:
         api.create_namespaced_pod(f"{namespace}-none", pod("p"))
     assert missing.value.status == 404
@@ -97,15 +103,16 @@ def test_stale_resource_version_is_a_conflict(kubeconfig: Path, namespace: str) 
 def test_pod_status_subresource(kubeconfig: Path, namespace: str) -> None:
     api = core_api(kubeconfig)
     made = api.create_namespaced_pod(namespace, pod("p"))
-    assert made.status.phase == "Pending" and made.metadata.generation == 1
+    assert filled(made.status, "status").phase == "Pending" and meta(made).generation == 1
     ran = api.patch_namespaced_pod_status("p", namespace, {"status": {"phase": "Running", "podIP": "10.0.0.5"}})
-    assert (ran.status.phase, ran.status.pod_ip, ran.metadata.generation) == ("Running", "10.0.0.5", 1)
+    assert ran.status is not None
+    assert (ran.status.phase, ran.status.pod_ip, meta(ran).generation) == ("Running", "10.0.0.5", 1)
     ignored = api.patch_namespaced_pod(
         "p", namespace, {"status": {"phase": "Failed"}, "metadata": {"labels": {"x": "y"}}}
     )
-    assert ignored.status.phase == "Running" and ignored.metadata.labels == {"x": "y"}
+    assert filled(ignored.status, "status").phase == "Running" and meta(ignored).labels == {"x": "y"}
     unchanged = api.patch_namespaced_pod_status("p", namespace, {"metadata": {"labels": {"x": "z"}}})
-    assert unchanged.metadata.labels == {"x": "y"}
+    assert meta(unchanged).labels == {"x": "y"}
 
 
 def test_nodes_are_cluster_scoped_with_status(kubeconfig: Path, tmp_path: Path) -> None:
@@ -113,13 +120,13 @@ def test_nodes_are_cluster_scoped_with_status(kubeconfig: Path, tmp_path: Path) 
     name = f"node-{tmp_path.name[-12:].lower().replace('_', '-')}".rstrip("-")
     node = client.V1Node(metadata=client.V1ObjectMeta(name=name, labels={"tenet.io/node": "yes"}))
     made = api.create_node(node)
-    assert made.metadata.namespace is None
+    assert meta(made).namespace is None
     try:
         ready = {"status": {"conditions": [{"type": "Ready", "status": "True"}]}}
-        assert api.patch_node_status(name, ready).status.conditions[0].type == "Ready"
+        assert conditions(api.patch_node_status(name, ready))[0].type == "Ready"
         listed = api.list_node(label_selector="tenet.io/node=yes")
-        assert [n.metadata.name for n in listed.items] == [name]
-        assert api.read_node(name).status.conditions[0].status == "True"
+        assert [name_of(n) for n in listed.items] == [name]
+        assert conditions(api.read_node(name))[0].status == "True"
         api.patch_node_status(name, {"status": {"addresses": [{"type": "InternalIP", "address": "192.168.50.1"}]}})
         api.patch_node(name, {"metadata": {"labels": {"node-role.kubernetes.io/control-plane": ""}}})
         rows = [row.split() for row in kubectl(kubeconfig, "get", "node", name, "-o", "wide").splitlines()]
@@ -133,11 +140,11 @@ def test_nodes_are_cluster_scoped_with_status(kubeconfig: Path, tmp_path: Path) 
 def test_finalizers_hold_a_deleted_object(kubeconfig: Path, namespace: str) -> None:
     api = core_api(kubeconfig)
     body = pod("p")
-    body.metadata.finalizers = ["tenet.io/cleanup"]
+    meta(body).finalizers = ["tenet.io/cleanup"]
     api.create_namespaced_pod(namespace, body)
     api.delete_namespaced_pod("p", namespace)
     held = api.read_namespaced_pod("p", namespace)
-    assert held.metadata.deletion_timestamp is not None
+    assert meta(held).deletion_timestamp is not None
     api.patch_namespaced_pod("p", namespace, {"metadata": {"finalizers": None}})
     with pytest.raises(ApiException) as gone:
         api.read_namespaced_pod("p", namespace)
@@ -145,7 +152,7 @@ def test_finalizers_hold_a_deleted_object(kubeconfig: Path, namespace: str) -> N
 
 
 def test_custom_resources_are_defaulted_checked_and_have_status(custom: client.CustomObjectsApi) -> None:
-    made = custom.create_cluster_custom_object(GROUP, VERSION, PLURAL, gizmo("g1", rate=2, extra="x"))
+    made = custom_object(custom.create_cluster_custom_object(GROUP, VERSION, PLURAL, gizmo("g1", rate=2, extra="x")))
     assert made["spec"] == {"rate": 2, "mode": "slow"}  # defaulted, the unknown field pruned
     for bad, words in (
         (gizmo("g2", rate="fast"), "spec.rate in body must be of type integer"),
@@ -155,17 +162,21 @@ def test_custom_resources_are_defaulted_checked_and_have_status(custom: client.C
     ):
         with pytest.raises(ApiException) as invalid:
             custom.create_cluster_custom_object(GROUP, VERSION, PLURAL, bad)
-        assert invalid.value.status == 422 and words in json.loads(invalid.value.body)["message"]
+        assert invalid.value.status == 422 and words in json.loads(error_body(invalid.value))["message"]
     with pytest.raises(ApiException) as strict:
         custom.create_cluster_custom_object(
             GROUP, VERSION, PLURAL, gizmo("g3", rate=1, extra="x"), field_validation="Strict"
         )
-    assert strict.value.status == 400 and 'unknown field "spec.extra"' in json.loads(strict.value.body)["message"]
-    ready = custom.patch_cluster_custom_object_status(GROUP, VERSION, PLURAL, "g1", {"status": {"ready": True}})
+    assert (
+        strict.value.status == 400 and 'unknown field "spec.extra"' in json.loads(error_body(strict.value))["message"]
+    )
+    ready = custom_object(
+        custom.patch_cluster_custom_object_status(GROUP, VERSION, PLURAL, "g1", {"status": {"ready": True}})
+    )
     assert ready["status"] == {"ready": True} and ready["metadata"]["generation"] == 1
-    bumped = custom.patch_cluster_custom_object(GROUP, VERSION, PLURAL, "g1", {"spec": {"rate": 3}})
+    bumped = custom_object(custom.patch_cluster_custom_object(GROUP, VERSION, PLURAL, "g1", {"spec": {"rate": 3}}))
     assert bumped["metadata"]["generation"] == 2 and bumped["status"] == {"ready": True}
-    listed = custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+    listed = custom_object(custom.list_cluster_custom_object(GROUP, VERSION, PLURAL))
     assert [item["metadata"]["name"] for item in listed["items"]] == ["g1"]
     custom.delete_cluster_custom_object(GROUP, VERSION, PLURAL, "g1")
     seen = watch.Watch().stream(
@@ -191,7 +202,8 @@ def test_requests_without_the_token_are_refused(apiserver: StandInApiServer, tmp
 
 def test_discovery_documents(kubeconfig: Path, custom: client.CustomObjectsApi) -> None:
     api_client = config.new_client_from_config(config_file=str(kubeconfig))
-    groups = {g.name: g.preferred_version.group_version for g in client.ApisApi(api_client).get_api_versions().groups}
+    versions = client.ApisApi(api_client).get_api_versions()
+    groups = {g.name: filled(g.preferred_version, "preferredVersion").group_version for g in versions.groups}
     assert groups[GROUP] == f"{GROUP}/{VERSION}"
     assert groups["networking.k8s.io"] == "networking.k8s.io/v1"
     core = {r.name: r for r in client.CoreV1Api(api_client).get_api_resources().resources}
@@ -234,15 +246,15 @@ def test_command_line_serves_and_writes_a_kubeconfig(etcd: EtcdServer, tmp_path:
 def test_list_at_an_exact_version_and_beyond_the_newest(kubeconfig: Path, namespace: str) -> None:
     api = core_api(kubeconfig)
     api.create_namespaced_pod(namespace, pod("a"))
-    then = api.list_namespaced_pod(namespace).metadata.resource_version
+    then = version_of(api.list_namespaced_pod(namespace))
     api.create_namespaced_pod(namespace, pod("b"))
     exact = api.list_namespaced_pod(namespace, resource_version=then, resource_version_match="Exact")
-    assert [p.metadata.name for p in exact.items] == ["a"] and exact.metadata.resource_version == then
+    assert [name_of(p) for p in exact.items] == ["a"] and version_of(exact) == then
     newest = api.list_namespaced_pod(namespace, resource_version=then, resource_version_match="NotOlderThan")
-    assert [p.metadata.name for p in newest.items] == ["a", "b"]
+    assert [name_of(p) for p in newest.items] == ["a", "b"]
     with pytest.raises(ApiException) as future:
         api.list_namespaced_pod(namespace, resource_version=str(int(then) + 10**6))
-    assert future.value.status == 504 and "Too large resource version" in future.value.body
+    assert future.value.status == 504 and "Too large resource version" in error_body(future.value)
     with pytest.raises(ApiException) as unmatched:
         api.list_namespaced_pod(namespace, resource_version_match="Exact")
     assert unmatched.value.status == 400
@@ -252,18 +264,19 @@ def test_a_deleted_namespace_is_terminating_until_emptied(kubeconfig: Path, name
     api = core_api(kubeconfig)
     name = f"{namespace}-doomed"
     api.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    assert api.read_namespace(name).spec.finalizers == ["kubernetes"]
+    assert filled(api.read_namespace(name).spec, "spec").finalizers == ["kubernetes"]
     api.create_namespaced_pod(name, pod("p"))
     api.delete_namespace(name)
     terminating = api.read_namespace(name)
-    assert terminating.status.phase == "Terminating" and terminating.metadata.deletion_timestamp is not None
-    assert [p.metadata.name for p in api.list_namespaced_pod(name).items] == ["p"], "still there, for a moment"
+    assert filled(terminating.status, "status").phase == "Terminating"
+    assert meta(terminating).deletion_timestamp is not None
+    assert [name_of(p) for p in api.list_namespaced_pod(name).items] == ["p"], "still there, for a moment"
     with pytest.raises(ApiException) as refused:
         api.create_namespaced_pod(name, pod("q"))
-    assert refused.value.status == 403 and "because it is being terminated" in refused.value.body
+    assert refused.value.status == 403 and "because it is being terminated" in error_body(refused.value)
     api.patch_namespace(name, {"metadata": {"labels": {"still": "terminating"}}})  # an update does not end it
     deadline = time.monotonic() + 10
-    while any(n.metadata.name == name for n in api.list_namespace().items):
+    while any(name_of(n) == name for n in api.list_namespace().items):
         assert time.monotonic() < deadline, "the namespace was not removed"
         time.sleep(0.05)  # poll interval, bounded by the deadline
     assert api.list_namespaced_pod(name).items == []
@@ -284,25 +297,25 @@ def test_server_side_dry_run_validates_and_stores_nothing(kubeconfig: Path, name
         ),
     )
     answer = apps.create_namespaced_deployment(namespace, deployment, dry_run="All")
-    assert answer.metadata.uid and answer.metadata.generation == 1 and answer.metadata.namespace == namespace
+    assert meta(answer).uid and meta(answer).generation == 1 and meta(answer).namespace == namespace
     with pytest.raises(ApiException) as missing:
         apps.read_namespaced_deployment("web", namespace)
     assert missing.value.status == 404
-    deployment.spec.template.metadata.labels = {"app": "other"}
+    meta(deployment.spec.template).labels = {"app": "other"}
     with pytest.raises(ApiException) as invalid:
         apps.create_namespaced_deployment(namespace, deployment, dry_run="All")
-    assert invalid.value.status == 422 and "`selector` does not match template `labels`" in invalid.value.body
-    deployment.spec.template.metadata.labels = labels
+    assert invalid.value.status == 422 and "`selector` does not match template `labels`" in error_body(invalid.value)
+    meta(deployment.spec.template).labels = labels
     apps.create_namespaced_deployment(namespace, deployment)
     scaled = apps.patch_namespaced_deployment("web", namespace, {"spec": {"replicas": 3}}, dry_run="All")
-    assert scaled.spec.replicas == 3 and apps.read_namespaced_deployment("web", namespace).spec.replicas is None
+    assert scaled.spec.replicas == 3 and apps.read_namespaced_deployment("web", namespace).spec.replicas != 3
     apps.delete_namespaced_deployment("web", namespace, dry_run="All")
-    assert apps.read_namespaced_deployment("web", namespace).metadata.generation == 1
+    assert meta(apps.read_namespaced_deployment("web", namespace)).generation == 1
     role = client.V1ClusterRole(metadata=client.V1ObjectMeta(name=f"{namespace}-reader"), rules=[
         client.V1PolicyRule(api_groups=[""], resources=["pods"], verbs=["get"])
     ])  # fmt: skip
-    assert rbac.create_cluster_role(role, dry_run="All").metadata.name == f"{namespace}-reader"
-    assert f"{namespace}-reader" not in [r.metadata.name for r in rbac.list_cluster_role().items]
+    assert name_of(rbac.create_cluster_role(role, dry_run="All")) == f"{namespace}-reader"
+    assert f"{namespace}-reader" not in [name_of(r) for r in rbac.list_cluster_role().items]
 
 
 def test_deployment_scale_subresource(kubeconfig: Path, namespace: str, tmp_path: Path) -> None:
@@ -315,18 +328,21 @@ def test_deployment_scale_subresource(kubeconfig: Path, namespace: str, tmp_path
     kubectl(kubeconfig, "apply", "-n", namespace, "-f", str(manifest))
     apps = client.AppsV1Api(config.new_client_from_config(config_file=str(kubeconfig)))
     scale = apps.read_namespaced_deployment_scale("web", namespace)
-    assert (scale.spec.replicas, scale.status.selector) == (1, "app=web")
+    assert (filled(scale.spec, "spec").replicas, filled(scale.status, "status").selector) == (1, "app=web")
     assert "deployment.apps/web scaled" in kubectl(kubeconfig, "scale", "-n", namespace, "deploy/web", "--replicas=3")
     web = apps.read_namespaced_deployment("web", namespace)
-    assert web.spec.replicas == 3 and web.metadata.generation == 2
+    assert web.spec.replicas == 3 and meta(web).generation == 2
     patched = apps.patch_namespaced_deployment_scale("web", namespace, {"spec": {"replicas": 0}})
-    assert patched.spec.replicas == 0 and apps.read_namespaced_deployment("web", namespace).spec.replicas == 0
+    assert (
+        filled(patched.spec, "spec").replicas == 0
+        and apps.read_namespaced_deployment("web", namespace).spec.replicas == 0
+    )
     with pytest.raises(ApiException) as negative:
         apps.patch_namespaced_deployment_scale("web", namespace, {"spec": {"replicas": -1}})
-    assert negative.value.status == 422 and "spec.replicas" in negative.value.body
+    assert negative.value.status == 422 and "spec.replicas" in error_body(negative.value)
     stale = apps.read_namespaced_deployment_scale("web", namespace)
     apps.patch_namespaced_deployment("web", namespace, {"metadata": {"labels": {"x": "y"}}})
-    stale.spec.replicas = 5
+    filled(stale.spec, "spec").replicas = 5
     with pytest.raises(ApiException) as conflict:
         apps.replace_namespaced_deployment_scale("web", namespace, stale)
     assert conflict.value.status == 409

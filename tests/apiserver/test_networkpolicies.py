@@ -13,6 +13,7 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from tests.apiserver.client import error_body, filled
 from tests.apiserver.kubectl import kubectl, kubectl_binary
 
 
@@ -25,6 +26,11 @@ def policy(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
     }
 
 
+def policy_object(name: str, namespace: str, **spec: Any) -> client.V1NetworkPolicy:
+    """`policy(...)` as the client's model, for a create or replace."""
+    return client.V1NetworkPolicy.model_validate(policy(name, namespace, **spec))
+
+
 def ports(port: int, end_port: int) -> list[dict[str, Any]]:
     return [{"ports": [{"protocol": "TCP", "port": port, "endPort": end_port}]}]
 
@@ -35,7 +41,7 @@ def networking(kubeconfig: Path) -> client.NetworkingV1Api:
 
 
 def cause(error: ApiException) -> tuple[str, str]:
-    status = json.loads(error.body)
+    status = json.loads(error_body(error))
     assert status["kind"] == "Status" and status["reason"] == "Invalid" and status["code"] == 422
     assert status["details"]["kind"] == "NetworkPolicy" and status["details"]["group"] == "networking.k8s.io"
     first = status["details"]["causes"][0]
@@ -46,35 +52,38 @@ def test_an_end_port_below_the_port_is_refused_on_create_update_and_patch(
     networking: client.NetworkingV1Api, namespace: str
 ) -> None:
     with pytest.raises(ApiException) as refused:
-        networking.create_namespaced_network_policy(namespace, policy("bad", namespace, ingress=ports(9000, 8000)))
+        networking.create_namespaced_network_policy(
+            namespace, policy_object("bad", namespace, ingress=ports(9000, 8000))
+        )
     assert refused.value.status == 422
     field, message = cause(refused.value)
     assert field == "spec.ingress[0].ports[0].endPort" and "below" in message
     with pytest.raises(ApiException):
         networking.read_namespaced_network_policy("bad", namespace)  # nothing was stored
-    networking.create_namespaced_network_policy(namespace, policy("good", namespace, ingress=ports(8000, 9000)))
+    networking.create_namespaced_network_policy(namespace, policy_object("good", namespace, ingress=ports(8000, 9000)))
     stored = networking.read_namespaced_network_policy("good", namespace).to_dict()
     broken = policy("good", namespace, egress=ports(80, 79))
     broken["metadata"]["resourceVersion"] = stored["metadata"]["resource_version"]
     with pytest.raises(ApiException) as updated:
-        networking.replace_namespaced_network_policy("good", namespace, broken)
+        networking.replace_namespaced_network_policy("good", namespace, client.V1NetworkPolicy.model_validate(broken))
     assert cause(updated.value)[0] == "spec.egress[0].ports[0].endPort"
     patch = {"spec": {"ingress": [{"ports": [{"port": 70000}]}]}}
     with pytest.raises(ApiException) as patched:
         networking.patch_namespaced_network_policy("good", namespace, patch)
     assert cause(patched.value)[0] == "spec.ingress[0].ports[0].port"
     unchanged = networking.read_namespaced_network_policy("good", namespace)
-    assert unchanged.spec.ingress[0].ports[0].end_port == 9000
+    ingress = filled(filled(unchanged.spec, "spec").ingress, "spec.ingress")
+    assert filled(ingress[0].ports, "spec.ingress[0].ports")[0].end_port == 9000
 
 
 def test_policy_types_are_defaulted_as_the_api_server_does(networking: client.NetworkingV1Api, namespace: str) -> None:
-    networking.create_namespaced_network_policy(namespace, policy("in", namespace, ingress=ports(80, 81)))
-    networking.create_namespaced_network_policy(namespace, policy("both", namespace, egress=ports(53, 53)))
+    networking.create_namespaced_network_policy(namespace, policy_object("in", namespace, ingress=ports(80, 81)))
+    networking.create_namespaced_network_policy(namespace, policy_object("both", namespace, egress=ports(53, 53)))
     networking.create_namespaced_network_policy(
-        namespace, policy("given", namespace, policyTypes=["Egress"], ingress=ports(80, 81))
+        namespace, policy_object("given", namespace, policyTypes=["Egress"], ingress=ports(80, 81))
     )
     types = {
-        name: networking.read_namespaced_network_policy(name, namespace).spec.policy_types
+        name: filled(networking.read_namespaced_network_policy(name, namespace).spec, "spec").policy_types
         for name in ("in", "both", "given")
     }
     assert types == {"in": ["Ingress"], "both": ["Ingress", "Egress"], "given": ["Egress"]}

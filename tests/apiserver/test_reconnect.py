@@ -13,7 +13,7 @@ import pytest
 from kubernetes import client
 
 from lab.apiserver import StandInApiServer
-from tests.apiserver.client import core_api, pod
+from tests.apiserver.client import core_api, name_of, pod, version_of
 from tests.apiserver.reflector import Reflector
 from tests.etcd_server import EtcdServer
 
@@ -29,7 +29,7 @@ def wait_for(condition: Callable[[], bool], what: str) -> None:
 
 def state(api: client.CoreV1Api, namespace: str) -> dict[str, str]:
     """name -> resourceVersion of the pods the API server has."""
-    return {p.metadata.name: p.metadata.resource_version for p in api.list_namespaced_pod(namespace).items}
+    return {name_of(p): version_of(p) for p in api.list_namespaced_pod(namespace).items}
 
 
 def no_repeats(reflector: Reflector) -> None:
@@ -61,7 +61,7 @@ def test_a_change_made_while_disconnected_arrives_after_reconnect(
     wait_for(lambda: reflector.snapshot() == state(api, namespace), "the cache caught up")
     changes = reflector.applied[mark:]
     assert [(kind, name) for kind, name, _ in changes] == [("MODIFIED", "a"), ("DELETED", "b"), ("ADDED", "c")]
-    assert changes[0][2] == modified.metadata.resource_version and changes[2][2] == added.metadata.resource_version
+    assert changes[0][2] == version_of(modified) and changes[2][2] == version_of(added)
     assert reflector.relists == relists and reflector.gone == 0, "resumed from its version, no relist"
     assert reflector.cache["a"]["metadata"]["labels"] == {"x": "1"}
     no_repeats(reflector)
@@ -76,8 +76,7 @@ def test_a_relist_after_410_gone_loses_nothing_repeats_nothing_and_resyncs_delet
     wait_for(lambda: reflector.snapshot() == state(api, namespace), "the cache holds a, b and c")
     reflector.stop()
     mark, relists = len(reflector.applied), reflector.relists
-    for n in range(3):
-        last = api.patch_namespaced_pod("a", namespace, {"metadata": {"labels": {"n": str(n)}}})
+    patches = [api.patch_namespaced_pod("a", namespace, {"metadata": {"labels": {"n": str(n)}}}) for n in range(3)]
     api.delete_namespaced_pod("b", namespace)  # its DELETED event will be compacted away
     api.create_namespaced_pod(namespace, pod("d"))
     apiserver.store.compact(apiserver.store.revision())
@@ -86,7 +85,7 @@ def test_a_relist_after_410_gone_loses_nothing_repeats_nothing_and_resyncs_delet
     assert reflector.gone == 1 and reflector.relists == relists + 1
     changes = sorted((kind, name, version) for kind, name, version in reflector.applied[mark:])
     assert [(kind, name) for kind, name, _ in changes] == [("ADDED", "d"), ("DELETED", "b"), ("MODIFIED", "a")]
-    assert changes[2][2] == last.metadata.resource_version, "only the newest version of a, once"
+    assert changes[2][2] == version_of(patches[-1]), "only the newest version of a, once"
     assert "c" in reflector.cache and "b" not in reflector.cache
     no_repeats(reflector)
     api.patch_namespaced_pod("c", namespace, {"metadata": {"labels": {"after": "relist"}}})
@@ -99,8 +98,13 @@ def test_a_restart_of_the_api_server_is_survived(etcd: EtcdServer, tmp_path: Pat
     """The reflector keeps running while the API server stops and starts again on the same port and etcd;
     changes made meanwhile (through a second API server on that etcd) arrive once. The first outage
     resumes the watch; during the second, etcd compacts, and the relist's resync applies the missed delete."""
-    settings = {"prefix": f"/reconnect-{tmp_path.name}", "cert_dir": tmp_path / "certs", "token": "t0"}
-    first = StandInApiServer(etcd.client_url, **settings).start()  # type: ignore[arg-type]
+
+    def server(port: int = 0) -> StandInApiServer:
+        """An API server over this test's etcd prefix, with the same certificates and token each time."""
+        prefix = f"/reconnect-{tmp_path.name}"
+        return StandInApiServer(etcd.client_url, port=port, prefix=prefix, cert_dir=tmp_path / "certs", token="t0")
+
+    first = server().start()
     port = first._server.bind_addr[1]
     kubeconfig = first.write_kubeconfig(tmp_path / "kubeconfig")
     api = core_api(kubeconfig)
@@ -114,8 +118,12 @@ def test_a_restart_of_the_api_server_is_survived(etcd: EtcdServer, tmp_path: Pat
         for outage, compact in ((1, False), (2, True)):
             servers[-1].stop()
             failures, mark, relists = reflector.failures, len(reflector.applied), reflector.relists
-            wait_for(lambda f=failures: reflector.failures >= f + 2, f"outage {outage}: reconnects fail")  # type: ignore[misc]
-            with StandInApiServer(etcd.client_url, **settings) as other:  # type: ignore[arg-type]
+
+            def reconnects_failed(since: int = failures) -> bool:
+                return reflector.failures >= since + 2
+
+            wait_for(reconnects_failed, f"outage {outage}: reconnects fail")
+            with server() as other:
                 meanwhile = core_api(other.write_kubeconfig(tmp_path / f"other-{outage}"))
                 victim = "b" if outage == 1 else "c"
                 meanwhile.patch_namespaced_pod("a", "default", {"metadata": {"labels": {"outage": str(outage)}}})
@@ -123,7 +131,7 @@ def test_a_restart_of_the_api_server_is_survived(etcd: EtcdServer, tmp_path: Pat
                 meanwhile.create_namespaced_pod("default", pod(f"new{outage}"))
                 if compact:
                     other.store.compact(other.store.revision())
-            servers.append(StandInApiServer(etcd.client_url, port=port, **settings).start())  # type: ignore[arg-type]
+            servers.append(server(port).start())
             wait_for(lambda: reflector.snapshot() == state(api, "default"), f"outage {outage}: caught up")
             changes = sorted((kind, name) for kind, name, _ in reflector.applied[mark:])
             assert changes == [("ADDED", f"new{outage}"), ("DELETED", victim), ("MODIFIED", "a")], outage

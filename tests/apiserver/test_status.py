@@ -13,6 +13,7 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from tests.apiserver.client import custom_object, error_body
 from tests.apiserver.kubectl import kubectl
 from tests.deploy.support import DEPLOY
 
@@ -24,7 +25,7 @@ CONDITION = {
     "reason": "Programmed",
     "message": "flows installed",
 }
-WIDGETS = {
+WIDGETS: dict[str, Any] = {
     "apiVersion": "apiextensions.k8s.io/v1",
     "kind": "CustomResourceDefinition",
     "metadata": {"name": "widgets.status.tenet.io"},
@@ -70,27 +71,33 @@ def network(name: str, **extra: Any) -> dict[str, Any]:
 
 
 def test_network_status_is_written_only_through_its_subresource(custom: client.CustomObjectsApi) -> None:
-    made = custom.create_cluster_custom_object(GROUP, VERSION, "networks", network("web", status={"segment": 9}))
+    made = custom_object(
+        custom.create_cluster_custom_object(GROUP, VERSION, "networks", network("web", status={"segment": 9}))
+    )
     assert "status" not in made, "a create ignores status when the status subresource exists"
     status = {"segment": 5001, "freeAddresses": 253, "conditions": [CONDITION]}
-    written = custom.patch_cluster_custom_object_status(
-        GROUP, VERSION, "networks", "web", {"status": status, "spec": {"subnet": "10.9.0.0/24"}}
+    written = custom_object(
+        custom.patch_cluster_custom_object_status(
+            GROUP, VERSION, "networks", "web", {"status": status, "spec": {"subnet": "10.9.0.0/24"}}
+        )
     )
     assert written["status"] == status
     assert written["spec"] == made["spec"], "/status ignores spec"
     assert written["metadata"]["generation"] == 1
     assert int(written["metadata"]["resourceVersion"]) > int(made["metadata"]["resourceVersion"])
 
-    main = custom.patch_cluster_custom_object(
-        GROUP, VERSION, "networks", "web", {"status": {"segment": 1}, "spec": {"mtu": 1400}}
+    main = custom_object(
+        custom.patch_cluster_custom_object(
+            GROUP, VERSION, "networks", "web", {"status": {"segment": 1}, "spec": {"mtu": 1400}}
+        )
     )
     assert main["status"] == status, "the main resource ignores status"
     assert main["spec"]["mtu"] == 1400 and main["metadata"]["generation"] == 2
 
-    current = custom.get_cluster_custom_object_status(GROUP, VERSION, "networks", "web")
+    current = custom_object(custom.get_cluster_custom_object_status(GROUP, VERSION, "networks", "web"))
     current["status"]["freeAddresses"] = 252
     current["spec"]["mtu"] = 9000
-    replaced = custom.replace_cluster_custom_object_status(GROUP, VERSION, "networks", "web", current)
+    replaced = custom_object(custom.replace_cluster_custom_object_status(GROUP, VERSION, "networks", "web", current))
     assert replaced["status"]["freeAddresses"] == 252 and replaced["spec"]["mtu"] == 1400
 
     for bad, words in (
@@ -100,20 +107,22 @@ def test_network_status_is_written_only_through_its_subresource(custom: client.C
     ):
         with pytest.raises(ApiException) as invalid:
             custom.patch_cluster_custom_object_status(GROUP, VERSION, "networks", "web", {"status": bad})
-        assert invalid.value.status == 422 and words in json.loads(invalid.value.body)["message"]
-    kept = custom.get_cluster_custom_object(GROUP, VERSION, "networks", "web")
+        assert invalid.value.status == 422 and words in json.loads(error_body(invalid.value))["message"]
+    kept = custom_object(custom.get_cluster_custom_object(GROUP, VERSION, "networks", "web"))
     assert kept["status"]["freeAddresses"] == 252 and kept["status"]["segment"] == 5001
 
 
 def test_namespaced_custom_resource_status(kubeconfig: Path, namespace: str) -> None:
     api = config.new_client_from_config(config_file=str(kubeconfig))
     extensions, custom = client.ApiextensionsV1Api(api), client.CustomObjectsApi(api)
-    extensions.create_custom_resource_definition(WIDGETS)
+    extensions.create_custom_resource_definition(client.V1CustomResourceDefinition.model_validate(WIDGETS))
     try:
         body = {"apiVersion": "status.tenet.io/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 1}}
         custom.create_namespaced_custom_object("status.tenet.io", "v1", namespace, "widgets", body)
-        ready = custom.patch_namespaced_custom_object_status(
-            "status.tenet.io", "v1", namespace, "widgets", "w", {"status": {"ready": True}, "spec": {"size": 2}}
+        ready = custom_object(
+            custom.patch_namespaced_custom_object_status(
+                "status.tenet.io", "v1", namespace, "widgets", "w", {"status": {"ready": True}, "spec": {"size": 2}}
+            )
         )
         assert (ready["status"], ready["spec"], ready["metadata"]["generation"]) == ({"ready": True}, {"size": 1}, 1)
         with pytest.raises(ApiException) as elsewhere:

@@ -12,7 +12,7 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from lab.apiserver import StandInApiServer
-from tests.apiserver.client import core_api, pod
+from tests.apiserver.client import core_api, error_body, meta, name_of, pod, version_of
 from tests.etcd_server import EtcdServer
 
 WAIT = 10.0  # seconds a test waits for an event before it fails
@@ -32,7 +32,7 @@ def events(api: client.CoreV1Api, namespace: str, **kwargs: object) -> list[tupl
 
 def test_live_watch_sees_added_modified_deleted_in_order(kubeconfig: Path, namespace: str) -> None:
     api = core_api(kubeconfig)
-    start = api.list_namespaced_pod(namespace).metadata.resource_version
+    start = version_of(api.list_namespaced_pod(namespace))
     watcher = watch.Watch()
     stream = watcher.stream(
         api.list_namespaced_pod, namespace, resource_version=start, allow_watch_bookmarks=True, timeout_seconds=30
@@ -47,7 +47,7 @@ def test_live_watch_sees_added_modified_deleted_in_order(kubeconfig: Path, names
                 created = api.create_namespaced_pod(namespace, pod("p1", {"app": "a"}))
                 patched = api.patch_namespaced_pod("p1", namespace, {"metadata": {"labels": {"app": "b"}}})
                 api.delete_namespaced_pod("p1", namespace)
-                written = [created.metadata.resource_version, patched.metadata.resource_version]
+                written = [version_of(created), version_of(patched)]
             continue
         seen.append((event["type"], event["object"].metadata.name, event["object"].metadata.resource_version))
         if len(seen) == 3:
@@ -63,7 +63,7 @@ def test_watch_from_a_version_replays_history_and_without_one_starts_with_the_st
     kubeconfig: Path, namespace: str
 ) -> None:
     api = core_api(kubeconfig)
-    start = api.list_namespaced_pod(namespace).metadata.resource_version
+    start = version_of(api.list_namespaced_pod(namespace))
     api.create_namespaced_pod(namespace, pod("a"))
     api.create_namespaced_pod(namespace, pod("b"))
     api.delete_namespaced_pod("a", namespace)
@@ -77,7 +77,7 @@ def test_compacted_version_is_gone_and_a_relist_recovers(
     apiserver: StandInApiServer, kubeconfig: Path, namespace: str
 ) -> None:
     api = core_api(kubeconfig)
-    old = api.create_namespaced_pod(namespace, pod("p", {"n": "0"})).metadata.resource_version
+    old = version_of(api.create_namespaced_pod(namespace, pod("p", {"n": "0"})))
     for n in range(1, 4):
         api.patch_namespaced_pod("p", namespace, {"metadata": {"labels": {"n": str(n)}}})
     apiserver.store.compact(apiserver.store.revision())
@@ -86,17 +86,17 @@ def test_compacted_version_is_gone_and_a_relist_recovers(
     assert gone.value.status == 410
     with pytest.raises(ApiException) as listed:
         api.list_namespaced_pod(namespace, resource_version=old, resource_version_match="Exact")
-    assert listed.value.status == 410 and "Expired" in listed.value.body
+    assert listed.value.status == 410 and "Expired" in error_body(listed.value)
     relist = api.list_namespaced_pod(namespace)
-    assert [(p.metadata.name, p.metadata.labels) for p in relist.items] == [("p", {"n": "3"})]
+    assert [(name_of(p), meta(p).labels) for p in relist.items] == [("p", {"n": "3"})]
     api.patch_namespaced_pod("p", namespace, {"metadata": {"labels": {"n": "4"}}})
-    resumed = events(api, namespace, resource_version=relist.metadata.resource_version, timeout_seconds=1)
+    resumed = events(api, namespace, resource_version=version_of(relist), timeout_seconds=1)
     assert [(kind, name) for kind, name, _ in resumed] == [("MODIFIED", "p")]
 
 
 def test_bookmarks_arrive_only_when_asked(kubeconfig: Path, namespace: str) -> None:
     api = core_api(kubeconfig)
-    start = api.list_namespaced_pod(namespace).metadata.resource_version
+    start = version_of(api.list_namespaced_pod(namespace))
     asked = events(api, namespace, resource_version=start, allow_watch_bookmarks=True, timeout_seconds=1)
     assert asked and all(kind == "BOOKMARK" and int(version) >= int(start) for kind, _, version in asked)
     assert events(api, namespace, resource_version=start, timeout_seconds=1) == []
@@ -108,8 +108,9 @@ def test_label_and_field_selectors_filter_list_and_watch(kubeconfig: Path, names
     api.create_namespaced_pod(namespace, pod("a2", {"app": "a"}, node="n2"))
     api.create_namespaced_pod(namespace, pod("b1", {"app": "b", "tier": "back"}, node="n1"))
 
-    def names(**selectors: str) -> list[str]:
-        return [p.metadata.name for p in api.list_namespaced_pod(namespace, **selectors).items]
+    def names(label_selector: str | None = None, field_selector: str | None = None) -> list[str]:
+        listed = api.list_namespaced_pod(namespace, label_selector=label_selector, field_selector=field_selector)
+        return [name_of(p) for p in listed.items]
 
     assert names(label_selector="app=a") == ["a1", "a2"]
     assert names(label_selector="app==b") == ["b1"]
@@ -123,12 +124,12 @@ def test_label_and_field_selectors_filter_list_and_watch(kubeconfig: Path, names
     assert names(field_selector="metadata.name!=a1,spec.nodeName=n1") == ["b1"]
     assert names(field_selector=f"metadata.namespace={namespace}", label_selector="app=b") == ["b1"]
     everywhere = api.list_pod_for_all_namespaces(field_selector=f"metadata.namespace={namespace},spec.nodeName=n2")
-    assert [(p.metadata.namespace, p.metadata.name) for p in everywhere.items] == [(namespace, "a2")]
+    assert [(meta(p).namespace, name_of(p)) for p in everywhere.items] == [(namespace, "a2")]
     with pytest.raises(ApiException) as bad:
         api.list_namespaced_pod(namespace, field_selector="spec.hostname=x")
-    assert bad.value.status == 400 and "spec.hostname" in bad.value.body
+    assert bad.value.status == 400 and "spec.hostname" in error_body(bad.value)
 
-    start = api.list_namespaced_pod(namespace).metadata.resource_version
+    start = version_of(api.list_namespaced_pod(namespace))
     api.patch_namespaced_pod("a2", namespace, {"metadata": {"labels": {"app": "b"}}})  # leaves app=a
     api.patch_namespaced_pod("b1", namespace, {"metadata": {"labels": {"app": "a"}}})  # joins app=a
     api.patch_namespaced_pod("a1", namespace, {"metadata": {"labels": {"x": "y"}}})  # stays in
@@ -146,13 +147,13 @@ def test_restart_keeps_objects_and_a_watch_resumes(etcd: EtcdServer, tmp_path: P
         api = core_api(first.write_kubeconfig(tmp_path / "one"))
         made = api.create_namespaced_pod("default", pod("keep", {"k": "v"}))
         api.patch_namespaced_pod("keep", "default", {"metadata": {"labels": {"k": "w"}}})
-        seen = api.list_namespaced_pod("default").metadata.resource_version
+        seen = version_of(api.list_namespaced_pod("default"))
     with StandInApiServer(etcd.client_url, prefix=prefix, cert_dir=tmp_path / "certs", token="t0") as second:
         api = core_api(second.write_kubeconfig(tmp_path / "two"))
         kept = api.read_namespaced_pod("keep", "default")
-        assert kept.metadata.uid == made.metadata.uid
-        assert int(kept.metadata.resource_version) <= int(seen)
-        assert kept.metadata.labels == {"k": "w"}
+        assert meta(kept).uid == meta(made).uid
+        assert int(version_of(kept)) <= int(seen)
+        assert meta(kept).labels == {"k": "w"}
         api.patch_namespaced_pod("keep", "default", {"metadata": {"labels": {"k": "x"}}})
         api.delete_namespaced_pod("keep", "default")
         resumed = events(api, "default", resource_version=seen, timeout_seconds=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 from dataclasses import fields
 from pathlib import Path
@@ -84,6 +85,12 @@ def test_the_controllers_settings_are_its_own() -> None:
     assert service_ports == {"api": settings["api_port"], "openflow": settings["ofp_port"]}
 
 
+def subcommand(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    """The parser of verb `name`: argparse keeps the verbs in the parser's one _SubParsersAction."""
+    verbs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return verbs.choices[name]
+
+
 def test_service_links_do_not_shadow_tenet_settings() -> None:
     """The kubelet sets <SERVICE>_SERVICE_HOST, <SERVICE>_PORT_... for the Service; none may be a TENET_<setting>
     the controller or the agent reads from its environment."""
@@ -94,7 +101,7 @@ def test_service_links_do_not_shadow_tenet_settings() -> None:
         links.add(f"{prefix}_SERVICE_PORT_{port['name'].upper()}")
         base = f"{prefix}_PORT_{port['port']}_{port['protocol']}"
         links |= {base, f"{base}_PROTO", f"{base}_PORT", f"{base}_ADDR"}
-    run = agent_parser()._subparsers._group_actions[0].choices["run"]
+    run = subcommand(agent_parser(), "run")
     read = {f"TENET_{f.name.upper()}" for f in fields(Settings)}
     read |= {f"TENET_{a.dest.upper()}" for a in run._actions if a.dest != "help"}
     assert "TENET_CONTROLLER" in read and "TENET_CONTROLLER_SERVICE_HOST" in links

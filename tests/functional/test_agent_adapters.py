@@ -16,8 +16,9 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import pytest
 
@@ -111,7 +112,7 @@ def pod_links(netns: str) -> list[str]:
     return sorted(link["ifname"] for link in json.loads(in_pod(netns, "ip", "-j", "link", "show")))
 
 
-def host_link(name: str) -> dict | None:
+def host_link(name: str) -> dict[str, Any] | None:
     out = sh("ip", "-j", "-d", "link", "show", name, check=False)
     return json.loads(out)[0] if out.strip() else None
 
@@ -233,7 +234,8 @@ def test_an_existing_host_link_is_refused_and_nothing_is_left(scratch: Scratch, 
     with pytest.raises(HostLinkExists, match=pod.host_name):
         netlink.create(pod)
     assert pod_links(netns) == ["lo"]
-    assert host_link(pod.host_name)["mtu"] == 1400  # the one that was there, untouched
+    link = host_link(pod.host_name)
+    assert link is not None and link["mtu"] == 1400  # the one that was there, untouched
 
 
 @pytest.mark.parametrize("where", ["absent", "a file", "another namespace type"])
@@ -539,8 +541,14 @@ def test_kernel_datapath_probe_answers() -> None:
 # --- both, as the agent uses them ----------------------------------------------------------------------
 
 
+class OnThread(Protocol):
+    """Runs a call on the thread and returns its result."""
+
+    def __call__(self, call: Callable[[], T]) -> T: ...
+
+
 @contextmanager
-def thread_in(netns: str) -> Iterator[Callable[[Callable[[], T]], T]]:
+def thread_in(netns: str) -> Iterator[OnThread]:
     """Run calls on one thread that lives in `netns`, as the agent lives in its node's namespace."""
     fd = os.open(f"/var/run/netns/{netns}", os.O_RDONLY)
     libc = ctypes.CDLL(None, use_errno=True)
@@ -551,7 +559,11 @@ def thread_in(netns: str) -> Iterator[Callable[[Callable[[], T]], T]]:
 
     try:
         with ThreadPoolExecutor(max_workers=1, initializer=enter) as pool:
-            yield lambda call: pool.submit(call).result()
+
+            def on_thread(call: Callable[[], T]) -> T:
+                return pool.submit(call).result()
+
+            yield on_thread
     finally:
         os.close(fd)
 
@@ -566,7 +578,7 @@ def test_pods_plumbed_by_the_adapters_talk_tcp_through_the_userspace_datapath(
         netlink = agent_thread(Netlink)
         try:
             for number, pod in enumerate(pods):
-                agent_thread(lambda pod=pod: netlink.create(pod))
+                agent_thread(partial(netlink.create, pod))
                 ovsdb.add_port("br-int", pod.host_name, ofport=10 + number, external_ids={"tenet-endpoint": "e"})
             assert host_link(pods[0].host_name) is None  # the host ends are in the node's namespace
             assert pods[0].host_name in ovs_node.exec("ip", "link", "show", pods[0].host_name)
@@ -575,7 +587,7 @@ def test_pods_plumbed_by_the_adapters_talk_tcp_through_the_userspace_datapath(
             assert iperf_works(a, b)  # needs TX checksum offload off in the pods
             for pod in pods:
                 ovsdb.del_port("br-int", pod.host_name)
-                assert agent_thread(lambda pod=pod: netlink.delete(pod.host_name))
+                assert agent_thread(partial(netlink.delete, pod.host_name))
             assert agent_thread(lambda: netlink.host_links("tx")) == []
         finally:
             agent_thread(netlink.close)

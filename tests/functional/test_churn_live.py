@@ -173,9 +173,10 @@ def in_sync(controller: ControllerProcess) -> bool:
     return True
 
 
-def switch_content(node: OvsNode) -> tuple[Counter, str, str, set[int]]:
+def switch_content(node: OvsNode) -> tuple[Counter[str], str, str, set[int]]:
     """Every flow's full text with the cookie's round taken out, the groups, the meters, and the rounds."""
-    flows, rounds = Counter(), set()
+    flows: Counter[str] = Counter()
+    rounds: set[int] = set()
     for line in node.ofctl("--no-stats", "dump-flows").splitlines():
         found = COOKIE.search(line)
         if found:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 from pathlib import Path
+from typing import Any
 
 from agent.service import endpoint_id, host_name
 from lab.ovs import Pod, sh, tcp_connects, wait_for
@@ -158,7 +159,7 @@ def test_bad_input_gives_the_right_code_and_leaves_nothing(cluster: Cluster) -> 
     runtime = cluster.runtime
     netns = runtime.pod_netns("bad")
     good = runtime.config("blue", "web")
-    cases = [
+    cases: list[tuple[dict[str, Any] | bytes, dict[str, str], int, str | None]] = [
         (b"{not json", {}, 6, None),
         ({**good, "cniVersion": "9.9.9"}, {}, 1, "9.9.9"),
         (good, {"CNI_CONTAINERID": ""}, 4, "CNI_CONTAINERID"),
@@ -201,7 +202,7 @@ def test_chained_between_the_reference_loopback_and_portmap(cluster: Cluster) ->
         (str(runtime.plugin), runtime.config("blue", "web") | base),
         ("/usr/lib/cni/portmap", {**base, "type": "portmap", "capabilities": {"portMappings": True}}),
     ]
-    result = None
+    result: dict[str, Any] = {}  # the result so far: none before the first plugin
     for program, config in chain:
         step = Runtime(Path(program), runtime.socket)
         done = step.call("ADD", config | ({"prevResult": result} if result else {}), container="c-ch1", netns=netns)

@@ -18,7 +18,7 @@ from cni.protocol import AgentError
 from lab.ovs import Pod, sh, wait_for
 from tests.functional.cni_support import Cluster, in_pod, start_cluster
 
-EMPTY = {"ports": [], "links": [], "endpoints": [], "flows": []}
+EMPTY: dict[str, list[str]] = {"ports": [], "links": [], "endpoints": [], "flows": []}
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from lab.ovs import OvsNode, Pod, iperf_works, wait_for
 
 DPID = 0x7E1
 FLOW = re.compile(r"cookie=(0x[0-9a-f]+), .*?table=(\d+), .*?priority=(\d+)")
+Flows = Counter[tuple[str, int, int]]  # (table, priority, cookie without round) -> how many
 
 
 def build(controller: ControllerProcess, node: OvsNode) -> dict[str, Pod]:
@@ -51,13 +52,15 @@ def wait_in_sync(controller: ControllerProcess) -> dict:
     return status
 
 
-def desired(controller: ControllerProcess) -> tuple[Counter, set[str], set[str]]:
+def desired(controller: ControllerProcess) -> tuple[Flows, set[str], set[str]]:
     text = controller.client.get("/v1/nodes/n1/flows")["flows"]
-    flows = Counter()
-    groups, meters = set(), set()
+    flows: Flows = Counter()
+    groups: set[str] = set()
+    meters: set[str] = set()
     for line in text.splitlines():
         if line.startswith("cookie="):
             found = re.match(r"cookie=(0x[0-9a-f]+),table=(\w+),priority=(\d+)", line)
+            assert found is not None, line
             flows[(found.group(2), int(found.group(3)), int(found.group(1), 16))] += 1
         elif line.startswith("group_id="):
             groups.add(line.split(",")[0].split("=")[1])
@@ -66,9 +69,10 @@ def desired(controller: ControllerProcess) -> tuple[Counter, set[str], set[str]]
     return flows, groups, meters
 
 
-def on_switch(node: OvsNode) -> tuple[Counter, set[int], set[str], set[str]]:
+def on_switch(node: OvsNode) -> tuple[Flows, set[int], set[str], set[str]]:
     """Flows as (table, priority, cookie without round), the rounds seen, group ids and meter ids."""
-    flows, rounds = Counter(), set()
+    flows: Flows = Counter()
+    rounds: set[int] = set()
     for line in node.ofctl("dump-flows").splitlines():
         found = FLOW.search(line)
         if found:

@@ -24,7 +24,7 @@ class CtControllerProcess(ControllerProcess):
             at = args.index("controller.main")
             return launch([*args[:at], "tests.functional.ct_controller", *args[at + 1 :]], log, **options)
 
-        cni.launch = launch_ct  # type: ignore[assignment]
+        cni.launch = launch_ct
         try:
             super().start()
         finally:

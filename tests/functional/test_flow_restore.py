@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -23,7 +24,7 @@ def _control_index() -> int:
 
 
 @pytest.fixture
-def node(tmp_path: pytest.TempPathFactory) -> Iterator[tuple[TenetNode, Pod, Pod]]:
+def node(tmp_path: Path) -> Iterator[tuple[TenetNode, Pod, Pod]]:
     tenet = TenetNode(tmp_path, [Network("blue", "web", 5001, "10.1.0.0/24")], index=_control_index())
     names: list[str] = []
     try:

@@ -3,6 +3,8 @@ controller's API, and real TCP and ping deciding as the policy says, then as bef
 
 from __future__ import annotations
 
+from typing import Any
+
 from lab.cni import ControllerProcess
 from lab.ovs import OvsNode, tcp_connects, wait_for
 from tests.functional.test_controller import DPID, wait_in_sync
@@ -30,7 +32,7 @@ def test_a_policy_lets_only_its_peers_reach_its_pods_on_its_port(
     ovs_node.add_bridge(DPID, controller.ofp_port)
     pods = {}
     for name, labels in (("server", {"app": "web"}), ("client", {"role": "client"}), ("other", {})):
-        body = {"id": name, "network": "blue/web", "node": "n1", "namespace": "shop", "labels": labels}
+        body: dict[str, Any] = {"id": name, "network": "blue/web", "node": "n1", "namespace": "shop", "labels": labels}
         body["ports"] = [{"name": "vnc", "port": 5900}]
         doc = api.post("/v1/endpoints", body)
         pods[name] = ovs_node.add_pod(doc, gateway=doc["gateway"], prefix=doc["prefix_len"], mtu=doc["mtu"])

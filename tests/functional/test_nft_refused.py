@@ -47,7 +47,12 @@ def test_a_refused_batch_fails_at_once_naming_the_change() -> None:
 
 def test_deleting_a_host_end_removes_an_ingress_chain_only_where_one_is_made(monkeypatch: pytest.MonkeyPatch) -> None:
     forgotten: list[str] = []
-    monkeypatch.setattr(netlink_module.nft, "forget", lambda name: forgotten.append(name) or False)
+
+    def forget(name: str) -> bool:
+        forgotten.append(name)
+        return False
+
+    monkeypatch.setattr(netlink_module.nft, "forget", forget)
     links = netlink_module.Netlink()
     name = f"tnnf{os.getpid() % 100000}"
     assert links.delete(name, ingress_chain=False) is False  # the kernel datapath: no chain, none asked for

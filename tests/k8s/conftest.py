@@ -37,6 +37,18 @@ def wait_for(condition: Callable[[], Any], what: str, timeout: float = WAIT) -> 
         time.sleep(0.05)
 
 
+def document(answer: object) -> dict[str, Any]:
+    """A custom object as the client answers it (typed `object`): its JSON document."""
+    assert isinstance(answer, dict), answer
+    return answer
+
+
+def create_network_policy(networking: client.NetworkingV1Api, namespace: str, doc: dict[str, Any]) -> None:
+    """Create a NetworkPolicy from its JSON document, as kubectl users write one. The client types the body as
+    V1NetworkPolicy but validates a plain dict into one."""
+    networking.create_namespaced_network_policy(namespace, doc)  # type: ignore[arg-type]  # a dict, see above
+
+
 class Lab:
     """One test's world: a stand-in API server with its own etcd prefix, clients, a Service, the watchers."""
 
@@ -58,7 +70,8 @@ class Lab:
 
     def new_server(self, port: int = 0) -> StandInApiServer:
         """A stand-in API server over this lab's etcd prefix (the same token and certificate)."""
-        token = getattr(self, "server", None).token if getattr(self, "server", None) else None
+        current: StandInApiServer | None = getattr(self, "server", None)  # None while __init__ makes the first
+        token = current.token if current else None
         return StandInApiServer(
             self.etcd.client_url,
             prefix=self.prefix,
@@ -95,13 +108,13 @@ class Lab:
 
     def create(
         self, plural: str, name: str, spec: dict[str, Any], custom: client.CustomObjectsApi | None = None
-    ) -> dict:
+    ) -> dict[str, Any]:
         kind = {"tenants": "Tenant", "networks": "Network", "qosprofiles": "QosProfile"}[plural]
         body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": kind, "metadata": {"name": name}, "spec": spec}
-        return (custom or self.custom).create_cluster_custom_object(GROUP, VERSION, plural, body)
+        return document((custom or self.custom).create_cluster_custom_object(GROUP, VERSION, plural, body))
 
-    def get(self, plural: str, name: str) -> dict:
-        return self.custom.get_cluster_custom_object(GROUP, VERSION, plural, name)
+    def get(self, plural: str, name: str) -> dict[str, Any]:
+        return document(self.custom.get_cluster_custom_object(GROUP, VERSION, plural, name))
 
     def delete(self, plural: str, name: str, custom: client.CustomObjectsApi | None = None) -> None:
         (custom or self.custom).delete_cluster_custom_object(GROUP, VERSION, plural, name)

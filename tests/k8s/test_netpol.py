@@ -13,7 +13,7 @@ from controller.api import Tokens, make_app
 from controller.k8s.cluster import Kubernetes
 from controller.pipeline import matrix
 from tests.api.support import ADMIN, Wsgi
-from tests.k8s.conftest import Lab, wait_for
+from tests.k8s.conftest import Lab, create_network_policy, wait_for
 from topology.model import Model
 
 NODE_TOKEN = "node-token"
@@ -99,7 +99,7 @@ def test_namespace_labels_change_what_a_policy_selects_in_the_compiled_flows(lab
     assert model.endpoints["web-eth0"].namespace == "front"
 
     assert reaches(lab, "web-eth0", "db-eth0")  # no policy yet
-    networking.create_namespaced_network_policy("shop", netpol("db", DB_FROM_WEB))
+    create_network_policy(networking, "shop", netpol("db", DB_FROM_WEB))
     wait_for(lambda: "shop/db" in model.policies, "policy shop/db applied")
     assert not reaches(lab, "web-eth0", "db-eth0")
 
@@ -116,7 +116,7 @@ def test_namespace_labels_change_what_a_policy_selects_in_the_compiled_flows(lab
 def test_a_policy_is_created_replaced_and_deleted_and_a_refused_one_gets_an_event(lab: Lab) -> None:
     cluster, _api, networking = world(lab)
     policies = lab.service.model.policies
-    networking.create_namespaced_network_policy("shop", netpol("db", DB_FROM_WEB))
+    create_network_policy(networking, "shop", netpol("db", DB_FROM_WEB))
     wait_for(lambda: "shop/db" in policies, "shop/db applied")
     assert policies["shop/db"].doc["spec"] == DB_FROM_WEB
 
@@ -126,7 +126,7 @@ def test_a_policy_is_created_replaced_and_deleted_and_a_refused_one_gets_an_even
     # This lab's stand-in API server runs without its NetworkPolicy checks; the model validates, as
     # kube-apiserver would.
     bad = {"podSelector": {}, "policyTypes": ["Sideways"]}
-    networking.create_namespaced_network_policy("shop", netpol("bad", bad))
+    create_network_policy(networking, "shop", netpol("bad", bad))
     refused = wait_for(lambda: events(cluster, "Invalid", "bad"), "an Invalid Event on shop/bad")
     assert refused[0]["type"] == "Warning" and "spec.policyTypes[0]" in refused[0]["message"]
     assert refused[0]["involvedObject"]["kind"] == "NetworkPolicy" and "shop/bad" not in policies
@@ -136,7 +136,7 @@ def test_a_policy_is_created_replaced_and_deleted_and_a_refused_one_gets_an_even
     kept = wait_for(lambda: events(cluster, "Invalid", "db"), "an Invalid Event on shop/db")
     assert "last accepted version stays applied" in kept[0]["message"]
     assert policies["shop/db"].doc["spec"].get("ingress") == []
-    networking.create_namespaced_network_policy("front", netpol("all", {"podSelector": {}}))
+    create_network_policy(networking, "front", netpol("all", {"podSelector": {}}))
     wait_for(lambda: "front/all" in policies, "front/all applied after the refusals")
 
     networking.delete_namespaced_network_policy("db", "shop")
@@ -151,7 +151,7 @@ def test_a_policy_is_realized_once_the_switches_of_its_pods_hold_it(lab: Lab) ->
     cluster, api, networking = world(lab, switch_sequence=holds.get)
     add(api, "db-eth0", "n1", "shop", "db")
     add(api, "web-eth0", "n2", "front", "web")
-    networking.create_namespaced_network_policy("shop", netpol("db", DB_FROM_WEB))
+    create_network_policy(networking, "shop", netpol("db", DB_FROM_WEB))
     wait_for(lambda: "shop/db" in cluster.sync.realizing, "shop/db waiting to be realized")
     applied = cluster.sync.realizing["shop/db"][1]
     holds["n2"] = applied  # n2 holds only front/web, which the policy does not select
@@ -181,7 +181,7 @@ def test_a_namespace_moves_to_the_tenant_of_its_new_network_once_it_has_no_endpo
     lab.create("networks", "apps", red)  # first by name: it wins where blue-web also claims a namespace
     wait_for(lambda: "red/apps" in model.networks, "red/apps")
     add(api, "db-eth0", "n1", "shop", "db")
-    networking.create_namespaced_network_policy("front", netpol("all", {"podSelector": {}}))
+    create_network_policy(networking, "front", netpol("all", {"podSelector": {}}))
     wait_for(lambda: "front/all" in model.policies, "front/all applied")
 
     # red's apps now claims front (no endpoints: it moves, its policy with it) and shop (an endpoint: it stays).
@@ -204,7 +204,7 @@ def test_a_deleted_namespace_leaves_the_model_after_its_pods_and_policies(lab: L
     _cluster, api, networking = world(lab)
     model = lab.service.model
     add(api, "db-eth0", "n1", "shop", "db")
-    networking.create_namespaced_network_policy("shop", netpol("db", DB_FROM_WEB))
+    create_network_policy(networking, "shop", netpol("db", DB_FROM_WEB))
     wait_for(lambda: "shop/db" in model.policies, "shop/db applied")
     states: list[tuple[bool, bool, bool]] = []  # after each change: shop, its endpoint, its policy in the model
     lab.service.subscribe(

@@ -16,10 +16,10 @@ from controller.client import ClientError
 from lab.cni import ControllerProcess
 from lab.ovs import OvsNode, launch, tcp_connects
 from tests.functional.test_controller import DPID, wait_in_sync
-from tests.k8s.conftest import Lab, wait_for
+from tests.k8s.conftest import Lab, create_network_policy, wait_for
 
 WEB = {"tenant": "blue", "encap": "vxlan", "vni": 5001, "subnet": "10.1.0.0/24", "namespaces": ["shop"]}
-POLICY = {
+POLICY: dict[str, Any] = {
     "apiVersion": "networking.k8s.io/v1",
     "kind": "NetworkPolicy",
     "metadata": {"name": "web"},
@@ -100,7 +100,7 @@ def test_a_policy_from_the_api_server_decides_real_tcp_and_is_realized(
     server, peer, other = pods["server"], pods["client"], pods["other"]
     assert tcp_connects(other, server)
 
-    client.NetworkingV1Api(lab.api).create_namespaced_network_policy("shop", POLICY)
+    create_network_policy(client.NetworkingV1Api(lab.api), "shop", POLICY)
     wait_for(lambda: "conjunction(" in ovs_node.ofctl("dump-flows"), "the policy's flows on the switch", timeout=30)
     wait_in_sync(watching)
     assert tcp_connects(peer, server)

@@ -85,9 +85,9 @@ def test_a_relist_after_410_gone_applies_each_change_exactly_once(lab: Lab) -> N
     sync = cluster.sync
     upsert, delete = sync.upsert, sync.delete
 
-    def counted_upsert(kind: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+    def counted_upsert(kind: str, obj: dict[str, Any], old: dict[str, Any] | None) -> bool:
         seen.append(("upsert", kind, obj["metadata"]["name"], obj["metadata"]["resourceVersion"]))
-        upsert(kind, obj, old)
+        return upsert(kind, obj, old)  # False: refused, and the informer retries it on its next relist
 
     def counted_delete(kind: str, old: dict[str, Any]) -> None:
         seen.append(("delete", kind, old["metadata"]["name"], old["metadata"]["resourceVersion"]))

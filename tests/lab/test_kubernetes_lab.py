@@ -129,6 +129,7 @@ def test_kubectl_pods_run_on_both_nodes_and_ping_across(lab: Lab) -> None:
         assert {c["type"]: c["status"] for c in status["conditions"]}["Ready"] == "True"
         assert status["hostIP"] == f"192.168.100.{node[-1]}"
     front, back = (lab.pods()[f"shop/{n}"] for n in ("front", "back"))
+    assert front.ip is not None and back.ip is not None, (front, back)
     assert front.ip == pods["front"]["status"]["podIP"] and back.node == "node2"
     assert front.network == back.network == "default/pods"  # no Network claims shop: the cluster network
     assert front.as_pod().ping(back.ip, count=2) and back.as_pod().ping(front.ip, count=2)
@@ -211,7 +212,7 @@ def test_pods_created_and_deleted_in_batches_leave_nothing(lab: Lab) -> None:
     for first in range(0, CHURN_PODS, BATCH):
         kubectl(lab.dir / "kubeconfig", "delete", "pods", "-n", "churn", "-l", f"batch={first}", "--wait=false")
     wait_for(lambda: not pods_in(lab, "churn"), "the churn pods to go", timeout=60)
-    empty = {"endpoints": [], "ports": [], "veths": [], "netns": [], "sandboxes": []}
+    empty: dict[str, list[str]] = {"endpoints": [], "ports": [], "veths": [], "netns": [], "sandboxes": []}
     wait_for(lambda: leftovers(lab) == empty, "nothing left of the churn pods", timeout=30 + CHURN_PODS)
     print(f"{CHURN_PODS} pods: running in {up_s:.1f} s, all gone {time.monotonic() - started:.1f} s after start")
     assert free_addresses(lab) == free
@@ -252,6 +253,7 @@ def test_an_api_server_outage_keeps_pods_talking_and_its_return_keeps_every_kube
     apply(lab, pod("outage", "a", "node1"), pod("outage", "b", "node2"))
     running(lab, "outage", 2, timeout=60)
     a, b = (lab.pods()[f"outage/{n}"] for n in ("a", "b"))
+    assert a.ip is not None and b.ip is not None, (a, b)
     kubeconfig_before = (lab.dir / "kubeconfig").read_text()
     others = {p: pid_alive(p) for p in processes(lab) if p != lab.state.apiserver_pid}
     try:

@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, TextIO
 
 from mininet.log import setLogLevel
 from mininet.net import Mininet
@@ -66,7 +67,7 @@ def start_ovs(state: Path) -> None:
             run("ovs-vsctl", "--no-wait", "init")
 
 
-def build(spec: dict) -> Mininet:
+def build(spec: dict[str, Any]) -> Mininet:
     Mininet.inited = True  # skip mininet's fixLimits(): it raises machine-wide sysctls
     # Switch ports and host interfaces without IPv6: no router solicitations or MLD in the packet counters.
     run("sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
@@ -97,7 +98,7 @@ def build(spec: dict) -> Mininet:
 
 def packet_counters(text: str) -> dict[str, dict[str, int]]:
     """/proc/net/dev: interface -> rx and tx packets."""
-    counters = {}
+    counters: dict[str, dict[str, int]] = {}
     for line in text.splitlines()[2:]:
         name, _, numbers = line.partition(":")
         fields = numbers.split()
@@ -111,7 +112,7 @@ def ping_all(net: Mininet, probes: list[list[str]]) -> list[bool]:
     return [ping.wait(timeout=30) == 0 for ping in pings]
 
 
-def iperf(net: Mininet, client: str, server: str, seconds: int) -> dict:
+def iperf(net: Mininet, client: str, server: str, seconds: int) -> dict[str, object]:
     ip = net[server].IP()
     listener = net[server].popen(["iperf3", "-s", "-1", "-B", ip, "--forceflush"], stdout=subprocess.PIPE, text=True)
     try:
@@ -134,10 +135,11 @@ def iperf(net: Mininet, client: str, server: str, seconds: int) -> dict:
         listener.wait(timeout=10)
 
 
-def serve(net: Mininet, replies) -> None:
+def serve(net: Mininet, replies: TextIO) -> None:
     for line in sys.stdin:
         request = json.loads(line)
         op = request["op"]
+        answer: dict[str, object]
         try:
             if op == "stop":
                 break

@@ -21,13 +21,13 @@ def sqlite_url(path: Path) -> str:
 @pytest.fixture(scope="session")
 def etcd_server() -> Iterator[EtcdServer]:
     """One etcd for the whole session; tests keep apart by prefix. Missing etcd is a failure, not a skip."""
+    server: EtcdServer | None = None
+    missing = ""
     try:
         server = EtcdServer()
     except RuntimeError as error:
         missing = str(error)
-    else:
-        missing = ""
-    if missing:  # failed outside the except block, so the report is this one line, not a chained traceback
+    if server is None:  # failed outside the except block, so the report is this one line, not a chained traceback
         pytest.fail(f"the etcd store tests need a real etcd: {missing}", pytrace=False)
     with server:
         yield server

@@ -212,7 +212,7 @@ def test_values_round_trip_as_json(store: Store) -> None:
         ([Put("/dup", {}), Delete("/dup")], None, ValueError),
         ([Put("/dup", {}), Put("/dup", {"v": 2})], None, ValueError),
         ([Put("", {})], None, ValueError),
-        ([Put("/list", [1, 2])], None, TypeError),
+        ([Put("/list", [1, 2])], None, TypeError),  # type: ignore[arg-type]  # a list, on purpose
         ([Put("/nan", {"v": float("nan")})], None, ValueError),
         ([Put("/object", {"v": object()})], None, TypeError),
         ([Put("/ok", {}), "not an operation"], None, TypeError),

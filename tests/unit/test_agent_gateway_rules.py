@@ -166,6 +166,11 @@ def test_the_watch_keeps_running_when_liberal_tcp_raises(monkeypatch: pytest.Mon
     plan = plan_from(DOC, IPv4Address("192.168.100.1"))
     assert plan is not None
     watch = NodePortWatch(None, None, plan, vswitchd="/nowhere")  # type: ignore[arg-type]
-    monkeypatch.setattr(watch, "check", lambda: checked.append(1) or False)
+
+    def check() -> bool:
+        checked.append(1)
+        return False
+
+    monkeypatch.setattr(watch, "check", check)
     watch.round(NodePortWatch.LIBERAL_EVERY)  # raised out of the thread before
     assert checked == [1]

@@ -45,7 +45,7 @@ def test_a_closed_connection_loses_at_once() -> None:
 
 
 def _dp(common_name: str | None) -> SimpleNamespace:
-    subject = ((("organizationName", "Open vSwitch"),),)
+    subject: tuple[tuple[tuple[str, str]], ...] = ((("organizationName", "Open vSwitch"),),)
     if common_name is not None:
         subject += ((("commonName", common_name),),)
     return SimpleNamespace(socket=SimpleNamespace(getpeercert=lambda: {"subject": subject}))

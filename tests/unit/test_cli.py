@@ -35,11 +35,13 @@ def run_exit(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, 
     with pytest.raises(SystemExit) as exited:
         main(list(args))
     out, err = capsys.readouterr()
-    return exited.value.code, out, err
+    code = exited.value.code
+    assert isinstance(code, int), code  # argparse exits with a number
+    return code, out, err
 
 
-def process(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False, **kwargs)
+def process(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
 
 
 def assert_one_line_error(status: int, out: str, err: str, *needles: str) -> None:

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from ipaddress import IPv4Network
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -81,6 +82,18 @@ class Ctl:
     def json(self, *args: str, **kwargs: str | None) -> object:
         return json.loads(self.ok(*args, "--json", **kwargs))
 
+    def doc(self, *args: str, **kwargs: str | None) -> dict[str, Any]:
+        """The --json answer, which must be one JSON object."""
+        answer = self.json(*args, **kwargs)
+        assert isinstance(answer, dict), answer
+        return answer
+
+    def docs(self, *args: str, **kwargs: str | None) -> list[dict[str, Any]]:
+        """The --json answer, which must be a list of JSON objects."""
+        answer = self.json(*args, **kwargs)
+        assert isinstance(answer, list) and all(isinstance(d, dict) for d in answer), answer
+        return answer
+
 
 @pytest.fixture
 def ctl(server: ApiServer, capsys: pytest.CaptureFixture[str], service: Service) -> Ctl:
@@ -121,7 +134,7 @@ def test_tenants(ctl: Ctl) -> None:
     ]
     assert ctl.ok("tenant", "show", "blue") == "name:     blue\nid:       1\nnetworks: -\n"
     assert ctl.ok("tenant", "rm", "red-team") == "deleted tenant red-team\n"
-    assert [t["name"] for t in ctl.json("tenant", "ls", token=BLUE)] == ["blue"]
+    assert [t["name"] for t in ctl.docs("tenant", "ls", token=BLUE)] == ["blue"]
 
 
 def test_tenant_quota_and_a_network_from_the_pool(ctl: Ctl) -> None:
@@ -142,7 +155,7 @@ def test_networks(ctl: Ctl) -> None:
     out = ctl.ok("network", "create", "blue/web", "--encap", "vxlan", "--vni", "100", "--subnet", "10.0.0.0/24")
     assert out == "created network blue/web (vxlan 100, 10.0.0.0/24)\n"
     vlan = ("--encap", "vlan", "--vlan", "20", "--subnet", "10.1.0.0/24", "--gateway", "10.1.0.254", "--mtu", "1450")
-    doc = ctl.json("network", "create", "blue/db", *vlan, token=BLUE)
+    doc = ctl.doc("network", "create", "blue/db", *vlan, token=BLUE)
     assert (doc["gateway"], doc["mtu"], doc["vlan"]) == ("10.1.0.254", 1450, 20)
     rows = columns(ctl.ok("network", "ls", "blue"))
     assert rows[0] == [
@@ -156,7 +169,7 @@ def test_networks(ctl: Ctl) -> None:
     shown = ctl.ok("network", "show", "blue/web")
     assert "gateway_mac:" in shown and "free_addresses: 253" in shown  # 254 hosts less the gateway
     assert ctl.ok("network", "rm", "blue/db") == "deleted network blue/db\n"
-    assert [n["key"] for n in ctl.json("network", "ls")] == ["blue/web"]
+    assert [n["key"] for n in ctl.docs("network", "ls")] == ["blue/web"]
 
 
 def test_network_errors_are_one_line(ctl: Ctl) -> None:
@@ -193,7 +206,7 @@ def test_qos(ctl: Ctl, service: Service) -> None:
         ["NAME", "RATE-KBPS", "BURST-KB", "DIRECTION", "ATTACHMENTS"],
         ["gold", "10000", "1000", "both", "blue/web,pod-a"],
     ]
-    assert ctl.json("qos", "show", "gold")["attachments"] == ["blue/web", "pod-a"]
+    assert ctl.doc("qos", "show", "gold")["attachments"] == ["blue/web", "pod-a"]
     assert_one_line_error(ctl("qos", "rm", "gold"), "still attached")
     assert ctl.ok("qos", "detach", "pod-a") == "detached QoS from pod-a\n"
     ctl.ok("qos", "detach", "blue/web")
@@ -214,11 +227,11 @@ def test_nodes_endpoints_and_flows(ctl: Ctl, service: Service) -> None:
     shown = ctl.ok("node", "show", "node1")
     assert "switch:      connected, out of sync, 1 error(s)\n" in shown
     assert shown.endswith("error:       OFPET_BAD_MATCH on table=l2\n")
-    assert "switch" not in ctl.json("node", "show", "node1", token=BLUE)
+    assert "switch" not in ctl.doc("node", "show", "node1", token=BLUE)
     rows = columns(ctl.ok("endpoint", "ls", "--node", "node2"))
     assert rows[0] == ["ID", "NETWORK", "NODE", "IP", "MAC", "PORT", "QOS", "NAMESPACE"]
     assert rows[1][:4] == ["pod-b", "blue/web", "node2", "10.0.0.3/24"]
-    assert ctl.json("endpoint", "show", "pod-a", token=BLUE)["ip"] == "10.0.0.2"
+    assert ctl.doc("endpoint", "show", "pod-a", token=BLUE)["ip"] == "10.0.0.2"
     assert "prefix_len: 24\n" in ctl.ok("endpoint", "show", "pod-a")
     ctl.ok("endpoint", "set", "pod-a", "--label", "pod=a", "--label", "tier=web", "--ports", "http=80/tcp,dns=53/udp")
     shown = ctl.ok("endpoint", "show", "pod-a")
@@ -226,7 +239,7 @@ def test_nodes_endpoints_and_flows(ctl: Ctl, service: Service) -> None:
     flows = ctl.ok("flows", "node1", "--no-verify")
     first, rest = flows.split("\n", 1)
     assert first.startswith("# node node1: switch connected, out of sync, 1 error(s); desired: ")
-    assert "table=classify" in rest and rest == ctl.json("flows", "node1", "--no-verify")["flows"]
+    assert "table=classify" in rest and rest == ctl.doc("flows", "node1", "--no-verify")["flows"]
     status, out, err = ctl("flows", "node1")
     # The dump made now is the verdict: first, and the header agrees with it.
     verdict = "# OVS DIFFERS (dumped now: 30 flows, 1 group, 0 meters): 1 missing, 1 extra, 1 different\n"
@@ -341,12 +354,12 @@ def test_network_nat_outgoing(ctl: Ctl, service: Service) -> None:
     service.gateway = config
     service.model.configure_gateway(config)
     ctl.ok("tenant", "create", "blue")
-    doc = ctl.json("network", "create", "blue/web", "--encap", "vxlan", "--subnet", "10.0.0.0/24", "--nat-outgoing")
+    doc = ctl.doc("network", "create", "blue/web", "--encap", "vxlan", "--subnet", "10.0.0.0/24", "--nat-outgoing")
     assert doc["nat_outgoing"] is True
     assert ctl.ok("network", "set", "blue/web", "--nat-outgoing", "off") == "network blue/web: nat_outgoing off\n"
     assert "nat_outgoing:   off" in ctl.ok("network", "show", "blue/web")
-    assert ctl.json("network", "show", "blue/web")["nat_outgoing"] is False  # --json: the API's document
-    assert ctl.json("network", "set", "blue/web", "--nat-outgoing", "on", token=BLUE)["nat_outgoing"] is True
+    assert ctl.doc("network", "show", "blue/web")["nat_outgoing"] is False  # --json: the API's document
+    assert ctl.doc("network", "set", "blue/web", "--nat-outgoing", "on", token=BLUE)["nat_outgoing"] is True
 
 
 def test_network_node_ports(ctl: Ctl, service: Service) -> None:
@@ -355,7 +368,7 @@ def test_network_node_ports(ctl: Ctl, service: Service) -> None:
     service.model.configure_gateway(config)
     ctl.ok("tenant", "create", "blue")
     create = ("network", "create", "blue/web", "--encap", "vxlan", "--subnet", "10.0.0.0/24")
-    assert ctl.json(*create, "--node-ports", "udp/53,tcp/53")["node_ports"] == ["tcp/53", "udp/53"]
+    assert ctl.doc(*create, "--node-ports", "udp/53,tcp/53")["node_ports"] == ["tcp/53", "udp/53"]
     said = ctl.ok("network", "set", "blue/web", "--node-ports", "tcp/10250")
     assert said == "network blue/web: node_ports tcp/10250\n"
     assert "node_ports:     tcp/10250" in ctl.ok("network", "show", "blue/web")

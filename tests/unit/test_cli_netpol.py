@@ -50,7 +50,7 @@ def test_namespaces(ctl: Ctl) -> None:
     rows = columns(ctl.ok("namespace", "ls"))
     assert rows[0] == ["NAME", "TENANT", "ENDPOINTS", "NETWORKPOLICIES", "LABELS"]
     assert rows[2] == ["shop", "blue", "0", "-", "kubernetes.io/metadata.name=shop,team=a"]
-    assert [d["name"] for d in ctl.json("namespace", "ls", token=BLUE)] == ["shop"]
+    assert [d["name"] for d in ctl.docs("namespace", "ls", token=BLUE)] == ["shop"]
     assert "labels:          kubernetes.io/metadata.name=shop,team=a" in ctl.ok("namespace", "show", "shop")
     assert ctl.ok("namespace", "label", "shop", "env=prod", "team-") == (
         "namespace shop: env=prod, kubernetes.io/metadata.name=shop\n"
@@ -150,5 +150,5 @@ def test_endpoint_set_replaces_labels_and_named_ports_all_or_nothing(ctl: Ctl, s
     assert dict(service.model.endpoints["pod-a"].labels) == {"app": "web", "tier": "f"}  # nothing applied
     assert_one_line_error(ctl("endpoint", "set", "pod-a", "--ports", "http"), "want NAME=PORT[/PROTOCOL]")
     assert_one_line_error(ctl("endpoint", "set", "pod-a"), "nothing to set")
-    assert ctl.json("endpoint", "set", "pod-a", "--no-labels", "--ports", "none", token=BLUE)["ports"] == []
+    assert ctl.doc("endpoint", "set", "pod-a", "--no-labels", "--ports", "none", token=BLUE)["ports"] == []
     assert dict(service.model.endpoints["pod-a"].labels) == {}

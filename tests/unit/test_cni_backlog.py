@@ -47,17 +47,17 @@ def test_a_full_backlog_is_waited_for_not_reported_as_an_unreachable_agent(tmp_p
     thread.start()
     real_connect = protocol._connect
 
-    def connect(sock: object, where: str, timeout: float) -> None:
+    def connect(sock: object, path: str, timeout: float) -> None:  # named as protocol._connect's
         tried.set()
-        real_connect(sock, where, timeout)
+        real_connect(sock, path, timeout)
 
     try:
-        protocol._connect = connect  # type: ignore[assignment]
+        protocol._connect = connect
         for client in waiting:
             client.close()  # a closed filler stays queued until accepted: the backlog is still full
         answer = protocol.call(path, {"verb": "STATUS"}, timeout=5)
     finally:
-        protocol._connect = real_connect  # type: ignore[assignment]
+        protocol._connect = real_connect
         server.close()
     thread.join(5)
     assert answer == {"ok": True, "answer": "ready"}

@@ -131,8 +131,9 @@ def agent(short_dir: Path) -> Iterator[FakeAgent]:
     path.unlink()
 
 
-def netconf(agent_socket: str, version: str = "1.1.0", **fields: Any) -> dict[str, Any]:
-    config = {
+def netconf(agent_socket: str, version: str | None = "1.1.0", /, **fields: Any) -> dict[str, Any]:
+    """A network configuration; a None value (the version too) leaves its key out."""
+    config: dict[str, Any] = {
         "cniVersion": version,
         "name": "tenet",
         "type": "tenet",
@@ -183,7 +184,7 @@ def assert_error(output: Any) -> None:
     assert isinstance(output.get("details", ""), str)
 
 
-def failure(launcher: Path, command: str, config: Any = None, **kwargs: Any) -> dict[str, Any]:
+def failure(launcher: Path, command: str | None, config: Any = None, **kwargs: Any) -> dict[str, Any]:
     status, output = run(launcher, command, config, **kwargs)
     assert status == 1, output
     return output
@@ -237,8 +238,8 @@ def test_version_answers_in_the_latest_version_otherwise(launcher: Path, stdin: 
 def test_add_result_has_the_shape_of_the_config_version(launcher: Path, agent: FakeAgent, version: str) -> None:
     status, result = run(launcher, "ADD", netconf(agent.path, version))
     assert status == 0
-    host = {"name": "tn0000000001", "mac": "5a:9e:11:22:33:44"}  # the host end: no sandbox
-    interface = {"name": "eth0", "mac": "02:00:0a:01:00:05", "sandbox": NETNS}
+    host: dict[str, str | int] = {"name": "tn0000000001", "mac": "5a:9e:11:22:33:44"}  # the host end: no sandbox
+    interface: dict[str, str | int] = {"name": "eth0", "mac": "02:00:0a:01:00:05", "sandbox": NETNS}
     if version == "1.1.0":
         host["mtu"] = interface["mtu"] = 1450
     ip = {"address": "10.1.0.5/24", "gateway": "10.1.0.1", "interface": 1}  # the pod's interface, not the host's

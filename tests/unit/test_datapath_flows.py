@@ -176,7 +176,7 @@ def test_a_monitor_that_keeps_failing_purges_nothing_and_is_started_ever_more_sl
     harness = Harness()
     purge = started(harness, answer=False)
     try:
-        starts = []
+        starts: list[float] = []
         deadline = time.monotonic() + 1.5
         while time.monotonic() < deadline:
             if len(harness.monitors) > len(starts):

@@ -174,8 +174,8 @@ def test_incremental_updates_equal_a_full_recompile(shape: str, seed: int) -> No
     rng = random.Random(seed)
     compiler = Compiler(model)
     installed = {name: NodeState.flat() for name in model.nodes}
-    for name, changes in compiler.update(Touched(everything=True)).items():
-        installed[name] = apply(changes, installed[name])
+    for name, initial in compiler.update(Touched(everything=True)).items():
+        installed[name] = apply(initial, installed[name])
     for step in range(12):
         touched = random_change(model, rng, step)
         if touched is None:

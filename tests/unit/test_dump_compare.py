@@ -25,7 +25,7 @@ def reported(flow: Flow, round_: int = ROUND) -> bytes:
 
 
 def states() -> list[NodeState]:
-    found = []
+    found: list[NodeState] = []
     for shape in ("example", "vlan-ring", "vlan-uplinks", "vxlan-only"):
         model = example() if shape == "example" else SHAPES[shape](2)
         found.extend(Compiler(model).compile_all().values())

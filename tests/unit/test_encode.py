@@ -23,7 +23,7 @@ DP = OfflineDatapath()
 OFP = DP.ofproto
 
 
-def parse(buf: bytes):
+def parse(buf: bytes | bytearray) -> ofproto_parser.MsgBase:
     return ofproto_parser.msg(DP, OFP.OFP_VERSION, OFP.OFPT_FLOW_MOD, len(buf), 0, bytes(buf))
 
 

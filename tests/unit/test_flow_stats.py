@@ -31,9 +31,10 @@ def entry_of(flow: Flow, round_: int) -> bytes:
     return entry(table_id, priority, int.from_bytes(mod[8:16], "big"), bytes(mod[FLOW_MOD_HEAD:]))
 
 
-def slow(body: bytes) -> list:
+def slow(body: bytes) -> list[object]:
     """What os-ken's parser and decode_flow make of a body: (flow, round), or the stats for a foreign flow."""
-    out, offset = [], 0
+    out: list[object] = []
+    offset = 0
     while offset < len(body):
         stats = parser.OFPFlowStats.parser(body, offset)
         try:
@@ -128,7 +129,7 @@ def group_entry(group: Group, kind: int = ofp.OFPGT_ALL) -> bytes:
 
 
 def test_every_compiled_group_reads_back_as_itself() -> None:
-    groups = []
+    groups: list[Group] = []
     for shape in ["vlan-ring", "vlan-uplinks", "vxlan-only"]:
         for state in Compiler(SHAPES[shape](3)).compile_all().values():
             groups += state.groups().values()

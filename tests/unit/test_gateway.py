@@ -257,8 +257,8 @@ def test_incremental_updates_equal_a_full_recompile_with_the_gateway(shape: str,
     rng = random.Random(seed)
     compiler = Compiler(model)
     installed = {name: NodeState.flat() for name in model.nodes}
-    for name, changes in compiler.update(Touched(everything=True)).items():
-        installed[name] = apply(changes, installed[name])
+    for name, initial in compiler.update(Touched(everything=True)).items():
+        installed[name] = apply(initial, installed[name])
     setup = model.configure_gateway(CONFIG)
     setup.merge(model.add_tenant("default"))
     setup.merge(model.add_network("default", "pods", encap="vxlan", segment=4000, subnet="10.244.0.0/16"))

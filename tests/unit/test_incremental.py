@@ -11,6 +11,7 @@ everything at the end must leave nothing in the compiler's memos.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from functools import partial
 from ipaddress import IPv4Address
 from typing import Any
 
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from controller.pipeline.compile import Compiler
+from controller.pipeline.ir import SetField
 from controller.pipeline.sections import BASE_SECTION
 from controller.pipeline.state import ChangeSet, NodeState, apply, diff
 from tests.unit.incremental_support import assert_incremental_is_full, assert_isolation, ir
@@ -176,7 +178,7 @@ class CompilerMachine(RuleBasedStateMachine):
         network = choose(self.model.networks, i)
         free = [e for e in ENDPOINTS if e not in self.model.endpoints]
         for endpoint, node in zip(free, sorted(self.model.nodes), strict=False):
-            self.attempt(lambda e=endpoint, n=node: self.model.add_endpoint(e, network=network, node=n))
+            self.attempt(partial(self.model.add_endpoint, endpoint, network=network, node=node))
 
     @rule(i=PICK, network_too=st.booleans())
     def drain(self, i: int, network_too: bool) -> None:
@@ -185,7 +187,7 @@ class CompilerMachine(RuleBasedStateMachine):
         if network is None:
             return
         for endpoint in sorted(self.model.endpoints_by_network[network]):
-            self.attempt(lambda e=endpoint: self.model.remove_endpoint(e))
+            self.attempt(partial(self.model.remove_endpoint, endpoint))
         if network_too:
             self.attempt(lambda: self.model.remove_network(network))
 
@@ -287,7 +289,7 @@ def test_reused_network_id_and_vni_do_not_leak_between_tenants() -> None:
         action.value
         for flow in compiler.states["n1"].flows()
         for action in flow.actions
-        if getattr(action, "field", None) == "tunnel_id"
+        if isinstance(action, SetField) and action.field == "tunnel_id"
     }
     assert tunnel_ids == {7000}, f"n1 tunnels red/y with VNIs {sorted(tunnel_ids)}"
     states = assert_incremental_is_full(model, compiler, "after the sequence")

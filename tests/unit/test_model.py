@@ -282,8 +282,9 @@ def test_qos_attach_and_detach() -> None:
     assert model.qos_attachments["blue/web"].meter_id == 1
 
     assert model.attach_qos("silver", "e1") == Touched(networks={"blue/web"}, endpoints={"e1"}, nodes={"n1"})
-    assert (model.qos_for(e1).profile, model.qos_for(e1).meter_id) == ("silver", 2)  # the endpoint's own wins
-    assert model.qos_for(e2).profile == "gold"
+    own, inherited = model.qos_for(e1), model.qos_for(e2)
+    assert own is not None and (own.profile, own.meter_id) == ("silver", 2)  # the endpoint's own wins
+    assert inherited is not None and inherited.profile == "gold"
 
     model.attach_qos("gold", "e1")  # a new profile for the same target keeps its meter
     assert (model.qos_attachments["e1"].profile, model.qos_attachments["e1"].meter_id) == ("gold", 2)
@@ -355,15 +356,13 @@ def add_checked(model: Model, name: str, network: str, node: str, ip: int | None
     """Add an endpoint; a refusal must leave no trace, a success must take the lowest free ofport and number."""
     net = model.networks[network]
     hosts = list(net.subnet)
-    request = {
-        "ip": None if ip is None else str(hosts[ip % len(hosts)]),
-        "mac": None if mac is None else int_to_mac(endpoint_mac(net.id, net.subnet[mac % net.subnet.num_addresses])),
-    }
+    want_ip = None if ip is None else str(hosts[ip % len(hosts)])
+    want_mac = None if mac is None else int_to_mac(endpoint_mac(net.id, net.subnet[mac % net.subnet.num_addresses]))
     ofports = {e.ofport for e in model.endpoints_by_node[node].values()}
     nums = {e.num for e in model.endpoints.values()}
     before = snapshot(model)
     try:
-        endpoint = model.add_endpoint(name, network=network, node=node, **request)
+        endpoint = model.add_endpoint(name, network=network, node=node, ip=want_ip, mac=want_mac)
     except ValidationError as error:
         assert error.path.startswith("endpoint.")
         assert snapshot(model) == before

@@ -175,6 +175,9 @@ def test_no_network_mtu_is_above_the_jumbo_ceiling_however_large_the_nodes(encap
 @pytest.mark.parametrize("field", ["underlay_mtu", "uplink_mtu"])
 def test_a_node_mtu_is_at_most_the_largest_ipv4_datagram(field: str) -> None:
     model = Model()
+    mtu = {field: 65536}
     with pytest.raises(ValidationError, match=r"outside 576\.\.65535") as caught:
-        model.add_node("n1", tunnel_ip="192.168.1.1", **{field: 65536})
+        model.add_node(
+            "n1", tunnel_ip="192.168.1.1", underlay_mtu=mtu.get("underlay_mtu"), uplink_mtu=mtu.get("uplink_mtu")
+        )
     assert caught.value.path == f"node.{field}"

@@ -35,7 +35,7 @@ from topology.netpol import resolve
 
 MAX_EXAMPLES = 80
 STEPS = 12
-LABELS = ({}, {"app": "a"}, {"app": "b", "tier": "f"}, {"app": "b"}, {"tier": "k"})
+LABELS: tuple[dict[str, str], ...] = ({}, {"app": "a"}, {"app": "b", "tier": "f"}, {"app": "b"}, {"tier": "k"})
 
 
 def one_change(model: Model, rng: random.Random, step: int, data: st.DataObject) -> Touched:
@@ -91,7 +91,6 @@ def one_change(model: Model, rng: random.Random, step: int, data: st.DataObject)
             network = rng.choice(sorted(model.networks_by_tenant.get(tenant, ())) or [f"{tenant}/net"])
         ports = [{"name": "http", "port": 80}, {"name": "dns", "port": 53, "protocol": "UDP"}][: rng.randrange(3)]
         node = rng.choice(sorted(model.nodes))
-        extra = {"ip": ip} if ip else {}
         try:
             endpoint = model.add_endpoint(
                 name,
@@ -100,7 +99,7 @@ def one_change(model: Model, rng: random.Random, step: int, data: st.DataObject)
                 namespace=namespace,
                 labels=rng.choice(LABELS),
                 ports=ports,
-                **extra,
+                ip=ip,
             )
         except ValidationError:
             return touched  # the add was refused: the removal stands

@@ -58,7 +58,7 @@ def two_teams() -> tuple[Model, Compiler]:
     peers = [{"namespaceSelector": {"matchLabels": {"team": "p"}}, "podSelector": {"matchLabels": {"app": "b"}}}]
     spec = {"podSelector": {}, "ingress": [{"from": peers}]}
     model.apply_policy({**POLICY, "metadata": {"name": "from-p", "namespace": "x"}, "spec": spec})
-    anywhere = {"podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {}}]}]}
+    anywhere: dict[str, Any] = {"podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {}}]}]}
     model.apply_policy({**POLICY, "metadata": {"name": "from-all", "namespace": "x"}, "spec": anywhere})
     compiler = Compiler(model)
     compiler.compile_all()

@@ -18,7 +18,7 @@ from controller.pipeline.cookies import Feature, split
 from controller.pipeline.features.netpol import explain
 from controller.pipeline.ir import ETH_TYPE_ARP, Conjunction
 from controller.pipeline.probes import to_endpoint
-from controller.pipeline.simulate import SimNetwork
+from controller.pipeline.simulate import SimNetwork, Trace
 from controller.pipeline.tables import PIPELINE
 from tests.netpol_reference import Cluster, allowed, xyz_cluster
 from tests.netpol_scenarios import SCENARIOS, Scenario, policy
@@ -92,10 +92,10 @@ def test_a_rule_costs_a_sum_of_flows_not_a_product() -> None:
     assert len(rule_flows) == 1  # one allow flow, with the rule's own cookie: its counters
 
 
-def trace(model: Model, src: str, dst: str, **kwargs: object) -> tuple[object, list[str]]:
+def trace(model: Model, src: str, dst: str, *, proto: str, dport: int | None = None) -> tuple[Trace, list[str]]:
     states = Compiler(model).compile_all()
     result = SimNetwork(model, states).send(
-        src, to_endpoint(model, model.endpoints[src], model.endpoints[dst], **kwargs)
+        src, to_endpoint(model, model.endpoints[src], model.endpoints[dst], proto=proto, dport=dport)
     )
     return result, explain(model, [(h.node, h.flow) for h in result.hops])
 
@@ -112,7 +112,8 @@ def test_a_trace_names_the_rule_that_allowed_and_the_isolation_that_dropped() ->
     assert lines == ["ingress: dropped: x.a is isolated for ingress by x/web and none of their rules allows it"]
     result, lines = trace(model, "y.b", "y.a", proto="arp")  # ARP is never blocked, even under deny-all
     assert result.delivered_to == ["y.b"] and lines == []
-    assert result.hops[0].flow is not None and ETH_TYPE_ARP in [v for _n, v, _m in result.hops[1].flow.match]
+    first, second = result.hops[0].flow, result.hops[1].flow
+    assert first is not None and second is not None and ETH_TYPE_ARP in [v for _n, v, _m in second.match]
 
 
 def test_an_ip_block_of_every_address_is_any_peer_with_no_zero_mask_field() -> None:

@@ -131,7 +131,8 @@ def representative_flows() -> list[Flow]:
             "egress_policy",
             100,
             match(
-                **{NET: (1, 0xFFFF), TEN: 7},
+                **{NET: (1, 0xFFFF)},
+                **{TEN: 7},
                 eth_type=ETH_TYPE_IP,
                 ipv4_src=(SUBNET, SUBNET_MASK),
                 ipv4_dst=PEER_IP,
@@ -187,7 +188,7 @@ def representative_flows() -> list[Flow]:
         Flow(
             "l2",
             90,
-            match(**{NET: 1, FLG: (0, FLAG_FROM_REMOTE)}, eth_dst=(MULTICAST_BIT, MULTICAST_BIT)),
+            match(**{NET: 1}, **{FLG: (0, FLAG_FROM_REMOTE)}, eth_dst=(MULTICAST_BIT, MULTICAST_BIT)),
             (ToGroup(1),),
             cookie=_c(Feature.SEGMENT),
         ),
@@ -229,7 +230,7 @@ GROUPS = [
     Group(2, ((Output(POD_PORT),), (Output(3),))),
 ]
 METERS = [Meter(1, 10_000, 1_000), Meter(2, 500, 50)]
-COMMANDS = ("add", "modify", "delete")
+COMMANDS: tuple[messages.Command, ...] = ("add", "modify", "delete")
 
 
 def _ovs_ofctl(*args: str) -> str:
@@ -298,7 +299,7 @@ def test_representative_flows_cover_every_declared_field_and_action() -> None:
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_flow_mods_serialize_and_parse_back(command: str) -> None:
+def test_flow_mods_serialize_and_parse_back(command: messages.Command) -> None:
     dp = messages.OfflineDatapath()
     for flow in FLOWS:
         msg = messages.flow_mod(dp, flow, command=command, round_=3)
@@ -331,7 +332,7 @@ def test_flow_mod_instructions_parse_back_in_openflow_order() -> None:
                 assert inst.type == ofp.OFPIT_APPLY_ACTIONS
                 assert len(inst.actions) == len(flow.actions)
             elif isinstance(inst, parser.OFPInstructionGotoTable):
-                assert inst.table_id == PIPELINE.table_id(flow.goto)
+                assert flow.goto is not None and inst.table_id == PIPELINE.table_id(flow.goto)
             else:
                 assert inst.meter_id == flow.meter
 
@@ -469,6 +470,13 @@ def test_instruction_text() -> None:
     )
 
 
+def found(pattern: str, line: str) -> str:
+    """The first group of `pattern` in `line`, which must match."""
+    m = re.search(pattern, line)
+    assert m is not None, (pattern, line)
+    return m.group(1)
+
+
 def test_render_state_order_is_stable() -> None:
     shuffled = FLOWS[:]
     random.Random(7).shuffle(shuffled)
@@ -480,6 +488,6 @@ def test_render_state_order_is_stable() -> None:
     flow_lines = lines[4:]
     assert len(flow_lines) == len(FLOWS)
     order = [(PIPELINE.table_id(f.table), -f.priority) for f in FLOWS]
-    tables = [re.search(r"table=(\w+)", line).group(1) for line in flow_lines]
-    priorities = [int(re.search(r"priority=(\d+)", line).group(1)) for line in flow_lines]
+    tables = [found(r"table=(\w+)", line) for line in flow_lines]
+    priorities = [int(found(r"priority=(\d+)", line)) for line in flow_lines]
     assert [(PIPELINE.table_id(t), -p) for t, p in zip(tables, priorities, strict=True)] == sorted(order)

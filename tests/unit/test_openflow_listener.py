@@ -268,7 +268,8 @@ def test_os_ken_s_own_line_about_a_failed_session_is_left_out(listen, pems, monk
         assert said == []
     else:
         [record] = [record for record in records.caught if record.levelno >= logging.ERROR]
-        assert record.msg == OSKEN_SESSION_ERROR and record.args[0] == "None", (record.msg, record.args)
+        assert record.msg == OSKEN_SESSION_ERROR and isinstance(record.args, tuple), (record.msg, record.args)
+        assert record.args[0] == "None", (record.msg, record.args)
     assert len(ours.caught) == 1
 
 

@@ -138,7 +138,7 @@ def test_a_string_left_open_carries_only_its_state_to_the_next_piece() -> None:
 
 
 def test_many_messages_in_one_piece_are_each_decoded_without_scanning_the_rest() -> None:
-    messages = [{"id": i, "result": [{}], "error": None} for i in range(100)]
+    messages: list[dict[str, object]] = [{"id": i, "result": [{}], "error": None} for i in range(100)]
     stream = "".join(json.dumps(message) for message in messages)
     assert read_stream(ovsjson.Parser, stream, [4096]) == (messages, None)
     parser = ovsjson.Parser()
@@ -165,12 +165,17 @@ def test_python_ovs_json_rpc_reads_messages_sent_in_pieces(installed: None) -> N
     ]
     wire = "".join(json.dumps(message) for message in messages).encode()
     ours, theirs = socket.socketpair()
-    sender = threading.Thread(target=lambda: [theirs.sendall(wire[i : i + 5]) for i in range(0, len(wire), 5)])
+
+    def send_in_pieces() -> None:
+        for i in range(0, len(wire), 5):
+            theirs.sendall(wire[i : i + 5])
+
+    sender = threading.Thread(target=send_in_pieces)
     sender.start()
     stream = ovs.stream.Stream(ours, "socketpair", 0)
     connection = ovs.jsonrpc.Connection(stream)
     try:
-        got = []
+        got: list[object] = []
         while len(got) < len(messages):
             error, message = connection.recv()
             if error == 0:

@@ -17,7 +17,7 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 from os_ken.ofproto.ofproto_parser import MsgBase
 
 from controller.openflow import messages
-from controller.openflow.messages import OfflineDatapath
+from controller.openflow.messages import Command, OfflineDatapath
 from controller.pipeline import cookies
 from controller.pipeline.compile import Compiler
 from controller.pipeline.state import NodeState
@@ -28,7 +28,7 @@ from topology.model import Model
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "cluster.yaml"
 RING = [("s1", "s2"), ("s2", "s3"), ("s3", "s4"), ("s4", "s1")]
-COMMANDS = ("add", "modify", "delete")
+COMMANDS: tuple[Command, ...] = ("add", "modify", "delete")
 FLOW_COMMANDS = {"add": ofp.OFPFC_ADD, "modify": ofp.OFPFC_MODIFY_STRICT, "delete": ofp.OFPFC_DELETE_STRICT}
 GROUP_COMMANDS = {"add": ofp.OFPGC_ADD, "modify": ofp.OFPGC_MODIFY, "delete": ofp.OFPGC_DELETE}
 METER_COMMANDS = {"add": ofp.OFPMC_ADD, "modify": ofp.OFPMC_MODIFY, "delete": ofp.OFPMC_DELETE}
@@ -92,7 +92,7 @@ def test_models_cover_flows_groups_and_meters(compiled: dict[str, NodeState]) ->
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_every_flow_serializes(compiled: dict[str, NodeState], command: str) -> None:
+def test_every_flow_serializes(compiled: dict[str, NodeState], command: Command) -> None:
     dp = OfflineDatapath()
     for state in compiled.values():
         for flow in state.flows():
@@ -108,7 +108,7 @@ def test_every_flow_serializes(compiled: dict[str, NodeState], command: str) -> 
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_every_flow_parses_back(compiled: dict[str, NodeState], command: str) -> None:
+def test_every_flow_parses_back(compiled: dict[str, NodeState], command: Command) -> None:
     dp = OfflineDatapath()
     for state in compiled.values():
         for flow in state.flows():
@@ -132,13 +132,13 @@ def test_every_flow_parses_back(compiled: dict[str, NodeState], command: str) ->
                 if isinstance(inst, parser.OFPInstructionActions):
                     assert len(inst.actions) == len(flow.actions), flow
                 elif isinstance(inst, parser.OFPInstructionGotoTable):
-                    assert inst.table_id == PIPELINE.table_id(flow.goto)
+                    assert flow.goto is not None and inst.table_id == PIPELINE.table_id(flow.goto)
                 elif isinstance(inst, parser.OFPInstructionMeter):
                     assert inst.meter_id == flow.meter
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_every_group_serializes(compiled: dict[str, NodeState], command: str) -> None:
+def test_every_group_serializes(compiled: dict[str, NodeState], command: Command) -> None:
     dp = OfflineDatapath()
     for state in compiled.values():
         for group in state.groups().values():
@@ -152,7 +152,7 @@ def test_every_group_serializes(compiled: dict[str, NodeState], command: str) ->
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_every_meter_serializes(compiled: dict[str, NodeState], command: str) -> None:
+def test_every_meter_serializes(compiled: dict[str, NodeState], command: Command) -> None:
     dp = OfflineDatapath()
     for state in compiled.values():
         for meter in state.meters().values():
@@ -172,7 +172,7 @@ def test_every_meter_serializes(compiled: dict[str, NodeState], command: str) ->
 
 @pytest.mark.parametrize("round_", [1, 0x2A, 0xFF])
 @pytest.mark.parametrize("command", COMMANDS)
-def test_round_shows_in_the_serialized_cookie(compiled: dict[str, NodeState], round_: int, command: str) -> None:
+def test_round_shows_in_the_serialized_cookie(compiled: dict[str, NodeState], round_: int, command: Command) -> None:
     dp = OfflineDatapath()
     for state in compiled.values():
         for flow in state.flows():

@@ -268,7 +268,8 @@ def test_port_status_while_the_dump_builds_the_port_table_is_kept(
         return True
 
     session = scripted(ports).session
-    real, fired = session_module.port_live, []
+    real = session_module.port_live
+    fired: list[bool] = []
 
     def racing(desc: Any, ofproto: Any) -> bool:
         if not fired:  # os-ken's event thread delivers a port-status now, while the table is being built

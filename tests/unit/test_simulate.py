@@ -17,6 +17,7 @@ from controller.pipeline.ir import (
     OFPP_IN_PORT,
     OFPVID_NONE,
     OFPVID_PRESENT,
+    Action,
     DecTtl,
     Flow,
     Group,
@@ -75,7 +76,7 @@ def ports(outputs: list[tuple[int, Packet, dict[str, int]]]) -> list[int]:
     return [port for port, _packet, _meta in outputs]
 
 
-def classify_to(goto: str, *actions: object, priority: int = 100, **fields: int) -> Flow:
+def classify_to(goto: str, *actions: Action, priority: int = 100, **fields: int) -> Flow:
     return Flow("classify", priority, match(in_port=POD_PORT, **fields), tuple(actions), goto=goto)
 
 
@@ -380,7 +381,7 @@ def tunnel_ip(model: Model, node: str) -> int:
     return int(model.nodes[node].tunnel_ip)
 
 
-def send_to_tunnel(destination: int, *extra: object) -> Flow:
+def send_to_tunnel(destination: int, *extra: Action) -> Flow:
     return Flow(
         "classify",
         100,
