@@ -188,6 +188,14 @@ class OvsNode:
     def appctl(self, *args: str) -> str:
         return sh("ovs-appctl", "-t", f"{self.dir}/ovs-vswitchd.ctl", *args)
 
+    def purge_datapath_flows(self) -> None:
+        """Drop every datapath flow (megaflow) of this node, as the agent does after a change to the policy
+        tables (agent/datapath_flows.py: on the userspace datapath a megaflow may keep the verdict of the tables
+        before a change). For a test that changes policies without an agent; raises RuntimeError when
+        ovs-vswitchd refuses."""
+        self.appctl("revalidator/purge")
+        self.appctl("dpctl/del-flows")
+
     def vsctl(self, *args: str) -> str:
         return sh("ovs-vsctl", f"--db={self.db}", "--timeout=20", *args)
 

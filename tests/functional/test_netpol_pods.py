@@ -43,6 +43,7 @@ def test_a_policy_lets_only_its_peers_reach_its_pods_on_its_port(
     api.put(POLICY, DOC)
     wait_for(lambda: "conjunction(" in ovs_node.ofctl("dump-flows"), "the policy's flows on the switch")
     wait_in_sync(controller)
+    ovs_node.purge_datapath_flows()  # what the agent does after a policy change; there is no agent here
     assert tcp_connects(client, server)  # a peer, on the named port: request and answers through conntrack
     assert not tcp_connects(other, server, timeout=1)  # not a peer
     assert not client.ping(server.ip, count=1, wait=1)  # a peer, but not on the rule's port and protocol
@@ -51,4 +52,5 @@ def test_a_policy_lets_only_its_peers_reach_its_pods_on_its_port(
 
     api.delete(POLICY)
     wait_for(lambda: "conjunction(" not in ovs_node.ofctl("dump-flows"), "the policy's flows gone")
+    ovs_node.purge_datapath_flows()
     assert tcp_connects(other, server)
