@@ -3,6 +3,8 @@
 Part of `controller.api.routes.Api` (a mixin). A tenant token sees and changes only its own tenant's
 namespaces and their NetworkPolicies; another tenant's answer 404, exactly like ones that do not exist. A
 NetworkPolicy is PUT as its Kubernetes document (`networking.k8s.io/v1`) and answered as it was submitted.
+When the controller watches Kubernetes, namespaces are Kubernetes' (`controller.k8s.namespaces`): only the
+cluster admin's token may create, relabel or delete them through the API (`kubernetes_namespaces`).
 """
 
 from __future__ import annotations
@@ -53,6 +55,21 @@ def labels_of(request: Request, path: str) -> dict[str, str]:
     return labels
 
 
+def kubernetes_namespaces(api: Api, request: Request, doing: str) -> None:
+    """With the watchers on (`api.k8s`), namespaces are Kubernetes': the controller makes each one, in the
+    tenant of the Network CR that maps it (else the cluster network's), and moves or deletes it as
+    Kubernetes says. A tenant token may then read namespaces but not create, relabel or delete them: 403,
+    whatever the name (so the answer tells nothing of other tenants); the cluster admin still may."""
+    if api.k8s is None or request.principal.admin:
+        return
+    raise HttpError(
+        403,
+        f"{doing}: this controller watches Kubernetes, where namespaces come from (each one in the tenant of "
+        "the Network that maps it); a tenant token may not create, relabel or delete them, the cluster-admin "
+        "token may",
+    )
+
+
 class NetpolRoutes:
     """Handlers of NETPOL_HANDLERS."""
 
@@ -81,6 +98,7 @@ class NetpolRoutes:
             return Response(200, [namespace_json(self, n) for n in found])
 
     def create_namespace(self: Api, request: Request) -> Response:
+        kubernetes_namespaces(self, request, "creating a namespace")
         body = Body(request.json(), "namespace", allowed={"name", "tenant", "labels"})
         name, tenant = body.text("name"), body.text("tenant")
         labels = body.data.get("labels")
@@ -96,12 +114,14 @@ class NetpolRoutes:
 
     def label_namespace(self: Api, request: Request) -> Response:
         """Replace the namespace's labels: `{"labels": {...}}`."""
+        kubernetes_namespaces(self, request, "labelling a namespace")
         labels = labels_of(request, "namespace")
         with self.service.lock:
             name = self.namespace(request, request.params["namespace"]).name
             return Response(200, namespace_json(self, self.service.label_namespace(name, labels)))
 
     def delete_namespace(self: Api, request: Request) -> Response:
+        kubernetes_namespaces(self, request, "deleting a namespace")
         with self.service.lock:
             self.service.delete_namespace(self.namespace(request, request.params["namespace"]).name)
         return Response(204)

@@ -539,7 +539,8 @@ PATHS: Json = {
     "/v1/endpoints/{endpoint}/ready": {
         "get": _op(
             "whether the endpoint's port is on its switch and its flows are installed; waits up to `wait` s "
-            "(503 with Retry-After when as many waits as the controller serves at once are in progress)",
+            "(503 with Retry-After when as many waits as the controller serves at once, as tenant tokens may "
+            "hold together, or as one tenant may hold are in progress)",
             200,
             _ref("EndpointReady"),
             params=(
@@ -642,6 +643,7 @@ SCHEMAS["NetworkPolicyResults"] = _obj(
     required=("items",),
 )
 NAMESPACE, POLICY_NAME = _param("namespace"), _param("name")
+WATCHED = "; with Kubernetes watched, admin only (403 for tenant tokens: namespaces come from Kubernetes)"
 PATHS.update(
     {
         "/v1/namespaces": {
@@ -651,12 +653,27 @@ PATHS.update(
                 _list("Namespace"),
                 params=(_param("tenant", "query", "only this tenant's"),),
             ),
-            "post": _op("create a namespace of a tenant", 201, _ref("Namespace"), body="NamespaceCreate"),
+            "post": _op(
+                "create a namespace of a tenant" + WATCHED,
+                201,
+                _ref("Namespace"),
+                body="NamespaceCreate",
+            ),
         },
         "/v1/namespaces/{namespace}": {
             "get": _op("one namespace", 200, _ref("Namespace"), params=(NAMESPACE,)),
-            "patch": _op("replace the namespace's labels", 200, _ref("Namespace"), body="Labels", params=(NAMESPACE,)),
-            "delete": _op("delete a namespace without endpoints or NetworkPolicies", 204, params=(NAMESPACE,)),
+            "patch": _op(
+                "replace the namespace's labels" + WATCHED,
+                200,
+                _ref("Namespace"),
+                body="Labels",
+                params=(NAMESPACE,),
+            ),
+            "delete": _op(
+                "delete a namespace without endpoints or NetworkPolicies" + WATCHED,
+                204,
+                params=(NAMESPACE,),
+            ),
         },
         "/v1/networkpolicies": {
             "post": _op(

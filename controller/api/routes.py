@@ -116,6 +116,9 @@ NODE_HANDLERS = frozenset(
 # "unknown": that key is the caller's own words, and an unknown key must read like one that is hidden.
 _SECONDS = re.compile(r"[0-9]+(\.[0-9]+)?")
 _NETWORK_NAME = re.compile(r"""(?<!unknown )network (['"])([^'"/]+)/[^'"]*\1""")
+# The model's words for an endpoint's namespace of another tenant than its network's (topology.namespaces):
+# a tenant token that does not see that namespace is told it is unknown, as a missing one is.
+_FOREIGN_NAMESPACE = re.compile(r"namespace '([^']+)' belongs to another tenant than the network's")
 
 
 def default_switch_status(_node: str) -> dict[str, Any]:
@@ -152,15 +155,22 @@ class Api(NetpolRoutes):
         return self.service.model  # asked each time: `Service.restore` replaces the model
 
     def redact(self, error: ValidationError, request: Request) -> ValidationError:
-        """A model message may name another tenant's network (a VNI in use); a tenant token must not learn it.
-        The admin and node tokens (a node's agent reads any network it may host) see the names."""
+        """A model message may name another tenant's network (a VNI in use) or tell that a namespace is
+        another tenant's; a tenant token must learn neither: the network is "a network of another tenant",
+        the namespace reads "unknown namespace 'NAME'", word for word what a missing one gets. The admin and
+        node tokens (a node's agent reads any network it may host) get the model's words."""
         if request.principal.admin or request.principal.node_only:
             return error
 
         def hide(match: re.Match[str]) -> str:
             return match.group(0) if request.principal.sees(match.group(2)) else "a network of another tenant"
 
-        message = _NETWORK_NAME.sub(hide, error.message)
+        def unknown(match: re.Match[str]) -> str:
+            found = self.model.namespaces.get(match.group(1))
+            visible = found is not None and request.principal.sees(found.tenant)
+            return match.group(0) if visible else f"unknown namespace {match.group(1)!r}"
+
+        message = _FOREIGN_NAMESPACE.sub(unknown, _NETWORK_NAME.sub(hide, error.message))
         if message == error.message:
             return error
         return ValidationError(error.path, message, conflict=error.conflict)
@@ -670,8 +680,8 @@ class Api(NetpolRoutes):
             # Unknown after a restart: then the switch must include everything up to now.
             sequence = self.created_at.get(endpoint.id, self.service.sequence)
         limited = getattr(self.readiness, "limited", None)  # ReadyWaits: tenant tokens get a share of the slots
-        if limited is not None:
-            tenant = not (request.principal.admin or request.principal.node_only)
+        if limited is not None:  # a tenant token's wait counts against its endpoint's tenant's own cap
+            tenant = None if request.principal.admin or request.principal.node_only else endpoint.tenant
             state = limited(endpoint.node, endpoint.port_name, endpoint.ofport, sequence, wait, tenant=tenant)
         else:
             state = self.readiness(endpoint.node, endpoint.port_name, endpoint.ofport, sequence, wait)

@@ -11,8 +11,9 @@ it), and TLS built in. Waitress would also do, but has no TLS of its own.
 
 A worker thread answers one request at a time, and `GET /v1/endpoints/{id}/ready?wait=S` keeps its thread
 for up to S seconds. `ReadyWaits` caps how many such waits run at once below the thread count, so the
-remaining threads always serve every other request, and tenant tokens hold at most half of them; a wait
-over the cap answers 503 with `Retry-After`, unless the endpoint is ready already.
+remaining threads always serve every other request; tenant tokens hold at most half of them, each tenant at
+most a quarter of that half (at least 1); a wait over a cap answers 503 with `Retry-After`, unless the
+endpoint is ready already.
 
 cheroot performs the TLS handshake in its accept loop, where a client that connects and stays silent would
 hold up every later connection for the whole timeout: here the handshake is deferred to the worker thread
@@ -118,48 +119,80 @@ class ReadyWaits:
 
     Tenant tokens together hold at most `tenant_slots` of them (half, rounded down), so the node agents'
     waits (a pod's CNI ADD) and the admin's always find the rest: no tenant can block pod creation by
-    holding every slot. A call over its cap asks without waiting: a ready endpoint is answered at once,
-    otherwise HttpError 503 with `Retry-After`. Calls with wait 0 never take a slot.
+    holding every slot. Within that share each tenant holds at most `per_tenant` (a quarter of the share,
+    at least 1: with the default 8 slots, 1 each, so at least four tenants wait at once and none can take
+    the share from the others). A tenant's waits are counted by the tenant of the endpoint waited for. A
+    call over any of these caps asks without waiting: a ready endpoint is answered at once, otherwise
+    HttpError 503 with `Retry-After` naming the cap. Calls with wait 0 never take a slot.
     """
 
     def __init__(self, readiness: Readiness, slots: int) -> None:
         self.readiness = readiness
         self.slots = slots
         self.tenant_slots = slots // 2
-        self._free = threading.BoundedSemaphore(slots) if slots > 0 else None
-        self._tenant_free = threading.BoundedSemaphore(self.tenant_slots) if self.tenant_slots > 0 else None
+        self.per_tenant = max(1, self.tenant_slots // 4)
+        self._lock = threading.Lock()
+        self._busy = 0  # waits in progress, every token's
+        self._by_tenants = 0  # of which tenant tokens'
+        self._by_tenant: dict[str, int] = {}  # tenant -> its waits in progress (absent: none)
 
     def __call__(self, node: str, port: str, ofport: int, sequence: int, wait: float) -> dict[str, Any]:
-        return self.limited(node, port, ofport, sequence, wait, tenant=False)
+        return self.limited(node, port, ofport, sequence, wait, tenant=None)
 
-    def limited(self, node: str, port: str, ofport: int, sequence: int, wait: float, *, tenant: bool) -> dict[str, Any]:
-        """As `readiness`; `tenant`: the caller is a tenant token, held to `tenant_slots`."""
+    def limited(
+        self, node: str, port: str, ofport: int, sequence: int, wait: float, *, tenant: str | None
+    ) -> dict[str, Any]:
+        """As `readiness`; `tenant`: the tenant a tenant token waits for (its endpoint's), held to
+        `per_tenant` and with the other tenants to `tenant_slots`; None for the admin's and node tokens."""
         if wait <= 0:
             return self.readiness(node, port, ofport, sequence, 0.0)
-        pools = [self._tenant_free, self._free] if tenant else [self._free]
-        taken: list[threading.BoundedSemaphore] = []
-        for pool in pools:
-            if pool is None or not pool.acquire(blocking=False):
-                for held in taken:
-                    held.release()
-                state = self.readiness(node, port, ofport, sequence, 0.0)
-                if state.get("ready"):
-                    return state
-                cap = self.tenant_slots if tenant and pool is self._tenant_free else self.slots
-                who = " by tenant tokens" if tenant and pool is self._tenant_free else ""
-                raise HttpError(
-                    503,
-                    f"{cap} readiness waits are in progress{who}, the most this controller serves at once; "
-                    f"ask again in {RETRY_AFTER} s",
-                    field="wait",
-                    headers={"Retry-After": str(RETRY_AFTER)},
-                )
-            taken.append(pool)
+        refusal = self._take(tenant)
+        if refusal is not None:
+            state = self.readiness(node, port, ofport, sequence, 0.0)
+            if state.get("ready"):
+                return state
+            raise HttpError(
+                503,
+                f"{refusal}; ask again in {RETRY_AFTER} s",
+                field="wait",
+                headers={"Retry-After": str(RETRY_AFTER)},
+            )
         try:
             return self.readiness(node, port, ofport, sequence, wait)
         finally:
-            for held in taken:
-                held.release()
+            self._give_back(tenant)
+
+    def _take(self, tenant: str | None) -> str | None:
+        """Take a slot (and one of `tenant`'s); the cap that is full, in words, when none is free."""
+        with self._lock:
+            if tenant is not None:
+                held = self._by_tenant.get(tenant, 0)
+                if held >= self.per_tenant:
+                    return (
+                        f"tenant {tenant!r} already holds {held} readiness wait(s), the per-tenant limit "
+                        "(the most one tenant may hold at once)"
+                    )
+                if self._by_tenants >= self.tenant_slots:
+                    return (
+                        f"{self.tenant_slots} readiness waits are in progress by tenant tokens, the most "
+                        "tenant tokens may hold at once"
+                    )
+            if self._busy >= self.slots:
+                return f"{self.slots} readiness waits are in progress, the most this controller serves at once"
+            self._busy += 1
+            if tenant is not None:
+                self._by_tenants += 1
+                self._by_tenant[tenant] = self._by_tenant.get(tenant, 0) + 1
+            return None
+
+    def _give_back(self, tenant: str | None) -> None:
+        with self._lock:
+            self._busy -= 1
+            if tenant is not None:
+                self._by_tenants -= 1
+                left = self._by_tenant.pop(tenant) - 1
+                if left:
+                    self._by_tenant[tenant] = left
 
 
 # --- cheroot -------------------------------------------------------------------------------------------

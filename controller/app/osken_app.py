@@ -167,6 +167,7 @@ class TenetApp(app_manager.OSKenApp):
                 return
             assert session.node is not None  # `known` is its node
             self._check_ports(session)
+            planned = self.service.model.planned_ports(session.node)
             self._sync_links(session)  # link ports down on this switch: the desired state avoids them
             desired = self.service.compiler.compile_node(session.node)
             compiled = time.monotonic()
@@ -181,7 +182,8 @@ class TenetApp(app_manager.OSKenApp):
                 log.info("switch %s: removing %s", session.node, flow_text(flow))
             for flow in plan.flow_adds[:3]:
                 log.info("switch %s: setting %s", session.node, flow_text(flow))
-        planned = time.monotonic()
+        diffed = time.monotonic()
+        session.guard_ports(planned, opening=False)  # before the flows: none of them reaches a port no one has
         session.execute(plan, round_=self.round_)  # raises if the switch refuses any of it: a resync follows
         session.synced_sequence = max(session.synced_sequence, sequence)
         done = time.monotonic()
@@ -189,11 +191,12 @@ class TenetApp(app_manager.OSKenApp):
         session.reconcile_ms = {
             "dump": round((dumped - started) * 1000),
             "compile": round((compiled - dumped) * 1000),
-            "diff": round((planned - compiled) * 1000),
-            "push": round((done - planned) * 1000),
+            "diff": round((diffed - compiled) * 1000),
+            "push": round((done - diffed) * 1000),
         }
         session.verified_flows = len(installed.verified)
         session.mark_in_sync()
+        self._guard(session)  # the flows are in: bound ports guarded before open now
         self._notify()
         log.info("switch %s reconciled: %s in %s ms", session.node, session.last_plan, session.reconcile_ms)
 
@@ -214,6 +217,18 @@ class TenetApp(app_manager.OSKenApp):
             if problem not in session.errors:
                 log.error("switch %s: %s", session.node, problem)
                 session.errors.append(problem)
+
+    def _guard(self, session: SwitchSession) -> None:
+        """On the session's thread, after what it pushed: guard the switch's ports the model does not bind
+        (`SwitchSession.guard_ports`), and open those it binds once the switch holds the desired state (not
+        while a resync is due: flows left from before it may still send another endpoint's traffic to a
+        reused port number)."""
+        with self.service.lock:
+            node = session.node
+            if node is None or node not in self.service.model.nodes:
+                return
+            planned = self.service.model.planned_ports(node)
+        session.guard_ports(planned, opening=session.in_sync is True and not session.resync_pending)
 
     def _link_changes(self, session: SwitchSession) -> dict[str, bool]:
         """Fabric link ports of the session's node whose state on the switch differs from the model's
@@ -294,6 +309,8 @@ class TenetApp(app_manager.OSKenApp):
                 plan = reconcile.from_changes(node_changes)
                 sequence = self.service.sequence
                 session.submit(functools.partial(self._push, session, plan, sequence))
+            if node_changes or links_changed:  # an endpoint (or link) gone or added: its port's binding too
+                session.submit(functools.partial(self._guard, session))
             if links_changed:
                 self._check_ports(session)  # a link's port the switch reported before: no port status follows
                 if self._link_changes(session):  # a link added after the switch reported its ports
@@ -331,10 +348,14 @@ class TenetApp(app_manager.OSKenApp):
             reason = f"port {port} is not on the switch of node {node} yet"
         elif actual != ofport:
             reason = f"port {port} is OpenFlow port {actual} on the switch, but flows use {ofport}"
+        elif session.port_config.get(port, (0, ""))[0] & reconcile.PORT_GUARD:
+            reason = f"port {port} is guarded on the switch of node {node} until it holds the endpoint's flows"
         elif session.synced_sequence < sequence:
             reason = f"the switch of node {node} does not hold the endpoint's flows yet"
         elif session.in_sync is False:
-            reason = f"the switch of node {node} reported errors: {session.errors[-1] if session.errors else '?'}"
+            # Not the error itself: it may name any tenant's flow, and tenants may ask (the admin's `tenetctl
+            # node show` lists them).
+            reason = f"the switch of node {node} reported errors (tenetctl node show {node} lists them)"
         else:
             reason = None
         return {"ready": reason is None, "reason": reason, "ofport": actual}
@@ -362,6 +383,9 @@ class TenetApp(app_manager.OSKenApp):
                     "resyncs": session.resyncs,
                     "refused_connections": session.refused_connections,
                     "errors": list(session.errors),
+                    "guarded_ports": sorted(
+                        name for name, (config, _) in list(session.port_config.items()) if config & reconcile.PORT_GUARD
+                    ),
                 }
         return {"connected": False}
 
@@ -408,7 +432,10 @@ class TenetApp(app_manager.OSKenApp):
         port, ofp = ev.msg.desc, ev.msg.datapath.ofproto
         name = port.name.decode() if isinstance(port.name, bytes) else port.name
         deleted = ev.msg.reason == ofp.OFPPR_DELETE
-        session.port_status(name, None if deleted else port.port_no, port_live(port, ofp))
+        live = port_live(port, ofp)
+        session.port_status(name, None if deleted else port.port_no, live, config=port.config, hw_addr=port.hw_addr)
+        if not deleted:  # on the session's thread, after what it pushed before: a port no one planned is guarded
+            session.submit(functools.partial(self._guard, session))
         with self.service.lock:
             if ev.msg.reason != ofp.OFPPR_DELETE:
                 self._check_ports(session, name)

@@ -11,6 +11,7 @@ new ones at once and nothing is flushed.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,3 +117,32 @@ def port_mismatches(planned: dict[str, int], actual: dict[str, int]) -> list[str
         for name, ofport in sorted(planned.items())
         if name in actual and actual[name] != ofport
     ]
+
+
+# OFPPC_NO_RECV | OFPPC_NO_FWD (OpenFlow 1.3.5, 7.2.1 "Port Structures", ofp_port_config): the port drops what it
+# receives, and what the flows send to it. Set with OFPT_PORT_MOD; ovs-vswitchd honours both on every datapath.
+PORT_GUARD = (1 << 2) | (1 << 5)
+
+
+def port_guards(
+    planned: dict[str, int], ports: Iterable[tuple[str, int, int]], *, opening: bool = True
+) -> list[tuple[str, int, bool]]:
+    """The ports of a switch whose guard must change: (name, number, guarded) for each.
+
+    `planned`: port name -> the OpenFlow port number the flows give it (`Model.planned_ports`); `ports`:
+    (name, number, config) of each port on the switch, `config` its ofp_port_config bits. The flows name
+    ports by number only, so a port is bound when the plan gives its very name its very number; any other
+    port (a pod's port whose endpoint is gone, one OVS numbered otherwise, one no one planned) is guarded
+    (PORT_GUARD): it neither sends into the pipeline nor gets what the flows send to its number, which may
+    already be a new endpoint's. A bound port that is guarded is opened only when `opening` (a reconcile
+    opens ports after its flows are in, not before).
+    """
+    changes = []
+    for name, number, config in ports:
+        bound = planned.get(name) == number
+        if bound:
+            if opening and config & PORT_GUARD:
+                changes.append((name, number, False))
+        elif config & PORT_GUARD != PORT_GUARD:
+            changes.append((name, number, True))
+    return changes

@@ -19,9 +19,9 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
-from controller.app.reconcile import Installed, Plan
+from controller.app.reconcile import PORT_GUARD, Installed, Plan, port_guards
 from controller.openflow import decode, encode, flow_stats, messages
 from controller.openflow.errors import describe, error_text
 from controller.openflow.ofctl import flow_text
@@ -43,6 +43,21 @@ class SwitchError(RuntimeError):
         self.recorded = recorded
 
 
+@dataclass(frozen=True)
+class PortGuard:
+    """An OFPT_PORT_MOD that guards (`guarded`) or opens port `name` (OpenFlow port `number`, with the MAC
+    `hw_addr` the switch gave it: OVS refuses a port-mod naming another); noted as what was sent."""
+
+    name: str
+    number: int
+    hw_addr: str
+    guarded: bool
+
+    def __str__(self) -> str:
+        verb = "guarding" if self.guarded else "opening"
+        return f"{verb} port {self.name} (OpenFlow port {self.number})"
+
+
 @dataclass
 class _Pending:
     done: threading.Event = field(default_factory=threading.Event)
@@ -54,8 +69,9 @@ class _Pending:
 class SwitchSession:
     """One OpenFlow connection (`datapath`, os-ken's) to the switch of `node` (None: no node of the model).
 
-    `ports` (name -> OpenFlow port number) and `port_up` (name -> live) follow the port descriptions read
-    by `dump` and the port-status messages handed to `port_status`; `in_sync` is None until the first
+    `ports` (name -> OpenFlow port number), `port_up` (name -> live) and `port_config` (name -> (ofp_port_config
+    bits, MAC)) follow the port descriptions read by `dump` and the port-status messages handed to
+    `port_status`; `in_sync` is None until the first
     reconcile, False after a failure until a resync succeeds; `errors` keeps the last 50 problems.
     """
 
@@ -64,6 +80,7 @@ class SwitchSession:
         self.node = node
         self.ports: dict[str, int] = {}
         self.port_up: dict[str, bool] | None = None  # port name -> link up and not disabled; None until dumped
+        self.port_config: dict[str, tuple[int, str]] = {}  # port name -> (ofp_port_config bits, MAC)
         self.errors: collections.deque[str] = collections.deque(maxlen=50)
         self.in_sync: bool | None = None
         self.synced_sequence = -1  # the service's change sequence the switch's state includes
@@ -80,7 +97,7 @@ class SwitchSession:
         self._resync_at: float | None = None  # monotonic time of the next resync; None: none pending
         self._closed = False
         self._port_sequence = 0  # port-status messages seen
-        self._port_log: list[tuple[int, str, int | None, bool]] | None = None  # kept while ports are dumped
+        self._port_log: list[tuple[int, str, _PortDesc | None]] | None = None  # kept while ports are dumped
         self._pending: dict[int, _Pending] = {}
         # xid -> what was sent (text, or a Flow rendered only if the switch refuses it), for error reports
         self._sent: collections.OrderedDict[int, object] = collections.OrderedDict()
@@ -231,6 +248,13 @@ class SwitchSession:
         Called on os-ken's event thread."""
         with self._lock:
             what = self._sent.get(msg.xid, f"a message (xid {msg.xid})")
+            if isinstance(what, PortGuard) and (
+                self.ports.get(what.name) != what.number or self.port_config.get(what.name, (0, ""))[1] != what.hw_addr
+            ):
+                # The port went, or changed its number or MAC, before the switch read the port-mod: its port
+                # status came first (one connection, in order) and brought a check of its own.
+                log.info("switch %s: %s: the port changed meanwhile (%s)", self.node, what, error_text(msg))
+                return
             pending = self._pending.pop(msg.xid, None)
             self.error_count += 1
         if isinstance(what, Flow):
@@ -243,15 +267,54 @@ class SwitchSession:
             pending.error = text
             pending.done.set()
 
-    def port_status(self, name: str, port_no: int | None, live: bool) -> None:
+    def port_status(self, name: str, port_no: int | None, live: bool, *, config: int = 0, hw_addr: str = "") -> None:
         """An OFPT_PORT_STATUS (called on os-ken's event thread): the port `name` is now `port_no` and `live`,
-        or gone when `port_no` is None. One arriving while `dump` reads the port descriptions is replayed
-        on top of them if it came after the reply, so it is never lost."""
+        with ofp_port_config bits `config` and MAC `hw_addr`, or gone when `port_no` is None. One arriving
+        while `dump` reads the port descriptions is replayed on top of them if it came after the reply, so it
+        is never lost."""
+        desc = None if port_no is None else _PortDesc(port_no, live, config, hw_addr)
         with self._lock:
             self._port_sequence += 1
-            _apply_port(self.ports, self.port_up, name, port_no, live)
+            _apply_port(self.ports, self.port_up, self.port_config, name, desc)
             if self._port_log is not None:
-                self._port_log.append((self._port_sequence, name, port_no, live))
+                self._port_log.append((self._port_sequence, name, desc))
+
+    def guard_ports(self, planned: dict[str, int], *, opening: bool = True) -> list[PortGuard]:
+        """Guard every port of the switch that `planned` (port name -> number, `Model.planned_ports`) does not
+        bind, and open (when `opening`) every guarded one it binds: one OFPT_PORT_MOD each
+        (`reconcile.port_guards`), then a barrier if any was sent. Returns what was sent. Raises SwitchError
+        if the switch refused one for a port it still has as it was (a port gone or changed meanwhile is
+        guarded again, if need be, by the check its port status brings)."""
+        with self._lock:
+            ports = [(name, number, self.port_config.get(name, (0, ""))[0]) for name, number in self.ports.items()]
+        changes = port_guards(planned, ports, opening=opening)
+        if not changes:
+            return []
+        dp, parser = self.dp, self.dp.ofproto_parser
+        errors_before = self.error_count
+        sent = []
+        for name, number, guarded in changes:
+            with self._lock:
+                config, hw_addr = self.port_config.get(name, (0, ""))
+                self.port_config[name] = ((config | PORT_GUARD) if guarded else (config & ~PORT_GUARD), hw_addr)
+            guard = PortGuard(name, number, hw_addr, guarded)
+            mod = parser.OFPPortMod(
+                dp, port_no=number, hw_addr=hw_addr, config=PORT_GUARD if guarded else 0, mask=PORT_GUARD, advertise=0
+            )
+            self.send(mod, guard)
+            sent.append(guard)
+            log.log(
+                logging.WARNING if guarded else logging.INFO,
+                "switch %s: %s: %s",
+                self.node,
+                guard,
+                "no endpoint has it as planned, so it neither sends nor receives" if guarded else "bound as planned",
+            )
+        self.barrier()
+        refused = self.error_count - errors_before
+        if refused:
+            raise SwitchError(f"the switch refused {refused} port-mod(s)", recorded=True)
+        return sent
 
     def send(self, msg: Any, what: object) -> None:
         self._note(self.dp.set_xid(msg), what)
@@ -280,6 +343,7 @@ class SwitchSession:
         installed = Installed()
         ports: dict[str, int] = {}
         port_up: dict[str, bool] = {}
+        configs: dict[str, tuple[int, str]] = {}
         with self._lock:
             self._port_log = []
         try:
@@ -291,17 +355,17 @@ class SwitchSession:
         for reply in read.replies:
             for port in reply.body:
                 if port.port_no <= ofp.OFPP_MAX:
-                    ports[_text(port.name)] = port.port_no
-                    port_up[_text(port.name)] = port_live(port, ofp)
+                    desc = _PortDesc(port.port_no, port_live(port, ofp), port.config, port.hw_addr)
+                    _apply_port(ports, port_up, configs, _text(port.name), desc)
         with self._lock:
             # Port-status messages that came after the reply (os-ken's thread may have run them while this
             # one built the table) are newer than it: apply them again, in the order they arrived. The log is
             # kept until the table is in place, under the lock `port_status` takes, so none falls in between.
             log_, self._port_log = self._port_log or [], None
-            for sequence, name, port_no, live in log_:
+            for sequence, name, status in log_:
                 if sequence > read.port_sequence:
-                    _apply_port(ports, port_up, name, port_no, live)
-            self.ports, self.port_up = ports, port_up
+                    _apply_port(ports, port_up, configs, name, status)
+            self.ports, self.port_up, self.port_config = ports, port_up, configs
         reader = flow_stats.FlowStatsReader()
         for reply in self.request(parser.OFPFlowStatsRequest(self.dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY)):
             if raw_flows and isinstance(reply.body, flow_stats.RawBody):
@@ -455,17 +519,32 @@ def port_live(port: Any, ofp: Any) -> bool:
     return not (port.state & ofp.OFPPS_LINK_DOWN or port.config & ofp.OFPPC_PORT_DOWN)
 
 
+class _PortDesc(NamedTuple):
+    """What a port description or status says of a port."""
+
+    number: int
+    live: bool
+    config: int  # ofp_port_config bits
+    hw_addr: str
+
+
 def _apply_port(
-    ports: dict[str, int], port_up: dict[str, bool] | None, name: str, port_no: int | None, live: bool
+    ports: dict[str, int],
+    port_up: dict[str, bool] | None,
+    configs: dict[str, tuple[int, str]],
+    name: str,
+    desc: _PortDesc | None,
 ) -> None:
-    if port_no is None:
+    if desc is None:
         ports.pop(name, None)
+        configs.pop(name, None)
         if port_up is not None:
             port_up.pop(name, None)
     else:
-        ports[name] = port_no
+        ports[name] = desc.number
+        configs[name] = (desc.config, desc.hw_addr)
         if port_up is not None:
-            port_up[name] = live
+            port_up[name] = desc.live
 
 
 def _text(name: bytes | str) -> str:

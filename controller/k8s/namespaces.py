@@ -17,6 +17,10 @@ Rules (README "Kubernetes"):
 - a NetworkPolicy is applied as the API server serves it (`Service.apply_policy`); one the model refuses is
   not applied (a replaced one keeps its last accepted version) and gets a Warning Event `Invalid` naming the
   field; the watch goes on;
+- a NetworkPolicy is applied only to a model namespace in the tenant Kubernetes maps its Namespace to: one
+  in another tenant (made through the HTTP API, or whose move waits for its endpoints) never gets another
+  tenant's policies. Such a policy is held (`held`), with a Warning Event `TenantMismatch`, and applied when
+  the namespace is in that tenant; one whose Namespace is not watched yet waits the same way, silently;
 - a NetworkPolicy is realized when every node holding a pod it selects has a connected switch that holds
   the change that applied it (the readiness rule of an endpoint, `GET /v1/endpoints/ID/ready`): the
   controller then records a Normal Event `Realized` on it, once per applied version.
@@ -56,6 +60,7 @@ class NamespacesSync:
     switch_sequence: SwitchSequence | None
     refused_moves: dict[str, str]  # namespace -> the tenant it could not move to (its Event is recorded)
     realizing: dict[str, tuple[Object, int]]  # "ns/name" -> (the NetworkPolicy, the sequence that applied it)
+    held: dict[str, Object]  # "ns/name" -> a NetworkPolicy not applied: its namespace is not its tenant's (yet)
 
     def known(self, kind: str) -> dict[str, Object]:
         raise NotImplementedError  # Sync's
@@ -97,6 +102,9 @@ class NamespacesSync:
                 log.warning("namespace %s: %s", name, error)
             else:
                 self.events.record(obj, "Namespace", "Warning", "Invalid", f"not applied to the model: {error}")
+        for key, doc in sorted(self.held.items()):  # applied if the namespace is their tenant's now, else
+            if key.split("/", 1)[0] == name:  # held again, with their Event once it is known not to be
+                self.apply_networkpolicy(doc)
 
     def _reconcile_namespace(self, name: str, obj: Object | None) -> None:
         model = self.service.model
@@ -148,12 +156,45 @@ class NamespacesSync:
 
     # --- NetworkPolicies -------------------------------------------------------------------------
 
+    def policy_tenant_mismatch(self, name: str) -> tuple[str, bool] | None:
+        """Why NetworkPolicies of Kubernetes namespace `name` may not be applied to the model namespace of
+        that name now, and whether that is worth a Warning Event; None when they may. They may when the
+        model namespace is in the tenant Kubernetes maps the Namespace to (`namespace_tenant`). While the
+        Networks and Namespaces are not listed, or the Namespace is not watched yet, that is not known: they
+        wait (no Event). Without a Namespace watch at all nothing is compared."""
+        current = self.service.model.namespaces.get(name)
+        if current is None or "namespaces" not in self.informers:
+            return None
+        obj = self.known("namespaces").get(name)
+        if obj is None or not self.listed("networks", "namespaces"):
+            return f"namespace {name} is not watched yet", False
+        wanted = self.namespace_tenant(name, obj)
+        if current.tenant == wanted:
+            return None
+        where = f"tenant {wanted!r}" if wanted is not None else "a tenant (no Network maps it)"
+        return (
+            f"namespace {name} is not in {where} in Tenet, as its Network maps it; applied once it is "
+            "(a namespace moves once it has no endpoints)",
+            True,
+        )
+
     def apply_networkpolicy(self, obj: Object) -> None:
-        """Apply a NetworkPolicy as served; one the model refuses gets a Warning Event (see module docstring)."""
+        """Apply a NetworkPolicy as served; one the model refuses gets a Warning Event, one whose namespace is
+        not its tenant's (yet) is held (see module docstring)."""
         key = f"{obj['metadata']['namespace']}/{obj['metadata']['name']}"
         namespace = obj["metadata"]["namespace"]
+        self.held.pop(key, None)
         if namespace not in self.service.model.namespaces:
             log.info("NetworkPolicy %s waits for its namespace in the model", key)
+            return
+        mismatch = self.policy_tenant_mismatch(namespace)
+        if mismatch is not None:
+            why, warn = mismatch
+            self.held[key] = obj
+            if warn:  # logged by the recorder too
+                self.events.record(obj, "NetworkPolicy", "Warning", "TenantMismatch", f"not applied: {why}")
+            else:
+                log.info("NetworkPolicy %s waits: %s", key, why)
             return
         doc = {k: obj[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in obj}
         doc.setdefault("apiVersion", "networking.k8s.io/v1")
@@ -177,6 +218,7 @@ class NamespacesSync:
     def _delete_networkpolicies(self, old: Object) -> None:
         key = f"{old['metadata']['namespace']}/{old['metadata']['name']}"
         self.realizing.pop(key, None)
+        self.held.pop(key, None)
         if key in self.service.model.policies:
             self.service.delete_policy(key)
         self.reconcile_namespace(old["metadata"]["namespace"])  # a deleted namespace may go now
@@ -184,6 +226,8 @@ class NamespacesSync:
     def drop_unlisted_policies(self) -> None:
         """After a NetworkPolicy relist: remove the model's policies the API server does not have."""
         listed = set(self.known("networkpolicies"))
+        for key in sorted(set(self.held) - listed):
+            del self.held[key]
         for key in sorted(set(self.service.model.policies) - listed):
             log.info("NetworkPolicy %s is not in the cluster: removing it", key)
             self.realizing.pop(key, None)

@@ -83,6 +83,7 @@ class Sync(PodsSync):
         self.lock = threading.RLock()
         self.refused_moves: dict[str, str] = {}
         self.realizing: dict[str, tuple[Object, int]] = {}
+        self.held: dict[str, Object] = {}  # NetworkPolicies whose namespace is not (yet) in their tenant
         self.stale_networks: set[str] = set()  # networks whose free addresses changed since their status
         self.pods_of: dict[str, dict[str, Any]] = {}  # endpoint id -> its record
         self.deleting: dict[str, Object] = {}  # network key -> its Network CR, deleted while it had endpoints

@@ -13,7 +13,7 @@ from controller.api import Tokens, make_app
 from controller.pipeline.compile import Compiler
 from controller.service import Service
 from controller.store.sqlite import SqliteStore
-from tests.api.support import BLUE, RED, TOKENS, Wsgi, network
+from tests.api.support import ADMIN, BLUE, RED, TOKENS, Wsgi, network
 from tests.unit.test_diff import assert_same
 
 POLICY = "/v1/namespaces/shop/networkpolicies/web"
@@ -51,6 +51,35 @@ def test_namespaces_are_scoped_to_their_tenant(shop: Wsgi) -> None:
         assert shop.call(method, "/v1/namespaces/shop", body, token=RED).status == 404
     answer = shop.post("/v1/namespaces", {"name": "mine", "tenant": "blue"}, token=RED)
     assert (answer.status, answer.error["field"]) == (400, "namespace.tenant")
+
+
+def test_another_tenants_namespace_answers_like_an_unknown_one_to_a_tenant(shop: Wsgi) -> None:
+    """An endpoint POSTed into red's namespace by blue's token gets the answer a missing namespace gets, word
+    for word; the admin is told why."""
+
+    def refusal(namespace: str, token: str) -> tuple[int, dict[str, Any]]:
+        body = {"id": "b9", "network": "blue/web", "node": "node1", "namespace": namespace}
+        answer = shop.post("/v1/endpoints", body, token=token)
+        return answer.status, answer.error
+
+    foreign, missing = refusal("bank", BLUE), refusal("nosuch", BLUE)
+    assert foreign == (400, {"message": "endpoint.namespace: unknown namespace 'bank'", "field": "endpoint.namespace"})
+    assert missing == (
+        400,
+        {"message": "endpoint.namespace: unknown namespace 'nosuch'", "field": "endpoint.namespace"},
+    )
+    status, error = refusal("bank", ADMIN)
+    assert status == 400 and "belongs to another tenant than the network's" in error["message"]
+    # The other paths that name a namespace answer alike too: 404, the same words.
+    for path in ("/v1/namespaces/{}", "/v1/namespaces/{}/networkpolicies", "/v1/namespaces/{}/networkpolicies/web"):
+        answers = [shop.get(path.format(name), token=BLUE) for name in ("bank", "nosuch")]
+        assert [a.status for a in answers] == [404, 404]
+        assert answers[0].error["message"].replace("bank", "nosuch") == answers[1].error["message"]
+    for name in ("bank", "nosuch"):
+        put = shop.put(f"/v1/namespaces/{name}/networkpolicies/web", netpol(SPEC), token=BLUE)
+        patch = shop.call("PATCH", f"/v1/namespaces/{name}", {"labels": {}}, token=BLUE)
+        assert (put.status, patch.status) == (404, 404)
+        assert put.error["message"] == patch.error["message"] == f"unknown namespace {name!r}"
 
 
 def test_an_endpoint_carries_namespace_labels_and_ports_and_its_labels_change(shop: Wsgi) -> None:
@@ -179,3 +208,35 @@ def test_a_policy_change_reaches_only_the_switch_it_concerns(shop: Wsgi, service
     assert "table=ingress_policy" in flows and "conjunction(" in flows and "ct(commit" in flows
     shop.ok("PATCH", "/v1/endpoints/b1", {"labels": {"app": "db"}}, token=BLUE)  # no longer selected
     assert "conjunction(" not in shop.ok("GET", "/v1/nodes/node1/flows")["flows"]
+
+
+def test_with_kubernetes_watched_a_tenant_token_may_not_make_move_or_delete_namespaces(
+    shop: Wsgi, service: Service
+) -> None:
+    """Namespaces are Kubernetes' then (the watcher makes each in the tenant its Network maps it to): a tenant
+    token that could make one could take a name a Network claims for another tenant, keep that tenant's pods
+    out and get its NetworkPolicies. 403 whatever the name, its own, another tenant's or none; the admin
+    still may; reading is unchanged."""
+    watched = Wsgi(make_app(service, Tokens.from_dict(TOKENS), k8s=object()))
+    revision = service.store.revision()
+    refused = [
+        watched.post("/v1/namespaces", {"name": "vault", "tenant": "blue"}, token=BLUE),
+        watched.post("/v1/namespaces", {"name": "shop", "tenant": "blue"}, token=BLUE),
+        *(
+            watched.call(method, f"/v1/namespaces/{name}", body, token=BLUE)
+            for method, body in (("PATCH", {"labels": {"x": "y"}}), ("DELETE", None))
+            for name in ("shop", "bank", "nosuch")
+        ),
+    ]
+    assert [a.status for a in refused] == [403] * 8
+    assert "this controller watches Kubernetes, where namespaces come from" in refused[0].error["message"]
+    assert {a.error["message"].split(":", 1)[1] for a in refused} == {refused[0].error["message"].split(":", 1)[1]}
+    assert service.store.revision() == revision and sorted(service.model.namespaces) == ["bank", "shop"]
+    assert watched.ok("GET", "/v1/namespaces/shop", token=BLUE)["tenant"] == "blue"
+    assert watched.get("/v1/namespaces/bank", token=BLUE).status == 404
+    watched.ok("PUT", POLICY, netpol(SPEC), token=BLUE)  # its namespaces' policies: as before
+    watched.ok("POST", "/v1/namespaces", {"name": "vault", "tenant": "red"})  # the admin
+    watched.ok("PATCH", "/v1/namespaces/vault", {"labels": {"x": "y"}})
+    assert watched.delete("/v1/namespaces/vault").status == 204
+    # Without Kubernetes, the tenant's namespaces are its own to manage.
+    shop.ok("POST", "/v1/namespaces", {"name": "vault", "tenant": "blue"}, token=BLUE)

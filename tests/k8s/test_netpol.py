@@ -247,3 +247,40 @@ def test_an_endpoint_posted_with_a_network_takes_the_k8s_namespace_of_its_tenant
         answer = api.post("/v1/endpoints", body, token=NODE_TOKEN)
         assert answer.status == 201, answer.body
         assert service.model.endpoints[eid].namespace == expected, eid
+
+
+def test_a_namespace_held_by_another_tenant_never_gets_the_policies_of_the_one_kubernetes_maps_it_to(
+    lab: Lab,
+) -> None:
+    """vault is red's by its Network, but blue holds a namespace of that name (the admin made it through the
+    API before Kubernetes had it, with an endpoint in it). Blue's token cannot do that itself; the
+    NetworkPolicies of Kubernetes' vault are held, with an Event, and applied once vault is red's."""
+    cluster = lab.watch()
+    tokens = Tokens.from_dict({"admin": [ADMIN], "tenants": {"blue": ["blue-token"]}, "nodes": {"n1": [NODE_TOKEN]}})
+    api = Wsgi(make_app(lab.service, tokens, k8s=cluster))
+    model = lab.service.model
+    lab.node("n1", "192.168.50.1")
+    lab.create("networks", "blue-web", WEB)
+    lab.create(
+        "networks", "vault-net", {"tenant": "red", "encap": "vxlan", "subnet": "10.9.0.0/24", "namespaces": ["vault"]}
+    )
+    wait_for(lambda: {"blue/blue-web", "red/vault-net"} <= set(model.networks) and "n1" in model.nodes, "the networks")
+    squat = api.post("/v1/namespaces", {"name": "vault", "tenant": "blue"}, token="blue-token")
+    assert squat.status == 403 and "where namespaces come from" in squat.error["message"]
+    api.ok("POST", "/v1/namespaces", {"name": "vault", "tenant": "blue"})
+    api.ok("POST", "/v1/endpoints", {"id": "pin", "network": "blue/blue-web", "node": "n1", "namespace": "vault"})
+
+    lab.namespace("vault")
+    wait_for(lambda: events(cluster, "TenantChangeRefused", "vault"), "TenantChangeRefused on vault")
+    create_network_policy(client.NetworkingV1Api(lab.api), "vault", netpol("deny", {"podSelector": {}}))
+    [held] = wait_for(lambda: events(cluster, "TenantMismatch", "deny"), "TenantMismatch on vault/deny")
+    assert held["involvedObject"]["kind"] == "NetworkPolicy" and "tenant 'red'" in held["message"]
+    assert "'blue'" not in held["message"]  # the Event goes to vault's Kubernetes users: blue is not named
+    assert "vault/deny" not in model.policies and model.namespaces["vault"].tenant == "blue"
+    assert api.ok("GET", "/v1/namespaces/vault/networkpolicies", token="blue-token") == []
+
+    assert api.delete("/v1/endpoints/pin").status == 204
+    lab.core.patch_namespace("vault", {"metadata": {"labels": {"touched": "yes"}}})  # an event: reconciled
+    wait_for(lambda: tenant_of(model, "vault") == "red", "vault moved to red")
+    wait_for(lambda: "vault/deny" in model.policies, "vault/deny applied in red")
+    assert api.get("/v1/namespaces/vault/networkpolicies", token="blue-token").status == 404

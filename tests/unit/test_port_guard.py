@@ -1,0 +1,211 @@
+"""Port guards: a port of br-int that no endpoint has as planned (name and OpenFlow port number) neither sends
+nor receives (OFPPC_NO_RECV | OFPPC_NO_FWD), so flows naming its number, which may be a new endpoint's, reach
+no one else's pod. The real switch is in tests/functional/test_port_guard.py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from os_ken.ofproto import ofproto_v1_3 as ofp
+from os_ken.ofproto import ofproto_v1_3_parser as parser
+
+from controller.app.osken_app import Runtime, TenetApp
+from controller.app.reconcile import PORT_GUARD, port_guards
+from controller.app.session import SwitchSession
+from controller.service import Service
+from controller.store.sqlite import SqliteStore
+from lab.ovs import wait_for
+from tests.unit.test_session import EMPTY_REPLIES, ScriptedSwitch, error, reply
+
+GUARD = ofp.OFPPC_NO_RECV | ofp.OFPPC_NO_FWD
+
+
+def test_the_guard_bits_are_no_recv_and_no_fwd() -> None:
+    assert PORT_GUARD == GUARD
+
+
+def test_a_port_is_bound_only_by_its_planned_name_and_number() -> None:
+    planned = {"tenet-tun": 1, "tna": 1000, "tnb": 1001}
+    ports = [
+        ("tenet-tun", 1, 0),  # bound, open: left alone
+        ("tna", 1000, GUARD),  # bound, guarded: opened
+        ("tnb", 1005, 0),  # planned name, another number: guarded
+        ("tnold", 1001, 0),  # another name on a planned number: guarded
+        ("stray", 1002, GUARD),  # no one's, guarded already: left alone
+        ("half", 1003, ofp.OFPPC_NO_FWD),  # only one of the two bits: guarded
+    ]
+    assert port_guards(planned, ports) == [
+        ("tna", 1000, False),
+        ("tnb", 1005, True),
+        ("tnold", 1001, True),
+        ("half", 1003, True),
+    ]
+    assert port_guards(planned, ports, opening=False) == [
+        ("tnb", 1005, True),
+        ("tnold", 1001, True),
+        ("half", 1003, True),
+    ]
+
+
+class GuardingSwitch:
+    """A switch holding `ports` that answers as OVS does: dumps, barriers and bundles, and a port-mod with
+    the port's new config in a port status (or an error for a port it does not have)."""
+
+    def __init__(self, app: TenetApp, dpid: int, ports: dict[str, int]) -> None:
+        self.app, self.dpid = app, dpid
+        self.ports = {name: [number, 0] for name, number in ports.items()}
+        self.mods: list[tuple[int, int]] = []  # (port number, config) of each port-mod
+        self.datapath = ScriptedSwitch(self.answer)
+        self.datapath.id = dpid
+
+    def desc(self, name: str) -> Any:
+        number, config = self.ports[name]
+        return parser.OFPPort(number, mac(number), name.encode(), config, 0, 0, 0, 0, 0, 0, 0)
+
+    def answer(self, msg: Any) -> None:
+        session = self.app.sessions[self.dpid]
+        if isinstance(msg, parser.OFPPortDescStatsRequest):
+            session.deliver(reply(parser.OFPPortDescStatsReply, msg, [self.desc(name) for name in self.ports]))
+        elif type(msg) in EMPTY_REPLIES:
+            session.deliver(reply(EMPTY_REPLIES[type(msg)], msg, []))
+        elif isinstance(msg, parser.OFPPortMod):
+            self.mods.append((msg.port_no, msg.config))
+            name = next((n for n, (number, _) in self.ports.items() if number == msg.port_no), None)
+            if name is None:  # gone: its port status (DELETE) went out before this answer
+                gone = next((n for n, number in session.ports.items() if number == msg.port_no), None)
+                if gone is not None:
+                    session.port_status(gone, None, False)
+                session.error(error(msg, ofp.OFPET_PORT_MOD_FAILED, ofp.OFPPMFC_BAD_PORT))
+                return
+            if msg.hw_addr != mac(msg.port_no):
+                session.error(error(msg, ofp.OFPET_PORT_MOD_FAILED, ofp.OFPPMFC_BAD_HW_ADDR))
+                return
+            entry = self.ports[name]
+            entry[1] = (entry[1] & ~msg.mask) | (msg.config & msg.mask)
+            self.status(name, ofp.OFPPR_MODIFY)
+        elif isinstance(msg, parser.OFPBarrierRequest | parser.OFPEchoRequest | parser.ONFBundleCtrlMsg):
+            done = parser.OFPBarrierReply(msg.datapath)
+            done.xid = msg.xid
+            session.deliver(done)
+
+    def status(self, name: str, reason: int) -> None:
+        """A port status, as os-ken's event thread hands it to the app."""
+        msg = parser.OFPPortStatus(self.datapath, reason=reason, desc=self.desc(name))
+
+        class Event:
+            pass
+
+        ev = Event()
+        ev.msg = msg  # type: ignore[attr-defined]
+        self.app.on_port_status(ev)
+
+    def add(self, name: str, number: int) -> None:
+        self.ports[name] = [number, 0]
+        self.status(name, ofp.OFPPR_ADD)
+
+    def config(self, name: str) -> int:
+        return self.ports[name][1] & GUARD
+
+
+def mac(number: int) -> str:
+    return f"02:00:00:00:{number >> 8:02x}:{number & 0xFF:02x}"
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[TenetApp]:
+    store = SqliteStore(tmp_path / "t.db")
+    service = Service(store)
+    service.create_tenant("red")
+    service.create_tenant("blue")
+    service.create_network("red", "db", encap="vxlan", segment=100, subnet="10.0.0.0/24")
+    service.create_network("blue", "web", encap="vxlan", segment=200, subnet="10.0.0.0/24")
+    service.register_node("node1", tunnel_ip="192.168.50.1")
+    Runtime.service = service
+    made = TenetApp()
+    yield made
+    for session in list(made.sessions.values()):
+        session.close()
+    Runtime.service = None
+    store.close()
+
+
+def settled(session: SwitchSession) -> None:
+    wait_for(lambda: session.queued() == 0 and session.in_sync is True, timeout=10, what="the session's work done")
+
+
+def test_an_orphaned_pods_port_stays_guarded_when_its_number_goes_to_another_tenants_endpoint(app: TenetApp) -> None:
+    service = app.service
+    red = service.create_endpoint("red-db", network="red/db", node="node1")
+    dpid = service.model.nodes["node1"].datapath_id
+    switch = GuardingSwitch(app, dpid, {"tenet-tun": 1, red.port_name: red.ofport, "stray": 1500})
+    app._adopt(switch.datapath)
+    session = app.sessions[dpid]
+    settled(session)
+    assert switch.config("stray") == GUARD and switch.config(red.port_name) == 0 and switch.config("tenet-tun") == 0
+    assert app.status("node1")["guarded_ports"] == ["stray"]
+
+    # red's endpoint goes through the API while its pod's port stays on br-int: the port is guarded
+    service.delete_endpoint("red-db")
+    wait_for(lambda: switch.config(red.port_name) == GUARD, timeout=10, what="the orphaned port guarded")
+    # blue's next endpoint on the node gets the same OpenFlow port number; the orphan stays guarded
+    blue = service.create_endpoint("blue-web", network="blue/web", node="node1")
+    assert blue.ofport == red.ofport
+    settled(session)
+    assert switch.config(red.port_name) == GUARD
+    state = app._endpoint_state("node1", blue.port_name, blue.ofport, service.sequence)
+    assert state == {
+        "ready": False,
+        "reason": f"port {blue.port_name} is not on the switch of node node1 yet",
+        "ofport": None,
+    }
+
+    # the orphan goes; blue's port comes with the planned number and is never guarded
+    del switch.ports[red.port_name]
+    session.port_status(red.port_name, None, False)
+    mods = len(switch.mods)
+    switch.add(blue.port_name, blue.ofport)
+    settled(session)
+    assert switch.config(blue.port_name) == 0 and len(switch.mods) == mods
+    assert app._endpoint_state("node1", blue.port_name, blue.ofport, service.sequence)["ready"] is True
+
+
+def test_a_port_added_before_its_endpoint_is_guarded_until_the_endpoint_is_there(app: TenetApp) -> None:
+    service = app.service
+    dpid = service.model.nodes["node1"].datapath_id
+    switch = GuardingSwitch(app, dpid, {"tenet-tun": 1})
+    app._adopt(switch.datapath)
+    session = app.sessions[dpid]
+    settled(session)
+    planned_number = service.model._ofports["node1"].peek()
+    assert planned_number is not None
+    switch.add("tnearly", planned_number)  # no endpoint has it yet
+    wait_for(lambda: switch.config("tnearly") == GUARD, timeout=10, what="the early port guarded")
+    ready = app._endpoint_state("node1", "tnearly", planned_number, service.sequence)
+    assert ready["ready"] is False
+    service.create_endpoint("early", network="blue/web", node="node1", port_name="tnearly")
+    wait_for(lambda: switch.config("tnearly") == 0, timeout=10, what="the bound port opened")
+    settled(session)
+    assert app._endpoint_state("node1", "tnearly", planned_number, service.sequence)["ready"] is True
+
+
+def test_a_port_mod_for_a_port_gone_meanwhile_does_not_put_the_switch_out_of_sync(app: TenetApp) -> None:
+    service = app.service
+    dpid = service.model.nodes["node1"].datapath_id
+    switch = GuardingSwitch(app, dpid, {"tenet-tun": 1})
+    app._adopt(switch.datapath)
+    session = app.sessions[dpid]
+    settled(session)
+    # the session still has "ghost", which the switch removed: its port status comes before the refusal
+    session.port_status("ghost", 1600, True, config=0, hw_addr=mac(1600))
+    assert [guard.name for guard in session.guard_ports({"tenet-tun": 1})] == ["ghost"]
+    assert "ghost" not in session.ports and switch.mods[-1] == (1600, GUARD)
+    assert session.in_sync is True and not session.resync_pending and session.error_count == 0
+    # a refusal for a port the switch still has as it was is an error: a resync follows
+    session.port_status("kept", 1700, True, config=0, hw_addr="02:00:00:00:00:99")  # not the MAC the switch has
+    switch.ports["kept"] = [1700, 0]
+    with pytest.raises(Exception, match="refused 1 port-mod"):
+        session.guard_ports({"tenet-tun": 1})
+    assert session.error_count == 1
