@@ -1,5 +1,6 @@
 # `make test` builds the virtualenv, installs Tenet with its test dependencies and runs the whole suite.
-# `make demo` runs Tenet on two emulated nodes with real pods and packets (root); `make demo-down` removes it.
+# `make demo` runs Tenet on two emulated nodes with real pods and packets (root); `make demo-down` removes it
+# (both keep their state in TENET_DEMO_STATE, default /var/lib/tenet-demo: give demo-down the demo's).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # Debian's interpreter: the suite and the tools run on the system Python the packages target.

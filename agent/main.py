@@ -71,42 +71,79 @@ def parser() -> argparse.ArgumentParser:
     )
     verbs = top.add_subparsers(dest="verb", required=True, metavar="run|install-cni")
     common = [global_options(suppress=True)]
-    run = verbs.add_parser("run", parents=common, help="serve CNI requests for this node (the daemon)")
-    run.add_argument("--node", default=_env("node", socket.gethostname()), help="node name (env TENET_NODE)")
-    run.add_argument("--tunnel-ip", default=_env("tunnel_ip"), help="this node's underlay address for VXLAN")
-    run.add_argument("--uplink", default=_env("uplink"), help="interface carrying VLAN networks (optional)")
+    run = verbs.add_parser(
+        "run",
+        parents=common,
+        help="serve CNI requests for this node (the daemon)",
+        description="Register this node with the controller, make br-int, then serve the CNI plugin's requests "
+        "on the unix socket. Every flag may come from an environment variable TENET_<NAME> instead (--tunnel-ip: "
+        "TENET_TUNNEL_IP); a flag given wins.",
+    )
+    run.add_argument(
+        "--node",
+        default=_env("node", socket.gethostname()),
+        help="node name (env TENET_NODE; default: this host's name)",
+    )
+    run.add_argument(
+        "--tunnel-ip",
+        default=_env("tunnel_ip"),
+        help="this node's underlay address for VXLAN (env TENET_TUNNEL_IP; required)",
+    )
+    run.add_argument(
+        "--uplink", default=_env("uplink"), help="interface carrying VLAN networks (env TENET_UPLINK; default: none)"
+    )
     run.add_argument(
         "--controller",
         default=_env("controller", "http://127.0.0.1:8780"),
-        help="controller API URL, http:// or https://",
+        help="controller API URL, http:// or https:// (env TENET_CONTROLLER; default http://127.0.0.1:8780)",
     )
     run.add_argument(
         "--token-file",
         default=_env("token_file"),
-        help="file holding this node's bearer token (a node token of the controller's token file)",
+        help="file holding this node's bearer token (a node token of the controller's token file; env "
+        "TENET_TOKEN_FILE; default: none)",
     )
     run.add_argument(
         "--openflow",
         default=_env("openflow", "tcp:127.0.0.1:6653"),
-        help="br-int's controller target: tcp:IP:PORT, or ssl:IP:PORT with the three --ovs-ssl-* files",
+        help="br-int's controller target: tcp:IP:PORT, or ssl:IP:PORT with the three --ovs-ssl-* files (env "
+        "TENET_OPENFLOW; default tcp:127.0.0.1:6653)",
     )
-    run.add_argument("--ovs-ssl-key", default=_env("ovs_ssl_key"), help="this switch's PEM private key (ovs-pki)")
-    run.add_argument("--ovs-ssl-cert", default=_env("ovs_ssl_cert"), help="this switch's PEM certificate (ovs-pki)")
     run.add_argument(
-        "--ovs-ssl-ca", default=_env("ovs_ssl_ca"), help="PEM CA of the controller's certificate (ovs-pki controllerca)"
+        "--ovs-ssl-key",
+        default=_env("ovs_ssl_key"),
+        help="this switch's PEM private key (ovs-pki; env TENET_OVS_SSL_KEY)",
     )
-    run.add_argument("--ca-file", default=_env("ca_file"), help="PEM CA to verify an https:// --controller with")
     run.add_argument(
-        "--client-cert", default=_env("client_cert"), help="PEM certificate, for an API wanting mutual TLS"
+        "--ovs-ssl-cert",
+        default=_env("ovs_ssl_cert"),
+        help="this switch's PEM certificate (ovs-pki; env TENET_OVS_SSL_CERT)",
     )
-    run.add_argument("--client-key", default=_env("client_key"), help="PEM key of --client-cert")
     run.add_argument(
-        "--ovsdb", default=_env("ovsdb", "unix:/var/run/openvswitch/db.sock"), help="OVSDB connection string"
+        "--ovs-ssl-ca",
+        default=_env("ovs_ssl_ca"),
+        help="PEM CA of the controller's certificate (ovs-pki controllerca; env TENET_OVS_SSL_CA)",
+    )
+    run.add_argument(
+        "--ca-file",
+        default=_env("ca_file"),
+        help="PEM CA to verify an https:// --controller with (env TENET_CA_FILE; default: the system's CAs)",
+    )
+    run.add_argument(
+        "--client-cert",
+        default=_env("client_cert"),
+        help="PEM certificate, for an API wanting mutual TLS (env TENET_CLIENT_CERT)",
+    )
+    run.add_argument("--client-key", default=_env("client_key"), help="PEM key of --client-cert (env TENET_CLIENT_KEY)")
+    run.add_argument(
+        "--ovsdb",
+        default=_env("ovsdb", "unix:/var/run/openvswitch/db.sock"),
+        help="OVSDB connection string (env TENET_OVSDB; default unix:/var/run/openvswitch/db.sock)",
     )
     run.add_argument(
         "--bridge",
         default=_env("bridge", "br-int"),
-        help="the integration bridge the agent makes and plugs pods into (default br-int)",
+        help="the integration bridge the agent makes and plugs pods into (env TENET_BRIDGE; default br-int)",
     )
     run.add_argument(
         "--openflow-mgmt",
@@ -114,35 +151,56 @@ def parser() -> argparse.ArgumentParser:
         help="the bridge's management socket, through which the controller replays the flows while"
         " other_config:flow-restore-wait holds ovs-vswitchd, and, on the userspace datapath, where the agent"
         " watches the tables after whose changes it purges the datapath's flows (default: BRIDGE.mgmt next to the"
-        " OVSDB unix socket, whose directory is also taken as ovs-vswitchd's rundir for ovs-appctl)",
+        " OVSDB unix socket, whose directory is also taken as ovs-vswitchd's rundir for ovs-appctl; env"
+        " TENET_OPENFLOW_MGMT)",
     )
     run.add_argument(
         "--datapath-type",
         default=_env("datapath_type", "auto"),
         choices=("auto", "netdev", "system"),
-        help="auto: the kernel datapath where the openvswitch module is there, else userspace (netdev)",
+        help="auto: the kernel datapath where the openvswitch module is there, else userspace (netdev) (env"
+        " TENET_DATAPATH_TYPE; default auto)",
     )
-    run.add_argument("--datapath-id", default=_env("datapath_id"), help="default: derived from the tunnel IP")
+    run.add_argument(
+        "--datapath-id",
+        default=_env("datapath_id"),
+        help="br-int's datapath id (env TENET_DATAPATH_ID; default: 0x7e000000000000 | the tunnel IP)",
+    )
     run.add_argument(
         "--ready-timeout",
         type=float,
         default=float(_env("ready_timeout", "10")),
         metavar="SECONDS",
         help="how long ADD waits for the controller to install a pod's flows before it fails with CNI code 11"
-        " (default 10)",
+        " (env TENET_READY_TIMEOUT; default 10)",
     )
     run.add_argument(
         "--log-level",
         default=_env("log_level", "info"),
-        help="debug, info, warning or error (default info); the log goes to stderr",
+        help="debug, info, warning or error (env TENET_LOG_LEVEL; default info); the log goes to stderr",
     )
     install = verbs.add_parser(
         "install-cni",
         parents=common,
         help="write the plugin (compiled with cc or gcc if there is one, else a Python launcher) and a conflist",
+        description="Write the CNI plugin `tenet` into --bin-dir (compiled from cni/plugin.c with cc or gcc if "
+        "there is one, else a Python launcher) and 10-tenet.conflist (loopback, then tenet) into --conf-dir; give "
+        "--tenant and --network, --namespace-map, or both.",
     )
-    install.add_argument("--bin-dir", default="/opt/cni/bin", type=Path)
-    install.add_argument("--conf-dir", default="/etc/cni/net.d", type=Path)
+    install.add_argument(
+        "--bin-dir",
+        default="/opt/cni/bin",
+        type=Path,
+        metavar="DIR",
+        help="where the runtime looks for CNI plugins: the plugin `tenet` goes there (default /opt/cni/bin)",
+    )
+    install.add_argument(
+        "--conf-dir",
+        default="/etc/cni/net.d",
+        type=Path,
+        metavar="DIR",
+        help="where the runtime reads CNI network configs: 10-tenet.conflist goes there (default /etc/cni/net.d)",
+    )
     install.add_argument("--tenant", help="the tenant pods join unless --namespace-map says otherwise")
     install.add_argument("--network", help="the network pods join unless --namespace-map says otherwise")
     install.add_argument(
@@ -155,7 +213,7 @@ def parser() -> argparse.ArgumentParser:
         metavar="JSON",
         help='Kubernetes namespace -> "TENANT/NETWORK", e.g. \'{"shop": "blue/web"}\'',
     )
-    install.add_argument("--name", default="tenet", help="the CNI network name")
+    install.add_argument("--name", default="tenet", help="the CNI network name (default tenet)")
     return top
 
 

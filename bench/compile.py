@@ -21,6 +21,7 @@ import resource
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from ipaddress import IPv4Address
 
 from bench.churn import churn
@@ -98,17 +99,50 @@ def measure(args: argparse.Namespace) -> dict:
     return result
 
 
+def at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: an integer of at least `low`, else an error naming the bound (exit 2, no traceback)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"want an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"want at least {low}, got {value}")
+        return value
+
+    return parse
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.compile", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--nodes", type=int, default=100)
-    parser.add_argument("--tenants", type=int, default=10)
-    parser.add_argument("--networks", type=int, default=100)
-    parser.add_argument("--endpoints", type=int, default=5000)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--sample", type=int, default=20, help="nodes compiled one by one for node_compile_ms")
-    parser.add_argument("--adds", type=int, default=50, help="single-endpoint additions timed")
     parser.add_argument(
-        "--churn", type=int, default=0, help="random changes (ids, names and VNIs reused) timed after the rest"
+        "--nodes", type=at_least(1), metavar="N", default=100, help="nodes of the cluster (default 100)"
+    )
+    parser.add_argument("--tenants", type=at_least(1), metavar="N", default=10, help="tenants (default 10)")
+    parser.add_argument(
+        "--networks", type=at_least(1), metavar="N", default=100, help="networks, over the tenants (default 100)"
+    )
+    parser.add_argument(
+        "--endpoints", type=at_least(0), metavar="N", default=5000, help="endpoints, over the networks (default 5000)"
+    )
+    parser.add_argument("--seed", type=int, metavar="N", default=7, help="the random seed (default 7)")
+    parser.add_argument(
+        "--sample",
+        type=at_least(1),
+        metavar="N",
+        default=20,
+        help="nodes compiled one by one for node_compile_ms (default 20)",
+    )
+    parser.add_argument(
+        "--adds", type=at_least(1), metavar="N", default=50, help="single-endpoint additions timed (default 50)"
+    )
+    parser.add_argument(
+        "--churn",
+        type=at_least(0),
+        metavar="N",
+        default=0,
+        help="random changes (ids, names and VNIs reused) timed after the rest (default 0)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object (the default prints lines)")
     args = parser.parse_args(argv)

@@ -15,6 +15,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from controller import cli_live
 from controller.openflow.ofctl import flow_text, render_state
@@ -32,6 +33,22 @@ from topology.model import Endpoint, Model, parse_ip, parse_mac
 
 class CommandError(Exception):
     """A user error: printed as one line, exit status 1."""
+
+
+class SubcommandParser(argparse.ArgumentParser):
+    """A command's parser that refuses words it does not take itself, with its own usage.
+
+    argparse hands what a subcommand's parser leaves over to the top-level parser, which then prints its own
+    usage (`tenetctl [-h] ... COMMAND ...`) and "unrecognized arguments", saying nothing of the command that
+    was wrong; `tenetctl qos detach gold blue/web` prints `usage: tenetctl qos detach ... TARGET` instead.
+    Given as `parser_class` to the top level's `add_subparsers`; the commands' own subcommands inherit it.
+    """
+
+    def parse_known_args(self, *args: Any, **kwargs: Any) -> Any:
+        namespace, extras = super().parse_known_args(*args, **kwargs)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -66,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         "running controller (--server, --token, --json: before or after the command).",
         parents=[cli_live.connection_options()],
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=SubcommandParser)
 
     check = commands.add_parser(
         "check",

@@ -203,7 +203,14 @@ def _qos(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) 
     attach = _leaf(actions, "attach", common, attach_qos, "meter a network or an endpoint with a profile")
     attach.add_argument("name", metavar="NAME")
     attach.add_argument("target", metavar="TENANT/NETWORK|ENDPOINT")
-    detach = _leaf(actions, "detach", common, detach_qos, "remove the profile from a network or an endpoint")
+    detach = _leaf(
+        actions,
+        "detach",
+        common,
+        detach_qos,
+        "remove the profile from a network or an endpoint: give the target only, as it has one profile at most "
+        "(tenetctl qos detach blue/web)",
+    )
     detach.add_argument("target", metavar="TENANT/NETWORK|ENDPOINT")
 
 
@@ -301,7 +308,12 @@ def switch_text(status: dict[str, Any] | None) -> str:
     in_sync = status.get("in_sync")
     state = "sync unknown" if in_sync is None else ("in sync" if in_sync else "out of sync")
     errors = status.get("errors") or []
-    return f"connected, {state}" + (f", {len(errors)} error(s)" if errors else "")
+    guarded = status.get("guarded_ports") or []
+    return (
+        f"connected, {state}"
+        + (f", {len(errors)} error(s)" if errors else "")
+        + (f", {len(guarded)} guarded port(s)" if guarded else "")
+    )
 
 
 def split_network(key: str) -> tuple[str, str]:
@@ -328,7 +340,23 @@ def list_tenants(client: Client, args: argparse.Namespace) -> Output:
 
 def show_tenant(client: Client, args: argparse.Namespace) -> Output:
     doc = client.get(path("v1", "tenants", args.name))
-    return Output(doc, fields(doc, TENANT_FIELDS))
+    return Output(doc, fields({**doc, **quota_view(doc)}, (*TENANT_FIELDS, "quota", "usage")))
+
+
+def quota_view(doc: dict[str, Any]) -> dict[str, str]:
+    """A tenant's `quota` and `usage` in words: `networks 10, endpoints no limit` and `networks 1 of 10,
+    endpoints 0`; empty for a document without them (a controller from before quotas)."""
+    quota, usage = doc.get("quota"), doc.get("usage")
+    if not isinstance(quota, dict) or not isinstance(usage, dict):
+        return {}
+    limits = {kind: "no limit" if quota.get(kind) is None else str(quota[kind]) for kind in ("networks", "endpoints")}
+    used = {
+        kind: f"{usage.get(kind, 0)}" + ("" if quota.get(kind) is None else f" of {quota[kind]}") for kind in limits
+    }
+    return {
+        "quota": ", ".join(f"{kind} {limit}" for kind, limit in limits.items()),
+        "usage": ", ".join(f"{kind} {count}" for kind, count in used.items()),
+    }
 
 
 def set_quota(client: Client, args: argparse.Namespace) -> Output:
@@ -509,6 +537,8 @@ def show_node(client: Client, args: argparse.Namespace) -> Output:
     text = fields(node_view(doc), NODE_COLUMNS if "switch" in doc else NODE_COLUMNS[:4])
     errors = (doc.get("switch") or {}).get("errors") or []
     text += "".join(f"\nerror:       {' '.join(str(e).split())}" for e in errors)
+    guarded = (doc.get("switch") or {}).get("guarded_ports") or []
+    text += "".join(f"\nguarded:     {name} (no endpoint has it as planned)" for name in guarded)
     return Output(doc, text)
 
 

@@ -5,7 +5,8 @@
     tenet-lab pod add NAME --node node1 --network blue/web
     tenet-lab pod add NAME ... [--namespace NS] [--label K=V]... [--serve 80/tcp,81/udp] [--ip ADDRESS]
     tenet-lab pod rm NAME
-    tenet-lab matrix                           ping and TCP between every pair of pods, against the policy
+    tenet-lab matrix                           ping and TCP between every pair of pods, against the tenants'
+                                               isolation (pairs a NetworkPolicy isolates: shown, not judged)
     tenet-lab matrix --ports 80,81 --protocols tcp,udp [--json]
                                                new connections between every pair of pods on those ports,
                                                against the controller's compiled NetworkPolicy
@@ -37,7 +38,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from controller.cli import port_list, protocol_list
+from controller.cli import SubcommandParser, port_list, protocol_list
 from controller.client import ClientError
 from controller.pipes import until_the_reader_goes
 from lab import matrix, ports
@@ -69,11 +70,34 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[global_options(suppress=False)],
     )
-    verbs = top.add_subparsers(dest="verb", required=True, metavar="up|pod|matrix|exec|apiserver|status|down")
+    verbs: argparse._SubParsersAction = top.add_subparsers(  # SubcommandParser: a verb's usage for its errors
+        dest="verb",
+        required=True,
+        metavar="up|pod|matrix|exec|apiserver|status|down",
+        parser_class=SubcommandParser,
+    )
     common = [global_options(suppress=True)]
-    up = verbs.add_parser("up", parents=common, help="build the lab")
-    up.add_argument("--nodes", type=int, default=2, help="how many nodes (default 2)")
-    up.add_argument("--config", type=Path, help="YAML with tenants, their networks and qos (default: two tenants)")
+    up = verbs.add_parser(
+        "up",
+        parents=common,
+        help="build the lab",
+        description="Build the lab in the state dir: a fabric bridge, the outside host (203.0.113.10), the "
+        "controller, then N nodes, each a network namespace with its own ovsdb-server, ovs-vswitchd (userspace) "
+        "and tenet-agent, set up by vagrant/provision/node-setup.sh; and the config's tenants, networks, QoS "
+        "profiles and namespaces, made through the controller's API. The config is checked whole first: nothing "
+        "is built when a field is wrong. A failed up takes down what it made.",
+    )
+    up.add_argument("--nodes", type=int, default=2, help="how many nodes, 1..200 (default 2)")
+    up.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="YAML in the format of examples/cluster.yaml: tenants with their networks, qos (applies_to a "
+        "network), namespaces ({name, tenant, labels}: Kubernetes namespaces for `pod add --namespace`); "
+        "cluster_network, cluster_subnet, transit_subnet: the controller's cluster network settings (nodes, "
+        "links, endpoints and policies are not applied). Default: tenants blue and red, each with web (VXLAN) "
+        "and db (VLAN) on the same subnets, and the cluster network default/pods (10.244.0.0/16)",
+    )
     up.add_argument(
         "--kubernetes",
         action="store_true",
@@ -108,7 +132,15 @@ def parser() -> argparse.ArgumentParser:
     )
     remove = pod_verbs.add_parser("rm", parents=common, help="CNI DEL, then the namespace goes")
     remove.add_argument("name")
-    show = verbs.add_parser("matrix", parents=common, help="who reaches whom (exit 1 on any mismatch with the policy)")
+    show = verbs.add_parser(
+        "matrix",
+        parents=common,
+        help="who reaches whom (exit 1 on any mismatch with the policy)",
+        description="Without --ports: a ping and a TCP connection between every pair of pods, checked against "
+        "the tenants' isolation (a tenant's pods reach each other, tenants never do); a pair a NetworkPolicy "
+        "isolates (the sender for egress, the receiver for ingress) is shown with ~ and not checked. With "
+        "--ports: new connections on those ports, checked against the controller's compiled NetworkPolicy.",
+    )
     show.add_argument("--json", action="store_true", help="each probe as JSON instead of the table")
     show.add_argument(
         "--ports",
@@ -170,8 +202,11 @@ def run(args: argparse.Namespace) -> int:
             progress(f"kubeconfig: {args.state_dir / 'kubeconfig'} (Pods need spec.nodeName: node1, ...)")
         return 0
     if args.verb == "down":
+        if not lab.file.exists():
+            progress(f"down: no lab in {lab.dir}: nothing to take down")
+            return 0
         lab.down()
-        progress(f"down: nothing left running; the logs stay in {args.state_dir}")
+        progress(f"down: nothing left running; the logs stay in {lab.dir}")
         return 0
     if not lab.file.exists():
         raise LabError(f"no lab in {args.state_dir}: `tenet-lab up` first")
@@ -200,7 +235,8 @@ def run(args: argparse.Namespace) -> int:
             raise LabError("the matrix needs at least two pods")
         if args.ports:
             return port_matrix(lab, args)
-        probes = matrix.measure(pods)
+        # NetworkPolicy is not judged here (lab/matrix.py says why): pairs a policy isolates are left to it.
+        probes = matrix.measure(pods, isolation=ports.isolation(lab, lab.pods()))
         if args.json:
             print(json.dumps([probe.__dict__ for probe in probes], indent=2))
         else:

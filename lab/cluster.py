@@ -186,6 +186,7 @@ class Lab:
         if not 1 <= nodes <= 200:
             raise LabError(f"--nodes {nodes}: want 1..200")
         config = config or DEFAULT_CONFIG
+        check_config(config)  # the whole of it, before anything is built
         self.state = LabState(nodes=[f"node{i}" for i in range(1, nodes + 1)], control_net=_free_control_net())
         self.state.kubernetes = kubernetes
         self.save()
@@ -594,6 +595,8 @@ def _netns_exists(name: str) -> bool:
 
 
 def load_config(file: Path) -> dict[str, Any]:
+    """The YAML of `up --config`, checked whole (check_config) before anything is built; LabError names the
+    file and the field."""
     try:
         config = yaml.safe_load(file.read_text())
     except (OSError, yaml.YAMLError) as error:
@@ -606,4 +609,73 @@ def load_config(file: Path) -> dict[str, Any]:
     for i, namespace in enumerate(config.get("namespaces") or []):
         if not isinstance(namespace, dict) or not namespace.get("name") or not namespace.get("tenant"):
             raise LabError(f"--config {file}: namespaces[{i}] needs a name and a tenant (labels optional)")
+    try:
+        check_config(config)
+    except LabError as error:
+        raise LabError(f"--config {file}: {error}") from None
     return config
+
+
+LAB_KEYS = (*CONTROLLER_SETTINGS, "cni_default")  # the lab's own top-level keys, beside the topology file's
+APPLIED = ("tenants", "namespaces", "qos")  # what `up` applies of the topology file's sections (nodes... it makes)
+API_NETWORK_KEYS = ("nat_outgoing", "node_ports")  # a network's keys the API takes beyond the file format's
+
+
+def check_config(config: dict[str, Any]) -> None:
+    """Check everything `up` would apply before it builds anything, with the validation that already exists:
+    the controller's own for the cluster network's settings (controller.main.load_gateway), the topology
+    loader's for tenants with their networks, namespaces and QoS profiles (topology.loader.load_data, which
+    names the field: `tenants[0].networks[1].vlan: VLAN 5000 is outside 1..4094`), with the cluster network
+    made as the controller makes it (a stand-in VNI: the controller takes its pool's lowest free one). A
+    network's `nat_outgoing` and `node_ports` are the API's to check. Raises LabError."""
+    from controller.main import Settings, StartupError, load_gateway
+    from topology.errors import ValidationError
+    from topology.loader import SECTIONS, load_data
+
+    unknown = sorted(str(key) for key in config if key not in (*SECTIONS, *LAB_KEYS))
+    if unknown:
+        raise LabError(f"unknown top-level key {unknown[0]!r} (allowed: {', '.join((*APPLIED, *LAB_KEYS))})")
+    try:
+        default = Settings()
+        network, subnet, transit = (str(config.get(k) or getattr(default, k)) for k in CONTROLLER_SETTINGS)
+        gateway = load_gateway(Settings(cluster_network=network, cluster_subnet=subnet, transit_subnet=transit))
+    except StartupError as error:
+        raise LabError(str(error).removeprefix("bad setting ")) from None
+    document: dict[str, Any] = {key: config[key] for key in APPLIED if config.get(key) is not None}
+    tenants = document.get("tenants")
+    if isinstance(tenants, list):
+        document["tenants"] = [_file_tenant(tenant) for tenant in tenants]
+        if gateway is not None:
+            _add_cluster_network(document["tenants"], gateway.cluster_network, str(gateway.cluster_subnet))
+    try:
+        load_data(document, source="config")
+    except ValidationError as error:
+        raise LabError(str(error)) from None
+
+
+def _file_tenant(tenant: object) -> object:
+    """The tenant as the topology file has it: its networks without the API's own keys."""
+    if not isinstance(tenant, dict) or not isinstance(tenant.get("networks"), list):
+        return tenant
+    networks = [
+        {k: v for k, v in network.items() if k not in API_NETWORK_KEYS} if isinstance(network, dict) else network
+        for network in tenant["networks"]
+    ]
+    return {**tenant, "networks": networks}
+
+
+def _add_cluster_network(tenants: list[Any], key: str, subnet: str) -> None:
+    """The cluster network (`key`, TENANT/NAME) and its tenant among `tenants`, if the config has not got them,
+    so namespaces and QoS profiles of the config may name them as they may in the lab."""
+    tenant_name, name = key.split("/", 1)
+    vnis = {
+        n.get("vni") for t in tenants if isinstance(t, dict) for n in t.get("networks") or [] if isinstance(n, dict)
+    }
+    vni = next(v for v in range(5000, 1 << 24) if v not in vnis)
+    tenant = next((t for t in tenants if isinstance(t, dict) and t.get("name") == tenant_name), None)
+    if tenant is None:
+        tenant = {"name": tenant_name, "networks": []}
+        tenants.append(tenant)
+    networks = tenant.setdefault("networks", [])
+    if isinstance(networks, list) and not any(isinstance(n, dict) and n.get("name") == name for n in networks):
+        networks.append({"name": name, "encap": "vxlan", "vni": vni, "subnet": subnet})

@@ -2,6 +2,8 @@
 
     python -m lab.demo            (make demo)        build it, measure it, draw it; leaves it running
     python -m lab.demo --down     (make demo-down)   remove every namespace, veth, OVS instance and process
+                                                     of the demo in --state-dir (TENET_DEMO_STATE); none
+                                                     there: say so, and name a demo up elsewhere
 
 Two nodes (network namespaces, each with its own userspace OVS and agent) and one controller with a SQLite
 store; then, through `tenetctl`, two tenants with identical subnets, each with a VXLAN and a VLAN network, and
@@ -19,11 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import unquote
 
 from controller.cli_live import counts_text, verify_lines
 from lab import matrix
@@ -32,7 +36,8 @@ from lab.outside import ADDRESS, PAGE
 from lab.ovs import wait_for
 from lab.picture import topology_svg
 
-STATE = Path(os.environ.get("TENET_DEMO_STATE", "/var/lib/tenet-demo"))
+DEFAULT_STATE = Path("/var/lib/tenet-demo")
+STATE = Path(os.environ.get("TENET_DEMO_STATE", DEFAULT_STATE))
 CLUSTER = {"cluster_network": "default/pods", "cluster_subnet": "10.244.0.0/16"}  # the controller's settings
 NETWORKS = [  # tenant, name, encap, segment flag, segment, subnet, more: both tenants use the same subnets
     ("blue", "web", "vxlan", "--vni", 5001, "10.1.0.0/24", ["--nat-outgoing"]),
@@ -150,7 +155,7 @@ class Demo:
         verdict += ", each tenant reaches the outside" if egress else ", EGRESS FAILED"
         verdict += ", the ClusterIP reaches both backends" if service else ", THE CLUSTERIP FAILED"
         verdict += ", kubectl's pods ping each other" if kubernetes else ", KUBECTL'S PODS FAILED"
-        self.say(f"done in {time.monotonic() - started:.0f} s: {verdict}. `make demo-down` removes it all")
+        self.say(f"done in {time.monotonic() - started:.0f} s: {verdict}. `{down_command(self.state)}` removes it all")
         return matched and within_cap and held and egress and service and kubernetes
 
     def kubectl(self, *args: str, stdin: str | None = None) -> str:
@@ -291,6 +296,64 @@ class Demo:
         }
 
 
+def down_command(state: Path) -> str:
+    """What takes the demo in `state` down: `make demo-down`, with TENET_DEMO_STATE when it is not the default."""
+    if state.absolute() == DEFAULT_STATE:
+        return "make demo-down"
+    return f"TENET_DEMO_STATE={shlex.quote(str(state.absolute()))} make demo-down"
+
+
+def take_down(state: Path) -> int:
+    """`--down`: remove the demo in `state`. Without one there, say so, naming the directory; if a demo seems
+    to be up elsewhere (a running lab controller whose store is DIR/lab/tenet.db), name the TENET_DEMO_STATE
+    that takes it down and return 1; if only namespaces of another lab or demo are there, hint at it."""
+    lab = Lab(state / "lab", progress=lambda message: print(f"      {message}", flush=True))
+    if lab.file.exists():
+        lab.down()
+        print(f"demo: down, nothing left of the demo in {state.absolute()}", flush=True)
+        return 0
+    print(f"demo: no demo in {state.absolute()} (no {lab.file}): nothing to take down", flush=True)
+    elsewhere = [other for other in demos_up() if other != state.absolute()]
+    for other in elsewhere:
+        print(f"demo: a demo seems to be up in {other}: `{down_command(other)}` removes it", flush=True)
+    if elsewhere:
+        return 1
+    others = sorted({name.split("-")[1] for name in lab_namespaces()} - {lab.id})
+    if others:
+        print(
+            f"demo: namespaces of another demo or lab are there ({', '.join(f'tl-{i}-*' for i in others)}): a demo "
+            "started with TENET_DEMO_STATE=DIR goes with `TENET_DEMO_STATE=DIR make demo-down`, a lab with "
+            "`tenet-lab --state-dir DIR down`",
+            flush=True,
+        )
+    return 0
+
+
+def lab_namespaces() -> list[str]:
+    """The network namespaces of labs and demos on this machine (`tl-ID-...`)."""
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
+    return [line.split()[0] for line in listed.splitlines() if line.startswith("tl-") and line.count("-") >= 2]
+
+
+def demos_up() -> list[Path]:
+    """The state directories of demos whose lab's controller runs: its `--store sqlite:///STATE/lab/tenet.db`
+    beside a lab.json (read from /proc, nothing is asked of the process)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            words = cmdline.read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if "controller.main" not in words:
+            continue
+        for word in words:
+            if word.startswith("sqlite:///") and word.endswith("/tenet.db"):  # the lab's: sqlite:////DIR/tenet.db
+                lab_dir = Path("/" + unquote(word.removeprefix("sqlite://")).lstrip("/")).parent
+                if lab_dir.name == "lab" and (lab_dir / "lab.json").exists() and lab_dir.parent not in found:
+                    found.append(lab_dir.parent)
+    return found
+
+
 def switch_verdict(verify: dict) -> str:
     """One switch's comparison of a fresh dump with its desired state, in words."""
     if not verify.get("checked"):
@@ -308,18 +371,20 @@ def indent(text: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lab.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--down", action="store_true", help="remove everything the demo made")
-    parser.add_argument("--state-dir", type=Path, default=STATE, help=f"where the demo keeps its state ({STATE})")
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=STATE,
+        help=f"where the demo keeps its state (env TENET_DEMO_STATE; {DEFAULT_STATE}); --down needs the same",
+    )
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("demo: needs root (namespaces, Open vSwitch)", file=sys.stderr)
         return 1
-    demo = Demo(args.state_dir)
     try:
         if args.down:
-            demo.lab.down()
-            print("demo: down, nothing left", flush=True)
-            return 0
-        return 0 if demo.run() else 1
+            return take_down(args.state_dir)
+        return 0 if Demo(args.state_dir).run() else 1
     except LabError as error:
         print(f"demo: {error}", file=sys.stderr)
         return 1

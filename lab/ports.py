@@ -26,6 +26,8 @@ from controller.pipeline.compile import Compiler
 from controller.store.open import open_store
 from lab.cluster import Lab, LabPod
 from lab.servers import probe_from
+from topology.model import Model
+from topology.netpol import EGRESS, INGRESS, selected_endpoints
 
 RETRY_TIMEOUT_S = 2.0
 RETRIES = 2  # a lost first packet, a busy machine, a source port an earlier connection of the pair used
@@ -75,9 +77,8 @@ def wanted(pods: Mapping[str, LabPod], ports: Sequence[int], protocols: Sequence
     ]
 
 
-def expected(lab: Lab, pods: Mapping[str, LabPod], keys: Sequence[Key]) -> dict[Key, bool]:
-    """What the controller's compiled flows allow for each probe, as `tenetctl matrix` computes it from the
-    model in the lab's store. Raises RuntimeError when a pod has no endpoint there."""
+def controller_model(lab: Lab) -> Model:
+    """The controller's model, as the lab's store holds it (with the cluster network `up` gave the controller)."""
     store = open_store(f"sqlite:///{lab.dir}/tenet.db")
     try:
         default, chosen = Settings(), lab.state.controller_settings  # the cluster network's, as `up` gave them
@@ -86,9 +87,29 @@ def expected(lab: Lab, pods: Mapping[str, LabPod], keys: Sequence[Key]) -> dict[
             cluster_subnet=chosen.get("cluster_subnet", default.cluster_subnet),
             transit_subnet=chosen.get("transit_subnet", default.transit_subnet),
         )
-        model = records.restore(store.list(records.PREFIX), gateway=load_gateway(settings))
+        return records.restore(store.list(records.PREFIX), gateway=load_gateway(settings))
     finally:
         store.close()
+
+
+def isolation(lab: Lab, pods: Mapping[str, LabPod]) -> dict[str, frozenset[str]]:
+    """The directions ("ingress", "egress") in which some NetworkPolicy of the controller's model isolates each
+    of `pods` (a pod no policy selects, or one without an endpoint: none), by the policies' own selection
+    (topology.netpol), as the compiler isolates them."""
+    model = controller_model(lab)
+    directions: dict[str, set[str]] = {}
+    for policy in model.policies.values():
+        isolates = {INGRESS} if policy.isolates_ingress else set()
+        isolates |= {EGRESS} if policy.isolates_egress else set()
+        for endpoint in selected_endpoints(model, policy):
+            directions.setdefault(endpoint, set()).update(isolates)
+    return {name: frozenset(directions.get(pod.endpoint or "", ())) for name, pod in pods.items()}
+
+
+def expected(lab: Lab, pods: Mapping[str, LabPod], keys: Sequence[Key]) -> dict[Key, bool]:
+    """What the controller's compiled flows allow for each probe, as `tenetctl matrix` computes it from the
+    model in the lab's store. Raises RuntimeError when a pod has no endpoint there."""
+    model = controller_model(lab)
     for name, pod in pods.items():
         if pod.endpoint not in model.endpoints:
             raise RuntimeError(f"pod {name}: the controller has no endpoint {pod.endpoint}")
@@ -142,7 +163,8 @@ def measure(
 
 def render(names: Sequence[str], probes: Sequence[PortProbe], ports: Sequence[int], protocols: Sequence[str]) -> str:
     """One grid per protocol and port: rows send, columns receive; `.` allowed, `X` denied, `!` against the
-    model; then a count and each mismatch."""
+    model, `-` not probed (the pod itself, or a port the column's pod does not serve); then a count and each
+    mismatch."""
     by_key = {(p.source, p.target, p.protocol, p.port): p for p in probes}
     width = max(len(n) for n in names)
     blocks = []
@@ -159,8 +181,12 @@ def render(names: Sequence[str], probes: Sequence[PortProbe], ports: Sequence[in
             blocks.append("\n".join(lines))
     wrong = [p for p in probes if not p.matches]
     tail = ["columns: " + " ".join(f"{n % 10}={name}" for n, name in enumerate(names))]
-    tail.append(f"{len(probes) - len(wrong)}/{len(probes)} probes as the policy says (. allowed, X denied, ! not)")
+    tail.append(
+        f"{len(probes) - len(wrong)}/{len(probes)} probes as the policy says (. allowed, X denied, ! not as the "
+        "policy says, - not probed: the pod itself, or a port and protocol the column's pod does not serve)"
+    )
     for p in wrong:
         what = "should reach" if p.expected else "must not reach"
-        tail.append(f"  MISMATCH {p.source} {what} {p.target} on {p.protocol}/{p.port} (answered by {p.answered_by})")
+        answer = f"answered by {p.answered_by}" if p.answered_by else "no answer"
+        tail.append(f"  MISMATCH {p.source} {what} {p.target} on {p.protocol}/{p.port} ({answer})")
     return "\n\n".join(blocks) + "\n" + "\n".join(tail)

@@ -47,6 +47,12 @@ def test_the_demo_runs_twice_and_goes_down_cleanly(tmp_path: Path) -> None:
         assert "shop/front -> shop/back" in first.stdout and "NODE" in first.stdout  # kubectl get -o wide
         svg = (state / "topology.svg").read_text()
         assert svg.startswith("<svg") and all(f">{pod}<" in svg for pod in ("b1", "b2", "b3", "r1", "r2", "r3"))
+        # Its last line names the state dir a `make demo-down` needs; without it, down names what it looked at.
+        assert first.stdout.splitlines()[-1].endswith(f"`TENET_DEMO_STATE={state} make demo-down` removes it all")
+        elsewhere = demo(tmp_path / "elsewhere", "--down")
+        assert elsewhere.returncode == 1, elsewhere.stdout + elsewhere.stderr
+        assert f"demo: no demo in {tmp_path / 'elsewhere'} " in elsewhere.stdout
+        assert f"a demo seems to be up in {state}: `TENET_DEMO_STATE={state} make demo-down`" in elsewhere.stdout
         second = demo(state)
         assert second.returncode == 0, second.stdout + second.stderr
         assert "a previous demo is up: taking it down first" in second.stdout

@@ -290,6 +290,35 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], args: tuple[str
 
 
 @pytest.mark.parametrize(
+    ("args", "usage", "extra"),
+    [
+        (("qos", "detach", "gold", "blue/web"), "usage: tenetctl qos detach ", "blue/web"),  # as `qos attach NAME T`
+        (("tenant", "show", "blue", "red"), "usage: tenetctl tenant show ", "red"),
+        (("compile", EXAMPLE, "--node", "node1", "more"), "usage: tenetctl compile ", "more"),
+        (("flows", "node1", "--bogus"), "usage: tenetctl flows ", "--bogus"),
+    ],
+)
+def test_a_command_given_words_it_does_not_take_prints_its_own_usage(
+    capsys: pytest.CaptureFixture[str], args: tuple[str, ...], usage: str, extra: str
+) -> None:
+    status, out, err = run_exit(capsys, *args)
+    assert (status, out) == (2, "")
+    assert err.startswith(usage), err  # the command's usage, not tenetctl's COMMAND ...
+    prog = usage.removeprefix("usage: ").strip()
+    assert err.splitlines()[-1] == f"{prog}: error: unrecognized arguments: {extra}"
+
+
+def test_lab_verbs_given_words_they_do_not_take_print_their_own_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    from lab import cli as lab_cli
+
+    with pytest.raises(SystemExit) as exit_:
+        lab_cli.main(["pod", "rm", "b1", "b2"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.startswith("usage: tenet-lab pod rm "), err
+    assert err.splitlines()[-1] == "tenet-lab pod rm: error: unrecognized arguments: b2"
+
+
+@pytest.mark.parametrize(
     ("args", "needles"),
     [
         ((), ("check", "compile", "trace")),

@@ -36,7 +36,13 @@ def server(service: Service, monkeypatch: pytest.MonkeyPatch) -> Iterator[ApiSer
     monkeypatch.delenv("TENET_SERVER", raising=False)
     monkeypatch.delenv("TENET_TOKEN", raising=False)
     # Shaped like the OpenFlow app's report.
-    node1 = {"connected": True, "datapath_id": "0x1", "in_sync": False, "errors": ["OFPET_BAD_MATCH on\ntable=l2"]}
+    node1 = {
+        "connected": True,
+        "datapath_id": "0x1",
+        "in_sync": False,
+        "errors": ["OFPET_BAD_MATCH on\ntable=l2"],
+        "guarded_ports": ["tnstale"],
+    }
     verified = {  # shaped like controller.app.verify's answer
         "node1": {
             "checked": True,
@@ -132,7 +138,10 @@ def test_tenants(ctl: Ctl) -> None:
         {"name": "blue", "id": 1, "networks": [], "quota": unlimited, "usage": unused},
         {"name": "red-team", "id": 2, "networks": [], "quota": unlimited, "usage": unused},
     ]
-    assert ctl.ok("tenant", "show", "blue") == "name:     blue\nid:       1\nnetworks: -\n"
+    assert ctl.ok("tenant", "show", "blue") == (
+        "name:     blue\nid:       1\nnetworks: -\nquota:    networks no limit, endpoints no limit\n"
+        "usage:    networks 0, endpoints 0\n"
+    )
     assert ctl.ok("tenant", "rm", "red-team") == "deleted tenant red-team\n"
     assert [t["name"] for t in ctl.docs("tenant", "ls", token=BLUE)] == ["blue"]
 
@@ -148,6 +157,8 @@ def test_tenant_quota_and_a_network_from_the_pool(ctl: Ctl) -> None:
     assert out.startswith("created network blue/web (vxlan 1, ")  # the lowest free of the (whole) pool
     status, _out, err = ctl("network", "create", "blue/db", "--encap", "vlan", "--subnet", "10.1.0.0/24", token=BLUE)
     assert status != 0 and "quota of 1 networks" in err
+    shown = ctl.ok("tenant", "show", "blue").splitlines()  # the table shows what --json has: quota and usage
+    assert shown[-2:] == ["quota:    networks 1, endpoints no limit", "usage:    networks 1 of 1, endpoints 0"]
 
 
 def test_networks(ctl: Ctl) -> None:
@@ -222,11 +233,14 @@ def test_nodes_endpoints_and_flows(ctl: Ctl, service: Service) -> None:
     service.create_endpoint("pod-b", network="blue/web", node="node2")
     rows = columns(ctl.ok("node", "ls"))
     assert rows[0] == ["NAME", "TUNNEL-IP", "UPLINK", "DATAPATH-ID", "ENDPOINTS", "SWITCH"]
-    assert rows[1] == ["node1", "192.168.50.1", "-", "0x0000000000000001", "1", "connected, out of sync, 1 error(s)"]
+    switch = "connected, out of sync, 1 error(s), 1 guarded port(s)"
+    assert rows[1] == ["node1", "192.168.50.1", "-", "0x0000000000000001", "1", switch]
     assert rows[2][:3] == ["node2", "192.168.50.2", "eth1"] and rows[2][5] == "disconnected"
     shown = ctl.ok("node", "show", "node1")
-    assert "switch:      connected, out of sync, 1 error(s)\n" in shown
-    assert shown.endswith("error:       OFPET_BAD_MATCH on table=l2\n")
+    assert f"switch:      {switch}\n" in shown
+    assert shown.endswith(
+        "error:       OFPET_BAD_MATCH on table=l2\nguarded:     tnstale (no endpoint has it as planned)\n"
+    )
     assert "switch" not in ctl.doc("node", "show", "node1", token=BLUE)
     rows = columns(ctl.ok("endpoint", "ls", "--node", "node2"))
     assert rows[0] == ["ID", "NETWORK", "NODE", "IP", "MAC", "PORT", "QOS", "NAMESPACE"]
@@ -238,7 +252,7 @@ def test_nodes_endpoints_and_flows(ctl: Ctl, service: Service) -> None:
     assert "labels:     pod=a,tier=web\n" in shown and "ports:      http=80/tcp,dns=53/udp\n" in shown, shown
     flows = ctl.ok("flows", "node1", "--no-verify")
     first, rest = flows.split("\n", 1)
-    assert first.startswith("# node node1: switch connected, out of sync, 1 error(s); desired: ")
+    assert first.startswith(f"# node node1: switch {switch}; desired: ")
     assert "table=classify" in rest and rest == ctl.doc("flows", "node1", "--no-verify")["flows"]
     status, out, err = ctl("flows", "node1")
     # The dump made now is the verdict: first, and the header agrees with it.
