@@ -157,7 +157,9 @@ class TenetApp(app_manager.OSKenApp):
 
     def _reconcile(self, session: SwitchSession) -> None:
         started = time.monotonic()
-        installed = session.dump(raw_flows=True)
+        # Ports no endpoint has as planned are guarded as soon as they are known, before the flows are read: after
+        # an ovs-vswitchd restart (OVS keeps no port config) an orphaned pod's port is open until then.
+        installed = session.dump(raw_flows=True, after_ports=functools.partial(self._guard, session, opening=False))
         dumped = time.monotonic()
         with self.service.lock:  # the desired state and the change sets after it stay in order
             known = self.service.model.nodes.get(session.node) if session.node is not None else None
@@ -167,7 +169,6 @@ class TenetApp(app_manager.OSKenApp):
                 return
             assert session.node is not None  # `known` is its node
             self._check_ports(session)
-            planned = self.service.model.planned_ports(session.node)
             self._sync_links(session)  # link ports down on this switch: the desired state avoids them
             desired = self.service.compiler.compile_node(session.node)
             compiled = time.monotonic()
@@ -183,7 +184,6 @@ class TenetApp(app_manager.OSKenApp):
             for flow in plan.flow_adds[:3]:
                 log.info("switch %s: setting %s", session.node, flow_text(flow))
         diffed = time.monotonic()
-        session.guard_ports(planned, opening=False)  # before the flows: none of them reaches a port no one has
         session.execute(plan, round_=self.round_)  # raises if the switch refuses any of it: a resync follows
         session.synced_sequence = max(session.synced_sequence, sequence)
         done = time.monotonic()
@@ -218,17 +218,24 @@ class TenetApp(app_manager.OSKenApp):
                 log.error("switch %s: %s", session.node, problem)
                 session.errors.append(problem)
 
-    def _guard(self, session: SwitchSession) -> None:
+    def _guard(self, session: SwitchSession, *, opening: bool = True) -> None:
         """On the session's thread, after what it pushed: guard the switch's ports the model does not bind
-        (`SwitchSession.guard_ports`), and open those it binds once the switch holds the desired state (not
-        while a resync is due: flows left from before it may still send another endpoint's traffic to a
-        reused port number)."""
+        (`SwitchSession.guard_ports`), and open (when `opening`) those it binds once the switch holds every
+        change set queued for it and no resync is due: until then flows from before may still send another
+        endpoint's traffic to a reused port number. A check that may not open yet is followed by one that
+        may: each queued change set has one after it, as has a resync."""
         with self.service.lock:
             node = session.node
             if node is None or node not in self.service.model.nodes:
                 return
             planned = self.service.model.planned_ports(node)
-        session.guard_ports(planned, opening=session.in_sync is True and not session.resync_pending)
+        opening = (
+            opening
+            and session.in_sync is True
+            and not session.resync_pending
+            and session.synced_sequence >= session.queued_sequence
+        )
+        session.guard_ports(planned, opening=opening)
 
     def _link_changes(self, session: SwitchSession) -> dict[str, bool]:
         """Fabric link ports of the session's node whose state on the switch differs from the model's
@@ -308,6 +315,7 @@ class TenetApp(app_manager.OSKenApp):
             if node_changes:
                 plan = reconcile.from_changes(node_changes)
                 sequence = self.service.sequence
+                session.queued_sequence = sequence  # no port opens before the switch holds it (`_guard`)
                 session.submit(functools.partial(self._push, session, plan, sequence))
             if node_changes or links_changed:  # an endpoint (or link) gone or added: its port's binding too
                 session.submit(functools.partial(self._guard, session))
@@ -365,7 +373,9 @@ class TenetApp(app_manager.OSKenApp):
         session = next((s for s in list(self.sessions.values()) if s.node == node), None)
         if session is None:
             return {"checked": False, "reason": f"the switch of node {node} is not connected"}
-        return verify.check(self.service, session, round_=self.round_, timeout=timeout)
+        checked = verify.check(self.service, session, round_=self.round_, timeout=timeout)
+        session.submit(functools.partial(self._guard, session))  # the guards as its dump found them, set again
+        return checked
 
     def status(self, node: str) -> dict[str, Any]:
         """What `tenetctl node show` tells about a node's switch."""
@@ -430,17 +440,21 @@ class TenetApp(app_manager.OSKenApp):
         if session is None:
             return
         port, ofp = ev.msg.desc, ev.msg.datapath.ofproto
+        if port.port_no > ofp.OFPP_MAX:  # the bridge's LOCAL port: no flow names it (and `dump` skips it)
+            return
         name = port.name.decode() if isinstance(port.name, bytes) else port.name
         deleted = ev.msg.reason == ofp.OFPPR_DELETE
         live = port_live(port, ofp)
-        session.port_status(name, None if deleted else port.port_no, live, config=port.config, hw_addr=port.hw_addr)
-        if not deleted:  # on the session's thread, after what it pushed before: a port no one planned is guarded
-            session.submit(functools.partial(self._guard, session))
+        added = ev.msg.reason == ofp.OFPPR_ADD
+        number = None if deleted else port.port_no
+        session.port_status(name, number, live, config=port.config, hw_addr=port.hw_addr, added=added)
         with self.service.lock:
             if ev.msg.reason != ofp.OFPPR_DELETE:
                 self._check_ports(session, name)
             if self._link_changes(session):  # the work runs on the session's thread, after its reconcile
                 session.submit(lambda: self._sync_links(session))
+        if not deleted:  # on the session's thread, the one that sets guards, after what is queued before
+            session.submit(functools.partial(self._guard, session))
         self._notify()
 
 

@@ -11,7 +11,7 @@ new ones at once and nothing is flushed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,24 +125,26 @@ PORT_GUARD = (1 << 2) | (1 << 5)
 
 
 def port_guards(
-    planned: dict[str, int], ports: Iterable[tuple[str, int, int]], *, opening: bool = True
+    planned: dict[str, int],
+    ports: Iterable[tuple[str, int, int]],
+    *,
+    opening: bool = True,
+    disputed: Collection[str] = (),
 ) -> list[tuple[str, int, bool]]:
-    """The ports of a switch whose guard must change: (name, number, guarded) for each.
+    """The ports of a switch whose guard must be set: (name, number, guarded) for each.
 
     `planned`: port name -> the OpenFlow port number the flows give it (`Model.planned_ports`); `ports`:
-    (name, number, config) of each port on the switch, `config` its ofp_port_config bits. The flows name
-    ports by number only, so a port is bound when the plan gives its very name its very number; any other
-    port (a pod's port whose endpoint is gone, one OVS numbered otherwise, one no one planned) is guarded
-    (PORT_GUARD): it neither sends into the pipeline nor gets what the flows send to its number, which may
-    already be a new endpoint's. A bound port that is guarded is opened only when `opening` (a reconcile
-    opens ports after its flows are in, not before).
+    (name, number, config) of each port on the switch, `config` its ofp_port_config bits as last set. The
+    flows name ports by number only, so a port is bound when the plan gives its very name its very number;
+    any other port (a pod's port whose endpoint is gone, one OVS numbered otherwise, one no one planned) is
+    guarded (PORT_GUARD): it neither sends into the pipeline nor gets what the flows send to its number,
+    which may already be a new endpoint's. A bound port with any guard bit keeps its guard until `opening`
+    (a reconcile opens ports after its flows are in, not before). A port in `disputed` (a port status said
+    other bits than were set) gets what it should have again, even if that is what was set.
     """
     changes = []
     for name, number, config in ports:
-        bound = planned.get(name) == number
-        if bound:
-            if opening and config & PORT_GUARD:
-                changes.append((name, number, False))
-        elif config & PORT_GUARD != PORT_GUARD:
-            changes.append((name, number, True))
+        guard = planned.get(name) != number or (bool(config & PORT_GUARD) and not opening)
+        if name in disputed or config & PORT_GUARD != (PORT_GUARD if guard else 0):
+            changes.append((name, number, guard))
     return changes

@@ -81,9 +81,11 @@ class SwitchSession:
         self.ports: dict[str, int] = {}
         self.port_up: dict[str, bool] | None = None  # port name -> link up and not disabled; None until dumped
         self.port_config: dict[str, tuple[int, str]] = {}  # port name -> (ofp_port_config bits, MAC)
+        self.disputed: set[str] = set()  # ports whose guard a port status contradicted (`port_status`)
         self.errors: collections.deque[str] = collections.deque(maxlen=50)
         self.in_sync: bool | None = None
         self.synced_sequence = -1  # the service's change sequence the switch's state includes
+        self.queued_sequence = -1  # the change sequence of the last change set queued for the switch
         self.connected_at = time.monotonic()
         self.converge_ms: int | None = None  # from connecting to the first reconcile's barrier
         self.reconcile_ms: dict[str, int] = {}  # the last reconcile's steps: dump, compile, diff, push
@@ -267,13 +269,25 @@ class SwitchSession:
             pending.error = text
             pending.done.set()
 
-    def port_status(self, name: str, port_no: int | None, live: bool, *, config: int = 0, hw_addr: str = "") -> None:
+    def port_status(
+        self, name: str, port_no: int | None, live: bool, *, config: int = 0, hw_addr: str = "", added: bool = False
+    ) -> None:
         """An OFPT_PORT_STATUS (called on os-ken's event thread): the port `name` is now `port_no` and `live`,
-        with ofp_port_config bits `config` and MAC `hw_addr`, or gone when `port_no` is None. One arriving
-        while `dump` reads the port descriptions is replayed on top of them if it came after the reply, so it
-        is never lost."""
-        desc = None if port_no is None else _PortDesc(port_no, live, config, hw_addr)
+        with ofp_port_config bits `config` and MAC `hw_addr`, or gone when `port_no` is None; `added`: an
+        OFPPR_ADD. A port's guard bits are what it was added with, the port descriptions said, or this
+        session's own port-mods set: OVS reports a port-mod to the other controllers only (before OpenFlow
+        1.5), so a MODIFY sent before one of ours says the bits before it. A MODIFY whose guard bits differ
+        from those marks the port `disputed` instead (stale, or another controller's port-mod): the next
+        `guard_ports` sets it again. One arriving while `dump` reads the port descriptions is replayed on top
+        of them if it came after the reply, so it is never lost."""
         with self._lock:
+            known = self.port_config.get(name)
+            keep = not added and known is not None
+            if port_no is None:
+                self.disputed.discard(name)
+            elif keep and known is not None and (config ^ known[0]) & PORT_GUARD:
+                self.disputed.add(name)
+            desc = None if port_no is None else _PortDesc(port_no, live, None if keep else config, hw_addr)
             self._port_sequence += 1
             _apply_port(self.ports, self.port_up, self.port_config, name, desc)
             if self._port_log is not None:
@@ -282,12 +296,14 @@ class SwitchSession:
     def guard_ports(self, planned: dict[str, int], *, opening: bool = True) -> list[PortGuard]:
         """Guard every port of the switch that `planned` (port name -> number, `Model.planned_ports`) does not
         bind, and open (when `opening`) every guarded one it binds: one OFPT_PORT_MOD each
-        (`reconcile.port_guards`), then a barrier if any was sent. Returns what was sent. Raises SwitchError
-        if the switch refused one for a port it still has as it was (a port gone or changed meanwhile is
-        guarded again, if need be, by the check its port status brings)."""
+        (`reconcile.port_guards`), then a barrier if any was sent. Call it on the session's thread only: it
+        is the one thread that sets guards, so what it last set is what the switch has. Returns what was
+        sent. Raises SwitchError if the switch refused one for a port it still has as it was (a port gone or
+        changed meanwhile is guarded again, if need be, by the check its port status brings)."""
         with self._lock:
+            disputed, self.disputed = self.disputed, set()
             ports = [(name, number, self.port_config.get(name, (0, ""))[0]) for name, number in self.ports.items()]
-        changes = port_guards(planned, ports, opening=opening)
+        changes = port_guards(planned, ports, opening=opening, disputed=disputed)
         if not changes:
             return []
         dp, parser = self.dp, self.dp.ofproto_parser
@@ -295,6 +311,8 @@ class SwitchSession:
         sent = []
         for name, number, guarded in changes:
             with self._lock:
+                if self.ports.get(name) != number:  # gone or renumbered meanwhile: its port status brings a check
+                    continue
                 config, hw_addr = self.port_config.get(name, (0, ""))
                 self.port_config[name] = ((config | PORT_GUARD) if guarded else (config & ~PORT_GUARD), hw_addr)
             guard = PortGuard(name, number, hw_addr, guarded)
@@ -310,6 +328,8 @@ class SwitchSession:
                 guard,
                 "no endpoint has it as planned, so it neither sends nor receives" if guarded else "bound as planned",
             )
+        if not sent:
+            return sent
         self.barrier()
         refused = self.error_count - errors_before
         if refused:
@@ -335,10 +355,13 @@ class SwitchSession:
 
     # --- reading and writing state -------------------------------------------------------------
 
-    def dump(self, *, to_repair: bool = True, raw_flows: bool = False) -> Installed:
+    def dump(
+        self, *, to_repair: bool = True, raw_flows: bool = False, after_ports: Callable[[], None] | None = None
+    ) -> Installed:
         """Every flow, group and meter on the switch, as IR where Tenet can read it; `to_repair=False` for a
         look only (no note that foreign flows are about to go). `raw_flows`: leave the flow-stats bodies
-        undecoded in `Installed.raw_flows`, for `dump_compare.resolve` to compare with the desired flows."""
+        undecoded in `Installed.raw_flows`, for `dump_compare.resolve` to compare with the desired flows.
+        `after_ports`: called once the port descriptions are read (and `ports` set), before the flows are."""
         parser, ofp = self.dp.ofproto_parser, self.dp.ofproto
         installed = Installed()
         ports: dict[str, int] = {}
@@ -366,6 +389,8 @@ class SwitchSession:
                 if sequence > read.port_sequence:
                     _apply_port(ports, port_up, configs, name, status)
             self.ports, self.port_up, self.port_config = ports, port_up, configs
+        if after_ports is not None:  # e.g. ports guarded before the flows are read (a reconcile's first step)
+            after_ports()
         reader = flow_stats.FlowStatsReader()
         for reply in self.request(parser.OFPFlowStatsRequest(self.dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY)):
             if raw_flows and isinstance(reply.body, flow_stats.RawBody):
@@ -524,7 +549,7 @@ class _PortDesc(NamedTuple):
 
     number: int
     live: bool
-    config: int  # ofp_port_config bits
+    config: int | None  # ofp_port_config bits; None: as they were (a port modified, not added)
     hw_addr: str
 
 
@@ -542,7 +567,8 @@ def _apply_port(
             port_up.pop(name, None)
     else:
         ports[name] = desc.number
-        configs[name] = (desc.config, desc.hw_addr)
+        config = configs.get(name, (0, ""))[0] if desc.config is None else desc.config
+        configs[name] = (config, desc.hw_addr)
         if port_up is not None:
             port_up[name] = desc.live
 

@@ -4,6 +4,7 @@ no one else's pod. The real switch is in tests/functional/test_port_guard.py."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -51,19 +52,25 @@ def test_a_port_is_bound_only_by_its_planned_name_and_number() -> None:
 
 
 class GuardingSwitch:
-    """A switch holding `ports` that answers as OVS does: dumps, barriers and bundles, and a port-mod with
-    the port's new config in a port status (or an error for a port it does not have)."""
+    """A switch holding `ports` that answers as OVS does: dumps, barriers and bundles; a port-mod changes the
+    port's config without a port status to the controller that sent it (OVS, ofproto/connmgr.c
+    connmgr_send_port_status, before OpenFlow 1.5), or is refused for a port it does not have (whose
+    DELETE status went out first). `order` records port-mods and bundle commits as they come."""
 
     def __init__(self, app: TenetApp, dpid: int, ports: dict[str, int]) -> None:
         self.app, self.dpid = app, dpid
         self.ports = {name: [number, 0] for name, number in ports.items()}
         self.mods: list[tuple[int, int]] = []  # (port number, config) of each port-mod
+        self.order: list[str] = []
         self.datapath = ScriptedSwitch(self.answer)
         self.datapath.id = dpid
 
-    def desc(self, name: str) -> Any:
-        number, config = self.ports[name]
-        return parser.OFPPort(number, mac(number), name.encode(), config, 0, 0, 0, 0, 0, 0, 0)
+    def desc(self, name: str, config: int | None = None) -> Any:
+        number, have = self.ports[name]
+        number_mac = mac(number & 0xFFFF)
+        return parser.OFPPort(
+            number, number_mac, name.encode(), have if config is None else config, 0, 0, 0, 0, 0, 0, 0
+        )
 
     def answer(self, msg: Any) -> None:
         session = self.app.sessions[self.dpid]
@@ -73,6 +80,7 @@ class GuardingSwitch:
             session.deliver(reply(EMPTY_REPLIES[type(msg)], msg, []))
         elif isinstance(msg, parser.OFPPortMod):
             self.mods.append((msg.port_no, msg.config))
+            self.order.append(f"{'guard' if msg.config else 'open'} {msg.port_no}")
             name = next((n for n, (number, _) in self.ports.items() if number == msg.port_no), None)
             if name is None:  # gone: its port status (DELETE) went out before this answer
                 gone = next((n for n, number in session.ports.items() if number == msg.port_no), None)
@@ -85,15 +93,17 @@ class GuardingSwitch:
                 return
             entry = self.ports[name]
             entry[1] = (entry[1] & ~msg.mask) | (msg.config & msg.mask)
-            self.status(name, ofp.OFPPR_MODIFY)
         elif isinstance(msg, parser.OFPBarrierRequest | parser.OFPEchoRequest | parser.ONFBundleCtrlMsg):
+            if isinstance(msg, parser.ONFBundleCtrlMsg) and msg.type == ofp.ONF_BCT_COMMIT_REQUEST:
+                self.order.append("bundle commit")
             done = parser.OFPBarrierReply(msg.datapath)
             done.xid = msg.xid
             session.deliver(done)
 
-    def status(self, name: str, reason: int) -> None:
-        """A port status, as os-ken's event thread hands it to the app."""
-        msg = parser.OFPPortStatus(self.datapath, reason=reason, desc=self.desc(name))
+    def status(self, name: str, reason: int, *, config: int | None = None) -> None:
+        """A port status, as os-ken's event thread hands it to the app; `config`: the port's config as the
+        status says it (one sent before a port-mod says the config before it)."""
+        msg = parser.OFPPortStatus(self.datapath, reason=reason, desc=self.desc(name, config))
 
         class Event:
             pass
@@ -133,7 +143,33 @@ def app(tmp_path: Path) -> Iterator[TenetApp]:
 
 
 def settled(session: SwitchSession) -> None:
-    wait_for(lambda: session.queued() == 0 and session.in_sync is True, timeout=10, what="the session's work done")
+    """Until every task queued for the session so far has run (one thread, in order), and it is in sync."""
+    done = threading.Event()
+    session.submit(done.set)
+    assert done.wait(10), "the session's work was not done within 10 s"
+    wait_for(lambda: session.in_sync is True, timeout=10, what="the session in sync")
+
+
+def adopted(app: TenetApp, ports: dict[str, int]) -> tuple[GuardingSwitch, SwitchSession]:
+    """node1's switch with `ports`, connected and reconciled."""
+    switch = GuardingSwitch(app, app.service.model.nodes["node1"].datapath_id, ports)
+    app._adopt(switch.datapath)
+    session = app.sessions[switch.dpid]
+    settled(session)
+    return switch, session
+
+
+def held(session: SwitchSession) -> threading.Event:
+    """Hold the session's thread until the event returned is set: what is queued meanwhile waits."""
+    go, started = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        started.set()
+        go.wait(10)
+
+    session.submit(hold)
+    assert started.wait(10)
+    return go
 
 
 def test_an_orphaned_pods_port_stays_guarded_when_its_number_goes_to_another_tenants_endpoint(app: TenetApp) -> None:
@@ -209,3 +245,104 @@ def test_a_port_mod_for_a_port_gone_meanwhile_does_not_put_the_switch_out_of_syn
     with pytest.raises(Exception, match="refused 1 port-mod"):
         session.guard_ports({"tenet-tun": 1})
     assert session.error_count == 1
+
+
+def test_a_status_sent_before_a_port_mod_does_not_undo_what_the_port_mod_did(app: TenetApp) -> None:
+    service = app.service
+    switch, session = adopted(app, {"tenet-tun": 1})
+    number = service.model._ofports["node1"].peek()
+    assert number is not None
+    switch.add("tnx", number)
+    settled(session)
+    assert switch.config("tnx") == GUARD
+    service.create_endpoint("x", network="red/db", node="node1", port_name="tnx")
+    settled(session)
+    assert switch.config("tnx") == 0  # bound and opened
+    # A MODIFY (its carrier, say) OVS sent before it read the opening says "guarded"; x goes through the API
+    # before the check that status brings has run: the port, open on the switch, is guarded again.
+    go = held(session)
+    switch.status("tnx", ofp.OFPPR_MODIFY, config=GUARD)
+    service.delete_endpoint("x")
+    go.set()
+    settled(session)
+    assert switch.config("tnx") == GUARD and app.status("node1")["guarded_ports"] == ["tnx"]
+    assert service.create_endpoint("y", network="blue/web", node="node1").ofport == number
+    settled(session)
+    assert switch.config("tnx") == GUARD
+    # The other way round: a port guarded on the switch, a stale MODIFY saying "open", then its endpoint
+    # before that status's check: the port is opened.
+    service.delete_endpoint("y")
+    go = held(session)
+    switch.status("tnx", ofp.OFPPR_MODIFY, config=0)
+    service.create_endpoint("x", network="red/db", node="node1", port_name="tnx")
+    go.set()
+    settled(session)
+    assert switch.config("tnx") == 0 and app.status("node1")["guarded_ports"] == []
+    assert app._endpoint_state("node1", "tnx", number, service.sequence)["ready"] is True
+
+
+def test_a_bound_port_opens_only_after_the_change_sets_queued_before_it(app: TenetApp) -> None:
+    service = app.service
+    switch, session = adopted(app, {"tenet-tun": 1})
+    number = service.model._ofports["node1"].peek()
+    assert number is not None
+    switch.add("tnx", number)
+    settled(session)
+    go = held(session)
+    switch.status("tenet-tun", ofp.OFPPR_MODIFY)  # a check queued before the change that binds tnx
+    switch.order.clear()
+    service.create_endpoint("x", network="blue/web", node="node1", port_name="tnx")
+    go.set()
+    settled(session)
+    assert switch.order == ["bundle commit", f"open {number}"]
+
+
+def test_a_port_gone_while_its_guard_is_sent_is_skipped_without_an_error(app: TenetApp) -> None:
+    switch, session = adopted(app, {"tenet-tun": 1})
+    for name, number in (("x1", 1500), ("x2", 1501)):
+        switch.ports[name] = [number, 0]
+        session.port_status(name, number, True, config=0, hw_addr=mac(number))
+    answer = switch.answer
+
+    def delete_x2_first(msg: Any) -> None:  # os-ken's thread takes x2's DELETE while x1's guard is sent
+        if isinstance(msg, parser.OFPPortMod) and msg.port_no == 1500 and "x2" in switch.ports:
+            del switch.ports["x2"]
+            session.port_status("x2", None, False)
+        answer(msg)
+
+    switch.datapath.answer = delete_x2_first
+    assert [guard.name for guard in session.guard_ports({"tenet-tun": 1})] == ["x1"]
+    assert session.in_sync is True and session.error_count == 0 and "x2" not in session.port_config
+
+
+def test_the_bridges_local_port_is_never_guarded(app: TenetApp) -> None:
+    switch, session = adopted(app, {"tenet-tun": 1})
+    switch.ports["br-int"] = [ofp.OFPP_LOCAL, 0]
+    switch.status("br-int", ofp.OFPPR_MODIFY)  # its MAC follows the lowest port MAC, say
+    settled(session)
+    assert switch.mods == [] and app.status("node1")["guarded_ports"] == [] and "br-int" not in session.ports
+
+
+def test_a_guard_another_controller_clears_is_set_again(app: TenetApp) -> None:
+    switch, session = adopted(app, {"tenet-tun": 1})
+    switch.add("stray", 1600)
+    settled(session)
+    assert switch.config("stray") == GUARD
+    switch.ports["stray"][1] = 0  # `ovs-ofctl mod-port br-int stray receive forward`, say
+    switch.status("stray", ofp.OFPPR_MODIFY)
+    settled(session)
+    assert switch.config("stray") == GUARD and switch.mods == [(1600, GUARD), (1600, GUARD)]
+
+
+def test_a_refused_port_mod_puts_the_switch_through_a_resync(app: TenetApp) -> None:
+    switch, session = adopted(app, {"tenet-tun": 1})
+    switch.ports["odd"] = [1700, 0]
+    session.port_status("odd", 1700, True, config=0, hw_addr="02:00:00:00:00:99", added=True)  # not its MAC
+    go = held(session)
+    session.submit(lambda: app._guard(session))
+    go.set()
+    # refused (BAD_HW_ADDR, the port still there as the session knows it): the task fails, a resync follows,
+    # whose dump reads the port's real MAC and guards it
+    wait_for(lambda: session.resyncs >= 1 and switch.config("odd") == GUARD, timeout=10, what="a resync guarding it")
+    settled(session)
+    assert "OFPPMFC_BAD_HW_ADDR" in " ".join(session.errors)
