@@ -220,22 +220,20 @@ class TenetApp(app_manager.OSKenApp):
 
     def _guard(self, session: SwitchSession, *, opening: bool = True) -> None:
         """On the session's thread, after what it pushed: guard the switch's ports the model does not bind
-        (`SwitchSession.guard_ports`), and open (when `opening`) those it binds once the switch holds every
-        change set queued for it and no resync is due: until then flows from before may still send another
-        endpoint's traffic to a reused port number. A check that may not open yet is followed by one that
-        may: each queued change set has one after it, as has a resync."""
+        (`SwitchSession.guard_ports`), and open (when `opening`) each one it binds once the switch holds the
+        change sets queued for it when the binding was first seen, and no resync is due: until then flows
+        from before may still send another endpoint's traffic to a reused port number. Each change set queued
+        has a check after it, as has a resync, so a port that may not open yet is opened by a later one.
+        Wakes the readiness waits when a port opened."""
         with self.service.lock:
             node = session.node
             if node is None or node not in self.service.model.nodes:
                 return
             planned = self.service.model.planned_ports(node)
-        opening = (
-            opening
-            and session.in_sync is True
-            and not session.resync_pending
-            and session.synced_sequence >= session.queued_sequence
-        )
-        session.guard_ports(planned, opening=opening)
+            queued = session.queued_sequence
+        opening = opening and session.in_sync is True and not session.resync_pending
+        if any(not guard.guarded for guard in session.guard_ports(planned, opening=opening, queued=queued)):
+            self._notify()
 
     def _link_changes(self, session: SwitchSession) -> dict[str, bool]:
         """Fabric link ports of the session's node whose state on the switch differs from the model's

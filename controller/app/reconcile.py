@@ -11,7 +11,7 @@ new ones at once and nothing is flushed.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Container, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,7 +128,7 @@ def port_guards(
     planned: dict[str, int],
     ports: Iterable[tuple[str, int, int]],
     *,
-    opening: bool = True,
+    opening: bool | Container[str] = True,
     disputed: Collection[str] = (),
 ) -> list[tuple[str, int, bool]]:
     """The ports of a switch whose guard must be set: (name, number, guarded) for each.
@@ -138,13 +138,15 @@ def port_guards(
     flows name ports by number only, so a port is bound when the plan gives its very name its very number;
     any other port (a pod's port whose endpoint is gone, one OVS numbered otherwise, one no one planned) is
     guarded (PORT_GUARD): it neither sends into the pipeline nor gets what the flows send to its number,
-    which may already be a new endpoint's. A bound port with any guard bit keeps its guard until `opening`
-    (a reconcile opens ports after its flows are in, not before). A port in `disputed` (a port status said
-    other bits than were set) gets what it should have again, even if that is what was set.
+    which may already be a new endpoint's. A bound port with any guard bit keeps its guard unless `opening`
+    (True, or the names of the ports that may open: a port opens once the switch holds its endpoint's
+    flows). A port in `disputed` (a port status said other bits than were set) gets what it should have
+    again, even if that is what was set.
     """
     changes = []
     for name, number, config in ports:
-        guard = planned.get(name) != number or (bool(config & PORT_GUARD) and not opening)
+        opens = opening if isinstance(opening, bool) else name in opening
+        guard = planned.get(name) != number or (bool(config & PORT_GUARD) and not opens)
         if name in disputed or config & PORT_GUARD != (PORT_GUARD if guard else 0):
             changes.append((name, number, guard))
     return changes

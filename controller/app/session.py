@@ -7,6 +7,7 @@ A switch that refuses a message (an OFPT_ERROR answering any message: flow-mod, 
 bundle control or add, barrier, multipart) or does not answer in time fails the task that sent it; the
 session then resyncs (dump, diff, push: `resync`) after a delay that doubles from `BACKOFF_FIRST` up to
 `BACKOFF_MAX` s until a resync succeeds, and skips change sets meanwhile (the resync sends all of them).
+An OFPT_ERROR that fails no task (it answers a request that timed out already) brings a resync too.
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ class SwitchSession:
         self.port_up: dict[str, bool] | None = None  # port name -> link up and not disabled; None until dumped
         self.port_config: dict[str, tuple[int, str]] = {}  # port name -> (ofp_port_config bits, MAC)
         self.disputed: set[str] = set()  # ports whose guard a port status contradicted (`port_status`)
+        self._bound_at: dict[str, int] = {}  # guarded port -> `queued` when first seen bound (`guard_ports`)
         self.errors: collections.deque[str] = collections.deque(maxlen=50)
         self.in_sync: bool | None = None
         self.synced_sequence = -1  # the service's change sequence the switch's state includes
@@ -268,6 +270,14 @@ class SwitchSession:
         if pending is not None:
             pending.error = text
             pending.done.set()
+        self._tasks.put(self._resync_unless_due)  # after the task it fails, if any: that one schedules it
+
+    def _resync_unless_due(self) -> None:
+        """After an OFPT_ERROR that failed no task (it came after its request timed out, or a look such as
+        `verify` caught it): a resync, as a failed task gets; nothing if one is due or a reconcile since set
+        the switch right."""
+        if self.in_sync is False and self._resync_at is None:
+            self._schedule_resync()
 
     def port_status(
         self, name: str, port_no: int | None, live: bool, *, config: int = 0, hw_addr: str = "", added: bool = False
@@ -293,17 +303,27 @@ class SwitchSession:
             if self._port_log is not None:
                 self._port_log.append((self._port_sequence, name, desc))
 
-    def guard_ports(self, planned: dict[str, int], *, opening: bool = True) -> list[PortGuard]:
+    def guard_ports(self, planned: dict[str, int], *, opening: bool = True, queued: int = -1) -> list[PortGuard]:
         """Guard every port of the switch that `planned` (port name -> number, `Model.planned_ports`) does not
-        bind, and open (when `opening`) every guarded one it binds: one OFPT_PORT_MOD each
-        (`reconcile.port_guards`), then a barrier if any was sent. Call it on the session's thread only: it
-        is the one thread that sets guards, so what it last set is what the switch has. Returns what was
-        sent. Raises SwitchError if the switch refused one for a port it still has as it was (a port gone or
-        changed meanwhile is guarded again, if need be, by the check its port status brings)."""
+        bind, and open (when `opening`) every guarded one it binds once the switch holds the change sets that
+        were queued for it (`queued`, a change sequence) when this was first called with the port bound: one
+        OFPT_PORT_MOD each (`reconcile.port_guards`), then a barrier if any was sent. A guard counts from
+        when it is sent, an opening once the barrier says the switch applied it. Call it on the session's
+        thread only: it is the one thread that sets guards, so what it last set is what the switch has.
+        Returns what was sent. Raises SwitchError if the switch refused one for a port it still has as it was
+        (a port gone or changed meanwhile is guarded again, if need be, by the check its port status brings)."""
         with self._lock:
             disputed, self.disputed = self.disputed, set()
             ports = [(name, number, self.port_config.get(name, (0, ""))[0]) for name, number in self.ports.items()]
-        changes = port_guards(planned, ports, opening=opening, disputed=disputed)
+            may_open = set()
+            for name, number, config in ports:
+                if planned.get(name) == number and config & PORT_GUARD:  # bound, still guarded
+                    since = self._bound_at.setdefault(name, queued)
+                    if opening and self.synced_sequence >= since:
+                        may_open.add(name)
+                else:
+                    self._bound_at.pop(name, None)
+        changes = port_guards(planned, ports, opening=may_open, disputed=disputed)
         if not changes:
             return []
         dp, parser = self.dp, self.dp.ofproto_parser
@@ -314,7 +334,8 @@ class SwitchSession:
                 if self.ports.get(name) != number:  # gone or renumbered meanwhile: its port status brings a check
                     continue
                 config, hw_addr = self.port_config.get(name, (0, ""))
-                self.port_config[name] = ((config | PORT_GUARD) if guarded else (config & ~PORT_GUARD), hw_addr)
+                if guarded:
+                    self.port_config[name] = (config | PORT_GUARD, hw_addr)
             guard = PortGuard(name, number, hw_addr, guarded)
             mod = parser.OFPPortMod(
                 dp, port_no=number, hw_addr=hw_addr, config=PORT_GUARD if guarded else 0, mask=PORT_GUARD, advertise=0
@@ -334,6 +355,12 @@ class SwitchSession:
         refused = self.error_count - errors_before
         if refused:
             raise SwitchError(f"the switch refused {refused} port-mod(s)", recorded=True)
+        with self._lock:
+            for guard in sent:
+                if not guard.guarded and self.ports.get(guard.name) == guard.number:
+                    config, hw_addr = self.port_config.get(guard.name, (0, ""))
+                    self.port_config[guard.name] = (config & ~PORT_GUARD, hw_addr)
+                    self._bound_at.pop(guard.name, None)
         return sent
 
     def send(self, msg: Any, what: object) -> None:

@@ -346,3 +346,58 @@ def test_a_refused_port_mod_puts_the_switch_through_a_resync(app: TenetApp) -> N
     wait_for(lambda: session.resyncs >= 1 and switch.config("odd") == GUARD, timeout=10, what="a resync guarding it")
     settled(session)
     assert "OFPPMFC_BAD_HW_ADDR" in " ".join(session.errors)
+
+
+def test_an_opening_wakes_the_readiness_waits_and_counts_once_the_switch_applied_it(app: TenetApp) -> None:
+    service = app.service
+    switch, session = adopted(app, {"tenet-tun": 1})
+    number = service.model._ofports["node1"].peek()
+    assert number is not None
+    switch.add("tnx", number)
+    settled(session)
+    seen_while_opening: list[dict[str, Any]] = []
+    answer = switch.answer
+
+    def look_first(msg: Any) -> None:  # what readiness says while the opening is on its way to the switch
+        if isinstance(msg, parser.OFPPortMod) and msg.config == 0:
+            seen_while_opening.append(app._endpoint_state("node1", "tnx", number, service.sequence))
+        answer(msg)
+
+    switch.datapath.answer = look_first
+    go = held(session)
+    service.create_endpoint("x", network="blue/web", node="node1", port_name="tnx")
+    sequence = service.sequence
+    answers: list[dict[str, Any]] = []
+    waiter = threading.Thread(target=lambda: answers.append(app.endpoint_ready("node1", "tnx", number, sequence, 30)))
+    waiter.start()
+    go.set()
+    waiter.join(20)  # woken by the opening: well before its 30 s
+    assert answers and answers[0]["ready"] is True, answers
+    assert len(seen_while_opening) == 1 and seen_while_opening[0]["ready"] is False
+
+
+def test_a_bound_port_opens_while_later_change_sets_keep_coming(app: TenetApp) -> None:
+    service = app.service
+    switch, session = adopted(app, {"tenet-tun": 1})
+    number = service.model._ofports["node1"].peek()
+    assert number is not None
+    switch.add("tnx", number)
+    settled(session)
+    answer = switch.answer
+    made: list[str] = []
+
+    def another_endpoint_at_each_commit(msg: Any) -> None:  # a busy node: a change set queued during each push
+        answer(msg)
+        if isinstance(msg, parser.ONFBundleCtrlMsg) and msg.type == ofp.ONF_BCT_COMMIT_REQUEST and len(made) < 10:
+            made.append(service.create_endpoint(f"e{len(made)}", network="blue/web", node="node1").id)
+
+    switch.datapath.answer = another_endpoint_at_each_commit
+    switch.order.clear()
+    service.create_endpoint("x", network="blue/web", node="node1", port_name="tnx")
+    wait_for(lambda: len(made) == 10, timeout=10, what="10 more change sets")
+    settled(session)
+    commits = [i for i, what in enumerate(switch.order) if what == "bundle commit"]
+    assert len(commits) == 11 and switch.order.index(f"open {number}") < commits[2], (
+        switch.order,
+        list(session.errors),
+    )

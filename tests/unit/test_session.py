@@ -298,3 +298,20 @@ def test_an_echo_probe_tells_a_switch_that_answers_from_a_silent_one(scripted: A
     started = time.monotonic()
     assert not silent.session.answers(0.2)
     assert time.monotonic() - started < 1.0
+
+
+def test_an_error_that_fails_no_task_brings_a_resync_too(scripted: Any) -> None:
+    session = scripted().session
+    resyncs: list[int] = []
+
+    def resync() -> None:
+        resyncs.append(1)
+        session.mark_in_sync()
+
+    session.resync = resync
+    session.mark_in_sync()
+    late = parser.OFPEchoRequest(session.dp)  # a request that timed out already: no task waits for its answer
+    late.xid = 4242
+    session.error(error(late, ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_TYPE))
+    wait_for(lambda: resyncs and session.in_sync, "a resync setting the switch right", timeout=10)
+    assert session.resyncs == 1 and not session.resync_pending
