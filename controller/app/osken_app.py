@@ -315,7 +315,7 @@ class TenetApp(app_manager.OSKenApp):
                 sequence = self.service.sequence
                 session.queued_sequence = sequence  # no port opens before the switch holds it (`_guard`)
                 session.submit(functools.partial(self._push, session, plan, sequence))
-            if node_changes or links_changed:  # an endpoint (or link) gone or added: its port's binding too
+            elif links_changed:  # a link added or gone: its port's binding too (`_push` checks them otherwise)
                 session.submit(functools.partial(self._guard, session))
             if links_changed:
                 self._check_ports(session)  # a link's port the switch reported before: no port status follows
@@ -323,11 +323,17 @@ class TenetApp(app_manager.OSKenApp):
                     session.submit(functools.partial(self._sync_links, session))
 
     def _push(self, session: SwitchSession, plan: reconcile.Plan, sequence: int) -> None:
+        """Send a change set, then check the ports' guards (`_guard`): an endpoint gone or added is a port
+        guarded or opened, in one task with the push that follows from it."""
         if sequence <= session.synced_sequence or session.resync_pending:
-            return  # a reconcile that ran after this change already sent it, or the pending resync will
+            # A reconcile that ran after this change already sent it, or the pending resync will; guarding
+            # (never opening while a resync is due) is still right now.
+            self._guard(session)
+            return
         session.execute(plan, round_=self.round_)
         session.synced_sequence = sequence
         self._notify()
+        self._guard(session)
 
     def _notify(self) -> None:
         with self.changed:
@@ -354,7 +360,7 @@ class TenetApp(app_manager.OSKenApp):
             reason = f"port {port} is not on the switch of node {node} yet"
         elif actual != ofport:
             reason = f"port {port} is OpenFlow port {actual} on the switch, but flows use {ofport}"
-        elif session.port_config.get(port, (0, ""))[0] & reconcile.PORT_GUARD:
+        elif session.guarded(port):
             reason = f"port {port} is guarded on the switch of node {node} until it holds the endpoint's flows"
         elif session.synced_sequence < sequence:
             reason = f"the switch of node {node} does not hold the endpoint's flows yet"
@@ -391,9 +397,7 @@ class TenetApp(app_manager.OSKenApp):
                     "resyncs": session.resyncs,
                     "refused_connections": session.refused_connections,
                     "errors": list(session.errors),
-                    "guarded_ports": sorted(
-                        name for name, (config, _) in list(session.port_config.items()) if config & reconcile.PORT_GUARD
-                    ),
+                    "guarded_ports": sorted(name for name in list(session.port_config) if session.guarded(name)),
                 }
         return {"connected": False}
 
@@ -447,11 +451,16 @@ class TenetApp(app_manager.OSKenApp):
         number = None if deleted else port.port_no
         session.port_status(name, number, live, config=port.config, hw_addr=port.hw_addr, added=added)
         with self.service.lock:
+            check = False
             if ev.msg.reason != ofp.OFPPR_DELETE:
                 self._check_ports(session, name)
+                # A port bound as planned, open and not disputed needs no check (a pod's port on its ADD).
+                model = self.service.model
+                bound = session.node in model.nodes and model.planned_port(session.node, name) == number
+                check = not bound or session.guarded(name) or name in session.disputed
             if self._link_changes(session):  # the work runs on the session's thread, after its reconcile
                 session.submit(lambda: self._sync_links(session))
-        if not deleted:  # on the session's thread, the one that sets guards, after what is queued before
+        if check:  # on the session's thread, the one that sets guards, after what is queued before
             session.submit(functools.partial(self._guard, session))
         self._notify()
 

@@ -295,6 +295,7 @@ class SwitchSession:
             keep = not added and known is not None
             if port_no is None:
                 self.disputed.discard(name)
+                self._bound_at.pop(name, None)
             elif keep and known is not None and (config ^ known[0]) & PORT_GUARD:
                 self.disputed.add(name)
             desc = None if port_no is None else _PortDesc(port_no, live, None if keep else config, hw_addr)
@@ -302,6 +303,10 @@ class SwitchSession:
             _apply_port(self.ports, self.port_up, self.port_config, name, desc)
             if self._port_log is not None:
                 self._port_log.append((self._port_sequence, name, desc))
+
+    def guarded(self, name: str) -> bool:
+        """Whether port `name` has a guard bit, as last set (`guard_ports`) or read."""
+        return bool(self.port_config.get(name, (0, ""))[0] & PORT_GUARD)
 
     def guard_ports(self, planned: dict[str, int], *, opening: bool = True, queued: int = -1) -> list[PortGuard]:
         """Guard every port of the switch that `planned` (port name -> number, `Model.planned_ports`) does not
