@@ -200,14 +200,15 @@ class TenetApp(app_manager.OSKenApp):
         self._notify()
         log.info("switch %s reconciled: %s in %s ms", session.node, session.last_plan, session.reconcile_ms)
 
-    def _check_ports(self, session: SwitchSession, name: str | None = None) -> None:
+    def _check_ports(self, session: SwitchSession, name: str | None = None) -> dict[str, int]:
         """Flows use the planned port numbers (the agent requests them): say loudly when OVS gave others. Every
         port of the switch (at its reconcile, and when the fabric links change), or only port `name` (its port
         status: one lookup, not the node's whole plan built, sorted and compared for each of an ADD's statuses).
-        An endpoint's own port is checked again by the readiness wait of the ADD that adds it."""
+        An endpoint's own port is checked again by the readiness wait of the ADD that adds it. Returns the plan
+        it checked against (port name -> number; {} for a switch of no node)."""
         model = self.service.model
         if session.node not in model.nodes:
-            return
+            return {}
         if name is None:
             planned = model.planned_ports(session.node)
         else:
@@ -217,6 +218,7 @@ class TenetApp(app_manager.OSKenApp):
             if problem not in session.errors:
                 log.error("switch %s: %s", session.node, problem)
                 session.errors.append(problem)
+        return planned
 
     def _guard(self, session: SwitchSession, *, opening: bool = True) -> None:
         """On the session's thread, after what it pushed: guard the switch's ports the model does not bind
@@ -453,10 +455,9 @@ class TenetApp(app_manager.OSKenApp):
         with self.service.lock:
             check = False
             if ev.msg.reason != ofp.OFPPR_DELETE:
-                self._check_ports(session, name)
+                planned = self._check_ports(session, name)
                 # A port bound as planned, open and not disputed needs no check (a pod's port on its ADD).
-                model = self.service.model
-                bound = session.node in model.nodes and model.planned_port(session.node, name) == number
+                bound = planned.get(name) == number
                 check = not bound or session.guarded(name) or name in session.disputed
             if self._link_changes(session):  # the work runs on the session's thread, after its reconcile
                 session.submit(lambda: self._sync_links(session))

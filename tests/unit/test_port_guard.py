@@ -210,11 +210,7 @@ def test_an_orphaned_pods_port_stays_guarded_when_its_number_goes_to_another_ten
 
 def test_a_port_added_before_its_endpoint_is_guarded_until_the_endpoint_is_there(app: TenetApp) -> None:
     service = app.service
-    dpid = service.model.nodes["node1"].datapath_id
-    switch = GuardingSwitch(app, dpid, {"tenet-tun": 1})
-    app._adopt(switch.datapath)
-    session = app.sessions[dpid]
-    settled(session)
+    switch, session = adopted(app, {"tenet-tun": 1})
     planned_number = service.model._ofports["node1"].peek()
     assert planned_number is not None
     switch.add("tnearly", planned_number)  # no endpoint has it yet
@@ -228,12 +224,7 @@ def test_a_port_added_before_its_endpoint_is_guarded_until_the_endpoint_is_there
 
 
 def test_a_port_mod_for_a_port_gone_meanwhile_does_not_put_the_switch_out_of_sync(app: TenetApp) -> None:
-    service = app.service
-    dpid = service.model.nodes["node1"].datapath_id
-    switch = GuardingSwitch(app, dpid, {"tenet-tun": 1})
-    app._adopt(switch.datapath)
-    session = app.sessions[dpid]
-    settled(session)
+    switch, session = adopted(app, {"tenet-tun": 1})
     # the session still has "ghost", which the switch removed: its port status comes before the refusal
     session.port_status("ghost", 1600, True, config=0, hw_addr=mac(1600))
     assert [guard.name for guard in session.guard_ports({"tenet-tun": 1})] == ["ghost"]
